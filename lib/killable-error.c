@@ -1,0 +1,54 @@
+/* killable-error.c: the KILLABLE_ERROR domain
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <glib/gi18n-lib.h>
+
+#include "killable-error.h"
+#include "killable-task-private.h"
+
+G_DEFINE_QUARK (killable-error-quark, killable_error)
+
+/**
+ * killable_error_is_cancellation:
+ * @error: (nullable): an error
+ *
+ * Whether @error says that work was cancelled rather than that it failed:
+ * %TRUE for %KILLABLE_ERROR_STOPPED, %KILLABLE_ERROR_INTERRUPTED,
+ * %KILLABLE_ERROR_TIMED_OUT, %KILLABLE_ERROR_KILLED,
+ * %KILLABLE_ERROR_CHILD_FAILED and %G_IO_ERROR_CANCELLED, so that GIO-style
+ * code keeps its habits.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: %TRUE if @error is a cancellation
+ *
+ * Since: 1.0
+ */
+gboolean
+killable_error_is_cancellation (const GError *error)
+{
+  if (error == NULL)
+    return FALSE;
+
+  if (error->domain == KILLABLE_ERROR)
+    return error->code != KILLABLE_ERROR_FAILED;
+
+  return g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+}
+
+void
+killable_i18n_init (void)
+{
+  static gsize initialized;
+
+  if (g_once_init_enter (&initialized))
+    {
+      bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
+      bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
+      g_once_init_leave (&initialized, 1);
+    }
+}

@@ -1,0 +1,193 @@
+/* killable-owner.c: emissions on the owner's main context
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include "killable-task-private.h"
+
+/* Signals and notifications of a task are never emitted on a worker
+ * thread: they are queued here and emitted by an idle source on the owner's
+ * main context (the thread-default context of the thread that called
+ * start() or run_async()).
+ *
+ * There is one FIFO per context, not one source per task, so that the
+ * order between tasks survives: a child's "finished" is queued before its
+ * parent's and is emitted before it. A task has at most one entry that
+ * ordered emissions may join (the tail); unordered ones (progress, status)
+ * coalesce into its newest entry wherever it stands, so a worker reporting
+ * progress in a loop adds at most one entry.
+ *
+ * Emissions nobody listens to are dropped before they are queued, so a
+ * program that never runs its main loop does not pile up sources and
+ * references.
+ */
+
+struct _KillableOwnerEntry
+{
+  KillableTask *task;       /* (owned) */
+  guint         emissions;
+  GList         link;
+};
+
+typedef struct
+{
+  GMainContext *context;    /* (owned) */
+  GSource      *source;     /* (owned) (nullable) armed while @entries is not empty */
+  GQueue        entries;
+} OwnerQueue;
+
+static GMutex owner_lock;
+static GHashTable *queues;  /* GMainContext* → OwnerQueue*, protected by owner_lock */
+
+void
+killable_owner_init (KillableOwner *owner)
+{
+  owner->context = g_main_context_ref_thread_default ();
+  owner->pending = NULL;
+}
+
+void
+killable_owner_clear (KillableOwner *owner)
+{
+  /* A queued entry holds a reference on its task, so none is left here. */
+  g_assert (owner->pending == NULL);
+  g_clear_pointer (&owner->context, g_main_context_unref);
+}
+
+void
+killable_owner_set_context (KillableTask *task,
+                            GMainContext *context)
+{
+  KillableTaskPrivate *priv = killable_task_get_private_data (task);
+  GMainContext *old;
+
+  g_mutex_lock (&owner_lock);
+  old = priv->owner.context;
+  priv->owner.context = g_main_context_ref (context);
+  /* Emissions already queued on the old context stay there. */
+  priv->owner.pending = NULL;
+  g_mutex_unlock (&owner_lock);
+
+  g_main_context_unref (old);
+}
+
+GMainContext *
+killable_owner_dup_context (KillableTask *task)
+{
+  KillableTaskPrivate *priv = killable_task_get_private_data (task);
+  GMainContext *ret;
+
+  g_mutex_lock (&owner_lock);
+  ret = g_main_context_ref (priv->owner.context);
+  g_mutex_unlock (&owner_lock);
+
+  return ret;
+}
+
+static gboolean
+owner_queue_dispatch (gpointer user_data)
+{
+  OwnerQueue *queue = user_data;
+  GQueue entries;
+  GList *l;
+
+  g_mutex_lock (&owner_lock);
+
+  entries = queue->entries;
+  g_queue_init (&queue->entries);
+  for (l = entries.head; l != NULL; l = l->next)
+    {
+      KillableOwnerEntry *entry = l->data;
+      KillableTaskPrivate *priv = killable_task_get_private_data (entry->task);
+
+      if (priv->owner.pending == entry)
+        priv->owner.pending = NULL;
+    }
+
+  g_clear_pointer (&queue->source, g_source_unref);
+  g_hash_table_remove (queues, queue->context);
+
+  g_mutex_unlock (&owner_lock);
+
+  /* @queue is gone: later emissions start a new one. */
+  while ((l = g_queue_pop_head_link (&entries)) != NULL)
+    {
+      KillableOwnerEntry *entry = l->data;
+
+      killable_task_emit (entry->task, entry->emissions);
+      g_object_unref (entry->task);
+      g_free (entry);
+    }
+
+  return G_SOURCE_REMOVE;
+}
+
+static void
+owner_queue_free (gpointer data)
+{
+  OwnerQueue *queue = data;
+
+  g_assert (queue->entries.length == 0);
+  if (queue->source != NULL)
+    {
+      g_source_destroy (queue->source);
+      g_source_unref (queue->source);
+    }
+  g_main_context_unref (queue->context);
+  g_free (queue);
+}
+
+void
+killable_owner_queue (KillableTask *task,
+                      guint         emissions)
+{
+  KillableTaskPrivate *priv = killable_task_get_private_data (task);
+  KillableOwnerEntry *entry;
+  OwnerQueue *queue;
+
+  emissions = killable_task_filter_emissions (task, emissions);
+  if (emissions == 0)
+    return;
+
+  g_mutex_lock (&owner_lock);
+
+  entry = priv->owner.pending;
+  if (entry != NULL &&
+      ((emissions & ~KILLABLE_EMIT_UNORDERED) == 0 || entry->link.next == NULL))
+    {
+      entry->emissions |= emissions;
+      g_mutex_unlock (&owner_lock);
+      return;
+    }
+
+  if (queues == NULL)
+    queues = g_hash_table_new_full (NULL, NULL, NULL, owner_queue_free);
+
+  queue = g_hash_table_lookup (queues, priv->owner.context);
+  if (queue == NULL)
+    {
+      queue = g_new0 (OwnerQueue, 1);
+      queue->context = g_main_context_ref (priv->owner.context);
+      g_hash_table_insert (queues, queue->context, queue);
+    }
+
+  entry = g_new0 (KillableOwnerEntry, 1);
+  entry->task = g_object_ref (task);
+  entry->emissions = emissions;
+  entry->link.data = entry;
+  g_queue_push_tail_link (&queue->entries, &entry->link);
+  priv->owner.pending = entry;
+
+  if (queue->source == NULL)
+    {
+      queue->source = g_idle_source_new ();
+      g_source_set_priority (queue->source, G_PRIORITY_DEFAULT);
+      g_source_set_static_name (queue->source, "[killable] owner emissions");
+      g_source_set_callback (queue->source, owner_queue_dispatch, queue, NULL);
+      g_source_attach (queue->source, queue->context);
+    }
+
+  g_mutex_unlock (&owner_lock);
+}

@@ -1,0 +1,60 @@
+/* killable-stop-state-private.h: the stop flag, its reason, stop callbacks
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <glib.h>
+
+#include "killable-task.h"
+
+G_BEGIN_DECLS
+
+typedef struct _KillableStopCallback KillableStopCallback;
+
+/* A stop request flows one way: killable_stop_state_request() publishes the
+ * flag and the reason and wakes sleepers (it may be called under the tree
+ * lock, it never runs user code); killable_stop_state_fire() then runs the
+ * stop callbacks in the requesting thread, outside every lock.
+ */
+typedef struct
+{
+  int                   requested;       /* (atomic) 0, then 1 once */
+  GMutex                lock;
+  GCond                 cond;            /* sleepers, remove_stop_callback() waiters */
+  GError               *reason;          /* (owned) (nullable) protected by @lock, immutable once @requested */
+  GQueue                callbacks;       /* (element-type KillableStopCallback) protected by @lock */
+  KillableStopCallback *running;         /* protected by @lock */
+  GThread              *running_thread;  /* protected by @lock */
+  gulong                last_id;         /* protected by @lock */
+} KillableStopState;
+
+void      killable_stop_state_init            (KillableStopState    *state);
+void      killable_stop_state_clear           (KillableStopState    *state);
+
+static inline gboolean
+killable_stop_state_is_requested (KillableStopState *state)
+{
+  return g_atomic_int_get (&state->requested) != 0;
+}
+
+gboolean  killable_stop_state_request         (KillableStopState    *state,
+                                               const GError         *reason);
+void      killable_stop_state_fire            (KillableStopState    *state,
+                                               KillableTask         *task);
+GError   *killable_stop_state_dup_reason      (KillableStopState    *state);
+gboolean  killable_stop_state_reason_matches  (KillableStopState    *state,
+                                               GQuark                domain,
+                                               int                   code);
+gulong    killable_stop_state_add_callback    (KillableStopState    *state,
+                                               KillableTask         *task,
+                                               KillableStopFunc      func,
+                                               gpointer              user_data,
+                                               GDestroyNotify        notify);
+void      killable_stop_state_remove_callback (KillableStopState    *state,
+                                               gulong                id);
+gboolean  killable_stop_state_sleep           (KillableStopState    *state,
+                                               gint64                end_time);
+
+G_END_DECLS

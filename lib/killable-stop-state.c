@@ -1,0 +1,226 @@
+/* killable-stop-state.c: the stop flag, its reason, stop callbacks
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include "killable-stop-state-private.h"
+
+struct _KillableStopCallback
+{
+  gulong            id;
+  KillableStopFunc  func;
+  gpointer          user_data;
+  GDestroyNotify    notify;
+};
+
+static void
+stop_callback_free (KillableStopCallback *cb)
+{
+  if (cb->notify != NULL)
+    cb->notify (cb->user_data);
+  g_free (cb);
+}
+
+void
+killable_stop_state_init (KillableStopState *state)
+{
+  g_mutex_init (&state->lock);
+  g_cond_init (&state->cond);
+  g_queue_init (&state->callbacks);
+}
+
+void
+killable_stop_state_clear (KillableStopState *state)
+{
+  KillableStopCallback *cb;
+
+  /* Nobody else can reach the state any more: callbacks that were never
+   * fired are only released. */
+  while ((cb = g_queue_pop_head (&state->callbacks)) != NULL)
+    stop_callback_free (cb);
+
+  g_clear_error (&state->reason);
+  g_cond_clear (&state->cond);
+  g_mutex_clear (&state->lock);
+}
+
+/* Publishes the request: the reason first, then the flag, then wakes every
+ * sleeper. Runs no user code, so it may be called under the tree lock.
+ * Returns TRUE for the one call that made the request. */
+gboolean
+killable_stop_state_request (KillableStopState *state,
+                             const GError      *reason)
+{
+  g_mutex_lock (&state->lock);
+
+  if (state->requested)
+    {
+      g_mutex_unlock (&state->lock);
+      return FALSE;
+    }
+
+  state->reason = reason != NULL ? g_error_copy (reason) : NULL;
+  g_atomic_int_set (&state->requested, 1);
+  g_cond_broadcast (&state->cond);
+
+  g_mutex_unlock (&state->lock);
+
+  return TRUE;
+}
+
+/* Runs the stop callbacks, each once, in the calling thread. Only the caller
+ * whose killable_stop_state_request() returned TRUE calls this. */
+void
+killable_stop_state_fire (KillableStopState *state,
+                          KillableTask      *task)
+{
+  KillableStopCallback *cb;
+
+  g_mutex_lock (&state->lock);
+
+  while ((cb = g_queue_pop_head (&state->callbacks)) != NULL)
+    {
+      state->running = cb;
+      state->running_thread = g_thread_self ();
+      g_mutex_unlock (&state->lock);
+
+      /* @reason is immutable once requested: no lock needed to read it. */
+      cb->func (task, state->reason, cb->user_data);
+
+      g_mutex_lock (&state->lock);
+      state->running = NULL;
+      state->running_thread = NULL;
+      g_cond_broadcast (&state->cond);
+      g_mutex_unlock (&state->lock);
+
+      stop_callback_free (cb);
+
+      g_mutex_lock (&state->lock);
+    }
+
+  g_mutex_unlock (&state->lock);
+}
+
+GError *
+killable_stop_state_dup_reason (KillableStopState *state)
+{
+  GError *ret = NULL;
+
+  g_mutex_lock (&state->lock);
+  if (state->reason != NULL)
+    ret = g_error_copy (state->reason);
+  g_mutex_unlock (&state->lock);
+
+  return ret;
+}
+
+gboolean
+killable_stop_state_reason_matches (KillableStopState *state,
+                                    GQuark             domain,
+                                    int                code)
+{
+  gboolean ret;
+
+  g_mutex_lock (&state->lock);
+  ret = g_error_matches (state->reason, domain, code);
+  g_mutex_unlock (&state->lock);
+
+  return ret;
+}
+
+gulong
+killable_stop_state_add_callback (KillableStopState *state,
+                                  KillableTask      *task,
+                                  KillableStopFunc   func,
+                                  gpointer           user_data,
+                                  GDestroyNotify     notify)
+{
+  KillableStopCallback *cb;
+  gulong id;
+
+  g_mutex_lock (&state->lock);
+
+  if (state->requested)
+    {
+      g_mutex_unlock (&state->lock);
+
+      /* Already stopped: run at once, here, as std::stop_callback does. */
+      func (task, state->reason, user_data);
+      if (notify != NULL)
+        notify (user_data);
+
+      return 0;
+    }
+
+  cb = g_new0 (KillableStopCallback, 1);
+  cb->id = id = ++state->last_id;
+  cb->func = func;
+  cb->user_data = user_data;
+  cb->notify = notify;
+  g_queue_push_tail (&state->callbacks, cb);
+
+  g_mutex_unlock (&state->lock);
+
+  return id;
+}
+
+void
+killable_stop_state_remove_callback (KillableStopState *state,
+                                     gulong             id)
+{
+  KillableStopCallback *found = NULL;
+  GList *l;
+
+  g_mutex_lock (&state->lock);
+
+  for (l = state->callbacks.head; l != NULL; l = l->next)
+    {
+      KillableStopCallback *cb = l->data;
+
+      if (cb->id == id)
+        {
+          found = cb;
+          g_queue_delete_link (&state->callbacks, l);
+          break;
+        }
+    }
+
+  /* Running in another thread: wait until it returned, so the caller may
+   * free what the callback uses. From inside the callback itself: do not
+   * wait (that would deadlock); it is released once it returns. */
+  if (found == NULL && state->running_thread != g_thread_self ())
+    {
+      while (state->running != NULL && state->running->id == id)
+        g_cond_wait (&state->cond, &state->lock);
+    }
+
+  g_mutex_unlock (&state->lock);
+
+  if (found != NULL)
+    stop_callback_free (found);
+}
+
+/* Blocks until @end_time (monotonic) or a stop request, whichever comes
+ * first. Returns FALSE when woken by the stop request. */
+gboolean
+killable_stop_state_sleep (KillableStopState *state,
+                           gint64             end_time)
+{
+  gboolean stopped;
+
+  g_mutex_lock (&state->lock);
+
+  while (!state->requested)
+    {
+      if (!g_cond_wait_until (&state->cond, &state->lock, end_time))
+        break;
+    }
+
+  stopped = state->requested != 0;
+
+  g_mutex_unlock (&state->lock);
+
+  return !stopped;
+}

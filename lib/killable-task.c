@@ -1,0 +1,2292 @@
+/* killable-task.c: a unit of work that can be stopped, interrupted or killed
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+
+#include <glib/gi18n-lib.h>
+
+#include "killable-enums.h"
+#include "killable-error.h"
+#include "killable-task-private.h"
+#include "killable-worker-pool-private.h"
+
+/**
+ * KillableTask:
+ *
+ * A unit of work on a thread of its own that can be stopped cooperatively,
+ * interrupted, or killed, with cleanup that always runs.
+ *
+ * The work is the [vfunc@Killable.Task.run] virtual function (override it in
+ * a subclass) or the function given to [ctor@Killable.Task.new]. Start it
+ * with [method@Killable.Task.start] and wait for it with
+ * [method@Killable.Task.join], or use [method@Killable.Task.run_async] from
+ * a main loop.
+ *
+ * ```c
+ * static gboolean
+ * count (KillableTask *task, gpointer data, GError **error)
+ * {
+ *   for (guint i = 0; i < 1000; i++)
+ *     {
+ *       if (!killable_task_sleep (task, 10 * G_TIME_SPAN_MILLISECOND, error))
+ *         return FALSE;
+ *       killable_task_set_progress (task, (i + 1) / 1000.);
+ *     }
+ *   return TRUE;
+ * }
+ *
+ * g_autoptr(KillableTask) task = killable_task_new ("count", count, NULL, NULL);
+ * g_autoptr(GError) error = NULL;
+ *
+ * killable_task_start (task, NULL);
+ * killable_task_stop (task);
+ * if (!killable_task_join (task, &error))
+ *   g_print ("%s\n", error->message);   // Task “count” was stopped
+ * ```
+ *
+ * ## The ladder
+ *
+ * 1. [method@Killable.Task.stop] asks the work to stop: the
+ *    [property@Killable.Task:cancellable] is cancelled, stop callbacks run,
+ *    every [method@Killable.Task.sleep] and [method@Killable.Task.wait_fd]
+ *    returns at once and [method@Killable.Task.check] starts failing.
+ * 2. [method@Killable.Task.interrupt] also forces the worker: a C worker
+ *    that set [property@Killable.Task:interrupt-syscalls] sees its blocking
+ *    system call fail with `EINTR`; the Python override raises an
+ *    exception in the worker.
+ * 3. [method@Killable.Task.kill] releases the owner at once: the task is
+ *    %KILLABLE_TASK_STATE_KILLED and its thread is abandoned, still running
+ *    until its work returns; its late result is dropped and its cleanups
+ *    still run then. A [class@Killable.ProcessTask] gets `SIGKILL` instead.
+ *
+ * With [property@Killable.Task:grace-period] set, a stopped task that has
+ * not ended climbs the ladder by itself, one rung per grace period.
+ *
+ * ## Thread safety
+ *
+ * Every function may be called from any thread unless its documentation
+ * names one. The work and the cleanups run on the task's worker thread; stop
+ * callbacks run in the thread that requested the stop. Signals and property
+ * notifications are emitted on the *owner's main context* (the
+ * thread-default main context of the thread that called
+ * [method@Killable.Task.start] or [method@Killable.Task.run_async]), never
+ * on a worker thread, so GTK and GJS handlers are safe. They are queued only
+ * when something is connected to them, and emitted when that context is
+ * iterated.
+ *
+ * Since: 1.0
+ */
+
+enum {
+  PROP_0,
+  PROP_NAME,
+  PROP_STATE,
+  PROP_PROGRESS,
+  PROP_STATUS,
+  PROP_ERROR,
+  PROP_GRACE_PERIOD,
+  PROP_INTERRUPT_SYSCALLS,
+  PROP_TIMEOUT,
+  PROP_PARENT,
+  PROP_CHILDREN,
+  PROP_CHILD_POLICY,
+  PROP_RETAIN_CHILDREN,
+  PROP_CANCELLABLE,
+  N_PROPS
+};
+
+enum {
+  STOP_REQUESTED,
+  FINISHED,
+  N_SIGNALS
+};
+
+typedef struct
+{
+  KillableCleanupFunc func;
+  gpointer            user_data;
+  GDestroyNotify      notify;
+} Cleanup;
+
+G_DEFINE_TYPE_WITH_PRIVATE (KillableTask, killable_task, G_TYPE_OBJECT)
+
+static GParamSpec *properties[N_PROPS];
+static guint signals[N_SIGNALS];
+static guint notify_signal_id;
+static GPrivate current_task;
+
+KillableTaskPrivate *
+killable_task_get_private_data (KillableTask *self)
+{
+  return killable_task_get_instance_private (self);
+}
+
+GError *
+killable_task_make_error (KillableTask  *self,
+                          KillableError  code)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  const char *name = priv->name != NULL ? priv->name : "";
+
+  switch (code)
+    {
+    case KILLABLE_ERROR_STOPPED:
+      return g_error_new (KILLABLE_ERROR, code, _("Task “%s” was stopped"), name);
+    case KILLABLE_ERROR_INTERRUPTED:
+      return g_error_new (KILLABLE_ERROR, code, _("Task “%s” was interrupted"), name);
+    case KILLABLE_ERROR_TIMED_OUT:
+      return g_error_new (KILLABLE_ERROR, code, _("Task “%s” timed out"), name);
+    case KILLABLE_ERROR_KILLED:
+      return g_error_new (KILLABLE_ERROR, code, _("Task “%s” was killed"), name);
+    case KILLABLE_ERROR_CHILD_FAILED:
+      return g_error_new (KILLABLE_ERROR, code, _("A child of task “%s” failed"), name);
+    case KILLABLE_ERROR_FAILED:
+    default:
+      return g_error_new (KILLABLE_ERROR, KILLABLE_ERROR_FAILED, _("Task “%s” failed"), name);
+    }
+}
+
+/* Emission (owner context) {{{ */
+
+static gboolean
+has_notify_handler (KillableTask *self,
+                    int           prop)
+{
+  return g_signal_has_handler_pending (self, notify_signal_id,
+                                       g_param_spec_get_name_quark (properties[prop]),
+                                       FALSE);
+}
+
+guint
+killable_task_filter_emissions (KillableTask *self,
+                                guint         emissions)
+{
+  KillableTaskClass *klass = KILLABLE_TASK_GET_CLASS (self);
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  guint wanted = emissions & KILLABLE_EMIT_ASYNC_RETURN;
+
+  if ((emissions & KILLABLE_EMIT_STOP_REQUESTED) &&
+      (klass->stop_requested != NULL ||
+       g_signal_has_handler_pending (self, signals[STOP_REQUESTED], 0, FALSE)))
+    wanted |= KILLABLE_EMIT_STOP_REQUESTED;
+
+  if ((emissions & (KILLABLE_EMIT_STATE_RUNNING | KILLABLE_EMIT_STATE_STOPPING |
+                    KILLABLE_EMIT_STATE_TERMINAL)) &&
+      has_notify_handler (self, PROP_STATE))
+    wanted |= emissions & (KILLABLE_EMIT_STATE_RUNNING | KILLABLE_EMIT_STATE_STOPPING |
+                           KILLABLE_EMIT_STATE_TERMINAL);
+
+  if ((emissions & KILLABLE_EMIT_PROGRESS) && has_notify_handler (self, PROP_PROGRESS))
+    wanted |= KILLABLE_EMIT_PROGRESS;
+  if ((emissions & KILLABLE_EMIT_STATUS) && has_notify_handler (self, PROP_STATUS))
+    wanted |= KILLABLE_EMIT_STATUS;
+  if ((emissions & KILLABLE_EMIT_ERROR) && has_notify_handler (self, PROP_ERROR))
+    wanted |= KILLABLE_EMIT_ERROR;
+  if ((emissions & KILLABLE_EMIT_PARENT) && has_notify_handler (self, PROP_PARENT))
+    wanted |= KILLABLE_EMIT_PARENT;
+  if ((emissions & KILLABLE_EMIT_CHILDREN) &&
+      g_atomic_pointer_get (&priv->children_model) != NULL)
+    wanted |= KILLABLE_EMIT_CHILDREN;
+
+  if ((emissions & KILLABLE_EMIT_FINISHED) &&
+      (klass->finished != NULL ||
+       g_signal_has_handler_pending (self, signals[FINISHED], 0, FALSE)))
+    wanted |= KILLABLE_EMIT_FINISHED;
+
+  return wanted;
+}
+
+static void
+async_return (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  g_autoptr(GTask) task = NULL;
+  g_autoptr(GCancellable) cancellable = NULL;
+  gulong cancel_id;
+
+  g_mutex_lock (&priv->lock);
+  task = g_steal_pointer (&priv->async_task);
+  cancellable = g_steal_pointer (&priv->async_cancellable);
+  cancel_id = priv->async_cancel_id;
+  priv->async_cancel_id = 0;
+  g_mutex_unlock (&priv->lock);
+
+  if (task == NULL)
+    return;
+
+  if (cancel_id != 0)
+    g_cancellable_disconnect (cancellable, cancel_id);
+
+  if (priv->error != NULL)
+    g_task_return_error (task, g_error_copy (priv->error));
+  else
+    g_task_return_boolean (task, TRUE);
+}
+
+void
+killable_task_emit (KillableTask *self,
+                    guint         emissions)
+{
+  if (emissions & KILLABLE_EMIT_STOP_REQUESTED)
+    {
+      KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+      g_autoptr(GError) reason = killable_stop_state_dup_reason (&priv->stop);
+
+      g_signal_emit (self, signals[STOP_REQUESTED], 0, reason);
+    }
+
+  /* One notification per transition, in order; the value read in a handler
+   * is the current state, which may be later than the transition. */
+  if (emissions & KILLABLE_EMIT_STATE_RUNNING)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STATE]);
+  if (emissions & KILLABLE_EMIT_STATE_STOPPING)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STATE]);
+  if (emissions & KILLABLE_EMIT_PROGRESS)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PROGRESS]);
+  if (emissions & KILLABLE_EMIT_STATUS)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STATUS]);
+  if (emissions & KILLABLE_EMIT_PARENT)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PARENT]);
+  if (emissions & KILLABLE_EMIT_CHILDREN)
+    killable_tree_sync_model (self);
+  if (emissions & KILLABLE_EMIT_STATE_TERMINAL)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STATE]);
+  if (emissions & KILLABLE_EMIT_ERROR)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ERROR]);
+  if (emissions & KILLABLE_EMIT_FINISHED)
+    g_signal_emit (self, signals[FINISHED], 0);
+  if (emissions & KILLABLE_EMIT_ASYNC_RETURN)
+    async_return (self);
+}
+
+/* }}} */
+
+/* State machine {{{ */
+
+/* Moves to a terminal state, once. Returns FALSE (and frees @error) when the
+ * task already had one, e.g. when it was killed before its work returned. */
+static gboolean
+complete (KillableTask      *self,
+          KillableTaskState  state,
+          GError            *error)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  guint emissions;
+
+  g_assert (KILLABLE_TASK_STATE_IS_TERMINAL (state));
+
+  g_mutex_lock (&priv->lock);
+
+  for (;;)
+    {
+      int old = g_atomic_int_get (&priv->state);
+
+      if (KILLABLE_TASK_STATE_IS_TERMINAL (old))
+        {
+          g_mutex_unlock (&priv->lock);
+          g_clear_error (&error);
+          return FALSE;
+        }
+
+      /* error is published before the state: a reader that sees the
+       * terminal state sees the error. */
+      priv->error = error;
+      if (g_atomic_int_compare_and_exchange (&priv->state, old, state))
+        break;
+      priv->error = NULL;
+    }
+
+  g_cond_broadcast (&priv->cond);
+  emissions = KILLABLE_EMIT_STATE_TERMINAL | KILLABLE_EMIT_FINISHED;
+  if (error != NULL)
+    emissions |= KILLABLE_EMIT_ERROR;
+  if (priv->async_task != NULL)
+    emissions |= KILLABLE_EMIT_ASYNC_RETURN;
+
+  g_mutex_unlock (&priv->lock);
+
+  killable_escalation_cancel (self);
+  killable_tree_child_ended (self);
+  killable_owner_queue (self, emissions);
+
+  return TRUE;
+}
+
+gboolean
+killable_task_complete_killed (KillableTask *self)
+{
+  return complete (self, KILLABLE_TASK_STATE_KILLED,
+                   killable_task_make_error (self, KILLABLE_ERROR_KILLED));
+}
+
+static void
+run_cleanups (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  GSList *cleanups;
+
+  g_mutex_lock (&priv->lock);
+  cleanups = g_steal_pointer (&priv->cleanups);
+  priv->cleanups_done = TRUE;
+  g_mutex_unlock (&priv->lock);
+
+  /* Prepended as added: the list is already last-in first-out. */
+  while (cleanups != NULL)
+    {
+      Cleanup *cleanup = cleanups->data;
+
+      cleanups = g_slist_delete_link (cleanups, cleanups);
+      cleanup->func (self, cleanup->user_data);
+      if (cleanup->notify != NULL)
+        cleanup->notify (cleanup->user_data);
+      g_free (cleanup);
+    }
+}
+
+/* The stop request, rung 1. With @propagate, the whole subtree gets the
+ * same @reason; the tree code calls back with @propagate FALSE for each
+ * descendant whose flag it already set under the tree lock. */
+void
+killable_task_request_stop_internal (KillableTask *self,
+                                     const GError *reason,
+                                     gboolean      propagate)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  g_autoptr(GPtrArray) subtree = NULL;
+  GCancellable *cancellable;
+  guint emissions = KILLABLE_EMIT_STOP_REQUESTED;
+
+  if (propagate)
+    {
+      /* Sets the flag of self and every descendant under the tree lock, so
+       * that a child added concurrently is either seen here or sees its
+       * stopped parent. Returns the tasks whose request this call made. */
+      subtree = killable_tree_request_stop (self, reason);
+      for (guint i = 0; i < subtree->len; i++)
+        killable_task_request_stop_internal (g_ptr_array_index (subtree, i), reason, FALSE);
+      return;
+    }
+
+  /* A task that never started ends here and now. */
+  if (g_atomic_int_compare_and_exchange (&priv->state, KILLABLE_TASK_STATE_PENDING,
+                                         KILLABLE_TASK_STATE_PENDING) &&
+      !g_atomic_int_get (&priv->started))
+    {
+      g_autoptr(GError) error = killable_stop_state_dup_reason (&priv->stop);
+
+      if (error == NULL)
+        error = killable_task_make_error (self, KILLABLE_ERROR_STOPPED);
+
+      killable_owner_queue (self, KILLABLE_EMIT_STOP_REQUESTED);
+      complete (self,
+                g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED)
+                  ? KILLABLE_TASK_STATE_KILLED : KILLABLE_TASK_STATE_CANCELLED,
+                g_steal_pointer (&error));
+      killable_stop_state_fire (&priv->stop, self);
+      return;
+    }
+
+  if (g_atomic_int_compare_and_exchange (&priv->state, KILLABLE_TASK_STATE_RUNNING,
+                                         KILLABLE_TASK_STATE_STOPPING))
+    emissions |= KILLABLE_EMIT_STATE_STOPPING;
+
+  g_mutex_lock (&priv->lock);
+  cancellable = priv->cancellable != NULL ? g_object_ref (priv->cancellable) : NULL;
+  g_mutex_unlock (&priv->lock);
+
+  if (cancellable != NULL)
+    {
+      g_cancellable_cancel (cancellable);
+      g_object_unref (cancellable);
+    }
+
+  killable_stop_state_fire (&priv->stop, self);
+  killable_owner_queue (self, emissions);
+  killable_escalation_start (self);
+}
+
+/* }}} */
+
+/* Worker {{{ */
+
+static gboolean
+stop_reason_is_child_failure (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  gboolean ret;
+
+  killable_tree_lock ();
+  ret = priv->failed_child != NULL;
+  killable_tree_unlock ();
+
+  return ret;
+}
+
+static KillableTaskState
+decide_outcome (KillableTask  *self,
+                gboolean       ret,
+                GError       **error)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  GError *run_error = *error;
+
+  /* A failed child under FAIL_FAST fails its parent, whatever the parent's
+   * own work returned. */
+  if (stop_reason_is_child_failure (self))
+    {
+      g_clear_error (error);
+      *error = killable_stop_state_dup_reason (&priv->stop);
+      return KILLABLE_TASK_STATE_FAILED;
+    }
+
+  if (ret)
+    {
+      g_clear_error (error);
+      return KILLABLE_TASK_STATE_SUCCEEDED;
+    }
+
+  if (killable_stop_state_is_requested (&priv->stop) &&
+      (run_error == NULL || killable_error_is_cancellation (run_error)))
+    {
+      /* The cause, not the symptom: join() returns why the task was stopped
+       * rather than the G_IO_ERROR_CANCELLED of the call that noticed it. */
+      g_clear_error (error);
+      *error = killable_stop_state_dup_reason (&priv->stop);
+      if (*error == NULL)
+        *error = killable_task_make_error (self, KILLABLE_ERROR_STOPPED);
+      /* Killed, but not abandoned (a process task, or a worker in a section
+       * that must not be abandoned): it still ends KILLED. */
+      if (g_error_matches (*error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
+        return KILLABLE_TASK_STATE_KILLED;
+      return KILLABLE_TASK_STATE_CANCELLED;
+    }
+
+  if (run_error == NULL)
+    {
+      *error = g_error_new (KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
+                            _("Task “%s” failed without giving a reason"),
+                            priv->name != NULL ? priv->name : "");
+      return KILLABLE_TASK_STATE_FAILED;
+    }
+
+  if (killable_error_is_cancellation (run_error))
+    return KILLABLE_TASK_STATE_CANCELLED;
+
+  return KILLABLE_TASK_STATE_FAILED;
+}
+
+static void
+worker_run (gpointer data,
+            gpointer unused)
+{
+  KillableTask *self = data;
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  g_autoptr(GError) error = NULL;
+  KillableTaskState state;
+  gboolean ret = FALSE;
+
+  g_private_set (&current_task, self);
+
+  killable_interrupt_worker_enter (self);
+  if (!killable_stop_state_is_requested (&priv->stop))
+    ret = KILLABLE_TASK_GET_CLASS (self)->run (self, &error);
+  killable_interrupt_worker_leave (self);
+
+  if (ret && error != NULL)
+    {
+      g_critical ("%s: run() of task “%s” returned TRUE and set an error: %s",
+                  G_STRFUNC, priv->name, error->message);
+      g_clear_error (&error);
+    }
+
+  /* Structured completion: children end before their parent does. */
+  killable_tree_before_completion (self, !ret, error);
+
+  run_cleanups (self);
+
+  state = decide_outcome (self, ret, &error);
+  if (!complete (self, state, g_steal_pointer (&error)))
+    {
+      /* Killed before its work returned: the late result is dropped, and
+       * the thread is no longer abandoned. */
+      if (g_atomic_int_get (&priv->abandon) == KILLABLE_ABANDON_DONE)
+        killable_interrupt_abandoned_returned ();
+    }
+
+  g_private_set (&current_task, NULL);
+  g_object_unref (self);
+}
+
+static gboolean
+start_internal (KillableTask  *self,
+                GMainContext  *context,
+                GError       **error)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  GError *local_error = NULL;
+
+  if (!g_atomic_int_compare_and_exchange (&priv->started, 0, 1))
+    {
+      g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
+                   _("Task “%s” was already started"), priv->name);
+      return FALSE;
+    }
+
+  killable_owner_set_context (self, context);
+
+  g_mutex_lock (&priv->lock);
+  priv->start_time = g_get_monotonic_time ();
+  g_mutex_unlock (&priv->lock);
+
+  /* Stopped or killed before it started: it is already terminal and has
+   * nothing to run. */
+  if (!g_atomic_int_compare_and_exchange (&priv->state, KILLABLE_TASK_STATE_PENDING,
+                                          KILLABLE_TASK_STATE_RUNNING))
+    return TRUE;
+
+  killable_owner_queue (self, KILLABLE_EMIT_STATE_RUNNING);
+  killable_escalation_arm_timeout (self);
+
+  if (!killable_worker_pool_run (worker_run, g_object_ref (self), &local_error))
+    {
+      g_object_unref (self);
+      run_cleanups (self);
+      complete (self, KILLABLE_TASK_STATE_FAILED, g_error_copy (local_error));
+      g_propagate_error (error, local_error);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+/* }}} */
+
+/* GObject {{{ */
+
+static gboolean
+killable_task_real_run (KillableTask  *self,
+                        GError       **error)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  if (priv->func == NULL)
+    {
+      g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
+                   _("Task “%s” has no work: give a function to killable_task_new() "
+                     "or override run()"),
+                   priv->name);
+      return FALSE;
+    }
+
+  return priv->func (self, priv->func_data, error);
+}
+
+static void
+killable_task_real_interrupt (KillableTask *self)
+{
+  killable_interrupt_syscalls (self);
+}
+
+static void
+killable_task_real_kill (KillableTask *self)
+{
+  killable_task_abandon (self);
+}
+
+static void
+cancellable_cancelled_cb (GCancellable *cancellable,
+                          KillableTask *self)
+{
+  /* Someone cancelled the task's cancellable directly: that is a stop. */
+  killable_task_stop (self);
+}
+
+static void
+killable_task_dispose (GObject *object)
+{
+  KillableTask *self = (KillableTask *)object;
+
+  killable_tree_dispose (self);
+
+  G_OBJECT_CLASS (killable_task_parent_class)->dispose (object);
+}
+
+static void
+killable_task_finalize (GObject *object)
+{
+  KillableTask *self = (KillableTask *)object;
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  /* A task that never ran its work still runs its cleanups, once. */
+  if (!priv->cleanups_done)
+    run_cleanups (self);
+
+  if (priv->cancellable != NULL)
+    {
+      g_signal_handlers_disconnect_by_func (priv->cancellable, cancellable_cancelled_cb, self);
+      g_clear_object (&priv->cancellable);
+    }
+
+  if (priv->func_notify != NULL)
+    priv->func_notify (priv->func_data);
+
+  g_assert (priv->async_task == NULL);
+  g_assert (priv->timeout_source == NULL);
+  g_assert (priv->escalation_source == NULL);
+  g_assert (priv->interrupt_source == NULL);
+
+  g_clear_pointer (&priv->name, g_free);
+  g_clear_pointer (&priv->status, g_free);
+  g_clear_error (&priv->error);
+  killable_owner_clear (&priv->owner);
+  killable_stop_state_clear (&priv->stop);
+  g_cond_clear (&priv->cond);
+  g_mutex_clear (&priv->lock);
+
+  G_OBJECT_CLASS (killable_task_parent_class)->finalize (object);
+}
+
+static void
+killable_task_get_property (GObject    *object,
+                            guint       prop_id,
+                            GValue     *value,
+                            GParamSpec *pspec)
+{
+  KillableTask *self = KILLABLE_TASK (object);
+
+  switch (prop_id)
+    {
+    case PROP_NAME:
+      g_value_set_string (value, killable_task_get_name (self));
+      break;
+    case PROP_STATE:
+      g_value_set_enum (value, killable_task_get_state (self));
+      break;
+    case PROP_PROGRESS:
+      g_value_set_double (value, killable_task_get_progress (self));
+      break;
+    case PROP_STATUS:
+      g_value_take_string (value, killable_task_dup_status (self));
+      break;
+    case PROP_ERROR:
+      g_value_set_boxed (value, killable_task_get_error (self));
+      break;
+    case PROP_GRACE_PERIOD:
+      g_value_set_int64 (value, killable_task_get_grace_period (self));
+      break;
+    case PROP_INTERRUPT_SYSCALLS:
+      g_value_set_boolean (value, killable_task_get_interrupt_syscalls (self));
+      break;
+    case PROP_TIMEOUT:
+      g_value_set_int64 (value, killable_task_get_timeout (self));
+      break;
+    case PROP_PARENT:
+      g_value_take_object (value, killable_task_dup_parent (self));
+      break;
+    case PROP_CHILDREN:
+      g_value_set_object (value, killable_task_get_children (self));
+      break;
+    case PROP_CHILD_POLICY:
+      g_value_set_enum (value, killable_task_get_child_policy (self));
+      break;
+    case PROP_RETAIN_CHILDREN:
+      g_value_set_boolean (value, killable_task_get_retain_children (self));
+      break;
+    case PROP_CANCELLABLE:
+      g_value_set_object (value, killable_task_get_cancellable (self));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+killable_task_set_property (GObject      *object,
+                            guint         prop_id,
+                            const GValue *value,
+                            GParamSpec   *pspec)
+{
+  KillableTask *self = KILLABLE_TASK (object);
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  switch (prop_id)
+    {
+    case PROP_NAME:
+      priv->name = g_value_dup_string (value);
+      if (priv->name == NULL)
+        priv->name = g_strdup (G_OBJECT_TYPE_NAME (object));
+      break;
+    case PROP_GRACE_PERIOD:
+      killable_task_set_grace_period (self, g_value_get_int64 (value));
+      break;
+    case PROP_INTERRUPT_SYSCALLS:
+      killable_task_set_interrupt_syscalls (self, g_value_get_boolean (value));
+      break;
+    case PROP_TIMEOUT:
+      killable_task_set_timeout (self, g_value_get_int64 (value));
+      break;
+    case PROP_CHILD_POLICY:
+      killable_task_set_child_policy (self, g_value_get_enum (value));
+      break;
+    case PROP_RETAIN_CHILDREN:
+      killable_task_set_retain_children (self, g_value_get_boolean (value));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+killable_task_class_init (KillableTaskClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = killable_task_dispose;
+  object_class->finalize = killable_task_finalize;
+  object_class->get_property = killable_task_get_property;
+  object_class->set_property = killable_task_set_property;
+
+  klass->run = killable_task_real_run;
+  klass->interrupt = killable_task_real_interrupt;
+  klass->kill = killable_task_real_kill;
+
+  /**
+   * KillableTask:name:
+   *
+   * A name for messages, debugging and the thread-safe
+   * [method@Killable.Task.get_name]. Defaults to the type name.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_NAME] =
+    g_param_spec_string ("name", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * KillableTask:state:
+   *
+   * Where the task is in its life cycle. Reading it is thread-safe and
+   * gives the current state; `notify::state` is emitted on the owner's main
+   * context once per transition, in order.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_STATE] =
+    g_param_spec_enum ("state", NULL, NULL,
+                       KILLABLE_TYPE_TASK_STATE, KILLABLE_TASK_STATE_PENDING,
+                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * KillableTask:progress:
+   *
+   * How far the work is, from 0 to 1, as set by the worker with
+   * [method@Killable.Task.set_progress]. Notifications are coalesced: at
+   * most one is pending at a time.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_PROGRESS] =
+    g_param_spec_double ("progress", NULL, NULL, 0., 1., 0.,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * KillableTask:status:
+   *
+   * A short human-readable text about what the worker is doing, set with
+   * [method@Killable.Task.set_status].
+   *
+   * Since: 1.0
+   */
+  properties[PROP_STATUS] =
+    g_param_spec_string ("status", NULL, NULL, NULL,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * KillableTask:error:
+   *
+   * Why the task did not succeed, once it is terminal: the error of its
+   * work, or the cause of its stop. %NULL before and on success.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_ERROR] =
+    g_param_spec_boxed ("error", NULL, NULL, G_TYPE_ERROR,
+                        G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * KillableTask:grace-period:
+   *
+   * How long, in microseconds, a stopped task may take to end before it is
+   * interrupted, and then again before it is killed. -1 (the default for
+   * thread tasks) never escalates. A parent's escalation reaches its whole
+   * subtree.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_GRACE_PERIOD] =
+    g_param_spec_int64 ("grace-period", NULL, NULL, -1, G_MAXINT64, -1,
+                        G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * KillableTask:interrupt-syscalls:
+   *
+   * Whether [method@Killable.Task.interrupt] makes the blocking system
+   * call of a C worker fail with `EINTR`, by sending the worker thread the
+   * signal [func@Killable.get_interrupt_signal] until the task ends. Set
+   * it only for work that handles `EINTR`.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_INTERRUPT_SYSCALLS] =
+    g_param_spec_boolean ("interrupt-syscalls", NULL, NULL, FALSE,
+                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * KillableTask:timeout:
+   *
+   * The task's time limit in microseconds, counted from its start, or -1
+   * for none. See [method@Killable.Task.set_timeout].
+   *
+   * Since: 1.0
+   */
+  properties[PROP_TIMEOUT] =
+    g_param_spec_int64 ("timeout", NULL, NULL, -1, G_MAXINT64, -1,
+                        G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * KillableTask:parent:
+   *
+   * The task this one was added to with [method@Killable.Task.add_child].
+   *
+   * Since: 1.0
+   */
+  properties[PROP_PARENT] =
+    g_param_spec_object ("parent", NULL, NULL, KILLABLE_TYPE_TASK,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * KillableTask:children:
+   *
+   * The children, as a [iface@Gio.ListModel] of [class@Killable.Task] that
+   * changes only on the owner's main context. See
+   * [method@Killable.Task.get_children].
+   *
+   * Since: 1.0
+   */
+  properties[PROP_CHILDREN] =
+    g_param_spec_object ("children", NULL, NULL, G_TYPE_LIST_MODEL,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * KillableTask:child-policy:
+   *
+   * What the task does when one of its children fails.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_CHILD_POLICY] =
+    g_param_spec_enum ("child-policy", NULL, NULL,
+                       KILLABLE_TYPE_CHILD_POLICY, KILLABLE_CHILD_POLICY_FAIL_FAST,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * KillableTask:retain-children:
+   *
+   * Whether finished children stay in [property@Killable.Task:children].
+   * By default (%FALSE) a child is released as soon as it is terminal, so a
+   * long-running parent that spawns many short children does not grow.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_RETAIN_CHILDREN] =
+    g_param_spec_boolean ("retain-children", NULL, NULL, FALSE,
+                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * KillableTask:cancellable:
+   *
+   * The task's [class@Gio.Cancellable], cancelled when a stop is requested.
+   * Cancelling it stops the task.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_CANCELLABLE] =
+    g_param_spec_object ("cancellable", NULL, NULL, G_TYPE_CANCELLABLE,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  /**
+   * KillableTask::stop-requested:
+   * @self: the task
+   * @reason: (nullable): the cause given to
+   *   [method@Killable.Task.stop_with_error], or %NULL for a plain stop
+   *
+   * Emitted on the owner's main context after a stop of the task was
+   * requested (directly, through an ancestor, by a timeout or an
+   * escalation). Code that must react in the stopping thread itself uses
+   * [method@Killable.Task.add_stop_callback] instead.
+   *
+   * Since: 1.0
+   */
+  signals[STOP_REQUESTED] =
+    g_signal_new ("stop-requested",
+                  G_TYPE_FROM_CLASS (klass),
+                  G_SIGNAL_RUN_LAST,
+                  G_STRUCT_OFFSET (KillableTaskClass, stop_requested),
+                  NULL, NULL,
+                  NULL,
+                  G_TYPE_NONE, 1, G_TYPE_ERROR | G_SIGNAL_TYPE_STATIC_SCOPE);
+
+  /**
+   * KillableTask::finished:
+   * @self: the task
+   *
+   * Emitted once on the owner's main context after the task reached its
+   * terminal state. For a parent, it comes after its children's.
+   *
+   * Since: 1.0
+   */
+  signals[FINISHED] =
+    g_signal_new ("finished",
+                  G_TYPE_FROM_CLASS (klass),
+                  G_SIGNAL_RUN_LAST,
+                  G_STRUCT_OFFSET (KillableTaskClass, finished),
+                  NULL, NULL,
+                  NULL,
+                  G_TYPE_NONE, 0);
+
+  notify_signal_id = g_signal_lookup ("notify", G_TYPE_OBJECT);
+
+  killable_i18n_init ();
+}
+
+static void
+killable_task_init (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  killable_stop_state_init (&priv->stop);
+  g_mutex_init (&priv->lock);
+  g_cond_init (&priv->cond);
+  killable_owner_init (&priv->owner);
+  priv->state = KILLABLE_TASK_STATE_PENDING;
+  priv->grace_period = -1;
+  priv->timeout = -1;
+  priv->child_policy = KILLABLE_CHILD_POLICY_FAIL_FAST;
+  priv->sibling_link.data = self;
+}
+
+/* }}} */
+
+/* Public API: owner side {{{ */
+
+/**
+ * killable_task_new:
+ * @name: (nullable): a name for messages and debugging
+ * @func: (scope notified) (closure user_data) (destroy notify): the work
+ * @user_data: data for @func
+ * @notify: (nullable): frees @user_data when the task is finalized
+ *
+ * Creates a pending task whose work is @func. Start it with
+ * [method@Killable.Task.start] or [method@Killable.Task.run_async].
+ *
+ * This function is thread-safe. The task's owner context is the caller's
+ * thread-default main context until the task is started.
+ *
+ * Returns: (transfer full): a new task
+ *
+ * Since: 1.0
+ */
+KillableTask *
+killable_task_new (const char       *name,
+                   KillableTaskFunc  func,
+                   gpointer          user_data,
+                   GDestroyNotify    notify)
+{
+  KillableTask *self;
+  KillableTaskPrivate *priv;
+
+  g_return_val_if_fail (func != NULL, NULL);
+
+  self = g_object_new (KILLABLE_TYPE_TASK, "name", name, NULL);
+  priv = killable_task_get_instance_private (self);
+  priv->func = func;
+  priv->func_data = user_data;
+  priv->func_notify = notify;
+
+  return self;
+}
+
+/**
+ * killable_task_start:
+ * @self: a pending task
+ * @error: return location for a #GError
+ *
+ * Runs the task's work on a worker thread: an idle thread of the
+ * process-wide cache, or a new one, never behind another task. The task
+ * holds a reference on itself until its work has returned, so the caller
+ * may drop its own.
+ *
+ * The caller's thread-default main context becomes the task's owner
+ * context: signals and notifications are emitted there.
+ *
+ * A task that was stopped before it started is already terminal: this
+ * returns %TRUE and runs nothing. Starting a task twice is an error.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: %TRUE if the task was started (or had already ended); %FALSE
+ *   with @error set if it was already started or no thread could be created
+ *
+ * Since: 1.0
+ */
+gboolean
+killable_task_start (KillableTask  *self,
+                     GError       **error)
+{
+  g_autoptr(GMainContext) context = NULL;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  context = g_main_context_ref_thread_default ();
+
+  return start_internal (self, context, error);
+}
+
+static void
+async_cancelled_cb (GCancellable *cancellable,
+                    KillableTask *self)
+{
+  killable_task_stop (self);
+}
+
+/**
+ * killable_task_run_async:
+ * @self: a pending task
+ * @cancellable: (nullable): cancelling it stops the task
+ * @callback: (scope async) (closure user_data): called on the caller's
+ *   thread-default main context when the task is terminal
+ * @user_data: data for @callback
+ *
+ * Starts the task like [method@Killable.Task.start] and calls @callback on
+ * the caller's thread-default main context once it is terminal (after its
+ * [signal@Killable.Task::finished] signal). Get the outcome with
+ * [method@Killable.Task.run_finish].
+ *
+ * Call it from the thread that owns that context.
+ *
+ * Since: 1.0
+ */
+void
+killable_task_run_async (KillableTask        *self,
+                         GCancellable        *cancellable,
+                         GAsyncReadyCallback  callback,
+                         gpointer             user_data)
+{
+  KillableTaskPrivate *priv;
+  g_autoptr(GMainContext) context = NULL;
+  g_autoptr(GTask) task = NULL;
+  g_autoptr(GError) error = NULL;
+  gboolean already_terminal;
+
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  priv = killable_task_get_instance_private (self);
+  task = g_task_new (self, NULL, callback, user_data);
+  g_task_set_source_tag (task, killable_task_run_async);
+  g_task_set_name (task, "[killable] killable_task_run_async");
+
+  if (g_atomic_int_get (&priv->started))
+    {
+      g_task_return_new_error (task, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
+                               _("Task “%s” was already started"), priv->name);
+      return;
+    }
+
+  /* complete() looks at async_task under the same lock: either it sees it,
+   * or the task was already terminal here (stopped while pending). */
+  g_mutex_lock (&priv->lock);
+  priv->async_task = g_object_ref (task);
+  already_terminal = KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state));
+  g_mutex_unlock (&priv->lock);
+
+  context = g_main_context_ref_thread_default ();
+  if (!start_internal (self, context, &error))
+    {
+      g_mutex_lock (&priv->lock);
+      g_clear_object (&priv->async_task);
+      g_mutex_unlock (&priv->lock);
+      /* Started meanwhile from another thread: report that. */
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  if (cancellable != NULL)
+    {
+      gulong id = g_cancellable_connect (cancellable, G_CALLBACK (async_cancelled_cb),
+                                         self, NULL);
+
+      g_mutex_lock (&priv->lock);
+      if (priv->async_task != NULL)
+        {
+          priv->async_cancellable = g_object_ref (cancellable);
+          priv->async_cancel_id = id;
+          id = 0;
+        }
+      g_mutex_unlock (&priv->lock);
+
+      if (id != 0)
+        g_cancellable_disconnect (cancellable, id);
+    }
+
+  if (already_terminal)
+    killable_owner_queue (self, KILLABLE_EMIT_ASYNC_RETURN);
+}
+
+/**
+ * killable_task_run_finish:
+ * @self: a task
+ * @result: the result given to the callback of
+ *   [method@Killable.Task.run_async]
+ * @error: return location for a #GError
+ *
+ * Gets the outcome of [method@Killable.Task.run_async]: the same as
+ * [method@Killable.Task.join] would return.
+ *
+ * Returns: %TRUE if the task succeeded
+ *
+ * Since: 1.0
+ */
+gboolean
+killable_task_run_finish (KillableTask  *self,
+                          GAsyncResult  *result,
+                          GError       **error)
+{
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+static gboolean
+wait_until (KillableTask *self,
+            gint64        end_time)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  gboolean ret;
+
+  g_mutex_lock (&priv->lock);
+  while (!KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)))
+    {
+      if (end_time < 0)
+        g_cond_wait (&priv->cond, &priv->lock);
+      else if (!g_cond_wait_until (&priv->cond, &priv->lock, end_time))
+        break;
+    }
+  ret = KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state));
+  g_mutex_unlock (&priv->lock);
+
+  return ret;
+}
+
+/**
+ * killable_task_join:
+ * @self: a started task
+ * @error: return location for a #GError
+ *
+ * Blocks until the task is terminal and returns its outcome: %TRUE if it
+ * succeeded; otherwise %FALSE with @error set to the error of its work, or
+ * to the cause of its stop (the reason given to
+ * [method@Killable.Task.stop_with_error], %KILLABLE_ERROR_STOPPED,
+ * %KILLABLE_ERROR_TIMED_OUT, %KILLABLE_ERROR_KILLED, ...). A killed task
+ * returns at once, without waiting for its abandoned thread.
+ *
+ * Joining a task that was never started, or from its own worker thread, is
+ * a programming error: it would never return.
+ *
+ * This function is thread-safe; it does not iterate any main context.
+ *
+ * Returns: %TRUE if the task succeeded
+ *
+ * Since: 1.0
+ */
+gboolean
+killable_task_join (KillableTask  *self,
+                    GError       **error)
+{
+  KillableTaskPrivate *priv;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  priv = killable_task_get_instance_private (self);
+  g_return_val_if_fail (g_atomic_int_get (&priv->started) ||
+                        KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)),
+                        FALSE);
+  g_return_val_if_fail (killable_task_get_current () != self, FALSE);
+
+  wait_until (self, -1);
+
+  if (priv->error != NULL)
+    {
+      g_propagate_error (error, g_error_copy (priv->error));
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+/**
+ * killable_task_wait:
+ * @self: a task
+ * @timeout_usec: how long to wait, in microseconds; -1 waits forever
+ *
+ * Blocks until the task is terminal or @timeout_usec passed.
+ *
+ * This function is thread-safe; it does not iterate any main context.
+ *
+ * Returns: %TRUE if the task is terminal
+ *
+ * Since: 1.0
+ */
+gboolean
+killable_task_wait (KillableTask *self,
+                    gint64        timeout_usec)
+{
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
+  g_return_val_if_fail (timeout_usec >= -1, FALSE);
+
+  if (timeout_usec < 0)
+    {
+      g_return_val_if_fail (killable_task_get_current () != self, FALSE);
+      return wait_until (self, -1);
+    }
+
+  return wait_until (self, g_get_monotonic_time () + timeout_usec);
+}
+
+/**
+ * killable_task_stop:
+ * @self: a task
+ *
+ * Asks the task, and every descendant, to stop: rung 1 of the ladder. The
+ * [property@Killable.Task:cancellable] is cancelled, stop callbacks run in
+ * this thread, blocked [method@Killable.Task.sleep] and
+ * [method@Killable.Task.wait_fd] calls return, and
+ * [method@Killable.Task.check] fails from now on. A task that was not
+ * started yet ends %KILLABLE_TASK_STATE_CANCELLED at once.
+ *
+ * Only the first stop request of a task has an effect.
+ *
+ * This function is thread-safe and does not block (stop callbacks aside).
+ *
+ * Since: 1.0
+ */
+void
+killable_task_stop (KillableTask *self)
+{
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+
+  killable_task_request_stop_internal (self, NULL, TRUE);
+}
+
+/**
+ * killable_task_stop_with_error:
+ * @self: a task
+ * @reason: (nullable): why; %NULL is a plain stop
+ *
+ * Like [method@Killable.Task.stop], with a cause. The cause reaches every
+ * descendant, stop callbacks and the
+ * [signal@Killable.Task::stop-requested] signal, and it is what
+ * [method@Killable.Task.join] returns and the
+ * [property@Killable.Task:error] holds when the work ends by cancellation.
+ *
+ * This function is thread-safe.
+ *
+ * Since: 1.0
+ */
+void
+killable_task_stop_with_error (KillableTask *self,
+                               const GError *reason)
+{
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+
+  killable_task_request_stop_internal (self, reason, TRUE);
+}
+
+/**
+ * killable_task_interrupt:
+ * @self: a task
+ *
+ * Rung 2: stops the task (with %KILLABLE_ERROR_INTERRUPTED as the cause,
+ * unless it was already stopped), then forces the worker of the task and of
+ * each descendant through [vfunc@Killable.Task.interrupt]: a blocked system
+ * call returns `EINTR` if [property@Killable.Task:interrupt-syscalls] is
+ * set, the Python override raises an exception in the worker.
+ *
+ * This function is thread-safe.
+ *
+ * Since: 1.0
+ */
+void
+killable_task_interrupt (KillableTask *self)
+{
+  g_autoptr(GError) reason = NULL;
+  g_autoptr(GPtrArray) subtree = NULL;
+
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+
+  reason = killable_task_make_error (self, KILLABLE_ERROR_INTERRUPTED);
+  killable_task_request_stop_internal (self, reason, TRUE);
+
+  subtree = killable_tree_collect_subtree (self);
+  for (guint i = 0; i < subtree->len; i++)
+    {
+      KillableTask *task = g_ptr_array_index (subtree, i);
+
+      if (!KILLABLE_TASK_STATE_IS_TERMINAL (killable_task_get_state (task)))
+        KILLABLE_TASK_GET_CLASS (task)->interrupt (task);
+    }
+}
+
+/**
+ * killable_task_kill:
+ * @self: a task
+ *
+ * Rung 3: stops the task (with %KILLABLE_ERROR_KILLED as the cause, unless
+ * it was already stopped) and releases its owner at once, for the task and
+ * each descendant, through [vfunc@Killable.Task.kill].
+ *
+ * For a thread task, the task becomes %KILLABLE_TASK_STATE_KILLED now and
+ * [method@Killable.Task.join] returns %KILLABLE_ERROR_KILLED; its thread is
+ * *abandoned*: it keeps running until its work returns (it is never
+ * cancelled with `pthread_cancel`, which corrupts shared state), then its
+ * late result is dropped and its cleanups run. Abandoned threads are
+ * counted by [func@Killable.get_abandoned_thread_count]. A worker inside a
+ * section marked with [method@Killable.Task.set_abandonable] is not
+ * abandoned until it leaves it; it is interrupted instead.
+ *
+ * For a [class@Killable.ProcessTask], its process group gets `SIGKILL`.
+ *
+ * This function is thread-safe.
+ *
+ * Since: 1.0
+ */
+void
+killable_task_kill (KillableTask *self)
+{
+  KillableTaskPrivate *priv;
+  g_autoptr(GError) reason = NULL;
+  g_autoptr(GPtrArray) subtree = NULL;
+
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+
+  priv = killable_task_get_instance_private (self);
+  reason = killable_task_make_error (self, KILLABLE_ERROR_KILLED);
+  killable_task_request_stop_internal (self, reason, TRUE);
+
+  subtree = killable_tree_collect_subtree (self);
+  /* Deepest first: a parent is released after its children. */
+  for (guint i = subtree->len; i > 0; i--)
+    {
+      KillableTask *task = g_ptr_array_index (subtree, i - 1);
+      KillableTaskPrivate *tpriv = killable_task_get_instance_private (task);
+
+      g_atomic_int_set (&tpriv->kill_requested, 1);
+      if (!KILLABLE_TASK_STATE_IS_TERMINAL (killable_task_get_state (task)))
+        KILLABLE_TASK_GET_CLASS (task)->kill (task);
+    }
+
+  (void) priv;
+}
+
+/**
+ * killable_task_set_timeout:
+ * @self: a task
+ * @timeout_usec: the time limit in microseconds, counted from the start of
+ *   the task, or -1 for none
+ *
+ * Gives the task a time limit. When it passes, the task is stopped as with
+ * [method@Killable.Task.stop_with_error] and %KILLABLE_ERROR_TIMED_OUT, in
+ * libkillable's timer thread (where stop callbacks then run). The stop
+ * reaches the children, so a child's effective deadline is the earliest of
+ * its own and its ancestors' (see [method@Killable.Task.get_deadline]).
+ *
+ * May be called before or after the start; a limit that already passed
+ * stops the task at once.
+ *
+ * This function is thread-safe.
+ *
+ * Since: 1.0
+ */
+void
+killable_task_set_timeout (KillableTask *self,
+                           gint64        timeout_usec)
+{
+  KillableTaskPrivate *priv;
+  gboolean changed;
+
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+  g_return_if_fail (timeout_usec >= -1);
+
+  priv = killable_task_get_instance_private (self);
+
+  g_mutex_lock (&priv->lock);
+  changed = priv->timeout != timeout_usec;
+  priv->timeout = timeout_usec;
+  g_mutex_unlock (&priv->lock);
+
+  if (g_atomic_int_get (&priv->started))
+    killable_escalation_arm_timeout (self);
+
+  if (changed)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_TIMEOUT]);
+}
+
+/**
+ * killable_task_get_timeout:
+ * @self: a task
+ *
+ * Gets the time limit set with [method@Killable.Task.set_timeout].
+ *
+ * This function is thread-safe.
+ *
+ * Returns: the limit in microseconds, or -1
+ *
+ * Since: 1.0
+ */
+gint64
+killable_task_get_timeout (KillableTask *self)
+{
+  KillableTaskPrivate *priv;
+  gint64 ret;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), -1);
+
+  priv = killable_task_get_instance_private (self);
+  g_mutex_lock (&priv->lock);
+  ret = priv->timeout;
+  g_mutex_unlock (&priv->lock);
+
+  return ret;
+}
+
+/**
+ * killable_task_get_deadline:
+ * @self: a task
+ *
+ * Gets the effective deadline of the task, on the g_get_monotonic_time()
+ * clock: the earliest of its own and its started ancestors' time limits.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: the deadline, or %G_MAXINT64 if there is none
+ *
+ * Since: 1.0
+ */
+gint64
+killable_task_get_deadline (KillableTask *self)
+{
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), G_MAXINT64);
+
+  return killable_tree_get_deadline (self);
+}
+
+/* }}} */
+
+/* Public API: properties {{{ */
+
+/**
+ * killable_task_get_name:
+ * @self: a task
+ *
+ * Gets the task's name.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: (transfer none): the name
+ *
+ * Since: 1.0
+ */
+const char *
+killable_task_get_name (KillableTask *self)
+{
+  KillableTaskPrivate *priv;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), NULL);
+
+  priv = killable_task_get_instance_private (self);
+  return priv->name;
+}
+
+/**
+ * killable_task_get_state:
+ * @self: a task
+ *
+ * Gets the task's current state.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: the state
+ *
+ * Since: 1.0
+ */
+KillableTaskState
+killable_task_get_state (KillableTask *self)
+{
+  KillableTaskPrivate *priv;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), KILLABLE_TASK_STATE_PENDING);
+
+  priv = killable_task_get_instance_private (self);
+  return g_atomic_int_get (&priv->state);
+}
+
+/**
+ * killable_task_is_finished:
+ * @self: a task
+ *
+ * Whether the task reached a terminal state.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: %TRUE if the state is terminal
+ *
+ * Since: 1.0
+ */
+gboolean
+killable_task_is_finished (KillableTask *self)
+{
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
+
+  return KILLABLE_TASK_STATE_IS_TERMINAL (killable_task_get_state (self));
+}
+
+/**
+ * killable_task_get_progress:
+ * @self: a task
+ *
+ * Gets the progress last set with [method@Killable.Task.set_progress].
+ *
+ * This function is thread-safe.
+ *
+ * Returns: a value from 0 to 1
+ *
+ * Since: 1.0
+ */
+double
+killable_task_get_progress (KillableTask *self)
+{
+  KillableTaskPrivate *priv;
+  double ret;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), 0.);
+
+  priv = killable_task_get_instance_private (self);
+  g_mutex_lock (&priv->lock);
+  ret = priv->progress;
+  g_mutex_unlock (&priv->lock);
+
+  return ret;
+}
+
+/**
+ * killable_task_set_progress:
+ * @self: a task
+ * @progress: from 0 to 1; clamped
+ *
+ * Reports how far the work is. `notify::progress` follows on the owner's
+ * main context, coalesced: however often the worker calls this, at most
+ * one notification is pending.
+ *
+ * This function is thread-safe; it is meant for the worker.
+ *
+ * Since: 1.0
+ */
+void
+killable_task_set_progress (KillableTask *self,
+                            double        progress)
+{
+  KillableTaskPrivate *priv;
+  gboolean changed;
+
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+  g_return_if_fail (!isnan (progress));
+
+  priv = killable_task_get_instance_private (self);
+  progress = CLAMP (progress, 0., 1.);
+
+  g_mutex_lock (&priv->lock);
+  changed = priv->progress != progress;
+  priv->progress = progress;
+  g_mutex_unlock (&priv->lock);
+
+  if (changed)
+    killable_owner_queue (self, KILLABLE_EMIT_PROGRESS);
+}
+
+/**
+ * killable_task_dup_status:
+ * @self: a task
+ *
+ * Gets the status text last set with [method@Killable.Task.set_status].
+ *
+ * This function is thread-safe.
+ *
+ * Returns: (transfer full) (nullable): a copy of the status
+ *
+ * Since: 1.0
+ */
+char *
+killable_task_dup_status (KillableTask *self)
+{
+  KillableTaskPrivate *priv;
+  char *ret;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), NULL);
+
+  priv = killable_task_get_instance_private (self);
+  g_mutex_lock (&priv->lock);
+  ret = g_strdup (priv->status);
+  g_mutex_unlock (&priv->lock);
+
+  return ret;
+}
+
+/**
+ * killable_task_set_status:
+ * @self: a task
+ * @status: (nullable): a short human-readable text
+ *
+ * Reports what the worker is doing; `notify::status` follows on the owner's
+ * main context, coalesced.
+ *
+ * This function is thread-safe; it is meant for the worker.
+ *
+ * Since: 1.0
+ */
+void
+killable_task_set_status (KillableTask *self,
+                          const char   *status)
+{
+  KillableTaskPrivate *priv;
+  gboolean changed;
+
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+
+  priv = killable_task_get_instance_private (self);
+
+  g_mutex_lock (&priv->lock);
+  changed = g_strcmp0 (priv->status, status) != 0;
+  if (changed)
+    {
+      g_free (priv->status);
+      priv->status = g_strdup (status);
+    }
+  g_mutex_unlock (&priv->lock);
+
+  if (changed)
+    killable_owner_queue (self, KILLABLE_EMIT_STATUS);
+}
+
+/**
+ * killable_task_get_error:
+ * @self: a task
+ *
+ * Gets why the task did not succeed. It is set once, with the terminal
+ * state, and never changes after.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: (transfer none) (nullable): the error, or %NULL while the task
+ *   is not terminal or if it succeeded
+ *
+ * Since: 1.0
+ */
+const GError *
+killable_task_get_error (KillableTask *self)
+{
+  KillableTaskPrivate *priv;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), NULL);
+
+  priv = killable_task_get_instance_private (self);
+  if (!KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)))
+    return NULL;
+
+  return priv->error;
+}
+
+/**
+ * killable_task_get_grace_period:
+ * @self: a task
+ *
+ * Gets [property@Killable.Task:grace-period].
+ *
+ * This function is thread-safe.
+ *
+ * Returns: the grace period in microseconds, or -1
+ *
+ * Since: 1.0
+ */
+gint64
+killable_task_get_grace_period (KillableTask *self)
+{
+  KillableTaskPrivate *priv;
+  gint64 ret;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), -1);
+
+  priv = killable_task_get_instance_private (self);
+  g_mutex_lock (&priv->lock);
+  ret = priv->grace_period;
+  g_mutex_unlock (&priv->lock);
+
+  return ret;
+}
+
+/**
+ * killable_task_set_grace_period:
+ * @self: a task
+ * @grace_usec: microseconds, or -1 to never escalate
+ *
+ * Sets [property@Killable.Task:grace-period]. A change applies to the next
+ * escalation step.
+ *
+ * This function is thread-safe; `notify::grace-period` is emitted in the
+ * calling thread.
+ *
+ * Since: 1.0
+ */
+void
+killable_task_set_grace_period (KillableTask *self,
+                                gint64        grace_usec)
+{
+  KillableTaskPrivate *priv;
+  gboolean changed;
+
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+  g_return_if_fail (grace_usec >= -1);
+
+  priv = killable_task_get_instance_private (self);
+  g_mutex_lock (&priv->lock);
+  changed = priv->grace_period != grace_usec;
+  priv->grace_period = grace_usec;
+  g_mutex_unlock (&priv->lock);
+
+  if (changed)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_GRACE_PERIOD]);
+}
+
+/**
+ * killable_task_get_interrupt_syscalls:
+ * @self: a task
+ *
+ * Gets [property@Killable.Task:interrupt-syscalls].
+ *
+ * This function is thread-safe.
+ *
+ * Returns: whether interrupt() makes blocking system calls fail with EINTR
+ *
+ * Since: 1.0
+ */
+gboolean
+killable_task_get_interrupt_syscalls (KillableTask *self)
+{
+  KillableTaskPrivate *priv;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
+
+  priv = killable_task_get_instance_private (self);
+  return g_atomic_int_get (&priv->interrupt_syscalls) != 0;
+}
+
+/**
+ * killable_task_set_interrupt_syscalls:
+ * @self: a task
+ * @interrupt_syscalls: whether interrupt() makes blocking system calls of
+ *   the worker fail with `EINTR`
+ *
+ * Sets [property@Killable.Task:interrupt-syscalls].
+ *
+ * This function is thread-safe; `notify::interrupt-syscalls` is emitted in
+ * the calling thread.
+ *
+ * Since: 1.0
+ */
+void
+killable_task_set_interrupt_syscalls (KillableTask *self,
+                                      gboolean      interrupt_syscalls)
+{
+  KillableTaskPrivate *priv;
+  int old;
+
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+
+  priv = killable_task_get_instance_private (self);
+  old = g_atomic_int_exchange (&priv->interrupt_syscalls, !!interrupt_syscalls);
+  if (old != !!interrupt_syscalls)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_INTERRUPT_SYSCALLS]);
+}
+
+/**
+ * killable_task_get_cancellable:
+ * @self: a task
+ *
+ * Gets the task's cancellable, to pass to GIO calls made by the worker: they
+ * then fail with %G_IO_ERROR_CANCELLED as soon as a stop is requested.
+ * Cancelling it stops the task.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: (transfer none): the cancellable, alive as long as the task
+ *
+ * Since: 1.0
+ */
+GCancellable *
+killable_task_get_cancellable (KillableTask *self)
+{
+  KillableTaskPrivate *priv;
+  GCancellable *ret;
+  gboolean cancel = FALSE;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), NULL);
+
+  priv = killable_task_get_instance_private (self);
+
+  g_mutex_lock (&priv->lock);
+  if (priv->cancellable == NULL)
+    {
+      /* Created on demand: most tasks never need one. */
+      priv->cancellable = g_cancellable_new ();
+      g_signal_connect_object (priv->cancellable, "cancelled",
+                               G_CALLBACK (cancellable_cancelled_cb), self, 0);
+      cancel = killable_stop_state_is_requested (&priv->stop);
+    }
+  ret = priv->cancellable;
+  g_mutex_unlock (&priv->lock);
+
+  if (cancel)
+    g_cancellable_cancel (ret);
+
+  return ret;
+}
+
+/* }}} */
+
+/* Public API: worker side {{{ */
+
+static gboolean
+set_stop_error (KillableTask  *self,
+                GError       **error)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  GError *reason;
+
+  if (error == NULL)
+    return FALSE;
+
+  reason = killable_stop_state_dup_reason (&priv->stop);
+  if (reason == NULL)
+    reason = killable_task_make_error (self, KILLABLE_ERROR_STOPPED);
+  g_propagate_error (error, reason);
+
+  return FALSE;
+}
+
+/**
+ * killable_task_check:
+ * @self: a task
+ * @error: return location for a #GError
+ *
+ * Checks whether a stop was requested. Call it often in long work; it costs
+ * one atomic load while the task is not stopped.
+ *
+ * This function is thread-safe; it is meant for the worker.
+ *
+ * Returns: %TRUE to go on; %FALSE with @error set to the stop's cause
+ *   (%KILLABLE_ERROR_STOPPED for a plain stop) once a stop was requested
+ *
+ * Since: 1.0
+ */
+gboolean
+killable_task_check (KillableTask  *self,
+                     GError       **error)
+{
+  KillableTaskPrivate *priv;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
+
+  priv = killable_task_get_instance_private (self);
+  if (G_LIKELY (!killable_stop_state_is_requested (&priv->stop)))
+    return TRUE;
+
+  return set_stop_error (self, error);
+}
+
+/**
+ * killable_task_is_stop_requested:
+ * @self: a task
+ *
+ * Whether a stop was requested (directly, through an ancestor, by the
+ * timeout or by a cancellation of the task's cancellable).
+ *
+ * This function is thread-safe.
+ *
+ * Returns: %TRUE once a stop was requested
+ *
+ * Since: 1.0
+ */
+gboolean
+killable_task_is_stop_requested (KillableTask *self)
+{
+  KillableTaskPrivate *priv;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
+
+  priv = killable_task_get_instance_private (self);
+  return killable_stop_state_is_requested (&priv->stop);
+}
+
+/**
+ * killable_task_sleep:
+ * @self: a task
+ * @usec: how long to sleep, in microseconds
+ * @error: return location for a #GError
+ *
+ * Sleeps for @usec, or until a stop is requested, whichever comes first:
+ * unlike g_usleep(), a stop wakes it at once.
+ *
+ * This function is thread-safe; it is meant for the worker.
+ *
+ * Returns: %TRUE if it slept the whole time; %FALSE with @error set to the
+ *   stop's cause if a stop was requested
+ *
+ * Since: 1.0
+ */
+gboolean
+killable_task_sleep (KillableTask  *self,
+                     gint64         usec,
+                     GError       **error)
+{
+  KillableTaskPrivate *priv;
+  gint64 end_time;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
+  g_return_val_if_fail (usec >= 0, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  priv = killable_task_get_instance_private (self);
+  end_time = g_get_monotonic_time ();
+  end_time = usec > G_MAXINT64 - end_time ? G_MAXINT64 : end_time + usec;
+
+  if (!killable_stop_state_sleep (&priv->stop, end_time))
+    return set_stop_error (self, error);
+
+  return TRUE;
+}
+
+/**
+ * killable_task_wait_fd:
+ * @self: a task
+ * @fd: a file descriptor
+ * @condition: what to wait for (%G_IO_IN, %G_IO_OUT, ...)
+ * @timeout_usec: how long to wait in microseconds, or -1 to wait until the
+ *   fd is ready or a stop is requested
+ * @error: return location for a #GError
+ *
+ * Waits until @fd satisfies @condition, the timeout passes, or a stop is
+ * requested. %G_IO_ERR, %G_IO_HUP and %G_IO_NVAL are always reported.
+ *
+ * This function is thread-safe; it is meant for the worker.
+ *
+ * Returns: the conditions @fd satisfies; 0 on timeout (with no error), or 0
+ *   with @error set to the stop's cause, or to a %G_IO_ERROR if polling
+ *   failed
+ *
+ * Since: 1.0
+ */
+GIOCondition
+killable_task_wait_fd (KillableTask  *self,
+                       int            fd,
+                       GIOCondition   condition,
+                       gint64         timeout_usec,
+                       GError       **error)
+{
+  GCancellable *cancellable;
+  GPollFD pfds[2];
+  gint64 end_time = -1;
+  int n_fds;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), 0);
+  g_return_val_if_fail (fd >= 0, 0);
+  g_return_val_if_fail (timeout_usec >= -1, 0);
+  g_return_val_if_fail (error == NULL || *error == NULL, 0);
+
+  cancellable = killable_task_get_cancellable (self);
+
+  pfds[0].fd = fd;
+  pfds[0].events = condition;
+  pfds[0].revents = 0;
+  n_fds = 1;
+  if (g_cancellable_make_pollfd (cancellable, &pfds[1]))
+    n_fds = 2;
+
+  if (timeout_usec >= 0)
+    end_time = g_get_monotonic_time () + timeout_usec;
+
+  for (;;)
+    {
+      int timeout_ms = -1;
+      int ret;
+
+      if (killable_task_is_stop_requested (self))
+        {
+          if (n_fds == 2)
+            g_cancellable_release_fd (cancellable);
+          return set_stop_error (self, error);
+        }
+
+      if (end_time >= 0)
+        {
+          gint64 left = end_time - g_get_monotonic_time ();
+
+          timeout_ms = left <= 0 ? 0 : (int) MIN ((left + 999) / 1000, G_MAXINT);
+        }
+
+      ret = g_poll (pfds, n_fds, timeout_ms);
+      if (ret < 0)
+        {
+          int errsv = errno;
+
+          if (errsv == EINTR)
+            continue;
+
+          if (n_fds == 2)
+            g_cancellable_release_fd (cancellable);
+          g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errsv),
+                       _("Could not wait for file descriptor %d: %s"),
+                       fd, g_strerror (errsv));
+          return 0;
+        }
+
+      if (pfds[0].revents != 0)
+        {
+          if (n_fds == 2)
+            g_cancellable_release_fd (cancellable);
+          if (pfds[0].revents & G_IO_NVAL)
+            {
+              g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                           _("File descriptor %d is not open"), fd);
+              return 0;
+            }
+          return pfds[0].revents;
+        }
+
+      if (ret == 0 && end_time >= 0 && g_get_monotonic_time () >= end_time)
+        {
+          if (n_fds == 2)
+            g_cancellable_release_fd (cancellable);
+          return 0;
+        }
+    }
+}
+
+/**
+ * killable_task_add_cleanup:
+ * @self: a task
+ * @func: (scope notified) (closure user_data) (destroy notify): the cleanup
+ * @user_data: data for @func
+ * @notify: (nullable): frees @user_data after @func ran
+ *
+ * Adds a cleanup handler. Cleanups run exactly once, last added first, on
+ * the worker thread after the work returned and the children ended,
+ * whatever the outcome: also when the task was killed (when its abandoned
+ * thread finally returns), and in finalize for a task that never ran. The
+ * task is terminal only after its cleanups ran, so
+ * [method@Killable.Task.join] returns after them (unless the task was
+ * killed).
+ *
+ * Added after the cleanups already ran, @func runs at once in the calling
+ * thread.
+ *
+ * This function is thread-safe.
+ *
+ * Since: 1.0
+ */
+void
+killable_task_add_cleanup (KillableTask        *self,
+                           KillableCleanupFunc  func,
+                           gpointer             user_data,
+                           GDestroyNotify       notify)
+{
+  KillableTaskPrivate *priv;
+  Cleanup *cleanup;
+
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+  g_return_if_fail (func != NULL);
+
+  priv = killable_task_get_instance_private (self);
+
+  g_mutex_lock (&priv->lock);
+  if (!priv->cleanups_done)
+    {
+      cleanup = g_new0 (Cleanup, 1);
+      cleanup->func = func;
+      cleanup->user_data = user_data;
+      cleanup->notify = notify;
+      priv->cleanups = g_slist_prepend (priv->cleanups, cleanup);
+      g_mutex_unlock (&priv->lock);
+      return;
+    }
+  g_mutex_unlock (&priv->lock);
+
+  func (self, user_data);
+  if (notify != NULL)
+    notify (user_data);
+}
+
+/**
+ * killable_task_set_abandonable:
+ * @self: the current task
+ * @abandonable: %FALSE before the worker makes changes others can see,
+ *   %TRUE after
+ *
+ * Marks where the worker may be abandoned by
+ * [method@Killable.Task.kill]. Set to %FALSE, the task is not abandoned
+ * (kill interrupts it instead) until it is set back to %TRUE; a kill
+ * requested meanwhile abandons it then.
+ *
+ * Like g_task_set_return_on_cancel(), this is the commit point of the
+ * work: when it returns %FALSE the task was already abandoned, its result
+ * will be dropped, and the worker must not make its changes visible.
+ *
+ * Call it from the task's worker thread.
+ *
+ * Returns: %FALSE if the task was already abandoned
+ *
+ * Since: 1.0
+ */
+gboolean
+killable_task_set_abandonable (KillableTask *self,
+                               gboolean      abandonable)
+{
+  KillableTaskPrivate *priv;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
+
+  priv = killable_task_get_instance_private (self);
+
+  if (!abandonable)
+    {
+      if (g_atomic_int_compare_and_exchange (&priv->abandon, KILLABLE_ABANDON_ALLOWED,
+                                             KILLABLE_ABANDON_COMMITTED))
+        return TRUE;
+      return g_atomic_int_get (&priv->abandon) != KILLABLE_ABANDON_DONE;
+    }
+
+  if (g_atomic_int_compare_and_exchange (&priv->abandon, KILLABLE_ABANDON_COMMITTED,
+                                         KILLABLE_ABANDON_ALLOWED))
+    {
+      /* A kill that waited for the end of the section happens now. */
+      if (g_atomic_int_get (&priv->kill_requested))
+        KILLABLE_TASK_GET_CLASS (self)->kill (self);
+    }
+
+  return g_atomic_int_get (&priv->abandon) != KILLABLE_ABANDON_DONE;
+}
+
+/**
+ * killable_task_get_current:
+ *
+ * Gets the task whose work runs on the calling thread.
+ *
+ * Returns: (transfer none) (nullable): the task, or %NULL outside a worker
+ *
+ * Since: 1.0
+ */
+KillableTask *
+killable_task_get_current (void)
+{
+  return g_private_get (&current_task);
+}
+
+/**
+ * killable_task_add_stop_callback:
+ * @self: a task
+ * @func: (scope notified) (closure user_data) (destroy notify): the callback
+ * @user_data: data for @func
+ * @notify: (nullable): frees @user_data once @func ran or was removed
+ *
+ * Adds a callback run when a stop of the task is requested. It runs
+ * synchronously, exactly once, in the thread that requested the stop (or
+ * stopped an ancestor, or in the timer thread for a timeout), before the
+ * request returns. It is the place to unblock a foreign library
+ * (`sqlite3_interrupt()`, `curl`'s abort, closing a socket); it must not
+ * block nor wait for the worker.
+ *
+ * If a stop was already requested, @func runs at once in the calling thread
+ * and 0 is returned.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: an id for [method@Killable.Task.remove_stop_callback], or 0 if
+ *   @func already ran
+ *
+ * Since: 1.0
+ */
+gulong
+killable_task_add_stop_callback (KillableTask     *self,
+                                 KillableStopFunc  func,
+                                 gpointer          user_data,
+                                 GDestroyNotify    notify)
+{
+  KillableTaskPrivate *priv;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), 0);
+  g_return_val_if_fail (func != NULL, 0);
+
+  priv = killable_task_get_instance_private (self);
+  return killable_stop_state_add_callback (&priv->stop, self, func, user_data, notify);
+}
+
+/**
+ * killable_task_remove_stop_callback:
+ * @self: a task
+ * @id: an id returned by [method@Killable.Task.add_stop_callback]
+ *
+ * Removes a stop callback so that it does not run. If it is running in
+ * another thread, waits until it returned; called from within the callback
+ * itself, it does not wait. After it returns, the callback is not running
+ * and will never run, so its data may be freed. Unknown and 0 ids are
+ * ignored (the callback already ran).
+ *
+ * This function is thread-safe.
+ *
+ * Since: 1.0
+ */
+void
+killable_task_remove_stop_callback (KillableTask *self,
+                                    gulong        id)
+{
+  KillableTaskPrivate *priv;
+
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+
+  if (id == 0)
+    return;
+
+  priv = killable_task_get_instance_private (self);
+  killable_stop_state_remove_callback (&priv->stop, id);
+}
+
+/* }}} */

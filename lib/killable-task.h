@@ -1,0 +1,301 @@
+/* killable-task.h: a unit of work that can be stopped, interrupted or killed
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#if !defined(KILLABLE_INSIDE) && !defined(KILLABLE_COMPILATION)
+# error "Only <killable.h> can be included directly."
+#endif
+
+#include <gio/gio.h>
+
+#include "killable-version-macros.h"
+
+G_BEGIN_DECLS
+
+/**
+ * KillableTaskState:
+ * @KILLABLE_TASK_STATE_PENDING: created, not started yet.
+ * @KILLABLE_TASK_STATE_RUNNING: started; its `run` is running or about to.
+ * @KILLABLE_TASK_STATE_STOPPING: a stop was requested while it ran; it has
+ *   not ended yet.
+ * @KILLABLE_TASK_STATE_SUCCEEDED: `run` returned %TRUE (terminal).
+ * @KILLABLE_TASK_STATE_FAILED: `run` failed with an error that is not a
+ *   cancellation, or a child failed under
+ *   %KILLABLE_CHILD_POLICY_FAIL_FAST (terminal).
+ * @KILLABLE_TASK_STATE_CANCELLED: the task ended because a stop was
+ *   requested: `run` reported a cancellation, or never ran (terminal).
+ * @KILLABLE_TASK_STATE_KILLED: the task was killed: its owner was released
+ *   at once without waiting for the work (terminal).
+ *
+ * The life cycle of a [class@Killable.Task]. A task moves forward only:
+ * `PENDING → RUNNING → STOPPING →` one terminal state, possibly skipping
+ * steps. Each transition happens once, atomically, and a terminal state
+ * never changes.
+ *
+ * Since: 1.0
+ */
+typedef enum
+{
+  KILLABLE_TASK_STATE_PENDING,
+  KILLABLE_TASK_STATE_RUNNING,
+  KILLABLE_TASK_STATE_STOPPING,
+  KILLABLE_TASK_STATE_SUCCEEDED,
+  KILLABLE_TASK_STATE_FAILED,
+  KILLABLE_TASK_STATE_CANCELLED,
+  KILLABLE_TASK_STATE_KILLED,
+} KillableTaskState;
+
+/**
+ * KillableChildPolicy:
+ * @KILLABLE_CHILD_POLICY_FAIL_FAST: a child that fails stops its parent,
+ *   and so its siblings, with %KILLABLE_ERROR_CHILD_FAILED; the parent then
+ *   ends %KILLABLE_TASK_STATE_FAILED.
+ * @KILLABLE_CHILD_POLICY_ISOLATE: a child's failure stays with the child.
+ *
+ * What a parent does when one of its children fails.
+ *
+ * Since: 1.0
+ */
+typedef enum
+{
+  KILLABLE_CHILD_POLICY_FAIL_FAST,
+  KILLABLE_CHILD_POLICY_ISOLATE,
+} KillableChildPolicy;
+
+#define KILLABLE_TYPE_TASK (killable_task_get_type ())
+
+KILLABLE_AVAILABLE_IN_1_0
+G_DECLARE_DERIVABLE_TYPE (KillableTask, killable_task, KILLABLE, TASK, GObject)
+
+/**
+ * KillableTaskFunc:
+ * @task: the running task
+ * @user_data: the data given with the function
+ * @error: return location for the reason the work failed
+ *
+ * The work of a task created with [ctor@Killable.Task.new]. It runs on the
+ * task's worker thread and should call [method@Killable.Task.check] now and
+ * then, or block only through the task ([method@Killable.Task.sleep],
+ * [method@Killable.Task.wait_fd], GIO calls given
+ * [method@Killable.Task.get_cancellable]).
+ *
+ * Returns: %TRUE on success, %FALSE with @error set otherwise
+ *
+ * Since: 1.0
+ */
+typedef gboolean (*KillableTaskFunc)    (KillableTask  *task,
+                                         gpointer       user_data,
+                                         GError       **error);
+
+/**
+ * KillableStopFunc:
+ * @task: the task whose stop was requested
+ * @reason: (nullable): the cause given to
+ *   [method@Killable.Task.stop_with_error], or %NULL for a plain stop
+ * @user_data: the data given with the callback
+ *
+ * A stop callback: see [method@Killable.Task.add_stop_callback]. It runs
+ * synchronously in the thread that requested the stop and must not block.
+ *
+ * Since: 1.0
+ */
+typedef void     (*KillableStopFunc)    (KillableTask  *task,
+                                         const GError  *reason,
+                                         gpointer       user_data);
+
+/**
+ * KillableCleanupFunc:
+ * @task: the task that ended
+ * @user_data: the data given with the function
+ *
+ * A cleanup handler: see [method@Killable.Task.add_cleanup].
+ *
+ * Since: 1.0
+ */
+typedef void     (*KillableCleanupFunc) (KillableTask  *task,
+                                         gpointer       user_data);
+
+/**
+ * KillableTaskClass:
+ * @parent_class: the parent class
+ * @run: the work. Runs on the worker thread; returns %TRUE on success or
+ *   %FALSE with the error set. The default calls the function given to
+ *   [ctor@Killable.Task.new], or fails if there is none.
+ * @interrupt: the forced path of [method@Killable.Task.interrupt], called
+ *   in the interrupting thread after the stop was requested. The default
+ *   makes a blocked system call of the worker return `EINTR` when
+ *   [property@Killable.Task:interrupt-syscalls] is set. Bindings chain up
+ *   and add their own (the Python override raises an asynchronous
+ *   exception).
+ * @kill: the last rung, called in the killing thread after the stop was
+ *   requested. The default abandons the worker thread (see
+ *   [method@Killable.Task.kill]); [class@Killable.ProcessTask] sends
+ *   `SIGKILL` to its process group.
+ * @stop_requested: class handler of [signal@Killable.Task::stop-requested].
+ * @finished: class handler of [signal@Killable.Task::finished].
+ *
+ * The class of [class@Killable.Task]. Subclasses override @run; they chain
+ * up in @interrupt and @kill.
+ *
+ * Since: 1.0
+ */
+struct _KillableTaskClass
+{
+  GObjectClass parent_class;
+
+  gboolean (*run)            (KillableTask  *self,
+                              GError       **error);
+  void     (*interrupt)      (KillableTask  *self);
+  void     (*kill)           (KillableTask  *self);
+
+  void     (*stop_requested) (KillableTask  *self,
+                              const GError  *reason);
+  void     (*finished)       (KillableTask  *self);
+
+  /*< private >*/
+  gpointer _reserved[12];
+};
+
+/* Owner side */
+KILLABLE_AVAILABLE_IN_1_0
+KillableTask       *killable_task_new                   (const char           *name,
+                                                         KillableTaskFunc      func,
+                                                         gpointer              user_data,
+                                                         GDestroyNotify        notify);
+KILLABLE_AVAILABLE_IN_1_0
+gboolean            killable_task_start                 (KillableTask         *self,
+                                                         GError              **error);
+KILLABLE_AVAILABLE_IN_1_0
+void                killable_task_run_async             (KillableTask         *self,
+                                                         GCancellable         *cancellable,
+                                                         GAsyncReadyCallback   callback,
+                                                         gpointer              user_data);
+KILLABLE_AVAILABLE_IN_1_0
+gboolean            killable_task_run_finish            (KillableTask         *self,
+                                                         GAsyncResult         *result,
+                                                         GError              **error);
+KILLABLE_AVAILABLE_IN_1_0
+gboolean            killable_task_join                  (KillableTask         *self,
+                                                         GError              **error);
+KILLABLE_AVAILABLE_IN_1_0
+gboolean            killable_task_wait                  (KillableTask         *self,
+                                                         gint64                timeout_usec);
+KILLABLE_AVAILABLE_IN_1_0
+void                killable_task_stop                  (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_0
+void                killable_task_stop_with_error       (KillableTask         *self,
+                                                         const GError         *reason);
+KILLABLE_AVAILABLE_IN_1_0
+void                killable_task_interrupt             (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_0
+void                killable_task_kill                  (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_0
+void                killable_task_set_timeout           (KillableTask         *self,
+                                                         gint64                timeout_usec);
+KILLABLE_AVAILABLE_IN_1_0
+gint64              killable_task_get_timeout           (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_0
+gint64              killable_task_get_deadline          (KillableTask         *self);
+
+/* Properties */
+KILLABLE_AVAILABLE_IN_1_0
+const char         *killable_task_get_name              (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_0
+KillableTaskState   killable_task_get_state             (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_0
+gboolean            killable_task_is_finished           (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_0
+double              killable_task_get_progress          (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_0
+void                killable_task_set_progress          (KillableTask         *self,
+                                                         double                progress);
+KILLABLE_AVAILABLE_IN_1_0
+char               *killable_task_dup_status            (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_0
+void                killable_task_set_status            (KillableTask         *self,
+                                                         const char           *status);
+KILLABLE_AVAILABLE_IN_1_0
+const GError       *killable_task_get_error             (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_0
+gint64              killable_task_get_grace_period      (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_0
+void                killable_task_set_grace_period      (KillableTask         *self,
+                                                         gint64                grace_usec);
+KILLABLE_AVAILABLE_IN_1_0
+gboolean            killable_task_get_interrupt_syscalls(KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_0
+void                killable_task_set_interrupt_syscalls(KillableTask         *self,
+                                                         gboolean              interrupt_syscalls);
+KILLABLE_AVAILABLE_IN_1_0
+GCancellable       *killable_task_get_cancellable       (KillableTask         *self);
+
+/* Worker side */
+KILLABLE_AVAILABLE_IN_1_0
+gboolean            killable_task_check                 (KillableTask         *self,
+                                                         GError              **error);
+KILLABLE_AVAILABLE_IN_1_0
+gboolean            killable_task_is_stop_requested     (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_0
+gboolean            killable_task_sleep                 (KillableTask         *self,
+                                                         gint64                usec,
+                                                         GError              **error);
+KILLABLE_AVAILABLE_IN_1_0
+GIOCondition        killable_task_wait_fd               (KillableTask         *self,
+                                                         int                   fd,
+                                                         GIOCondition          condition,
+                                                         gint64                timeout_usec,
+                                                         GError              **error);
+KILLABLE_AVAILABLE_IN_1_0
+void                killable_task_add_cleanup           (KillableTask         *self,
+                                                         KillableCleanupFunc   func,
+                                                         gpointer              user_data,
+                                                         GDestroyNotify        notify);
+KILLABLE_AVAILABLE_IN_1_0
+gboolean            killable_task_set_abandonable       (KillableTask         *self,
+                                                         gboolean              abandonable);
+KILLABLE_AVAILABLE_IN_1_0
+KillableTask       *killable_task_get_current           (void);
+
+/* Stop callbacks */
+KILLABLE_AVAILABLE_IN_1_0
+gulong              killable_task_add_stop_callback     (KillableTask         *self,
+                                                         KillableStopFunc      func,
+                                                         gpointer              user_data,
+                                                         GDestroyNotify        notify);
+KILLABLE_AVAILABLE_IN_1_0
+void                killable_task_remove_stop_callback  (KillableTask         *self,
+                                                         gulong                id);
+
+/* Trees */
+KILLABLE_AVAILABLE_IN_1_0
+gboolean            killable_task_add_child             (KillableTask         *self,
+                                                         KillableTask         *child,
+                                                         GError              **error);
+KILLABLE_AVAILABLE_IN_1_0
+KillableTask       *killable_task_dup_parent            (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_0
+GListModel         *killable_task_get_children          (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_0
+KillableChildPolicy killable_task_get_child_policy      (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_0
+void                killable_task_set_child_policy      (KillableTask         *self,
+                                                         KillableChildPolicy   policy);
+KILLABLE_AVAILABLE_IN_1_0
+gboolean            killable_task_get_retain_children   (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_0
+void                killable_task_set_retain_children   (KillableTask         *self,
+                                                         gboolean              retain);
+
+/* Process-wide */
+KILLABLE_AVAILABLE_IN_1_0
+guint               killable_get_abandoned_thread_count (void);
+KILLABLE_AVAILABLE_IN_1_0
+int                 killable_get_interrupt_signal       (void);
+KILLABLE_AVAILABLE_IN_1_0
+gboolean            killable_set_interrupt_signal       (int                   signum,
+                                                         GError              **error);
+
+G_END_DECLS

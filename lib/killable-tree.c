@@ -1,0 +1,619 @@
+/* killable-tree.c: children, stop propagation, structured completion
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <glib/gi18n-lib.h>
+
+#include "killable-error.h"
+#include "killable-task-private.h"
+
+/* The tree links (parent, children, live-children counts) of every task are
+ * protected by one process-wide lock. The invariant that makes stop
+ * propagation race-free: under this lock, a task whose stop flag is set has
+ * only children whose flags are set too. A stop sets the flags of the whole
+ * subtree under the lock (running no user code), then fires each task's
+ * callbacks outside it; add_child() checks the parent's flag under the same
+ * lock. Every traversal is iterative, with an explicit stack: a chain
+ * 100 000 deep cannot overflow the C stack.
+ */
+
+static GMutex tree_lock;
+static GCond tree_cond;    /* n_live_children of some task dropped to 0 */
+static GPrivate release_queue;
+
+#define PRIV(t) killable_task_get_private_data (t)
+
+void
+killable_tree_lock (void)
+{
+  g_mutex_lock (&tree_lock);
+}
+
+void
+killable_tree_unlock (void)
+{
+  g_mutex_unlock (&tree_lock);
+}
+
+/* Sets the stop flag of @root and its descendants; @won collects (with a
+ * reference) the tasks whose request this call made. A task already stopped
+ * is not descended into: its subtree was stopped with it. */
+static void
+request_stop_locked (KillableTask *root,
+                     const GError *reason,
+                     GPtrArray    *won)
+{
+  g_autoptr(GPtrArray) stack = g_ptr_array_new ();
+
+  g_ptr_array_add (stack, root);
+
+  while (stack->len > 0)
+    {
+      KillableTask *task = g_ptr_array_steal_index_fast (stack, stack->len - 1);
+
+      if (!killable_stop_state_request (&PRIV (task)->stop, reason))
+        continue;
+
+      g_ptr_array_add (won, g_object_ref (task));
+      for (GList *l = PRIV (task)->children.head; l != NULL; l = l->next)
+        g_ptr_array_add (stack, l->data);
+    }
+}
+
+GPtrArray *
+killable_tree_request_stop (KillableTask *self,
+                            const GError *reason)
+{
+  GPtrArray *won = g_ptr_array_new_with_free_func (g_object_unref);
+
+  g_mutex_lock (&tree_lock);
+  request_stop_locked (self, reason, won);
+  g_mutex_unlock (&tree_lock);
+
+  return won;
+}
+
+/* @self and its descendants, parents before children, each with a ref. */
+GPtrArray *
+killable_tree_collect_subtree (KillableTask *self)
+{
+  GPtrArray *ret = g_ptr_array_new_with_free_func (g_object_unref);
+
+  g_mutex_lock (&tree_lock);
+
+  g_ptr_array_add (ret, g_object_ref (self));
+  for (guint i = 0; i < ret->len; i++)
+    {
+      KillableTask *task = g_ptr_array_index (ret, i);
+
+      for (GList *l = PRIV (task)->children.head; l != NULL; l = l->next)
+        g_ptr_array_add (ret, g_object_ref (l->data));
+    }
+
+  g_mutex_unlock (&tree_lock);
+
+  return ret;
+}
+
+/* Drops references on tasks without recursion: a task's dispose drops its
+ * children, whose dispose drops theirs... With a chain 100 000 deep that
+ * would be 100 000 nested finalizers. The outermost call on a thread owns a
+ * queue; nested calls append to it and return. */
+static void
+release_tasks (GQueue *tasks)
+{
+  GQueue *queue = g_private_get (&release_queue);
+  GQueue local = G_QUEUE_INIT;
+  KillableTask *task;
+
+  if (queue != NULL)
+    {
+      while ((task = g_queue_pop_head (tasks)) != NULL)
+        g_queue_push_tail (queue, task);
+      return;
+    }
+
+  while ((task = g_queue_pop_head (tasks)) != NULL)
+    g_queue_push_tail (&local, task);
+
+  g_private_set (&release_queue, &local);
+  while ((task = g_queue_pop_head (&local)) != NULL)
+    g_object_unref (task);
+  g_private_set (&release_queue, NULL);
+}
+
+static void
+release_task (KillableTask *task)
+{
+  GQueue one = G_QUEUE_INIT;
+
+  g_queue_push_tail (&one, task);
+  release_tasks (&one);
+}
+
+/**
+ * killable_task_add_child:
+ * @self: the parent
+ * @child: (transfer none): the task to add
+ * @error: return location for a #GError
+ *
+ * Makes @child a child of @self; @self holds a reference on it.
+ *
+ * A stop of @self, with its cause, reaches @child and its descendants; a
+ * child added to a parent that was already stopped is stopped at once.
+ * @self becomes terminal only after all its children are (structured
+ * completion): when its work returns, children that were never started are
+ * stopped, those that run are waited for, and if its work failed they are
+ * stopped with its error. Under %KILLABLE_CHILD_POLICY_FAIL_FAST a child
+ * that fails stops @self with %KILLABLE_ERROR_CHILD_FAILED.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: %TRUE on success; %FALSE with @error set if @child already has a
+ *   parent, is @self or one of its ancestors, or @self already finished
+ *
+ * Since: 1.0
+ */
+gboolean
+killable_task_add_child (KillableTask  *self,
+                         KillableTask  *child,
+                         GError       **error)
+{
+  KillableTaskPrivate *priv;
+  KillableTaskPrivate *cpriv;
+  g_autoptr(GPtrArray) won = NULL;
+  g_autoptr(GError) reason = NULL;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
+  g_return_val_if_fail (KILLABLE_IS_TASK (child), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  priv = PRIV (self);
+  cpriv = PRIV (child);
+
+  g_mutex_lock (&tree_lock);
+
+  if (cpriv->parent != NULL)
+    {
+      g_mutex_unlock (&tree_lock);
+      g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
+                   _("Task “%s” already has a parent"), cpriv->name);
+      return FALSE;
+    }
+
+  for (KillableTask *t = self; t != NULL; t = PRIV (t)->parent)
+    {
+      if (t == child)
+        {
+          g_mutex_unlock (&tree_lock);
+          g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
+                       _("Task “%s” cannot be a child of itself or of its own descendant"),
+                       cpriv->name);
+          return FALSE;
+        }
+    }
+
+  if (KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)))
+    {
+      g_mutex_unlock (&tree_lock);
+      g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
+                   _("Task “%s” already finished and cannot take children"), priv->name);
+      return FALSE;
+    }
+
+  g_object_ref (child);
+  cpriv->parent = self;
+  g_queue_push_tail_link (&priv->children, &cpriv->sibling_link);
+  if (!KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&cpriv->state)))
+    priv->n_live_children++;
+
+  if (killable_stop_state_is_requested (&priv->stop))
+    {
+      won = g_ptr_array_new_with_free_func (g_object_unref);
+      reason = killable_stop_state_dup_reason (&priv->stop);
+      request_stop_locked (child, reason, won);
+    }
+
+  g_mutex_unlock (&tree_lock);
+
+  if (won != NULL)
+    for (guint i = 0; i < won->len; i++)
+      killable_task_request_stop_internal (g_ptr_array_index (won, i), reason, FALSE);
+
+  killable_owner_queue (self, KILLABLE_EMIT_CHILDREN);
+  killable_owner_queue (child, KILLABLE_EMIT_PARENT);
+
+  return TRUE;
+}
+
+/* Called once @child is terminal. */
+void
+killable_tree_child_ended (KillableTask *child)
+{
+  KillableTaskPrivate *cpriv = PRIV (child);
+  KillableTask *parent;
+  g_autoptr(GPtrArray) won = NULL;
+  g_autoptr(GError) reason = NULL;
+  gboolean released = FALSE;
+
+  g_mutex_lock (&tree_lock);
+
+  parent = cpriv->parent;
+  if (parent == NULL)
+    {
+      g_mutex_unlock (&tree_lock);
+      return;
+    }
+
+  g_object_ref (parent);
+
+  if (--PRIV (parent)->n_live_children == 0)
+    g_cond_broadcast (&tree_cond);
+
+  if (g_atomic_int_get (&cpriv->state) == KILLABLE_TASK_STATE_FAILED &&
+      PRIV (parent)->child_policy == KILLABLE_CHILD_POLICY_FAIL_FAST &&
+      !killable_stop_state_is_requested (&PRIV (parent)->stop))
+    {
+      reason = g_error_new (KILLABLE_ERROR, KILLABLE_ERROR_CHILD_FAILED,
+                            _("Child task “%s” failed: %s"),
+                            cpriv->name, cpriv->error->message);
+      won = g_ptr_array_new_with_free_func (g_object_unref);
+      request_stop_locked (parent, reason, won);
+      PRIV (parent)->failed_child = g_object_ref (child);
+    }
+
+  if (!PRIV (parent)->retain_children)
+    {
+      g_queue_unlink (&PRIV (parent)->children, &cpriv->sibling_link);
+      cpriv->parent = NULL;
+      released = TRUE;
+    }
+
+  g_mutex_unlock (&tree_lock);
+
+  if (won != NULL)
+    for (guint i = 0; i < won->len; i++)
+      killable_task_request_stop_internal (g_ptr_array_index (won, i), reason, FALSE);
+
+  killable_owner_queue (parent, KILLABLE_EMIT_CHILDREN);
+  if (released)
+    {
+      killable_owner_queue (child, KILLABLE_EMIT_PARENT);
+      release_task (child);
+    }
+  release_task (parent);
+}
+
+/* On the worker, after the work returned: stop children that never
+ * started (and all of them if the work failed), then wait for every child
+ * to be terminal. */
+void
+killable_tree_before_completion (KillableTask *self,
+                                 gboolean      run_failed,
+                                 const GError *run_error)
+{
+  KillableTaskPrivate *priv = PRIV (self);
+  g_autoptr(GPtrArray) to_stop = g_ptr_array_new_with_free_func (g_object_unref);
+  g_autoptr(GError) reason = NULL;
+
+  if (run_failed && run_error != NULL && !killable_error_is_cancellation (run_error))
+    reason = g_error_copy (run_error);
+
+  g_mutex_lock (&tree_lock);
+
+  if (priv->n_live_children == 0)
+    {
+      g_mutex_unlock (&tree_lock);
+      return;
+    }
+
+  for (GList *l = priv->children.head; l != NULL; l = l->next)
+    {
+      KillableTask *child = l->data;
+      int state = g_atomic_int_get (&PRIV (child)->state);
+
+      if (run_failed ? !KILLABLE_TASK_STATE_IS_TERMINAL (state)
+                     : state == KILLABLE_TASK_STATE_PENDING)
+        g_ptr_array_add (to_stop, g_object_ref (child));
+    }
+
+  g_mutex_unlock (&tree_lock);
+
+  for (guint i = 0; i < to_stop->len; i++)
+    killable_task_request_stop_internal (g_ptr_array_index (to_stop, i), reason, TRUE);
+
+  g_mutex_lock (&tree_lock);
+  while (priv->n_live_children > 0)
+    g_cond_wait (&tree_cond, &tree_lock);
+  g_mutex_unlock (&tree_lock);
+}
+
+void
+killable_tree_dispose (KillableTask *self)
+{
+  KillableTaskPrivate *priv = PRIV (self);
+  GQueue children = G_QUEUE_INIT;
+  GList *link;
+  KillableTask *failed_child;
+
+  g_mutex_lock (&tree_lock);
+
+  while ((link = g_queue_pop_head_link (&priv->children)) != NULL)
+    {
+      KillableTask *child = link->data;
+
+      PRIV (child)->parent = NULL;
+      g_queue_push_tail (&children, child);
+    }
+  priv->n_live_children = 0;
+  failed_child = g_steal_pointer (&priv->failed_child);
+
+  g_mutex_unlock (&tree_lock);
+
+  if (failed_child != NULL)
+    g_queue_push_tail (&children, failed_child);
+  release_tasks (&children);
+
+  g_clear_object (&priv->children_model);
+}
+
+/* The owner-side mirror {{{ */
+
+static GPtrArray *
+snapshot_children (KillableTask *self)
+{
+  GPtrArray *ret = g_ptr_array_new_with_free_func (g_object_unref);
+
+  g_mutex_lock (&tree_lock);
+  for (GList *l = PRIV (self)->children.head; l != NULL; l = l->next)
+    g_ptr_array_add (ret, g_object_ref (l->data));
+  g_mutex_unlock (&tree_lock);
+
+  return ret;
+}
+
+/* Brings the model up to date with one splice of the part that changed,
+ * so that views (GtkTreeListModel) keep the rows that did not. */
+void
+killable_tree_sync_model (KillableTask *self)
+{
+  GListModel *model = G_LIST_MODEL (PRIV (self)->children_model);
+  g_autoptr(GPtrArray) now = NULL;
+  guint n_old, prefix = 0, suffix = 0;
+
+  if (model == NULL)
+    return;
+
+  now = snapshot_children (self);
+  n_old = g_list_model_get_n_items (model);
+
+  while (prefix < n_old && prefix < now->len)
+    {
+      g_autoptr(GObject) item = g_list_model_get_item (model, prefix);
+
+      if (item != g_ptr_array_index (now, prefix))
+        break;
+      prefix++;
+    }
+
+  while (suffix < n_old - prefix && suffix < now->len - prefix)
+    {
+      g_autoptr(GObject) item = g_list_model_get_item (model, n_old - 1 - suffix);
+
+      if (item != g_ptr_array_index (now, now->len - 1 - suffix))
+        break;
+      suffix++;
+    }
+
+  if (prefix + suffix == n_old && prefix + suffix == now->len)
+    return;
+
+  g_list_store_splice (G_LIST_STORE (model), prefix, n_old - prefix - suffix,
+                       now->pdata + prefix, now->len - prefix - suffix);
+}
+
+/**
+ * killable_task_get_children:
+ * @self: a task
+ *
+ * Gets the children of @self as a list model of [class@Killable.Task]. The
+ * model belongs to the owner's main context: it changes, and emits
+ * [signal@Gio.ListModel::items-changed], only there, when that context is
+ * iterated, so it can back a GTK view directly. Unless
+ * [property@Killable.Task:retain-children] is set, children leave it once
+ * they are terminal.
+ *
+ * Call it from the thread of the task's owner context.
+ *
+ * Returns: (transfer none): the children
+ *
+ * Since: 1.0
+ */
+GListModel *
+killable_task_get_children (KillableTask *self)
+{
+  KillableTaskPrivate *priv;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), NULL);
+
+  priv = PRIV (self);
+  if (priv->children_model == NULL)
+    {
+      g_autoptr(GPtrArray) now = NULL;
+      GListStore *store = g_list_store_new (KILLABLE_TYPE_TASK);
+
+      /* Published before the snapshot: a change made after the snapshot
+       * queues a sync, one made before is in it. */
+      g_atomic_pointer_set (&priv->children_model, store);
+      now = snapshot_children (self);
+      g_list_store_splice (store, 0, 0, now->pdata, now->len);
+    }
+
+  return G_LIST_MODEL (priv->children_model);
+}
+
+/* }}} */
+
+/**
+ * killable_task_dup_parent:
+ * @self: a task
+ *
+ * Gets the parent of @self.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: (transfer full) (nullable): the parent, or %NULL
+ *
+ * Since: 1.0
+ */
+KillableTask *
+killable_task_dup_parent (KillableTask *self)
+{
+  KillableTask *ret;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), NULL);
+
+  g_mutex_lock (&tree_lock);
+  ret = PRIV (self)->parent != NULL ? g_object_ref (PRIV (self)->parent) : NULL;
+  g_mutex_unlock (&tree_lock);
+
+  return ret;
+}
+
+/**
+ * killable_task_get_child_policy:
+ * @self: a task
+ *
+ * Gets [property@Killable.Task:child-policy].
+ *
+ * This function is thread-safe.
+ *
+ * Returns: the policy
+ *
+ * Since: 1.0
+ */
+KillableChildPolicy
+killable_task_get_child_policy (KillableTask *self)
+{
+  KillableChildPolicy ret;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), KILLABLE_CHILD_POLICY_FAIL_FAST);
+
+  g_mutex_lock (&tree_lock);
+  ret = PRIV (self)->child_policy;
+  g_mutex_unlock (&tree_lock);
+
+  return ret;
+}
+
+/**
+ * killable_task_set_child_policy:
+ * @self: a task
+ * @policy: the policy
+ *
+ * Sets [property@Killable.Task:child-policy].
+ *
+ * This function is thread-safe; `notify::child-policy` is emitted in the
+ * calling thread.
+ *
+ * Since: 1.0
+ */
+void
+killable_task_set_child_policy (KillableTask        *self,
+                                KillableChildPolicy  policy)
+{
+  gboolean changed;
+
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+  g_return_if_fail (policy == KILLABLE_CHILD_POLICY_FAIL_FAST ||
+                    policy == KILLABLE_CHILD_POLICY_ISOLATE);
+
+  g_mutex_lock (&tree_lock);
+  changed = PRIV (self)->child_policy != (int) policy;
+  PRIV (self)->child_policy = policy;
+  g_mutex_unlock (&tree_lock);
+
+  if (changed)
+    g_object_notify (G_OBJECT (self), "child-policy");
+}
+
+/**
+ * killable_task_get_retain_children:
+ * @self: a task
+ *
+ * Gets [property@Killable.Task:retain-children].
+ *
+ * This function is thread-safe.
+ *
+ * Returns: whether finished children are kept
+ *
+ * Since: 1.0
+ */
+gboolean
+killable_task_get_retain_children (KillableTask *self)
+{
+  gboolean ret;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
+
+  g_mutex_lock (&tree_lock);
+  ret = PRIV (self)->retain_children;
+  g_mutex_unlock (&tree_lock);
+
+  return ret;
+}
+
+/**
+ * killable_task_set_retain_children:
+ * @self: a task
+ * @retain: whether finished children stay in the children list
+ *
+ * Sets [property@Killable.Task:retain-children]. It applies to children
+ * that finish from now on.
+ *
+ * This function is thread-safe; `notify::retain-children` is emitted in
+ * the calling thread.
+ *
+ * Since: 1.0
+ */
+void
+killable_task_set_retain_children (KillableTask *self,
+                                   gboolean      retain)
+{
+  gboolean changed;
+
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+
+  g_mutex_lock (&tree_lock);
+  changed = PRIV (self)->retain_children != !!retain;
+  PRIV (self)->retain_children = !!retain;
+  g_mutex_unlock (&tree_lock);
+
+  if (changed)
+    g_object_notify (G_OBJECT (self), "retain-children");
+}
+
+gint64
+killable_tree_get_deadline (KillableTask *self)
+{
+  gint64 ret = G_MAXINT64;
+
+  g_mutex_lock (&tree_lock);
+
+  for (KillableTask *t = self; t != NULL; t = PRIV (t)->parent)
+    {
+      KillableTaskPrivate *tpriv = PRIV (t);
+
+      g_mutex_lock (&tpriv->lock);
+      if (tpriv->timeout >= 0 && tpriv->start_time != 0)
+        ret = MIN (ret, tpriv->start_time + tpriv->timeout);
+      g_mutex_unlock (&tpriv->lock);
+    }
+
+  g_mutex_unlock (&tree_lock);
+
+  return ret;
+}

@@ -1,0 +1,25 @@
+/* killable-worker-pool-private.h: the process-wide cache of idle threads
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/* Runs @func (@data) on an idle cached thread, or on a new thread when none
+ * is idle: there is no queue, a job never waits behind another.
+ * Returns FALSE with @error set when no thread could be created.
+ */
+gboolean killable_worker_pool_run              (GFunc     func,
+                                                gpointer  data,
+                                                GError  **error);
+
+/* For tests and benchmarks. */
+guint    killable_worker_pool_get_n_threads    (void);
+guint    killable_worker_pool_get_n_idle       (void);
+void     killable_worker_pool_set_idle_timeout (gint64    usec);
+
+G_END_DECLS

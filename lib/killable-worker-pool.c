@@ -1,0 +1,155 @@
+/* killable-worker-pool.c: the process-wide cache of idle threads
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include "killable-worker-pool-private.h"
+
+/* Each job gets a thread of its own at once: an idle cached thread if there
+ * is one, a new one otherwise. There is deliberately no queue, so a parent
+ * task that waits for its children can never starve them (the livelock of a
+ * bounded pool). A thread that stays idle for idle_timeout exits.
+ */
+
+typedef struct
+{
+  GCond     cond;
+  GFunc     func;   /* protected by pool_lock; NULL while idle */
+  gpointer  data;
+  GList     link;   /* in idle_workers while idle */
+} Worker;
+
+static GMutex pool_lock;
+static GQueue idle_workers = G_QUEUE_INIT;    /* most recently idle first */
+static guint n_threads;                       /* protected by pool_lock */
+static gint64 idle_timeout = 15 * G_USEC_PER_SEC;
+
+static gpointer
+worker_main (gpointer user_data)
+{
+  Worker *worker = user_data;
+
+  g_mutex_lock (&pool_lock);
+
+  for (;;)
+    {
+      GFunc func = worker->func;
+      gpointer data = worker->data;
+      gint64 idle_since;
+
+      worker->func = NULL;
+      worker->data = NULL;
+      g_mutex_unlock (&pool_lock);
+
+      func (data, NULL);
+
+      g_mutex_lock (&pool_lock);
+
+      g_queue_push_head_link (&idle_workers, &worker->link);
+      idle_since = g_get_monotonic_time ();
+
+      /* idle_timeout is read on each wake-up, so a new value applies at once */
+      while (worker->func == NULL)
+        {
+          if (!g_cond_wait_until (&worker->cond, &pool_lock, idle_since + idle_timeout))
+            break;
+        }
+
+      if (worker->func == NULL)
+        {
+          /* Idle for too long: leave. Still in the queue, since only a
+           * dispatcher handing over a job unlinks a worker. */
+          g_queue_unlink (&idle_workers, &worker->link);
+          n_threads--;
+          g_mutex_unlock (&pool_lock);
+          g_cond_clear (&worker->cond);
+          g_free (worker);
+          return NULL;
+        }
+    }
+}
+
+gboolean
+killable_worker_pool_run (GFunc     func,
+                          gpointer  data,
+                          GError  **error)
+{
+  GList *link;
+  Worker *worker;
+  GThread *thread;
+
+  g_mutex_lock (&pool_lock);
+
+  link = g_queue_pop_head_link (&idle_workers);
+  if (link != NULL)
+    {
+      worker = link->data;
+      worker->func = func;
+      worker->data = data;
+      g_cond_signal (&worker->cond);
+      g_mutex_unlock (&pool_lock);
+      return TRUE;
+    }
+
+  worker = g_new0 (Worker, 1);
+  g_cond_init (&worker->cond);
+  worker->func = func;
+  worker->data = data;
+  worker->link.data = worker;
+  n_threads++;
+  g_mutex_unlock (&pool_lock);
+
+  thread = g_thread_try_new ("killable-worker", worker_main, worker, error);
+  if (thread == NULL)
+    {
+      g_mutex_lock (&pool_lock);
+      n_threads--;
+      g_mutex_unlock (&pool_lock);
+      g_cond_clear (&worker->cond);
+      g_free (worker);
+      return FALSE;
+    }
+
+  g_thread_unref (thread);
+
+  return TRUE;
+}
+
+guint
+killable_worker_pool_get_n_threads (void)
+{
+  guint ret;
+
+  g_mutex_lock (&pool_lock);
+  ret = n_threads;
+  g_mutex_unlock (&pool_lock);
+
+  return ret;
+}
+
+guint
+killable_worker_pool_get_n_idle (void)
+{
+  guint ret;
+
+  g_mutex_lock (&pool_lock);
+  ret = idle_workers.length;
+  g_mutex_unlock (&pool_lock);
+
+  return ret;
+}
+
+void
+killable_worker_pool_set_idle_timeout (gint64 usec)
+{
+  GList *l;
+
+  g_mutex_lock (&pool_lock);
+  idle_timeout = usec;
+  /* Wake idle workers so that they apply the new timeout now. */
+  for (l = idle_workers.head; l != NULL; l = l->next)
+    g_cond_signal (&((Worker *) l->data)->cond);
+  g_mutex_unlock (&pool_lock);
+}
