@@ -40,6 +40,9 @@ killable_error_is_cancellation (const GError *error)
   return g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
 }
 
+/* Binds the gettext domain once. `KILLABLE_LOCALEDIR`, when set and not
+ * empty, replaces the installed locale directory: the tests use it to load
+ * the catalogs compiled in the build tree (`<builddir>/po`). */
 void
 killable_i18n_init (void)
 {
@@ -47,7 +50,11 @@ killable_i18n_init (void)
 
   if (g_once_init_enter (&initialized))
     {
-      bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
+      const char *localedir = g_getenv ("KILLABLE_LOCALEDIR");
+
+      if (localedir == NULL || localedir[0] == '\0')
+        localedir = LOCALEDIR;
+      bindtextdomain (GETTEXT_PACKAGE, localedir);
       bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
       g_once_init_leave (&initialized, 1);
     }
