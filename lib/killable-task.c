@@ -272,9 +272,10 @@ killable_task_emit (KillableTask *self,
 /* Moves to a terminal state, once. Returns FALSE (and frees @error) when the
  * task already had one, e.g. when it was killed before its work returned. */
 static gboolean
-complete (KillableTask      *self,
-          KillableTaskState  state,
-          GError            *error)
+complete_full (KillableTask      *self,
+               gboolean           only_if_pending,
+               KillableTaskState  state,
+               GError            *error)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   guint emissions;
@@ -287,7 +288,8 @@ complete (KillableTask      *self,
     {
       int old = g_atomic_int_get (&priv->state);
 
-      if (KILLABLE_TASK_STATE_IS_TERMINAL (old))
+      if (KILLABLE_TASK_STATE_IS_TERMINAL (old) ||
+          (only_if_pending && old != KILLABLE_TASK_STATE_PENDING))
         {
           g_mutex_unlock (&priv->lock);
           g_clear_error (&error);
@@ -316,6 +318,14 @@ complete (KillableTask      *self,
   killable_owner_queue (self, emissions);
 
   return TRUE;
+}
+
+static gboolean
+complete (KillableTask      *self,
+          KillableTaskState  state,
+          GError            *error)
+{
+  return complete_full (self, FALSE, state, error);
 }
 
 gboolean
@@ -373,23 +383,24 @@ killable_task_request_stop_internal (KillableTask *self,
       return;
     }
 
-  /* A task that never started ends here and now. */
-  if (g_atomic_int_compare_and_exchange (&priv->state, KILLABLE_TASK_STATE_PENDING,
-                                         KILLABLE_TASK_STATE_PENDING) &&
-      !g_atomic_int_get (&priv->started))
+  /* A task that has not started ends here and now, unless start() wins
+   * the race to leave PENDING; then it is stopped like a running task. */
+  if (g_atomic_int_get (&priv->state) == KILLABLE_TASK_STATE_PENDING)
     {
-      g_autoptr(GError) error = killable_stop_state_dup_reason (&priv->stop);
+      GError *error = killable_stop_state_dup_reason (&priv->stop);
+      KillableTaskState state = KILLABLE_TASK_STATE_CANCELLED;
 
       if (error == NULL)
         error = killable_task_make_error (self, KILLABLE_ERROR_STOPPED);
+      else if (g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
+        state = KILLABLE_TASK_STATE_KILLED;
 
-      killable_owner_queue (self, KILLABLE_EMIT_STOP_REQUESTED);
-      complete (self,
-                g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED)
-                  ? KILLABLE_TASK_STATE_KILLED : KILLABLE_TASK_STATE_CANCELLED,
-                g_steal_pointer (&error));
-      killable_stop_state_fire (&priv->stop, self);
-      return;
+      if (complete_full (self, TRUE, state, error))
+        {
+          killable_owner_queue (self, KILLABLE_EMIT_STOP_REQUESTED);
+          killable_stop_state_fire (&priv->stop, self);
+          return;
+        }
     }
 
   if (g_atomic_int_compare_and_exchange (&priv->state, KILLABLE_TASK_STATE_RUNNING,
@@ -461,7 +472,14 @@ decide_outcome (KillableTask  *self,
       if (*error == NULL)
         *error = killable_task_make_error (self, KILLABLE_ERROR_STOPPED);
       /* Killed, but not abandoned (a process task, or a worker in a section
-       * that must not be abandoned): it still ends KILLED. */
+       * that must not be abandoned): it still ends KILLED, even when the
+       * kill came after a plain stop (escalation). */
+      if (g_atomic_int_get (&priv->kill_requested) &&
+          !g_error_matches (*error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
+        {
+          g_clear_error (error);
+          *error = killable_task_make_error (self, KILLABLE_ERROR_KILLED);
+        }
       if (g_error_matches (*error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
         return KILLABLE_TASK_STATE_KILLED;
       return KILLABLE_TASK_STATE_CANCELLED;
