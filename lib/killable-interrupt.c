@@ -143,6 +143,9 @@ killable_set_interrupt_signal (int      signum,
 {
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
+  /* May run before any task type exists: bind the text domain here too. */
+  killable_i18n_init ();
+
   if (signum < SIGRTMIN || signum > SIGRTMAX)
     {
       g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,

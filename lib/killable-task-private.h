@@ -70,6 +70,7 @@ struct _KillableTaskPrivate
   GQueue              children;          /* (owned) KillableTask*, elements own a ref */
   GList               sibling_link;      /* this task's node in parent->children */
   guint               n_live_children;
+  gboolean            children_closed;   /* the work returned and children ended: no new child */
   int                 child_policy;      /* KillableChildPolicy */
   gboolean            retain_children;
   KillableTask       *failed_child;      /* (owned) (nullable) */

@@ -158,9 +158,12 @@ static gboolean
 has_notify_handler (KillableTask *self,
                     int           prop)
 {
+  /* With a detail, GLib matches only handlers connected with that detail:
+   * a plain "notify" handler is asked for separately. */
   return g_signal_has_handler_pending (self, notify_signal_id,
                                        g_param_spec_get_name_quark (properties[prop]),
-                                       FALSE);
+                                       FALSE) ||
+         g_signal_has_handler_pending (self, notify_signal_id, 0, FALSE);
 }
 
 guint
@@ -383,6 +386,16 @@ killable_task_request_stop_internal (KillableTask *self,
       return;
     }
 
+  g_mutex_lock (&priv->lock);
+  cancellable = priv->cancellable != NULL ? g_object_ref (priv->cancellable) : NULL;
+  g_mutex_unlock (&priv->lock);
+
+  if (cancellable != NULL)
+    {
+      g_cancellable_cancel (cancellable);
+      g_object_unref (cancellable);
+    }
+
   /* A task that has not started ends here and now, unless start() wins
    * the race to leave PENDING; then it is stopped like a running task. */
   if (g_atomic_int_get (&priv->state) == KILLABLE_TASK_STATE_PENDING)
@@ -406,16 +419,6 @@ killable_task_request_stop_internal (KillableTask *self,
   if (g_atomic_int_compare_and_exchange (&priv->state, KILLABLE_TASK_STATE_RUNNING,
                                          KILLABLE_TASK_STATE_STOPPING))
     emissions |= KILLABLE_EMIT_STATE_STOPPING;
-
-  g_mutex_lock (&priv->lock);
-  cancellable = priv->cancellable != NULL ? g_object_ref (priv->cancellable) : NULL;
-  g_mutex_unlock (&priv->lock);
-
-  if (cancellable != NULL)
-    {
-      g_cancellable_cancel (cancellable);
-      g_object_unref (cancellable);
-    }
 
   killable_stop_state_fire (&priv->stop, self);
   killable_owner_queue (self, emissions);
@@ -462,8 +465,11 @@ decide_outcome (KillableTask  *self,
       return KILLABLE_TASK_STATE_SUCCEEDED;
     }
 
+  /* A worker that passes on what check()/sleep() gave it (the stop's own
+   * cause, whatever its domain) ends by cancellation too. */
   if (killable_stop_state_is_requested (&priv->stop) &&
-      (run_error == NULL || killable_error_is_cancellation (run_error)))
+      (run_error == NULL || killable_error_is_cancellation (run_error) ||
+       killable_stop_state_reason_matches (&priv->stop, run_error->domain, run_error->code)))
     {
       /* The cause, not the symptom: join() returns why the task was stopped
        * rather than the G_IO_ERROR_CANCELLED of the call that noticed it. */
@@ -1086,6 +1092,30 @@ async_cancelled_cb (GCancellable *cancellable,
   killable_task_stop (self);
 }
 
+static void
+async_return_error (KillableTask *self,
+                    GError       *error)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  g_autoptr(GTask) task = NULL;
+  g_autoptr(GCancellable) cancellable = NULL;
+  gulong cancel_id;
+
+  g_mutex_lock (&priv->lock);
+  task = g_steal_pointer (&priv->async_task);
+  cancellable = g_steal_pointer (&priv->async_cancellable);
+  cancel_id = priv->async_cancel_id;
+  priv->async_cancel_id = 0;
+  g_mutex_unlock (&priv->lock);
+
+  if (cancel_id != 0)
+    g_cancellable_disconnect (cancellable, cancel_id);
+  if (task != NULL)
+    g_task_return_error (task, error);
+  else
+    g_error_free (error);
+}
+
 /**
  * killable_task_run_async:
  * @self: a pending task
@@ -1137,17 +1167,11 @@ killable_task_run_async (KillableTask        *self,
   already_terminal = KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state));
   g_mutex_unlock (&priv->lock);
 
+  /* Connected before the start: an already cancelled cancellable stops the
+   * task while it is still pending, so its work never runs (and the result
+   * is then reported on this thread's context, hence set first). */
   context = g_main_context_ref_thread_default ();
-  if (!start_internal (self, context, &error))
-    {
-      g_mutex_lock (&priv->lock);
-      g_clear_object (&priv->async_task);
-      g_mutex_unlock (&priv->lock);
-      /* Started meanwhile from another thread: report that. */
-      g_task_return_error (task, g_steal_pointer (&error));
-      return;
-    }
-
+  killable_owner_set_context (self, context);
   if (cancellable != NULL)
     {
       gulong id = g_cancellable_connect (cancellable, G_CALLBACK (async_cancelled_cb),
@@ -1164,6 +1188,13 @@ killable_task_run_async (KillableTask        *self,
 
       if (id != 0)
         g_cancellable_disconnect (cancellable, id);
+    }
+
+  if (!start_internal (self, context, &error))
+    {
+      /* Started meanwhile from another thread: report that. */
+      async_return_error (self, g_steal_pointer (&error));
+      return;
     }
 
   if (already_terminal)

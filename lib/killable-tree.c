@@ -196,7 +196,8 @@ killable_task_add_child (KillableTask  *self,
         }
     }
 
-  if (KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)))
+  if (priv->children_closed ||
+      KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)))
     {
       g_mutex_unlock (&tree_lock);
       g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
@@ -306,6 +307,7 @@ killable_tree_before_completion (KillableTask *self,
 
   if (priv->n_live_children == 0)
     {
+      priv->children_closed = TRUE;
       g_mutex_unlock (&tree_lock);
       return;
     }
@@ -325,9 +327,13 @@ killable_tree_before_completion (KillableTask *self,
   for (guint i = 0; i < to_stop->len; i++)
     killable_task_request_stop_internal (g_ptr_array_index (to_stop, i), reason, TRUE);
 
+  /* Closed in the same critical section that sees the last child end, so
+   * that no child can slip in between (cleanups and the terminal state come
+   * next; add_child() then fails as for a finished parent). */
   g_mutex_lock (&tree_lock);
   while (priv->n_live_children > 0)
     g_cond_wait (&tree_cond, &tree_lock);
+  priv->children_closed = TRUE;
   g_mutex_unlock (&tree_lock);
 }
 
