@@ -10,6 +10,18 @@
 #include "killable-error.h"
 #include "killable-task-private.h"
 
+/**
+ * killable_error_quark:
+ *
+ * Gets the quark of the libkillable error domain. Use %KILLABLE_ERROR
+ * rather than calling it.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: the quark of the %KILLABLE_ERROR domain
+ *
+ * Since: 1.0
+ */
 G_DEFINE_QUARK (killable-error-quark, killable_error)
 
 /**

@@ -267,6 +267,16 @@ killable_task_abandon (KillableTask *self)
 {
   KillableTaskPrivate *priv = killable_task_get_private_data (self);
 
+  /* No thread to abandon: a pending task just ends (after its children). */
+  if (killable_task_complete_pending (self))
+    return TRUE;
+
+  /* A parent is released after its children: with children still live
+   * (one in a section that must not be abandoned), it is abandoned when
+   * the last of them ends (killable_tree_child_ended()). */
+  if (killable_tree_has_live_children (self))
+    return FALSE;
+
   if (!g_atomic_int_compare_and_exchange (&priv->abandon, KILLABLE_ABANDON_ALLOWED,
                                           KILLABLE_ABANDON_DONE))
     {

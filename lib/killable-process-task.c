@@ -128,7 +128,11 @@ struct _KillableProcessTask
   /* The child. pid is also the process group ID. */
   GPid                  pid;           /* protected by @lock; 0 before the spawn */
   gboolean              reaped;        /* protected by @lock; no signal is sent once set */
-  gboolean              kill_requested;/* protected by @lock: SIGKILL sent, or due at the spawn */
+  /* Signals asked for, protected by @lock: sent at once if the child is
+   * there, else by the worker as soon as it is. */
+  gboolean              term_requested;
+  gboolean              int_requested;
+  gboolean              kill_requested;
   int                   wait_code;     /* protected by @lock: si_code (CLD_EXITED, ...), 0 until reaped */
   int                   wait_status;   /* protected by @lock: si_status */
   GBytes               *stdout_bytes;  /* (owned) (nullable) protected by @lock, set at the end */
@@ -285,14 +289,60 @@ signal_group_locked (KillableProcessTask *self,
    * setpgid(): the leader alone is then all there is. */
   if (kill (-self->pid, signum) < 0 && errno == ESRCH)
     (void) kill (self->pid, signum);
+
+  /* A stopped process acts on SIGTERM and SIGINT only once continued. */
+  if (signum != SIGKILL)
+    (void) kill (-self->pid, SIGCONT);
 }
 
+/* Sends @signum now, or at the spawn if it is still to come. */
 static void
-signal_group (KillableProcessTask *self,
-              int                  signum)
+request_signal (KillableProcessTask *self,
+                int                  signum)
 {
   g_mutex_lock (&self->lock);
+  switch (signum)
+    {
+    case SIGTERM:
+      self->term_requested = TRUE;
+      break;
+    case SIGINT:
+      self->int_requested = TRUE;
+      break;
+    case SIGKILL:
+      self->kill_requested = TRUE;
+      break;
+    default:
+      g_assert_not_reached ();
+    }
   signal_group_locked (self, signum);
+  g_mutex_unlock (&self->lock);
+}
+
+/* The worker got the child: signals asked for while it spawned are sent
+ * now, in the order of the ladder. */
+static void
+publish_pid (KillableProcessTask *self,
+             GPid                 pid)
+{
+  g_mutex_lock (&self->lock);
+
+  self->pid = pid;
+  /* Also from here: without vfork semantics (under valgrind, say) the
+   * child may not have reached its own setpgid() yet. Fails harmlessly
+   * once it has exec'd. */
+  (void) setpgid (pid, pid);
+
+  if (self->kill_requested)
+    signal_group_locked (self, SIGKILL);
+  else
+    {
+      if (self->term_requested)
+        signal_group_locked (self, SIGTERM);
+      if (self->int_requested)
+        signal_group_locked (self, SIGINT);
+    }
+
   g_mutex_unlock (&self->lock);
 }
 
@@ -316,9 +366,11 @@ capture_close (Capture *capture)
     }
 }
 
-/* Reads what is there. Returns FALSE at the end of the stream. */
+/* Reads one chunk, or with @drain everything already in the pipe. Returns
+ * FALSE at the end of the stream. */
 static gboolean
-capture_read (Capture *capture)
+capture_read (Capture  *capture,
+              gboolean  drain)
 {
   for (;;)
     {
@@ -331,8 +383,9 @@ capture_read (Capture *capture)
 
       if (n > 0)
         {
-          /* A short read drained the pipe; poll() tells when there is more. */
-          if (n < READ_CHUNK)
+          /* Back to poll() between chunks, so that one flooding stream
+           * does not starve the other, nor the check of the leader. */
+          if (!drain || n < READ_CHUNK)
             return TRUE;
           continue;
         }
@@ -380,7 +433,12 @@ stop_cb (KillableTask *task,
          const GError *reason,
          gpointer      user_data)
 {
-  signal_group (KILLABLE_PROCESS_TASK (task), SIGTERM);
+  /* The stop of a kill(): SIGKILL follows at once, a SIGTERM first would
+   * only let the program start a cleanup it cannot finish. */
+  if (g_error_matches (reason, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
+    return;
+
+  request_signal (KILLABLE_PROCESS_TASK (task), SIGTERM);
 }
 
 static int
@@ -508,9 +566,9 @@ supervise (KillableProcessTask *self,
       if (exited && killable_task_is_stop_requested (task))
         {
           if (out->fd >= 0)
-            capture_read (out);
+            capture_read (out, TRUE);
           if (err->fd >= 0)
-            capture_read (err);
+            capture_read (err, TRUE);
           capture_close (out);
           capture_close (err);
           break;
@@ -558,9 +616,9 @@ supervise (KillableProcessTask *self,
 
       check_exit = !exited && (i_pid < 0 || pfds[i_pid].revents != 0);
       if (i_out >= 0 && pfds[i_out].revents != 0)
-        capture_read (out);
+        capture_read (out, FALSE);
       if (i_err >= 0 && pfds[i_err].revents != 0)
-        capture_read (err);
+        capture_read (err, FALSE);
     }
 
   if (have_cancel_fd)
@@ -604,28 +662,32 @@ killable_process_task_run (KillableTask  *task,
   flags = self->flags;
   g_mutex_unlock (&self->lock);
 
+  /* From now on a stop is recorded, and sent once there is a child. If it
+   * came already, stop_cb runs here and now. */
+  stop_id = killable_task_add_stop_callback (task, stop_cb, NULL, NULL);
+
   /* Stopped before anything ran: start nothing. */
   if (!killable_task_check (task, error))
-    return FALSE;
+    goto out;
 
   if (cwd != NULL && !g_file_test (cwd, G_FILE_TEST_IS_DIR))
     {
       g_set_error (error, G_SPAWN_ERROR, G_SPAWN_ERROR_CHDIR,
                    _("Could not run program “%s”: working directory “%s” does not exist"),
                    name, cwd);
-      return FALSE;
+      goto out;
     }
 
   if ((flags & KILLABLE_PROCESS_FLAGS_STDOUT_PIPE) &&
       !open_capture_pipe (&out, &out_w, name, error))
-    return FALSE;
+    goto out;
   if ((flags & KILLABLE_PROCESS_FLAGS_STDERR_PIPE) &&
       !open_capture_pipe (&err, &err_w, name, error))
     {
       capture_close (&out);
       close (out_w);
-      g_byte_array_unref (out.data);
-      return FALSE;
+      g_clear_pointer (&out.data, g_byte_array_unref);
+      goto out;
     }
 
   posix_spawn_file_actions_init (&actions);
@@ -677,31 +739,20 @@ killable_process_task_run (KillableTask  *task,
       g_clear_pointer (&err.data, g_byte_array_unref);
       g_set_error (error, G_SPAWN_ERROR, spawn_error_from_errno (ret),
                    _("Could not run program “%s”: %s"), name, g_strerror (ret));
-      return FALSE;
+      goto out;
     }
 
-  g_mutex_lock (&self->lock);
-  self->pid = pid;
-  /* Also from here: without vfork semantics (under valgrind, say) the
-   * child may not have reached its own setpgid() yet. Fails harmlessly
-   * once it has exec'd. */
-  (void) setpgid (pid, pid);
-  /* A kill that came while spawning. */
-  if (self->kill_requested)
-    signal_group_locked (self, SIGKILL);
-  g_mutex_unlock (&self->lock);
-
-  /* Runs stop_cb at once if the stop came while spawning. */
-  stop_id = killable_task_add_stop_callback (task, stop_cb, NULL, NULL);
+  publish_pid (self, pid);
 
   pidfd = open_pidfd (pid);
   wait_errsv = supervise (self, pid, pidfd, &out, &err);
   if (pidfd >= 0)
     close (pidfd);
 
-  /* Waits for a stop_cb running in another thread: nothing is signalled
-   * after this, and the group is reaped anyway. */
+  /* Waits for a stop_cb running in another thread; it found the leader
+   * reaped and sent nothing. */
   killable_task_remove_stop_callback (task, stop_id);
+  stop_id = 0;
 
   g_mutex_lock (&self->lock);
   if (out.data != NULL)
@@ -737,6 +788,11 @@ killable_process_task_run (KillableTask  *task,
                  name, status, g_strsignal (status));
 
   return FALSE;
+
+out:
+  /* Nothing was started. */
+  killable_task_remove_stop_callback (task, stop_id);
+  return FALSE;
 }
 
 static void
@@ -744,20 +800,15 @@ killable_process_task_interrupt (KillableTask *task)
 {
   KILLABLE_TASK_CLASS (killable_process_task_parent_class)->interrupt (task);
 
-  signal_group (KILLABLE_PROCESS_TASK (task), SIGINT);
+  request_signal (KILLABLE_PROCESS_TASK (task), SIGINT);
 }
 
 static void
 killable_process_task_kill (KillableTask *task)
 {
-  KillableProcessTask *self = KILLABLE_PROCESS_TASK (task);
-
   /* Not the parent's abandon: the worker is not stuck, it reaps the
    * program as soon as it died, and the task then ends KILLED. */
-  g_mutex_lock (&self->lock);
-  self->kill_requested = TRUE;
-  signal_group_locked (self, SIGKILL);
-  g_mutex_unlock (&self->lock);
+  request_signal (KILLABLE_PROCESS_TASK (task), SIGKILL);
 }
 
 /* }}} */
@@ -1213,8 +1264,10 @@ killable_process_task_set_flags (KillableProcessTask  *self,
  * @self: a process task
  *
  * Gets the process ID of the program, which is also the ID of its process
- * group, while it runs. It is 0 before the program was started and once it
- * was reaped, when the ID may already belong to another process.
+ * group, while it runs. It is 0 before the program was started (the worker
+ * publishes it right after the spawn, when the program may already have
+ * run for a moment) and once it was reaped, when the ID may already belong
+ * to another process.
  *
  * This function is thread-safe, but the answer may be out of date by the
  * time it is used: signal the program through the task instead.

@@ -28,6 +28,7 @@ typedef struct
   KillableStopCallback *running;         /* protected by @lock */
   GThread              *running_thread;  /* protected by @lock */
   gulong                last_id;         /* protected by @lock */
+  gboolean              firing;          /* protected by @lock: requested, callbacks not all run yet */
 } KillableStopState;
 
 void      killable_stop_state_init            (KillableStopState    *state);
@@ -56,5 +57,6 @@ void      killable_stop_state_remove_callback (KillableStopState    *state,
                                                gulong                id);
 gboolean  killable_stop_state_sleep           (KillableStopState    *state,
                                                gint64                end_time);
+void      killable_stop_state_wait_fired      (KillableStopState    *state);
 
 G_END_DECLS

@@ -62,6 +62,9 @@ killable_stop_state_request (KillableStopState *state,
     }
 
   state->reason = reason != NULL ? g_error_copy (reason) : NULL;
+  /* Set before the flag is visible: the worker may wake at once, and must
+   * not end the task while the callbacks of this stop still run. */
+  state->firing = TRUE;
   g_atomic_int_set (&state->requested, 1);
   g_cond_broadcast (&state->cond);
 
@@ -71,7 +74,7 @@ killable_stop_state_request (KillableStopState *state,
 }
 
 /* Runs the stop callbacks, each once, in the calling thread. Only the caller
- * whose killable_stop_state_request() returned TRUE calls this. */
+ * whose killable_stop_state_request() returned TRUE calls this, exactly once. */
 void
 killable_stop_state_fire (KillableStopState *state,
                           KillableTask      *task)
@@ -100,6 +103,21 @@ killable_stop_state_fire (KillableStopState *state,
       g_mutex_lock (&state->lock);
     }
 
+  state->firing = FALSE;
+  g_cond_broadcast (&state->cond);
+
+  g_mutex_unlock (&state->lock);
+}
+
+/* Waits until the callbacks of the stop request, if any, have all returned:
+ * a task does not end (cleanups, terminal state) while a stop callback may
+ * still use what the cleanups free. */
+void
+killable_stop_state_wait_fired (KillableStopState *state)
+{
+  g_mutex_lock (&state->lock);
+  while (state->firing)
+    g_cond_wait (&state->cond, &state->lock);
   g_mutex_unlock (&state->lock);
 }
 

@@ -70,7 +70,12 @@ struct _KillableTaskPrivate
   GQueue              children;          /* (owned) KillableTask*, elements own a ref */
   GList               sibling_link;      /* this task's node in parent->children */
   guint               n_live_children;
+  gboolean            counted_in_parent; /* counted in parent->n_live_children */
+  gboolean            work_returned;     /* the work returned: new pending children are stopped */
+  GError             *completion_reason; /* (owned) (nullable) the failed work's error, for new children */
   gboolean            children_closed;   /* the work returned and children ended: no new child */
+  gboolean            complete_when_children_end; /* stopped while pending, children still live */
+  int                 interrupt_requested; /* (atomic) set under the tree lock with the subtree */
   int                 child_policy;      /* KillableChildPolicy */
   gboolean            retain_children;
   KillableTask       *failed_child;      /* (owned) (nullable) */
@@ -87,6 +92,7 @@ void      killable_task_request_stop_internal (KillableTask   *self,
                                                gboolean        propagate);
 gboolean  killable_task_abandon               (KillableTask   *self);
 gboolean  killable_task_complete_killed       (KillableTask   *self);
+gboolean  killable_task_complete_pending      (KillableTask   *self);
 GError   *killable_task_make_error            (KillableTask   *self,
                                                KillableError   code);
 
@@ -95,7 +101,10 @@ void      killable_tree_lock                  (void);
 void      killable_tree_unlock                (void);
 GPtrArray*killable_tree_request_stop          (KillableTask   *self,
                                                const GError   *reason);
-GPtrArray*killable_tree_collect_subtree       (KillableTask   *self);
+GPtrArray*killable_tree_collect_subtree       (KillableTask   *self,
+                                               int             flag_offset);
+gboolean  killable_tree_close_pending         (KillableTask   *self);
+gboolean  killable_tree_has_live_children     (KillableTask   *self);
 void      killable_tree_child_ended           (KillableTask   *child);
 void      killable_tree_before_completion     (KillableTask   *self,
                                                gboolean        run_failed,

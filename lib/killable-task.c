@@ -308,7 +308,8 @@ complete_full (KillableTask      *self,
     }
 
   g_cond_broadcast (&priv->cond);
-  emissions = KILLABLE_EMIT_STATE_TERMINAL | KILLABLE_EMIT_FINISHED;
+  /* The children model is brought up to date before finished is emitted. */
+  emissions = KILLABLE_EMIT_STATE_TERMINAL | KILLABLE_EMIT_FINISHED | KILLABLE_EMIT_CHILDREN;
   if (error != NULL)
     emissions |= KILLABLE_EMIT_ERROR;
   if (priv->async_task != NULL)
@@ -362,6 +363,43 @@ run_cleanups (KillableTask *self)
     }
 }
 
+static gboolean stop_reason_is_child_failure (KillableTask *self);
+
+/* Ends a task that never started and was stopped, with the state its stop
+ * reason says. With live children it ends when the last of them does
+ * (killable_tree_child_ended() calls this again). Returns FALSE if the task
+ * is no longer pending (start() won the race). */
+gboolean
+killable_task_complete_pending (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  KillableTaskState state = KILLABLE_TASK_STATE_CANCELLED;
+  GError *error;
+
+  if (g_atomic_int_get (&priv->state) != KILLABLE_TASK_STATE_PENDING)
+    return FALSE;
+
+  if (!killable_tree_close_pending (self))
+    return TRUE;
+
+  error = killable_stop_state_dup_reason (&priv->stop);
+  if (error == NULL)
+    error = killable_task_make_error (self, KILLABLE_ERROR_STOPPED);
+  if (g_atomic_int_get (&priv->kill_requested) &&
+      !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
+    {
+      g_clear_error (&error);
+      error = killable_task_make_error (self, KILLABLE_ERROR_KILLED);
+    }
+
+  if (g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
+    state = KILLABLE_TASK_STATE_KILLED;
+  else if (stop_reason_is_child_failure (self))
+    state = KILLABLE_TASK_STATE_FAILED;
+
+  return complete_full (self, TRUE, state, error);
+}
+
 /* The stop request, rung 1. With @propagate, the whole subtree gets the
  * same @reason; the tree code calls back with @propagate FALSE for each
  * descendant whose flag it already set under the tree lock. */
@@ -396,31 +434,24 @@ killable_task_request_stop_internal (KillableTask *self,
       g_object_unref (cancellable);
     }
 
-  /* A task that has not started ends here and now, unless start() wins
-   * the race to leave PENDING; then it is stopped like a running task. */
-  if (g_atomic_int_get (&priv->state) == KILLABLE_TASK_STATE_PENDING)
+  /* Callbacks before anything can end the task (here for a pending task,
+   * on the worker otherwise, which waits for them). */
+  killable_stop_state_fire (&priv->stop, self);
+
+  /* A task that has not started ends here and now (or when its live
+   * children have ended), unless start() wins the race to leave PENDING;
+   * then it is stopped like a running task. */
+  if (g_atomic_int_get (&priv->state) == KILLABLE_TASK_STATE_PENDING &&
+      killable_task_complete_pending (self))
     {
-      GError *error = killable_stop_state_dup_reason (&priv->stop);
-      KillableTaskState state = KILLABLE_TASK_STATE_CANCELLED;
-
-      if (error == NULL)
-        error = killable_task_make_error (self, KILLABLE_ERROR_STOPPED);
-      else if (g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
-        state = KILLABLE_TASK_STATE_KILLED;
-
-      if (complete_full (self, TRUE, state, error))
-        {
-          killable_owner_queue (self, KILLABLE_EMIT_STOP_REQUESTED);
-          killable_stop_state_fire (&priv->stop, self);
-          return;
-        }
+      killable_owner_queue (self, KILLABLE_EMIT_STOP_REQUESTED);
+      return;
     }
 
   if (g_atomic_int_compare_and_exchange (&priv->state, KILLABLE_TASK_STATE_RUNNING,
                                          KILLABLE_TASK_STATE_STOPPING))
     emissions |= KILLABLE_EMIT_STATE_STOPPING;
 
-  killable_stop_state_fire (&priv->stop, self);
   killable_owner_queue (self, emissions);
   killable_escalation_start (self);
 }
@@ -532,6 +563,9 @@ worker_run (gpointer data,
   /* Structured completion: children end before their parent does. */
   killable_tree_before_completion (self, !ret, error);
 
+  /* A stop callback may still be unblocking what the cleanups free. */
+  killable_stop_state_wait_fired (&priv->stop);
+
   run_cleanups (self);
 
   state = decide_outcome (self, ret, &error);
@@ -581,7 +615,9 @@ start_internal (KillableTask  *self,
     {
       g_object_unref (self);
       run_cleanups (self);
-      complete (self, KILLABLE_TASK_STATE_FAILED, g_error_copy (local_error));
+      if (!complete (self, KILLABLE_TASK_STATE_FAILED, g_error_copy (local_error)) &&
+          g_atomic_int_get (&priv->abandon) == KILLABLE_ABANDON_DONE)
+        killable_interrupt_abandoned_returned ();
       g_propagate_error (error, local_error);
       return FALSE;
     }
@@ -1397,7 +1433,9 @@ killable_task_interrupt (KillableTask *self)
   reason = killable_task_make_error (self, KILLABLE_ERROR_INTERRUPTED);
   killable_task_request_stop_internal (self, reason, TRUE);
 
-  subtree = killable_tree_collect_subtree (self);
+  /* Marked under the tree lock, so a child added later is interrupted too. */
+  subtree = killable_tree_collect_subtree (self, G_STRUCT_OFFSET (KillableTaskPrivate,
+                                                                  interrupt_requested));
   for (guint i = 0; i < subtree->len; i++)
     {
       KillableTask *task = g_ptr_array_index (subtree, i);
@@ -1433,29 +1471,25 @@ killable_task_interrupt (KillableTask *self)
 void
 killable_task_kill (KillableTask *self)
 {
-  KillableTaskPrivate *priv;
   g_autoptr(GError) reason = NULL;
   g_autoptr(GPtrArray) subtree = NULL;
 
   g_return_if_fail (KILLABLE_IS_TASK (self));
 
-  priv = killable_task_get_instance_private (self);
   reason = killable_task_make_error (self, KILLABLE_ERROR_KILLED);
   killable_task_request_stop_internal (self, reason, TRUE);
 
-  subtree = killable_tree_collect_subtree (self);
+  /* Marked under the tree lock, so a child added later is killed too. */
+  subtree = killable_tree_collect_subtree (self, G_STRUCT_OFFSET (KillableTaskPrivate,
+                                                                  kill_requested));
   /* Deepest first: a parent is released after its children. */
   for (guint i = subtree->len; i > 0; i--)
     {
       KillableTask *task = g_ptr_array_index (subtree, i - 1);
-      KillableTaskPrivate *tpriv = killable_task_get_instance_private (task);
 
-      g_atomic_int_set (&tpriv->kill_requested, 1);
       if (!KILLABLE_TASK_STATE_IS_TERMINAL (killable_task_get_state (task)))
         KILLABLE_TASK_GET_CLASS (task)->kill (task);
     }
-
-  (void) priv;
 }
 
 /**

@@ -76,9 +76,13 @@ killable_tree_request_stop (KillableTask *self,
   return won;
 }
 
-/* @self and its descendants, parents before children, each with a ref. */
+/* @self and its descendants, parents before children, each with a ref.
+ * With @flag_offset >= 0, also sets that int field of their private data
+ * (kill_requested, interrupt_requested) under the tree lock, so that a
+ * child added later sees it on its parent. */
 GPtrArray *
-killable_tree_collect_subtree (KillableTask *self)
+killable_tree_collect_subtree (KillableTask *self,
+                               int           flag_offset)
 {
   GPtrArray *ret = g_ptr_array_new_with_free_func (g_object_unref);
 
@@ -89,10 +93,43 @@ killable_tree_collect_subtree (KillableTask *self)
     {
       KillableTask *task = g_ptr_array_index (ret, i);
 
+      if (flag_offset >= 0)
+        g_atomic_int_set (&G_STRUCT_MEMBER (int, PRIV (task), flag_offset), 1);
+
       for (GList *l = PRIV (task)->children.head; l != NULL; l = l->next)
         g_ptr_array_add (ret, g_object_ref (l->data));
     }
 
+  g_mutex_unlock (&tree_lock);
+
+  return ret;
+}
+
+/* For a task stopped before it started: TRUE if it may end now; FALSE if
+ * it has live children, and then it ends when the last of them does. Either
+ * way it takes no new child from now on. */
+gboolean
+killable_tree_close_pending (KillableTask *self)
+{
+  KillableTaskPrivate *priv = PRIV (self);
+  gboolean ret;
+
+  g_mutex_lock (&tree_lock);
+  ret = priv->n_live_children == 0;
+  priv->complete_when_children_end = !ret;
+  priv->children_closed = ret;
+  g_mutex_unlock (&tree_lock);
+
+  return ret;
+}
+
+gboolean
+killable_tree_has_live_children (KillableTask *self)
+{
+  gboolean ret;
+
+  g_mutex_lock (&tree_lock);
+  ret = PRIV (self)->n_live_children > 0;
   g_mutex_unlock (&tree_lock);
 
   return ret;
@@ -123,6 +160,55 @@ release_tasks (GQueue *tasks)
   while ((task = g_queue_pop_head (&local)) != NULL)
     g_object_unref (task);
   g_private_set (&release_queue, NULL);
+}
+
+/* The end of a child can end its parent (stopped while pending, or killed
+ * while a child could not be abandoned), whose end can end its own parent:
+ * on a chain 100 000 deep that must not nest. Same trampoline as above:
+ * the outermost call on a thread runs the queued steps in a loop. */
+typedef enum { STEP_COMPLETE_PENDING, STEP_KILL } ParentStep;
+
+static GPrivate parent_steps;
+
+static void
+run_parent_step (KillableTask *parent,   /* (transfer full) */
+                 ParentStep    step)
+{
+  GQueue *queue = g_private_get (&parent_steps);
+  GQueue local = G_QUEUE_INIT;
+  gpointer item;
+
+  if (queue != NULL)
+    {
+      g_queue_push_tail (queue, parent);
+      g_queue_push_tail (queue, GINT_TO_POINTER (step));
+      return;
+    }
+
+  g_queue_push_tail (&local, parent);
+  g_queue_push_tail (&local, GINT_TO_POINTER (step));
+  g_private_set (&parent_steps, &local);
+
+  while ((item = g_queue_pop_head (&local)) != NULL)
+    {
+      KillableTask *task = item;
+
+      switch ((ParentStep) GPOINTER_TO_INT (g_queue_pop_head (&local)))
+        {
+        case STEP_COMPLETE_PENDING:
+          killable_task_complete_pending (task);
+          break;
+        case STEP_KILL:
+          if (!KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&PRIV (task)->state)))
+            KILLABLE_TASK_GET_CLASS (task)->kill (task);
+          break;
+        default:
+          g_assert_not_reached ();
+        }
+      g_object_unref (task);
+    }
+
+  g_private_set (&parent_steps, NULL);
 }
 
 static void
@@ -166,6 +252,7 @@ killable_task_add_child (KillableTask  *self,
   KillableTaskPrivate *cpriv;
   g_autoptr(GPtrArray) won = NULL;
   g_autoptr(GError) reason = NULL;
+  gboolean child_terminal, kill, interrupt;
 
   g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
   g_return_val_if_fail (KILLABLE_IS_TASK (child), FALSE);
@@ -208,8 +295,16 @@ killable_task_add_child (KillableTask  *self,
   g_object_ref (child);
   cpriv->parent = self;
   g_queue_push_tail_link (&priv->children, &cpriv->sibling_link);
-  if (!KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&cpriv->state)))
-    priv->n_live_children++;
+
+  /* "Live" is decided here once, under the lock that child_ended() takes:
+   * a child that is completing right now is either counted here and
+   * uncounted there, or not at all. */
+  child_terminal = KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&cpriv->state));
+  if (!child_terminal)
+    {
+      priv->n_live_children++;
+      cpriv->counted_in_parent = TRUE;
+    }
 
   if (killable_stop_state_is_requested (&priv->stop))
     {
@@ -217,6 +312,21 @@ killable_task_add_child (KillableTask  *self,
       reason = killable_stop_state_dup_reason (&priv->stop);
       request_stop_locked (child, reason, won);
     }
+  else if (priv->work_returned &&
+           (priv->completion_reason != NULL ||
+            g_atomic_int_get (&cpriv->state) == KILLABLE_TASK_STATE_PENDING))
+    {
+      /* The parent's work already returned: treat the newcomer as its
+       * completion treated the others (pending ones are stopped; all are if
+       * the work failed). */
+      won = g_ptr_array_new_with_free_func (g_object_unref);
+      if (priv->completion_reason != NULL)
+        reason = g_error_copy (priv->completion_reason);
+      request_stop_locked (child, reason, won);
+    }
+
+  kill = g_atomic_int_get (&priv->kill_requested);
+  interrupt = g_atomic_int_get (&priv->interrupt_requested);
 
   g_mutex_unlock (&tree_lock);
 
@@ -224,8 +334,18 @@ killable_task_add_child (KillableTask  *self,
     for (guint i = 0; i < won->len; i++)
       killable_task_request_stop_internal (g_ptr_array_index (won, i), reason, FALSE);
 
+  /* The parent was interrupted or killed: so is its new child. */
+  if (kill)
+    killable_task_kill (child);
+  else if (interrupt)
+    killable_task_interrupt (child);
+
   killable_owner_queue (self, KILLABLE_EMIT_CHILDREN);
   killable_owner_queue (child, KILLABLE_EMIT_PARENT);
+
+  /* Already finished: it leaves (or fails its parent) as it would have. */
+  if (child_terminal)
+    killable_tree_child_ended (child);
 
   return TRUE;
 }
@@ -239,6 +359,8 @@ killable_tree_child_ended (KillableTask *child)
   g_autoptr(GPtrArray) won = NULL;
   g_autoptr(GError) reason = NULL;
   gboolean released = FALSE;
+  gboolean parent_pending_done = FALSE;
+  gboolean parent_kill_again = FALSE;
 
   g_mutex_lock (&tree_lock);
 
@@ -251,8 +373,23 @@ killable_tree_child_ended (KillableTask *child)
 
   g_object_ref (parent);
 
-  if (--PRIV (parent)->n_live_children == 0)
-    g_cond_broadcast (&tree_cond);
+  if (cpriv->counted_in_parent)
+    {
+      cpriv->counted_in_parent = FALSE;
+      if (--PRIV (parent)->n_live_children == 0)
+        {
+          g_cond_broadcast (&tree_cond);
+          /* A parent stopped (or killed) before it started, or killed
+           * while a child could not be abandoned, ends now. */
+          if (PRIV (parent)->complete_when_children_end)
+            {
+              PRIV (parent)->complete_when_children_end = FALSE;
+              parent_pending_done = TRUE;
+            }
+          else if (g_atomic_int_get (&PRIV (parent)->kill_requested))
+            parent_kill_again = TRUE;
+        }
+    }
 
   if (g_atomic_int_get (&cpriv->state) == KILLABLE_TASK_STATE_FAILED &&
       PRIV (parent)->child_policy == KILLABLE_CHILD_POLICY_FAIL_FAST &&
@@ -279,6 +416,11 @@ killable_tree_child_ended (KillableTask *child)
     for (guint i = 0; i < won->len; i++)
       killable_task_request_stop_internal (g_ptr_array_index (won, i), reason, FALSE);
 
+  if (parent_pending_done)
+    run_parent_step (g_object_ref (parent), STEP_COMPLETE_PENDING);
+  else if (parent_kill_again)
+    run_parent_step (g_object_ref (parent), STEP_KILL);
+
   killable_owner_queue (parent, KILLABLE_EMIT_CHILDREN);
   if (released)
     {
@@ -304,6 +446,11 @@ killable_tree_before_completion (KillableTask *self,
     reason = g_error_copy (run_error);
 
   g_mutex_lock (&tree_lock);
+
+  /* From here on, add_child() treats a newcomer like the children below. */
+  priv->work_returned = TRUE;
+  if (reason != NULL)
+    priv->completion_reason = g_error_copy (reason);
 
   if (priv->n_live_children == 0)
     {
@@ -352,10 +499,12 @@ killable_tree_dispose (KillableTask *self)
       KillableTask *child = link->data;
 
       PRIV (child)->parent = NULL;
+      PRIV (child)->counted_in_parent = FALSE;
       g_queue_push_tail (&children, child);
     }
   priv->n_live_children = 0;
   failed_child = g_steal_pointer (&priv->failed_child);
+  g_clear_error (&priv->completion_reason);
 
   g_mutex_unlock (&tree_lock);
 

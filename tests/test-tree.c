@@ -1,0 +1,1595 @@
+/* test-tree.c: task trees: children, stop propagation, structured
+ * completion, child policies, inherited deadlines
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <string.h>
+
+#include <killable.h>
+
+/* For the length of a parent's children list while its work runs. */
+#include "killable-task-private.h"
+
+#define TEST_ERROR (test_error_quark ())
+GQuark test_error_quark (void);
+G_DEFINE_QUARK (killable-test-error-quark, test_error)
+
+/* Upper bound of every wait: reaching it is a failure, never the way a test
+ * synchronises. Longer under valgrind. */
+static gint64 guard_usec = 5 * G_USEC_PER_SEC;
+#define GUARD_USEC guard_usec
+
+static GThread *main_thread;
+
+static gboolean
+under_valgrind (void)
+{
+  return g_getenv ("KILLABLE_UNDER_VALGRIND") != NULL;
+}
+
+static GError *
+make_cause (void)
+{
+  return g_error_new_literal (TEST_ERROR, 7, "custom cause");
+}
+
+/* join(), after a bounded wait: a task that never ends fails the test
+ * instead of hanging it. */
+static gboolean
+join_guarded (KillableTask  *task,
+              GError       **error)
+{
+  if (!killable_task_wait (task, GUARD_USEC))
+    g_error ("task “%s” did not end in time", killable_task_get_name (task));
+
+  return killable_task_join (task, error);
+}
+
+/* Gate: workers announce themselves, and may block until the test opens
+ * it. {{{ */
+
+typedef struct
+{
+  GMutex   lock;
+  GCond    cond;
+  guint    entered;
+  gboolean open;
+} Gate;
+
+static void
+gate_init (Gate *gate)
+{
+  g_mutex_init (&gate->lock);
+  g_cond_init (&gate->cond);
+  gate->entered = 0;
+  gate->open = FALSE;
+}
+
+static void
+gate_clear (Gate *gate)
+{
+  g_cond_clear (&gate->cond);
+  g_mutex_clear (&gate->lock);
+}
+
+/* Worker: says it arrived, does not block. */
+static void
+gate_enter (Gate *gate)
+{
+  g_mutex_lock (&gate->lock);
+  gate->entered++;
+  g_cond_broadcast (&gate->cond);
+  g_mutex_unlock (&gate->lock);
+}
+
+/* Worker: says it arrived and blocks until the gate opens, whatever
+ * happens to its task (a worker that does not cooperate). */
+static void
+gate_pass (Gate *gate)
+{
+  g_mutex_lock (&gate->lock);
+  gate->entered++;
+  g_cond_broadcast (&gate->cond);
+  while (!gate->open)
+    g_cond_wait (&gate->cond, &gate->lock);
+  g_mutex_unlock (&gate->lock);
+}
+
+static void
+gate_wait_entered (Gate  *gate,
+                   guint  n)
+{
+  gint64 end_time = g_get_monotonic_time () + GUARD_USEC;
+
+  g_mutex_lock (&gate->lock);
+  while (gate->entered < n)
+    {
+      if (!g_cond_wait_until (&gate->cond, &gate->lock, end_time))
+        break;
+    }
+  g_assert_cmpuint (gate->entered, >=, n);
+  g_mutex_unlock (&gate->lock);
+}
+
+static void
+gate_open (Gate *gate)
+{
+  g_mutex_lock (&gate->lock);
+  gate->open = TRUE;
+  g_cond_broadcast (&gate->cond);
+  g_mutex_unlock (&gate->lock);
+}
+
+/* }}} */
+
+/* Counter of finalized objects, through weak references. {{{ */
+
+typedef struct
+{
+  GMutex lock;
+  GCond  cond;
+  guint  n;
+} Counter;
+
+static void
+counter_init (Counter *counter)
+{
+  g_mutex_init (&counter->lock);
+  g_cond_init (&counter->cond);
+  counter->n = 0;
+}
+
+static void
+counter_clear (Counter *counter)
+{
+  g_cond_clear (&counter->cond);
+  g_mutex_clear (&counter->lock);
+}
+
+static void
+counter_weak_notify (gpointer  data,
+                     GObject  *where_the_object_was)
+{
+  Counter *counter = data;
+
+  g_mutex_lock (&counter->lock);
+  counter->n++;
+  g_cond_broadcast (&counter->cond);
+  g_mutex_unlock (&counter->lock);
+}
+
+static void
+counter_watch (Counter  *counter,
+               gpointer  object)
+{
+  g_object_weak_ref (object, counter_weak_notify, counter);
+}
+
+static guint
+counter_get (Counter *counter)
+{
+  guint ret;
+
+  g_mutex_lock (&counter->lock);
+  ret = counter->n;
+  g_mutex_unlock (&counter->lock);
+
+  return ret;
+}
+
+/* A worker drops its reference on its task just after the task became
+ * terminal, so the last finalizations may come a little after a join. */
+static void
+counter_wait (Counter *counter,
+              guint    n)
+{
+  gint64 end_time = g_get_monotonic_time () + GUARD_USEC;
+
+  g_mutex_lock (&counter->lock);
+  while (counter->n < n)
+    {
+      if (!g_cond_wait_until (&counter->cond, &counter->lock, end_time))
+        break;
+    }
+  g_assert_cmpuint (counter->n, ==, n);
+  g_mutex_unlock (&counter->lock);
+}
+
+/* }}} */
+
+/* Main context helpers {{{ */
+
+static gboolean
+guard_timeout_cb (gpointer data)
+{
+  gboolean *timed_out = data;
+
+  *timed_out = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+/* Iterates the main context until *@flag is set by a handler running
+ * there, for at most @guard µs. */
+static void
+iterate_until_flag_guarded (const gboolean *flag,
+                            gint64          guard)
+{
+  gboolean timed_out = FALSE;
+  guint id = g_timeout_add (guard / 1000, guard_timeout_cb, &timed_out);
+
+  while (!*flag && !timed_out)
+    g_main_context_iteration (NULL, TRUE);
+
+  g_assert_true (*flag);
+  if (!timed_out)
+    g_source_remove (id);
+}
+
+static void
+iterate_until_flag (const gboolean *flag)
+{
+  iterate_until_flag_guarded (flag, GUARD_USEC);
+}
+
+static void
+iterate_until_n_items (GListModel *model,
+                       guint       n)
+{
+  gboolean timed_out = FALSE;
+  guint id = g_timeout_add (GUARD_USEC / 1000, guard_timeout_cb, &timed_out);
+
+  while (g_list_model_get_n_items (model) != n && !timed_out)
+    g_main_context_iteration (NULL, TRUE);
+
+  g_assert_cmpuint (g_list_model_get_n_items (model), ==, n);
+  if (!timed_out)
+    g_source_remove (id);
+}
+
+static void
+drain_main_context (void)
+{
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+}
+
+static void
+set_flag_cb (KillableTask *task,
+             gboolean     *flag)
+{
+  g_assert_true (g_thread_self () == main_thread);
+  *flag = TRUE;
+}
+
+/* }}} */
+
+/* Work functions {{{ */
+
+static gboolean
+return_true (KillableTask  *task,
+             gpointer       user_data,
+             GError       **error)
+{
+  return TRUE;
+}
+
+static gboolean
+fail_boom (KillableTask  *task,
+           gpointer       user_data,
+           GError       **error)
+{
+  g_set_error_literal (error, TEST_ERROR, 1, "boom");
+  return FALSE;
+}
+
+/* Announces itself on the gate (if any), then blocks until stopped and
+ * returns the error that told it so: the stop's cause. */
+static gboolean
+wait_for_stop (KillableTask  *task,
+               gpointer       user_data,
+               GError       **error)
+{
+  Gate *gate = user_data;
+
+  if (gate != NULL)
+    gate_enter (gate);
+
+  while (killable_task_sleep (task, 60 * G_USEC_PER_SEC, error))
+    ;
+
+  return FALSE;
+}
+
+/* Blocks on the gate, ignoring stops, then succeeds. */
+static gboolean
+pass_gate (KillableTask  *task,
+           gpointer       user_data,
+           GError       **error)
+{
+  gate_pass (user_data);
+  return TRUE;
+}
+
+/* Blocks on the gate, ignoring stops, then reports a stop if there was one. */
+static gboolean
+pass_gate_then_check (KillableTask  *task,
+                      gpointer       user_data,
+                      GError       **error)
+{
+  gate_pass (user_data);
+  return killable_task_check (task, error);
+}
+
+/* }}} */
+
+/* Children list model {{{ */
+
+typedef struct
+{
+  Gate   gate;
+  guint  n_children;
+} SpawnData;
+
+/* On the parent's worker: adds children from this thread, starts them
+ * (they wait on the gate) and returns at once. */
+static gboolean
+spawn_gated_children (KillableTask  *task,
+                      gpointer       user_data,
+                      GError       **error)
+{
+  SpawnData *data = user_data;
+
+  for (guint i = 0; i < data->n_children; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("child-%u", i);
+      g_autoptr(KillableTask) child = killable_task_new (name, pass_gate, &data->gate, NULL);
+
+      if (!killable_task_add_child (task, child, error))
+        return FALSE;
+      if (!killable_task_start (child, error))
+        return FALSE;
+    }
+
+  return TRUE;
+}
+
+typedef struct
+{
+  guint n_emissions;
+  guint max_items;
+} ModelStats;
+
+static void
+items_changed_cb (GListModel *model,
+                  guint       position,
+                  guint       removed,
+                  guint       added,
+                  ModelStats *stats)
+{
+  /* The model belongs to the owner context: never a worker thread. */
+  g_assert_true (g_thread_self () == main_thread);
+  stats->n_emissions++;
+  stats->max_items = MAX (stats->max_items, g_list_model_get_n_items (model));
+}
+
+static void
+check_children_model (gboolean retain)
+{
+  g_autoptr(KillableTask) parent = NULL;
+  g_autoptr(GPtrArray) children = g_ptr_array_new_with_free_func (g_object_unref);
+  g_autoptr(GError) error = NULL;
+  SpawnData data;
+  ModelStats stats = { 0, 0 };
+  Counter finalized;
+  GListModel *model;
+  gboolean finished = FALSE;
+
+  gate_init (&data.gate);
+  data.n_children = 3;
+  counter_init (&finalized);
+
+  parent = killable_task_new ("parent", spawn_gated_children, &data, NULL);
+  killable_task_set_retain_children (parent, retain);
+  g_assert_cmpint (killable_task_get_retain_children (parent), ==, retain);
+
+  model = killable_task_get_children (parent);
+  g_assert_nonnull (model);
+  g_assert_true (g_list_model_get_item_type (model) == KILLABLE_TYPE_TASK);
+  g_assert_cmpuint (g_list_model_get_n_items (model), ==, 0);
+  g_signal_connect (model, "items-changed", G_CALLBACK (items_changed_cb), &stats);
+  g_signal_connect (parent, "finished", G_CALLBACK (set_flag_cb), &finished);
+
+  g_assert_true (killable_task_start (parent, &error));
+  g_assert_no_error (error);
+
+  /* The children were added on the parent's worker; the model follows on
+   * this thread, when the main context runs. */
+  gate_wait_entered (&data.gate, data.n_children);
+  iterate_until_n_items (model, data.n_children);
+  g_assert_cmpuint (stats.n_emissions, >=, 1);
+
+  for (guint i = 0; i < data.n_children; i++)
+    {
+      KillableTask *child = g_list_model_get_item (model, i);
+      g_autoptr(KillableTask) child_parent = killable_task_dup_parent (child);
+      g_autofree char *name = g_strdup_printf ("child-%u", i);
+
+      g_assert_true (child_parent == parent);
+      g_assert_cmpstr (killable_task_get_name (child), ==, name);
+      g_assert_false (killable_task_is_finished (child));
+      counter_watch (&finalized, child);
+      g_ptr_array_add (children, child);
+    }
+
+  /* The parent's work returned, but its children still run. */
+  g_assert_false (killable_task_is_finished (parent));
+
+  gate_open (&data.gate);
+  iterate_until_flag (&finished);
+
+  g_assert_true (join_guarded (parent, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (killable_task_get_state (parent), ==, KILLABLE_TASK_STATE_SUCCEEDED);
+
+  for (guint i = 0; i < children->len; i++)
+    {
+      KillableTask *child = g_ptr_array_index (children, i);
+      g_autoptr(KillableTask) child_parent = killable_task_dup_parent (child);
+
+      g_assert_cmpint (killable_task_get_state (child), ==, KILLABLE_TASK_STATE_SUCCEEDED);
+      if (retain)
+        g_assert_true (child_parent == parent);
+      else
+        g_assert_null (child_parent);
+    }
+
+  /* `finished` of the parent comes after the model caught up. */
+  if (retain)
+    {
+      g_assert_cmpuint (g_list_model_get_n_items (model), ==, data.n_children);
+      for (guint i = 0; i < data.n_children; i++)
+        {
+          g_autoptr(KillableTask) item = g_list_model_get_item (model, i);
+
+          g_assert_true (item == g_ptr_array_index (children, i));
+        }
+    }
+  else
+    {
+      g_assert_cmpuint (g_list_model_get_n_items (model), ==, 0);
+    }
+  g_assert_cmpuint (stats.max_items, ==, data.n_children);
+
+  /* Released, by the parent (default) or with it (retain-children). */
+  g_clear_pointer (&children, g_ptr_array_unref);
+  if (!retain)
+    counter_wait (&finalized, data.n_children);
+  g_signal_handlers_disconnect_by_func (model, items_changed_cb, &stats);
+  drain_main_context ();
+  g_clear_object (&parent);
+  counter_wait (&finalized, data.n_children);
+
+  counter_clear (&finalized);
+  gate_clear (&data.gate);
+}
+
+static void
+test_children_model_release (void)
+{
+  check_children_model (FALSE);
+}
+
+static void
+test_children_model_retain (void)
+{
+  check_children_model (TRUE);
+}
+
+/* }}} */
+
+/* Stop propagation {{{ */
+
+typedef struct
+{
+  GMutex  lock;
+  guint   n_calls;
+  GError *reason;
+  GThread *thread;
+} StopRecord;
+
+static void
+stop_record_init (StopRecord *record)
+{
+  g_mutex_init (&record->lock);
+  record->n_calls = 0;
+  record->reason = NULL;
+  record->thread = NULL;
+}
+
+static void
+stop_record_clear (StopRecord *record)
+{
+  g_clear_error (&record->reason);
+  g_mutex_clear (&record->lock);
+}
+
+static void
+record_stop_cb (KillableTask *task,
+                const GError *reason,
+                gpointer      user_data)
+{
+  StopRecord *record = user_data;
+
+  g_mutex_lock (&record->lock);
+  record->n_calls++;
+  record->thread = g_thread_self ();
+  g_clear_error (&record->reason);
+  if (reason != NULL)
+    record->reason = g_error_copy (reason);
+  g_mutex_unlock (&record->lock);
+}
+
+static void
+test_add_child_to_stopped_parent (void)
+{
+  g_autoptr(KillableTask) parent = NULL;
+  g_autoptr(KillableTask) pending = NULL;
+  g_autoptr(KillableTask) running = NULL;
+  g_autoptr(GError) cause = make_cause ();
+  g_autoptr(GError) error = NULL;
+  Gate parent_gate, child_gate;
+  StopRecord record;
+
+  gate_init (&parent_gate);
+  gate_init (&child_gate);
+  stop_record_init (&record);
+
+  parent = killable_task_new ("parent", pass_gate_then_check, &parent_gate, NULL);
+  g_assert_true (killable_task_start (parent, NULL));
+  gate_wait_entered (&parent_gate, 1);
+
+  killable_task_stop_with_error (parent, cause);
+  g_assert_cmpint (killable_task_get_state (parent), ==, KILLABLE_TASK_STATE_STOPPING);
+
+  /* A pending child: stopped at once, in this thread, with the cause; it
+   * never ran, so it is CANCELLED right away. */
+  pending = killable_task_new ("pending", return_true, NULL, NULL);
+  g_assert_cmpuint (killable_task_add_stop_callback (pending, record_stop_cb, &record, NULL),
+                    !=, 0);
+  g_assert_true (killable_task_add_child (parent, pending, &error));
+  g_assert_no_error (error);
+
+  g_assert_true (killable_task_is_stop_requested (pending));
+  g_assert_cmpuint (record.n_calls, ==, 1);
+  g_assert_true (record.thread == g_thread_self ());
+  g_assert_error (record.reason, TEST_ERROR, 7);
+  g_assert_cmpint (killable_task_get_state (pending), ==, KILLABLE_TASK_STATE_CANCELLED);
+  g_assert_error (killable_task_get_error (pending), TEST_ERROR, 7);
+  g_assert_cmpstr (killable_task_get_error (pending)->message, ==, "custom cause");
+
+  /* A child that already runs: stopped at once too. */
+  running = killable_task_new ("running", wait_for_stop, &child_gate, NULL);
+  g_assert_true (killable_task_start (running, NULL));
+  gate_wait_entered (&child_gate, 1);
+  g_assert_false (killable_task_is_stop_requested (running));
+  g_assert_true (killable_task_add_child (parent, running, &error));
+  g_assert_no_error (error);
+  g_assert_true (killable_task_is_stop_requested (running));
+
+  g_assert_false (join_guarded (running, &error));
+  g_assert_error (error, TEST_ERROR, 7);
+  g_clear_error (&error);
+  g_assert_cmpint (killable_task_get_state (running), ==, KILLABLE_TASK_STATE_CANCELLED);
+
+  gate_open (&parent_gate);
+  g_assert_false (join_guarded (parent, &error));
+  g_assert_error (error, TEST_ERROR, 7);
+  g_assert_cmpint (killable_task_get_state (parent), ==, KILLABLE_TASK_STATE_CANCELLED);
+
+  stop_record_clear (&record);
+  gate_clear (&child_gate);
+  gate_clear (&parent_gate);
+}
+
+static void
+test_propagation_depth3 (void)
+{
+  KillableTask *tasks[4];
+  StopRecord records[4];
+  g_autoptr(GError) cause = make_cause ();
+  Gate gate;
+
+  gate_init (&gate);
+
+  /* root → a → b → c, built while pending, then all started. */
+  for (guint i = 0; i < G_N_ELEMENTS (tasks); i++)
+    {
+      g_autofree char *name = g_strdup_printf ("level-%u", i);
+
+      tasks[i] = killable_task_new (name, wait_for_stop, &gate, NULL);
+      stop_record_init (&records[i]);
+      killable_task_add_stop_callback (tasks[i], record_stop_cb, &records[i], NULL);
+      if (i > 0)
+        {
+          g_autoptr(GError) error = NULL;
+
+          g_assert_true (killable_task_add_child (tasks[i - 1], tasks[i], &error));
+          g_assert_no_error (error);
+        }
+    }
+
+  for (guint i = 0; i < G_N_ELEMENTS (tasks); i++)
+    g_assert_true (killable_task_start (tasks[i], NULL));
+  gate_wait_entered (&gate, G_N_ELEMENTS (tasks));
+
+  killable_task_stop_with_error (tasks[0], cause);
+
+  /* Every stop callback already ran, in this thread, with the cause. */
+  for (guint i = 0; i < G_N_ELEMENTS (tasks); i++)
+    {
+      g_assert_true (killable_task_is_stop_requested (tasks[i]));
+      g_assert_cmpuint (records[i].n_calls, ==, 1);
+      g_assert_true (records[i].thread == g_thread_self ());
+      g_assert_error (records[i].reason, TEST_ERROR, 7);
+    }
+
+  /* Deepest first: join must not depend on the order. */
+  for (guint i = G_N_ELEMENTS (tasks); i > 0; i--)
+    {
+      KillableTask *task = tasks[i - 1];
+      g_autoptr(GError) error = NULL;
+
+      g_assert_false (join_guarded (task, &error));
+      g_assert_error (error, TEST_ERROR, 7);
+      g_assert_cmpstr (error->message, ==, "custom cause");
+      g_assert_cmpint (killable_task_get_state (task), ==, KILLABLE_TASK_STATE_CANCELLED);
+    }
+
+  for (guint i = 0; i < G_N_ELEMENTS (tasks); i++)
+    {
+      g_object_unref (tasks[i]);
+      stop_record_clear (&records[i]);
+    }
+  gate_clear (&gate);
+}
+
+/* Builds a chain @depth deep, bottom-up (add_child() walks the new
+ * parent's ancestors to refuse cycles: a new root has none). Returns the
+ * root; *@leaf gets a reference on the deepest task. */
+static KillableTask *
+build_chain (guint          depth,
+             gboolean       retain,
+             Counter       *finalized,
+             KillableTask **leaf)
+{
+  KillableTask *top;
+
+  *leaf = killable_task_new ("leaf", return_true, NULL, NULL);
+  killable_task_set_retain_children (*leaf, retain);
+  counter_watch (finalized, *leaf);
+  top = g_object_ref (*leaf);
+
+  for (guint i = 1; i < depth; i++)
+    {
+      KillableTask *task = killable_task_new ("link", return_true, NULL, NULL);
+      GError *error = NULL;
+
+      killable_task_set_retain_children (task, retain);
+      counter_watch (finalized, task);
+      if (!killable_task_add_child (task, top, &error))
+        g_error ("add_child failed at depth %u: %s", i, error->message);
+      g_object_unref (top);
+      top = task;
+    }
+
+  return top;
+}
+
+static void
+test_deep_chain_stop (void)
+{
+  const guint depth = 100000;
+  g_autoptr(GError) cause = make_cause ();
+  KillableTask *root, *leaf;
+  g_autoptr(KillableTask) leaf_parent = NULL;
+  Counter finalized;
+  gint64 t0;
+
+  counter_init (&finalized);
+
+  /* retain-children keeps the chain whole after the stop, so that its
+   * release below is deep too. */
+  root = build_chain (depth, TRUE, &finalized, &leaf);
+
+  t0 = g_get_monotonic_time ();
+  killable_task_stop_with_error (root, cause);
+  g_test_message ("stopping a chain %u deep: %.1f ms", depth,
+                  (g_get_monotonic_time () - t0) / 1000.);
+
+  g_assert_cmpint (killable_task_get_state (root), ==, KILLABLE_TASK_STATE_CANCELLED);
+  g_assert_cmpint (killable_task_get_state (leaf), ==, KILLABLE_TASK_STATE_CANCELLED);
+  g_assert_error (killable_task_get_error (leaf), TEST_ERROR, 7);
+  leaf_parent = killable_task_dup_parent (leaf);
+  g_assert_nonnull (leaf_parent);
+  g_assert_cmpint (killable_task_get_state (leaf_parent), ==, KILLABLE_TASK_STATE_CANCELLED);
+  g_clear_object (&leaf_parent);
+  g_object_unref (leaf);
+  g_assert_cmpuint (counter_get (&finalized), ==, 0);
+
+  t0 = g_get_monotonic_time ();
+  g_object_unref (root);
+  g_test_message ("releasing a chain %u deep: %.1f ms", depth,
+                  (g_get_monotonic_time () - t0) / 1000.);
+
+  /* Released in this thread, synchronously, without recursion. */
+  g_assert_cmpuint (counter_get (&finalized), ==, depth);
+
+  counter_clear (&finalized);
+}
+
+static void
+test_deep_chain_release (void)
+{
+  const guint depth = 100000;
+  KillableTask *root, *leaf;
+  Counter finalized;
+  gint64 t0;
+
+  counter_init (&finalized);
+
+  /* Never started nor stopped: dropping the root drops the whole chain. */
+  root = build_chain (depth, FALSE, &finalized, &leaf);
+  g_object_unref (leaf);
+
+  t0 = g_get_monotonic_time ();
+  g_object_unref (root);
+  g_test_message ("releasing a pending chain %u deep: %.1f ms", depth,
+                  (g_get_monotonic_time () - t0) / 1000.);
+  g_assert_cmpuint (counter_get (&finalized), ==, depth);
+
+  counter_clear (&finalized);
+}
+
+static void
+test_deep_chain_stop_default (void)
+{
+  const guint depth = 100000;
+  g_autoptr(GError) cause = make_cause ();
+  KillableTask *root, *leaf;
+  Counter finalized;
+  gint64 t0;
+
+  counter_init (&finalized);
+
+  /* Default: each task leaves its parent as it ends, during the stop. */
+  root = build_chain (depth, FALSE, &finalized, &leaf);
+
+  t0 = g_get_monotonic_time ();
+  killable_task_stop_with_error (root, cause);
+  g_test_message ("stopping a chain %u deep (released as it ends): %.1f ms", depth,
+                  (g_get_monotonic_time () - t0) / 1000.);
+
+  g_assert_cmpint (killable_task_get_state (root), ==, KILLABLE_TASK_STATE_CANCELLED);
+  g_assert_cmpint (killable_task_get_state (leaf), ==, KILLABLE_TASK_STATE_CANCELLED);
+  g_assert_error (killable_task_get_error (leaf), TEST_ERROR, 7);
+  g_assert_null (killable_task_dup_parent (leaf));
+
+  /* Only the test's references are left. */
+  g_assert_cmpuint (counter_get (&finalized), ==, depth - 2);
+  g_object_unref (leaf);
+  g_object_unref (root);
+  g_assert_cmpuint (counter_get (&finalized), ==, depth);
+
+  counter_clear (&finalized);
+}
+
+/* Stops a pending parent with @n pending children; returns the time the
+ * stop took, in µs. */
+static gint64
+stop_wide (guint n)
+{
+  g_autoptr(KillableTask) parent = killable_task_new ("wide", return_true, NULL, NULL);
+  g_autoptr(GPtrArray) children = g_ptr_array_new_full (n, g_object_unref);
+  Counter finalized;
+  gint64 t0, elapsed;
+
+  counter_init (&finalized);
+
+  for (guint i = 0; i < n; i++)
+    {
+      KillableTask *child = killable_task_new ("child", return_true, NULL, NULL);
+
+      counter_watch (&finalized, child);
+      g_assert_true (killable_task_add_child (parent, child, NULL));
+      g_ptr_array_add (children, child);
+    }
+
+  t0 = g_get_monotonic_time ();
+  killable_task_stop (parent);
+  elapsed = g_get_monotonic_time () - t0;
+
+  g_assert_cmpint (killable_task_get_state (parent), ==, KILLABLE_TASK_STATE_CANCELLED);
+  for (guint i = 0; i < n; i++)
+    {
+      KillableTask *child = g_ptr_array_index (children, i);
+
+      if (killable_task_get_state (child) != KILLABLE_TASK_STATE_CANCELLED)
+        g_error ("child %u of %u was not cancelled", i, n);
+    }
+  g_assert_error (killable_task_get_error (g_ptr_array_index (children, n - 1)),
+                  KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
+
+  g_clear_pointer (&children, g_ptr_array_unref);
+  g_assert_cmpuint (counter_get (&finalized), ==, n);
+  g_clear_object (&parent);
+  counter_clear (&finalized);
+
+  return elapsed;
+}
+
+static void
+test_wide_stop (void)
+{
+  gint64 small = G_MAXINT64, large = G_MAXINT64;
+  guint runs = under_valgrind () ? 1 : 3;
+
+  /* Best of a few runs: the machine is shared. */
+  for (guint i = 0; i < runs; i++)
+    small = MIN (small, stop_wide (10000));
+  for (guint i = 0; i < MAX (runs - 1, 1); i++)
+    large = MIN (large, stop_wide (100000));
+
+  g_test_message ("stopping a parent with 10 000 children: %.1f ms; with 100 000: %.1f ms "
+                  "(ratio %.1f, linear is 10)",
+                  small / 1000., large / 1000., (double) large / MAX (small, 1));
+
+  /* A gross guard only (quadratic would be ~100): timing on a shared
+   * machine is noisy. */
+  if (!under_valgrind ())
+    g_assert_cmpint (large, <, 30 * MAX (small, 1000));
+}
+
+/* }}} */
+
+/* Stop racing add_child {{{ */
+
+typedef struct
+{
+  KillableTask *parent;
+  GPtrArray    *children;    /* (owned) written by the adder only */
+  guint         n_children;
+  guint         stop_after;
+  guint         n_added_stopped;  /* added to an already stopped parent */
+  Counter       finalized;
+
+  GMutex        lock;
+  GCond         cond;
+  gboolean      reached;
+} RaceData;
+
+static gpointer
+race_adder_thread (gpointer user_data)
+{
+  RaceData *data = user_data;
+
+  for (guint i = 0; i < data->n_children; i++)
+    {
+      KillableTask *child = killable_task_new ("race-child", return_true, NULL, NULL);
+      GError *error = NULL;
+
+      counter_watch (&data->finalized, child);
+      if (killable_task_is_stop_requested (data->parent))
+        data->n_added_stopped++;
+      if (!killable_task_add_child (data->parent, child, &error))
+        g_error ("add_child %u failed: %s", i, error->message);
+      g_ptr_array_add (data->children, child);
+
+      if (i == data->stop_after)
+        {
+          /* Tell the stopper, and go on adding at once. */
+          g_mutex_lock (&data->lock);
+          data->reached = TRUE;
+          g_cond_signal (&data->cond);
+          g_mutex_unlock (&data->lock);
+        }
+    }
+
+  return NULL;
+}
+
+static gpointer
+race_stopper_thread (gpointer user_data)
+{
+  RaceData *data = user_data;
+  gint64 end_time = g_get_monotonic_time () + GUARD_USEC;
+
+  g_mutex_lock (&data->lock);
+  while (!data->reached)
+    {
+      if (!g_cond_wait_until (&data->cond, &data->lock, end_time))
+        break;
+    }
+  g_mutex_unlock (&data->lock);
+
+  killable_task_stop (data->parent);
+
+  return NULL;
+}
+
+static void
+test_stop_races_add_child (void)
+{
+  for (guint round = 0; round < 3; round++)
+    {
+      g_autoptr(GError) error = NULL;
+      GThread *adder, *stopper;
+      RaceData data;
+      Gate gate;
+
+      gate_init (&gate);
+      counter_init (&data.finalized);
+      g_mutex_init (&data.lock);
+      g_cond_init (&data.cond);
+      data.reached = FALSE;
+      data.n_added_stopped = 0;
+      data.n_children = 10000;
+      data.stop_after = g_test_rand_int_range (0, data.n_children);
+      data.children = g_ptr_array_new_full (data.n_children, g_object_unref);
+
+      /* The parent's work ignores the stop until the end, so that every
+       * add_child() succeeds. */
+      data.parent = killable_task_new ("race-parent", pass_gate_then_check, &gate, NULL);
+      counter_watch (&data.finalized, data.parent);
+      g_assert_true (killable_task_start (data.parent, NULL));
+      gate_wait_entered (&gate, 1);
+
+      stopper = g_thread_new ("stopper", race_stopper_thread, &data);
+      adder = g_thread_new ("adder", race_adder_thread, &data);
+      g_thread_join (adder);
+      g_thread_join (stopper);
+
+      g_assert_true (data.reached);
+      g_assert_true (killable_task_is_stop_requested (data.parent));
+      g_assert_cmpuint (data.children->len, ==, data.n_children);
+
+      /* None missed: each child was stopped, by the propagation or when it
+       * was added to the stopped parent, and never having started it is
+       * CANCELLED. */
+      for (guint i = 0; i < data.children->len; i++)
+        {
+          KillableTask *child = g_ptr_array_index (data.children, i);
+
+          if (!killable_task_is_stop_requested (child) ||
+              killable_task_get_state (child) != KILLABLE_TASK_STATE_CANCELLED)
+            g_error ("round %u: child %u of %u (stop after %u) was missed: state %d",
+                     round, i, data.n_children, data.stop_after,
+                     killable_task_get_state (child));
+          g_assert_error (killable_task_get_error (child), KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
+        }
+      g_test_message ("round %u: stop after child %u; %u children added to the stopped parent",
+                      round, data.stop_after, data.n_added_stopped);
+
+      gate_open (&gate);
+      g_assert_false (join_guarded (data.parent, &error));
+      g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
+      g_assert_cmpint (killable_task_get_state (data.parent), ==, KILLABLE_TASK_STATE_CANCELLED);
+
+      /* None leaked: the children, and the parent. */
+      g_clear_pointer (&data.children, g_ptr_array_unref);
+      g_clear_object (&data.parent);
+      counter_wait (&data.finalized, data.n_children + 1);
+
+      g_cond_clear (&data.cond);
+      g_mutex_clear (&data.lock);
+      counter_clear (&data.finalized);
+      gate_clear (&gate);
+    }
+}
+
+/* }}} */
+
+/* add_child() misuse {{{ */
+
+static void
+test_add_child_errors (void)
+{
+  g_autoptr(KillableTask) a = killable_task_new ("a", return_true, NULL, NULL);
+  g_autoptr(KillableTask) b = killable_task_new ("b", return_true, NULL, NULL);
+  g_autoptr(KillableTask) c = killable_task_new ("c", return_true, NULL, NULL);
+  g_autoptr(KillableTask) done = killable_task_new ("done", return_true, NULL, NULL);
+  g_autoptr(KillableTask) orphan = killable_task_new ("orphan", return_true, NULL, NULL);
+  g_autoptr(KillableTask) p = NULL;
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (killable_task_add_child (a, b, &error));
+  g_assert_no_error (error);
+
+  /* b already has a parent. */
+  g_assert_false (killable_task_add_child (c, b, &error));
+  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED);
+  g_assert_nonnull (strstr (error->message, "“b”"));
+  g_clear_error (&error);
+  p = killable_task_dup_parent (b);
+  g_assert_true (p == a);
+  g_clear_object (&p);
+
+  /* Itself. */
+  g_assert_false (killable_task_add_child (c, c, &error));
+  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED);
+  g_clear_error (&error);
+  g_assert_null (killable_task_dup_parent (c));
+
+  /* a → b → c, then a under c: a cycle. */
+  g_assert_true (killable_task_add_child (b, c, &error));
+  g_assert_no_error (error);
+  g_assert_false (killable_task_add_child (c, a, &error));
+  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED);
+  g_clear_error (&error);
+  g_assert_null (killable_task_dup_parent (a));
+
+  /* The parent already finished. */
+  killable_task_stop (done);
+  g_assert_true (killable_task_is_finished (done));
+  g_assert_false (killable_task_add_child (done, orphan, &error));
+  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED);
+  g_clear_error (&error);
+  g_assert_null (killable_task_dup_parent (orphan));
+  g_assert_cmpint (killable_task_get_state (orphan), ==, KILLABLE_TASK_STATE_PENDING);
+  g_assert_false (killable_task_is_stop_requested (orphan));
+
+  /* Bad input: a critical, a safe return. */
+  g_test_expect_message ("Killable", G_LOG_LEVEL_CRITICAL, "*KILLABLE_IS_TASK*");
+  g_assert_false (killable_task_add_child (a, NULL, &error));
+  g_test_assert_expected_messages ();
+  g_assert_no_error (error);
+}
+
+/* }}} */
+
+/* Child policies {{{ */
+
+static void
+test_fail_fast (void)
+{
+  g_autoptr(KillableTask) parent = NULL;
+  g_autoptr(KillableTask) bad = NULL;
+  KillableTask *siblings[2];
+  g_autoptr(GError) error = NULL;
+  Gate gate;
+
+  gate_init (&gate);
+
+  parent = killable_task_new ("parent", wait_for_stop, &gate, NULL);
+  g_assert_cmpint (killable_task_get_child_policy (parent), ==, KILLABLE_CHILD_POLICY_FAIL_FAST);
+  g_assert_true (killable_task_start (parent, NULL));
+
+  for (guint i = 0; i < G_N_ELEMENTS (siblings); i++)
+    {
+      siblings[i] = killable_task_new ("sibling", wait_for_stop, &gate, NULL);
+      g_assert_true (killable_task_add_child (parent, siblings[i], NULL));
+      g_assert_true (killable_task_start (siblings[i], NULL));
+    }
+  gate_wait_entered (&gate, 1 + G_N_ELEMENTS (siblings));
+
+  bad = killable_task_new ("bad", fail_boom, NULL, NULL);
+  g_assert_true (killable_task_add_child (parent, bad, NULL));
+  g_assert_true (killable_task_start (bad, NULL));
+
+  g_assert_false (join_guarded (bad, &error));
+  g_assert_error (error, TEST_ERROR, 1);
+  g_clear_error (&error);
+  g_assert_cmpint (killable_task_get_state (bad), ==, KILLABLE_TASK_STATE_FAILED);
+
+  g_assert_false (join_guarded (parent, &error));
+  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_CHILD_FAILED);
+  g_assert_nonnull (strstr (error->message, "boom"));
+  g_assert_cmpint (killable_task_get_state (parent), ==, KILLABLE_TASK_STATE_FAILED);
+  g_assert_error (killable_task_get_error (parent), KILLABLE_ERROR, KILLABLE_ERROR_CHILD_FAILED);
+  g_clear_error (&error);
+
+  for (guint i = 0; i < G_N_ELEMENTS (siblings); i++)
+    {
+      g_assert_true (killable_task_is_finished (siblings[i]));
+      g_assert_false (join_guarded (siblings[i], &error));
+      g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_CHILD_FAILED);
+      g_assert_nonnull (strstr (error->message, "boom"));
+      g_clear_error (&error);
+      g_assert_cmpint (killable_task_get_state (siblings[i]), ==, KILLABLE_TASK_STATE_CANCELLED);
+      g_object_unref (siblings[i]);
+    }
+
+  gate_clear (&gate);
+}
+
+/* The parent never ran: a failing child still fails it. */
+static void
+test_fail_fast_pending_parent (void)
+{
+  g_autoptr(KillableTask) parent = killable_task_new ("parent", return_true, NULL, NULL);
+  g_autoptr(KillableTask) bad = killable_task_new ("bad", fail_boom, NULL, NULL);
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (killable_task_add_child (parent, bad, NULL));
+  g_assert_true (killable_task_start (bad, NULL));
+  g_assert_false (join_guarded (bad, &error));
+  g_assert_error (error, TEST_ERROR, 1);
+  g_clear_error (&error);
+
+  /* The child's joiners are woken before its end reaches the parent. */
+  g_assert_true (killable_task_wait (parent, GUARD_USEC));
+  g_assert_error (killable_task_get_error (parent), KILLABLE_ERROR, KILLABLE_ERROR_CHILD_FAILED);
+  g_assert_nonnull (strstr (killable_task_get_error (parent)->message, "boom"));
+  g_assert_cmpint (killable_task_get_state (parent), ==, KILLABLE_TASK_STATE_FAILED);
+}
+
+static void
+test_isolate (void)
+{
+  g_autoptr(KillableTask) parent = NULL;
+  g_autoptr(KillableTask) bad = NULL;
+  KillableTask *siblings[2];
+  g_autoptr(GError) error = NULL;
+  Gate gate;
+
+  gate_init (&gate);
+
+  parent = killable_task_new ("parent", pass_gate, &gate, NULL);
+  killable_task_set_child_policy (parent, KILLABLE_CHILD_POLICY_ISOLATE);
+  g_assert_cmpint (killable_task_get_child_policy (parent), ==, KILLABLE_CHILD_POLICY_ISOLATE);
+  g_assert_true (killable_task_start (parent, NULL));
+
+  for (guint i = 0; i < G_N_ELEMENTS (siblings); i++)
+    {
+      siblings[i] = killable_task_new ("sibling", pass_gate, &gate, NULL);
+      g_assert_true (killable_task_add_child (parent, siblings[i], NULL));
+      g_assert_true (killable_task_start (siblings[i], NULL));
+    }
+  gate_wait_entered (&gate, 1 + G_N_ELEMENTS (siblings));
+
+  bad = killable_task_new ("bad", fail_boom, NULL, NULL);
+  g_assert_true (killable_task_add_child (parent, bad, NULL));
+  g_assert_true (killable_task_start (bad, NULL));
+  g_assert_false (join_guarded (bad, &error));
+  g_assert_error (error, TEST_ERROR, 1);
+  g_clear_error (&error);
+  g_assert_cmpint (killable_task_get_state (bad), ==, KILLABLE_TASK_STATE_FAILED);
+
+  /* Nobody else was touched. */
+  g_assert_false (killable_task_is_stop_requested (parent));
+  g_assert_cmpint (killable_task_get_state (parent), ==, KILLABLE_TASK_STATE_RUNNING);
+  for (guint i = 0; i < G_N_ELEMENTS (siblings); i++)
+    {
+      g_assert_false (killable_task_is_stop_requested (siblings[i]));
+      g_assert_cmpint (killable_task_get_state (siblings[i]), ==, KILLABLE_TASK_STATE_RUNNING);
+    }
+
+  gate_open (&gate);
+  g_assert_true (join_guarded (parent, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (killable_task_get_state (parent), ==, KILLABLE_TASK_STATE_SUCCEEDED);
+  for (guint i = 0; i < G_N_ELEMENTS (siblings); i++)
+    {
+      g_assert_cmpint (killable_task_get_state (siblings[i]), ==, KILLABLE_TASK_STATE_SUCCEEDED);
+      g_object_unref (siblings[i]);
+    }
+
+  gate_clear (&gate);
+}
+
+/* }}} */
+
+/* Deadlines {{{ */
+
+static void
+test_inherited_deadline (void)
+{
+  g_autoptr(KillableTask) parent = NULL;
+  g_autoptr(KillableTask) child = NULL;
+  g_autoptr(GError) error = NULL;
+  gint64 deadline, t0;
+  Gate gate;
+
+  gate_init (&gate);
+
+  parent = killable_task_new ("parent", wait_for_stop, &gate, NULL);
+  child = killable_task_new ("child", wait_for_stop, &gate, NULL);
+  killable_task_set_timeout (parent, 100 * G_TIME_SPAN_MILLISECOND);
+  g_assert_true (killable_task_add_child (parent, child, NULL));
+
+  g_assert_cmpint (killable_task_get_timeout (child), ==, -1);
+  g_assert_cmpint (killable_task_get_deadline (child), ==, G_MAXINT64);
+
+  t0 = g_get_monotonic_time ();
+  g_assert_true (killable_task_start (parent, NULL));
+  g_assert_true (killable_task_start (child, NULL));
+  gate_wait_entered (&gate, 2);
+
+  deadline = killable_task_get_deadline (parent);
+  g_assert_cmpint (deadline, !=, G_MAXINT64);
+  g_assert_cmpint (deadline, >=, t0 + 100 * G_TIME_SPAN_MILLISECOND);
+  g_assert_cmpint (killable_task_get_deadline (child), ==, deadline);
+  g_assert_cmpint (killable_task_get_timeout (child), ==, -1);
+
+  g_assert_false (join_guarded (child, &error));
+  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_TIMED_OUT);
+  g_clear_error (&error);
+  g_assert_cmpint (killable_task_get_state (child), ==, KILLABLE_TASK_STATE_CANCELLED);
+  g_assert_cmpint (g_get_monotonic_time (), >=, deadline);
+
+  g_assert_false (join_guarded (parent, &error));
+  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_TIMED_OUT);
+  g_assert_cmpint (killable_task_get_state (parent), ==, KILLABLE_TASK_STATE_CANCELLED);
+
+  gate_clear (&gate);
+}
+
+/* }}} */
+
+/* Structured completion {{{ */
+
+typedef struct
+{
+  GPtrArray *order;   /* (element-type KillableTask) unowned, finished order */
+  gboolean   parent_finished;
+  KillableTask *parent;
+} OrderData;
+
+static void
+record_finished_cb (KillableTask *task,
+                    OrderData    *data)
+{
+  g_assert_true (g_thread_self () == main_thread);
+  g_assert_true (killable_task_is_finished (task));
+  g_ptr_array_add (data->order, task);
+  if (task == data->parent)
+    data->parent_finished = TRUE;
+}
+
+static gboolean
+return_true_announce (KillableTask  *task,
+                      gpointer       user_data,
+                      GError       **error)
+{
+  gate_enter (user_data);
+  return TRUE;
+}
+
+static void
+test_completion_order (void)
+{
+  g_autoptr(KillableTask) parent = NULL;
+  KillableTask *children[2];
+  g_autoptr(GError) error = NULL;
+  Gate children_gate, parent_gate;
+  OrderData data;
+
+  gate_init (&children_gate);
+  gate_init (&parent_gate);
+  data.order = g_ptr_array_new ();
+  data.parent_finished = FALSE;
+
+  parent = killable_task_new ("parent", return_true_announce, &parent_gate, NULL);
+  data.parent = parent;
+  g_signal_connect (parent, "finished", G_CALLBACK (record_finished_cb), &data);
+
+  for (guint i = 0; i < G_N_ELEMENTS (children); i++)
+    {
+      children[i] = killable_task_new ("child", pass_gate, &children_gate, NULL);
+      g_signal_connect (children[i], "finished", G_CALLBACK (record_finished_cb), &data);
+      g_assert_true (killable_task_add_child (parent, children[i], NULL));
+      g_assert_true (killable_task_start (children[i], NULL));
+    }
+  gate_wait_entered (&children_gate, G_N_ELEMENTS (children));
+
+  /* The parent's work returns at once; the parent waits for its children. */
+  g_assert_true (killable_task_start (parent, NULL));
+  gate_wait_entered (&parent_gate, 1);
+  g_assert_false (killable_task_wait (parent, 100 * G_TIME_SPAN_MILLISECOND));
+  g_assert_false (killable_task_is_finished (parent));
+  g_assert_cmpint (killable_task_get_state (parent), ==, KILLABLE_TASK_STATE_RUNNING);
+
+  gate_open (&children_gate);
+  g_assert_true (join_guarded (parent, &error));
+  g_assert_no_error (error);
+  for (guint i = 0; i < G_N_ELEMENTS (children); i++)
+    g_assert_true (killable_task_is_finished (children[i]));
+
+  iterate_until_flag (&data.parent_finished);
+  drain_main_context ();
+  g_assert_cmpuint (data.order->len, ==, 1 + G_N_ELEMENTS (children));
+  g_assert_true (g_ptr_array_index (data.order, data.order->len - 1) == parent);
+  for (guint i = 0; i < G_N_ELEMENTS (children); i++)
+    {
+      guint index;
+
+      g_assert_true (g_ptr_array_find (data.order, children[i], &index));
+      g_assert_cmpuint (index, <, data.order->len - 1);
+      g_object_unref (children[i]);
+    }
+
+  g_ptr_array_unref (data.order);
+  gate_clear (&parent_gate);
+  gate_clear (&children_gate);
+}
+
+typedef struct
+{
+  KillableTask *children[2];   /* (owned) for the test to check */
+} PendingData;
+
+static gboolean
+add_pending_children (KillableTask  *task,
+                      gpointer       user_data,
+                      GError       **error)
+{
+  PendingData *data = user_data;
+
+  for (guint i = 0; i < G_N_ELEMENTS (data->children); i++)
+    {
+      data->children[i] = killable_task_new ("never-started", return_true, NULL, NULL);
+      if (!killable_task_add_child (task, data->children[i], error))
+        return FALSE;
+    }
+
+  return TRUE;
+}
+
+static void
+test_pending_children_stopped (void)
+{
+  g_autoptr(KillableTask) parent = NULL;
+  g_autoptr(GError) error = NULL;
+  PendingData data = { { NULL, NULL } };
+
+  parent = killable_task_new ("parent", add_pending_children, &data, NULL);
+  g_assert_true (killable_task_start (parent, NULL));
+  g_assert_true (join_guarded (parent, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (killable_task_get_state (parent), ==, KILLABLE_TASK_STATE_SUCCEEDED);
+
+  for (guint i = 0; i < G_N_ELEMENTS (data.children); i++)
+    {
+      g_assert_nonnull (data.children[i]);
+      g_assert_true (killable_task_is_stop_requested (data.children[i]));
+      g_assert_cmpint (killable_task_get_state (data.children[i]), ==,
+                       KILLABLE_TASK_STATE_CANCELLED);
+      g_assert_error (killable_task_get_error (data.children[i]),
+                      KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
+      g_object_unref (data.children[i]);
+    }
+}
+
+static void
+gate_enter_stop_cb (KillableTask *task,
+                    const GError *reason,
+                    gpointer      user_data)
+{
+  gate_enter (user_data);
+}
+
+/* A pending child added while the parent waits for its children (its work
+ * returned) must not keep the parent from ending. */
+static void
+test_late_pending_child (void)
+{
+  g_autoptr(KillableTask) parent = NULL;
+  g_autoptr(KillableTask) pending = NULL;
+  g_autoptr(KillableTask) running = NULL;
+  g_autoptr(KillableTask) late = NULL;
+  g_autoptr(GError) error = NULL;
+  Gate stopped, gate;
+
+  gate_init (&stopped);
+  gate_init (&gate);
+
+  parent = killable_task_new ("parent", return_true, NULL, NULL);
+  pending = killable_task_new ("pending", return_true, NULL, NULL);
+  running = killable_task_new ("running", pass_gate, &gate, NULL);
+  killable_task_add_stop_callback (pending, gate_enter_stop_cb, &stopped, NULL);
+  g_assert_true (killable_task_add_child (parent, pending, NULL));
+  g_assert_true (killable_task_add_child (parent, running, NULL));
+  g_assert_true (killable_task_start (running, NULL));
+  gate_wait_entered (&gate, 1);
+
+  /* The parent's worker stops its pending children once its work returned
+   * (the stop callback runs there), then waits for the running one. */
+  g_assert_true (killable_task_start (parent, NULL));
+  gate_wait_entered (&stopped, 1);
+  g_assert_cmpint (killable_task_get_state (pending), ==, KILLABLE_TASK_STATE_CANCELLED);
+  g_assert_false (killable_task_is_finished (parent));
+
+  late = killable_task_new ("late", return_true, NULL, NULL);
+  g_assert_true (killable_task_add_child (parent, late, &error));
+  g_assert_no_error (error);
+
+  gate_open (&gate);
+  g_assert_true (join_guarded (parent, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (killable_task_get_state (running), ==, KILLABLE_TASK_STATE_SUCCEEDED);
+  g_assert_cmpint (killable_task_get_state (late), ==, KILLABLE_TASK_STATE_CANCELLED);
+
+  gate_clear (&gate);
+  gate_clear (&stopped);
+}
+
+typedef struct
+{
+  Gate          gate;
+  KillableTask *children[2];   /* (owned) */
+} FailingParentData;
+
+static gboolean
+start_children_then_fail (KillableTask  *task,
+                          gpointer       user_data,
+                          GError       **error)
+{
+  FailingParentData *data = user_data;
+
+  for (guint i = 0; i < G_N_ELEMENTS (data->children); i++)
+    {
+      data->children[i] = killable_task_new ("child", wait_for_stop, &data->gate, NULL);
+      if (!killable_task_add_child (task, data->children[i], error) ||
+          !killable_task_start (data->children[i], error))
+        return FALSE;
+    }
+  gate_wait_entered (&data->gate, G_N_ELEMENTS (data->children));
+
+  g_set_error_literal (error, TEST_ERROR, 3, "parent failed");
+  return FALSE;
+}
+
+static void
+test_failing_parent (void)
+{
+  g_autoptr(KillableTask) parent = NULL;
+  g_autoptr(GError) error = NULL;
+  FailingParentData data;
+
+  gate_init (&data.gate);
+
+  parent = killable_task_new ("parent", start_children_then_fail, &data, NULL);
+  g_assert_true (killable_task_start (parent, NULL));
+  g_assert_false (join_guarded (parent, &error));
+
+  /* Its own error, not a CHILD_FAILED made of its own error. */
+  g_assert_error (error, TEST_ERROR, 3);
+  g_assert_cmpint (killable_task_get_state (parent), ==, KILLABLE_TASK_STATE_FAILED);
+  g_clear_error (&error);
+
+  for (guint i = 0; i < G_N_ELEMENTS (data.children); i++)
+    {
+      g_assert_true (killable_task_is_finished (data.children[i]));
+      g_assert_false (join_guarded (data.children[i], &error));
+      g_assert_error (error, TEST_ERROR, 3);
+      g_assert_cmpstr (error->message, ==, "parent failed");
+      g_clear_error (&error);
+      g_assert_cmpint (killable_task_get_state (data.children[i]), ==,
+                       KILLABLE_TASK_STATE_CANCELLED);
+      g_object_unref (data.children[i]);
+    }
+
+  gate_clear (&data.gate);
+}
+
+/* }}} */
+
+/* Many short children {{{ */
+
+typedef struct
+{
+  guint    n_children;
+  guint    max_children;   /* longest children list seen by the parent */
+  Counter  finalized;
+} ManyData;
+
+static gboolean
+spawn_many (KillableTask  *task,
+            gpointer       user_data,
+            GError       **error)
+{
+  ManyData *data = user_data;
+  KillableTaskPrivate *priv = killable_task_get_private_data (task);
+
+  for (guint i = 0; i < data->n_children; i++)
+    {
+      g_autoptr(KillableTask) child = killable_task_new ("short", return_true, NULL, NULL);
+      guint len;
+
+      counter_watch (&data->finalized, child);
+      if (!killable_task_add_child (task, child, error) ||
+          !killable_task_start (child, error) ||
+          !join_guarded (child, error))
+        return FALSE;
+
+      killable_tree_lock ();
+      len = priv->children.length;
+      killable_tree_unlock ();
+      data->max_children = MAX (data->max_children, len);
+    }
+
+  return TRUE;
+}
+
+static void
+test_many_short_children (void)
+{
+  g_autoptr(KillableTask) parent = NULL;
+  g_autoptr(GError) error = NULL;
+  ModelStats stats = { 0, 0 };
+  ManyData data;
+  gboolean finished = FALSE;
+  GListModel *model;
+  gint64 t0;
+
+  data.n_children = under_valgrind () ? 10000 : 100000;
+  data.max_children = 0;
+  counter_init (&data.finalized);
+
+  parent = killable_task_new ("spawner", spawn_many, &data, NULL);
+  model = killable_task_get_children (parent);
+  g_signal_connect (model, "items-changed", G_CALLBACK (items_changed_cb), &stats);
+  g_signal_connect (parent, "finished", G_CALLBACK (set_flag_cb), &finished);
+
+  t0 = g_get_monotonic_time ();
+  g_assert_true (killable_task_start (parent, NULL));
+
+  /* The model follows on this thread while the parent works (a few
+   * seconds when the machine is loaded). */
+  iterate_until_flag_guarded (&finished, 12 * GUARD_USEC);
+  g_assert_true (join_guarded (parent, &error));
+  g_assert_no_error (error);
+  g_test_message ("%u short children: %.1f ms, %u model changes, at most %u listed",
+                  data.n_children, (g_get_monotonic_time () - t0) / 1000.,
+                  stats.n_emissions, stats.max_items);
+
+  /* A child leaves the list when it ends: the list never grew. Right after
+   * its join a child may still be listed while its worker finishes its end
+   * (a few of them on a loaded machine); 100 000 would be a leak. */
+  g_assert_cmpuint (data.max_children, <=, 100);
+  g_assert_cmpuint (stats.max_items, <=, 100);
+  g_assert_cmpuint (g_list_model_get_n_items (model), ==, 0);
+
+  /* Every child was released. */
+  counter_wait (&data.finalized, data.n_children);
+
+  g_signal_handlers_disconnect_by_func (model, items_changed_cb, &stats);
+  drain_main_context ();
+  g_clear_object (&parent);
+  counter_clear (&data.finalized);
+}
+
+/* }}} */
+
+int
+main (int   argc,
+      char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+
+  main_thread = g_thread_self ();
+  if (g_getenv ("KILLABLE_UNDER_VALGRIND") != NULL)
+    guard_usec = 60 * G_USEC_PER_SEC;
+
+  g_test_add_func ("/tree/children-model/release", test_children_model_release);
+  g_test_add_func ("/tree/children-model/retain", test_children_model_retain);
+  g_test_add_func ("/tree/add-child/stopped-parent", test_add_child_to_stopped_parent);
+  g_test_add_func ("/tree/add-child/errors", test_add_child_errors);
+  g_test_add_func ("/tree/propagation/depth3", test_propagation_depth3);
+  g_test_add_func ("/tree/propagation/deep-chain", test_deep_chain_stop);
+  g_test_add_func ("/tree/propagation/deep-chain-default", test_deep_chain_stop_default);
+  g_test_add_func ("/tree/propagation/deep-chain-release", test_deep_chain_release);
+  g_test_add_func ("/tree/propagation/wide", test_wide_stop);
+  g_test_add_func ("/tree/propagation/races-add-child", test_stop_races_add_child);
+  g_test_add_func ("/tree/policy/fail-fast", test_fail_fast);
+  g_test_add_func ("/tree/policy/fail-fast-pending-parent", test_fail_fast_pending_parent);
+  g_test_add_func ("/tree/policy/isolate", test_isolate);
+  g_test_add_func ("/tree/deadline/inherited", test_inherited_deadline);
+  g_test_add_func ("/tree/completion/order", test_completion_order);
+  g_test_add_func ("/tree/completion/pending-children", test_pending_children_stopped);
+  g_test_add_func ("/tree/completion/late-pending-child", test_late_pending_child);
+  g_test_add_func ("/tree/completion/failing-parent", test_failing_parent);
+  g_test_add_func ("/tree/completion/many-short-children", test_many_short_children);
+
+  return g_test_run ();
+}
