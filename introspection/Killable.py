@@ -1,1 +1,797 @@
-"""placeholder"""
+# Killable.py: PyGObject override for libkillable
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+
+"""A ``threading.Thread``-shaped API on top of the Killable typelib.
+
+.. code-block:: python
+
+    import gi
+    gi.require_version("Killable", "1")
+    from gi.repository import Killable
+
+    def work(task):
+        for i in range(100):
+            task.sleep(0.1)          # wakes at once on stop()
+            task.set_progress((i + 1) / 100)
+
+    t = Killable.Task(target=work, args=(...,))
+    t.start()
+    t.stop()
+    try:
+        t.join()
+    except Killable.TaskStopped:
+        print("stopped")
+
+The ladder, from the owner's side:
+
+``stop()``
+    asks the worker to stop: :meth:`Task.sleep` returns at once by raising
+    :class:`TaskStopped`, :meth:`Task.check` starts raising it, GIO calls
+    given the task's cancellable fail with ``G_IO_ERROR_CANCELLED``.
+``interrupt(exc=None)``
+    a stop, plus an asynchronous exception (:class:`TaskInterrupted` or
+    ``exc``) raised in the worker's Python code, even in a busy loop that
+    never checks. It is raised at most once per task, only while the
+    user's ``run()`` runs, never after it returned; a worker blocked in
+    :meth:`Task.sleep`, :meth:`Task.check` or a GIO call with the task's
+    cancellable gets it at once. Plain ``time.sleep()`` or other blocking
+    C calls only see it when they return.
+``kill()``
+    releases the owner at once: the task is ``KILLED`` and :meth:`join`
+    returns (raising :class:`TaskKilled`) without waiting. The worker
+    thread is *abandoned*: it is never destroyed, it gets a
+    :class:`TaskKilled` asynchronous exception (unless an interrupt was
+    already delivered) and keeps running until its ``run()`` returns; its
+    late result is dropped and its cleanups still run then.
+
+Abandoned workers and interpreter exit
+    Python does not wait for task workers at exit, abandoned or not: they
+    behave like daemon threads. A worker still running Python code when the
+    interpreter finalizes is stopped where it is, as CPython stops daemon
+    threads (its ``finally`` blocks and the task's cleanups do not run); a
+    worker blocked in C code (``time.sleep()``, a system call) simply ends
+    with the process. Neither crashes the interpreter. Work whose cleanup
+    must run belongs in a task that cooperates (``check()``/``sleep()``),
+    or in a :class:`Killable.ProcessTask`.
+
+Threads
+    The worker runs on a thread of libkillable's cache, not on a
+    ``threading.Thread``; ``threading.current_thread()`` there returns a
+    dummy thread. ``notify::`` signals and the ``stop-requested`` and
+    ``finished`` signals are emitted on the main context of the thread that
+    called :meth:`Task.start` (iterate it with a ``GLib.MainLoop``).
+"""
+
+import ctypes
+import math
+import threading
+import time
+
+from gi.repository import GLib
+
+from ..module import get_introspection_module
+from ..overrides import override
+
+Killable = get_introspection_module('Killable')
+
+__all__ = []
+
+_KILLABLE_ERROR = Killable.error_quark()
+_State = Killable.TaskState
+_TERMINAL = (
+    _State.SUCCEEDED,
+    _State.FAILED,
+    _State.CANCELLED,
+    _State.KILLED,
+)
+
+# The longest a blocking wait stays in C before coming back to Python, so
+# that signal handlers (Ctrl-C) and asynchronous exceptions get a chance.
+_WAIT_SLICE = 0.1
+_MAX_USEC = GLib.MAXINT64
+
+
+# Exceptions {{{
+
+class TaskCancelled(BaseException):
+    """Raised when a task was asked to end: by :meth:`Task.check`,
+    :meth:`Task.sleep` and the other waits of a stopped task inside its
+    worker, and by :meth:`Task.join` for a task that ended cancelled or
+    killed.
+
+    It derives from :class:`BaseException`, like :class:`KeyboardInterrupt`,
+    so that ``except Exception`` does not swallow it: let it propagate out
+    of ``run()`` (``finally`` blocks and context managers still run).
+
+    :ivar error: the ``GLib.Error`` that says why (the stop's cause), or
+        ``None`` when the exception was raised asynchronously.
+    """
+
+    default_message = "the task was cancelled"
+
+    def __init__(self, *args, error=None):
+        super().__init__(*args)
+        self.error = error
+
+    def __str__(self):
+        if self.args:
+            return super().__str__()
+        if self.error is not None:
+            return self.error.message
+        return self.default_message
+
+
+class TaskStopped(TaskCancelled):
+    """The task was stopped with :meth:`Task.stop` (or with a cause of its
+    own given to ``stop_with_error()``, or because a child failed)."""
+
+    default_message = "the task was stopped"
+
+
+class TaskInterrupted(TaskCancelled):
+    """The task was interrupted with :meth:`Task.interrupt`. This is also the
+    exception raised asynchronously in the worker."""
+
+    default_message = "the task was interrupted"
+
+
+class TaskTimedOut(TaskCancelled):
+    """The task's time limit passed (see ``set_timeout()``)."""
+
+    default_message = "the task timed out"
+
+
+class TaskKilled(TaskCancelled):
+    """The task was killed with :meth:`Task.kill`."""
+
+    default_message = "the task was killed"
+
+
+__all__ += ['TaskCancelled', 'TaskStopped', 'TaskInterrupted', 'TaskTimedOut',
+            'TaskKilled']
+
+_CLASS_FOR_CODE = {
+    int(Killable.Error.STOPPED): TaskStopped,
+    int(Killable.Error.INTERRUPTED): TaskInterrupted,
+    int(Killable.Error.TIMED_OUT): TaskTimedOut,
+    int(Killable.Error.KILLED): TaskKilled,
+}
+
+_CODE_FOR_CLASS = (
+    (TaskKilled, Killable.Error.KILLED),
+    (TaskTimedOut, Killable.Error.TIMED_OUT),
+    (TaskInterrupted, Killable.Error.INTERRUPTED),
+    (TaskCancelled, Killable.Error.STOPPED),
+)
+
+
+def _is_killable_error(error):
+    return (error is not None and
+            GLib.quark_from_string(error.domain) == _KILLABLE_ERROR)
+
+
+def _class_for_error(error):
+    """The TaskCancelled subclass matching a stop's cause."""
+    if _is_killable_error(error):
+        return _CLASS_FOR_CODE.get(error.code, TaskStopped)
+    return TaskStopped
+
+
+def _cancellation(error, cls=None):
+    if cls is None:
+        cls = _class_for_error(error)
+    return cls(error=error)
+
+
+def _error_for_cancellation(exc):
+    """The GError that tells the C side that run() ended by cancellation."""
+    error = getattr(exc, 'error', None)
+    if isinstance(error, GLib.Error):
+        return error
+    for cls, code in _CODE_FOR_CLASS:
+        if isinstance(exc, cls):
+            return GLib.Error.new_literal(_KILLABLE_ERROR, str(exc), int(code))
+    return GLib.Error.new_literal(_KILLABLE_ERROR, str(exc),
+                                  int(Killable.Error.STOPPED))
+
+
+def _error_key(error):
+    return (error.domain, error.code, error.message)
+
+# }}}
+
+
+# Asynchronous exceptions {{{
+#
+# interrupt() must stop a worker that runs pure Python code and never
+# checks: PyThreadState_SetAsyncExc() raises an exception in it at its next
+# bytecode boundary. The exception may land wherever Python code runs on
+# that thread, so it is sent only under these rules (w.lock guards them):
+#
+# - only while the user's run() runs (w.tid is set between entering and
+#   leaving it, and leaving revokes an exception sent but not landed);
+# - at most once per task (w.async_state only moves forward);
+# - never while the worker waits in Task.sleep()/check()/wait_fd(): the stop
+#   wakes those, and they raise the exception themselves when they return
+#   (w.in_wait, w.pending);
+# - a little after the request (_SEND_DELAY), from a helper thread: the stop
+#   wakes a worker blocked in a GIO call with the task's cancellable first,
+#   and PyGObject converts its G_IO_ERROR_CANCELLED into GLib.Error by
+#   running Python code, where an asynchronous exception must not land;
+# - in the worker's own thread (it interrupts itself or an ancestor), the
+#   exception is raised synchronously when the override's call returns.
+
+_set_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.py_object)(
+    ('PyThreadState_SetAsyncExc', ctypes.pythonapi))
+_clear_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(
+    ('PyThreadState_SetAsyncExc', ctypes.pythonapi))
+
+# _Worker.async_state
+_ASYNC_NONE = 0        # nothing asked yet
+_ASYNC_SCHEDULED = 1   # the helper thread will send it
+_ASYNC_SENT = 2        # in the worker's thread state; may have landed
+_ASYNC_DONE = 3        # raised, consumed or revoked: never sent again
+
+_SEND_DELAY = 0.005
+
+
+class _Worker(object):
+    """The Python side of a task: the worker's thread while the user's code
+    runs, and what happened to it. Guarded by ``lock``."""
+
+    __slots__ = ('lock', 'tid', 'in_wait', 'async_state', 'async_type',
+                 'interrupt_type', 'pending', 'exc', 'exc_tb', 'exc_key')
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.tid = None             # the worker's thread while run() runs
+        self.in_wait = 0            # inside sleep()/check()/wait_fd()
+        self.async_state = _ASYNC_NONE
+        self.async_type = None      # what is scheduled or was sent
+        self.interrupt_type = None  # what interrupt(exc) asked for
+        self.pending = None         # to raise synchronously in the worker
+        self.exc = None             # what escaped run()
+        self.exc_tb = None
+        self.exc_key = None         # the GError it became
+
+
+_worker_lock = threading.Lock()
+
+
+def _worker(task):
+    w = task.__dict__.get('_killable_worker')
+    if w is not None:
+        return w
+    # Tasks wrapped from C (Killable.Task.new(), ProcessTask) get theirs on
+    # first use. Set as an attribute so that PyGObject keeps this wrapper
+    # (and so its state) alive as long as the GObject.
+    with _worker_lock:
+        w = task.__dict__.get('_killable_worker')
+        if w is None:
+            w = _Worker()
+            task._killable_worker = w
+    return w
+
+
+def _request_locked(w, exc_type):
+    """Ask for exc_type to be raised in the worker, once. Called with
+    w.lock held, in the interrupting thread."""
+    if w.async_state != _ASYNC_NONE or w.pending is not None:
+        return
+    if w.tid is None or w.in_wait or w.tid == threading.get_ident():
+        # Before run() (raised instead of calling it), in a wait (raised
+        # when it returns), or in the worker itself (raised when the
+        # override's call returns).
+        w.pending = exc_type
+        w.async_state = _ASYNC_DONE
+        return
+    w.async_state = _ASYNC_SCHEDULED
+    w.async_type = exc_type
+    _sender.schedule(w)
+
+
+def _send(w):
+    """In the helper thread: send what was scheduled, if still allowed."""
+    with w.lock:
+        if w.async_state != _ASYNC_SCHEDULED:
+            return
+        if w.tid is None:
+            w.async_state = _ASYNC_DONE
+            return
+        if w.in_wait:
+            w.pending = w.async_type
+            w.async_state = _ASYNC_DONE
+            return
+        n = _set_async_exc(w.tid, w.async_type)
+        if n == 1:
+            w.async_state = _ASYNC_SENT
+            return
+        if n > 1:
+            # "If it returns a number greater than one, you're in trouble,
+            # and you should call it again with exc=NULL to revert the
+            # effect."
+            _clear_async_exc(w.tid, None)
+        w.async_state = _ASYNC_DONE
+
+
+class _Sender(object):
+    """A daemon thread that sends scheduled asynchronous exceptions."""
+
+    def __init__(self):
+        self._cond = threading.Condition(threading.Lock())
+        self._queue = []
+        self._thread = None
+
+    def schedule(self, w):
+        with self._cond:
+            self._queue.append((time.monotonic() + _SEND_DELAY, w))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._main, daemon=True,
+                                                name='killable-interrupter')
+                self._thread.start()
+            self._cond.notify()
+
+    def _main(self):
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                due, w = self._queue[0]
+                left = due - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                self._queue.pop(0)
+            try:
+                _send(w)
+            except BaseException:  # pragma: no cover - never let it die
+                pass
+
+
+_sender = _Sender()
+
+
+def _take_pending(w):
+    """In the worker: what an interrupt wants raised here, revoked from the
+    helper and the thread state so that it never lands later. Returns an
+    exception type or None. Called with w.lock held."""
+    exc_type = None
+    if w.pending is not None:
+        exc_type, w.pending = w.pending, None
+    elif w.async_state == _ASYNC_SCHEDULED:
+        exc_type = w.async_type
+        w.async_state = _ASYNC_DONE
+    elif w.async_state == _ASYNC_SENT and w.tid == threading.get_ident():
+        _clear_async_exc(w.tid, None)
+        exc_type = w.async_type
+        w.async_state = _ASYNC_DONE
+    return exc_type
+
+
+def _raise_self_pending():
+    """After a call that may have interrupted the calling worker's own task:
+    raise what it asked for, synchronously."""
+    task = Killable.Task.get_current()
+    if task is None:
+        return
+    w = task.__dict__.get('_killable_worker')
+    if w is None or w.pending is None or w.tid != threading.get_ident():
+        return
+    with w.lock:
+        exc_type, w.pending = w.pending, None
+    if exc_type is not None:
+        raise _instantiate(exc_type, _stop_reason(task)) from None
+
+
+def _instantiate(exc_type, error=None):
+    if issubclass(exc_type, TaskCancelled):
+        return exc_type(error=error)
+    return exc_type()
+
+
+def _stop_reason(task):
+    try:
+        Killable.Task.check(task)
+    except GLib.Error as e:
+        return e
+    return None
+
+
+def _check_exc_type(exc, default):
+    if exc is None:
+        return default
+    if isinstance(exc, type) and issubclass(exc, BaseException):
+        return exc
+    raise TypeError("exc must be an exception class, not %s" % type(exc).__name__)
+
+# }}}
+
+
+def _to_usec(seconds, what):
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError("%s must be a number of seconds, not %s"
+                        % (what, type(seconds).__name__))
+    if math.isnan(seconds):
+        raise ValueError("%s must not be NaN" % what)
+    if seconds < 0:
+        raise ValueError("%s must not be negative" % what)
+    if seconds == math.inf or seconds * 1e6 >= _MAX_USEC:
+        return _MAX_USEC
+    return int(seconds * 1e6)
+
+
+class Task(Killable.Task):
+    """A unit of work on a thread of its own that can be stopped,
+    interrupted or killed: ``threading.Thread`` with a ladder.
+
+    ``Task(target=None, args=(), kwargs=None, name=None, **properties)``:
+    the work is ``target(*args, **kwargs)``, or the ``run()`` method of a
+    subclass. Other keyword arguments set GObject properties
+    (``grace_period=``, ``timeout=``, ...).
+
+    ``Killable.Task(...)`` itself creates an instance of a private subclass
+    registered with GObject (so that its work and interrupts run Python
+    code): ``isinstance(t, Killable.Task)`` holds, ``type(t) is
+    Killable.Task`` does not. Subclass it as you would ``threading.Thread``;
+    do not override the ``do_*`` virtual methods.
+
+    Owner side: :meth:`start`, :meth:`join`, :meth:`stop`,
+    :meth:`interrupt`, :meth:`kill`, :meth:`is_alive`, and ``with``.
+    Worker side (inside ``run()``): :meth:`check`, :meth:`sleep`,
+    :meth:`stopped`, ``set_progress()``, ``set_status()``,
+    ``get_cancellable()``.
+    """
+
+    def __new__(cls, *args, **kwargs):
+        if cls is Task:
+            cls = _PythonTask
+        return super().__new__(cls)
+
+    def __init__(self, target=None, args=(), kwargs=None, name=None, **properties):
+        if target is not None and not callable(target):
+            raise TypeError("target must be callable, not %s" % type(target).__name__)
+        if not isinstance(args, (tuple, list)):
+            raise TypeError("args must be a tuple, not %s" % type(args).__name__)
+        if kwargs is None:
+            kwargs = {}
+        elif not isinstance(kwargs, dict):
+            raise TypeError("kwargs must be a dict, not %s" % type(kwargs).__name__)
+        if name is None:
+            if target is not None:
+                name = getattr(target, '__qualname__', None) or \
+                    getattr(target, '__name__', None) or type(self).__name__
+            else:
+                name = type(self).__name__
+        elif not isinstance(name, str):
+            raise TypeError("name must be a string, not %s" % type(name).__name__)
+        super().__init__(name=name, **properties)
+        self._target = target
+        self._args = tuple(args)
+        self._kwargs = kwargs
+        _worker(self)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # A Python subclass gets its own GType (PyGObject registers it after
+        # this hook); give it the virtual methods that run Python code.
+        if cls.__module__ in ('gi.repository.Killable', __name__):
+            return
+        for name, func in (('do_run', _do_run),
+                           ('do_interrupt', _do_interrupt),
+                           ('do_kill', _do_kill)):
+            if name not in cls.__dict__:
+                setattr(cls, name, func)
+
+    def __repr__(self):
+        try:
+            state = self.get_state().value_nick
+        except Exception:
+            state = '?'
+        return '<Killable.%s %r %s>' % (type(self).__qualname__, self.get_name(), state)
+
+    # Worker side {{{
+
+    def run(self):
+        """The work. Runs on the worker thread; the default calls the
+        ``target`` given to the constructor. Override it in a subclass.
+
+        Returning (any value) is success. Raising is failure, except for
+        :class:`TaskCancelled` (from :meth:`check`, :meth:`sleep`, or an
+        interrupt), which ends the task cancelled.
+        """
+        # Like threading: no cycle through the target once it ran.
+        target = self.__dict__.pop('_target', None)
+        args = self.__dict__.pop('_args', ())
+        kwargs = self.__dict__.pop('_kwargs', {})
+        if target is not None:
+            target(*args, **kwargs)
+
+    def check(self):
+        """Raise the :class:`TaskCancelled` subclass matching the stop's
+        cause (or the exception given to :meth:`interrupt`) once a stop was
+        requested; return at once otherwise. Call it often in long work."""
+        if Killable.Task.is_stop_requested(self):
+            self._wait(Killable.Task.check)
+
+    def stopped(self):
+        """Whether a stop was requested (the ``StoppableThread`` idiom)."""
+        return Killable.Task.is_stop_requested(self)
+
+    def sleep(self, seconds):
+        """Sleep for ``seconds``, or until a stop is requested: then raise
+        like :meth:`check`, at once. The GIL is released while sleeping."""
+        self._wait(Killable.Task.sleep, _to_usec(seconds, 'seconds'))
+
+    def wait_fd(self, fd, condition, timeout=None):
+        """Wait until ``fd`` satisfies ``condition`` (``GLib.IOCondition``),
+        ``timeout`` seconds passed (then return 0), or a stop is requested
+        (then raise like :meth:`check`). Returns the conditions satisfied.
+        The GIL is released while waiting."""
+        if not isinstance(fd, int):
+            fd = fd.fileno()
+        usec = -1 if timeout is None else _to_usec(timeout, 'timeout')
+        return self._wait(Killable.Task.wait_fd, fd, condition, usec)
+
+    def _wait(self, func, *args):
+        w = _worker(self)
+        me = threading.get_ident()
+        mine = w.tid == me
+        if mine:
+            with w.lock:
+                exc_type = _take_pending(w)
+                if exc_type is None:
+                    w.in_wait += 1
+            if exc_type is not None:
+                raise _instantiate(exc_type, _stop_reason(self)) from None
+        error = None
+        ret = None
+        try:
+            ret = func(self, *args)
+        except GLib.Error as e:
+            error = e
+        finally:
+            if mine:
+                with w.lock:
+                    w.in_wait -= 1
+                    exc_type = _take_pending(w)
+        if mine and exc_type is not None:
+            raise _instantiate(exc_type, error or _stop_reason(self)) from None
+        if error is not None:
+            # The stop's cause: a TaskCancelled. (wait_fd() also fails with
+            # a G_IO_ERROR when it cannot poll.)
+            if Killable.Task.is_stop_requested(self):
+                raise _cancellation(error) from None
+            raise error
+        return ret
+
+    def set_abandonable(self, abandonable):
+        ret = Killable.Task.set_abandonable(self, abandonable)
+        _raise_self_pending()
+        return ret
+
+    # }}}
+
+    # Owner side {{{
+
+    def start(self):
+        """Run the task on a worker thread. Raises :class:`RuntimeError` if
+        it was already started. A task stopped before it started does not
+        run (and :meth:`join` raises :class:`TaskStopped`)."""
+        try:
+            Killable.Task.start(self)
+        except GLib.Error as e:
+            raise RuntimeError(e.message) from e
+
+    def is_alive(self):
+        """Whether the task was started and has not ended yet."""
+        return self.get_state() in (_State.RUNNING, _State.STOPPING)
+
+    @property
+    def name(self):
+        return self.get_name()
+
+    def join(self, timeout=None):
+        """Wait until the task ended, or ``timeout`` seconds passed.
+
+        Returns ``None`` if the task succeeded or is still running after
+        ``timeout`` (check :meth:`is_alive`, as with ``threading``).
+        Otherwise raises: the exception that escaped ``run()`` (the same
+        object, with its traceback), or the :class:`TaskCancelled`
+        subclass that matches how the task ended, or the ``GLib.Error``
+        of a task that failed in C code. A killed task returns at once.
+        """
+        if timeout is not None:
+            deadline = time.monotonic() + _to_usec(timeout, 'timeout') / 1e6
+        else:
+            deadline = None
+        state = self.get_state()
+        if state == _State.PENDING:
+            raise RuntimeError("cannot join task %r before it is started" % self.get_name())
+        if Killable.Task.get_current() is self:
+            raise RuntimeError("a task cannot join itself")
+        while True:
+            wait = _WAIT_SLICE
+            if deadline is not None:
+                wait = min(wait, max(deadline - time.monotonic(), 0))
+            if Killable.Task.wait(self, int(wait * 1e6)):
+                break
+            _raise_self_pending()
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+        self._raise_outcome()
+        return None
+
+    def _raise_outcome(self):
+        state = self.get_state()
+        if state == _State.SUCCEEDED:
+            return
+        error = self.get_error()
+        w = self.__dict__.get('_killable_worker')
+        exc = w.exc if w is not None else None
+        if state == _State.FAILED:
+            if exc is not None and error is not None and w.exc_key == _error_key(error):
+                raise exc.with_traceback(w.exc_tb)
+            if error is None:
+                error = GLib.Error.new_literal(_KILLABLE_ERROR, "task failed",
+                                               int(Killable.Error.FAILED))
+            if exc is not None:
+                raise error from exc
+            raise error
+        cls = TaskKilled if state == _State.KILLED else _class_for_error(error)
+        if state != _State.KILLED and type(exc) is cls:
+            exc.error = error
+            raise exc.with_traceback(w.exc_tb)
+        raise _cancellation(error, cls) from None
+
+    def interrupt(self, exc=None):
+        """Stop the task (with ``INTERRUPTED`` as the cause) and raise
+        ``exc`` (an exception class, default :class:`TaskInterrupted`) in
+        its worker, and :class:`TaskInterrupted` in the workers of its
+        descendants. The exception is raised once, only inside the user's
+        code; a worker in :meth:`sleep`, :meth:`check` or a GIO call given
+        the task's cancellable gets it at once. If ``exc`` is not a
+        :class:`TaskCancelled` subclass and escapes ``run()``, the task
+        fails with it. Harmless on a task that already ended."""
+        exc_type = _check_exc_type(exc, TaskInterrupted)
+        w = _worker(self)
+        with w.lock:
+            w.interrupt_type = exc_type
+        Killable.Task.interrupt(self)
+        _raise_self_pending()
+
+    def kill(self):
+        """Release the owner at once: the task (and its descendants) end
+        ``KILLED`` now and :meth:`join` raises :class:`TaskKilled` without
+        waiting. A Python worker is abandoned: it gets a :class:`TaskKilled`
+        exception (unless an interrupt already reached it) and runs until
+        its ``run()`` returns; see the module documentation about exit."""
+        Killable.Task.kill(self)
+        _raise_self_pending()
+
+    def __enter__(self):
+        if self.get_state() == _State.PENDING:
+            self.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        caused = not Killable.Task.is_stop_requested(self)
+        Killable.Task.stop(self)
+        if self.get_state() == _State.PENDING:
+            return False
+        try:
+            self.join()
+        except TaskStopped as e:
+            # The cancellation this exit caused is not an error.
+            if not (caused and e.error is not None and _is_killable_error(e.error) and
+                    e.error.code == int(Killable.Error.STOPPED)):
+                raise
+        return False
+
+    # }}}
+
+
+Task = override(Task)
+__all__.append('Task')
+
+
+# The virtual methods of Python tasks {{{
+
+def _run_user_code(task):
+    # Its own frame: the call of run() below is a Python-to-Python call, so
+    # nothing is raised between its return and the caller's next line.
+    return task.run()
+
+
+def _do_run(self):
+    w = _worker(self)
+    tid = threading.get_ident()
+    returned = False
+    exc = None
+
+    try:
+        with w.lock:
+            w.tid = tid
+            early, w.pending = w.pending, None
+        if early is not None:
+            # Interrupted between the start and now: the code never runs.
+            raise _instantiate(early, _stop_reason(self))
+        _run_user_code(self)
+        returned = True
+    except BaseException as e:
+        exc = e
+
+    # Leave the user's code. From here on nothing may be sent: at most one
+    # exception is ever sent, so if it lands in this loop it is the only
+    # one, and it is dropped (the user's code had already ended).
+    while True:
+        try:
+            _leave(w, tid)
+            break
+        except BaseException as e:
+            if not returned and exc is None:
+                exc = e
+
+    if returned:
+        return True
+
+    if isinstance(exc, TaskCancelled):
+        w.exc, w.exc_tb = exc, exc.__traceback__
+        error = _error_for_cancellation(exc)
+        w.exc_key = None
+        raise error
+
+    if isinstance(exc, GLib.Error):
+        error = exc
+    else:
+        text = str(exc)
+        message = type(exc).__name__ + (': ' + text if text else '')
+        error = GLib.Error.new_literal(_KILLABLE_ERROR, message,
+                                       int(Killable.Error.FAILED))
+    w.exc, w.exc_tb = exc, exc.__traceback__
+    w.exc_key = _error_key(error)
+    raise error
+
+
+def _leave(w, tid):
+    with w.lock:
+        w.tid = None
+        w.pending = None
+        if w.async_state == _ASYNC_SENT:
+            # Sent but maybe not landed: make sure it never does.
+            _clear_async_exc(tid, None)
+        w.async_state = _ASYNC_DONE
+
+
+def _do_interrupt(self):
+    Killable.Task.do_interrupt(self)
+    w = _worker(self)
+    with w.lock:
+        _request_locked(w, w.interrupt_type or TaskInterrupted)
+
+
+def _do_kill(self):
+    Killable.Task.do_kill(self)
+    w = _worker(self)
+    with w.lock:
+        _request_locked(w, TaskKilled)
+
+
+class PythonTask(Task):
+    """What ``Killable.Task(target=...)`` creates."""
+    __gtype_name__ = 'KillablePythonTask'
+    # Not gi.overrides.*: PyGObject registers a GType only for other modules.
+    __module__ = 'Killable'
+
+
+_PythonTask = PythonTask
+
+# }}}
+
+
+def current_task():
+    """The task whose work runs on the calling thread, or ``None``."""
+    return Killable.Task.get_current()
+
+
+__all__.append('current_task')
