@@ -271,7 +271,11 @@ killable_task_add_child (KillableTask  *self,
       return FALSE;
     }
 
-  for (KillableTask *t = self; t != NULL; t = PRIV (t)->parent)
+  /* Only a task with children can be an ancestor of @self: building a
+   * chain downwards does not walk the whole chain at each step. */
+  for (KillableTask *t = self;
+       t != NULL && (t == child || cpriv->children.length > 0);
+       t = PRIV (t)->parent)
     {
       if (t == child)
         {
@@ -463,6 +467,11 @@ killable_tree_before_completion (KillableTask *self,
     {
       KillableTask *child = l->data;
       int state = g_atomic_int_get (&PRIV (child)->state);
+
+      /* Already stopped: by the tree invariant, whoever stopped it is
+       * ending it; only its end is awaited below. */
+      if (killable_stop_state_is_requested (&PRIV (child)->stop))
+        continue;
 
       if (run_failed ? !KILLABLE_TASK_STATE_IS_TERMINAL (state)
                      : state == KILLABLE_TASK_STATE_PENDING)

@@ -1,0 +1,1580 @@
+/* bench-killable.c: libkillable's figures against GLib baselines
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Usage: bench-killable [--quick] FIGURE
+ *   FIGURE: check, wake, start, tree, memory, or all
+ *
+ * Each figure measures libkillable and its baselines in the same process,
+ * side by side: the repetitions of the variants are interleaved (round r
+ * runs every variant once, in an order that rotates with r) so that a noisy
+ * neighbour slows them alike, and the medians are compared. Results are
+ * printed as "@ROW {json}" lines (see bench-common.h), progress on stderr.
+ * Nothing is asserted about timings.
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include <killable.h>
+
+#include "bench-common.h"
+
+#define LONG_SLEEP_USEC (G_GINT64_CONSTANT (3600) * G_USEC_PER_SEC)
+
+/* --quick divides every size by this (the smoke test runs it) */
+static guint scale = 1;
+
+/* Broken behaviour seen on the way (never a slow timing): exit status 1 */
+static guint failures;
+
+static guint
+scaled (guint n)
+{
+  return MAX (1, n / scale);
+}
+
+static gboolean
+noop_func (KillableTask  *task,
+           gpointer       user_data,
+           GError       **error)
+{
+  return TRUE;
+}
+
+/* Sleeps until stopped: a long-running task that costs no CPU. */
+static gboolean
+sleep_until_stopped_func (KillableTask  *task,
+                          gpointer       user_data,
+                          GError       **error)
+{
+  return killable_task_sleep (task, LONG_SLEEP_USEC, error);
+}
+
+static char *
+dup_self_exe (void)
+{
+  char *ret = g_file_read_link ("/proc/self/exe", NULL);
+
+  if (ret == NULL)
+    g_error ("cannot read /proc/self/exe");
+
+  return ret;
+}
+
+/* Figure 1: the cost of killable_task_check() {{{ */
+
+typedef struct
+{
+  int     flag;   /* (atomic) never set: the baseline's "not stopped" */
+  guint64 sink;
+} CheckBench;
+
+/* The floor of any non-inlined check: a call that does one relaxed load. */
+static __attribute__ ((noinline, noipa)) int
+relaxed_load_call (const int *p)
+{
+  return __atomic_load_n (p, __ATOMIC_RELAXED);
+}
+
+enum
+{
+  CHECK_KILLABLE,
+  CHECK_ATOMIC,
+  CHECK_CANCELLABLE,
+  CHECK_CALL,
+  N_CHECK_VARIANTS
+};
+
+/* Each loop adds the result into an accumulator that is written out, so
+ * the load cannot be hoisted or the loop dropped. */
+static double
+time_check_variant (int           variant,
+                    KillableTask *task,
+                    GCancellable *cancellable,
+                    CheckBench   *b,
+                    guint64       n)
+{
+  guint64 acc = 0;
+  gint64 t0, t1;
+
+  t0 = bench_now_ns ();
+  switch (variant)
+    {
+    case CHECK_KILLABLE:
+      for (guint64 i = 0; i < n; i++)
+        acc += killable_task_check (task, NULL);
+      break;
+    case CHECK_ATOMIC:
+      for (guint64 i = 0; i < n; i++)
+        acc += __atomic_load_n (&b->flag, __ATOMIC_RELAXED);
+      break;
+    case CHECK_CANCELLABLE:
+      for (guint64 i = 0; i < n; i++)
+        acc += g_cancellable_is_cancelled (cancellable);
+      break;
+    case CHECK_CALL:
+      for (guint64 i = 0; i < n; i++)
+        acc += relaxed_load_call (&b->flag);
+      break;
+    default:
+      g_assert_not_reached ();
+    }
+  t1 = bench_now_ns ();
+
+  b->sink += acc;
+
+  return (double) (t1 - t0) / (double) n;
+}
+
+static gboolean
+check_run (KillableTask  *task,
+           gpointer       user_data,
+           GError       **error)
+{
+  CheckBench *b = user_data;
+  GCancellable *cancellable = killable_task_get_cancellable (task);
+  GArray *ns[N_CHECK_VARIANTS];
+  const guint rounds = scale > 1 ? 3 : 15;
+  const guint64 n = scaled (20000000);
+  BenchRow row = { 0 };
+
+  for (int v = 0; v < N_CHECK_VARIANTS; v++)
+    ns[v] = g_array_new (FALSE, FALSE, sizeof (double));
+
+  /* warm-up */
+  for (int v = 0; v < N_CHECK_VARIANTS; v++)
+    time_check_variant (v, task, cancellable, b, n / 10);
+
+  for (guint r = 0; r < rounds; r++)
+    for (int k = 0; k < N_CHECK_VARIANTS; k++)
+      {
+        int v = (k + r) % N_CHECK_VARIANTS;
+        double t = time_check_variant (v, task, cancellable, b, n);
+
+        g_array_append_val (ns[v], t);
+      }
+
+  row.name = "check(), not stopped";
+  row.value = bench_median (ns[CHECK_KILLABLE]);
+  row.unit = "ns/call";
+  row.baseline = "relaxed atomic load";
+  row.baseline_value = bench_median (ns[CHECK_ATOMIC]);
+  row.target_kind = BENCH_TARGET_AT_MOST;
+  row.target_ratio = 1.5;
+  row.met = -1;
+  bench_emit (&row);
+
+  row.baseline = "g_cancellable_is_cancelled()";
+  row.baseline_value = bench_median (ns[CHECK_CANCELLABLE]);
+  row.target_kind = BENCH_TARGET_NONE;
+  bench_emit (&row);
+
+  row.baseline = "non-inlined call doing a relaxed load";
+  row.baseline_value = bench_median (ns[CHECK_CALL]);
+  row.note = "the floor of any check that is a library call";
+  bench_emit (&row);
+
+  for (int v = 0; v < N_CHECK_VARIANTS; v++)
+    g_array_unref (ns[v]);
+
+  return TRUE;
+}
+
+static void
+figure_check (void)
+{
+  g_autoptr(KillableTask) task = NULL;
+  g_autoptr(GError) error = NULL;
+  CheckBench b = { 0 };
+
+  bench_progress ("check: killable_task_check() vs relaxed atomic load vs g_cancellable_is_cancelled()");
+
+  /* Measured inside a running task's run, as a worker would call it. */
+  task = killable_task_new ("bench-check", check_run, &b, NULL);
+  if (!killable_task_start (task, &error) || !killable_task_join (task, &error))
+    g_error ("check task: %s", error->message);
+
+  if (b.sink == G_MAXUINT64)
+    g_print ("unreachable\n");
+}
+
+/* }}} */
+
+/* Figure 2: wake latency {{{ */
+
+/* A baseline worker thread, reused across trials. Each trial: the measuring
+ * thread arms it; it announces its thread id and blocks (on a GCond, or in
+ * poll() on a GCancellable's fd); once /proc says it is blocked, the
+ * measuring thread takes the time and wakes it; the worker takes the time
+ * it returned. */
+typedef enum
+{
+  WAKE_IDLE,
+  WAKE_ARM,
+  WAKE_QUIT,
+} WakeCommand;
+
+typedef struct
+{
+  GMutex        lock;
+  GCond         cond;
+  WakeCommand   command;
+  gboolean      ready;
+  gboolean      done;
+  int           tid;
+  gint64        t_return;
+
+  /* GCond baseline: the wait being measured */
+  GMutex        wait_lock;
+  GCond         wait_cond;
+  gboolean      wait_flag;
+
+  /* GCancellable baseline */
+  GCancellable *cancellable;
+} WakeWorker;
+
+typedef enum
+{
+  WAKE_MODE_GCOND,
+  WAKE_MODE_CANCELLABLE_FD,
+} WakeMode;
+
+typedef struct
+{
+  WakeWorker *worker;
+  WakeMode    mode;
+} WakeThreadData;
+
+static gpointer
+wake_baseline_thread (gpointer user_data)
+{
+  WakeThreadData *data = user_data;
+  WakeWorker *w = data->worker;
+
+  for (;;)
+    {
+      GCancellable *cancellable = NULL;
+      int fd = -1;
+
+      g_mutex_lock (&w->lock);
+      while (w->command == WAKE_IDLE)
+        g_cond_wait (&w->cond, &w->lock);
+      if (w->command == WAKE_QUIT)
+        {
+          g_mutex_unlock (&w->lock);
+          break;
+        }
+      w->command = WAKE_IDLE;
+      if (data->mode == WAKE_MODE_CANCELLABLE_FD)
+        {
+          cancellable = w->cancellable;
+          fd = g_cancellable_get_fd (cancellable);
+        }
+      w->tid = bench_gettid ();
+      w->ready = TRUE;
+      g_cond_broadcast (&w->cond);
+      g_mutex_unlock (&w->lock);
+
+      if (data->mode == WAKE_MODE_GCOND)
+        {
+          g_mutex_lock (&w->wait_lock);
+          while (!w->wait_flag)
+            g_cond_wait (&w->wait_cond, &w->wait_lock);
+          w->wait_flag = FALSE;
+          g_mutex_unlock (&w->wait_lock);
+        }
+      else
+        {
+          struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+          while (poll (&pfd, 1, -1) < 0 && errno == EINTR)
+            ;
+          g_cancellable_release_fd (cancellable);
+        }
+
+      g_mutex_lock (&w->lock);
+      w->t_return = bench_now_ns ();
+      w->done = TRUE;
+      g_cond_broadcast (&w->cond);
+      g_mutex_unlock (&w->lock);
+    }
+
+  return NULL;
+}
+
+static void
+wake_worker_init (WakeWorker *w)
+{
+  memset (w, 0, sizeof *w);
+  g_mutex_init (&w->lock);
+  g_cond_init (&w->cond);
+  g_mutex_init (&w->wait_lock);
+  g_cond_init (&w->wait_cond);
+}
+
+static void
+wake_worker_clear (WakeWorker *w)
+{
+  g_mutex_clear (&w->lock);
+  g_cond_clear (&w->cond);
+  g_mutex_clear (&w->wait_lock);
+  g_cond_clear (&w->wait_cond);
+}
+
+/* Arms the worker and returns once it is blocked. */
+static void
+wake_worker_arm (WakeWorker *w)
+{
+  g_mutex_lock (&w->lock);
+  w->ready = FALSE;
+  w->done = FALSE;
+  w->command = WAKE_ARM;
+  g_cond_broadcast (&w->cond);
+  while (!w->ready)
+    g_cond_wait (&w->cond, &w->lock);
+  g_mutex_unlock (&w->lock);
+
+  bench_wait_blocked (w->tid);
+}
+
+static gint64
+wake_worker_wait_done (WakeWorker *w)
+{
+  gint64 ret;
+
+  g_mutex_lock (&w->lock);
+  while (!w->done)
+    g_cond_wait (&w->cond, &w->lock);
+  ret = w->t_return;
+  g_mutex_unlock (&w->lock);
+
+  return ret;
+}
+
+static double
+wake_trial_gcond (WakeWorker *w)
+{
+  gint64 t0;
+
+  wake_worker_arm (w);
+
+  t0 = bench_now_ns ();
+  g_mutex_lock (&w->wait_lock);
+  w->wait_flag = TRUE;
+  g_cond_signal (&w->wait_cond);
+  g_mutex_unlock (&w->wait_lock);
+
+  return (double) (wake_worker_wait_done (w) - t0);
+}
+
+static double
+wake_trial_cancellable (WakeWorker *w)
+{
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  gint64 t0;
+
+  w->cancellable = cancellable;
+  wake_worker_arm (w);
+
+  t0 = bench_now_ns ();
+  g_cancellable_cancel (cancellable);
+
+  return (double) (wake_worker_wait_done (w) - t0);
+}
+
+typedef struct
+{
+  GMutex   lock;
+  GCond    cond;
+  gboolean ready;
+  int      tid;
+  gint64   t_return;
+} KillableWake;
+
+static gboolean
+wake_task_func (KillableTask  *task,
+                gpointer       user_data,
+                GError       **error)
+{
+  KillableWake *kw = user_data;
+
+  g_mutex_lock (&kw->lock);
+  kw->tid = bench_gettid ();
+  kw->ready = TRUE;
+  g_cond_signal (&kw->cond);
+  g_mutex_unlock (&kw->lock);
+
+  killable_task_sleep (task, LONG_SLEEP_USEC, NULL);
+
+  /* Read by the measuring thread after join(), which orders it. */
+  kw->t_return = bench_now_ns ();
+
+  return TRUE;
+}
+
+static double
+wake_trial_killable (KillableWake *kw)
+{
+  g_autoptr(KillableTask) task = NULL;
+  g_autoptr(GError) error = NULL;
+  gint64 t0;
+
+  kw->ready = FALSE;
+  task = killable_task_new ("bench-wake", wake_task_func, kw, NULL);
+  if (!killable_task_start (task, &error))
+    g_error ("wake task: %s", error->message);
+
+  g_mutex_lock (&kw->lock);
+  while (!kw->ready)
+    g_cond_wait (&kw->cond, &kw->lock);
+  g_mutex_unlock (&kw->lock);
+
+  bench_wait_blocked (kw->tid);
+
+  t0 = bench_now_ns ();
+  killable_task_stop (task);
+  if (!killable_task_wait (task, 30 * G_USEC_PER_SEC))
+    g_error ("a stopped task did not return from killable_task_sleep()");
+
+  return (double) (kw->t_return - t0);
+}
+
+static void
+emit_latency_rows (const char *what,
+                   GArray     *killable,
+                   GArray     *baseline,
+                   const char *baseline_name,
+                   gboolean    with_target)
+{
+  BenchRow row = { 0 };
+  g_autofree char *name_median = g_strdup_printf ("%s, median", what);
+  g_autofree char *name_p99 = g_strdup_printf ("%s, p99", what);
+
+  row.name = name_median;
+  row.value = bench_median (killable) / 1000.0;
+  row.unit = "µs";
+  row.baseline = baseline_name;
+  row.baseline_value = bench_median (baseline) / 1000.0;
+  row.target_kind = with_target ? BENCH_TARGET_AT_MOST : BENCH_TARGET_NONE;
+  row.target_ratio = 1.3;
+  row.met = -1;
+  bench_emit (&row);
+
+  row.name = name_p99;
+  row.value = bench_percentile (killable, 0.99) / 1000.0;
+  row.baseline_value = bench_percentile (baseline, 0.99) / 1000.0;
+  row.target_kind = BENCH_TARGET_NONE;
+  bench_emit (&row);
+}
+
+static void
+figure_wake (void)
+{
+  const guint trials = scaled (10000);
+  WakeWorker gcond_worker, fd_worker;
+  WakeThreadData gcond_data = { &gcond_worker, WAKE_MODE_GCOND };
+  WakeThreadData fd_data = { &fd_worker, WAKE_MODE_CANCELLABLE_FD };
+  GThread *gcond_thread, *fd_thread;
+  KillableWake kw;
+  g_autoptr(GArray) lat_killable = g_array_sized_new (FALSE, FALSE, sizeof (double), trials);
+  g_autoptr(GArray) lat_gcond = g_array_sized_new (FALSE, FALSE, sizeof (double), trials);
+  g_autoptr(GArray) lat_fd = g_array_sized_new (FALSE, FALSE, sizeof (double), trials);
+
+  bench_progress ("wake: stop() → return from killable_task_sleep() vs GCond signal vs GCancellable fd in poll(), %u trials each", trials);
+
+  wake_worker_init (&gcond_worker);
+  wake_worker_init (&fd_worker);
+  memset (&kw, 0, sizeof kw);
+  g_mutex_init (&kw.lock);
+  g_cond_init (&kw.cond);
+
+  gcond_thread = g_thread_new ("bench-gcond", wake_baseline_thread, &gcond_data);
+  fd_thread = g_thread_new ("bench-fd", wake_baseline_thread, &fd_data);
+
+  for (guint i = 0; i < trials; i++)
+    for (guint k = 0; k < 3; k++)
+      {
+        double t;
+
+        switch ((i + k) % 3)
+          {
+          case 0:
+            t = wake_trial_killable (&kw);
+            g_array_append_val (lat_killable, t);
+            break;
+          case 1:
+            t = wake_trial_gcond (&gcond_worker);
+            g_array_append_val (lat_gcond, t);
+            break;
+          default:
+            t = wake_trial_cancellable (&fd_worker);
+            g_array_append_val (lat_fd, t);
+            break;
+          }
+      }
+
+  emit_latency_rows ("wake latency", lat_killable, lat_gcond, "GMutex/GCond signal", TRUE);
+  emit_latency_rows ("wake latency", lat_killable, lat_fd, "GCancellable fd in poll()", FALSE);
+
+  g_mutex_lock (&gcond_worker.lock);
+  gcond_worker.command = WAKE_QUIT;
+  g_cond_broadcast (&gcond_worker.cond);
+  g_mutex_unlock (&gcond_worker.lock);
+  g_mutex_lock (&fd_worker.lock);
+  fd_worker.command = WAKE_QUIT;
+  g_cond_broadcast (&fd_worker.cond);
+  g_mutex_unlock (&fd_worker.lock);
+  g_thread_join (gcond_thread);
+  g_thread_join (fd_thread);
+
+  wake_worker_clear (&gcond_worker);
+  wake_worker_clear (&fd_worker);
+  g_mutex_clear (&kw.lock);
+  g_cond_clear (&kw.cond);
+}
+
+/* }}} */
+
+/* Figure 3: start + join of trivial tasks {{{ */
+
+/* Every variant runs @n trivial jobs, @batch at a time: starts @batch, then
+ * waits for all of them. @batch = 1 is a sequential round trip per job (two
+ * cross-thread wake-ups each); a larger batch measures throughput. */
+
+/* One sample per batch: its time per job. */
+static void
+add_sample (GArray *samples,
+            gint64  batch_start,
+            guint   m)
+{
+  double v;
+
+  if (samples == NULL)
+    return;
+  v = (double) (bench_now_ns () - batch_start) / m;
+  g_array_append_val (samples, v);
+}
+
+static gpointer
+trivial_thread_func (gpointer data)
+{
+  return data;
+}
+
+static double
+start_killable (guint   n,
+                guint   batch,
+                GArray *samples)
+{
+  g_autofree KillableTask **tasks = g_new0 (KillableTask *, batch);
+  gint64 t0 = bench_now_ns ();
+
+  for (guint i = 0; i < n; i += batch)
+    {
+      guint m = MIN (batch, n - i);
+      gint64 tb = bench_now_ns ();
+
+      for (guint j = 0; j < m; j++)
+        {
+          tasks[j] = killable_task_new ("t", noop_func, NULL, NULL);
+          killable_task_start (tasks[j], NULL);
+        }
+      for (guint j = 0; j < m; j++)
+        {
+          killable_task_join (tasks[j], NULL);
+          g_clear_object (&tasks[j]);
+        }
+      add_sample (samples, tb, m);
+    }
+
+  return (double) (bench_now_ns () - t0) / n;
+}
+
+static double
+start_thread_per_task (guint   n,
+                       guint   batch,
+                       GArray *samples)
+{
+  g_autofree GThread **threads = g_new0 (GThread *, batch);
+  gint64 t0 = bench_now_ns ();
+
+  for (guint i = 0; i < n; i += batch)
+    {
+      guint m = MIN (batch, n - i);
+      gint64 tb = bench_now_ns ();
+
+      for (guint j = 0; j < m; j++)
+        threads[j] = g_thread_new ("t", trivial_thread_func, NULL);
+      for (guint j = 0; j < m; j++)
+        g_thread_join (threads[j]);
+      add_sample (samples, tb, m);
+    }
+
+  return (double) (bench_now_ns () - t0) / n;
+}
+
+static void
+gtask_thread_func (GTask        *task,
+                   gpointer      source_object,
+                   gpointer      task_data,
+                   GCancellable *cancellable)
+{
+  g_task_return_boolean (task, TRUE);
+}
+
+static void
+gtask_done_cb (GObject      *source,
+               GAsyncResult *result,
+               gpointer      user_data)
+{
+  guint *n_done = user_data;
+
+  g_task_propagate_boolean (G_TASK (result), NULL);
+  (*n_done)++;
+}
+
+static double
+start_gtask_async (guint   n,
+                   guint   batch,
+                   GArray *samples)
+{
+  GMainContext *context = g_main_context_get_thread_default ();
+  gint64 t0 = bench_now_ns ();
+
+  for (guint i = 0; i < n; i += batch)
+    {
+      guint m = MIN (batch, n - i);
+      gint64 tb = bench_now_ns ();
+      guint n_done = 0;
+
+      for (guint j = 0; j < m; j++)
+        {
+          g_autoptr(GTask) task = g_task_new (NULL, NULL, gtask_done_cb, &n_done);
+
+          g_task_run_in_thread (task, gtask_thread_func);
+        }
+      while (n_done < m)
+        g_main_context_iteration (context, TRUE);
+      add_sample (samples, tb, m);
+    }
+
+  return (double) (bench_now_ns () - t0) / n;
+}
+
+static double
+start_gtask_sync (guint   n,
+                  GArray *samples)
+{
+  gint64 t0 = bench_now_ns ();
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(GTask) task = g_task_new (NULL, NULL, NULL, NULL);
+      gint64 tb = bench_now_ns ();
+
+      g_task_run_in_thread_sync (task, gtask_thread_func);
+      g_task_propagate_boolean (task, NULL);
+      add_sample (samples, tb, 1);
+    }
+
+  return (double) (bench_now_ns () - t0) / n;
+}
+
+typedef struct
+{
+  GMutex lock;
+  GCond  cond;
+  guint  n_done;
+} PoolJobs;
+
+static void
+pool_func (gpointer data,
+           gpointer user_data)
+{
+  PoolJobs *jobs = user_data;
+
+  g_mutex_lock (&jobs->lock);
+  jobs->n_done++;
+  g_cond_signal (&jobs->cond);
+  g_mutex_unlock (&jobs->lock);
+}
+
+static double
+start_thread_pool (GThreadPool *pool,
+                   PoolJobs    *jobs,
+                   guint        n,
+                   guint        batch,
+                   GArray      *samples)
+{
+  gint64 t0 = bench_now_ns ();
+
+  for (guint i = 0; i < n; i += batch)
+    {
+      guint m = MIN (batch, n - i);
+      gint64 tb = bench_now_ns ();
+
+      g_mutex_lock (&jobs->lock);
+      jobs->n_done = 0;
+      g_mutex_unlock (&jobs->lock);
+      for (guint j = 0; j < m; j++)
+        g_thread_pool_push (pool, GUINT_TO_POINTER (j + 1), NULL);
+      g_mutex_lock (&jobs->lock);
+      while (jobs->n_done < m)
+        g_cond_wait (&jobs->cond, &jobs->lock);
+      g_mutex_unlock (&jobs->lock);
+      add_sample (samples, tb, m);
+    }
+
+  return (double) (bench_now_ns () - t0) / n;
+}
+
+enum
+{
+  START_KILLABLE,
+  START_THREAD,
+  START_GTASK_ASYNC,
+  START_GTASK_SYNC,
+  START_POOL,
+  N_START_VARIANTS
+};
+
+static void
+emit_start_row (const char     *name,
+                GArray        **ns,
+                GArray        **samples,
+                int             v,
+                const char     *baseline,
+                BenchTargetKind target_kind,
+                double          target_ratio,
+                const char     *target,
+                const char     *extra_note)
+{
+  BenchRow row = { 0 };
+  g_autofree char *note = NULL;
+
+  /* The figure is the throughput (total time / tasks); the medians of the
+   * per-batch times show the typical cost without the rare multi-ms stalls
+   * of a shared machine, which weigh on the totals. */
+  note = g_strdup_printf ("%s%smedian per %s: %.2f µs vs %.2f µs",
+                          extra_note != NULL ? extra_note : "",
+                          extra_note != NULL ? "; " : "",
+                          strstr (name, "one at a time") != NULL ? "task" : "batch, per task",
+                          bench_median (samples[START_KILLABLE]) / 1000.0,
+                          bench_median (samples[v]) / 1000.0);
+
+  row.name = name;
+  row.value = bench_median (ns[START_KILLABLE]) / 1000.0;
+  row.unit = "µs/task";
+  row.baseline = baseline;
+  row.baseline_value = bench_median (ns[v]) / 1000.0;
+  row.target_kind = target_kind;
+  row.target_ratio = target_ratio;
+  row.target = target;
+  row.met = -1;
+  row.note = note;
+  bench_emit (&row);
+}
+
+static void
+start_figure_batch (guint batch)
+{
+  const guint rounds = scale > 1 ? 2 : 5;
+  const guint n = MAX (1, scaled (100000) / rounds);
+  const guint n_threads = MAX (MIN (batch, n), n / 10);
+  g_autoptr(GMainContext) context = g_main_context_new ();
+  GThreadPool *pool;
+  PoolJobs jobs;
+  GArray *ns[N_START_VARIANTS];
+  GArray *samples[N_START_VARIANTS];
+  g_autofree char *name = NULL;
+  g_autofree char *thread_note = NULL;
+
+  batch = MIN (batch, n);
+  if (batch == 1)
+    {
+      name = g_strdup ("start + join, one at a time");
+      bench_progress ("start: start + join of %u trivial tasks, one at a time (%u for a thread per task)",
+                      n * rounds, n_threads * rounds);
+    }
+  else
+    {
+      name = g_strdup_printf ("start + join, %u in flight", batch);
+      bench_progress ("start: %u trivial tasks, started %u at a time then joined (%u for a thread per task)",
+                      n * rounds, batch, n_threads * rounds);
+    }
+
+  g_main_context_push_thread_default (context);
+  g_mutex_init (&jobs.lock);
+  g_cond_init (&jobs.cond);
+  /* As many threads as jobs in flight: what the others get too. */
+  pool = g_thread_pool_new (pool_func, &jobs, MAX (2, (int) batch), FALSE, NULL);
+
+  for (int v = 0; v < N_START_VARIANTS; v++)
+    {
+      ns[v] = g_array_new (FALSE, FALSE, sizeof (double));
+      samples[v] = g_array_new (FALSE, FALSE, sizeof (double));
+    }
+
+  /* warm-up: thread caches, GTask's pool, page faults */
+  start_killable (MAX (batch, n / 10), batch, NULL);
+  start_gtask_async (MAX (batch, n / 10), batch, NULL);
+  start_thread_pool (pool, &jobs, MAX (batch, n / 10), batch, NULL);
+  start_thread_per_task (MAX (batch, n_threads / 10), batch, NULL);
+  if (batch == 1)
+    start_gtask_sync (MAX (1, n / 10), NULL);
+
+  for (guint r = 0; r < rounds; r++)
+    for (int k = 0; k < N_START_VARIANTS; k++)
+      {
+        int v = (k + r) % N_START_VARIANTS;
+        double t;
+
+        switch (v)
+          {
+          case START_KILLABLE:
+            t = start_killable (n, batch, samples[v]);
+            break;
+          case START_THREAD:
+            t = start_thread_per_task (n_threads, batch, samples[v]);
+            break;
+          case START_GTASK_ASYNC:
+            t = start_gtask_async (n, batch, samples[v]);
+            break;
+          case START_GTASK_SYNC:
+            if (batch != 1)
+              continue;
+            t = start_gtask_sync (n, samples[v]);
+            break;
+          case START_POOL:
+            t = start_thread_pool (pool, &jobs, n, batch, samples[v]);
+            break;
+          default:
+            g_assert_not_reached ();
+          }
+        g_array_append_val (ns[v], t);
+      }
+
+  emit_start_row (name, ns, samples, START_GTASK_ASYNC,
+                  "g_task_run_in_thread() + GMainContext",
+                  BENCH_TARGET_BELOW, 1.0, "< 1× (faster)", NULL);
+
+  thread_note = g_strdup_printf ("thread per task measured on %u tasks", n_threads * rounds);
+  emit_start_row (name, ns, samples, START_THREAD,
+                  "g_thread_new() + g_thread_join()",
+                  BENCH_TARGET_AT_MOST, 0.2, "≤ 0.2× (5× faster)", thread_note);
+
+  if (batch == 1)
+    emit_start_row (name, ns, samples, START_GTASK_SYNC, "g_task_run_in_thread_sync()",
+                    BENCH_TARGET_NONE, 0, NULL, NULL);
+
+  emit_start_row (name, ns, samples, START_POOL, "GThreadPool push + wait",
+                  BENCH_TARGET_NONE, 0, NULL, NULL);
+
+  for (int v = 0; v < N_START_VARIANTS; v++)
+    {
+      g_array_unref (ns[v]);
+      g_array_unref (samples[v]);
+    }
+  g_thread_pool_free (pool, FALSE, TRUE);
+  g_mutex_clear (&jobs.lock);
+  g_cond_clear (&jobs.cond);
+  g_main_context_pop_thread_default (context);
+}
+
+static void
+figure_start (void)
+{
+  start_figure_batch (1);
+  start_figure_batch (64);
+}
+
+/* }}} */
+
+/* Figure 4: stopping a tree {{{ */
+
+static int finalized_tasks;   /* (atomic) */
+
+static void
+count_finalized (gpointer data)
+{
+  g_atomic_int_inc (&finalized_tasks);
+}
+
+/* A running root holding @n pending tasks, as @n children (wide) or as a
+ * chain @n deep. Returns ns from stop() until every task is terminal and
+ * the root joined; *stop_ns gets the time stop() itself took. */
+static double
+tree_killable (guint     n,
+               gboolean  chain,
+               double   *stop_ns)
+{
+  g_autoptr(KillableTask) root = killable_task_new ("root", sleep_until_stopped_func, NULL, NULL);
+  g_autoptr(GError) error = NULL;
+  gint64 t0, t1, t2;
+
+  if (!killable_task_start (root, &error))
+    g_error ("tree root: %s", error->message);
+
+  g_atomic_int_set (&finalized_tasks, 0);
+
+  if (chain)
+    {
+      /* Built bottom-up: add_child() walks the new parent's ancestors, which
+       * a fresh top has none of. */
+      KillableTask *top = killable_task_new ("c", noop_func, NULL, count_finalized);
+
+      for (guint i = 1; i < n; i++)
+        {
+          KillableTask *parent = killable_task_new ("c", noop_func, NULL, count_finalized);
+
+          killable_task_add_child (parent, top, NULL);
+          g_object_unref (top);
+          top = parent;
+        }
+      killable_task_add_child (root, top, NULL);
+      g_object_unref (top);
+    }
+  else
+    {
+      for (guint i = 0; i < n; i++)
+        {
+          g_autoptr(KillableTask) child = killable_task_new ("c", noop_func, NULL, count_finalized);
+
+          killable_task_add_child (root, child, NULL);
+        }
+    }
+
+  t0 = bench_now_ns ();
+  killable_task_stop (root);
+  t1 = bench_now_ns ();
+  if (!killable_task_wait (root, 60 * G_USEC_PER_SEC))
+    g_error ("a stopped tree did not end");
+  t2 = bench_now_ns ();
+
+  /* Not a timing: the contract (finished children are released). */
+  if ((guint) g_atomic_int_get (&finalized_tasks) != n)
+    {
+      bench_progress ("  error: %d of %u tasks released after the stop",
+                      g_atomic_int_get (&finalized_tasks), n);
+      failures++;
+    }
+
+  *stop_ns = (double) (t1 - t0);
+  return (double) (t2 - t0);
+}
+
+static void
+cancel_linked_cb (GCancellable *cancellable,
+                  gpointer      user_data)
+{
+  g_cancellable_cancel (G_CANCELLABLE (user_data));
+}
+
+/* @n GCancellables linked to a root with g_cancellable_connect(), each
+ * parent's handler cancelling its child. Returns ns for cancelling the
+ * root. The chain recurses once per level: run it in a subprocess. */
+static double
+tree_cancellables (guint    n,
+                   gboolean chain)
+{
+  GCancellable *root = g_cancellable_new ();
+  GPtrArray *all = g_ptr_array_new_full (n, g_object_unref);
+  GArray *ids = g_array_sized_new (FALSE, FALSE, sizeof (gulong), n);
+  GCancellable *parent = root;
+  gint64 t0, t1;
+
+  for (guint i = 0; i < n; i++)
+    {
+      GCancellable *c = g_cancellable_new ();
+      gulong id = g_cancellable_connect (parent, G_CALLBACK (cancel_linked_cb), c, NULL);
+
+      g_array_append_val (ids, id);
+      g_ptr_array_add (all, c);
+      if (chain)
+        parent = c;
+    }
+
+  t0 = bench_now_ns ();
+  g_cancellable_cancel (root);
+  t1 = bench_now_ns ();
+
+  for (guint i = 0; i < n; i++)
+    if (!g_cancellable_is_cancelled (g_ptr_array_index (all, i)))
+      g_error ("cancellable %u was not cancelled", i);
+
+  /* Handlers of cancelled cancellables: g_cancellable_disconnect() would
+   * be a no-op wait; dropping the objects releases them. */
+  g_array_unref (ids);
+  g_ptr_array_unref (all);
+  g_object_unref (root);
+
+  return (double) (t1 - t0);
+}
+
+/* The chain baseline in a subprocess: its time in ns, or NAN with
+ * @crash_text set if it died. With @big_stack it runs on a thread with a
+ * 1 GiB stack, to show what the recursion would cost if it did not crash. */
+static double
+tree_cancellable_chain_subprocess (guint      n,
+                                   gboolean   big_stack,
+                                   char     **crash_text)
+{
+  g_autofree char *self = dup_self_exe ();
+  g_autofree char *n_text = g_strdup_printf ("%u", n);
+  const char *argv[] = { self, "tree-chain-baseline", n_text, big_stack ? "big-stack" : NULL, NULL };
+  g_autofree char *out = NULL;
+  g_autoptr(GError) error = NULL;
+  int status;
+  double ns;
+
+  if (!g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDERR_TO_DEV_NULL,
+                     NULL, NULL, &out, NULL, &status, &error))
+    g_error ("spawn: %s", error->message);
+
+  if (WIFSIGNALED (status))
+    {
+      *crash_text = g_strdup_printf ("crashed (recursion, %s)", g_strsignal (WTERMSIG (status)));
+      return NAN;
+    }
+
+  if (!WIFEXITED (status) || WEXITSTATUS (status) != 0 ||
+      sscanf (out, "%lf", &ns) != 1)
+    {
+      *crash_text = g_strdup ("failed");
+      return NAN;
+    }
+
+  return ns;
+}
+
+static void *
+chain_baseline_thread (void *data)
+{
+  guint n = GPOINTER_TO_UINT (data);
+
+  g_print ("%.0f\n", tree_cancellables (n, TRUE));
+
+  return NULL;
+}
+
+static int
+tree_chain_baseline_main (guint    n,
+                          gboolean big_stack)
+{
+  pthread_attr_t attr;
+  pthread_t thread;
+
+  if (!big_stack)
+    {
+      g_print ("%.0f\n", tree_cancellables (n, TRUE));
+      return 0;
+    }
+
+  pthread_attr_init (&attr);
+  pthread_attr_setstacksize (&attr, (size_t) 1 << 30);
+  if (pthread_create (&thread, &attr, chain_baseline_thread, GUINT_TO_POINTER (n)) != 0)
+    return 1;
+  pthread_join (thread, NULL);
+  pthread_attr_destroy (&attr);
+
+  return 0;
+}
+
+static void
+emit_tree_row (const char *name,
+               GArray     *killable,
+               GArray     *baseline,
+               const char *baseline_text,
+               const char *baseline_name,
+               const char *note)
+{
+  BenchRow row = { 0 };
+
+  row.name = name;
+  row.value = bench_median (killable) / 1e6;
+  row.unit = "ms";
+  row.baseline = baseline_name;
+  row.baseline_value = baseline->len > 0 ? bench_median (baseline) / 1e6 : NAN;
+  row.baseline_text = baseline_text;
+  row.target_kind = BENCH_TARGET_AT_MOST;
+  row.target_ratio = 1.5;
+  row.met = baseline_text != NULL ? 1 : -1;
+  row.note = note;
+  bench_emit (&row);
+}
+
+static void
+figure_tree (void)
+{
+  const guint sizes[] = { scaled (10000), scaled (100000) };
+  double per_node[2][2] = { { 0 } };   /* [chain][size] killable ns/node */
+
+  bench_progress ("tree: stop a running root with pending children (wide) or a pending chain vs linked GCancellables");
+
+  for (guint s = 0; s < G_N_ELEMENTS (sizes); s++)
+    {
+      guint n = sizes[s];
+      guint rounds = s == 0 ? 7 : 3;
+      g_autoptr(GArray) k_wide = g_array_new (FALSE, FALSE, sizeof (double));
+      g_autoptr(GArray) k_wide_stop = g_array_new (FALSE, FALSE, sizeof (double));
+      g_autoptr(GArray) k_chain = g_array_new (FALSE, FALSE, sizeof (double));
+      g_autoptr(GArray) k_chain_stop = g_array_new (FALSE, FALSE, sizeof (double));
+      g_autoptr(GArray) c_wide = g_array_new (FALSE, FALSE, sizeof (double));
+      g_autoptr(GArray) c_chain = g_array_new (FALSE, FALSE, sizeof (double));
+      g_autoptr(GArray) c_chain_big = g_array_new (FALSE, FALSE, sizeof (double));
+      g_autofree char *chain_crash = NULL;
+      g_autofree char *name = NULL;
+      g_autofree char *note = NULL;
+
+      for (guint r = 0; r < rounds; r++)
+        for (guint k = 0; k < 5; k++)
+          {
+            double t, stop_ns;
+
+            switch ((k + r) % 5)
+              {
+              case 0:
+                t = tree_killable (n, FALSE, &stop_ns);
+                g_array_append_val (k_wide, t);
+                g_array_append_val (k_wide_stop, stop_ns);
+                break;
+              case 1:
+                t = tree_cancellables (n, FALSE);
+                g_array_append_val (c_wide, t);
+                break;
+              case 2:
+                t = tree_killable (n, TRUE, &stop_ns);
+                g_array_append_val (k_chain, t);
+                g_array_append_val (k_chain_stop, stop_ns);
+                break;
+              case 3:
+                {
+                  g_autofree char *crash = NULL;
+
+                  t = tree_cancellable_chain_subprocess (n, FALSE, &crash);
+                  if (crash != NULL)
+                    {
+                      g_free (chain_crash);
+                      chain_crash = g_steal_pointer (&crash);
+                    }
+                  else
+                    g_array_append_val (c_chain, t);
+                }
+                break;
+              default:
+                {
+                  g_autofree char *crash = NULL;
+
+                  /* Only needed when the default stack is too small. */
+                  if (chain_crash == NULL)
+                    continue;
+                  t = tree_cancellable_chain_subprocess (n, TRUE, &crash);
+                  if (crash == NULL)
+                    g_array_append_val (c_chain_big, t);
+                }
+                break;
+              }
+          }
+
+      name = g_strdup_printf ("stop %u children", n);
+      note = g_strdup_printf ("stop() → root joined, all released; stop() alone %.2f ms",
+                              bench_median (k_wide_stop) / 1e6);
+      emit_tree_row (name, k_wide, c_wide, NULL, "linked GCancellables (g_cancellable_connect)", note);
+
+      g_free (name);
+      g_free (note);
+      name = g_strdup_printf ("stop a chain %u deep", n);
+      note = g_strdup_printf ("stop() → root joined, all released; stop() alone %.2f ms",
+                              bench_median (k_chain_stop) / 1e6);
+      /* A baseline that crashed in some round is reported as crashed. */
+      emit_tree_row (name, k_chain, c_chain, chain_crash, "linked GCancellables (g_cancellable_connect)", note);
+      if (c_chain_big->len > 0)
+        {
+          BenchRow row = { 0 };
+
+          row.name = name;
+          row.value = bench_median (k_chain) / 1e6;
+          row.unit = "ms";
+          row.baseline = "the same GCancellables on a 1 GiB stack";
+          row.baseline_value = bench_median (c_chain_big) / 1e6;
+          row.target_kind = BENCH_TARGET_NONE;
+          row.met = -1;
+          row.note = "what the recursion costs when it does not crash (reference only)";
+          bench_emit (&row);
+        }
+
+      per_node[0][s] = bench_median (k_wide) / n;
+      per_node[1][s] = bench_median (k_chain) / n;
+    }
+
+  for (int chain = 0; chain < 2; chain++)
+    {
+      BenchRow row = { 0 };
+      g_autofree char *name = g_strdup_printf ("tree stop linearity (%s), cost per task at %u",
+                                               chain ? "chain" : "children", sizes[1]);
+      g_autofree char *baseline = g_strdup_printf ("cost per task at %u", sizes[0]);
+
+      row.name = name;
+      row.value = per_node[chain][1];
+      row.unit = "ns/task";
+      row.baseline = baseline;
+      row.baseline_value = per_node[chain][0];
+      row.target_kind = BENCH_TARGET_AT_MOST;
+      row.target_ratio = 2.0;
+      row.target = "≤ 2× (linear)";
+      row.met = -1;
+      bench_emit (&row);
+    }
+}
+
+/* }}} */
+
+/* Figure 5: memory {{{ */
+
+/* In a fresh process: RSS and heap growth for @n pending items of @kind. */
+static int
+memory_sample_main (const char *kind,
+                    guint       n)
+{
+  g_autofree gpointer *items = g_new0 (gpointer, n);
+  gsize rss0, heap0, rss1, heap1;
+
+  /* Types registered and the first instances made before measuring. */
+  g_object_unref (killable_task_new ("warm", noop_func, NULL, NULL));
+  g_object_unref (g_cancellable_new ());
+  g_object_unref (g_object_new (G_TYPE_OBJECT, NULL));
+
+  rss0 = bench_rss_bytes ();
+  heap0 = bench_heap_bytes ();
+
+  for (guint i = 0; i < n; i++)
+    {
+      if (g_str_equal (kind, "killable"))
+        items[i] = killable_task_new ("pending", noop_func, NULL, NULL);
+      else if (g_str_equal (kind, "gobject"))
+        items[i] = g_object_new (G_TYPE_OBJECT, NULL);
+      else if (g_str_equal (kind, "gcancellable"))
+        items[i] = g_cancellable_new ();
+      else
+        g_error ("unknown kind %s", kind);
+    }
+
+  rss1 = bench_rss_bytes ();
+  heap1 = bench_heap_bytes ();
+
+  g_print ("%.1f %.1f\n",
+           ((double) rss1 - (double) rss0) / n,
+           ((double) heap1 - (double) heap0) / n);
+
+  for (guint i = 0; i < n; i++)
+    g_object_unref (items[i]);
+
+  return 0;
+}
+
+static gboolean
+memory_sample (const char *kind,
+               guint       n,
+               double     *rss_per_item,
+               double     *heap_per_item)
+{
+  g_autofree char *self = dup_self_exe ();
+  g_autofree char *n_text = g_strdup_printf ("%u", n);
+  const char *argv[] = { self, "memory-sample", kind, n_text, NULL };
+  g_autofree char *out = NULL;
+  g_autoptr(GError) error = NULL;
+  int status;
+
+  if (!g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_DEFAULT,
+                     NULL, NULL, &out, NULL, &status, &error) ||
+      !g_spawn_check_wait_status (status, &error))
+    {
+      bench_progress ("  memory sample %s: %s", kind, error->message);
+      return FALSE;
+    }
+
+  return sscanf (out, "%lf %lf", rss_per_item, heap_per_item) == 2;
+}
+
+typedef struct
+{
+  guint   n;
+  guint   n_checkpoints;
+  gsize  *rss;
+  gsize  *heap;
+  guint  *threads;
+} Churn;
+
+/* A long-running parent spawning and completing short children, one after
+ * the other: finished children are released, so memory must stay flat. */
+static gboolean
+churn_parent_func (KillableTask  *task,
+                   gpointer       user_data,
+                   GError       **error)
+{
+  Churn *churn = user_data;
+  guint step = churn->n / (churn->n_checkpoints - 1);
+  guint c = 0;
+
+  for (guint i = 0; i <= churn->n; i++)
+    {
+      if (i % step == 0 && c < churn->n_checkpoints)
+        {
+          churn->rss[c] = bench_rss_bytes ();
+          churn->heap[c] = bench_heap_bytes ();
+          churn->threads[c] = bench_thread_count ();
+          c++;
+        }
+      if (i == churn->n)
+        break;
+
+      {
+        g_autoptr(KillableTask) child = killable_task_new ("child", noop_func, NULL, NULL);
+
+        if (!killable_task_add_child (task, child, error) ||
+            !killable_task_start (child, error) ||
+            !killable_task_join (child, error))
+          return FALSE;
+      }
+
+      if (!killable_task_check (task, error))
+        return FALSE;
+    }
+
+  return TRUE;
+}
+
+static int
+memory_churn_main (guint n)
+{
+  Churn churn = { n, 5, NULL, NULL, NULL };
+  g_autoptr(KillableTask) parent = NULL;
+  g_autoptr(GError) error = NULL;
+
+  churn.rss = g_new0 (gsize, churn.n_checkpoints);
+  churn.heap = g_new0 (gsize, churn.n_checkpoints);
+  churn.threads = g_new0 (guint, churn.n_checkpoints);
+
+  parent = killable_task_new ("parent", churn_parent_func, &churn, NULL);
+  if (!killable_task_start (parent, &error) || !killable_task_join (parent, &error))
+    {
+      g_printerr ("churn: %s\n", error->message);
+      return 1;
+    }
+
+  for (guint c = 0; c < churn.n_checkpoints; c++)
+    g_print ("%u %" G_GSIZE_FORMAT " %" G_GSIZE_FORMAT " %u\n",
+             c * (n / (churn.n_checkpoints - 1)), churn.rss[c], churn.heap[c],
+             churn.threads[c]);
+
+  g_free (churn.rss);
+  g_free (churn.heap);
+  g_free (churn.threads);
+
+  return 0;
+}
+
+static void
+figure_memory (void)
+{
+  const guint n = scaled (100000);
+  const guint n_churn = scaled (1000000);
+  const char *kinds[] = { "killable", "gobject", "gcancellable" };
+  GArray *rss[3], *heap[3];
+  g_autofree char *self = dup_self_exe ();
+  g_autofree char *n_text = g_strdup_printf ("%u", n_churn);
+  const char *argv[] = { self, "memory-churn", n_text, NULL };
+  g_autofree char *out = NULL;
+  g_autoptr(GError) error = NULL;
+  int status;
+  BenchRow row = { 0 };
+
+  bench_progress ("memory: %u pending tasks vs GObjects vs GCancellables; %u finished-and-released children", n, n_churn);
+
+  for (int k = 0; k < 3; k++)
+    {
+      rss[k] = g_array_new (FALSE, FALSE, sizeof (double));
+      heap[k] = g_array_new (FALSE, FALSE, sizeof (double));
+    }
+
+  for (guint r = 0; r < 3; r++)
+    for (int j = 0; j < 3; j++)
+      {
+        int k = (j + r) % 3;
+        double rss_item, heap_item;
+
+        if (memory_sample (kinds[k], n, &rss_item, &heap_item))
+          {
+            g_array_append_val (rss[k], rss_item);
+            g_array_append_val (heap[k], heap_item);
+          }
+        else
+          failures++;
+      }
+
+  {
+    g_autofree char *note = g_strdup_printf ("malloc'd bytes per task %.0f (GObject %.0f, GCancellable %.0f)",
+                                             bench_median (heap[0]), bench_median (heap[1]),
+                                             bench_median (heap[2]));
+
+    row.name = "RSS per pending task";
+    row.value = bench_median (rss[0]);
+    row.unit = "B";
+    row.baseline = "bare GObject";
+    row.baseline_value = bench_median (rss[1]);
+    row.target_kind = BENCH_TARGET_NONE;
+    row.target = "≤ 1024 B";
+    row.met = row.value <= 1024;
+    row.note = note;
+    bench_emit (&row);
+
+    row.baseline = "GCancellable";
+    row.baseline_value = bench_median (rss[2]);
+    row.note = NULL;
+    bench_emit (&row);
+  }
+
+  for (int k = 0; k < 3; k++)
+    {
+      g_array_unref (rss[k]);
+      g_array_unref (heap[k]);
+    }
+
+  if (!g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_DEFAULT,
+                     NULL, NULL, &out, NULL, &status, &error) ||
+      !g_spawn_check_wait_status (status, &error))
+    {
+      bench_progress ("  memory churn: %s", error->message);
+      failures++;
+      row = (BenchRow) { 0 };
+      row.name = "RSS, finished-and-released children";
+      row.value_text = "failed";
+      row.unit = "KiB";
+      row.target = "flat";
+      row.met = 0;
+      bench_emit (&row);
+      return;
+    }
+
+  {
+    g_auto(GStrv) lines = g_strsplit (out, "\n", -1);
+    guint n_points = 0;
+    guint64 count[8];
+    guint64 rss_b[8], heap_b[8];
+    guint threads[8];
+    g_autoptr(GString) series = g_string_new ("RSS at");
+    g_autoptr(GString) thread_series = g_string_new ("threads in the process:");
+
+    for (guint i = 0; lines[i] != NULL && n_points < G_N_ELEMENTS (count); i++)
+      {
+        if (sscanf (lines[i], "%" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT " %u",
+                    &count[n_points], &rss_b[n_points], &heap_b[n_points], &threads[n_points]) == 4)
+          n_points++;
+      }
+
+    for (guint i = 0; i < n_points; i++)
+      {
+        g_autofree char *name = g_strdup_printf ("RSS after %" G_GUINT64_FORMAT " finished children", count[i]);
+
+        row = (BenchRow) { 0 };
+        row.name = name;
+        row.value = rss_b[i] / 1024.0;
+        row.unit = "KiB";
+        row.met = -1;
+        row.note = NULL;
+        bench_emit (&row);
+        g_string_append_printf (series, "%s %" G_GUINT64_FORMAT ": %.0f KiB",
+                                i == 0 ? "" : ",", count[i], rss_b[i] / 1024.0);
+        g_string_append_printf (thread_series, "%s %u", i == 0 ? "" : ",", threads[i]);
+      }
+
+    if (n_points >= 3)
+      {
+        g_autofree char *name = g_strdup_printf ("RSS growth %" G_GUINT64_FORMAT " → %" G_GUINT64_FORMAT " finished children",
+                                                 count[1], count[n_points - 1]);
+        g_autofree char *note = g_strdup_printf ("malloc'd bytes in use changed by %+" G_GINT64_FORMAT " B; %s "
+                                                 "(a new cached worker thread costs its touched stack)",
+                                                 (gint64) heap_b[n_points - 1] - (gint64) heap_b[1],
+                                                 thread_series->str);
+        double per_task;
+
+        row = (BenchRow) { 0 };
+        row.name = name;
+        row.value = ((double) rss_b[n_points - 1] - (double) rss_b[1]) / 1024.0;
+        row.unit = "KiB";
+        row.target = "flat (≤ 1024 KiB)";
+        row.met = row.value <= 1024;
+        row.note = note;
+        bench_emit (&row);
+
+        /* After the first quarter: the first children also pay one-time
+         * costs (a second cached worker thread, allocator pools). */
+        per_task = ((double) rss_b[n_points - 1] - (double) rss_b[1]) /
+                   (double) (count[n_points - 1] - count[1]);
+        row = (BenchRow) { 0 };
+        row.name = "RSS per finished-and-released task (after the first quarter)";
+        row.value = per_task;
+        row.unit = "B";
+        row.target = "≈ 0 (< 1 B)";
+        row.met = per_task < 1.0;
+        row.note = series->str;
+        bench_emit (&row);
+      }
+  }
+}
+
+/* }}} */
+
+int
+main (int   argc,
+      char *argv[])
+{
+  const char *figure;
+  int i = 1;
+
+  if (argc > i && g_str_equal (argv[i], "--quick"))
+    {
+      /* Even smaller under valgrind (meson test --setup valgrind). */
+      scale = g_getenv ("KILLABLE_UNDER_VALGRIND") != NULL ? 2000 : 100;
+      i++;
+    }
+
+  if (argc <= i)
+    {
+      g_printerr ("usage: %s [--quick] check|wake|start|tree|memory|all\n", argv[0]);
+      return 2;
+    }
+
+  figure = argv[i];
+
+  /* Internal modes, run in subprocesses by the figures above. */
+  if (g_str_equal (figure, "tree-chain-baseline") && argc > i + 1)
+    return tree_chain_baseline_main ((guint) atoi (argv[i + 1]),
+                                     argc > i + 2 && g_str_equal (argv[i + 2], "big-stack"));
+  if (g_str_equal (figure, "memory-sample") && argc > i + 2)
+    return memory_sample_main (argv[i + 1], (guint) atoi (argv[i + 2]));
+  if (g_str_equal (figure, "memory-churn") && argc > i + 1)
+    return memory_churn_main ((guint) atoi (argv[i + 1]));
+
+  if (g_str_equal (figure, "check") || g_str_equal (figure, "all"))
+    figure_check ();
+  if (g_str_equal (figure, "wake") || g_str_equal (figure, "all"))
+    figure_wake ();
+  if (g_str_equal (figure, "start") || g_str_equal (figure, "all"))
+    figure_start ();
+  if (g_str_equal (figure, "tree") || g_str_equal (figure, "all"))
+    figure_tree ();
+  if (g_str_equal (figure, "memory") || g_str_equal (figure, "all"))
+    figure_memory ();
+
+  return failures > 0 ? 1 : 0;
+}
