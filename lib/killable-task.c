@@ -319,8 +319,10 @@ complete_full (KillableTask      *self,
   g_mutex_unlock (&priv->lock);
 
   killable_escalation_cancel (self);
-  killable_tree_child_ended (self);
+  /* Queued before the parent learns of the end (and may end in turn), so
+   * that a child's finished is always emitted before its parent's. */
   killable_owner_queue (self, emissions);
+  killable_tree_child_ended (self);
 
   return TRUE;
 }

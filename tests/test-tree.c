@@ -136,7 +136,6 @@ gate_open (Gate *gate)
 typedef struct
 {
   GMutex lock;
-  GCond  cond;
   guint  n;
 } Counter;
 
@@ -144,14 +143,12 @@ static void
 counter_init (Counter *counter)
 {
   g_mutex_init (&counter->lock);
-  g_cond_init (&counter->cond);
   counter->n = 0;
 }
 
 static void
 counter_clear (Counter *counter)
 {
-  g_cond_clear (&counter->cond);
   g_mutex_clear (&counter->lock);
 }
 
@@ -163,8 +160,10 @@ counter_weak_notify (gpointer  data,
 
   g_mutex_lock (&counter->lock);
   counter->n++;
-  g_cond_broadcast (&counter->cond);
   g_mutex_unlock (&counter->lock);
+
+  /* counter_wait() may be blocked in the main context. */
+  g_main_context_wakeup (NULL);
 }
 
 static void
@@ -186,22 +185,33 @@ counter_get (Counter *counter)
   return ret;
 }
 
-/* A worker drops its reference on its task just after the task became
- * terminal, so the last finalizations may come a little after a join. */
+static gboolean
+counter_guard_cb (gpointer data)
+{
+  gboolean *timed_out = data;
+
+  *timed_out = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+/* Waits until @n objects were finalized. Called on the main thread, it
+ * iterates the main context meanwhile: a queued emission holds a reference
+ * on its task until it is dispatched. A worker also drops its reference on
+ * its task just after the task became terminal, so the last finalizations
+ * may come a little after a join. */
 static void
 counter_wait (Counter *counter,
               guint    n)
 {
-  gint64 end_time = g_get_monotonic_time () + GUARD_USEC;
+  gboolean timed_out = FALSE;
+  guint id = g_timeout_add (GUARD_USEC / 1000, counter_guard_cb, &timed_out);
 
-  g_mutex_lock (&counter->lock);
-  while (counter->n < n)
-    {
-      if (!g_cond_wait_until (&counter->cond, &counter->lock, end_time))
-        break;
-    }
-  g_assert_cmpuint (counter->n, ==, n);
-  g_mutex_unlock (&counter->lock);
+  while (counter_get (counter) < n && !timed_out)
+    g_main_context_iteration (NULL, TRUE);
+
+  g_assert_cmpuint (counter_get (counter), ==, n);
+  if (!timed_out)
+    g_source_remove (id);
 }
 
 /* }}} */
