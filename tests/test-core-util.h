@@ -6,6 +6,9 @@
  * are iterated until something happened; time only appears as a failure
  * guard ("it must happen within TEST_GUARD_USEC"), never to wait for
  * something to happen.
+ *
+ * A suite may define TEST_GUARD_USEC (an expression, in µs) before it
+ * includes this header: every bounded wait here then uses that bound.
  */
 
 #pragma once
@@ -20,8 +23,12 @@
 
 G_BEGIN_DECLS
 
+#ifndef TEST_GUARD_USEC
 /* Generous: the machine running the tests may be loaded, or valgrind. */
 #define TEST_GUARD_USEC (10 * G_USEC_PER_SEC)
+#endif
+
+#define TEST_ERROR (g_quark_from_static_string ("killable-test-error"))
 
 static inline gboolean
 test_under_valgrind (void)
@@ -143,6 +150,20 @@ test_gate_wait_entered (TestGate *gate,
   g_assert_cmpint (entered, >=, n);
 }
 
+/* Worker side: says "I am here", then waits for test_gate_open() whatever
+ * happens to its task, without a bound: a worker that does not cooperate,
+ * which a test may abandon (kill) and release later. */
+static inline void
+test_gate_pass (TestGate *gate)
+{
+  g_mutex_lock (&gate->lock);
+  gate->entered++;
+  g_cond_broadcast (&gate->cond);
+  while (!gate->released)
+    g_cond_wait (&gate->cond, &gate->lock);
+  g_mutex_unlock (&gate->lock);
+}
+
 static inline void
 test_gate_open (TestGate *gate)
 {
@@ -218,11 +239,11 @@ test_guard_cb (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
-/* Iterates @ctx until @expr holds; fails the test after the guard. */
-#define TEST_ITERATE_UNTIL(ctx, expr)                                         \
+/* Iterates @ctx until @expr holds; fails the test after @guard µs. */
+#define TEST_ITERATE_UNTIL_GUARDED(ctx, expr, guard)                          \
   G_STMT_START {                                                              \
     gboolean timed_out_ = FALSE;                                              \
-    GSource *guard_ = g_timeout_source_new (TEST_GUARD_USEC / 1000);          \
+    GSource *guard_ = g_timeout_source_new ((guard) / 1000);                  \
                                                                               \
     g_source_set_callback (guard_, test_guard_cb, &timed_out_, NULL);         \
     g_source_attach (guard_, (ctx));                                          \
@@ -232,6 +253,10 @@ test_guard_cb (gpointer data)
     g_source_unref (guard_);                                                  \
     g_assert_true (expr);                                                     \
   } G_STMT_END
+
+/* Iterates @ctx until @expr holds; fails the test after the guard. */
+#define TEST_ITERATE_UNTIL(ctx, expr)                                         \
+  TEST_ITERATE_UNTIL_GUARDED (ctx, expr, TEST_GUARD_USEC)
 
 /* Polls @expr, for a state that only a timer or a thread returning to its
  * cache changes and that nothing signals. Bounded by the guard. */
@@ -256,5 +281,111 @@ test_drain (GMainContext *ctx)
 
   return n;
 }
+
+/* join(), after a bounded wait: a task that never ends fails the test
+ * instead of hanging it. */
+static inline gboolean
+test_join_guarded (KillableTask  *task,
+                   GError       **error)
+{
+  if (!killable_task_wait (task, TEST_GUARD_USEC))
+    g_error ("task “%s” did not end in time", killable_task_get_name (task));
+
+  return killable_task_join (task, error);
+}
+
+/* Works {{{ */
+
+/* Blocks on the gate (test_gate_pass()), ignoring stops, then succeeds. */
+static inline gboolean
+test_work_pass_gate (KillableTask  *task,
+                     gpointer       gate,
+                     GError       **error)
+{
+  test_gate_pass (gate);
+  return TRUE;
+}
+
+/* Blocks on the gate, ignoring stops, then reports a stop if there was
+ * one. */
+static inline gboolean
+test_work_pass_gate_then_check (KillableTask  *task,
+                                gpointer       gate,
+                                GError       **error)
+{
+  test_gate_pass (gate);
+  return killable_task_check (task, error);
+}
+
+/* }}} */
+
+/* Counter of finalized objects, through weak references {{{ */
+
+typedef struct
+{
+  GMutex lock;
+  guint  n;
+} TestCounter;
+
+static inline void
+test_counter_init (TestCounter *counter)
+{
+  g_mutex_init (&counter->lock);
+  counter->n = 0;
+}
+
+static inline void
+test_counter_clear (TestCounter *counter)
+{
+  g_mutex_clear (&counter->lock);
+}
+
+static inline void
+test_counter_weak_notify (gpointer  data,
+                          GObject  *where_the_object_was)
+{
+  TestCounter *counter = data;
+
+  g_mutex_lock (&counter->lock);
+  counter->n++;
+  g_mutex_unlock (&counter->lock);
+
+  /* test_counter_wait() may be blocked in the main context. */
+  g_main_context_wakeup (NULL);
+}
+
+static inline void
+test_counter_watch (TestCounter *counter,
+                    gpointer     object)
+{
+  g_object_weak_ref (object, test_counter_weak_notify, counter);
+}
+
+static inline guint
+test_counter_get (TestCounter *counter)
+{
+  guint ret;
+
+  g_mutex_lock (&counter->lock);
+  ret = counter->n;
+  g_mutex_unlock (&counter->lock);
+
+  return ret;
+}
+
+/* Waits until @n objects were finalized. Called on the main thread, it
+ * iterates the global default main context meanwhile: a queued emission
+ * holds a reference on its task until it is dispatched. A worker also drops
+ * its reference on its task just after the task became terminal, so the
+ * last finalizations may come a little after a join. */
+static inline void
+test_counter_wait (TestCounter *counter,
+                   guint        n)
+{
+  TEST_ITERATE_UNTIL (NULL, test_counter_get (counter) >= n);
+  g_assert_cmpuint (test_counter_get (counter), ==, n);
+}
+
+/* }}} */
 
 G_END_DECLS

@@ -13,191 +13,14 @@
 #include <glib-unix.h>
 #include <killable.h>
 
-#define TEST_ERROR (test_error_quark ())
-GQuark test_error_quark (void);
-G_DEFINE_QUARK (killable-test-error-quark, test_error)
-
 /* Upper bound of every wait: reaching it is a failure, never the way a test
  * synchronises. Longer under valgrind. */
-static gint64 guard_usec = 5 * G_USEC_PER_SEC;
-#define GUARD_USEC guard_usec
+#define TEST_GUARD_USEC (test_under_valgrind () ? 60 * G_USEC_PER_SEC : 5 * G_USEC_PER_SEC)
+#include "test-core-util.h"
 
 #define GRACE_USEC (50 * G_TIME_SPAN_MILLISECOND)
 
 static GThread *main_thread;
-
-/* join(), after a bounded wait: a task that never ends fails the test
- * instead of hanging it. */
-static gboolean
-join_guarded (KillableTask  *task,
-              GError       **error)
-{
-  if (!killable_task_wait (task, GUARD_USEC))
-    g_error ("task “%s” did not end in time", killable_task_get_name (task));
-
-  return killable_task_join (task, error);
-}
-
-/* Gate: workers announce themselves, and may block until the test opens
- * it. {{{ */
-
-typedef struct
-{
-  GMutex   lock;
-  GCond    cond;
-  guint    entered;
-  gboolean open;
-} Gate;
-
-static void
-gate_init (Gate *gate)
-{
-  g_mutex_init (&gate->lock);
-  g_cond_init (&gate->cond);
-  gate->entered = 0;
-  gate->open = FALSE;
-}
-
-static void
-gate_clear (Gate *gate)
-{
-  g_cond_clear (&gate->cond);
-  g_mutex_clear (&gate->lock);
-}
-
-static void
-gate_enter (Gate *gate)
-{
-  g_mutex_lock (&gate->lock);
-  gate->entered++;
-  g_cond_broadcast (&gate->cond);
-  g_mutex_unlock (&gate->lock);
-}
-
-/* Blocks until the gate opens, whatever happens to the task: a worker that
- * does not cooperate. */
-static void
-gate_pass (Gate *gate)
-{
-  g_mutex_lock (&gate->lock);
-  gate->entered++;
-  g_cond_broadcast (&gate->cond);
-  while (!gate->open)
-    g_cond_wait (&gate->cond, &gate->lock);
-  g_mutex_unlock (&gate->lock);
-}
-
-static void
-gate_wait_entered (Gate  *gate,
-                   guint  n)
-{
-  gint64 end_time = g_get_monotonic_time () + GUARD_USEC;
-
-  g_mutex_lock (&gate->lock);
-  while (gate->entered < n)
-    {
-      if (!g_cond_wait_until (&gate->cond, &gate->lock, end_time))
-        break;
-    }
-  g_assert_cmpuint (gate->entered, >=, n);
-  g_mutex_unlock (&gate->lock);
-}
-
-static void
-gate_open (Gate *gate)
-{
-  g_mutex_lock (&gate->lock);
-  gate->open = TRUE;
-  g_cond_broadcast (&gate->cond);
-  g_mutex_unlock (&gate->lock);
-}
-
-/* }}} */
-
-/* Counter of finalized objects {{{ */
-
-typedef struct
-{
-  GMutex lock;
-  guint  n;
-} Counter;
-
-static void
-counter_init (Counter *counter)
-{
-  g_mutex_init (&counter->lock);
-  counter->n = 0;
-}
-
-static void
-counter_clear (Counter *counter)
-{
-  g_mutex_clear (&counter->lock);
-}
-
-static void
-counter_weak_notify (gpointer  data,
-                     GObject  *where_the_object_was)
-{
-  Counter *counter = data;
-
-  g_mutex_lock (&counter->lock);
-  counter->n++;
-  g_mutex_unlock (&counter->lock);
-
-  /* counter_wait() may be blocked in the main context. */
-  g_main_context_wakeup (NULL);
-}
-
-static void
-counter_watch (Counter  *counter,
-               gpointer  object)
-{
-  g_object_weak_ref (object, counter_weak_notify, counter);
-}
-
-static guint
-counter_get (Counter *counter)
-{
-  guint ret;
-
-  g_mutex_lock (&counter->lock);
-  ret = counter->n;
-  g_mutex_unlock (&counter->lock);
-
-  return ret;
-}
-
-static gboolean
-counter_guard_cb (gpointer data)
-{
-  gboolean *timed_out = data;
-
-  *timed_out = TRUE;
-  return G_SOURCE_REMOVE;
-}
-
-/* Waits until @n objects were finalized. Called on the main thread, it
- * iterates the main context meanwhile: a queued emission holds a reference
- * on its task until it is dispatched. A worker also drops its reference on
- * its task just after the task became terminal, so the last finalizations
- * may come a little after a join. */
-static void
-counter_wait (Counter *counter,
-              guint    n)
-{
-  gboolean timed_out = FALSE;
-  guint id = g_timeout_add (GUARD_USEC / 1000, counter_guard_cb, &timed_out);
-
-  while (counter_get (counter) < n && !timed_out)
-    g_main_context_iteration (NULL, TRUE);
-
-  g_assert_cmpuint (counter_get (counter), ==, n);
-  if (!timed_out)
-    g_source_remove (id);
-}
-
-/* }}} */
 
 /* A task that logs the rungs of the ladder {{{ */
 
@@ -345,25 +168,59 @@ ladder_task_new (const char       *name,
   return KILLABLE_TASK (self);
 }
 
+/* What the tests of the ladder look at: the rungs each task went through,
+ * the tasks finalized, and the abandoned threads before the test. */
+typedef struct
+{
+  EventLog     log;
+  TestCounter  finalized;
+  guint        baseline;
+} Watch;
+
+static void
+watch_init (Watch *watch)
+{
+  event_log_init (&watch->log);
+  test_counter_init (&watch->finalized);
+  watch->baseline = killable_get_abandoned_thread_count ();
+}
+
+/* A ladder task logged and counted by @watch. */
+static KillableTask *
+watch_ladder_task_new (Watch            *watch,
+                       const char       *name,
+                       KillableTaskFunc  func,
+                       gpointer          data)
+{
+  KillableTask *task = ladder_task_new (name, &watch->log, func, data);
+
+  test_counter_watch (&watch->finalized, task);
+
+  return task;
+}
+
+/* Once the test dropped its references: waits until the @n_tasks watched
+ * tasks were finalized, and checks that no thread is left abandoned. */
+static void
+watch_finish (Watch *watch,
+              guint  n_tasks)
+{
+  test_counter_wait (&watch->finalized, n_tasks);
+  g_assert_cmpuint (killable_get_abandoned_thread_count (), ==, watch->baseline);
+
+  test_counter_clear (&watch->finalized);
+  event_log_clear (&watch->log);
+}
+
 /* }}} */
 
 /* Work functions {{{ */
 
-/* Blocks on the gate, ignoring stops, then reports a stop if any. */
-static gboolean
-pass_gate_then_check (KillableTask  *task,
-                      gpointer       user_data,
-                      GError       **error)
-{
-  gate_pass (user_data);
-  return killable_task_check (task, error);
-}
-
 typedef struct
 {
-  Gate      about_to_read;
-  Gate      unblock;       /* with block_signal_first */
-  int       fd;
+  TestGate  about_to_read;
+  TestGate  unblock;       /* with block_signal_first */
+  int       fds[2];        /* the pipe: the worker reads fds[0] */
   gboolean  block_signal_first;
   gboolean  was_pending;   /* the first interrupt signal was pending */
   int       saw_eintr;     /* (atomic) */
@@ -371,12 +228,11 @@ typedef struct
 } ReadData;
 
 static void
-read_data_init (ReadData *data,
-                int       fd)
+read_data_init (ReadData *data)
 {
-  gate_init (&data->about_to_read);
-  gate_init (&data->unblock);
-  data->fd = fd;
+  g_assert_true (g_unix_open_pipe (data->fds, FD_CLOEXEC, NULL));
+  test_gate_init (&data->about_to_read);
+  test_gate_init (&data->unblock);
   data->block_signal_first = FALSE;
   data->was_pending = FALSE;
   data->saw_eintr = FALSE;
@@ -386,8 +242,10 @@ read_data_init (ReadData *data,
 static void
 read_data_clear (ReadData *data)
 {
-  gate_clear (&data->unblock);
-  gate_clear (&data->about_to_read);
+  close (data->fds[0]);
+  close (data->fds[1]);
+  test_gate_clear (&data->unblock);
+  test_gate_clear (&data->about_to_read);
 }
 
 /* A C worker blocked in read(), handling EINTR as it should. */
@@ -410,13 +268,13 @@ read_pipe (KillableTask  *task,
       pthread_sigmask (SIG_BLOCK, &set, NULL);
     }
 
-  gate_enter (&data->about_to_read);
+  test_gate_enter (&data->about_to_read);
 
   if (data->block_signal_first)
     {
       sigset_t pending;
 
-      gate_pass (&data->unblock);
+      test_gate_pass (&data->unblock);
       sigpending (&pending);
       data->was_pending = sigismember (&pending, killable_get_interrupt_signal ()) == 1;
       pthread_sigmask (SIG_UNBLOCK, &set, NULL);
@@ -424,7 +282,7 @@ read_pipe (KillableTask  *task,
 
   for (;;)
     {
-      gssize n = read (data->fd, &c, 1);
+      gssize n = read (data->fds[0], &c, 1);
 
       if (n >= 0)
         {
@@ -458,25 +316,23 @@ check_interrupt_syscalls (gboolean block_signal_first)
   g_autoptr(KillableTask) task = NULL;
   g_autoptr(GError) error = NULL;
   ReadData data;
-  int fds[2];
 
-  g_assert_true (g_unix_open_pipe (fds, FD_CLOEXEC, NULL));
-  read_data_init (&data, fds[0]);
+  read_data_init (&data);
   data.block_signal_first = block_signal_first;
 
   task = killable_task_new ("reader", read_pipe, &data, NULL);
   killable_task_set_interrupt_syscalls (task, TRUE);
   g_assert_true (killable_task_get_interrupt_syscalls (task));
   g_assert_true (killable_task_start (task, NULL));
-  gate_wait_entered (&data.about_to_read, 1);
+  test_gate_wait_entered (&data.about_to_read, 1);
 
   /* The worker may not be inside read() yet: the signal is sent again
    * until the task ends. */
   killable_task_interrupt (task);
   if (block_signal_first)
-    gate_open (&data.unblock);
+    test_gate_open (&data.unblock);
 
-  g_assert_false (join_guarded (task, &error));
+  g_assert_false (test_join_guarded (task, &error));
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_INTERRUPTED);
   g_assert_cmpint (killable_task_get_state (task), ==, KILLABLE_TASK_STATE_CANCELLED);
   g_assert_true (g_atomic_int_get (&data.saw_eintr));
@@ -484,8 +340,6 @@ check_interrupt_syscalls (gboolean block_signal_first)
   if (block_signal_first)
     g_assert_true (data.was_pending);
 
-  close (fds[0]);
-  close (fds[1]);
   read_data_clear (&data);
 }
 
@@ -507,15 +361,13 @@ test_interrupt_without_syscalls (void)
   g_autoptr(KillableTask) task = NULL;
   g_autoptr(GError) error = NULL;
   ReadData data;
-  int fds[2];
 
-  g_assert_true (g_unix_open_pipe (fds, FD_CLOEXEC, NULL));
-  read_data_init (&data, fds[0]);
+  read_data_init (&data);
 
   task = killable_task_new ("reader", read_pipe, &data, NULL);
   g_assert_false (killable_task_get_interrupt_syscalls (task));
   g_assert_true (killable_task_start (task, NULL));
-  gate_wait_entered (&data.about_to_read, 1);
+  test_gate_wait_entered (&data.about_to_read, 1);
 
   killable_task_interrupt (task);
   g_assert_true (killable_task_is_stop_requested (task));
@@ -525,15 +377,13 @@ test_interrupt_without_syscalls (void)
   g_assert_false (killable_task_wait (task, 100 * G_TIME_SPAN_MILLISECOND));
   g_assert_cmpint (killable_task_get_state (task), ==, KILLABLE_TASK_STATE_STOPPING);
 
-  g_assert_cmpint (write (fds[1], "x", 1), ==, 1);
-  g_assert_false (join_guarded (task, &error));
+  g_assert_cmpint (write (data.fds[1], "x", 1), ==, 1);
+  g_assert_false (test_join_guarded (task, &error));
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_INTERRUPTED);
   g_assert_cmpint (killable_task_get_state (task), ==, KILLABLE_TASK_STATE_CANCELLED);
   g_assert_false (g_atomic_int_get (&data.saw_eintr));
   g_assert_cmpint (data.n_read, ==, 1);
 
-  close (fds[0]);
-  close (fds[1]);
   read_data_clear (&data);
 }
 
@@ -543,7 +393,7 @@ test_interrupt_without_syscalls (void)
 
 typedef struct
 {
-  Gate      spinning;
+  TestGate  spinning;
   int       release;        /* (atomic) */
   int       returned;       /* (atomic) */
   GThread  *worker_thread;  /* set before `spinning` is entered */
@@ -551,19 +401,17 @@ typedef struct
   GThread  *cleanup_thread;
 
   /* The worker drops its reference on the task after its work: the test
-   * learns it through a toggle reference. */
-  GMutex    lock;
-  GCond     cond;
-  gboolean  last_ref;
+   * learns it through a toggle reference, which enters this gate. */
+  TestGate  last_ref;
 } SpinData;
 
 /* The late result travels through the function's data, the side channel
  * of a KillableTaskFunc; the task frees it with the data. */
 typedef struct
 {
-  SpinData *spin;     /* unowned */
-  GObject  *result;   /* (owned) (nullable) */
-  Counter  *results_finalized;
+  SpinData     *spin;     /* unowned */
+  GObject      *result;   /* (owned) (nullable) */
+  TestCounter  *results_finalized;
 } ResultSlot;
 
 static void
@@ -584,14 +432,14 @@ spin_until_released (KillableTask  *task,
   SpinData *spin = slot->spin;
 
   spin->worker_thread = g_thread_self ();
-  gate_enter (&spin->spinning);
+  test_gate_enter (&spin->spinning);
 
   /* Never checks the task. */
   while (!g_atomic_int_get (&spin->release))
     g_thread_yield ();
 
   slot->result = g_object_new (G_TYPE_OBJECT, NULL);
-  counter_watch (slot->results_finalized, slot->result);
+  test_counter_watch (slot->results_finalized, slot->result);
   g_atomic_int_set (&spin->returned, TRUE);
 
   /* A late failure, dropped (and freed) by the library. */
@@ -618,13 +466,8 @@ spin_toggle_notify (gpointer  data,
 {
   SpinData *spin = data;
 
-  if (!is_last_ref)
-    return;
-
-  g_mutex_lock (&spin->lock);
-  spin->last_ref = TRUE;
-  g_cond_broadcast (&spin->cond);
-  g_mutex_unlock (&spin->lock);
+  if (is_last_ref)
+    test_gate_enter (&spin->last_ref);
 }
 
 static void
@@ -632,22 +475,20 @@ test_kill_abandons (void)
 {
   KillableTask *task;
   g_autoptr(GError) error = NULL;
-  Counter results_finalized, tasks_finalized;
+  TestCounter results_finalized, tasks_finalized;
   ResultSlot *slot;
   SpinData spin;
   guint baseline;
-  gint64 t0, end_time;
+  gint64 t0;
 
-  gate_init (&spin.spinning);
-  g_mutex_init (&spin.lock);
-  g_cond_init (&spin.cond);
+  test_gate_init (&spin.spinning);
+  test_gate_init (&spin.last_ref);
   spin.release = FALSE;
   spin.returned = FALSE;
   spin.n_cleanups = 0;
   spin.cleanup_thread = NULL;
-  spin.last_ref = FALSE;
-  counter_init (&results_finalized);
-  counter_init (&tasks_finalized);
+  test_counter_init (&results_finalized);
+  test_counter_init (&tasks_finalized);
 
   slot = g_new0 (ResultSlot, 1);
   slot->spin = &spin;
@@ -657,19 +498,19 @@ test_kill_abandons (void)
 
   task = killable_task_new ("spinner", spin_until_released, slot, result_slot_free);
   killable_task_add_cleanup (task, count_cleanup, &spin, NULL);
-  counter_watch (&tasks_finalized, task);
+  test_counter_watch (&tasks_finalized, task);
   g_assert_true (killable_task_start (task, NULL));
   /* From now on the test holds a toggle reference only: it is told when
    * the worker drops the task's own reference. */
   g_object_add_toggle_ref (G_OBJECT (task), spin_toggle_notify, &spin);
   g_object_unref (task);
-  gate_wait_entered (&spin.spinning, 1);
+  test_gate_wait_entered (&spin.spinning, 1);
 
   t0 = g_get_monotonic_time ();
   killable_task_kill (task);
 
   /* Released at once, the thread still spinning. */
-  g_assert_false (join_guarded (task, &error));
+  g_assert_false (test_join_guarded (task, &error));
   g_test_message ("kill to join: %.2f ms", (g_get_monotonic_time () - t0) / 1000.);
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED);
   g_clear_error (&error);
@@ -680,16 +521,7 @@ test_kill_abandons (void)
 
   /* The work returns late. */
   g_atomic_int_set (&spin.release, TRUE);
-
-  end_time = g_get_monotonic_time () + GUARD_USEC;
-  g_mutex_lock (&spin.lock);
-  while (!spin.last_ref)
-    {
-      if (!g_cond_wait_until (&spin.cond, &spin.lock, end_time))
-        break;
-    }
-  g_assert_true (spin.last_ref);
-  g_mutex_unlock (&spin.lock);
+  test_gate_wait_entered (&spin.last_ref, 1);
 
   g_assert_cmpint (g_atomic_int_get (&spin.n_cleanups), ==, 1);
   g_assert_true (spin.cleanup_thread == spin.worker_thread);
@@ -700,17 +532,16 @@ test_kill_abandons (void)
   g_assert_error (killable_task_get_error (task), KILLABLE_ERROR, KILLABLE_ERROR_KILLED);
 
   /* The late result goes with the task's data. */
-  g_assert_cmpuint (counter_get (&results_finalized), ==, 0);
+  g_assert_cmpuint (test_counter_get (&results_finalized), ==, 0);
   g_object_remove_toggle_ref (G_OBJECT (task), spin_toggle_notify, &spin);
-  g_assert_cmpuint (counter_get (&tasks_finalized), ==, 1);
-  g_assert_cmpuint (counter_get (&results_finalized), ==, 1);
+  g_assert_cmpuint (test_counter_get (&tasks_finalized), ==, 1);
+  g_assert_cmpuint (test_counter_get (&results_finalized), ==, 1);
   g_assert_cmpint (g_atomic_int_get (&spin.n_cleanups), ==, 1);
 
-  counter_clear (&tasks_finalized);
-  counter_clear (&results_finalized);
-  g_cond_clear (&spin.cond);
-  g_mutex_clear (&spin.lock);
-  gate_clear (&spin.spinning);
+  test_counter_clear (&tasks_finalized);
+  test_counter_clear (&results_finalized);
+  test_gate_clear (&spin.last_ref);
+  test_gate_clear (&spin.spinning);
 }
 
 static void
@@ -743,7 +574,7 @@ test_kill_pending (void)
   /* Starting it runs nothing (the work would crash on its NULL data). */
   g_assert_true (killable_task_start (task, &error));
   g_assert_no_error (error);
-  g_assert_false (join_guarded (task, &error));
+  g_assert_false (test_join_guarded (task, &error));
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED);
 
   /* Its cleanups run once, when it is finalized. */
@@ -771,15 +602,6 @@ stop_requested_cb (KillableTask   *task,
   data->n_emissions++;
   data->had_reason = reason != NULL;
   data->on_main_thread = g_thread_self () == main_thread;
-}
-
-static gboolean
-guard_timeout_cb (gpointer data)
-{
-  gboolean *timed_out = data;
-
-  *timed_out = TRUE;
-  return G_SOURCE_REMOVE;
 }
 
 /* Checks that @events are stop, interrupt, kill, each rung no earlier than
@@ -816,58 +638,43 @@ test_grace_ladder (void)
   g_autoptr(GArray) events = NULL;
   g_autoptr(GError) error = NULL;
   StopSignalData signal_data = { 0, FALSE, FALSE };
-  Counter finalized;
-  EventLog log;
-  Gate gate;
-  guint baseline;
-  gboolean timed_out = FALSE;
-  guint guard_id;
+  TestGate gate;
+  Watch watch;
 
-  event_log_init (&log);
-  gate_init (&gate);
-  counter_init (&finalized);
-  baseline = killable_get_abandoned_thread_count ();
+  watch_init (&watch);
+  test_gate_init (&gate);
 
-  task = ladder_task_new ("stubborn", &log, pass_gate_then_check, &gate);
+  task = watch_ladder_task_new (&watch, "stubborn", test_work_pass_gate_then_check, &gate);
   killable_task_set_grace_period (task, GRACE_USEC);
   g_assert_cmpint (killable_task_get_grace_period (task), ==, GRACE_USEC);
   g_signal_connect (task, "stop-requested", G_CALLBACK (stop_requested_cb), &signal_data);
-  counter_watch (&finalized, task);
 
   g_assert_true (killable_task_start (task, NULL));
-  gate_wait_entered (&gate, 1);
+  test_gate_wait_entered (&gate, 1);
 
   killable_task_stop (task);
 
   /* Returns once the last rung released the task. */
-  g_assert_false (join_guarded (task, &error));
+  g_assert_false (test_join_guarded (task, &error));
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED);
   g_assert_cmpint (killable_task_get_state (task), ==, KILLABLE_TASK_STATE_KILLED);
-  g_assert_cmpuint (killable_get_abandoned_thread_count (), ==, baseline + 1);
+  g_assert_cmpuint (killable_get_abandoned_thread_count (), ==, watch.baseline + 1);
 
-  events = event_log_dup_for (&log, task);
+  events = event_log_dup_for (&watch.log, task);
   check_ladder (events, events, GRACE_USEC);
 
   /* The signal came once, on the owner's context, for the plain stop. */
-  guard_id = g_timeout_add (GUARD_USEC / 1000, guard_timeout_cb, &timed_out);
-  while (signal_data.n_emissions == 0 && !timed_out)
-    g_main_context_iteration (NULL, TRUE);
-  if (!timed_out)
-    g_source_remove (guard_id);
-  while (g_main_context_iteration (NULL, FALSE))
-    ;
+  TEST_ITERATE_UNTIL (NULL, signal_data.n_emissions > 0);
+  test_drain (NULL);
   g_assert_cmpuint (signal_data.n_emissions, ==, 1);
   g_assert_true (signal_data.on_main_thread);
   g_assert_false (signal_data.had_reason);
 
-  gate_open (&gate);
+  test_gate_open (&gate);
   g_clear_object (&task);
-  counter_wait (&finalized, 1);
-  g_assert_cmpuint (killable_get_abandoned_thread_count (), ==, baseline);
+  watch_finish (&watch, 1);
 
-  counter_clear (&finalized);
-  gate_clear (&gate);
-  event_log_clear (&log);
+  test_gate_clear (&gate);
 }
 
 /* The ladder stops at the rung that works: a worker blocked in read()
@@ -881,21 +688,19 @@ test_grace_interrupt_suffices (void)
   EventLog log;
   ReadData data;
   guint baseline;
-  int fds[2];
 
   event_log_init (&log);
-  g_assert_true (g_unix_open_pipe (fds, FD_CLOEXEC, NULL));
-  read_data_init (&data, fds[0]);
+  read_data_init (&data);
   baseline = killable_get_abandoned_thread_count ();
 
   task = ladder_task_new ("reader", &log, read_pipe, &data);
   killable_task_set_interrupt_syscalls (task, TRUE);
   killable_task_set_grace_period (task, GRACE_USEC);
   g_assert_true (killable_task_start (task, NULL));
-  gate_wait_entered (&data.about_to_read, 1);
+  test_gate_wait_entered (&data.about_to_read, 1);
 
   killable_task_stop (task);
-  g_assert_false (join_guarded (task, &error));
+  g_assert_false (test_join_guarded (task, &error));
 
   /* The cause stays the plain stop: the interrupt only forced it. */
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
@@ -910,8 +715,6 @@ test_grace_interrupt_suffices (void)
   g_assert_cmpint (g_array_index (events, Event, 1).time - g_array_index (events, Event, 0).time,
                    >=, GRACE_USEC);
 
-  close (fds[0]);
-  close (fds[1]);
   read_data_clear (&data);
   event_log_clear (&log);
 }
@@ -923,39 +726,34 @@ test_grace_subtree (void)
   g_autoptr(GArray) parent_events = NULL;
   g_autoptr(GError) error = NULL;
   KillableTask *children[2];
-  Counter finalized;
-  EventLog log;
-  Gate gate;
-  guint baseline;
+  TestGate gate;
+  Watch watch;
 
-  event_log_init (&log);
-  gate_init (&gate);
-  counter_init (&finalized);
-  baseline = killable_get_abandoned_thread_count ();
+  watch_init (&watch);
+  test_gate_init (&gate);
 
-  parent = ladder_task_new ("parent", &log, pass_gate_then_check, &gate);
+  parent = watch_ladder_task_new (&watch, "parent", test_work_pass_gate_then_check, &gate);
   killable_task_set_grace_period (parent, GRACE_USEC);
-  counter_watch (&finalized, parent);
   g_assert_true (killable_task_start (parent, NULL));
 
   for (guint i = 0; i < G_N_ELEMENTS (children); i++)
     {
-      children[i] = ladder_task_new ("child", &log, pass_gate_then_check, &gate);
+      children[i] = watch_ladder_task_new (&watch, "child",
+                                           test_work_pass_gate_then_check, &gate);
       g_assert_cmpint (killable_task_get_grace_period (children[i]), ==, -1);
-      counter_watch (&finalized, children[i]);
       g_assert_true (killable_task_add_child (parent, children[i], NULL));
       g_assert_true (killable_task_start (children[i], NULL));
     }
-  gate_wait_entered (&gate, 1 + G_N_ELEMENTS (children));
+  test_gate_wait_entered (&gate, 1 + G_N_ELEMENTS (children));
 
   killable_task_stop (parent);
 
   /* The parent is released last (children first). */
-  g_assert_false (join_guarded (parent, &error));
+  g_assert_false (test_join_guarded (parent, &error));
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED);
   g_clear_error (&error);
   g_assert_cmpint (killable_task_get_state (parent), ==, KILLABLE_TASK_STATE_KILLED);
-  parent_events = event_log_dup_for (&log, parent);
+  parent_events = event_log_dup_for (&watch.log, parent);
   check_ladder (parent_events, parent_events, GRACE_USEC);
 
   for (guint i = 0; i < G_N_ELEMENTS (children); i++)
@@ -964,28 +762,25 @@ test_grace_subtree (void)
 
       /* No grace of its own: the parent's escalation reached it. */
       g_assert_true (killable_task_is_finished (children[i]));
-      g_assert_false (join_guarded (children[i], &error));
+      g_assert_false (test_join_guarded (children[i], &error));
       g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED);
       g_clear_error (&error);
       g_assert_cmpint (killable_task_get_state (children[i]), ==, KILLABLE_TASK_STATE_KILLED);
 
-      events = event_log_dup_for (&log, children[i]);
+      events = event_log_dup_for (&watch.log, children[i]);
       check_ladder (events, parent_events, GRACE_USEC);
     }
 
   g_assert_cmpuint (killable_get_abandoned_thread_count (), ==,
-                    baseline + 1 + G_N_ELEMENTS (children));
+                    watch.baseline + 1 + G_N_ELEMENTS (children));
 
-  gate_open (&gate);
+  test_gate_open (&gate);
   for (guint i = 0; i < G_N_ELEMENTS (children); i++)
     g_object_unref (children[i]);
   g_clear_object (&parent);
-  counter_wait (&finalized, 1 + G_N_ELEMENTS (children));
-  g_assert_cmpuint (killable_get_abandoned_thread_count (), ==, baseline);
+  watch_finish (&watch, 1 + G_N_ELEMENTS (children));
 
-  counter_clear (&finalized);
-  gate_clear (&gate);
-  event_log_clear (&log);
+  test_gate_clear (&gate);
 }
 
 /* }}} */
@@ -994,11 +789,27 @@ test_grace_subtree (void)
 
 typedef struct
 {
-  Gate      in_section;
-  Gate      after;
+  TestGate  in_section;
+  TestGate  after;
   gboolean  enter_ret;
   gboolean  leave_ret;
 } CommitData;
+
+static void
+commit_data_init (CommitData *data)
+{
+  test_gate_init (&data->in_section);
+  test_gate_init (&data->after);
+  data->enter_ret = FALSE;
+  data->leave_ret = TRUE;
+}
+
+static void
+commit_data_clear (CommitData *data)
+{
+  test_gate_clear (&data->after);
+  test_gate_clear (&data->in_section);
+}
 
 static gboolean
 commit_section (KillableTask  *task,
@@ -1008,9 +819,9 @@ commit_section (KillableTask  *task,
   CommitData *data = user_data;
 
   data->enter_ret = killable_task_set_abandonable (task, FALSE);
-  gate_pass (&data->in_section);
+  test_gate_pass (&data->in_section);
   data->leave_ret = killable_task_set_abandonable (task, TRUE);
-  gate_pass (&data->after);
+  test_gate_pass (&data->after);
 
   return TRUE;
 }
@@ -1021,31 +832,23 @@ test_commit_point (void)
   g_autoptr(KillableTask) task = NULL;
   g_autoptr(GArray) events = NULL;
   g_autoptr(GError) error = NULL;
-  Counter finalized;
   CommitData data;
-  EventLog log;
-  guint baseline;
+  Watch watch;
 
-  event_log_init (&log);
-  gate_init (&data.in_section);
-  gate_init (&data.after);
-  data.enter_ret = FALSE;
-  data.leave_ret = TRUE;
-  counter_init (&finalized);
-  baseline = killable_get_abandoned_thread_count ();
+  watch_init (&watch);
+  commit_data_init (&data);
 
-  task = ladder_task_new ("committing", &log, commit_section, &data);
-  counter_watch (&finalized, task);
+  task = watch_ladder_task_new (&watch, "committing", commit_section, &data);
   g_assert_true (killable_task_start (task, NULL));
-  gate_wait_entered (&data.in_section, 1);
+  test_gate_wait_entered (&data.in_section, 1);
   g_assert_true (data.enter_ret);
 
   /* Inside the section: interrupted, not abandoned. */
   killable_task_kill (task);
   g_assert_true (killable_task_is_stop_requested (task));
   g_assert_cmpint (killable_task_get_state (task), ==, KILLABLE_TASK_STATE_STOPPING);
-  g_assert_cmpuint (killable_get_abandoned_thread_count (), ==, baseline);
-  events = event_log_dup_for (&log, task);
+  g_assert_cmpuint (killable_get_abandoned_thread_count (), ==, watch.baseline);
+  events = event_log_dup_for (&watch.log, task);
   g_assert_cmpuint (events->len, ==, 3);
   g_assert_cmpint (g_array_index (events, Event, 0).kind, ==, EVENT_STOP);
   g_assert_cmpint (g_array_index (events, Event, 1).kind, ==, EVENT_KILL);
@@ -1053,32 +856,28 @@ test_commit_point (void)
   g_clear_pointer (&events, g_array_unref);
 
   /* Leaving it: abandoned there and then. */
-  gate_open (&data.in_section);
-  g_assert_false (join_guarded (task, &error));
+  test_gate_open (&data.in_section);
+  g_assert_false (test_join_guarded (task, &error));
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED);
-  gate_wait_entered (&data.after, 1);
+  test_gate_wait_entered (&data.after, 1);
   g_assert_false (data.leave_ret);
   g_assert_cmpint (killable_task_get_state (task), ==, KILLABLE_TASK_STATE_KILLED);
-  g_assert_cmpuint (killable_get_abandoned_thread_count (), ==, baseline + 1);
-  events = event_log_dup_for (&log, task);
+  g_assert_cmpuint (killable_get_abandoned_thread_count (), ==, watch.baseline + 1);
+  events = event_log_dup_for (&watch.log, task);
   g_assert_cmpuint (events->len, ==, 4);
   g_assert_cmpint (g_array_index (events, Event, 3).kind, ==, EVENT_KILL);
 
-  gate_open (&data.after);
+  test_gate_open (&data.after);
   g_clear_object (&task);
-  counter_wait (&finalized, 1);
-  g_assert_cmpuint (killable_get_abandoned_thread_count (), ==, baseline);
+  watch_finish (&watch, 1);
 
-  counter_clear (&finalized);
-  gate_clear (&data.after);
-  gate_clear (&data.in_section);
-  event_log_clear (&log);
+  commit_data_clear (&data);
 }
 
 typedef struct
 {
-  Gate      killed;
-  Gate      done;
+  TestGate  killed;
+  TestGate  done;
   gboolean  commit_ret;
 } LateCommitData;
 
@@ -1089,9 +888,9 @@ commit_after_kill (KillableTask  *task,
 {
   LateCommitData *data = user_data;
 
-  gate_pass (&data->killed);
+  test_gate_pass (&data->killed);
   data->commit_ret = killable_task_set_abandonable (task, FALSE);
-  gate_enter (&data->done);
+  test_gate_enter (&data->done);
 
   return TRUE;
 }
@@ -1102,37 +901,33 @@ test_commit_after_abandon (void)
   g_autoptr(KillableTask) task = NULL;
   g_autoptr(GError) error = NULL;
   LateCommitData data;
-  Counter finalized;
-  guint baseline;
+  Watch watch;
 
-  gate_init (&data.killed);
-  gate_init (&data.done);
+  watch_init (&watch);
+  test_gate_init (&data.killed);
+  test_gate_init (&data.done);
   data.commit_ret = TRUE;
-  counter_init (&finalized);
-  baseline = killable_get_abandoned_thread_count ();
 
   task = killable_task_new ("late", commit_after_kill, &data, NULL);
-  counter_watch (&finalized, task);
+  test_counter_watch (&watch.finalized, task);
   g_assert_true (killable_task_start (task, NULL));
-  gate_wait_entered (&data.killed, 1);
+  test_gate_wait_entered (&data.killed, 1);
 
   killable_task_kill (task);
-  g_assert_false (join_guarded (task, &error));
+  g_assert_false (test_join_guarded (task, &error));
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED);
-  g_assert_cmpuint (killable_get_abandoned_thread_count (), ==, baseline + 1);
+  g_assert_cmpuint (killable_get_abandoned_thread_count (), ==, watch.baseline + 1);
 
   /* Too late to commit: the worker must not publish anything. */
-  gate_open (&data.killed);
-  gate_wait_entered (&data.done, 1);
+  test_gate_open (&data.killed);
+  test_gate_wait_entered (&data.done, 1);
   g_assert_false (data.commit_ret);
 
   g_clear_object (&task);
-  counter_wait (&finalized, 1);
-  g_assert_cmpuint (killable_get_abandoned_thread_count (), ==, baseline);
+  watch_finish (&watch, 1);
 
-  counter_clear (&finalized);
-  gate_clear (&data.done);
-  gate_clear (&data.killed);
+  test_gate_clear (&data.done);
+  test_gate_clear (&data.killed);
 }
 
 /* }}} */
@@ -1145,58 +940,48 @@ test_kill_reaches_late_child (void)
   g_autoptr(KillableTask) parent = NULL;
   g_autoptr(KillableTask) child = NULL;
   g_autoptr(GError) error = NULL;
-  Counter finalized;
   CommitData data;
-  EventLog log;
-  Gate child_gate;
-  guint baseline;
+  TestGate child_gate;
+  Watch watch;
 
-  event_log_init (&log);
-  gate_init (&data.in_section);
-  gate_init (&data.after);
-  gate_init (&child_gate);
-  counter_init (&finalized);
-  baseline = killable_get_abandoned_thread_count ();
+  watch_init (&watch);
+  commit_data_init (&data);
+  test_gate_init (&child_gate);
 
   /* The parent is in a section that must not be abandoned: kill() leaves
    * it STOPPING (not yet terminal), so it still takes children. */
-  parent = ladder_task_new ("parent", &log, commit_section, &data);
-  counter_watch (&finalized, parent);
+  parent = watch_ladder_task_new (&watch, "parent", commit_section, &data);
   g_assert_true (killable_task_start (parent, NULL));
-  gate_wait_entered (&data.in_section, 1);
+  test_gate_wait_entered (&data.in_section, 1);
   killable_task_kill (parent);
   g_assert_cmpint (killable_task_get_state (parent), ==, KILLABLE_TASK_STATE_STOPPING);
 
   /* A running child that never checks, added now: the kill reaches it as
    * the stop does. */
-  child = ladder_task_new ("late-child", &log, pass_gate_then_check, &child_gate);
-  counter_watch (&finalized, child);
+  child = watch_ladder_task_new (&watch, "late-child",
+                                 test_work_pass_gate_then_check, &child_gate);
   g_assert_true (killable_task_start (child, NULL));
-  gate_wait_entered (&child_gate, 1);
+  test_gate_wait_entered (&child_gate, 1);
   g_assert_true (killable_task_add_child (parent, child, &error));
   g_assert_no_error (error);
   g_assert_true (killable_task_is_stop_requested (child));
   g_assert_cmpint (killable_task_get_state (child), ==, KILLABLE_TASK_STATE_KILLED);
 
-  gate_open (&child_gate);
-  gate_open (&data.in_section);
-  gate_open (&data.after);
-  g_assert_false (join_guarded (parent, &error));
+  test_gate_open (&child_gate);
+  test_gate_open (&data.in_section);
+  test_gate_open (&data.after);
+  g_assert_false (test_join_guarded (parent, &error));
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED);
   g_clear_error (&error);
-  g_assert_false (join_guarded (child, &error));
+  g_assert_false (test_join_guarded (child, &error));
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED);
 
   g_clear_object (&child);
   g_clear_object (&parent);
-  counter_wait (&finalized, 2);
-  g_assert_cmpuint (killable_get_abandoned_thread_count (), ==, baseline);
+  watch_finish (&watch, 2);
 
-  counter_clear (&finalized);
-  gate_clear (&child_gate);
-  gate_clear (&data.after);
-  gate_clear (&data.in_section);
-  event_log_clear (&log);
+  test_gate_clear (&child_gate);
+  commit_data_clear (&data);
 }
 
 /* }}} */
@@ -1288,8 +1073,6 @@ main (int   argc,
   g_test_init (&argc, &argv, NULL);
 
   main_thread = g_thread_self ();
-  if (g_getenv ("KILLABLE_UNDER_VALGRIND") != NULL)
-    guard_usec = 60 * G_USEC_PER_SEC;
 
   g_test_add_func ("/escalation/interrupt/syscalls", test_interrupt_syscalls);
   g_test_add_func ("/escalation/interrupt/syscalls-lost-signal", test_interrupt_syscalls_lost_signal);

@@ -119,6 +119,22 @@ new_sh (const char *script)
   return new_task (argv);
 }
 
+/* A `sh -c` task whose script is made of @format and its arguments. */
+G_GNUC_PRINTF (1, 2)
+static KillableProcessTask *
+new_sh_printf (const char *format,
+               ...)
+{
+  g_autofree char *script = NULL;
+  va_list args;
+
+  va_start (args, format);
+  script = g_strdup_vprintf (format, args);
+  va_end (args);
+
+  return new_sh (script);
+}
+
 static void
 start (KillableProcessTask *task)
 {
@@ -134,30 +150,58 @@ wait_end (KillableProcessTask *task)
   g_assert_true (killable_task_wait (KILLABLE_TASK (task), GUARD_USEC));
 }
 
+/* Starts @task, and returns the first line its program writes to @fifo. */
 static char *
-stdout_string (KillableProcessTask *task)
+start_and_read_line (KillableProcessTask *task,
+                     Fifo                *fifo)
 {
-  g_autoptr(GBytes) bytes = killable_process_task_get_stdout_bytes (task);
+  start (task);
+  return fifo_read_line (fifo);
+}
+
+/* Stops @task and joins it: it ends CANCELLED by the stop, well before its
+ * 5 s grace period (a SIGTERM did it). Its error is returned in @error. */
+static void
+stop_and_join (KillableProcessTask  *task,
+               GError              **error)
+{
+  g_autoptr(GError) local_error = NULL;
+  gint64 t0 = g_get_monotonic_time ();
+
+  killable_task_stop (KILLABLE_TASK (task));
+  g_assert_false (killable_task_join (KILLABLE_TASK (task), &local_error));
+  g_assert_cmpint (g_get_monotonic_time () - t0, <, 4 * G_USEC_PER_SEC);
+  g_assert_error (local_error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
+  g_assert_cmpint (killable_task_get_state (KILLABLE_TASK (task)), ==, KILLABLE_TASK_STATE_CANCELLED);
+
+  if (error != NULL)
+    *error = g_steal_pointer (&local_error);
+}
+
+/* The text of captured output: @bytes must not be %NULL. */
+static char *
+bytes_to_string (GBytes *bytes)
+{
+  g_autoptr(GBytes) owned = bytes;
   gsize len;
   const char *data;
 
-  g_assert_nonnull (bytes);
-  data = g_bytes_get_data (bytes, &len);
+  g_assert_nonnull (owned);
+  data = g_bytes_get_data (owned, &len);
 
   return g_strndup (data, len);
 }
 
 static char *
+stdout_string (KillableProcessTask *task)
+{
+  return bytes_to_string (killable_process_task_get_stdout_bytes (task));
+}
+
+static char *
 stderr_string (KillableProcessTask *task)
 {
-  g_autoptr(GBytes) bytes = killable_process_task_get_stderr_bytes (task);
-  gsize len;
-  const char *data;
-
-  g_assert_nonnull (bytes);
-  data = g_bytes_get_data (bytes, &len);
-
-  return g_strndup (data, len);
+  return bytes_to_string (killable_process_task_get_stderr_bytes (task));
 }
 
 typedef struct
@@ -627,7 +671,6 @@ static void
 test_no_inherited_fds (void)
 {
   g_autoptr(KillableProcessTask) task = NULL;
-  g_autofree char *script = NULL;
   g_autofree char *out = NULL;
   int fd;
 
@@ -635,9 +678,8 @@ test_no_inherited_fds (void)
   fd = open ("/dev/null", O_RDONLY);
   g_assert_cmpint (fd, >, STDERR_FILENO);
 
-  script = g_strdup_printf ("if [ -e /proc/self/fd/%d ]; then echo leaked; else echo clean; fi; "
-                            "if [ -e /proc/self/fd/0 ]; then echo stdin; fi", fd);
-  task = new_sh (script);
+  task = new_sh_printf ("if [ -e /proc/self/fd/%d ]; then echo leaked; else echo clean; fi; "
+                        "if [ -e /proc/self/fd/0 ]; then echo stdin; fi", fd);
   killable_process_task_set_flags (task, KILLABLE_PROCESS_FLAGS_STDOUT_PIPE);
   start (task);
   g_assert_true (killable_task_join (KILLABLE_TASK (task), NULL));
@@ -674,26 +716,16 @@ test_stop_cooperative (void)
   Fifo fifo;
   g_autoptr(KillableProcessTask) task = NULL;
   g_autoptr(GError) error = NULL;
-  g_autofree char *script = NULL;
   g_autofree char *line = NULL;
-  gint64 t0;
 
   fifo_open (&fifo);
-  script = g_strdup_printf ("echo ready > '%s'; exec sleep 1000", fifo.path);
-  task = new_sh (script);
-  start (task);
-  line = fifo_read_line (&fifo);
+  task = new_sh_printf ("echo ready > '%s'; exec sleep 1000", fifo.path);
+  line = start_and_read_line (task, &fifo);
   g_assert_cmpstr (line, ==, "ready");
 
-  t0 = g_get_monotonic_time ();
-  killable_task_stop (KILLABLE_TASK (task));
-  g_assert_false (killable_task_join (KILLABLE_TASK (task), &error));
-
-  /* SIGTERM did it, well before the 5 s grace period. */
-  g_assert_cmpint (g_get_monotonic_time () - t0, <, 4 * G_USEC_PER_SEC);
-  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
+  /* SIGTERM does it, well before the 5 s grace period. */
+  stop_and_join (task, &error);
   g_assert_cmpstr (error->message, ==, "Task “sh” was stopped");
-  g_assert_cmpint (killable_task_get_state (KILLABLE_TASK (task)), ==, KILLABLE_TASK_STATE_CANCELLED);
   g_assert_true (killable_process_task_get_if_signaled (task));
   g_assert_cmpint (killable_process_task_get_term_sig (task), ==, SIGTERM);
 
@@ -708,17 +740,14 @@ test_stop_with_sigterm_ignored_here (void)
   struct sigaction ign = { .sa_handler = SIG_IGN }, old;
   Fifo fifo;
   g_autoptr(KillableProcessTask) task = NULL;
-  g_autofree char *script = NULL;
   g_autofree char *line = NULL;
 
   sigemptyset (&ign.sa_mask);
   g_assert_cmpint (sigaction (SIGTERM, &ign, &old), ==, 0);
 
   fifo_open (&fifo);
-  script = g_strdup_printf ("echo ready > '%s'; exec sleep 1000", fifo.path);
-  task = new_sh (script);
-  start (task);
-  line = fifo_read_line (&fifo);
+  task = new_sh_printf ("echo ready > '%s'; exec sleep 1000", fifo.path);
+  line = start_and_read_line (task, &fifo);
   killable_task_stop (KILLABLE_TASK (task));
   wait_end (task);
   g_assert_cmpint (killable_task_get_state (KILLABLE_TASK (task)), ==, KILLABLE_TASK_STATE_CANCELLED);
@@ -735,17 +764,14 @@ test_term_ignored_killed_after_grace (void)
   Fifo fifo;
   g_autoptr(KillableProcessTask) task = NULL;
   g_autoptr(GError) error = NULL;
-  g_autofree char *script = NULL;
   g_autofree char *line = NULL;
   gint64 t0, elapsed;
 
   fifo_open (&fifo);
   /* The trap is set before the line is written: the stop comes after. */
-  script = g_strdup_printf ("trap '' TERM; echo ready > '%s'; sleep 1000", fifo.path);
-  task = new_sh (script);
+  task = new_sh_printf ("trap '' TERM; echo ready > '%s'; sleep 1000", fifo.path);
   killable_task_set_grace_period (KILLABLE_TASK (task), grace);
-  start (task);
-  line = fifo_read_line (&fifo);
+  line = start_and_read_line (task, &fifo);
   g_assert_cmpstr (line, ==, "ready");
 
   t0 = g_get_monotonic_time ();
@@ -769,15 +795,12 @@ test_kill (void)
   Fifo fifo;
   g_autoptr(KillableProcessTask) task = NULL;
   g_autoptr(GError) error = NULL;
-  g_autofree char *script = NULL;
   g_autofree char *line = NULL;
   int pgid, pid;
 
   fifo_open (&fifo);
-  script = g_strdup_printf ("trap '' TERM; echo $$ > '%s'; sleep 1000", fifo.path);
-  task = new_sh (script);
-  start (task);
-  line = fifo_read_line (&fifo);
+  task = new_sh_printf ("trap '' TERM; echo $$ > '%s'; sleep 1000", fifo.path);
+  line = start_and_read_line (task, &fifo);
   pgid = atoi (line);
   g_assert_cmpint (pgid, >, 0);
   /* The worker may not have published it yet: the child can run first. */
@@ -804,19 +827,16 @@ test_interrupt_sends_sigint (void)
   Fifo fifo;
   g_autoptr(KillableProcessTask) task = NULL;
   g_autoptr(GError) error = NULL;
-  g_autofree char *script = NULL;
   g_autofree char *line = NULL;
 
   fifo_open (&fifo);
   /* Deaf to SIGTERM, leaves with status 7 on SIGINT. The `wait` builtin,
    * unlike a foreground command, is cut short by a trapped signal; the
    * background sleep ignores SIGINT and SIGTERM and dies with the group. */
-  script = g_strdup_printf ("trap '' TERM; trap 'exit 7' INT; sleep 1000 & "
-                            "echo ready > '%s'; wait; exit 1",
-                            fifo.path);
-  task = new_sh (script);
-  start (task);
-  line = fifo_read_line (&fifo);
+  task = new_sh_printf ("trap '' TERM; trap 'exit 7' INT; sleep 1000 & "
+                        "echo ready > '%s'; wait; exit 1",
+                        fifo.path);
+  line = start_and_read_line (task, &fifo);
 
   killable_task_interrupt (KILLABLE_TASK (task));
   g_assert_false (killable_task_join (KILLABLE_TASK (task), &error));
@@ -835,26 +855,17 @@ test_stop_stopped_program (void)
    * stop continues it. */
   Fifo fifo;
   g_autoptr(KillableProcessTask) task = NULL;
-  g_autoptr(GError) error = NULL;
-  g_autofree char *script = NULL;
   g_autofree char *line = NULL;
-  gint64 t0;
   int pid;
 
   fifo_open (&fifo);
-  script = g_strdup_printf ("echo $$ > '%s'; exec sleep 1000", fifo.path);
-  task = new_sh (script);
-  start (task);
-  line = fifo_read_line (&fifo);
+  task = new_sh_printf ("echo $$ > '%s'; exec sleep 1000", fifo.path);
+  line = start_and_read_line (task, &fifo);
   pid = atoi (line);
   g_assert_cmpint (pid, >, 0);
   g_assert_cmpint (kill (pid, SIGSTOP), ==, 0);
 
-  t0 = g_get_monotonic_time ();
-  killable_task_stop (KILLABLE_TASK (task));
-  g_assert_false (killable_task_join (KILLABLE_TASK (task), &error));
-  g_assert_cmpint (g_get_monotonic_time () - t0, <, 4 * G_USEC_PER_SEC);
-  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
+  stop_and_join (task, NULL);
   g_assert_cmpint (killable_process_task_get_term_sig (task), ==, SIGTERM);
 
   fifo_close (&fifo);
@@ -870,17 +881,9 @@ test_stop_while_starting (void)
   for (guint i = 0; i < 50; i++)
     {
       g_autoptr(KillableProcessTask) task = new_task (argv);
-      g_autoptr(GError) error = NULL;
-      gint64 t0;
 
       start (task);
-      t0 = g_get_monotonic_time ();
-      killable_task_stop (KILLABLE_TASK (task));
-      g_assert_false (killable_task_join (KILLABLE_TASK (task), &error));
-      g_assert_cmpint (g_get_monotonic_time () - t0, <, 4 * G_USEC_PER_SEC);
-      g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
-      g_assert_cmpint (killable_task_get_state (KILLABLE_TASK (task)), ==,
-                       KILLABLE_TASK_STATE_CANCELLED);
+      stop_and_join (task, NULL);
     }
 
   g_assert_cmpuint (count_children (), ==, 0);
@@ -903,16 +906,13 @@ test_child_of_thread_task (void)
   g_autoptr(KillableProcessTask) child = NULL;
   g_autoptr(GError) reason = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, "shutdown");
   g_autoptr(GError) error = NULL;
-  g_autofree char *script = NULL;
   g_autofree char *line = NULL;
 
   fifo_open (&fifo);
-  script = g_strdup_printf ("echo ready > '%s'; exec sleep 1000", fifo.path);
-  child = new_sh (script);
+  child = new_sh_printf ("echo ready > '%s'; exec sleep 1000", fifo.path);
   g_assert_true (killable_task_add_child (parent, KILLABLE_TASK (child), NULL));
   g_assert_true (killable_task_start (parent, NULL));
-  start (child);
-  line = fifo_read_line (&fifo);
+  line = start_and_read_line (child, &fifo);
 
   killable_task_stop_with_error (parent, reason);
   g_assert_false (killable_task_join (parent, &error));
@@ -947,7 +947,6 @@ test_grandchildren_die_on_stop (void)
 {
   Fifo fifo;
   g_autoptr(KillableProcessTask) task = NULL;
-  g_autofree char *script = NULL;
   g_autofree char *line = NULL;
   g_auto(GStrv) pids = NULL;
   int gpids[2];
@@ -957,13 +956,11 @@ test_grandchildren_die_on_stop (void)
   fifo_open (&fifo);
   /* Two grandchildren deaf to SIGTERM: only the group SIGKILL that
    * follows the leader's end can take them. */
-  script = g_strdup_printf ("(trap '' TERM; exec sleep 1000) & a=$!; "
-                            "(trap '' TERM; exec sleep 1000) & b=$!; "
-                            "echo \"$$ $a $b\" > '%s'; wait",
-                            fifo.path);
-  task = new_sh (script);
-  start (task);
-  line = fifo_read_line (&fifo);
+  task = new_sh_printf ("(trap '' TERM; exec sleep 1000) & a=$!; "
+                        "(trap '' TERM; exec sleep 1000) & b=$!; "
+                        "echo \"$$ $a $b\" > '%s'; wait",
+                        fifo.path);
+  line = start_and_read_line (task, &fifo);
   pids = g_strsplit (line, " ", -1);
   g_assert_cmpuint (g_strv_length (pids), ==, 3);
   pgid = atoi (pids[0]);
@@ -1064,8 +1061,7 @@ test_start_kill_cycles (void)
           g_autofree char *line = NULL;
 
           task = new_sh (script);
-          start (task);
-          line = fifo_read_line (&fifo);
+          line = start_and_read_line (task, &fifo);
           g_assert_cmpstr (line, ==, "x");
         }
 

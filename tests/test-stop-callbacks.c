@@ -7,8 +7,6 @@
 
 #include "test-core-util.h"
 
-#define TEST_ERROR (g_quark_from_static_string ("killable-test-error"))
-
 /* One callback's record {{{ */
 
 typedef struct
@@ -96,6 +94,15 @@ cb_add (Cb *cb)
   return cb->id;
 }
 
+/* A new record, of a callback without behaviours, registered on @task. */
+static gulong
+cb_setup (Cb           *cb,
+          KillableTask *task)
+{
+  cb_init (cb, task);
+  return cb_add (cb);
+}
+
 /* }}} */
 
 static gboolean
@@ -150,8 +157,7 @@ test_runs_once_in_stopping_thread (void)
   GThread *stopper;
   Cb cb;
 
-  cb_init (&cb, task);
-  g_assert_cmpuint (cb_add (&cb), !=, 0);
+  g_assert_cmpuint (cb_setup (&cb, task), !=, 0);
   g_assert_cmpint (cb.ran, ==, 0);
 
   stopper = stop_in_thread (task, NULL);
@@ -172,6 +178,23 @@ test_runs_once_in_stopping_thread (void)
   cb_clear (&cb);
 }
 
+/* @request (kill() or interrupt()) stops a task with a reason of its own,
+ * @code of KILLABLE_ERROR, given to the callbacks. */
+static void
+check_own_reason (const char    *name,
+                  void         (*request) (KillableTask *task),
+                  int            code)
+{
+  g_autoptr(KillableTask) task = killable_task_new (name, work_nothing, NULL, NULL);
+  Cb cb;
+
+  cb_setup (&cb, task);
+  request (task);
+  g_assert_cmpint (cb.ran, ==, 1);
+  g_assert_error (cb.reason, KILLABLE_ERROR, code);
+  cb_clear (&cb);
+}
+
 static void
 test_reason (void)
 {
@@ -181,8 +204,7 @@ test_reason (void)
   Cb cb;
 
   task = killable_task_new ("cb-reason", work_nothing, NULL, NULL);
-  cb_init (&cb, task);
-  cb_add (&cb);
+  cb_setup (&cb, task);
   stopper = stop_in_thread (task, reason);
   g_assert_true (cb.thread == stopper);
   g_assert_true (cb.had_reason);
@@ -193,22 +215,8 @@ test_reason (void)
 
   /* kill() and interrupt() give their own reasons. */
   g_clear_object (&task);
-  task = killable_task_new ("cb-kill", work_nothing, NULL, NULL);
-  cb_init (&cb, task);
-  cb_add (&cb);
-  killable_task_kill (task);
-  g_assert_cmpint (cb.ran, ==, 1);
-  g_assert_error (cb.reason, KILLABLE_ERROR, KILLABLE_ERROR_KILLED);
-  cb_clear (&cb);
-
-  g_clear_object (&task);
-  task = killable_task_new ("cb-interrupt", work_nothing, NULL, NULL);
-  cb_init (&cb, task);
-  cb_add (&cb);
-  killable_task_interrupt (task);
-  g_assert_cmpint (cb.ran, ==, 1);
-  g_assert_error (cb.reason, KILLABLE_ERROR, KILLABLE_ERROR_INTERRUPTED);
-  cb_clear (&cb);
+  check_own_reason ("cb-kill", killable_task_kill, KILLABLE_ERROR_KILLED);
+  check_own_reason ("cb-interrupt", killable_task_interrupt, KILLABLE_ERROR_INTERRUPTED);
 }
 
 static void
@@ -220,8 +228,7 @@ test_multiple (void)
 
   for (guint i = 0; i < G_N_ELEMENTS (cbs); i++)
     {
-      cb_init (&cbs[i], task);
-      g_assert_cmpuint (cb_add (&cbs[i]), !=, 0);
+      g_assert_cmpuint (cb_setup (&cbs[i], task), !=, 0);
       g_hash_table_add (ids, GSIZE_TO_POINTER (cbs[i].id));
     }
   /* Distinct ids. */
@@ -275,10 +282,8 @@ test_remove_before_stop (void)
   g_autoptr(KillableTask) task = killable_task_new ("cb-removed", work_nothing, NULL, NULL);
   Cb removed, kept;
 
-  cb_init (&removed, task);
-  cb_init (&kept, task);
-  cb_add (&removed);
-  cb_add (&kept);
+  cb_setup (&removed, task);
+  cb_setup (&kept, task);
 
   killable_task_remove_stop_callback (task, removed.id);
   /* Released at once. */
@@ -456,10 +461,8 @@ test_remove_other_from_inside (void)
   g_autoptr(KillableTask) task = killable_task_new ("cb-other", work_nothing, NULL, NULL);
   Cb a, b;
 
-  cb_init (&a, task);
-  cb_init (&b, task);
-  cb_add (&a);
-  cb_add (&b);
+  cb_setup (&a, task);
+  cb_setup (&b, task);
   a.remove_other = b.id;
   b.remove_other = a.id;
 
@@ -512,16 +515,14 @@ test_released_in_finalize (void)
   Cb pending, ended;
 
   task = killable_task_new ("cb-finalize", work_nothing, NULL, NULL);
-  cb_init (&pending, task);
-  cb_add (&pending);
+  cb_setup (&pending, task);
   g_object_unref (task);
   g_assert_cmpint (pending.ran, ==, 0);
   g_assert_cmpint (pending.notified, ==, 1);
 
   /* Ran to completion without a stop: same. */
   task = killable_task_new ("cb-finalize-ended", work_nothing, NULL, NULL);
-  cb_init (&ended, task);
-  cb_add (&ended);
+  cb_setup (&ended, task);
   g_assert_true (killable_task_start (task, NULL));
   g_assert_true (killable_task_join (task, NULL));
   g_assert_cmpint (ended.ran, ==, 0);
@@ -552,8 +553,7 @@ test_cancellable_thread (void)
   GThread *thread;
   Cb cb;
 
-  cb_init (&cb, task);
-  cb_add (&cb);
+  cb_setup (&cb, task);
 
   thread = g_thread_new ("canceller", cancel_thread_main,
                          killable_task_get_cancellable (task));
@@ -592,8 +592,7 @@ test_timeout_thread (void)
   test_gate_init (&gate);
   task = killable_task_new ("cb-timeout", work_sleep_long, &gate, NULL);
   killable_task_set_timeout (task, 10 * G_TIME_SPAN_MILLISECOND);
-  cb_init (&cb, task);
-  cb_add (&cb);
+  cb_setup (&cb, task);
 
   g_assert_true (killable_task_start (task, NULL));
   g_assert_false (killable_task_join (task, &error));
@@ -690,9 +689,7 @@ test_task_ends_after_callbacks (void)
 typedef struct
 {
   KillableTask *task;
-  GMutex        lock;
-  GCond         cond;
-  gboolean      go;
+  TestGate      go;          /* every thread passes it at once */
   int           n_added;     /* (atomic) */
   int           stop_after;
   GThread      *stopper;
@@ -713,21 +710,12 @@ typedef struct
   guint    n;
 } Adder;
 
-static void
-race_wait_go (Race *race)
-{
-  g_mutex_lock (&race->lock);
-  while (!race->go)
-    g_cond_wait (&race->cond, &race->lock);
-  g_mutex_unlock (&race->lock);
-}
-
 static gpointer
 adder_main (gpointer data)
 {
   Adder *adder = data;
 
-  race_wait_go (adder->race);
+  test_gate_pass (&adder->race->go);
 
   for (guint i = 0; i < adder->n; i++)
     {
@@ -754,7 +742,7 @@ race_stopper_main (gpointer data)
   Race *race = data;
   gint64 end;
 
-  race_wait_go (race);
+  test_gate_pass (&race->go);
 
   /* Stop in the middle of the adding; the guard only bounds the spin. */
   end = g_get_monotonic_time () + TEST_GUARD_USEC;
@@ -783,8 +771,7 @@ test_concurrent (void)
       Race race;
 
       memset (&race, 0, sizeof race);
-      g_mutex_init (&race.lock);
-      g_cond_init (&race.cond);
+      test_gate_init (&race.go);
       race.task = task;
       race.stop_after = (int) (N_ADDERS * per_thread / 2);
 
@@ -800,10 +787,7 @@ test_concurrent (void)
       stopper = g_thread_new ("stopper", race_stopper_main, &race);
       g_thread_ref (stopper);
 
-      g_mutex_lock (&race.lock);
-      race.go = TRUE;
-      g_cond_broadcast (&race.cond);
-      g_mutex_unlock (&race.lock);
+      test_gate_open (&race.go);
 
       for (guint t = 0; t < N_ADDERS; t++)
         g_thread_join (threads[t]);
@@ -853,8 +837,7 @@ test_concurrent (void)
         }
 
       g_thread_unref (stopper);
-      g_cond_clear (&race.cond);
-      g_mutex_clear (&race.lock);
+      test_gate_clear (&race.go);
     }
 
   g_test_message ("%u rounds: %u callbacks run by the stop, %u run when added after it, "

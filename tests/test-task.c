@@ -13,8 +13,6 @@
 #include "killable-worker-pool-private.h"
 #include "test-core-util.h"
 
-#define TEST_ERROR (g_quark_from_static_string ("killable-test-error"))
-
 /* Works {{{ */
 
 static gboolean
@@ -84,6 +82,18 @@ work_sleep_long (KillableTask  *task,
   g_mutex_unlock (&gate->lock);
 
   return ret;
+}
+
+/* Starts @task, whose work notes its worker on @gate then enters it, and
+ * waits until that worker is blocked in the kernel: inside the blocking
+ * call, not about to enter it. */
+static void
+start_until_blocked (KillableTask *task,
+                     TestGate     *gate)
+{
+  g_assert_true (killable_task_start (task, NULL));
+  test_gate_wait_entered (gate, 1);
+  test_wait_thread_blocked (gate->worker_tid);
 }
 
 static void
@@ -214,6 +224,15 @@ recorder_clear (Recorder *rec)
   g_clear_pointer (&rec->context, g_main_context_unref);
 }
 
+/* Records the progress and the status only. */
+static void
+recorder_connect_progress (Recorder     *rec,
+                           KillableTask *task)
+{
+  g_signal_connect (task, "notify::progress", G_CALLBACK (recorder_progress_cb), rec);
+  g_signal_connect (task, "notify::status", G_CALLBACK (recorder_status_cb), rec);
+}
+
 static void
 recorder_connect (Recorder     *rec,
                   KillableTask *task)
@@ -222,8 +241,48 @@ recorder_connect (Recorder     *rec,
   g_signal_connect (task, "stop-requested", G_CALLBACK (recorder_stop_requested_cb), rec);
   g_signal_connect (task, "finished", G_CALLBACK (recorder_finished_cb), rec);
   g_signal_connect (task, "notify::error", G_CALLBACK (recorder_error_cb), rec);
-  g_signal_connect (task, "notify::progress", G_CALLBACK (recorder_progress_cb), rec);
-  g_signal_connect (task, "notify::status", G_CALLBACK (recorder_status_cb), rec);
+  recorder_connect_progress (rec, task);
+}
+
+/* Starts @task, whose work waits at a gate: RUNNING at once, notified only
+ * once the owner's context runs. */
+static void
+recorder_start_stuck (Recorder     *rec,
+                      KillableTask *task)
+{
+  g_assert_true (killable_task_start (task, NULL));
+  g_assert_cmpint (killable_task_get_state (task), ==, KILLABLE_TASK_STATE_RUNNING);
+  g_assert_cmpint (rec->n_state, ==, 0);
+
+  TEST_ITERATE_UNTIL (NULL, rec->n_state == 1);
+  g_assert_cmpint (rec->states[0], ==, KILLABLE_TASK_STATE_RUNNING);
+}
+
+/* Iterates the global default context until `finished` came, then
+ * dispatches whatever else is ready. */
+static void
+recorder_wait_finished (Recorder *rec)
+{
+  TEST_ITERATE_UNTIL (NULL, rec->n_finished == 1);
+  test_drain (NULL);
+}
+
+/* What @rec saw of a task that ended in @state: @n_state state changes, the
+ * last one to @state, @n_stop_requested stop requests, @n_error changes of
+ * the error, one `finished`, all of them on the owner's context. */
+static void
+recorder_assert_ended (Recorder          *rec,
+                       int                n_state,
+                       KillableTaskState  state,
+                       int                n_stop_requested,
+                       int                n_error)
+{
+  g_assert_cmpint (rec->n_state, ==, n_state);
+  g_assert_cmpint (rec->states[n_state - 1], ==, state);
+  g_assert_cmpint (rec->n_stop_requested, ==, n_stop_requested);
+  g_assert_cmpint (rec->n_error, ==, n_error);
+  g_assert_cmpint (rec->n_finished, ==, 1);
+  g_assert_cmpint (rec->wrong_place, ==, 0);
 }
 
 /* }}} */
@@ -633,10 +692,8 @@ test_sleep_stop_latency (void)
   test_gate_init (&gate);
 
   task = killable_task_new ("sleeper", work_sleep_long, &gate, NULL);
-  g_assert_true (killable_task_start (task, NULL));
-  test_gate_wait_entered (&gate, 1);
   /* Blocked in the kernel: inside the sleep, not about to enter it. */
-  test_wait_thread_blocked (gate.worker_tid);
+  start_until_blocked (task, &gate);
 
   before = g_get_monotonic_time ();
   killable_task_stop (task);
@@ -779,9 +836,7 @@ test_wait_fd_stop (void)
   wait_fd_init (&w, fds[0], G_IO_IN, -1);
 
   task = killable_task_new ("silent-pipe", work_wait_fd, &w, NULL);
-  g_assert_true (killable_task_start (task, NULL));
-  test_gate_wait_entered (&w.gate, 1);
-  test_wait_thread_blocked (w.gate.worker_tid);
+  start_until_blocked (task, &w.gate);
 
   before = g_get_monotonic_time ();
   killable_task_stop (task);
@@ -812,9 +867,7 @@ test_wait_fd_ready (void)
   wait_fd_init (&w, fds[0], G_IO_IN, -1);
 
   task = killable_task_new ("talking-pipe", work_wait_fd, &w, NULL);
-  g_assert_true (killable_task_start (task, NULL));
-  test_gate_wait_entered (&w.gate, 1);
-  test_wait_thread_blocked (w.gate.worker_tid);
+  start_until_blocked (task, &w.gate);
 
   g_assert_cmpint (write (fds[1], "x", 1), ==, 1);
   g_assert_true (killable_task_join (task, &error));
@@ -1065,9 +1118,7 @@ test_cancellable_gio (void)
   r.fd = fds[0];
 
   task = killable_task_new ("gio-reader", work_gio_read, &r, NULL);
-  g_assert_true (killable_task_start (task, NULL));
-  test_gate_wait_entered (&r.gate, 1);
-  test_wait_thread_blocked (r.gate.worker_tid);
+  start_until_blocked (task, &r.gate);
 
   before = g_get_monotonic_time ();
   killable_task_stop (task);
@@ -1411,8 +1462,7 @@ test_progress_coalesced (void)
   test_drain (NULL);
 
   task = killable_task_new ("progress", work_progress, NULL, NULL);
-  g_signal_connect (task, "notify::progress", G_CALLBACK (recorder_progress_cb), &rec);
-  g_signal_connect (task, "notify::status", G_CALLBACK (recorder_status_cb), &rec);
+  recorder_connect_progress (&rec, task);
   g_signal_connect (task, "finished", G_CALLBACK (recorder_finished_cb), &rec);
   g_assert_true (killable_task_start (task, NULL));
   g_assert_true (killable_task_join (task, NULL));
@@ -1422,8 +1472,7 @@ test_progress_coalesced (void)
   g_assert_cmpint (rec.n_status, ==, 0);
 
   /* ...then 1000 updates come as one notification, with the last value. */
-  TEST_ITERATE_UNTIL (NULL, rec.n_finished == 1);
-  test_drain (NULL);
+  recorder_wait_finished (&rec);
   g_test_message ("1000 set_progress() → %d notify::progress, "
                   "10 set_status() → %d notify::status", rec.n_progress, rec.n_status);
   g_assert_cmpint (rec.n_progress, ==, 1);
@@ -1474,8 +1523,7 @@ test_progress_live (void)
   task = killable_task_new ("live-progress", work_progress_live, &run, NULL);
   recorder_connect (&rec, task);
   g_assert_true (killable_task_start (task, NULL));
-  TEST_ITERATE_UNTIL (NULL, rec.n_finished == 1);
-  test_drain (NULL);
+  recorder_wait_finished (&rec);
 
   g_test_message ("1000 set_progress() with a live owner → %d notify::progress",
                   rec.n_progress);
@@ -1500,8 +1548,7 @@ test_progress_values (void)
   test_drain (NULL);
 
   task = killable_task_new ("values", work_succeed, NULL, NULL);
-  g_signal_connect (task, "notify::progress", G_CALLBACK (recorder_progress_cb), &rec);
-  g_signal_connect (task, "notify::status", G_CALLBACK (recorder_status_cb), &rec);
+  recorder_connect_progress (&rec, task);
 
   killable_task_set_progress (task, 2.);
   g_assert_cmpfloat (killable_task_get_progress (task), ==, 1.);
@@ -1779,38 +1826,62 @@ run_async_cb (GObject      *source,
   res->done = TRUE;
 }
 
+/* What a run_async() test needs: a new context, pushed as thread-default in
+ * the calling thread meanwhile, the result, and a gate for the work. */
+typedef struct
+{
+  GMainContext *context;   /* (owned) */
+  AsyncResult   res;
+  TestGate      gate;
+} AsyncRun;
+
+static void
+async_run_init (AsyncRun *run)
+{
+  memset (&run->res, 0, sizeof run->res);
+  test_gate_init (&run->gate);
+  run->context = g_main_context_new ();
+  g_main_context_push_thread_default (run->context);
+}
+
+static void
+async_run_clear (AsyncRun *run)
+{
+  g_main_context_pop_thread_default (run->context);
+  g_clear_pointer (&run->context, g_main_context_unref);
+  async_result_clear (&run->res);
+  test_gate_clear (&run->gate);
+}
+
 /* Runs a task with run_async() on a new context pushed as thread-default
  * in the calling thread, and checks where everything lands. */
 static void
 run_async_on_new_context (gboolean succeed)
 {
-  g_autoptr(GMainContext) context = g_main_context_new ();
   g_autoptr(GCancellable) cancellable = g_cancellable_new ();
   g_autoptr(KillableTask) task = NULL;
-  AsyncResult res = { 0, };
   Recorder rec;
-  TestGate gate;
+  AsyncRun run;
 
-  test_gate_init (&gate);
-  g_main_context_push_thread_default (context);
+  async_run_init (&run);
   recorder_init (&rec);
-  res.rec = &rec;
+  run.res.rec = &rec;
 
-  task = killable_task_new ("async", succeed ? work_succeed : work_fail, &gate, NULL);
+  task = killable_task_new ("async", succeed ? work_succeed : work_fail, &run.gate, NULL);
   recorder_connect (&rec, task);
-  killable_task_run_async (task, cancellable, run_async_cb, &res);
+  killable_task_run_async (task, cancellable, run_async_cb, &run.res);
   g_assert_cmpint (killable_task_get_state (task), !=, KILLABLE_TASK_STATE_PENDING);
 
-  TEST_ITERATE_UNTIL (context, res.done);
-  test_drain (context);
+  TEST_ITERATE_UNTIL (run.context, run.res.done);
+  test_drain (run.context);
 
-  g_assert_true (res.thread == g_thread_self ());
-  g_assert_true (res.context == context);
-  g_assert_true (gate.worker_thread != g_thread_self ());
+  g_assert_true (run.res.thread == g_thread_self ());
+  g_assert_true (run.res.context == run.context);
+  g_assert_true (run.gate.worker_thread != g_thread_self ());
   g_assert_cmpint (rec.wrong_place, ==, 0);
   g_assert_cmpint (rec.n_finished, ==, 1);
   /* The callback comes after `finished`. */
-  g_assert_cmpint (rec.finished_order, <, res.order);
+  g_assert_cmpint (rec.finished_order, <, run.res.order);
   g_assert_true (killable_task_is_finished (task));
 
   /* The caller's cancellable is let go once the task ended. */
@@ -1822,21 +1893,19 @@ run_async_on_new_context (gboolean succeed)
 
   if (succeed)
     {
-      g_assert_true (res.ret);
-      g_assert_no_error (res.error);
+      g_assert_true (run.res.ret);
+      g_assert_no_error (run.res.error);
       g_assert_cmpint (killable_task_get_state (task), ==, KILLABLE_TASK_STATE_SUCCEEDED);
     }
   else
     {
-      g_assert_false (res.ret);
-      g_assert_error (res.error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
+      g_assert_false (run.res.ret);
+      g_assert_error (run.res.error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
       g_assert_cmpint (killable_task_get_state (task), ==, KILLABLE_TASK_STATE_FAILED);
     }
 
-  g_main_context_pop_thread_default (context);
-  async_result_clear (&res);
   recorder_clear (&rec);
-  test_gate_clear (&gate);
+  async_run_clear (&run);
 }
 
 static void
@@ -1868,33 +1937,28 @@ test_run_async_other_thread (void)
 static void
 test_run_async_cancel (void)
 {
-  g_autoptr(GMainContext) context = g_main_context_new ();
   g_autoptr(GCancellable) cancellable = g_cancellable_new ();
   g_autoptr(KillableTask) task = NULL;
-  AsyncResult res = { 0, };
-  TestGate gate;
+  AsyncRun run;
 
-  test_gate_init (&gate);
-  g_main_context_push_thread_default (context);
+  async_run_init (&run);
 
-  task = killable_task_new ("async-cancel", work_sleep_long, &gate, NULL);
-  killable_task_run_async (task, cancellable, run_async_cb, &res);
-  test_gate_wait_entered (&gate, 1);
-  g_assert_false (res.done);
+  task = killable_task_new ("async-cancel", work_sleep_long, &run.gate, NULL);
+  killable_task_run_async (task, cancellable, run_async_cb, &run.res);
+  test_gate_wait_entered (&run.gate, 1);
+  g_assert_false (run.res.done);
 
   g_cancellable_cancel (cancellable);
   g_assert_true (killable_task_is_stop_requested (task));
-  TEST_ITERATE_UNTIL (context, res.done);
+  TEST_ITERATE_UNTIL (run.context, run.res.done);
 
-  g_assert_false (res.ret);
-  g_assert_true (killable_error_is_cancellation (res.error));
-  g_assert_error (res.error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
+  g_assert_false (run.res.ret);
+  g_assert_true (killable_error_is_cancellation (run.res.error));
+  g_assert_error (run.res.error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
   g_assert_cmpint (killable_task_get_state (task), ==, KILLABLE_TASK_STATE_CANCELLED);
-  g_assert_error (gate.seen_error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
+  g_assert_error (run.gate.seen_error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
 
-  g_main_context_pop_thread_default (context);
-  async_result_clear (&res);
-  test_gate_clear (&gate);
+  async_run_clear (&run);
 }
 
 /* Cancelled before run_async(): the work must never run. */
@@ -1943,133 +2007,112 @@ test_run_async_cancelled_before (void)
 static void
 test_run_async_stopped_before (void)
 {
-  g_autoptr(GMainContext) context = g_main_context_new ();
   g_autoptr(KillableTask) task = NULL;
-  AsyncResult res = { 0, };
-  TestGate gate;
+  AsyncRun run;
 
-  test_gate_init (&gate);
-  g_main_context_push_thread_default (context);
+  async_run_init (&run);
 
-  task = killable_task_new ("async-stopped", work_succeed, &gate, NULL);
+  task = killable_task_new ("async-stopped", work_succeed, &run.gate, NULL);
   killable_task_stop (task);
-  killable_task_run_async (task, NULL, run_async_cb, &res);
-  TEST_ITERATE_UNTIL (context, res.done);
+  killable_task_run_async (task, NULL, run_async_cb, &run.res);
+  TEST_ITERATE_UNTIL (run.context, run.res.done);
 
-  g_assert_false (res.ret);
-  g_assert_error (res.error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
-  g_assert_true (res.context == context);
-  g_assert_cmpint (gate.ran, ==, 0);
+  g_assert_false (run.res.ret);
+  g_assert_error (run.res.error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
+  g_assert_true (run.res.context == run.context);
+  g_assert_cmpint (run.gate.ran, ==, 0);
 
-  g_main_context_pop_thread_default (context);
-  async_result_clear (&res);
-  test_gate_clear (&gate);
+  async_run_clear (&run);
 }
 
 static void
 test_run_async_already_started (void)
 {
-  g_autoptr(GMainContext) context = g_main_context_new ();
   g_autoptr(KillableTask) task = NULL;
-  AsyncResult res = { 0, };
-  TestGate gate;
+  AsyncRun run;
 
-  test_gate_init (&gate);
-  g_main_context_push_thread_default (context);
+  async_run_init (&run);
 
-  task = killable_task_new ("async-twice", work_stuck, &gate, NULL);
+  task = killable_task_new ("async-twice", work_stuck, &run.gate, NULL);
   g_assert_true (killable_task_start (task, NULL));
-  killable_task_run_async (task, NULL, run_async_cb, &res);
-  /* Reported through the callback, on the context, not synchronously. */
-  g_assert_false (res.done);
-  TEST_ITERATE_UNTIL (context, res.done);
+  killable_task_run_async (task, NULL, run_async_cb, &run.res);
+  /* Reported through the callback, on the run.context, not synchronously. */
+  g_assert_false (run.res.done);
+  TEST_ITERATE_UNTIL (run.context, run.res.done);
 
-  g_assert_false (res.ret);
-  g_assert_error (res.error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED);
-  g_assert_nonnull (strstr (res.error->message, "async-twice"));
-  g_assert_true (res.context == context);
+  g_assert_false (run.res.ret);
+  g_assert_error (run.res.error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED);
+  g_assert_nonnull (strstr (run.res.error->message, "async-twice"));
+  g_assert_true (run.res.context == run.context);
 
   /* The running task is unaffected. */
   g_assert_cmpint (killable_task_get_state (task), ==, KILLABLE_TASK_STATE_RUNNING);
-  test_gate_open (&gate);
+  test_gate_open (&run.gate);
   g_assert_true (killable_task_join (task, NULL));
-  g_assert_cmpint (gate.ran, ==, 1);
+  g_assert_cmpint (run.gate.ran, ==, 1);
 
-  g_main_context_pop_thread_default (context);
-  async_result_clear (&res);
-  test_gate_clear (&gate);
+  async_run_clear (&run);
 }
 
 /* }}} */
 
 /* States and owner-context emissions {{{ */
 
+/* The states tests record on the global default context, drained first of
+ * what earlier tests left there. */
 static void
-test_states_succeeded (void)
+states_init (Recorder *rec,
+             TestGate *gate)
+{
+  test_drain (NULL);
+  recorder_init (rec);
+  test_gate_init (gate);
+}
+
+static void
+states_clear (Recorder *rec,
+              TestGate *gate)
+{
+  recorder_clear (rec);
+  test_gate_clear (gate);
+}
+
+/* A work stuck at the gate, then released: it returns the gate's result,
+ * and the task ends SUCCEEDED, or FAILED with a change of its error. */
+static void
+check_states_released (gboolean succeed)
 {
   g_autoptr(KillableTask) task = NULL;
   Recorder rec;
   TestGate gate;
 
-  test_drain (NULL);
-  recorder_init (&rec);
-  test_gate_init (&gate);
+  states_init (&rec, &gate);
+  gate.result = succeed;
 
-  task = killable_task_new ("states-ok", work_stuck, &gate, NULL);
+  task = killable_task_new (succeed ? "states-ok" : "states-fail", work_stuck, &gate, NULL);
   recorder_connect (&rec, task);
-  g_assert_true (killable_task_start (task, NULL));
-  g_assert_cmpint (killable_task_get_state (task), ==, KILLABLE_TASK_STATE_RUNNING);
-  g_assert_cmpint (rec.n_state, ==, 0);
-
-  TEST_ITERATE_UNTIL (NULL, rec.n_state == 1);
-  g_assert_cmpint (rec.states[0], ==, KILLABLE_TASK_STATE_RUNNING);
+  recorder_start_stuck (&rec, task);
 
   test_gate_open (&gate);
-  TEST_ITERATE_UNTIL (NULL, rec.n_finished == 1);
-  test_drain (NULL);
+  recorder_wait_finished (&rec);
+  if (succeed)
+    recorder_assert_ended (&rec, 2, KILLABLE_TASK_STATE_SUCCEEDED, 0, 0);
+  else
+    recorder_assert_ended (&rec, 2, KILLABLE_TASK_STATE_FAILED, 0, 1);
 
-  g_assert_cmpint (rec.n_state, ==, 2);
-  g_assert_cmpint (rec.states[1], ==, KILLABLE_TASK_STATE_SUCCEEDED);
-  g_assert_cmpint (rec.n_stop_requested, ==, 0);
-  g_assert_cmpint (rec.n_error, ==, 0);
-  g_assert_cmpint (rec.n_finished, ==, 1);
-  g_assert_cmpint (rec.wrong_place, ==, 0);
+  states_clear (&rec, &gate);
+}
 
-  recorder_clear (&rec);
-  test_gate_clear (&gate);
+static void
+test_states_succeeded (void)
+{
+  check_states_released (TRUE);
 }
 
 static void
 test_states_failed (void)
 {
-  g_autoptr(KillableTask) task = NULL;
-  Recorder rec;
-  TestGate gate;
-
-  test_drain (NULL);
-  recorder_init (&rec);
-  test_gate_init (&gate);
-  gate.result = FALSE;
-
-  task = killable_task_new ("states-fail", work_stuck, &gate, NULL);
-  recorder_connect (&rec, task);
-  g_assert_true (killable_task_start (task, NULL));
-  TEST_ITERATE_UNTIL (NULL, rec.n_state == 1);
-  g_assert_cmpint (rec.states[0], ==, KILLABLE_TASK_STATE_RUNNING);
-
-  test_gate_open (&gate);
-  TEST_ITERATE_UNTIL (NULL, rec.n_finished == 1);
-  test_drain (NULL);
-
-  g_assert_cmpint (rec.n_state, ==, 2);
-  g_assert_cmpint (rec.states[1], ==, KILLABLE_TASK_STATE_FAILED);
-  g_assert_cmpint (rec.n_error, ==, 1);
-  g_assert_cmpint (rec.n_stop_requested, ==, 0);
-  g_assert_cmpint (rec.n_finished, ==, 1);
-  g_assert_cmpint (rec.wrong_place, ==, 0);
-
-  recorder_clear (&rec);
-  test_gate_clear (&gate);
+  check_states_released (FALSE);
 }
 
 static gpointer
@@ -2086,16 +2129,12 @@ test_states_cancelled (void)
   Recorder rec;
   TestGate gate;
 
-  test_drain (NULL);
-  recorder_init (&rec);
-  test_gate_init (&gate);
+  states_init (&rec, &gate);
   gate.use_check = TRUE;
 
   task = killable_task_new ("states-stop", work_stuck, &gate, NULL);
   recorder_connect (&rec, task);
-  g_assert_true (killable_task_start (task, NULL));
-  TEST_ITERATE_UNTIL (NULL, rec.n_state == 1);
-  g_assert_cmpint (rec.states[0], ==, KILLABLE_TASK_STATE_RUNNING);
+  recorder_start_stuck (&rec, task);
   test_gate_wait_entered (&gate, 1);
 
   /* Stopped from another thread: emitted here all the same. */
@@ -2107,18 +2146,10 @@ test_states_cancelled (void)
   g_assert_null (rec.stop_reason);
 
   test_gate_open (&gate);
-  TEST_ITERATE_UNTIL (NULL, rec.n_finished == 1);
-  test_drain (NULL);
+  recorder_wait_finished (&rec);
+  recorder_assert_ended (&rec, 3, KILLABLE_TASK_STATE_CANCELLED, 1, 1);
 
-  g_assert_cmpint (rec.n_state, ==, 3);
-  g_assert_cmpint (rec.states[2], ==, KILLABLE_TASK_STATE_CANCELLED);
-  g_assert_cmpint (rec.n_stop_requested, ==, 1);
-  g_assert_cmpint (rec.n_error, ==, 1);
-  g_assert_cmpint (rec.n_finished, ==, 1);
-  g_assert_cmpint (rec.wrong_place, ==, 0);
-
-  recorder_clear (&rec);
-  test_gate_clear (&gate);
+  states_clear (&rec, &gate);
 }
 
 static void
@@ -2128,9 +2159,7 @@ test_states_pending_cancelled (void)
   Recorder rec;
   TestGate gate;
 
-  test_drain (NULL);
-  recorder_init (&rec);
-  test_gate_init (&gate);
+  states_init (&rec, &gate);
 
   task = killable_task_new ("states-early", work_succeed, &gate, NULL);
   recorder_connect (&rec, task);
@@ -2138,12 +2167,8 @@ test_states_pending_cancelled (void)
   g_assert_cmpint (killable_task_get_state (task), ==, KILLABLE_TASK_STATE_CANCELLED);
   g_assert_cmpint (rec.n_finished, ==, 0);
 
-  TEST_ITERATE_UNTIL (NULL, rec.n_finished == 1);
-  test_drain (NULL);
-  g_assert_cmpint (rec.n_state, ==, 1);
-  g_assert_cmpint (rec.states[0], ==, KILLABLE_TASK_STATE_CANCELLED);
-  g_assert_cmpint (rec.n_stop_requested, ==, 1);
-  g_assert_cmpint (rec.n_error, ==, 1);
+  recorder_wait_finished (&rec);
+  recorder_assert_ended (&rec, 1, KILLABLE_TASK_STATE_CANCELLED, 1, 1);
 
   /* Starting it now emits nothing more. */
   g_assert_true (killable_task_start (task, NULL));
@@ -2153,8 +2178,7 @@ test_states_pending_cancelled (void)
   g_assert_cmpint (rec.wrong_place, ==, 0);
   g_assert_cmpint (gate.ran, ==, 0);
 
-  recorder_clear (&rec);
-  test_gate_clear (&gate);
+  states_clear (&rec, &gate);
 }
 
 static void
@@ -2167,16 +2191,13 @@ test_states_killed (void)
   Recorder rec;
   TestGate gate;
 
-  test_drain (NULL);
-  recorder_init (&rec);
-  test_gate_init (&gate);
+  states_init (&rec, &gate);
 
   /* Stuck: deaf to stops, returns TRUE once released. */
   task = killable_task_new ("states-kill", work_stuck, &gate, NULL);
   recorder_connect (&rec, task);
   killable_task_add_cleanup (task, cleanup_note, &gate, NULL);
-  g_assert_true (killable_task_start (task, NULL));
-  TEST_ITERATE_UNTIL (NULL, rec.n_state == 1);
+  recorder_start_stuck (&rec, task);
   test_gate_wait_entered (&gate, 1);
 
   killable_task_kill (task);
@@ -2191,11 +2212,8 @@ test_states_killed (void)
   g_assert_cmpstr (error->message, ==, "Task “states-kill” was killed");
   g_assert_cmpint (gate.cleanup_ran, ==, 0);
 
-  TEST_ITERATE_UNTIL (NULL, rec.n_finished == 1);
-  test_drain (NULL);
-  g_assert_cmpint (rec.n_state, ==, 3);
-  g_assert_cmpint (rec.states[2], ==, KILLABLE_TASK_STATE_KILLED);
-  g_assert_cmpint (rec.n_stop_requested, ==, 1);
+  recorder_wait_finished (&rec);
+  recorder_assert_ended (&rec, 3, KILLABLE_TASK_STATE_KILLED, 1, 1);
   g_assert_error (rec.stop_reason, KILLABLE_ERROR, KILLABLE_ERROR_KILLED);
 
   /* The abandoned worker returns: its cleanups run on it, its late
@@ -2213,8 +2231,7 @@ test_states_killed (void)
   g_assert_cmpint (gate.cleanup_ran, ==, 1);
   g_assert_cmpint (rec.wrong_place, ==, 0);
 
-  recorder_clear (&rec);
-  test_gate_clear (&gate);
+  states_clear (&rec, &gate);
 }
 
 /* A plain "notify" handler (no detail) sees the state changes too. */
@@ -2239,9 +2256,7 @@ test_states_plain_notify (void)
   Recorder rec;
   TestGate gate;
 
-  test_drain (NULL);
-  recorder_init (&rec);
-  test_gate_init (&gate);
+  states_init (&rec, &gate);
 
   task = killable_task_new ("plain-notify", work_succeed, &gate, NULL);
   g_signal_connect (task, "notify", G_CALLBACK (plain_notify_cb), &rec);
@@ -2253,8 +2268,7 @@ test_states_plain_notify (void)
   g_assert_cmpint (rec.states[1], ==, KILLABLE_TASK_STATE_SUCCEEDED);
   g_assert_cmpint (rec.wrong_place, ==, 0);
 
-  recorder_clear (&rec);
-  test_gate_clear (&gate);
+  states_clear (&rec, &gate);
 }
 
 /* start() in this thread races stop() in another. */

@@ -11,265 +11,25 @@
 /* For the length of a parent's children list while its work runs. */
 #include "killable-task-private.h"
 
-#define TEST_ERROR (test_error_quark ())
-GQuark test_error_quark (void);
-G_DEFINE_QUARK (killable-test-error-quark, test_error)
-
 /* Upper bound of every wait: reaching it is a failure, never the way a test
  * synchronises. Longer under valgrind. */
-static gint64 guard_usec = 5 * G_USEC_PER_SEC;
-#define GUARD_USEC guard_usec
+#define TEST_GUARD_USEC (test_under_valgrind () ? 60 * G_USEC_PER_SEC : 5 * G_USEC_PER_SEC)
+#include "test-core-util.h"
 
 static GThread *main_thread;
-
-static gboolean
-under_valgrind (void)
-{
-  return g_getenv ("KILLABLE_UNDER_VALGRIND") != NULL;
-}
 
 /* Sizes of the big tests: valgrind checks memory, not scale, and is ~50×
  * slower; the natural run keeps the full sizes. */
 static guint
 scaled (guint n)
 {
-  return under_valgrind () ? n / 10 : n;
+  return test_scale (n, n / 10);
 }
 
 static GError *
 make_cause (void)
 {
   return g_error_new_literal (TEST_ERROR, 7, "custom cause");
-}
-
-/* join(), after a bounded wait: a task that never ends fails the test
- * instead of hanging it. */
-static gboolean
-join_guarded (KillableTask  *task,
-              GError       **error)
-{
-  if (!killable_task_wait (task, GUARD_USEC))
-    g_error ("task “%s” did not end in time", killable_task_get_name (task));
-
-  return killable_task_join (task, error);
-}
-
-/* Gate: workers announce themselves, and may block until the test opens
- * it. {{{ */
-
-typedef struct
-{
-  GMutex   lock;
-  GCond    cond;
-  guint    entered;
-  gboolean open;
-} Gate;
-
-static void
-gate_init (Gate *gate)
-{
-  g_mutex_init (&gate->lock);
-  g_cond_init (&gate->cond);
-  gate->entered = 0;
-  gate->open = FALSE;
-}
-
-static void
-gate_clear (Gate *gate)
-{
-  g_cond_clear (&gate->cond);
-  g_mutex_clear (&gate->lock);
-}
-
-/* Worker: says it arrived, does not block. */
-static void
-gate_enter (Gate *gate)
-{
-  g_mutex_lock (&gate->lock);
-  gate->entered++;
-  g_cond_broadcast (&gate->cond);
-  g_mutex_unlock (&gate->lock);
-}
-
-/* Worker: says it arrived and blocks until the gate opens, whatever
- * happens to its task (a worker that does not cooperate). */
-static void
-gate_pass (Gate *gate)
-{
-  g_mutex_lock (&gate->lock);
-  gate->entered++;
-  g_cond_broadcast (&gate->cond);
-  while (!gate->open)
-    g_cond_wait (&gate->cond, &gate->lock);
-  g_mutex_unlock (&gate->lock);
-}
-
-static void
-gate_wait_entered (Gate  *gate,
-                   guint  n)
-{
-  gint64 end_time = g_get_monotonic_time () + GUARD_USEC;
-
-  g_mutex_lock (&gate->lock);
-  while (gate->entered < n)
-    {
-      if (!g_cond_wait_until (&gate->cond, &gate->lock, end_time))
-        break;
-    }
-  g_assert_cmpuint (gate->entered, >=, n);
-  g_mutex_unlock (&gate->lock);
-}
-
-static void
-gate_open (Gate *gate)
-{
-  g_mutex_lock (&gate->lock);
-  gate->open = TRUE;
-  g_cond_broadcast (&gate->cond);
-  g_mutex_unlock (&gate->lock);
-}
-
-/* }}} */
-
-/* Counter of finalized objects, through weak references. {{{ */
-
-typedef struct
-{
-  GMutex lock;
-  guint  n;
-} Counter;
-
-static void
-counter_init (Counter *counter)
-{
-  g_mutex_init (&counter->lock);
-  counter->n = 0;
-}
-
-static void
-counter_clear (Counter *counter)
-{
-  g_mutex_clear (&counter->lock);
-}
-
-static void
-counter_weak_notify (gpointer  data,
-                     GObject  *where_the_object_was)
-{
-  Counter *counter = data;
-
-  g_mutex_lock (&counter->lock);
-  counter->n++;
-  g_mutex_unlock (&counter->lock);
-
-  /* counter_wait() may be blocked in the main context. */
-  g_main_context_wakeup (NULL);
-}
-
-static void
-counter_watch (Counter  *counter,
-               gpointer  object)
-{
-  g_object_weak_ref (object, counter_weak_notify, counter);
-}
-
-static guint
-counter_get (Counter *counter)
-{
-  guint ret;
-
-  g_mutex_lock (&counter->lock);
-  ret = counter->n;
-  g_mutex_unlock (&counter->lock);
-
-  return ret;
-}
-
-static gboolean
-counter_guard_cb (gpointer data)
-{
-  gboolean *timed_out = data;
-
-  *timed_out = TRUE;
-  return G_SOURCE_REMOVE;
-}
-
-/* Waits until @n objects were finalized. Called on the main thread, it
- * iterates the main context meanwhile: a queued emission holds a reference
- * on its task until it is dispatched. A worker also drops its reference on
- * its task just after the task became terminal, so the last finalizations
- * may come a little after a join. */
-static void
-counter_wait (Counter *counter,
-              guint    n)
-{
-  gboolean timed_out = FALSE;
-  guint id = g_timeout_add (GUARD_USEC / 1000, counter_guard_cb, &timed_out);
-
-  while (counter_get (counter) < n && !timed_out)
-    g_main_context_iteration (NULL, TRUE);
-
-  g_assert_cmpuint (counter_get (counter), ==, n);
-  if (!timed_out)
-    g_source_remove (id);
-}
-
-/* }}} */
-
-/* Main context helpers {{{ */
-
-static gboolean
-guard_timeout_cb (gpointer data)
-{
-  gboolean *timed_out = data;
-
-  *timed_out = TRUE;
-  return G_SOURCE_REMOVE;
-}
-
-/* Iterates the main context until *@flag is set by a handler running
- * there, for at most @guard µs. */
-static void
-iterate_until_flag_guarded (const gboolean *flag,
-                            gint64          guard)
-{
-  gboolean timed_out = FALSE;
-  guint id = g_timeout_add (guard / 1000, guard_timeout_cb, &timed_out);
-
-  while (!*flag && !timed_out)
-    g_main_context_iteration (NULL, TRUE);
-
-  g_assert_true (*flag);
-  if (!timed_out)
-    g_source_remove (id);
-}
-
-static void
-iterate_until_flag (const gboolean *flag)
-{
-  iterate_until_flag_guarded (flag, GUARD_USEC);
-}
-
-static void
-iterate_until_n_items (GListModel *model,
-                       guint       n)
-{
-  gboolean timed_out = FALSE;
-  guint id = g_timeout_add (GUARD_USEC / 1000, guard_timeout_cb, &timed_out);
-
-  while (g_list_model_get_n_items (model) != n && !timed_out)
-    g_main_context_iteration (NULL, TRUE);
-
-  g_assert_cmpuint (g_list_model_get_n_items (model), ==, n);
-  if (!timed_out)
-    g_source_remove (id);
-}
-
-static void
-drain_main_context (void)
-{
-  while (g_main_context_iteration (NULL, FALSE))
-    ;
 }
 
 static void
@@ -279,8 +39,6 @@ set_flag_cb (KillableTask *task,
   g_assert_true (g_thread_self () == main_thread);
   *flag = TRUE;
 }
-
-/* }}} */
 
 /* Work functions {{{ */
 
@@ -308,35 +66,15 @@ wait_for_stop (KillableTask  *task,
                gpointer       user_data,
                GError       **error)
 {
-  Gate *gate = user_data;
+  TestGate *gate = user_data;
 
   if (gate != NULL)
-    gate_enter (gate);
+    test_gate_enter (gate);
 
   while (killable_task_sleep (task, 60 * G_USEC_PER_SEC, error))
     ;
 
   return FALSE;
-}
-
-/* Blocks on the gate, ignoring stops, then succeeds. */
-static gboolean
-pass_gate (KillableTask  *task,
-           gpointer       user_data,
-           GError       **error)
-{
-  gate_pass (user_data);
-  return TRUE;
-}
-
-/* Blocks on the gate, ignoring stops, then reports a stop if there was one. */
-static gboolean
-pass_gate_then_check (KillableTask  *task,
-                      gpointer       user_data,
-                      GError       **error)
-{
-  gate_pass (user_data);
-  return killable_task_check (task, error);
 }
 
 /* }}} */
@@ -345,8 +83,8 @@ pass_gate_then_check (KillableTask  *task,
 
 typedef struct
 {
-  Gate   gate;
-  guint  n_children;
+  TestGate  gate;
+  guint     n_children;
 } SpawnData;
 
 /* On the parent's worker: adds children from this thread, starts them
@@ -361,7 +99,8 @@ spawn_gated_children (KillableTask  *task,
   for (guint i = 0; i < data->n_children; i++)
     {
       g_autofree char *name = g_strdup_printf ("child-%u", i);
-      g_autoptr(KillableTask) child = killable_task_new (name, pass_gate, &data->gate, NULL);
+      g_autoptr(KillableTask) child = killable_task_new (name, test_work_pass_gate,
+                                                         &data->gate, NULL);
 
       if (!killable_task_add_child (task, child, error))
         return FALSE;
@@ -399,13 +138,13 @@ check_children_model (gboolean retain)
   g_autoptr(GError) error = NULL;
   SpawnData data;
   ModelStats stats = { 0, 0 };
-  Counter finalized;
+  TestCounter finalized;
   GListModel *model;
   gboolean finished = FALSE;
 
-  gate_init (&data.gate);
+  test_gate_init (&data.gate);
   data.n_children = 3;
-  counter_init (&finalized);
+  test_counter_init (&finalized);
 
   parent = killable_task_new ("parent", spawn_gated_children, &data, NULL);
   killable_task_set_retain_children (parent, retain);
@@ -423,8 +162,8 @@ check_children_model (gboolean retain)
 
   /* The children were added on the parent's worker; the model follows on
    * this thread, when the main context runs. */
-  gate_wait_entered (&data.gate, data.n_children);
-  iterate_until_n_items (model, data.n_children);
+  test_gate_wait_entered (&data.gate, data.n_children);
+  TEST_ITERATE_UNTIL (NULL, g_list_model_get_n_items (model) == data.n_children);
   g_assert_cmpuint (stats.n_emissions, >=, 1);
 
   for (guint i = 0; i < data.n_children; i++)
@@ -436,17 +175,17 @@ check_children_model (gboolean retain)
       g_assert_true (child_parent == parent);
       g_assert_cmpstr (killable_task_get_name (child), ==, name);
       g_assert_false (killable_task_is_finished (child));
-      counter_watch (&finalized, child);
+      test_counter_watch (&finalized, child);
       g_ptr_array_add (children, child);
     }
 
   /* The parent's work returned, but its children still run. */
   g_assert_false (killable_task_is_finished (parent));
 
-  gate_open (&data.gate);
-  iterate_until_flag (&finished);
+  test_gate_open (&data.gate);
+  TEST_ITERATE_UNTIL (NULL, finished);
 
-  g_assert_true (join_guarded (parent, &error));
+  g_assert_true (test_join_guarded (parent, &error));
   g_assert_no_error (error);
   g_assert_cmpint (killable_task_get_state (parent), ==, KILLABLE_TASK_STATE_SUCCEEDED);
 
@@ -482,14 +221,14 @@ check_children_model (gboolean retain)
   /* Released, by the parent (default) or with it (retain-children). */
   g_clear_pointer (&children, g_ptr_array_unref);
   if (!retain)
-    counter_wait (&finalized, data.n_children);
+    test_counter_wait (&finalized, data.n_children);
   g_signal_handlers_disconnect_by_func (model, items_changed_cb, &stats);
-  drain_main_context ();
+  test_drain (NULL);
   g_clear_object (&parent);
-  counter_wait (&finalized, data.n_children);
+  test_counter_wait (&finalized, data.n_children);
 
-  counter_clear (&finalized);
-  gate_clear (&data.gate);
+  test_counter_clear (&finalized);
+  test_gate_clear (&data.gate);
 }
 
 static void
@@ -556,16 +295,16 @@ test_add_child_to_stopped_parent (void)
   g_autoptr(KillableTask) running = NULL;
   g_autoptr(GError) cause = make_cause ();
   g_autoptr(GError) error = NULL;
-  Gate parent_gate, child_gate;
+  TestGate parent_gate, child_gate;
   StopRecord record;
 
-  gate_init (&parent_gate);
-  gate_init (&child_gate);
+  test_gate_init (&parent_gate);
+  test_gate_init (&child_gate);
   stop_record_init (&record);
 
-  parent = killable_task_new ("parent", pass_gate_then_check, &parent_gate, NULL);
+  parent = killable_task_new ("parent", test_work_pass_gate_then_check, &parent_gate, NULL);
   g_assert_true (killable_task_start (parent, NULL));
-  gate_wait_entered (&parent_gate, 1);
+  test_gate_wait_entered (&parent_gate, 1);
 
   killable_task_stop_with_error (parent, cause);
   g_assert_cmpint (killable_task_get_state (parent), ==, KILLABLE_TASK_STATE_STOPPING);
@@ -589,25 +328,25 @@ test_add_child_to_stopped_parent (void)
   /* A child that already runs: stopped at once too. */
   running = killable_task_new ("running", wait_for_stop, &child_gate, NULL);
   g_assert_true (killable_task_start (running, NULL));
-  gate_wait_entered (&child_gate, 1);
+  test_gate_wait_entered (&child_gate, 1);
   g_assert_false (killable_task_is_stop_requested (running));
   g_assert_true (killable_task_add_child (parent, running, &error));
   g_assert_no_error (error);
   g_assert_true (killable_task_is_stop_requested (running));
 
-  g_assert_false (join_guarded (running, &error));
+  g_assert_false (test_join_guarded (running, &error));
   g_assert_error (error, TEST_ERROR, 7);
   g_clear_error (&error);
   g_assert_cmpint (killable_task_get_state (running), ==, KILLABLE_TASK_STATE_CANCELLED);
 
-  gate_open (&parent_gate);
-  g_assert_false (join_guarded (parent, &error));
+  test_gate_open (&parent_gate);
+  g_assert_false (test_join_guarded (parent, &error));
   g_assert_error (error, TEST_ERROR, 7);
   g_assert_cmpint (killable_task_get_state (parent), ==, KILLABLE_TASK_STATE_CANCELLED);
 
   stop_record_clear (&record);
-  gate_clear (&child_gate);
-  gate_clear (&parent_gate);
+  test_gate_clear (&child_gate);
+  test_gate_clear (&parent_gate);
 }
 
 static void
@@ -616,9 +355,9 @@ test_propagation_depth3 (void)
   KillableTask *tasks[4];
   StopRecord records[4];
   g_autoptr(GError) cause = make_cause ();
-  Gate gate;
+  TestGate gate;
 
-  gate_init (&gate);
+  test_gate_init (&gate);
 
   /* root → a → b → c, built while pending, then all started. */
   for (guint i = 0; i < G_N_ELEMENTS (tasks); i++)
@@ -639,7 +378,7 @@ test_propagation_depth3 (void)
 
   for (guint i = 0; i < G_N_ELEMENTS (tasks); i++)
     g_assert_true (killable_task_start (tasks[i], NULL));
-  gate_wait_entered (&gate, G_N_ELEMENTS (tasks));
+  test_gate_wait_entered (&gate, G_N_ELEMENTS (tasks));
 
   killable_task_stop_with_error (tasks[0], cause);
 
@@ -658,7 +397,7 @@ test_propagation_depth3 (void)
       KillableTask *task = tasks[i - 1];
       g_autoptr(GError) error = NULL;
 
-      g_assert_false (join_guarded (task, &error));
+      g_assert_false (test_join_guarded (task, &error));
       g_assert_error (error, TEST_ERROR, 7);
       g_assert_cmpstr (error->message, ==, "custom cause");
       g_assert_cmpint (killable_task_get_state (task), ==, KILLABLE_TASK_STATE_CANCELLED);
@@ -669,137 +408,144 @@ test_propagation_depth3 (void)
       g_object_unref (tasks[i]);
       stop_record_clear (&records[i]);
     }
-  gate_clear (&gate);
+  test_gate_clear (&gate);
 }
 
-/* Builds a chain @depth deep, bottom-up (add_child() walks the new
- * parent's ancestors to refuse cycles: a new root has none). Returns the
- * root; *@leaf gets a reference on the deepest task. */
-static KillableTask *
-build_chain (guint          depth,
-             gboolean       retain,
-             Counter       *finalized,
-             KillableTask **leaf)
+/* A chain of tasks, each the only child of the next one. */
+typedef struct
+{
+  guint          depth;
+  KillableTask  *root;       /* (owned) */
+  KillableTask  *leaf;       /* (owned) */
+  TestCounter    finalized;  /* of the tasks of the chain */
+} Chain;
+
+/* Builds a chain scaled (100000) deep, bottom-up (add_child() walks the new
+ * parent's ancestors to refuse cycles: a new root has none). The chain
+ * holds a reference on its root and on its leaf. */
+static void
+chain_init (Chain    *chain,
+            gboolean  retain)
 {
   KillableTask *top;
 
-  *leaf = killable_task_new ("leaf", return_true, NULL, NULL);
-  killable_task_set_retain_children (*leaf, retain);
-  counter_watch (finalized, *leaf);
-  top = g_object_ref (*leaf);
+  chain->depth = scaled (100000);
+  test_counter_init (&chain->finalized);
 
-  for (guint i = 1; i < depth; i++)
+  chain->leaf = killable_task_new ("leaf", return_true, NULL, NULL);
+  killable_task_set_retain_children (chain->leaf, retain);
+  test_counter_watch (&chain->finalized, chain->leaf);
+  top = g_object_ref (chain->leaf);
+
+  for (guint i = 1; i < chain->depth; i++)
     {
       KillableTask *task = killable_task_new ("link", return_true, NULL, NULL);
       GError *error = NULL;
 
       killable_task_set_retain_children (task, retain);
-      counter_watch (finalized, task);
+      test_counter_watch (&chain->finalized, task);
       if (!killable_task_add_child (task, top, &error))
         g_error ("add_child failed at depth %u: %s", i, error->message);
       g_object_unref (top);
       top = task;
     }
 
-  return top;
+  chain->root = top;
+}
+
+/* Once the chain's references were dropped. */
+static void
+chain_clear (Chain *chain)
+{
+  test_counter_clear (&chain->finalized);
+}
+
+/* Stops the chain from its root with the custom cause, timing it; both
+ * ends are then CANCELLED by it. */
+static void
+chain_stop (Chain      *chain,
+            const char *how)
+{
+  g_autoptr(GError) cause = make_cause ();
+  gint64 t0 = g_get_monotonic_time ();
+
+  killable_task_stop_with_error (chain->root, cause);
+  g_test_message ("stopping a chain %u deep%s: %.1f ms", chain->depth, how,
+                  (g_get_monotonic_time () - t0) / 1000.);
+
+  g_assert_cmpint (killable_task_get_state (chain->root), ==, KILLABLE_TASK_STATE_CANCELLED);
+  g_assert_cmpint (killable_task_get_state (chain->leaf), ==, KILLABLE_TASK_STATE_CANCELLED);
+  g_assert_error (killable_task_get_error (chain->leaf), TEST_ERROR, 7);
+}
+
+/* Drops the root, the last reference on the chain (the leaf's was dropped),
+ * timing it: the whole chain is released in this thread, synchronously,
+ * without recursion. */
+static void
+chain_release (Chain      *chain,
+               const char *what)
+{
+  gint64 t0 = g_get_monotonic_time ();
+
+  g_clear_object (&chain->root);
+  g_test_message ("releasing %s chain %u deep: %.1f ms", what, chain->depth,
+                  (g_get_monotonic_time () - t0) / 1000.);
+  g_assert_cmpuint (test_counter_get (&chain->finalized), ==, chain->depth);
 }
 
 static void
 test_deep_chain_stop (void)
 {
-  const guint depth = scaled (100000);
-  g_autoptr(GError) cause = make_cause ();
-  KillableTask *root, *leaf;
   g_autoptr(KillableTask) leaf_parent = NULL;
-  Counter finalized;
-  gint64 t0;
-
-  counter_init (&finalized);
+  Chain chain;
 
   /* retain-children keeps the chain whole after the stop, so that its
    * release below is deep too. */
-  root = build_chain (depth, TRUE, &finalized, &leaf);
+  chain_init (&chain, TRUE);
+  chain_stop (&chain, "");
 
-  t0 = g_get_monotonic_time ();
-  killable_task_stop_with_error (root, cause);
-  g_test_message ("stopping a chain %u deep: %.1f ms", depth,
-                  (g_get_monotonic_time () - t0) / 1000.);
-
-  g_assert_cmpint (killable_task_get_state (root), ==, KILLABLE_TASK_STATE_CANCELLED);
-  g_assert_cmpint (killable_task_get_state (leaf), ==, KILLABLE_TASK_STATE_CANCELLED);
-  g_assert_error (killable_task_get_error (leaf), TEST_ERROR, 7);
-  leaf_parent = killable_task_dup_parent (leaf);
+  leaf_parent = killable_task_dup_parent (chain.leaf);
   g_assert_nonnull (leaf_parent);
   g_assert_cmpint (killable_task_get_state (leaf_parent), ==, KILLABLE_TASK_STATE_CANCELLED);
   g_clear_object (&leaf_parent);
-  g_object_unref (leaf);
-  g_assert_cmpuint (counter_get (&finalized), ==, 0);
+  g_clear_object (&chain.leaf);
+  g_assert_cmpuint (test_counter_get (&chain.finalized), ==, 0);
 
-  t0 = g_get_monotonic_time ();
-  g_object_unref (root);
-  g_test_message ("releasing a chain %u deep: %.1f ms", depth,
-                  (g_get_monotonic_time () - t0) / 1000.);
+  chain_release (&chain, "a");
 
-  /* Released in this thread, synchronously, without recursion. */
-  g_assert_cmpuint (counter_get (&finalized), ==, depth);
-
-  counter_clear (&finalized);
+  chain_clear (&chain);
 }
 
 static void
 test_deep_chain_release (void)
 {
-  const guint depth = scaled (100000);
-  KillableTask *root, *leaf;
-  Counter finalized;
-  gint64 t0;
-
-  counter_init (&finalized);
+  Chain chain;
 
   /* Never started nor stopped: dropping the root drops the whole chain. */
-  root = build_chain (depth, FALSE, &finalized, &leaf);
-  g_object_unref (leaf);
+  chain_init (&chain, FALSE);
+  g_clear_object (&chain.leaf);
+  chain_release (&chain, "a pending");
 
-  t0 = g_get_monotonic_time ();
-  g_object_unref (root);
-  g_test_message ("releasing a pending chain %u deep: %.1f ms", depth,
-                  (g_get_monotonic_time () - t0) / 1000.);
-  g_assert_cmpuint (counter_get (&finalized), ==, depth);
-
-  counter_clear (&finalized);
+  chain_clear (&chain);
 }
 
 static void
 test_deep_chain_stop_default (void)
 {
-  const guint depth = scaled (100000);
-  g_autoptr(GError) cause = make_cause ();
-  KillableTask *root, *leaf;
-  Counter finalized;
-  gint64 t0;
-
-  counter_init (&finalized);
+  Chain chain;
 
   /* Default: each task leaves its parent as it ends, during the stop. */
-  root = build_chain (depth, FALSE, &finalized, &leaf);
-
-  t0 = g_get_monotonic_time ();
-  killable_task_stop_with_error (root, cause);
-  g_test_message ("stopping a chain %u deep (released as it ends): %.1f ms", depth,
-                  (g_get_monotonic_time () - t0) / 1000.);
-
-  g_assert_cmpint (killable_task_get_state (root), ==, KILLABLE_TASK_STATE_CANCELLED);
-  g_assert_cmpint (killable_task_get_state (leaf), ==, KILLABLE_TASK_STATE_CANCELLED);
-  g_assert_error (killable_task_get_error (leaf), TEST_ERROR, 7);
-  g_assert_null (killable_task_dup_parent (leaf));
+  chain_init (&chain, FALSE);
+  chain_stop (&chain, " (released as it ends)");
+  g_assert_null (killable_task_dup_parent (chain.leaf));
 
   /* Only the test's references are left. */
-  g_assert_cmpuint (counter_get (&finalized), ==, depth - 2);
-  g_object_unref (leaf);
-  g_object_unref (root);
-  g_assert_cmpuint (counter_get (&finalized), ==, depth);
+  g_assert_cmpuint (test_counter_get (&chain.finalized), ==, chain.depth - 2);
+  g_clear_object (&chain.leaf);
+  g_clear_object (&chain.root);
+  g_assert_cmpuint (test_counter_get (&chain.finalized), ==, chain.depth);
 
-  counter_clear (&finalized);
+  chain_clear (&chain);
 }
 
 /* Stops a pending parent with @n pending children; returns the time the
@@ -809,16 +555,16 @@ stop_wide (guint n)
 {
   g_autoptr(KillableTask) parent = killable_task_new ("wide", return_true, NULL, NULL);
   g_autoptr(GPtrArray) children = g_ptr_array_new_full (n, g_object_unref);
-  Counter finalized;
+  TestCounter finalized;
   gint64 t0, elapsed;
 
-  counter_init (&finalized);
+  test_counter_init (&finalized);
 
   for (guint i = 0; i < n; i++)
     {
       KillableTask *child = killable_task_new ("child", return_true, NULL, NULL);
 
-      counter_watch (&finalized, child);
+      test_counter_watch (&finalized, child);
       g_assert_true (killable_task_add_child (parent, child, NULL));
       g_ptr_array_add (children, child);
     }
@@ -839,9 +585,9 @@ stop_wide (guint n)
                   KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
 
   g_clear_pointer (&children, g_ptr_array_unref);
-  g_assert_cmpuint (counter_get (&finalized), ==, n);
+  g_assert_cmpuint (test_counter_get (&finalized), ==, n);
   g_clear_object (&parent);
-  counter_clear (&finalized);
+  test_counter_clear (&finalized);
 
   return elapsed;
 }
@@ -850,7 +596,7 @@ static void
 test_wide_stop (void)
 {
   gint64 small = G_MAXINT64, large = G_MAXINT64;
-  guint runs = under_valgrind () ? 1 : 3;
+  guint runs = test_under_valgrind () ? 1 : 3;
 
   /* Best of a few runs: the machine is shared. */
   for (guint i = 0; i < runs; i++)
@@ -865,7 +611,7 @@ test_wide_stop (void)
 
   /* A gross guard only (quadratic would be ~100): timing on a shared
    * machine is noisy. */
-  if (!under_valgrind ())
+  if (!test_under_valgrind ())
     g_assert_cmpint (large, <, 30 * MAX (small, 1000));
 }
 
@@ -880,11 +626,8 @@ typedef struct
   guint         n_children;
   guint         stop_after;
   guint         n_added_stopped;  /* added to an already stopped parent */
-  Counter       finalized;
-
-  GMutex        lock;
-  GCond         cond;
-  gboolean      reached;
+  TestCounter   finalized;
+  TestGate      reached;     /* entered once stop_after children were added */
 } RaceData;
 
 static gpointer
@@ -897,7 +640,7 @@ race_adder_thread (gpointer user_data)
       KillableTask *child = killable_task_new ("race-child", return_true, NULL, NULL);
       GError *error = NULL;
 
-      counter_watch (&data->finalized, child);
+      test_counter_watch (&data->finalized, child);
       if (killable_task_is_stop_requested (data->parent))
         data->n_added_stopped++;
       if (!killable_task_add_child (data->parent, child, &error))
@@ -907,10 +650,7 @@ race_adder_thread (gpointer user_data)
       if (i == data->stop_after)
         {
           /* Tell the stopper, and go on adding at once. */
-          g_mutex_lock (&data->lock);
-          data->reached = TRUE;
-          g_cond_signal (&data->cond);
-          g_mutex_unlock (&data->lock);
+          test_gate_enter (&data->reached);
         }
     }
 
@@ -921,16 +661,8 @@ static gpointer
 race_stopper_thread (gpointer user_data)
 {
   RaceData *data = user_data;
-  gint64 end_time = g_get_monotonic_time () + GUARD_USEC;
 
-  g_mutex_lock (&data->lock);
-  while (!data->reached)
-    {
-      if (!g_cond_wait_until (&data->cond, &data->lock, end_time))
-        break;
-    }
-  g_mutex_unlock (&data->lock);
-
+  test_gate_wait_entered (&data->reached, 1);
   killable_task_stop (data->parent);
 
   return NULL;
@@ -944,13 +676,11 @@ test_stop_races_add_child (void)
       g_autoptr(GError) error = NULL;
       GThread *adder, *stopper;
       RaceData data;
-      Gate gate;
+      TestGate gate;
 
-      gate_init (&gate);
-      counter_init (&data.finalized);
-      g_mutex_init (&data.lock);
-      g_cond_init (&data.cond);
-      data.reached = FALSE;
+      test_gate_init (&gate);
+      test_counter_init (&data.finalized);
+      test_gate_init (&data.reached);
       data.n_added_stopped = 0;
       data.n_children = scaled (10000);
       data.stop_after = g_test_rand_int_range (0, data.n_children);
@@ -958,17 +688,17 @@ test_stop_races_add_child (void)
 
       /* The parent's work ignores the stop until the end, so that every
        * add_child() succeeds. */
-      data.parent = killable_task_new ("race-parent", pass_gate_then_check, &gate, NULL);
-      counter_watch (&data.finalized, data.parent);
+      data.parent = killable_task_new ("race-parent", test_work_pass_gate_then_check, &gate, NULL);
+      test_counter_watch (&data.finalized, data.parent);
       g_assert_true (killable_task_start (data.parent, NULL));
-      gate_wait_entered (&gate, 1);
+      test_gate_wait_entered (&gate, 1);
 
       stopper = g_thread_new ("stopper", race_stopper_thread, &data);
       adder = g_thread_new ("adder", race_adder_thread, &data);
       g_thread_join (adder);
       g_thread_join (stopper);
 
-      g_assert_true (data.reached);
+      g_assert_cmpint (data.reached.entered, ==, 1);
       g_assert_true (killable_task_is_stop_requested (data.parent));
       g_assert_cmpuint (data.children->len, ==, data.n_children);
 
@@ -989,20 +719,19 @@ test_stop_races_add_child (void)
       g_test_message ("round %u: stop after child %u; %u children added to the stopped parent",
                       round, data.stop_after, data.n_added_stopped);
 
-      gate_open (&gate);
-      g_assert_false (join_guarded (data.parent, &error));
+      test_gate_open (&gate);
+      g_assert_false (test_join_guarded (data.parent, &error));
       g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
       g_assert_cmpint (killable_task_get_state (data.parent), ==, KILLABLE_TASK_STATE_CANCELLED);
 
       /* None leaked: the children, and the parent. */
       g_clear_pointer (&data.children, g_ptr_array_unref);
       g_clear_object (&data.parent);
-      counter_wait (&data.finalized, data.n_children + 1);
+      test_counter_wait (&data.finalized, data.n_children + 1);
 
-      g_cond_clear (&data.cond);
-      g_mutex_clear (&data.lock);
-      counter_clear (&data.finalized);
-      gate_clear (&gate);
+      test_gate_clear (&data.reached);
+      test_counter_clear (&data.finalized);
+      test_gate_clear (&gate);
     }
 }
 
@@ -1068,6 +797,40 @@ test_add_child_errors (void)
 
 /* Child policies {{{ */
 
+/* Starts @parent, and @n_siblings children of it that run @func on @gate
+ * (as @parent does), until all of them reached the gate; then adds a child
+ * that fails, and returns it once it failed. */
+static KillableTask *
+start_family_and_fail_one (KillableTask      *parent,
+                           KillableTaskFunc   func,
+                           TestGate          *gate,
+                           KillableTask     **siblings,
+                           guint              n_siblings)
+{
+  g_autoptr(GError) error = NULL;
+  KillableTask *bad;
+
+  g_assert_true (killable_task_start (parent, NULL));
+
+  for (guint i = 0; i < n_siblings; i++)
+    {
+      siblings[i] = killable_task_new ("sibling", func, gate, NULL);
+      g_assert_true (killable_task_add_child (parent, siblings[i], NULL));
+      g_assert_true (killable_task_start (siblings[i], NULL));
+    }
+  test_gate_wait_entered (gate, 1 + n_siblings);
+
+  bad = killable_task_new ("bad", fail_boom, NULL, NULL);
+  g_assert_true (killable_task_add_child (parent, bad, NULL));
+  g_assert_true (killable_task_start (bad, NULL));
+
+  g_assert_false (test_join_guarded (bad, &error));
+  g_assert_error (error, TEST_ERROR, 1);
+  g_assert_cmpint (killable_task_get_state (bad), ==, KILLABLE_TASK_STATE_FAILED);
+
+  return bad;
+}
+
 static void
 test_fail_fast (void)
 {
@@ -1075,32 +838,16 @@ test_fail_fast (void)
   g_autoptr(KillableTask) bad = NULL;
   KillableTask *siblings[2];
   g_autoptr(GError) error = NULL;
-  Gate gate;
+  TestGate gate;
 
-  gate_init (&gate);
+  test_gate_init (&gate);
 
   parent = killable_task_new ("parent", wait_for_stop, &gate, NULL);
   g_assert_cmpint (killable_task_get_child_policy (parent), ==, KILLABLE_CHILD_POLICY_FAIL_FAST);
-  g_assert_true (killable_task_start (parent, NULL));
+  bad = start_family_and_fail_one (parent, wait_for_stop, &gate,
+                                   siblings, G_N_ELEMENTS (siblings));
 
-  for (guint i = 0; i < G_N_ELEMENTS (siblings); i++)
-    {
-      siblings[i] = killable_task_new ("sibling", wait_for_stop, &gate, NULL);
-      g_assert_true (killable_task_add_child (parent, siblings[i], NULL));
-      g_assert_true (killable_task_start (siblings[i], NULL));
-    }
-  gate_wait_entered (&gate, 1 + G_N_ELEMENTS (siblings));
-
-  bad = killable_task_new ("bad", fail_boom, NULL, NULL);
-  g_assert_true (killable_task_add_child (parent, bad, NULL));
-  g_assert_true (killable_task_start (bad, NULL));
-
-  g_assert_false (join_guarded (bad, &error));
-  g_assert_error (error, TEST_ERROR, 1);
-  g_clear_error (&error);
-  g_assert_cmpint (killable_task_get_state (bad), ==, KILLABLE_TASK_STATE_FAILED);
-
-  g_assert_false (join_guarded (parent, &error));
+  g_assert_false (test_join_guarded (parent, &error));
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_CHILD_FAILED);
   g_assert_nonnull (strstr (error->message, "boom"));
   g_assert_cmpint (killable_task_get_state (parent), ==, KILLABLE_TASK_STATE_FAILED);
@@ -1110,7 +857,7 @@ test_fail_fast (void)
   for (guint i = 0; i < G_N_ELEMENTS (siblings); i++)
     {
       g_assert_true (killable_task_is_finished (siblings[i]));
-      g_assert_false (join_guarded (siblings[i], &error));
+      g_assert_false (test_join_guarded (siblings[i], &error));
       g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_CHILD_FAILED);
       g_assert_nonnull (strstr (error->message, "boom"));
       g_clear_error (&error);
@@ -1118,7 +865,7 @@ test_fail_fast (void)
       g_object_unref (siblings[i]);
     }
 
-  gate_clear (&gate);
+  test_gate_clear (&gate);
 }
 
 /* The parent never ran: a failing child still fails it. */
@@ -1131,12 +878,12 @@ test_fail_fast_pending_parent (void)
 
   g_assert_true (killable_task_add_child (parent, bad, NULL));
   g_assert_true (killable_task_start (bad, NULL));
-  g_assert_false (join_guarded (bad, &error));
+  g_assert_false (test_join_guarded (bad, &error));
   g_assert_error (error, TEST_ERROR, 1);
   g_clear_error (&error);
 
   /* The child's joiners are woken before its end reaches the parent. */
-  g_assert_true (killable_task_wait (parent, GUARD_USEC));
+  g_assert_true (killable_task_wait (parent, TEST_GUARD_USEC));
   g_assert_error (killable_task_get_error (parent), KILLABLE_ERROR, KILLABLE_ERROR_CHILD_FAILED);
   g_assert_nonnull (strstr (killable_task_get_error (parent)->message, "boom"));
   g_assert_cmpint (killable_task_get_state (parent), ==, KILLABLE_TASK_STATE_FAILED);
@@ -1149,30 +896,15 @@ test_isolate (void)
   g_autoptr(KillableTask) bad = NULL;
   KillableTask *siblings[2];
   g_autoptr(GError) error = NULL;
-  Gate gate;
+  TestGate gate;
 
-  gate_init (&gate);
+  test_gate_init (&gate);
 
-  parent = killable_task_new ("parent", pass_gate, &gate, NULL);
+  parent = killable_task_new ("parent", test_work_pass_gate, &gate, NULL);
   killable_task_set_child_policy (parent, KILLABLE_CHILD_POLICY_ISOLATE);
   g_assert_cmpint (killable_task_get_child_policy (parent), ==, KILLABLE_CHILD_POLICY_ISOLATE);
-  g_assert_true (killable_task_start (parent, NULL));
-
-  for (guint i = 0; i < G_N_ELEMENTS (siblings); i++)
-    {
-      siblings[i] = killable_task_new ("sibling", pass_gate, &gate, NULL);
-      g_assert_true (killable_task_add_child (parent, siblings[i], NULL));
-      g_assert_true (killable_task_start (siblings[i], NULL));
-    }
-  gate_wait_entered (&gate, 1 + G_N_ELEMENTS (siblings));
-
-  bad = killable_task_new ("bad", fail_boom, NULL, NULL);
-  g_assert_true (killable_task_add_child (parent, bad, NULL));
-  g_assert_true (killable_task_start (bad, NULL));
-  g_assert_false (join_guarded (bad, &error));
-  g_assert_error (error, TEST_ERROR, 1);
-  g_clear_error (&error);
-  g_assert_cmpint (killable_task_get_state (bad), ==, KILLABLE_TASK_STATE_FAILED);
+  bad = start_family_and_fail_one (parent, test_work_pass_gate, &gate,
+                                   siblings, G_N_ELEMENTS (siblings));
 
   /* Nobody else was touched. */
   g_assert_false (killable_task_is_stop_requested (parent));
@@ -1183,8 +915,8 @@ test_isolate (void)
       g_assert_cmpint (killable_task_get_state (siblings[i]), ==, KILLABLE_TASK_STATE_RUNNING);
     }
 
-  gate_open (&gate);
-  g_assert_true (join_guarded (parent, &error));
+  test_gate_open (&gate);
+  g_assert_true (test_join_guarded (parent, &error));
   g_assert_no_error (error);
   g_assert_cmpint (killable_task_get_state (parent), ==, KILLABLE_TASK_STATE_SUCCEEDED);
   for (guint i = 0; i < G_N_ELEMENTS (siblings); i++)
@@ -1193,7 +925,7 @@ test_isolate (void)
       g_object_unref (siblings[i]);
     }
 
-  gate_clear (&gate);
+  test_gate_clear (&gate);
 }
 
 /* }}} */
@@ -1207,9 +939,9 @@ test_inherited_deadline (void)
   g_autoptr(KillableTask) child = NULL;
   g_autoptr(GError) error = NULL;
   gint64 deadline, t0;
-  Gate gate;
+  TestGate gate;
 
-  gate_init (&gate);
+  test_gate_init (&gate);
 
   parent = killable_task_new ("parent", wait_for_stop, &gate, NULL);
   child = killable_task_new ("child", wait_for_stop, &gate, NULL);
@@ -1222,7 +954,7 @@ test_inherited_deadline (void)
   t0 = g_get_monotonic_time ();
   g_assert_true (killable_task_start (parent, NULL));
   g_assert_true (killable_task_start (child, NULL));
-  gate_wait_entered (&gate, 2);
+  test_gate_wait_entered (&gate, 2);
 
   deadline = killable_task_get_deadline (parent);
   g_assert_cmpint (deadline, !=, G_MAXINT64);
@@ -1230,17 +962,17 @@ test_inherited_deadline (void)
   g_assert_cmpint (killable_task_get_deadline (child), ==, deadline);
   g_assert_cmpint (killable_task_get_timeout (child), ==, -1);
 
-  g_assert_false (join_guarded (child, &error));
+  g_assert_false (test_join_guarded (child, &error));
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_TIMED_OUT);
   g_clear_error (&error);
   g_assert_cmpint (killable_task_get_state (child), ==, KILLABLE_TASK_STATE_CANCELLED);
   g_assert_cmpint (g_get_monotonic_time (), >=, deadline);
 
-  g_assert_false (join_guarded (parent, &error));
+  g_assert_false (test_join_guarded (parent, &error));
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_TIMED_OUT);
   g_assert_cmpint (killable_task_get_state (parent), ==, KILLABLE_TASK_STATE_CANCELLED);
 
-  gate_clear (&gate);
+  test_gate_clear (&gate);
 }
 
 /* }}} */
@@ -1270,7 +1002,7 @@ return_true_announce (KillableTask  *task,
                       gpointer       user_data,
                       GError       **error)
 {
-  gate_enter (user_data);
+  test_gate_enter (user_data);
   return TRUE;
 }
 
@@ -1280,11 +1012,11 @@ test_completion_order (void)
   g_autoptr(KillableTask) parent = NULL;
   KillableTask *children[2];
   g_autoptr(GError) error = NULL;
-  Gate children_gate, parent_gate;
+  TestGate children_gate, parent_gate;
   OrderData data;
 
-  gate_init (&children_gate);
-  gate_init (&parent_gate);
+  test_gate_init (&children_gate);
+  test_gate_init (&parent_gate);
   data.order = g_ptr_array_new ();
   data.parent_finished = FALSE;
 
@@ -1294,28 +1026,28 @@ test_completion_order (void)
 
   for (guint i = 0; i < G_N_ELEMENTS (children); i++)
     {
-      children[i] = killable_task_new ("child", pass_gate, &children_gate, NULL);
+      children[i] = killable_task_new ("child", test_work_pass_gate, &children_gate, NULL);
       g_signal_connect (children[i], "finished", G_CALLBACK (record_finished_cb), &data);
       g_assert_true (killable_task_add_child (parent, children[i], NULL));
       g_assert_true (killable_task_start (children[i], NULL));
     }
-  gate_wait_entered (&children_gate, G_N_ELEMENTS (children));
+  test_gate_wait_entered (&children_gate, G_N_ELEMENTS (children));
 
   /* The parent's work returns at once; the parent waits for its children. */
   g_assert_true (killable_task_start (parent, NULL));
-  gate_wait_entered (&parent_gate, 1);
+  test_gate_wait_entered (&parent_gate, 1);
   g_assert_false (killable_task_wait (parent, 100 * G_TIME_SPAN_MILLISECOND));
   g_assert_false (killable_task_is_finished (parent));
   g_assert_cmpint (killable_task_get_state (parent), ==, KILLABLE_TASK_STATE_RUNNING);
 
-  gate_open (&children_gate);
-  g_assert_true (join_guarded (parent, &error));
+  test_gate_open (&children_gate);
+  g_assert_true (test_join_guarded (parent, &error));
   g_assert_no_error (error);
   for (guint i = 0; i < G_N_ELEMENTS (children); i++)
     g_assert_true (killable_task_is_finished (children[i]));
 
-  iterate_until_flag (&data.parent_finished);
-  drain_main_context ();
+  TEST_ITERATE_UNTIL (NULL, data.parent_finished);
+  test_drain (NULL);
   g_assert_cmpuint (data.order->len, ==, 1 + G_N_ELEMENTS (children));
   g_assert_true (g_ptr_array_index (data.order, data.order->len - 1) == parent);
   for (guint i = 0; i < G_N_ELEMENTS (children); i++)
@@ -1328,8 +1060,8 @@ test_completion_order (void)
     }
 
   g_ptr_array_unref (data.order);
-  gate_clear (&parent_gate);
-  gate_clear (&children_gate);
+  test_gate_clear (&parent_gate);
+  test_gate_clear (&children_gate);
 }
 
 typedef struct
@@ -1363,7 +1095,7 @@ test_pending_children_stopped (void)
 
   parent = killable_task_new ("parent", add_pending_children, &data, NULL);
   g_assert_true (killable_task_start (parent, NULL));
-  g_assert_true (join_guarded (parent, &error));
+  g_assert_true (test_join_guarded (parent, &error));
   g_assert_no_error (error);
   g_assert_cmpint (killable_task_get_state (parent), ==, KILLABLE_TASK_STATE_SUCCEEDED);
 
@@ -1384,7 +1116,7 @@ gate_enter_stop_cb (KillableTask *task,
                     const GError *reason,
                     gpointer      user_data)
 {
-  gate_enter (user_data);
+  test_gate_enter (user_data);
 }
 
 /* A pending child added while the parent waits for its children (its work
@@ -1397,26 +1129,26 @@ test_late_pending_child (void)
   g_autoptr(KillableTask) running = NULL;
   g_autoptr(KillableTask) late = NULL;
   g_autoptr(GError) error = NULL;
-  Gate stopped, gate;
+  TestGate stopped, gate;
 
-  gate_init (&stopped);
-  gate_init (&gate);
+  test_gate_init (&stopped);
+  test_gate_init (&gate);
 
   parent = killable_task_new ("parent", return_true, NULL, NULL);
   pending = killable_task_new ("pending", return_true, NULL, NULL);
-  running = killable_task_new ("running", pass_gate, &gate, NULL);
+  running = killable_task_new ("running", test_work_pass_gate, &gate, NULL);
   killable_task_add_stop_callback (pending, gate_enter_stop_cb, &stopped, NULL);
   g_assert_true (killable_task_add_child (parent, pending, NULL));
   g_assert_true (killable_task_add_child (parent, running, NULL));
   g_assert_true (killable_task_start (running, NULL));
-  gate_wait_entered (&gate, 1);
+  test_gate_wait_entered (&gate, 1);
 
   /* The parent's worker stops its pending children once its work returned
    * (the stop callback runs there), then waits for the running one. */
   g_assert_true (killable_task_start (parent, NULL));
-  gate_wait_entered (&stopped, 1);
+  test_gate_wait_entered (&stopped, 1);
   /* Stop callbacks run before the task ends. */
-  g_assert_true (killable_task_wait (pending, GUARD_USEC));
+  g_assert_true (killable_task_wait (pending, TEST_GUARD_USEC));
   g_assert_cmpint (killable_task_get_state (pending), ==, KILLABLE_TASK_STATE_CANCELLED);
   g_assert_false (killable_task_is_finished (parent));
 
@@ -1424,19 +1156,19 @@ test_late_pending_child (void)
   g_assert_true (killable_task_add_child (parent, late, &error));
   g_assert_no_error (error);
 
-  gate_open (&gate);
-  g_assert_true (join_guarded (parent, &error));
+  test_gate_open (&gate);
+  g_assert_true (test_join_guarded (parent, &error));
   g_assert_no_error (error);
   g_assert_cmpint (killable_task_get_state (running), ==, KILLABLE_TASK_STATE_SUCCEEDED);
   g_assert_cmpint (killable_task_get_state (late), ==, KILLABLE_TASK_STATE_CANCELLED);
 
-  gate_clear (&gate);
-  gate_clear (&stopped);
+  test_gate_clear (&gate);
+  test_gate_clear (&stopped);
 }
 
 typedef struct
 {
-  Gate          gate;
+  TestGate      gate;
   KillableTask *children[2];   /* (owned) */
 } FailingParentData;
 
@@ -1454,7 +1186,7 @@ start_children_then_fail (KillableTask  *task,
           !killable_task_start (data->children[i], error))
         return FALSE;
     }
-  gate_wait_entered (&data->gate, G_N_ELEMENTS (data->children));
+  test_gate_wait_entered (&data->gate, G_N_ELEMENTS (data->children));
 
   g_set_error_literal (error, TEST_ERROR, 3, "parent failed");
   return FALSE;
@@ -1467,11 +1199,11 @@ test_failing_parent (void)
   g_autoptr(GError) error = NULL;
   FailingParentData data;
 
-  gate_init (&data.gate);
+  test_gate_init (&data.gate);
 
   parent = killable_task_new ("parent", start_children_then_fail, &data, NULL);
   g_assert_true (killable_task_start (parent, NULL));
-  g_assert_false (join_guarded (parent, &error));
+  g_assert_false (test_join_guarded (parent, &error));
 
   /* Its own error, not a CHILD_FAILED made of its own error. */
   g_assert_error (error, TEST_ERROR, 3);
@@ -1481,7 +1213,7 @@ test_failing_parent (void)
   for (guint i = 0; i < G_N_ELEMENTS (data.children); i++)
     {
       g_assert_true (killable_task_is_finished (data.children[i]));
-      g_assert_false (join_guarded (data.children[i], &error));
+      g_assert_false (test_join_guarded (data.children[i], &error));
       g_assert_error (error, TEST_ERROR, 3);
       g_assert_cmpstr (error->message, ==, "parent failed");
       g_clear_error (&error);
@@ -1490,7 +1222,7 @@ test_failing_parent (void)
       g_object_unref (data.children[i]);
     }
 
-  gate_clear (&data.gate);
+  test_gate_clear (&data.gate);
 }
 
 /* }}} */
@@ -1499,9 +1231,9 @@ test_failing_parent (void)
 
 typedef struct
 {
-  guint    n_children;
-  guint    max_children;   /* longest children list seen by the parent */
-  Counter  finalized;
+  guint        n_children;
+  guint        max_children;   /* longest children list seen by the parent */
+  TestCounter  finalized;
 } ManyData;
 
 static gboolean
@@ -1517,10 +1249,10 @@ spawn_many (KillableTask  *task,
       g_autoptr(KillableTask) child = killable_task_new ("short", return_true, NULL, NULL);
       guint len;
 
-      counter_watch (&data->finalized, child);
+      test_counter_watch (&data->finalized, child);
       if (!killable_task_add_child (task, child, error) ||
           !killable_task_start (child, error) ||
-          !join_guarded (child, error))
+          !test_join_guarded (child, error))
         return FALSE;
 
       killable_tree_lock ();
@@ -1545,7 +1277,7 @@ test_many_short_children (void)
 
   data.n_children = scaled (100000);
   data.max_children = 0;
-  counter_init (&data.finalized);
+  test_counter_init (&data.finalized);
 
   parent = killable_task_new ("spawner", spawn_many, &data, NULL);
   model = killable_task_get_children (parent);
@@ -1557,8 +1289,8 @@ test_many_short_children (void)
 
   /* The model follows on this thread while the parent works (a few
    * seconds when the machine is loaded). */
-  iterate_until_flag_guarded (&finished, 12 * GUARD_USEC);
-  g_assert_true (join_guarded (parent, &error));
+  TEST_ITERATE_UNTIL_GUARDED (NULL, finished, 12 * TEST_GUARD_USEC);
+  g_assert_true (test_join_guarded (parent, &error));
   g_assert_no_error (error);
   g_test_message ("%u short children: %.1f ms, %u model changes, at most %u listed",
                   data.n_children, (g_get_monotonic_time () - t0) / 1000.,
@@ -1572,12 +1304,12 @@ test_many_short_children (void)
   g_assert_cmpuint (g_list_model_get_n_items (model), ==, 0);
 
   /* Every child was released. */
-  counter_wait (&data.finalized, data.n_children);
+  test_counter_wait (&data.finalized, data.n_children);
 
   g_signal_handlers_disconnect_by_func (model, items_changed_cb, &stats);
-  drain_main_context ();
+  test_drain (NULL);
   g_clear_object (&parent);
-  counter_clear (&data.finalized);
+  test_counter_clear (&data.finalized);
 }
 
 /* }}} */
@@ -1589,8 +1321,6 @@ main (int   argc,
   g_test_init (&argc, &argv, NULL);
 
   main_thread = g_thread_self ();
-  if (g_getenv ("KILLABLE_UNDER_VALGRIND") != NULL)
-    guard_usec = 60 * G_USEC_PER_SEC;
 
   g_test_add_func ("/tree/children-model/release", test_children_model_release);
   g_test_add_func ("/tree/children-model/retain", test_children_model_retain);
