@@ -146,10 +146,15 @@ killable_owner_queue (KillableTask *task,
   KillableTaskPrivate *priv = killable_task_get_private_data (task);
   KillableOwnerEntry *entry;
   OwnerQueue *queue;
+  KillableTask *ref;
 
   emissions = killable_task_filter_emissions (task, emissions);
   if (emissions == 0)
     return;
+
+  /* Taken before the lock: a reference that toggles runs a binding's
+   * toggle notification (Python takes its GIL there). */
+  ref = g_object_ref (task);
 
   g_mutex_lock (&owner_lock);
 
@@ -159,6 +164,7 @@ killable_owner_queue (KillableTask *task,
     {
       entry->emissions |= emissions;
       g_mutex_unlock (&owner_lock);
+      g_object_unref (ref);
       return;
     }
 
@@ -174,7 +180,7 @@ killable_owner_queue (KillableTask *task,
     }
 
   entry = g_new0 (KillableOwnerEntry, 1);
-  entry->task = g_object_ref (task);
+  entry->task = ref;
   entry->emissions = emissions;
   entry->link.data = entry;
   g_queue_push_tail_link (&queue->entries, &entry->link);

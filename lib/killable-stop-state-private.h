@@ -29,6 +29,7 @@ typedef struct
   GThread              *running_thread;  /* protected by @lock */
   gulong                last_id;         /* protected by @lock */
   gboolean              firing;          /* protected by @lock: requested, callbacks not all run yet */
+  int                   wake_fd;         /* (owned) eventfd for wait_fd(), -1 until needed; protected by @lock */
 } KillableStopState;
 
 void      killable_stop_state_init            (KillableStopState    *state);
@@ -58,5 +59,6 @@ void      killable_stop_state_remove_callback (KillableStopState    *state,
 gboolean  killable_stop_state_sleep           (KillableStopState    *state,
                                                gint64                end_time);
 void      killable_stop_state_wait_fired      (KillableStopState    *state);
+int       killable_stop_state_get_wake_fd     (KillableStopState    *state);
 
 G_END_DECLS

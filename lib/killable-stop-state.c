@@ -5,6 +5,10 @@
 
 #include "config.h"
 
+#include <errno.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include "killable-stop-state-private.h"
 
 struct _KillableStopCallback
@@ -29,6 +33,7 @@ killable_stop_state_init (KillableStopState *state)
   g_mutex_init (&state->lock);
   g_cond_init (&state->cond);
   g_queue_init (&state->callbacks);
+  state->wake_fd = -1;
 }
 
 void
@@ -42,6 +47,8 @@ killable_stop_state_clear (KillableStopState *state)
     stop_callback_free (cb);
 
   g_clear_error (&state->reason);
+  if (state->wake_fd >= 0)
+    close (state->wake_fd);
   g_cond_clear (&state->cond);
   g_mutex_clear (&state->lock);
 }
@@ -67,6 +74,13 @@ killable_stop_state_request (KillableStopState *state,
   state->firing = TRUE;
   g_atomic_int_set (&state->requested, 1);
   g_cond_broadcast (&state->cond);
+  if (state->wake_fd >= 0)
+    {
+      guint64 one = 1;
+
+      while (write (state->wake_fd, &one, sizeof one) < 0 && errno == EINTR)
+        ;
+    }
 
   g_mutex_unlock (&state->lock);
 
@@ -241,4 +255,26 @@ killable_stop_state_sleep (KillableStopState *state,
   g_mutex_unlock (&state->lock);
 
   return !stopped;
+}
+
+/* An eventfd that becomes readable on the stop request, for poll(); created
+ * on first use. Returns -1 if it cannot be created (no fd left): the
+ * caller then polls in slices and checks the flag in between. Unlike
+ * g_cancellable_make_pollfd(), running out of fds is not fatal. */
+int
+killable_stop_state_get_wake_fd (KillableStopState *state)
+{
+  int fd;
+
+  g_mutex_lock (&state->lock);
+
+  if (state->wake_fd < 0)
+    {
+      state->wake_fd = eventfd (state->requested ? 1 : 0, EFD_CLOEXEC | EFD_NONBLOCK);
+    }
+  fd = state->wake_fd;
+
+  g_mutex_unlock (&state->lock);
+
+  return fd;
 }

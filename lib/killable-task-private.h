@@ -30,6 +30,7 @@ struct _KillableTaskPrivate
   int                 kill_requested;    /* (atomic) */
   int                 interrupt_syscalls;/* (atomic) */
   int                 started;           /* (atomic) */
+  int                 dispatched;        /* (atomic) handed to a worker thread */
 
   GMutex              lock;
   GCond               cond;              /* join()/wait(): terminal state reached */
@@ -109,7 +110,7 @@ void      killable_tree_child_ended           (KillableTask   *child);
 void      killable_tree_before_completion     (KillableTask   *self,
                                                gboolean        run_failed,
                                                const GError   *run_error);
-void      killable_tree_dispose               (KillableTask   *self);
+gboolean  killable_tree_dispose               (KillableTask   *self);
 void      killable_tree_sync_model            (KillableTask   *self);
 gint64    killable_tree_get_deadline          (KillableTask   *self);
 

@@ -117,6 +117,9 @@ typedef struct
 G_DEFINE_TYPE_WITH_PRIVATE (KillableTask, killable_task, G_TYPE_OBJECT)
 
 static GType task_type;     /* KILLABLE_TYPE_TASK, without a call */
+
+/* How often wait_fd() looks at the stop flag when it has no wake-up fd. */
+#define WAIT_FD_SLICE_MS 50
 static GParamSpec *properties[N_PROPS];
 static guint signals[N_SIGNALS];
 static guint notify_signal_id;
@@ -316,12 +319,15 @@ complete_full (KillableTask      *self,
   if (priv->async_task != NULL)
     emissions |= KILLABLE_EMIT_ASYNC_RETURN;
 
+  /* Queued under the lock that run_async() takes to look at the state, so
+   * its callback never overtakes finished; and before the parent learns of
+   * the end (and may end in turn), so that a child's finished is always
+   * emitted before its parent's. */
+  killable_owner_queue (self, emissions);
+
   g_mutex_unlock (&priv->lock);
 
   killable_escalation_cancel (self);
-  /* Queued before the parent learns of the end (and may end in turn), so
-   * that a child's finished is always emitted before its parent's. */
-  killable_owner_queue (self, emissions);
   killable_tree_child_ended (self);
 
   return TRUE;
@@ -614,6 +620,7 @@ start_internal (KillableTask  *self,
   killable_owner_queue (self, KILLABLE_EMIT_STATE_RUNNING);
   killable_escalation_arm_timeout (self);
 
+  g_atomic_int_set (&priv->dispatched, 1);
   if (!killable_worker_pool_run (worker_run, g_object_ref (self), &local_error))
     {
       g_object_unref (self);
@@ -674,8 +681,18 @@ static void
 killable_task_dispose (GObject *object)
 {
   KillableTask *self = (KillableTask *)object;
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
 
-  killable_tree_dispose (self);
+  /* A task whose work never ran runs its cleanups here, where the object
+   * is still alive: a cleanup may call stop() or kill() on it. (A task
+   * with a worker is never disposed before the worker ran them: the
+   * worker holds a reference.) */
+  if (!g_atomic_int_get (&priv->dispatched))
+    run_cleanups (self);
+
+  /* FALSE: handed to the timer thread, disposed again from there. */
+  if (!killable_tree_dispose (self))
+    return;
 
   G_OBJECT_CLASS (killable_task_parent_class)->dispose (object);
 }
@@ -1200,6 +1217,11 @@ killable_task_run_async (KillableTask        *self,
       return;
     }
 
+  /* The result is reported on this thread's context: set first, so that
+   * emissions of an end racing with this call go there too. */
+  context = g_main_context_ref_thread_default ();
+  killable_owner_set_context (self, context);
+
   /* complete() looks at async_task under the same lock: either it sees it,
    * or the task was already terminal here (stopped while pending). */
   g_mutex_lock (&priv->lock);
@@ -1208,10 +1230,7 @@ killable_task_run_async (KillableTask        *self,
   g_mutex_unlock (&priv->lock);
 
   /* Connected before the start: an already cancelled cancellable stops the
-   * task while it is still pending, so its work never runs (and the result
-   * is then reported on this thread's context, hence set first). */
-  context = g_main_context_ref_thread_default ();
-  killable_owner_set_context (self, context);
+   * task while it is still pending, so its work never runs. */
   if (cancellable != NULL)
     {
       gulong id = g_cancellable_connect (cancellable, G_CALLBACK (async_cancelled_cb),
@@ -2124,24 +2143,33 @@ killable_task_wait_fd (KillableTask  *self,
                        gint64         timeout_usec,
                        GError       **error)
 {
-  GCancellable *cancellable;
+  KillableTaskPrivate *priv;
   GPollFD pfds[2];
   gint64 end_time = -1;
-  int n_fds;
+  int n_fds = 1;
+  int wake_fd;
 
   g_return_val_if_fail (KILLABLE_IS_TASK (self), 0);
   g_return_val_if_fail (fd >= 0, 0);
   g_return_val_if_fail (timeout_usec >= -1, 0);
   g_return_val_if_fail (error == NULL || *error == NULL, 0);
 
-  cancellable = killable_task_get_cancellable (self);
+  priv = killable_task_get_instance_private (self);
 
   pfds[0].fd = fd;
   pfds[0].events = condition;
   pfds[0].revents = 0;
-  n_fds = 1;
-  if (g_cancellable_make_pollfd (cancellable, &pfds[1]))
-    n_fds = 2;
+
+  /* Without a wake-up fd (none left), poll in slices and look at the flag
+   * in between: slower to notice a stop, but never stuck. */
+  wake_fd = killable_stop_state_get_wake_fd (&priv->stop);
+  if (wake_fd >= 0)
+    {
+      pfds[1].fd = wake_fd;
+      pfds[1].events = G_IO_IN;
+      pfds[1].revents = 0;
+      n_fds = 2;
+    }
 
   if (timeout_usec >= 0)
     end_time = g_get_monotonic_time () + timeout_usec;
@@ -2151,12 +2179,8 @@ killable_task_wait_fd (KillableTask  *self,
       int timeout_ms = -1;
       int ret;
 
-      if (killable_task_is_stop_requested (self))
-        {
-          if (n_fds == 2)
-            g_cancellable_release_fd (cancellable);
-          return set_stop_error (self, error);
-        }
+      if (killable_stop_state_is_requested (&priv->stop))
+        return set_stop_error (self, error);
 
       if (end_time >= 0)
         {
@@ -2164,6 +2188,8 @@ killable_task_wait_fd (KillableTask  *self,
 
           timeout_ms = left <= 0 ? 0 : (int) MIN ((left + 999) / 1000, G_MAXINT);
         }
+      if (n_fds == 1 && (timeout_ms < 0 || timeout_ms > WAIT_FD_SLICE_MS))
+        timeout_ms = WAIT_FD_SLICE_MS;
 
       ret = g_poll (pfds, n_fds, timeout_ms);
       if (ret < 0)
@@ -2173,8 +2199,6 @@ killable_task_wait_fd (KillableTask  *self,
           if (errsv == EINTR)
             continue;
 
-          if (n_fds == 2)
-            g_cancellable_release_fd (cancellable);
           g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errsv),
                        _("Could not wait for file descriptor %d: %s"),
                        fd, g_strerror (errsv));
@@ -2183,8 +2207,6 @@ killable_task_wait_fd (KillableTask  *self,
 
       if (pfds[0].revents != 0)
         {
-          if (n_fds == 2)
-            g_cancellable_release_fd (cancellable);
           if (pfds[0].revents & G_IO_NVAL)
             {
               g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
@@ -2194,12 +2216,8 @@ killable_task_wait_fd (KillableTask  *self,
           return pfds[0].revents;
         }
 
-      if (ret == 0 && end_time >= 0 && g_get_monotonic_time () >= end_time)
-        {
-          if (n_fds == 2)
-            g_cancellable_release_fd (cancellable);
-          return 0;
-        }
+      if (end_time >= 0 && g_get_monotonic_time () >= end_time)
+        return 0;
     }
 }
 
@@ -2285,6 +2303,7 @@ killable_task_set_abandonable (KillableTask *self,
   KillableTaskPrivate *priv;
 
   g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
+  g_return_val_if_fail (killable_task_get_current () == self, FALSE);
 
   priv = killable_task_get_instance_private (self);
 

@@ -20,6 +20,12 @@
  * 100 000 deep cannot overflow the C stack.
  */
 
+/* Bindings and tree_lock: a reference that toggles (1 ↔ 2, with a
+ * binding's toggle reference) runs the binding's toggle notification, which
+ * takes its lock (Python's GIL), and a thread holding that lock may be in a
+ * task's dispose. So roots are referenced before tree_lock is taken
+ * (descendants are held by their parents), and dispose never waits for
+ * tree_lock for long: see killable_tree_dispose(). */
 static GMutex tree_lock;
 static GCond tree_cond;    /* n_live_children of some task dropped to 0 */
 static GPrivate release_queue;
@@ -69,9 +75,11 @@ killable_tree_request_stop (KillableTask *self,
 {
   GPtrArray *won = g_ptr_array_new_with_free_func (g_object_unref);
 
+  g_object_ref (self);
   g_mutex_lock (&tree_lock);
   request_stop_locked (self, reason, won);
   g_mutex_unlock (&tree_lock);
+  g_object_unref (self);
 
   return won;
 }
@@ -86,9 +94,10 @@ killable_tree_collect_subtree (KillableTask *self,
 {
   GPtrArray *ret = g_ptr_array_new_with_free_func (g_object_unref);
 
+  g_ptr_array_add (ret, g_object_ref (self));
+
   g_mutex_lock (&tree_lock);
 
-  g_ptr_array_add (ret, g_object_ref (self));
   for (guint i = 0; i < ret->len; i++)
     {
       KillableTask *task = g_ptr_array_index (ret, i);
@@ -220,6 +229,9 @@ release_task (KillableTask *task)
   release_tasks (&one);
 }
 
+static void child_ended (KillableTask *child,
+                         gboolean      at_add);
+
 /**
  * killable_task_add_child:
  * @self: the parent
@@ -261,11 +273,16 @@ killable_task_add_child (KillableTask  *self,
   priv = PRIV (self);
   cpriv = PRIV (child);
 
+  /* The parent's reference on the child, taken before the lock (see the
+   * top of this file). */
+  g_object_ref (child);
+
   g_mutex_lock (&tree_lock);
 
   if (cpriv->parent != NULL)
     {
       g_mutex_unlock (&tree_lock);
+      g_object_unref (child);
       g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
                    _("Task “%s” already has a parent"), cpriv->name);
       return FALSE;
@@ -280,6 +297,7 @@ killable_task_add_child (KillableTask  *self,
       if (t == child)
         {
           g_mutex_unlock (&tree_lock);
+          g_object_unref (child);
           g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
                        _("Task “%s” cannot be a child of itself or of its own descendant"),
                        cpriv->name);
@@ -291,18 +309,19 @@ killable_task_add_child (KillableTask  *self,
       KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)))
     {
       g_mutex_unlock (&tree_lock);
+      g_object_unref (child);
       g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
                    _("Task “%s” already finished and cannot take children"), priv->name);
       return FALSE;
     }
 
-  g_object_ref (child);
   cpriv->parent = self;
   g_queue_push_tail_link (&priv->children, &cpriv->sibling_link);
 
   /* "Live" is decided here once, under the lock that child_ended() takes:
-   * a child that is completing right now is either counted here and
-   * uncounted there, or not at all. */
+   * a child completing right now is counted here and uncounted by its own
+   * child_ended(); one that already completed is not counted, and the call
+   * at the end of this function gives it the end it missed. */
   child_terminal = KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&cpriv->state));
   if (!child_terminal)
     {
@@ -349,14 +368,17 @@ killable_task_add_child (KillableTask  *self,
 
   /* Already finished: it leaves (or fails its parent) as it would have. */
   if (child_terminal)
-    killable_tree_child_ended (child);
+    child_ended (child, TRUE);
 
   return TRUE;
 }
 
-/* Called once @child is terminal. */
-void
-killable_tree_child_ended (KillableTask *child)
+/* Called once @child is terminal (by complete()), and by add_child() for a
+ * child that was already terminal (@at_add). Acts once per child and
+ * parent: on a counted child, or at its addition. */
+static void
+child_ended (KillableTask *child,
+             gboolean      at_add)
 {
   KillableTaskPrivate *cpriv = PRIV (child);
   KillableTask *parent;
@@ -369,30 +391,30 @@ killable_tree_child_ended (KillableTask *child)
   g_mutex_lock (&tree_lock);
 
   parent = cpriv->parent;
-  if (parent == NULL)
+  if (parent == NULL || (!at_add && !cpriv->counted_in_parent))
     {
       g_mutex_unlock (&tree_lock);
       return;
     }
 
+  /* Alive: it holds @child, and its dispose takes this lock. (This
+   * reference may toggle a binding's: dispose never waits long for the
+   * lock, see killable_tree_dispose().) */
   g_object_ref (parent);
 
-  if (cpriv->counted_in_parent)
+  if (cpriv->counted_in_parent &&
+      (cpriv->counted_in_parent = FALSE, --PRIV (parent)->n_live_children == 0))
     {
-      cpriv->counted_in_parent = FALSE;
-      if (--PRIV (parent)->n_live_children == 0)
+      g_cond_broadcast (&tree_cond);
+      /* A parent stopped (or killed) before it started, or killed while a
+       * child could not be abandoned, ends now. */
+      if (PRIV (parent)->complete_when_children_end)
         {
-          g_cond_broadcast (&tree_cond);
-          /* A parent stopped (or killed) before it started, or killed
-           * while a child could not be abandoned, ends now. */
-          if (PRIV (parent)->complete_when_children_end)
-            {
-              PRIV (parent)->complete_when_children_end = FALSE;
-              parent_pending_done = TRUE;
-            }
-          else if (g_atomic_int_get (&PRIV (parent)->kill_requested))
-            parent_kill_again = TRUE;
+          PRIV (parent)->complete_when_children_end = FALSE;
+          parent_pending_done = TRUE;
         }
+      else if (g_atomic_int_get (&PRIV (parent)->kill_requested))
+        parent_kill_again = TRUE;
     }
 
   if (g_atomic_int_get (&cpriv->state) == KILLABLE_TASK_STATE_FAILED &&
@@ -432,6 +454,12 @@ killable_tree_child_ended (KillableTask *child)
       release_task (child);
     }
   release_task (parent);
+}
+
+void
+killable_tree_child_ended (KillableTask *child)
+{
+  child_ended (child, FALSE);
 }
 
 /* On the worker, after the work returned: stop children that never
@@ -493,7 +521,45 @@ killable_tree_before_completion (KillableTask *self,
   g_mutex_unlock (&tree_lock);
 }
 
-void
+static GPrivate in_reaper;
+
+static gboolean
+reap_cb (gpointer data)
+{
+  g_private_set (&in_reaper, GINT_TO_POINTER (TRUE));
+  g_object_unref (data);
+  g_private_set (&in_reaper, NULL);
+
+  return G_SOURCE_REMOVE;
+}
+
+/* Takes tree_lock for a dispose, or gives up after a short while. A binding
+ * may dispose a task while holding its own lock (Python's GIL), and the
+ * holder of tree_lock may be waiting for that lock (a toggle notification):
+ * waiting here could deadlock. The timer thread, which holds no binding
+ * lock, may wait. */
+static gboolean
+lock_for_dispose (void)
+{
+  if (g_private_get (&in_reaper) != NULL)
+    {
+      g_mutex_lock (&tree_lock);
+      return TRUE;
+    }
+
+  for (guint i = 0; i < 10000; i++)
+    {
+      if (g_mutex_trylock (&tree_lock))
+        return TRUE;
+      g_thread_yield ();
+    }
+
+  return FALSE;
+}
+
+/* Returns FALSE if the task was handed to the timer thread, which drops it
+ * again later: the caller must not chain up then. */
+gboolean
 killable_tree_dispose (KillableTask *self)
 {
   KillableTaskPrivate *priv = PRIV (self);
@@ -501,7 +567,26 @@ killable_tree_dispose (KillableTask *self)
   GList *link;
   KillableTask *failed_child;
 
-  g_mutex_lock (&tree_lock);
+  /* Nobody can reach a task without a parent (it would hold a reference)
+   * nor children (they would point to it) but through a reference: no lock
+   * is needed. */
+  if (g_atomic_pointer_get (&priv->parent) == NULL &&
+      g_atomic_int_get (&priv->children.length) == 0 &&
+      g_atomic_pointer_get (&priv->failed_child) == NULL)
+    {
+      g_clear_error (&priv->completion_reason);
+      g_clear_object (&priv->children_model);
+      return TRUE;
+    }
+
+  if (!lock_for_dispose ())
+    {
+      /* Resurrected for the timer thread: this reference does not toggle,
+       * a binding's toggle reference is gone when dispose runs. */
+      g_object_ref (self);
+      g_source_unref (killable_timer_add (0, reap_cb, self, NULL));
+      return FALSE;
+    }
 
   while ((link = g_queue_pop_head_link (&priv->children)) != NULL)
     {
@@ -522,6 +607,8 @@ killable_tree_dispose (KillableTask *self)
   release_tasks (&children);
 
   g_clear_object (&priv->children_model);
+
+  return TRUE;
 }
 
 /* The owner-side mirror {{{ */
