@@ -14,6 +14,7 @@
 #include "killable-enums.h"
 #include "killable-error.h"
 #include "killable-task-private.h"
+#include "killable-sync-private.h"
 #include "killable-worker-pool-private.h"
 
 /**
@@ -681,6 +682,10 @@ static void
 killable_task_dispose (GObject *object)
 {
   KillableTask *self = (KillableTask *)object;
+
+  /* Under ThreadSanitizer: every thread's use of the task happens before
+   * its end, whoever drops the last reference. */
+  KILLABLE_SYNC_DISPOSING (self);
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
 
   /* A task whose work never ran runs its cleanups here, where the object

@@ -1,0 +1,2586 @@
+/* torture.c: randomised stress test of libkillable
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Each round builds a random tree of tasks (depth ≤ 4) with random work
+ * (busy loops with killable_task_check(), killable_task_sleep(),
+ * killable_task_wait_fd() on a pipe, blocking read() unblocked by a stop
+ * callback or by EINTR, work that ignores stops, work that spawns
+ * children), starts it with start() or run_async(), and lets two attacker
+ * threads hit the tasks with random stop, stop_with_error, interrupt, kill,
+ * add_child, unref, set_timeout, grace periods, stop callbacks, cleanups,
+ * cancellations... The owner then ends the round by climbing the ladder
+ * (stop, interrupt, kill), releases the work that ignores stops, and checks
+ * the invariants:
+ *
+ *  - every task reaches at most one terminal state, and exactly one if it
+ *    was started; a terminal state never changes; `finished` is emitted
+ *    once per terminal task, never on a worker thread;
+ *  - the outcome matches what the work returned (SUCCEEDED only if it
+ *    returned TRUE, KILLED always with KILLABLE_ERROR_KILLED, ...), and
+ *    join(), run_finish() and get_error() agree;
+ *  - every cleanup and every stop callback runs at most once, a stop
+ *    callback never after remove_stop_callback() returned, all stop
+ *    callbacks of a task run iff its stop was requested, every
+ *    GDestroyNotify runs exactly once;
+ *  - a parent (not killed) is never terminal while a child it accepted is
+ *    not;
+ *  - nothing leaks: every task is finalized by the end of its round, the
+ *    abandoned-thread count returns to 0, the worker pool returns to 0
+ *    threads, the number of open file descriptors is unchanged;
+ *  - nothing deadlocks: a watchdog thread prints the seed and a backtrace
+ *    of every thread (with gdb, when it is installed) and aborts if no
+ *    operation completes for a while.
+ *
+ * The operations chosen depend only on the seed (printed as `# seed: N`;
+ * set it with --seed=N or KILLABLE_TORTURE_SEED); their interleaving
+ * depends on the scheduler, which is the point.
+ *
+ * Synchronisation inside this test uses pthread mutexes and condition
+ * variables rather than GMutex/GCond, so that ThreadSanitizer sees it (see
+ * tests/README-sanitizers.md).
+ *
+ * Options: --seed=N, --ops=N (default 3000), --watchdog=SECONDS (default
+ * 60), --verbose.
+ */
+
+#ifndef _GNU_SOURCE
+# define _GNU_SOURCE 1   /* pipe2() */
+#endif
+
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "killable.h"
+#include "killable-worker-pool-private.h"
+
+#define MAX_DEPTH          3      /* root at 0: four levels */
+#define MAX_INITIAL_TASKS  10
+#define N_ATTACKERS        2
+
+#define IS_TERMINAL(s) ((s) >= KILLABLE_TASK_STATE_SUCCEEDED)
+
+/* Options */
+static guint32 opt_seed;
+static gint64 opt_ops = 3000;
+static int opt_watchdog = 60;
+static gboolean opt_verbose;
+
+/* Synchronisation visible to ThreadSanitizer {{{ */
+
+typedef struct
+{
+  pthread_mutex_t mutex;
+  pthread_cond_t  cond;
+} Sync;
+
+static void
+sync_init (Sync *sync)
+{
+  pthread_condattr_t attr;
+
+  pthread_condattr_init (&attr);
+  pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+  pthread_mutex_init (&sync->mutex, NULL);
+  pthread_cond_init (&sync->cond, &attr);
+  pthread_condattr_destroy (&attr);
+}
+
+static void
+sync_clear (Sync *sync)
+{
+  pthread_cond_destroy (&sync->cond);
+  pthread_mutex_destroy (&sync->mutex);
+}
+
+static void
+sync_lock (Sync *sync)
+{
+  pthread_mutex_lock (&sync->mutex);
+}
+
+static void
+sync_unlock (Sync *sync)
+{
+  pthread_mutex_unlock (&sync->mutex);
+}
+
+static void
+sync_broadcast (Sync *sync)
+{
+  pthread_cond_broadcast (&sync->cond);
+}
+
+/* Waits until @end_time (g_get_monotonic_time() clock, which is
+ * CLOCK_MONOTONIC). Returns FALSE on timeout. */
+static gboolean
+sync_wait_until (Sync   *sync,
+                 gint64  end_time)
+{
+  struct timespec ts;
+
+  ts.tv_sec = end_time / G_USEC_PER_SEC;
+  ts.tv_nsec = (end_time % G_USEC_PER_SEC) * 1000;
+
+  return pthread_cond_timedwait (&sync->cond, &sync->mutex, &ts) != ETIMEDOUT;
+}
+
+/* }}} */
+
+/* Global state and statistics {{{ */
+
+typedef enum
+{
+  OP_STOP,
+  OP_STOP_WITH_ERROR,
+  OP_INTERRUPT,
+  OP_KILL,
+  OP_ADD_CHILD,
+  OP_ADD_EXISTING,
+  OP_UNREF,
+  OP_SET_TIMEOUT,
+  OP_SET_GRACE,
+  OP_ADD_STOP_CB,
+  OP_REMOVE_STOP_CB,
+  OP_ADD_CLEANUP,
+  OP_SET_PROGRESS,
+  OP_CANCEL_CANCELLABLE,
+  OP_CANCEL_ASYNC,
+  OP_POKE,
+  OP_START,
+  OP_WAIT,
+  OP_RUN_ASYNC,
+  OP_TOGGLE_SYSCALLS,
+  N_ATTACK_OPS,
+  /* owner-side operations, counted too */
+  OP_CREATE = N_ATTACK_OPS,
+  OP_OWNER_START,
+  OP_OWNER_RUN_ASYNC,
+  OP_LADDER,
+  OP_JOIN,
+  N_OPS
+} OpKind;
+
+static const char *op_names[N_OPS] = {
+  "stop", "stop_with_error", "interrupt", "kill", "add_child(new)",
+  "add_child(existing)", "unref", "set_timeout", "set_grace_period",
+  "add_stop_callback", "remove_stop_callback", "add_cleanup",
+  "set_progress/status", "cancel(task cancellable)", "cancel(run_async cancellable)",
+  "poke fd", "start", "wait", "run_async(new)", "toggle interrupt-syscalls",
+  "create", "start(owner)", "run_async(owner)", "ladder step", "join",
+};
+
+/* Attack weights, out of their sum. */
+static const guint op_weights[N_ATTACK_OPS] = {
+  8,  /* stop */
+  5,  /* stop_with_error */
+  5,  /* interrupt */
+  3,  /* kill */
+  6,  /* add_child(new) */
+  3,  /* add_child(existing) */
+  3,  /* unref */
+  4,  /* set_timeout */
+  4,  /* set_grace_period */
+  5,  /* add_stop_callback */
+  4,  /* remove_stop_callback */
+  4,  /* add_cleanup */
+  4,  /* set_progress */
+  3,  /* cancel task cancellable */
+  2,  /* cancel run_async cancellable */
+  4,  /* poke */
+  4,  /* start */
+  4,  /* wait */
+  3,  /* run_async(new) */
+  2,  /* toggle interrupt-syscalls */
+};
+
+typedef enum
+{
+  WORK_NOOP,
+  WORK_BUSY,       /* loop with killable_task_check() */
+  WORK_SLOW,       /* loop that checks only now and then */
+  WORK_SLEEP,      /* killable_task_sleep() */
+  WORK_WAIT_FD,    /* killable_task_wait_fd() on a pipe */
+  WORK_FOREIGN,    /* blocking read(), unblocked by a stop callback */
+  WORK_EINTR,      /* blocking read() with interrupt-syscalls */
+  WORK_STUCK,      /* ignores stops until the round releases it */
+  WORK_SPAWN,      /* adds and starts children, joins them */
+  N_WORK
+} WorkKind;
+
+static const char *work_names[N_WORK] = {
+  "noop", "busy", "slow", "sleep", "wait_fd", "foreign", "eintr", "stuck", "spawn",
+};
+
+static const guint work_weights[N_WORK] = { 5, 25, 10, 20, 15, 8, 7, 4, 8 };
+
+typedef enum
+{
+  END_SUCCESS,
+  END_ERROR,
+  END_FALSE,       /* FALSE without an error */
+} WorkEnd;
+
+enum
+{
+  RUN_NONE = 0,
+  RUN_TRUE,
+  RUN_FALSE_STOPPED,     /* returned the stop error of check/sleep/wait_fd */
+  RUN_FALSE_ERROR,       /* the planned failure */
+  RUN_FALSE_NO_ERROR,
+};
+
+typedef enum
+{
+  CB_PLAIN,
+  CB_WAKER,        /* writes to the task's pipe (the sqlite3_interrupt pattern) */
+  CB_RESTOP,       /* stops the same task again */
+  CB_REMOVE_SELF,  /* removes itself while running */
+  CB_STOP_OTHER,   /* stops another task of the round */
+  CB_ADD_CB,       /* adds a stop callback from inside one */
+  CB_SENTINEL,     /* never removed: ran iff the stop was requested */
+  N_CB_KINDS
+} CbKind;
+
+typedef enum
+{
+  CLEANUP_PLAIN,
+  CLEANUP_STOP_SELF,
+  CLEANUP_ADD_NESTED,
+  CLEANUP_PROGRESS,
+} CleanupKind;
+
+typedef enum
+{
+  START_OWNER,
+  START_PARENT_WORK,
+  START_NEVER,
+  START_ATTACKER,
+} StartMode;
+
+#define TORTURE_ERROR (torture_error_quark ())
+enum
+{
+  TORTURE_ERROR_PLANNED,
+  TORTURE_ERROR_ATTACK,
+};
+GQuark torture_error_quark (void);
+G_DEFINE_QUARK (torture-error-quark, torture_error)
+
+static int ops_done;                 /* (atomic) */
+static int progress;                 /* (atomic) bumped by every operation */
+static int violations;               /* (atomic) */
+static int op_counts[N_OPS];         /* (atomic) */
+static int state_counts[KILLABLE_TASK_STATE_KILLED + 1]; /* (atomic) */
+static int work_counts[N_WORK];      /* (atomic) */
+static int n_created;                /* (atomic) */
+static int n_finalized;              /* (atomic) */
+static int n_rounds;
+static int n_cleanups_ran;           /* (atomic) */
+static int n_stop_cbs_ran;           /* (atomic) */
+static int n_abandoned_max;          /* (atomic) */
+static int n_add_child_refused;      /* (atomic) */
+static int n_eintr_seen;             /* (atomic) */
+static guint current_round_number;   /* (atomic) for messages */
+
+static GThread *main_thread;
+static GThread *async_thread;
+static GMainContext *async_context;
+
+static void
+count_op (OpKind kind)
+{
+  g_atomic_int_inc (&op_counts[kind]);
+  g_atomic_int_inc (&ops_done);
+  g_atomic_int_inc (&progress);
+}
+
+static void violation (const char *task_name,
+                       const char *format,
+                       ...) G_GNUC_PRINTF (2, 3);
+
+static Sync violation_sync;
+static GHashTable *violation_kinds;   /* format → count, protected by violation_sync */
+
+/* Reports a broken invariant: the first few of each kind are printed, all
+ * are counted, and the test fails at the end. */
+static void
+violation (const char *task_name,
+           const char *format,
+           ...)
+{
+  va_list args;
+  char *msg;
+  guint n;
+
+  g_atomic_int_inc (&violations);
+
+  sync_lock (&violation_sync);
+  if (violation_kinds == NULL)
+    violation_kinds = g_hash_table_new (NULL, NULL);
+  n = GPOINTER_TO_UINT (g_hash_table_lookup (violation_kinds, format));
+  g_hash_table_insert (violation_kinds, (gpointer) format, GUINT_TO_POINTER (n + 1));
+  sync_unlock (&violation_sync);
+
+  if (n >= 5)
+    return;
+
+  va_start (args, format);
+  msg = g_strdup_vprintf (format, args);
+  va_end (args);
+  fprintf (stderr, "# VIOLATION (seed %" G_GUINT32_FORMAT ", round %u, task %s): %s\n",
+           opt_seed, g_atomic_int_get (&current_round_number),
+           task_name != NULL ? task_name : "-", msg);
+  g_free (msg);
+}
+
+static void
+print_violation_summary (void)
+{
+  GHashTableIter iter;
+  gpointer key, value;
+
+  if (violation_kinds == NULL)
+    return;
+
+  g_hash_table_iter_init (&iter, violation_kinds);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    fprintf (stderr, "# %u× VIOLATION: %s\n", GPOINTER_TO_UINT (value), (const char *) key);
+  g_clear_pointer (&violation_kinds, g_hash_table_unref);
+}
+
+/* }}} */
+
+/* Records {{{ */
+
+typedef struct _Round Round;
+typedef struct _Rec Rec;
+
+typedef struct
+{
+  Rec      *rec;
+  CbKind    kind;
+  guint     param;          /* CB_STOP_OTHER: index of the target */
+  gulong    id;             /* protected by rec->lock */
+  int       ran;            /* (atomic) */
+  int       freed;          /* (atomic) */
+  int       removed;        /* (atomic) remove_stop_callback() returned */
+} CbRec;
+
+typedef struct
+{
+  Rec         *rec;
+  CleanupKind  kind;
+  int          ran;         /* (atomic) */
+  int          freed;       /* (atomic) */
+} CleanupRec;
+
+struct _Rec
+{
+  Round        *round;
+  guint         index;               /* in round->recs */
+  char          name[48];
+  WorkKind      kind;
+  WorkEnd       end;
+  StartMode     start_mode;
+  int           depth;
+  guint32       seed;                /* the worker's own random sequence */
+  guint         iters;
+  gboolean      commit;              /* uses set_abandonable(FALSE) */
+  gboolean      via_async;
+  int           pipe_rd;
+  int           pipe_wr;
+
+  KillableTask *task;                /* (unowned) identity; valid until finalized */
+  Rec          *parent_rec;          /* protected by round->sync; last successful add_child */
+
+  Sync          lock;                /* protects the arrays below */
+  GPtrArray    *cbs;                 /* (element-type CbRec) owned */
+  GPtrArray    *cleanups;            /* (element-type CleanupRec) owned */
+  GPtrArray    *to_start;            /* (element-type KillableTask) children the work starts */
+  GPtrArray    *to_start_recs;       /* (element-type Rec) their records, same order */
+  CbRec        *sentinel;
+
+  int           start_called;        /* (atomic) */
+  int           start_true;          /* (atomic) start() calls that returned TRUE */
+  int           run_count;           /* (atomic) */
+  int           run_result;          /* (atomic) RUN_* */
+  int           terminal;            /* (atomic) 0, or state + 1 */
+  int           finished_count;      /* (atomic) */
+  int           notify_state_count;  /* (atomic) */
+  int           stop_signal_count;   /* (atomic) */
+  int           finalized;           /* (atomic) */
+  int           async_called;        /* (atomic) run_async() was called */
+  int           async_done;          /* (atomic) */
+  int           async_before_finished; /* (atomic) callback came before `finished` */
+  GCancellable *async_cancellable;   /* (owned) (nullable) */
+};
+
+struct _Round
+{
+  guint         number;
+  Sync          sync;                /* protects recs, tasks, released, refs_dropped */
+  GPtrArray    *recs;                /* (element-type Rec) owned */
+  GPtrArray    *tasks;               /* (element-type KillableTask) (nullable) elements: refs */
+  gboolean      released;
+  gboolean      refs_dropped;
+  int           outstanding;         /* (atomic) tasks, cleanups and callbacks not freed yet */
+  Rec          *root_rec;
+};
+
+static void
+outstanding_dec (Round *round)
+{
+  if (g_atomic_int_dec_and_test (&round->outstanding))
+    g_main_context_wakeup (NULL);
+  g_atomic_int_inc (&progress);
+}
+
+static const char *
+state_name (KillableTaskState state)
+{
+  static const char *names[] = {
+    "PENDING", "RUNNING", "STOPPING", "SUCCEEDED", "FAILED", "CANCELLED", "KILLED",
+  };
+
+  if ((guint) state < G_N_ELEMENTS (names))
+    return names[state];
+  return "INVALID";
+}
+
+/* Reads the state and checks that a terminal state never changes. */
+static KillableTaskState
+observe (Rec          *rec,
+         KillableTask *task)
+{
+  int recorded = g_atomic_int_get (&rec->terminal);
+  KillableTaskState state = killable_task_get_state (task);
+
+  if (recorded != 0 && (int) state != recorded - 1)
+    violation (rec->name, "terminal state %s changed to %s",
+               state_name (recorded - 1), state_name (state));
+
+  if (IS_TERMINAL (state))
+    {
+      const GError *error = killable_task_get_error (task);
+
+      if (recorded == 0 &&
+          !g_atomic_int_compare_and_exchange (&rec->terminal, 0, (int) state + 1) &&
+          g_atomic_int_get (&rec->terminal) != (int) state + 1)
+        violation (rec->name, "two terminal states: %s and %s",
+                   state_name (g_atomic_int_get (&rec->terminal) - 1), state_name (state));
+
+      if ((state == KILLABLE_TASK_STATE_SUCCEEDED) != (error == NULL))
+        violation (rec->name, "state %s with error %s", state_name (state),
+                   error != NULL ? error->message : "(none)");
+      if (state == KILLABLE_TASK_STATE_KILLED &&
+          !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
+        violation (rec->name, "KILLED with error %s", error != NULL ? error->message : "(none)");
+    }
+
+  return state;
+}
+
+/* start(), counted: it returns TRUE at most once per task. */
+static gboolean
+rec_start (Rec           *rec,
+           KillableTask  *task,
+           GError       **error)
+{
+  g_atomic_int_set (&rec->start_called, 1);
+  if (!killable_task_start (task, error))
+    return FALSE;
+  if (g_atomic_int_add (&rec->start_true, 1) != 0)
+    violation (rec->name, "start() returned TRUE twice");
+  return TRUE;
+}
+
+static void
+cb_rec_free (gpointer data)
+{
+  g_free (data);
+}
+
+static void
+cleanup_rec_free (gpointer data)
+{
+  g_free (data);
+}
+
+static void
+rec_free (Rec *rec)
+{
+  if (rec->pipe_rd >= 0)
+    close (rec->pipe_rd);
+  if (rec->pipe_wr >= 0)
+    close (rec->pipe_wr);
+  g_ptr_array_unref (rec->cbs);
+  g_ptr_array_unref (rec->cleanups);
+  g_clear_pointer (&rec->to_start, g_ptr_array_unref);
+  g_clear_pointer (&rec->to_start_recs, g_ptr_array_unref);
+  g_clear_object (&rec->async_cancellable);
+  sync_clear (&rec->lock);
+  g_free (rec);
+}
+
+/* }}} */
+
+/* Stop callbacks and cleanups {{{ */
+
+static void stop_cb (KillableTask *task, const GError *reason, gpointer data);
+static void cleanup_cb (KillableTask *task, gpointer data);
+
+static void
+stop_cb_notify (gpointer data)
+{
+  CbRec *cb = data;
+
+  if (g_atomic_int_add (&cb->freed, 1) != 0)
+    violation (cb->rec->name, "stop callback data freed twice");
+  outstanding_dec (cb->rec->round);
+}
+
+static CbRec *
+add_stop_cb (Rec          *rec,
+             KillableTask *task,
+             CbKind        kind,
+             guint         param)
+{
+  CbRec *cb = g_new0 (CbRec, 1);
+  gulong id;
+
+  cb->rec = rec;
+  cb->kind = kind;
+  cb->param = param;
+  g_atomic_int_inc (&rec->round->outstanding);
+
+  /* Registered before it may run, so that the checks see it. */
+  sync_lock (&rec->lock);
+  g_ptr_array_add (rec->cbs, cb);
+  sync_unlock (&rec->lock);
+
+  id = killable_task_add_stop_callback (task, stop_cb, cb, stop_cb_notify);
+
+  sync_lock (&rec->lock);
+  cb->id = id;
+  sync_unlock (&rec->lock);
+
+  return cb;
+}
+
+static void
+cleanup_notify (gpointer data)
+{
+  CleanupRec *c = data;
+
+  if (g_atomic_int_add (&c->freed, 1) != 0)
+    violation (c->rec->name, "cleanup data freed twice");
+  if (g_atomic_int_get (&c->ran) != 1)
+    violation (c->rec->name, "cleanup data freed before the cleanup ran");
+  outstanding_dec (c->rec->round);
+}
+
+static void
+add_cleanup (Rec          *rec,
+             KillableTask *task,
+             CleanupKind   kind)
+{
+  CleanupRec *c = g_new0 (CleanupRec, 1);
+
+  c->rec = rec;
+  c->kind = kind;
+  g_atomic_int_inc (&rec->round->outstanding);
+
+  sync_lock (&rec->lock);
+  g_ptr_array_add (rec->cleanups, c);
+  sync_unlock (&rec->lock);
+
+  killable_task_add_cleanup (task, cleanup_cb, c, cleanup_notify);
+}
+
+static KillableTask *
+round_dup_task (Round *round,
+                guint  index)
+{
+  KillableTask *ret = NULL;
+
+  sync_lock (&round->sync);
+  if (index < round->tasks->len && g_ptr_array_index (round->tasks, index) != NULL)
+    ret = g_object_ref (g_ptr_array_index (round->tasks, index));
+  sync_unlock (&round->sync);
+
+  return ret;
+}
+
+static void
+stop_cb (KillableTask *task,
+         const GError *reason,
+         gpointer      data)
+{
+  CbRec *cb = data;
+  Rec *rec = cb->rec;
+
+  if (g_atomic_int_get (&cb->removed))
+    violation (rec->name, "stop callback ran after remove_stop_callback() returned");
+  if (g_atomic_int_add (&cb->ran, 1) != 0)
+    violation (rec->name, "stop callback ran twice");
+  if (task != rec->task)
+    violation (rec->name, "stop callback got another task");
+  if (!killable_task_is_stop_requested (task))
+    violation (rec->name, "stop callback ran but no stop was requested");
+  g_atomic_int_inc (&n_stop_cbs_ran);
+  g_atomic_int_inc (&progress);
+
+  switch (cb->kind)
+    {
+    case CB_WAKER:
+      if (rec->pipe_wr >= 0 && write (rec->pipe_wr, "s", 1) < 0 && errno != EAGAIN)
+        violation (rec->name, "write to pipe failed: %s", g_strerror (errno));
+      break;
+
+    case CB_RESTOP:
+      killable_task_stop (task);
+      {
+        g_autoptr(GError) again = g_error_new (TORTURE_ERROR, TORTURE_ERROR_ATTACK, "restop");
+        killable_task_stop_with_error (task, again);
+      }
+      break;
+
+    case CB_REMOVE_SELF:
+      {
+        gulong id;
+
+        sync_lock (&rec->lock);
+        id = cb->id;
+        sync_unlock (&rec->lock);
+        /* Must not wait for itself. */
+        killable_task_remove_stop_callback (task, id);
+      }
+      break;
+
+    case CB_STOP_OTHER:
+      {
+        g_autoptr(KillableTask) other = round_dup_task (rec->round, cb->param);
+
+        if (other != NULL)
+          killable_task_stop (other);
+      }
+      break;
+
+    case CB_ADD_CB:
+      /* The stop was requested: runs at once, here, and 0 is returned. */
+      {
+        CbRec *nested = add_stop_cb (rec, task, CB_PLAIN, 0);
+        gulong id;
+
+        sync_lock (&rec->lock);
+        id = nested->id;
+        sync_unlock (&rec->lock);
+        if (id != 0 || g_atomic_int_get (&nested->ran) != 1)
+          violation (rec->name, "stop callback added after the stop did not run at once");
+      }
+      break;
+
+    case CB_PLAIN:
+    case CB_SENTINEL:
+    case N_CB_KINDS:
+    default:
+      break;
+    }
+}
+
+static void
+cleanup_cb (KillableTask *task,
+            gpointer      data)
+{
+  CleanupRec *c = data;
+  Rec *rec = c->rec;
+  KillableTask *current = killable_task_get_current ();
+
+  if (g_atomic_int_add (&c->ran, 1) != 0)
+    violation (rec->name, "cleanup ran twice");
+  g_atomic_int_inc (&n_cleanups_ran);
+  g_atomic_int_inc (&progress);
+
+  if (task != rec->task)
+    violation (rec->name, "cleanup got another task");
+
+  if (current == task)
+    {
+      KillableTaskState state = killable_task_get_state (task);
+
+      /* On the worker, before the terminal state (unless abandoned). */
+      if (IS_TERMINAL (state) && state != KILLABLE_TASK_STATE_KILLED)
+        violation (rec->name, "cleanup ran on the worker after the terminal state %s",
+                   state_name (state));
+    }
+
+  /* Only on the worker: in finalize (a task that never ran) the task must
+   * not be referenced again. */
+  if (current == task)
+    {
+      switch (c->kind)
+        {
+        case CLEANUP_STOP_SELF:
+          killable_task_stop (task);
+          break;
+        case CLEANUP_ADD_NESTED:
+          /* The cleanups are running: a new one runs at once. */
+          add_cleanup (rec, task, CLEANUP_PLAIN);
+          break;
+        case CLEANUP_PROGRESS:
+          killable_task_set_progress (task, 1.);
+          killable_task_set_status (task, "cleaning up");
+          break;
+        case CLEANUP_PLAIN:
+        default:
+          break;
+        }
+    }
+}
+
+/* }}} */
+
+/* Signal handlers (owner context) {{{ */
+
+static gboolean
+on_owner_thread (void)
+{
+  GThread *self = g_thread_self ();
+
+  return killable_task_get_current () == NULL &&
+         (self == main_thread || self == async_thread);
+}
+
+static void
+finished_cb (KillableTask *task,
+             Rec          *rec)
+{
+  KillableTaskState state = observe (rec, task);
+  int n = g_atomic_int_add (&rec->finished_count, 1);
+
+  if (n != 0)
+    violation (rec->name, "`finished` emitted %d times", n + 1);
+  if (!IS_TERMINAL (state))
+    violation (rec->name, "`finished` emitted in state %s", state_name (state));
+  if (!on_owner_thread ())
+    violation (rec->name, "`finished` emitted outside the owner's context");
+  if (g_atomic_int_get (&rec->async_before_finished) && g_thread_self () == async_thread)
+    violation (rec->name, "run_async() callback came before `finished` on the same context");
+  g_atomic_int_inc (&progress);
+}
+
+static void
+notify_state_cb (KillableTask *task,
+                 GParamSpec   *pspec,
+                 Rec          *rec)
+{
+  int n = g_atomic_int_add (&rec->notify_state_count, 1);
+
+  observe (rec, task);
+  if (n >= 3)
+    violation (rec->name, "notify::state emitted %d times (at most 3 transitions)", n + 1);
+  if (!on_owner_thread ())
+    violation (rec->name, "notify::state emitted outside the owner's context");
+}
+
+static void
+stop_requested_cb (KillableTask *task,
+                   const GError *reason,
+                   Rec          *rec)
+{
+  if (g_atomic_int_add (&rec->stop_signal_count, 1) != 0)
+    violation (rec->name, "`stop-requested` emitted twice");
+  if (!killable_task_is_stop_requested (task))
+    violation (rec->name, "`stop-requested` emitted but no stop was requested");
+  if (!on_owner_thread ())
+    violation (rec->name, "`stop-requested` emitted outside the owner's context");
+}
+
+/* }}} */
+
+/* Work {{{ */
+
+static gboolean
+round_is_released (Round *round)
+{
+  gboolean ret;
+
+  sync_lock (&round->sync);
+  ret = round->released;
+  sync_unlock (&round->sync);
+
+  return ret;
+}
+
+static KillableTask *create_task (Round      *round,
+                                  GRand      *rand,
+                                  int         depth,
+                                  gboolean    allow_blocking,
+                                  gboolean    via_async,
+                                  Rec       **out_rec);
+
+static gboolean
+finish_work (Rec      *rec,
+             GError  **error)
+{
+  switch (rec->end)
+    {
+    case END_ERROR:
+      g_atomic_int_set (&rec->run_result, RUN_FALSE_ERROR);
+      g_set_error (error, TORTURE_ERROR, TORTURE_ERROR_PLANNED, "planned failure of %s", rec->name);
+      return FALSE;
+    case END_FALSE:
+      g_atomic_int_set (&rec->run_result, RUN_FALSE_NO_ERROR);
+      return FALSE;
+    case END_SUCCESS:
+    default:
+      g_atomic_int_set (&rec->run_result, RUN_TRUE);
+      return TRUE;
+    }
+}
+
+static gboolean
+stopped (Rec     *rec,
+         GError **error)
+{
+  /* The stop's cause: a cancellation, or the reason given to
+   * stop_with_error(). */
+  if (error != NULL && *error != NULL && !killable_error_is_cancellation (*error) &&
+      !g_error_matches (*error, TORTURE_ERROR, TORTURE_ERROR_ATTACK) &&
+      !g_error_matches (*error, TORTURE_ERROR, TORTURE_ERROR_PLANNED))
+    violation (rec->name, "a killable wait failed with a non-cancellation error: %s",
+               (*error)->message);
+  g_atomic_int_set (&rec->run_result, RUN_FALSE_STOPPED);
+  return FALSE;
+}
+
+/* Per thread: busy work must not share memory between threads. */
+static __thread volatile guint64 sink;
+
+static void
+spin (guint n)
+{
+  guint64 x = sink;
+
+  for (guint i = 0; i < n; i++)
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+  sink = x;
+}
+
+/* A blocking read() of one byte. Returns 1 on data, 0 on EINTR. */
+static int
+blocking_read (Rec *rec)
+{
+  char c;
+  ssize_t n = read (rec->pipe_rd, &c, 1);
+
+  if (n == 1)
+    return 1;
+  if (n < 0 && errno == EINTR)
+    return 0;
+  violation (rec->name, "read() returned %zd: %s", n, n < 0 ? g_strerror (errno) : "EOF");
+  return 1;
+}
+
+static gboolean
+work_func (KillableTask  *task,
+           gpointer       data,
+           GError       **error)
+{
+  Rec *rec = data;
+  g_autoptr(GRand) rand = g_rand_new_with_seed (rec->seed);
+  g_autoptr(GPtrArray) to_start = NULL;
+  g_autoptr(GPtrArray) to_start_recs = NULL;
+  KillableTaskState state;
+
+  if (g_atomic_int_add (&rec->run_count, 1) != 0)
+    violation (rec->name, "run() called twice");
+  if (killable_task_get_current () != task || task != rec->task)
+    violation (rec->name, "killable_task_get_current() is not the running task");
+  if (!g_atomic_int_get (&rec->start_called))
+    violation (rec->name, "run() without start");
+  state = observe (rec, task);
+  if (state != KILLABLE_TASK_STATE_RUNNING && state != KILLABLE_TASK_STATE_STOPPING &&
+      state != KILLABLE_TASK_STATE_KILLED)
+    violation (rec->name, "run() in state %s", state_name (state));
+  g_atomic_int_inc (&work_counts[rec->kind]);
+  g_atomic_int_inc (&progress);
+
+  /* Children that this work starts itself. */
+  sync_lock (&rec->lock);
+  to_start = g_steal_pointer (&rec->to_start);
+  to_start_recs = g_steal_pointer (&rec->to_start_recs);
+  sync_unlock (&rec->lock);
+  if (to_start != NULL)
+    for (guint i = 0; i < to_start->len; i++)
+      {
+        KillableTask *child = g_ptr_array_index (to_start, i);
+        Rec *child_rec = g_ptr_array_index (to_start_recs, i);
+
+        rec_start (child_rec, child, NULL);
+      }
+
+  if (g_rand_int_range (rand, 0, 100) < 20)
+    add_cleanup (rec, task, g_rand_int_range (rand, 0, 4));
+  if (g_rand_int_range (rand, 0, 100) < 20)
+    add_stop_cb (rec, task, CB_PLAIN, 0);
+
+  switch (rec->kind)
+    {
+    case WORK_NOOP:
+      break;
+
+    case WORK_BUSY:
+      for (guint i = 0; i < rec->iters; i++)
+        {
+          if (!killable_task_check (task, error))
+            return stopped (rec, error);
+          spin (50);
+          if ((i & 63) == 0)
+            killable_task_set_progress (task, (double) i / rec->iters);
+          if ((i & 255) == 0)
+            killable_task_set_status (task, (i & 256) ? "busy" : "very busy");
+        }
+      break;
+
+    case WORK_SLOW:
+      for (guint i = 0; i < rec->iters; i++)
+        {
+          spin (50);
+          if ((i % 500) == 499 && !killable_task_check (task, error))
+            return stopped (rec, error);
+        }
+      break;
+
+    case WORK_SLEEP:
+      for (guint i = 0; i < rec->iters; i++)
+        {
+          if (!killable_task_sleep (task, g_rand_int_range (rand, 20, 800), error))
+            return stopped (rec, error);
+          killable_task_set_progress (task, g_rand_double (rand));
+        }
+      break;
+
+    case WORK_WAIT_FD:
+      for (guint i = 0; i < rec->iters; i++)
+        {
+          GIOCondition cond;
+          char buf[16];
+
+          cond = killable_task_wait_fd (task, rec->pipe_rd, G_IO_IN,
+                                        g_rand_int_range (rand, 0, 1500), error);
+          if (cond == 0 && error != NULL && *error != NULL)
+            return stopped (rec, error);
+          if (cond & G_IO_IN)
+            while (read (rec->pipe_rd, buf, sizeof buf) > 0)
+              ;
+          if (cond & (G_IO_ERR | G_IO_NVAL))
+            violation (rec->name, "wait_fd reported %x", cond);
+        }
+      break;
+
+    case WORK_FOREIGN:
+      /* Blocks outside libkillable; the waker stop callback (or the round's
+       * release, or a poke) writes to the pipe. */
+      for (;;)
+        {
+          blocking_read (rec);
+          if (!killable_task_check (task, error))
+            return stopped (rec, error);
+          if (round_is_released (rec->round))
+            break;
+        }
+      break;
+
+    case WORK_EINTR:
+      /* interrupt-syscalls: interrupt() makes read() fail with EINTR. */
+      for (;;)
+        {
+          if (blocking_read (rec) == 0)
+            g_atomic_int_inc (&n_eintr_seen);
+          if (!killable_task_check (task, error))
+            return stopped (rec, error);
+          if (round_is_released (rec->round))
+            break;
+        }
+      break;
+
+    case WORK_STUCK:
+      /* Ignores every stop: only kill() releases its owner. */
+      sync_lock (&rec->round->sync);
+      while (!rec->round->released)
+        pthread_cond_wait (&rec->round->sync.cond, &rec->round->sync.mutex);
+      sync_unlock (&rec->round->sync);
+      break;
+
+    case WORK_SPAWN:
+      {
+        g_autoptr(GPtrArray) children = g_ptr_array_new_with_free_func (g_object_unref);
+        guint n = g_rand_int_range (rand, 1, 4);
+
+        for (guint i = 0; i < n; i++)
+          {
+            g_autoptr(GError) local_error = NULL;
+            Rec *child_rec = NULL;
+            KillableTask *child = create_task (rec->round, rand, rec->depth + 1,
+                                               FALSE, FALSE, &child_rec);
+
+            if (!killable_task_add_child (task, child, &local_error))
+              {
+                g_autoptr(KillableTask) other_parent = killable_task_dup_parent (child);
+
+                /* Only a killed (abandoned) worker may see this, or an
+                 * attacker that gave the new task another parent first. */
+                if (killable_task_get_state (task) != KILLABLE_TASK_STATE_KILLED &&
+                    other_parent == NULL)
+                  violation (rec->name, "add_child from the worker failed: %s",
+                             local_error->message);
+              }
+            else
+              {
+                sync_lock (&rec->round->sync);
+                child_rec->parent_rec = rec;
+                sync_unlock (&rec->round->sync);
+              }
+            rec_start (child_rec, child, NULL);
+            g_ptr_array_add (children, child);
+          }
+
+        for (guint i = 0; i < children->len; i++)
+          {
+            g_autoptr(GError) child_error = NULL;
+            KillableTask *child = g_ptr_array_index (children, i);
+
+            /* join() from another task's worker: allowed. The children
+             * only run work that ends by itself or on a stop. */
+            killable_task_join (child, &child_error);
+            if (!IS_TERMINAL (killable_task_get_state (child)))
+              violation (rec->name, "join() returned before the child was terminal");
+          }
+
+        if (!killable_task_check (task, error))
+          return stopped (rec, error);
+      }
+      break;
+
+    case N_WORK:
+    default:
+      g_assert_not_reached ();
+    }
+
+  if (rec->commit)
+    {
+      /* A short section that must not be abandoned. */
+      if (!killable_task_set_abandonable (task, FALSE))
+        return stopped (rec, error);
+      spin (2000);
+      if (!killable_task_set_abandonable (task, TRUE))
+        return stopped (rec, error);
+    }
+
+  return finish_work (rec, error);
+}
+
+static void
+rec_finalized (gpointer data)
+{
+  Rec *rec = data;
+  g_autoptr(GPtrArray) to_start = NULL;
+  g_autoptr(GPtrArray) to_start_recs = NULL;
+  int terminal = g_atomic_int_get (&rec->terminal);
+  int sentinel_ran;
+
+  if (g_atomic_int_add (&rec->finalized, 1) != 0)
+    violation (rec->name, "finalized twice");
+  g_atomic_int_inc (&n_finalized);
+
+  /* Emissions hold a reference on the task: they were all dispatched. */
+  if (terminal != 0 && g_atomic_int_get (&rec->finished_count) != 1)
+    violation (rec->name, "terminal (%s) but `finished` emitted %d times",
+               state_name (terminal - 1), g_atomic_int_get (&rec->finished_count));
+  if (terminal == 0 && g_atomic_int_get (&rec->finished_count) != 0)
+    violation (rec->name, "`finished` emitted for a task never seen terminal");
+  if (terminal == 0 && g_atomic_int_get (&rec->run_count) != 0)
+    violation (rec->name, "finalized after its work ran but never terminal");
+  if (terminal == 0 && g_atomic_int_get (&rec->start_called))
+    violation (rec->name, "finalized after start() but never terminal");
+  if (g_atomic_int_get (&rec->notify_state_count) == 0 && terminal != 0)
+    violation (rec->name, "terminal but no notify::state");
+  if (g_atomic_int_get (&rec->async_called) && g_atomic_int_get (&rec->async_done) != 1)
+    violation (rec->name, "run_async() callback called %d times",
+               g_atomic_int_get (&rec->async_done));
+
+  /* Cleanups ran before func's notify (in finalize at the latest). */
+  sync_lock (&rec->lock);
+  for (guint i = 0; i < rec->cleanups->len; i++)
+    {
+      CleanupRec *c = g_ptr_array_index (rec->cleanups, i);
+
+      if (g_atomic_int_get (&c->ran) != 1)
+        violation (rec->name, "cleanup %u ran %d times", i, g_atomic_int_get (&c->ran));
+    }
+
+  /* All stop callbacks fire together: each ran iff the sentinel did,
+   * unless it was removed. */
+  sentinel_ran = rec->sentinel != NULL ? g_atomic_int_get (&rec->sentinel->ran) : 0;
+  if (g_atomic_int_get (&rec->stop_signal_count) != sentinel_ran)
+    violation (rec->name, "`stop-requested` emitted %d times, stop callbacks fired %d times",
+               g_atomic_int_get (&rec->stop_signal_count), sentinel_ran);
+  for (guint i = 0; i < rec->cbs->len; i++)
+    {
+      CbRec *cb = g_ptr_array_index (rec->cbs, i);
+      int ran = g_atomic_int_get (&cb->ran);
+
+      if (g_atomic_int_get (&cb->removed) ? ran > sentinel_ran : ran != sentinel_ran)
+        violation (rec->name, "stop callback %u (kind %d) ran %d times, sentinel %d",
+                   i, cb->kind, ran, sentinel_ran);
+    }
+  to_start = g_steal_pointer (&rec->to_start);
+  to_start_recs = g_steal_pointer (&rec->to_start_recs);
+  sync_unlock (&rec->lock);
+
+  outstanding_dec (rec->round);
+  /* Drops the children the work never started (it never ran). */
+}
+
+static void
+pick_work (Rec      *rec,
+           GRand    *rand,
+           gboolean  allow_blocking)
+{
+  guint total = 0, r;
+  int kind;
+
+  for (kind = 0; kind < N_WORK; kind++)
+    total += work_weights[kind];
+
+  for (;;)
+    {
+      r = g_rand_int_range (rand, 0, total);
+      for (kind = 0; r >= work_weights[kind]; kind++)
+        r -= work_weights[kind];
+
+      if (kind == WORK_SPAWN && rec->depth >= MAX_DEPTH)
+        continue;
+      if (!allow_blocking &&
+          (kind == WORK_FOREIGN || kind == WORK_EINTR || kind == WORK_STUCK || kind == WORK_SPAWN))
+        continue;
+      break;
+    }
+
+  rec->kind = kind;
+  switch (kind)
+    {
+    case WORK_BUSY:
+      rec->iters = g_rand_int_range (rand, 10, 3000);
+      break;
+    case WORK_SLOW:
+      rec->iters = g_rand_int_range (rand, 100, 3000);
+      break;
+    case WORK_SLEEP:
+    case WORK_WAIT_FD:
+      rec->iters = g_rand_int_range (rand, 1, 6);
+      break;
+    default:
+      rec->iters = 0;
+      break;
+    }
+
+  r = g_rand_int_range (rand, 0, 100);
+  rec->end = r < 80 ? END_SUCCESS : r < 97 ? END_ERROR : END_FALSE;
+  rec->commit = kind != WORK_STUCK && g_rand_int_range (rand, 0, 100) < 10;
+}
+
+/* Creates a task with random work and settings, registered in @round.
+ * Returns a new reference. */
+static KillableTask *
+create_task (Round     *round,
+             GRand     *rand,
+             int        depth,
+             gboolean   allow_blocking,
+             gboolean   via_async,
+             Rec      **out_rec)
+{
+  Rec *rec = g_new0 (Rec, 1);
+  KillableTask *task;
+  guint n;
+
+  rec->round = round;
+  rec->depth = depth;
+  rec->via_async = via_async;   /* before it is published: OP_START skips it */
+  rec->seed = g_rand_int (rand);
+  rec->pipe_rd = rec->pipe_wr = -1;
+  sync_init (&rec->lock);
+  rec->cbs = g_ptr_array_new_with_free_func (cb_rec_free);
+  rec->cleanups = g_ptr_array_new_with_free_func (cleanup_rec_free);
+  pick_work (rec, rand, allow_blocking);
+
+  if (rec->kind == WORK_WAIT_FD || rec->kind == WORK_FOREIGN || rec->kind == WORK_EINTR)
+    {
+      int fds[2];
+
+      if (pipe2 (fds, O_CLOEXEC) != 0)
+        g_error ("pipe2: %s", g_strerror (errno));
+      rec->pipe_rd = fds[0];
+      rec->pipe_wr = fds[1];
+      /* Writers never block; only the wait_fd reader drains without
+       * blocking. */
+      fcntl (rec->pipe_wr, F_SETFL, O_NONBLOCK);
+      if (rec->kind == WORK_WAIT_FD)
+        fcntl (rec->pipe_rd, F_SETFL, O_NONBLOCK);
+    }
+
+  sync_lock (&round->sync);
+  rec->index = round->recs->len;
+  g_snprintf (rec->name, sizeof rec->name, "r%u-t%u-%s", round->number, rec->index,
+              work_names[rec->kind]);
+  g_ptr_array_add (round->recs, rec);
+  g_ptr_array_add (round->tasks, NULL);
+  sync_unlock (&round->sync);
+
+  g_atomic_int_inc (&round->outstanding);
+  g_atomic_int_inc (&n_created);
+  count_op (OP_CREATE);
+
+  task = killable_task_new (rec->name, work_func, rec, rec_finalized);
+  rec->task = task;
+  g_object_set_data (G_OBJECT (task), "torture-rec", rec);
+
+  g_signal_connect (task, "finished", G_CALLBACK (finished_cb), rec);
+  g_signal_connect (task, "notify::state", G_CALLBACK (notify_state_cb), rec);
+  g_signal_connect (task, "stop-requested", G_CALLBACK (stop_requested_cb), rec);
+
+  if (rec->kind == WORK_EINTR || g_rand_int_range (rand, 0, 100) < 20)
+    killable_task_set_interrupt_syscalls (task, TRUE);
+  if (g_rand_int_range (rand, 0, 100) < 15)
+    killable_task_set_grace_period (task, g_rand_int_range (rand, 0, 3000));
+  if (g_rand_int_range (rand, 0, 100) < 8)
+    killable_task_set_timeout (task, g_rand_int_range (rand, 0, 5000));
+  if (g_rand_boolean (rand))
+    killable_task_set_child_policy (task, KILLABLE_CHILD_POLICY_ISOLATE);
+  if (g_rand_int_range (rand, 0, 100) < 30)
+    killable_task_set_retain_children (task, TRUE);
+
+  rec->sentinel = add_stop_cb (rec, task, CB_SENTINEL, 0);
+  if (rec->kind == WORK_FOREIGN)
+    add_stop_cb (rec, task, CB_WAKER, 0);
+  n = g_rand_int_range (rand, 0, 3);
+  for (guint i = 0; i < n; i++)
+    {
+      CbKind kind = g_rand_int_range (rand, CB_PLAIN, CB_SENTINEL);
+
+      add_stop_cb (rec, task, kind, g_rand_int_range (rand, 0, MAX_INITIAL_TASKS));
+    }
+  n = g_rand_int_range (rand, 0, 4);
+  for (guint i = 0; i < n; i++)
+    add_cleanup (rec, task, g_rand_int_range (rand, 0, 4));
+
+  sync_lock (&round->sync);
+  if (!round->refs_dropped)
+    g_ptr_array_index (round->tasks, rec->index) = g_object_ref (task);
+  sync_unlock (&round->sync);
+
+  if (out_rec != NULL)
+    *out_rec = rec;
+
+  return task;
+}
+
+/* }}} */
+
+/* The run_async thread {{{ */
+
+typedef struct
+{
+  KillableTask *task;   /* (owned) */
+  Rec          *rec;
+  GCancellable *cancellable; /* (owned) (nullable) */
+} AsyncRequest;
+
+static Sync async_sync;
+static GQueue async_requests = G_QUEUE_INIT;   /* protected by async_sync */
+static gboolean async_quit;                     /* protected by async_sync */
+
+static void
+async_done_cb (GObject      *source,
+               GAsyncResult *result,
+               gpointer      data)
+{
+  Rec *rec = data;
+  KillableTask *task = KILLABLE_TASK (source);
+  g_autoptr(GError) error = NULL;
+  KillableTaskState state;
+  gboolean ok;
+
+  ok = killable_task_run_finish (task, result, &error);
+  state = observe (rec, task);
+
+  if (g_thread_self () != async_thread)
+    violation (rec->name, "run_async() callback outside the caller's context");
+  if (g_atomic_int_add (&rec->async_done, 1) != 0)
+    violation (rec->name, "run_async() callback called twice");
+  if (!IS_TERMINAL (state))
+    violation (rec->name, "run_async() callback in state %s", state_name (state));
+  if (ok != (state == KILLABLE_TASK_STATE_SUCCEEDED))
+    violation (rec->name, "run_finish() returned %d in state %s", ok, state_name (state));
+  if (!ok)
+    {
+      const GError *task_error = killable_task_get_error (task);
+
+      if (task_error == NULL || error == NULL ||
+          !g_error_matches (error, task_error->domain, task_error->code))
+        violation (rec->name, "run_finish() error %s differs from the task's %s",
+                   error != NULL ? error->message : "(none)",
+                   task_error != NULL ? task_error->message : "(none)");
+    }
+  if (g_atomic_int_get (&rec->finished_count) == 0)
+    g_atomic_int_set (&rec->async_before_finished, 1);
+  g_atomic_int_inc (&progress);
+}
+
+static gpointer
+async_thread_main (gpointer data)
+{
+  g_main_context_push_thread_default (async_context);
+
+  for (;;)
+    {
+      AsyncRequest *req;
+
+      sync_lock (&async_sync);
+      while ((req = g_queue_pop_head (&async_requests)) != NULL)
+        {
+          sync_unlock (&async_sync);
+          killable_task_run_async (req->task, req->cancellable, async_done_cb, req->rec);
+          g_object_unref (req->task);
+          g_clear_object (&req->cancellable);
+          g_free (req);
+          sync_lock (&async_sync);
+        }
+      if (async_quit)
+        {
+          sync_unlock (&async_sync);
+          break;
+        }
+      sync_unlock (&async_sync);
+
+      g_main_context_iteration (async_context, TRUE);
+    }
+
+  /* Dispatch what is left. */
+  while (g_main_context_iteration (async_context, FALSE))
+    ;
+  g_main_context_pop_thread_default (async_context);
+
+  return NULL;
+}
+
+static void
+post_run_async (Rec          *rec,
+                KillableTask *task,
+                GCancellable *cancellable)
+{
+  AsyncRequest *req = g_new0 (AsyncRequest, 1);
+
+  req->task = g_object_ref (task);
+  req->rec = rec;
+  req->cancellable = cancellable != NULL ? g_object_ref (cancellable) : NULL;
+  g_assert_true (rec->via_async);
+  g_atomic_int_set (&rec->start_called, 1);
+  g_atomic_int_set (&rec->async_called, 1);
+
+  sync_lock (&async_sync);
+  g_queue_push_tail (&async_requests, req);
+  sync_unlock (&async_sync);
+  g_main_context_wakeup (async_context);
+}
+
+/* }}} */
+
+/* Attackers {{{ */
+
+typedef struct
+{
+  guint  id;
+  GRand *rand;
+} Attacker;
+
+static Sync attack_sync;
+static Round *attack_round;      /* protected by attack_sync */
+static guint attack_generation;  /* protected by attack_sync */
+static guint attack_done;        /* protected by attack_sync */
+static gboolean attack_quit;     /* protected by attack_sync */
+
+static Rec *
+round_get_rec (Round *round,
+               guint  index)
+{
+  Rec *ret = NULL;
+
+  sync_lock (&round->sync);
+  if (round->recs->len > 0)
+    ret = g_ptr_array_index (round->recs, index % round->recs->len);
+  sync_unlock (&round->sync);
+
+  return ret;
+}
+
+static OpKind
+pick_op (GRand *rand)
+{
+  guint total = 0, r;
+  int op;
+
+  for (op = 0; op < N_ATTACK_OPS; op++)
+    total += op_weights[op];
+  r = g_rand_int_range (rand, 0, total);
+  for (op = 0; r >= op_weights[op]; op++)
+    r -= op_weights[op];
+
+  return op;
+}
+
+static void
+check_structure (Rec          *child_rec,
+                 KillableTask *parent,
+                 Rec          *parent_rec,
+                 KillableTask *child)
+{
+  /* The parent first: a child never goes back from terminal. */
+  KillableTaskState pstate = killable_task_get_state (parent);
+  KillableTaskState cstate = killable_task_get_state (child);
+
+  if (IS_TERMINAL (pstate) && pstate != KILLABLE_TASK_STATE_KILLED && !IS_TERMINAL (cstate))
+    violation (child_rec->name,
+               "structured completion: parent %s is %s (start called %d, work ran %d) "
+               "while this accepted child is %s",
+               parent_rec->name, state_name (pstate),
+               g_atomic_int_get (&parent_rec->start_called),
+               g_atomic_int_get (&parent_rec->run_count), state_name (cstate));
+}
+
+static void
+attack_one (Attacker *att,
+            Round    *round)
+{
+  GRand *rand = att->rand;
+  OpKind op = pick_op (rand);
+  guint index = g_rand_int (rand);
+  guint param = g_rand_int (rand);
+  Rec *rec = round_get_rec (round, index);
+  g_autoptr(KillableTask) task = NULL;
+
+  if (rec == NULL)
+    return;
+  task = round_dup_task (round, rec->index);
+  count_op (op);
+
+  if (task == NULL && op != OP_RUN_ASYNC)
+    return;   /* dropped by an earlier unref */
+
+  switch (op)
+    {
+    case OP_STOP:
+      killable_task_stop (task);
+      break;
+
+    case OP_STOP_WITH_ERROR:
+      {
+        g_autoptr(GError) reason = NULL;
+
+        if (param & 1)
+          reason = g_error_new (TORTURE_ERROR, TORTURE_ERROR_ATTACK, "attacked by %u", att->id);
+        else
+          reason = g_error_new (KILLABLE_ERROR, KILLABLE_ERROR_TIMED_OUT, "fake timeout");
+        killable_task_stop_with_error (task, reason);
+      }
+      break;
+
+    case OP_INTERRUPT:
+      killable_task_interrupt (task);
+      break;
+
+    case OP_KILL:
+      killable_task_kill (task);
+      /* At once, unless a worker of the subtree is in a (short) section
+       * that must not be abandoned. */
+      if (!killable_task_wait (task, 10 * G_USEC_PER_SEC))
+        violation (rec->name, "not terminal 10 s after kill()");
+      observe (rec, task);
+      break;
+
+    case OP_ADD_CHILD:
+      {
+        g_autoptr(GError) error = NULL;
+        g_autoptr(KillableTask) child = NULL;
+        Rec *child_rec = NULL;
+        gboolean accepted;
+
+        if (rec->depth >= MAX_DEPTH)
+          break;
+        child = create_task (round, rand, rec->depth + 1, TRUE, FALSE, &child_rec);
+        accepted = killable_task_add_child (task, child, &error);
+        if (accepted)
+          {
+            sync_lock (&round->sync);
+            child_rec->parent_rec = rec;
+            sync_unlock (&round->sync);
+            check_structure (child_rec, task, rec, child);
+          }
+        else
+          {
+            g_autoptr(KillableTask) other_parent = killable_task_dup_parent (child);
+
+            g_atomic_int_inc (&n_add_child_refused);
+            /* Refused once the parent's work returned and its children
+             * ended: it is terminal, or about to be (cleanups). Or the
+             * other attacker gave the new task a parent first. */
+            if (other_parent == NULL && !killable_task_wait (task, 10 * G_USEC_PER_SEC))
+              violation (rec->name, "add_child refused by a parent that does not end: %s",
+                         error->message);
+          }
+        g_clear_error (&error);
+        if (param % 10 < 7)
+          {
+            /* The other attacker may have started it already. */
+            if (!rec_start (child_rec, child, &error) &&
+                !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED))
+              violation (child_rec->name, "start of a new task failed: %s", error->message);
+            if (accepted)
+              check_structure (child_rec, task, rec, child);
+          }
+      }
+      break;
+
+    case OP_ADD_EXISTING:
+      {
+        g_autoptr(GError) error = NULL;
+        Rec *child_rec = round_get_rec (round, param);
+        g_autoptr(KillableTask) child = round_dup_task (round, child_rec->index);
+        g_autoptr(KillableTask) old_parent = NULL;
+
+        if (child == NULL)
+          break;
+        old_parent = killable_task_dup_parent (child);
+        if (killable_task_add_child (task, child, &error))
+          {
+            g_autoptr(KillableTask) new_parent = killable_task_dup_parent (child);
+
+            /* (old_parent may have released it meanwhile: it was
+             * terminal then.) */
+            if (old_parent != NULL && !IS_TERMINAL (killable_task_get_state (child)))
+              violation (child_rec->name, "add_child accepted a live task that had a parent");
+            if (new_parent != task && new_parent != NULL)
+              violation (child_rec->name, "dup_parent after add_child is another task");
+            sync_lock (&round->sync);
+            child_rec->parent_rec = rec;
+            sync_unlock (&round->sync);
+            check_structure (child_rec, task, rec, child);
+          }
+        else
+          {
+            g_atomic_int_inc (&n_add_child_refused);
+            if (!g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED))
+              violation (rec->name, "add_child refused with an unexpected error: %s",
+                         error->message);
+          }
+      }
+      break;
+
+    case OP_UNREF:
+      if (rec != round->root_rec)
+        {
+          KillableTask *owned;
+
+          sync_lock (&round->sync);
+          owned = g_ptr_array_index (round->tasks, rec->index);
+          g_ptr_array_index (round->tasks, rec->index) = NULL;
+          sync_unlock (&round->sync);
+          if (owned != NULL)
+            g_object_unref (owned);
+        }
+      break;
+
+    case OP_SET_TIMEOUT:
+      killable_task_set_timeout (task, param % 4 == 0 ? -1 : (gint64) (param % 5000));
+      break;
+
+    case OP_SET_GRACE:
+      killable_task_set_grace_period (task, param % 3 == 0 ? -1 : (gint64) (param % 3000));
+      break;
+
+    case OP_ADD_STOP_CB:
+      add_stop_cb (rec, task, param % CB_SENTINEL, param / 7 % MAX_INITIAL_TASKS);
+      break;
+
+    case OP_REMOVE_STOP_CB:
+      {
+        CbRec *cb = NULL;
+        gulong id = 0;
+
+        sync_lock (&rec->lock);
+        if (rec->cbs->len > 0)
+          {
+            cb = g_ptr_array_index (rec->cbs, param % rec->cbs->len);
+            id = cb->id;
+          }
+        sync_unlock (&rec->lock);
+        if (cb != NULL && cb->kind != CB_SENTINEL && cb->kind != CB_WAKER && id != 0)
+          {
+            killable_task_remove_stop_callback (task, id);
+            g_atomic_int_set (&cb->removed, 1);
+          }
+      }
+      break;
+
+    case OP_ADD_CLEANUP:
+      /* Not CLEANUP_STOP_SELF from here: it only acts on the worker. */
+      add_cleanup (rec, task, param % 4);
+      break;
+
+    case OP_SET_PROGRESS:
+      killable_task_set_progress (task, (param % 1001) / 1000.);
+      if (param & 1)
+        killable_task_set_status (task, (param & 2) ? "attacked" : NULL);
+      break;
+
+    case OP_CANCEL_CANCELLABLE:
+      {
+        gint64 end;
+
+        g_cancellable_cancel (killable_task_get_cancellable (task));
+        /* At once, unless another thread is cancelling it right now: then
+         * g_cancellable_cancel() returns before that thread's handlers
+         * (which stop the task) ran. */
+        end = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+        while (!killable_task_is_stop_requested (task) && g_get_monotonic_time () < end)
+          g_thread_yield ();
+        if (!killable_task_is_stop_requested (task))
+          violation (rec->name, "cancelling the task's cancellable did not stop it");
+      }
+      break;
+
+    case OP_CANCEL_ASYNC:
+      {
+        g_autoptr(GCancellable) cancellable = NULL;
+
+        sync_lock (&rec->lock);
+        if (rec->async_cancellable != NULL)
+          cancellable = g_object_ref (rec->async_cancellable);
+        sync_unlock (&rec->lock);
+        if (cancellable != NULL)
+          g_cancellable_cancel (cancellable);
+      }
+      break;
+
+    case OP_POKE:
+      if (rec->pipe_wr >= 0 && write (rec->pipe_wr, "p", 1) < 0 && errno != EAGAIN)
+        violation (rec->name, "write to pipe failed: %s", g_strerror (errno));
+      break;
+
+    case OP_START:
+      if (!rec->via_async)
+        {
+          g_autoptr(GError) error = NULL;
+
+          /* Fails with "already started" if it was; TRUE at most once. */
+          if (!rec_start (rec, task, &error) &&
+              !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED))
+            violation (rec->name, "start() failed with an unexpected error: %s", error->message);
+        }
+      break;
+
+    case OP_WAIT:
+      if (killable_task_wait (task, param % 1000))
+        {
+          if (!IS_TERMINAL (observe (rec, task)))
+            violation (rec->name, "wait() returned TRUE before the terminal state");
+        }
+      else
+        observe (rec, task);
+      break;
+
+    case OP_RUN_ASYNC:
+      {
+        g_autoptr(KillableTask) child = NULL;
+        g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+        Rec *child_rec = NULL;
+
+        child = create_task (round, rand, MIN (rec->depth + 1, MAX_DEPTH), TRUE, TRUE, &child_rec);
+        if (task != NULL && (param & 1) && rec->depth < MAX_DEPTH)
+          {
+            if (killable_task_add_child (task, child, NULL))
+              {
+                sync_lock (&round->sync);
+                child_rec->parent_rec = rec;
+                sync_unlock (&round->sync);
+              }
+          }
+        sync_lock (&child_rec->lock);
+        child_rec->async_cancellable = g_object_ref (cancellable);
+        sync_unlock (&child_rec->lock);
+        post_run_async (child_rec, child, cancellable);
+      }
+      break;
+
+    case OP_TOGGLE_SYSCALLS:
+      if (rec->kind != WORK_EINTR)
+        killable_task_set_interrupt_syscalls (task, !killable_task_get_interrupt_syscalls (task));
+      break;
+
+    default:
+      g_assert_not_reached ();
+    }
+
+  if (task != NULL)
+    observe (rec, task);
+}
+
+static gpointer
+attacker_main (gpointer data)
+{
+  Attacker *att = data;
+  guint seen = 0;
+
+  for (;;)
+    {
+      Round *round;
+      guint n;
+
+      sync_lock (&attack_sync);
+      while (attack_generation == seen && !attack_quit)
+        pthread_cond_wait (&attack_sync.cond, &attack_sync.mutex);
+      if (attack_quit)
+        {
+          sync_unlock (&attack_sync);
+          break;
+        }
+      seen = attack_generation;
+      round = attack_round;
+      sync_unlock (&attack_sync);
+
+      g_clear_pointer (&att->rand, g_rand_free);
+      att->rand = g_rand_new_with_seed_array ((const guint32[]) { opt_seed, round->number, att->id + 1 }, 3);
+
+      n = g_rand_int_range (att->rand, 4, 16);
+      for (guint i = 0; i < n; i++)
+        {
+          attack_one (att, round);
+          /* Jitter, not synchronisation: spreads the attacks over the
+           * life of the work. */
+          if (g_rand_boolean (att->rand))
+            spin (g_rand_int_range (att->rand, 0, 20000));
+          else
+            g_thread_yield ();
+        }
+
+      sync_lock (&attack_sync);
+      attack_done++;
+      sync_broadcast (&attack_sync);
+      sync_unlock (&attack_sync);
+    }
+
+  g_clear_pointer (&att->rand, g_rand_free);
+  return NULL;
+}
+
+/* }}} */
+
+/* Watchdog {{{ */
+
+static Sync watchdog_sync;
+static gboolean watchdog_quit;   /* protected by watchdog_sync */
+
+static void
+dump_threads_and_abort (const char *why)
+{
+  g_autofree char *gdb = g_find_program_in_path ("gdb");
+
+  fprintf (stderr, "# seed: %" G_GUINT32_FORMAT "\n# WATCHDOG: %s\n", opt_seed, why);
+  fprintf (stderr, "# reproduce with: torture --seed=%" G_GUINT32_FORMAT " --ops=%" G_GINT64_FORMAT "\n",
+           opt_seed, opt_ops);
+  fflush (stderr);
+
+  if (gdb != NULL)
+    {
+      g_autofree char *pid = g_strdup_printf ("%d", (int) getpid ());
+      const char *argv[] = { gdb, "-p", pid, "-batch", "-nx",
+                             "-ex", "set print thread-events off",
+                             "-ex", "thread apply all bt", NULL };
+      GPid child;
+      g_autoptr(GError) error = NULL;
+
+      /* gdb's output goes to our stderr: stdout is the TAP stream. */
+      if (g_spawn_async_with_fds (NULL, (char **) argv, NULL,
+                                  G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, &child,
+                                  -1, STDERR_FILENO, STDERR_FILENO, &error))
+        waitpid (child, NULL, 0);
+      else
+        fprintf (stderr, "# could not run gdb: %s\n", error->message);
+    }
+  else
+    {
+      fprintf (stderr, "# gdb not found: no backtrace\n");
+    }
+
+  abort ();
+}
+
+static gpointer
+watchdog_main (gpointer data)
+{
+  int last = g_atomic_int_get (&progress);
+  gint64 last_change = g_get_monotonic_time ();
+
+  sync_lock (&watchdog_sync);
+  while (!watchdog_quit)
+    {
+      int now_progress;
+
+      sync_wait_until (&watchdog_sync, g_get_monotonic_time () + G_USEC_PER_SEC);
+      now_progress = g_atomic_int_get (&progress);
+      if (now_progress != last)
+        {
+          last = now_progress;
+          last_change = g_get_monotonic_time ();
+        }
+      else if (g_get_monotonic_time () - last_change > (gint64) opt_watchdog * G_USEC_PER_SEC)
+        {
+          g_autofree char *why = g_strdup_printf ("no progress for %d s in round %u: deadlock?",
+                                                  opt_watchdog,
+                                                  g_atomic_int_get (&current_round_number));
+          sync_unlock (&watchdog_sync);
+          dump_threads_and_abort (why);
+        }
+    }
+  sync_unlock (&watchdog_sync);
+
+  return NULL;
+}
+
+/* }}} */
+
+/* Rounds {{{ */
+
+static gboolean
+wakeup_cb (gpointer data)
+{
+  return G_SOURCE_CONTINUE;
+}
+
+/* Iterates the default context until *@counter is 0 or @timeout_usec
+ * passed. */
+static gboolean
+iterate_until_zero (int    *counter,
+                    gint64  timeout_usec)
+{
+  gint64 end = g_get_monotonic_time () + timeout_usec;
+  GSource *tick = g_timeout_source_new (50);
+
+  g_source_set_callback (tick, wakeup_cb, NULL, NULL);
+  g_source_attach (tick, NULL);
+
+  while (g_atomic_int_get (counter) != 0 && g_get_monotonic_time () < end)
+    g_main_context_iteration (NULL, TRUE);
+
+  g_source_destroy (tick);
+  g_source_unref (tick);
+
+  return g_atomic_int_get (counter) == 0;
+}
+
+/* stop → interrupt → kill, each after a short wait. */
+static void
+ladder (Rec          *rec,
+        KillableTask *task,
+        gint64        wait_usec)
+{
+  if (killable_task_wait (task, 0))
+    return;
+
+  count_op (OP_LADDER);
+  killable_task_stop (task);
+  if (killable_task_wait (task, wait_usec))
+    return;
+
+  count_op (OP_LADDER);
+  killable_task_interrupt (task);
+  if (killable_task_wait (task, wait_usec))
+    return;
+
+  count_op (OP_LADDER);
+  killable_task_kill (task);
+  /* A worker inside set_abandonable(FALSE) is abandoned when it leaves
+   * the section, which is short: the task (or its parent) ends then. */
+  if (!killable_task_wait (task, 10 * G_USEC_PER_SEC))
+    violation (rec->name, "not terminal 10 s after kill()");
+}
+
+static void
+check_outcome (Rec          *rec,
+               KillableTask *task)
+{
+  g_autoptr(GError) error = NULL;
+  KillableTaskState state = observe (rec, task);
+  const GError *task_error;
+  gboolean ok;
+  int run_result = g_atomic_int_get (&rec->run_result);
+
+  if (!IS_TERMINAL (state))
+    {
+      violation (rec->name, "not terminal at the end of the round (%s)", state_name (state));
+      return;
+    }
+
+  count_op (OP_JOIN);
+  ok = killable_task_join (task, &error);
+  task_error = killable_task_get_error (task);
+  g_atomic_int_inc (&state_counts[state]);
+
+  if (ok != (state == KILLABLE_TASK_STATE_SUCCEEDED))
+    violation (rec->name, "join() returned %d in state %s", ok, state_name (state));
+  if (!ok && (error == NULL || task_error == NULL ||
+              !g_error_matches (error, task_error->domain, task_error->code) ||
+              g_strcmp0 (error->message, task_error->message) != 0))
+    violation (rec->name, "join() error differs from the error property");
+
+  switch (state)
+    {
+    case KILLABLE_TASK_STATE_SUCCEEDED:
+      if (run_result != RUN_TRUE)
+        violation (rec->name, "SUCCEEDED but the work returned %d", run_result);
+      break;
+    case KILLABLE_TASK_STATE_FAILED:
+      if (run_result == RUN_TRUE || run_result == RUN_FALSE_STOPPED || run_result == RUN_NONE)
+        {
+          /* Only a failed child under FAIL_FAST explains it. */
+          if (!g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_CHILD_FAILED))
+            violation (rec->name, "FAILED (%s) but the work returned %d",
+                       error->message, run_result);
+        }
+      else if (run_result == RUN_FALSE_ERROR &&
+               !g_error_matches (error, TORTURE_ERROR, TORTURE_ERROR_PLANNED) &&
+               !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_CHILD_FAILED))
+        violation (rec->name, "FAILED with %s instead of the work's error", error->message);
+      break;
+    case KILLABLE_TASK_STATE_CANCELLED:
+      /* A planned failure counts as the stop's cause when a failing
+       * parent stopped this task with an error of the same domain and
+       * code: libkillable matches the cause by domain and code. */
+      if (run_result == RUN_TRUE ||
+          (run_result == RUN_FALSE_ERROR &&
+           !g_error_matches (error, TORTURE_ERROR, TORTURE_ERROR_PLANNED)))
+        violation (rec->name, "CANCELLED but the work returned %d (%s)", run_result,
+                   error->message);
+      /* The cause of the stop: a cancellation, an attacker's reason, or
+       * the error of a parent whose work failed. */
+      if (!killable_error_is_cancellation (error) &&
+          !g_error_matches (error, TORTURE_ERROR, TORTURE_ERROR_ATTACK) &&
+          !g_error_matches (error, TORTURE_ERROR, TORTURE_ERROR_PLANNED))
+        violation (rec->name, "CANCELLED with %s", error->message);
+      break;
+    case KILLABLE_TASK_STATE_KILLED:
+      break;
+    default:
+      g_assert_not_reached ();
+    }
+}
+
+static void
+round_run (guint number)
+{
+  Round *round = g_new0 (Round, 1);
+  g_autoptr(GRand) rand = g_rand_new_with_seed_array ((const guint32[]) { opt_seed, number, 0 }, 3);
+  g_autoptr(GPtrArray) plan_tasks = g_ptr_array_new_with_free_func (g_object_unref);
+  g_autoptr(GPtrArray) plan_recs = g_ptr_array_new ();
+  g_autoptr(GPtrArray) start_modes = g_ptr_array_new ();
+  KillableTask *root;
+  guint n_tasks;
+  gboolean root_async = g_rand_int_range (rand, 0, 100) < 30;
+  gboolean natural_end = g_rand_int_range (rand, 0, 100) < 30;
+
+  g_atomic_int_set (&current_round_number, number);
+  round->number = number;
+  sync_init (&round->sync);
+  round->recs = g_ptr_array_new ();
+  round->tasks = g_ptr_array_new ();
+
+  /* The tree: each task after the root gets a random earlier parent whose
+   * depth allows it. */
+  n_tasks = g_rand_int_range (rand, 1, MAX_INITIAL_TASKS + 1);
+  for (guint i = 0; i < n_tasks; i++)
+    {
+      Rec *rec = NULL;
+      Rec *parent_rec = NULL;
+      KillableTask *parent = NULL;
+      KillableTask *task;
+      StartMode mode = START_OWNER;
+
+      if (i > 0)
+        {
+          guint p;
+
+          do
+            p = g_rand_int_range (rand, 0, i);
+          while (((Rec *) g_ptr_array_index (plan_recs, p))->depth >= MAX_DEPTH);
+          parent_rec = g_ptr_array_index (plan_recs, p);
+          parent = g_ptr_array_index (plan_tasks, p);
+          switch (g_rand_int_range (rand, 0, 20))
+            {
+            case 0: case 1: case 2:
+              mode = START_NEVER;
+              break;
+            case 3: case 4: case 5: case 6: case 7:
+              mode = START_PARENT_WORK;
+              break;
+            case 8: case 9:
+              mode = START_ATTACKER;
+              break;
+            default:
+              mode = START_OWNER;
+              break;
+            }
+        }
+
+      task = create_task (round, rand, parent_rec != NULL ? parent_rec->depth + 1 : 0,
+                          TRUE, i == 0 && root_async, &rec);
+      if (parent != NULL)
+        {
+          g_autoptr(GError) error = NULL;
+
+          if (!killable_task_add_child (parent, task, &error))
+            violation (rec->name, "add_child to a pending parent failed: %s", error->message);
+          rec->parent_rec = parent_rec;
+          if (mode == START_PARENT_WORK)
+            {
+              sync_lock (&parent_rec->lock);
+              if (parent_rec->to_start == NULL)
+                {
+                  parent_rec->to_start = g_ptr_array_new_with_free_func (g_object_unref);
+                  parent_rec->to_start_recs = g_ptr_array_new ();
+                }
+              g_ptr_array_add (parent_rec->to_start, g_object_ref (task));
+              g_ptr_array_add (parent_rec->to_start_recs, rec);
+              sync_unlock (&parent_rec->lock);
+            }
+        }
+      g_ptr_array_add (plan_tasks, task);
+      g_ptr_array_add (plan_recs, rec);
+      g_ptr_array_add (start_modes, GUINT_TO_POINTER (mode));
+    }
+
+  root = g_ptr_array_index (plan_tasks, 0);
+  round->root_rec = g_ptr_array_index (plan_recs, 0);
+
+  /* Start: the root, then the children the owner starts. */
+  if (root_async)
+    {
+      g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+
+      sync_lock (&round->root_rec->lock);
+      round->root_rec->async_cancellable = g_object_ref (cancellable);
+      sync_unlock (&round->root_rec->lock);
+      count_op (OP_OWNER_RUN_ASYNC);
+      post_run_async (round->root_rec, root, cancellable);
+    }
+  else
+    {
+      g_autoptr(GError) error = NULL;
+
+      count_op (OP_OWNER_START);
+      if (!rec_start (round->root_rec, root, &error))
+        violation (round->root_rec->name, "start() failed: %s", error->message);
+    }
+
+  for (guint i = 1; i < plan_tasks->len; i++)
+    if (GPOINTER_TO_UINT (g_ptr_array_index (start_modes, i)) == START_OWNER)
+      {
+        Rec *rec = g_ptr_array_index (plan_recs, i);
+
+        count_op (OP_OWNER_START);
+        rec_start (rec, g_ptr_array_index (plan_tasks, i), NULL);
+      }
+
+  /* Let the attackers loose and wait for them. */
+  sync_lock (&attack_sync);
+  attack_round = round;
+  attack_done = 0;
+  attack_generation++;
+  sync_broadcast (&attack_sync);
+  while (attack_done < N_ATTACKERS)
+    pthread_cond_wait (&attack_sync.cond, &attack_sync.mutex);
+  attack_round = NULL;
+  sync_unlock (&attack_sync);
+
+  /* End the round: the root first, then whatever is not terminal. */
+  if (natural_end)
+    killable_task_wait (root, 50 * G_TIME_SPAN_MILLISECOND);
+  ladder (round->root_rec, root, 10 * G_TIME_SPAN_MILLISECOND);
+
+  {
+    g_autoptr(GPtrArray) tasks = g_ptr_array_new_with_free_func (g_object_unref);
+    g_autoptr(GPtrArray) recs = g_ptr_array_new ();
+
+    /* Now nobody else adds tasks to this round (the attackers are done,
+     * and the remaining workers spawn only tasks that end by themselves). */
+    sync_lock (&round->sync);
+    for (guint i = 0; i < round->tasks->len; i++)
+      if (g_ptr_array_index (round->tasks, i) != NULL)
+        {
+          g_ptr_array_add (tasks, g_object_ref (g_ptr_array_index (round->tasks, i)));
+          g_ptr_array_add (recs, g_ptr_array_index (round->recs, i));
+        }
+    sync_unlock (&round->sync);
+
+    for (guint i = 0; i < tasks->len; i++)
+      {
+        Rec *rec = g_ptr_array_index (recs, i);
+        KillableTask *task = g_ptr_array_index (tasks, i);
+        Rec *parent_rec;
+
+        sync_lock (&round->sync);
+        parent_rec = rec->parent_rec;
+        sync_unlock (&round->sync);
+        if (parent_rec != NULL)
+          {
+            g_autoptr(KillableTask) parent = round_dup_task (round, parent_rec->index);
+
+            if (parent != NULL)
+              check_structure (rec, parent, parent_rec, task);
+          }
+      }
+
+    for (guint i = 0; i < tasks->len; i++)
+      {
+        Rec *rec = g_ptr_array_index (recs, i);
+        KillableTask *task = g_ptr_array_index (tasks, i);
+
+        ladder (rec, task, 5 * G_TIME_SPAN_MILLISECOND);
+
+        if (!rec->via_async && !g_atomic_int_get (&rec->start_called) &&
+            g_rand_boolean (rand))
+          {
+            g_autoptr(GError) error = NULL;
+
+            /* Stopped while pending: start() returns TRUE and runs
+             * nothing (or "already started", if a killed parent's worker
+             * that is still running started it meanwhile). */
+            count_op (OP_OWNER_START);
+            if (!rec_start (rec, task, &error) &&
+                !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED))
+              violation (rec->name, "start() of a task stopped while pending failed: %s",
+                         error->message);
+            if (g_atomic_int_get (&rec->run_count) != 0)
+              violation (rec->name, "the work of a task stopped while pending ran");
+          }
+      }
+
+    /* Release the work that ignores stops; abandoned threads return. */
+    {
+      int abandoned = (int) killable_get_abandoned_thread_count ();
+
+      if (abandoned > g_atomic_int_get (&n_abandoned_max))
+        g_atomic_int_set (&n_abandoned_max, abandoned);
+    }
+    sync_lock (&round->sync);
+    round->released = TRUE;
+    sync_broadcast (&round->sync);
+    for (guint i = 0; i < round->recs->len; i++)
+      {
+        Rec *rec = g_ptr_array_index (round->recs, i);
+
+        if (rec->pipe_wr >= 0 && write (rec->pipe_wr, "r", 1) < 0 && errno != EAGAIN)
+          violation (rec->name, "write to pipe failed: %s", g_strerror (errno));
+      }
+    sync_unlock (&round->sync);
+
+    for (guint i = 0; i < tasks->len; i++)
+      {
+        Rec *rec = g_ptr_array_index (recs, i);
+        KillableTask *task = g_ptr_array_index (tasks, i);
+
+        /* Killed tasks in a commit section end once released. */
+        if (!killable_task_wait (task, 10 * G_USEC_PER_SEC))
+          violation (rec->name, "not terminal 10 s after the release");
+        check_outcome (rec, task);
+      }
+  }
+
+  /* Drop every reference the round holds, then wait until every task,
+   * cleanup and stop callback of the round was freed. */
+  {
+    g_autoptr(GPtrArray) refs = g_ptr_array_new_with_free_func (g_object_unref);
+
+    sync_lock (&round->sync);
+    round->refs_dropped = TRUE;
+    for (guint i = 0; i < round->tasks->len; i++)
+      if (g_ptr_array_index (round->tasks, i) != NULL)
+        g_ptr_array_add (refs, g_steal_pointer (&g_ptr_array_index (round->tasks, i)));
+    sync_unlock (&round->sync);
+  }
+  g_clear_pointer (&plan_tasks, g_ptr_array_unref);
+
+  if (!iterate_until_zero (&round->outstanding, 20 * G_USEC_PER_SEC))
+    {
+      violation (NULL, "round %u: %d tasks, cleanups or stop callbacks not freed 20 s after the end",
+                 number, g_atomic_int_get (&round->outstanding));
+      for (guint i = 0; i < round->recs->len; i++)
+        {
+          Rec *rec = g_ptr_array_index (round->recs, i);
+
+          if (!g_atomic_int_get (&rec->finalized))
+            fprintf (stderr, "#   not finalized: %s (terminal %d, run %d)\n", rec->name,
+                     g_atomic_int_get (&rec->terminal) - 1, g_atomic_int_get (&rec->run_count));
+        }
+      /* Leak the round rather than free what is still used. */
+      return;
+    }
+
+  for (guint i = 0; i < round->recs->len; i++)
+    {
+      Rec *rec = g_ptr_array_index (round->recs, i);
+
+      for (guint j = 0; j < rec->cbs->len; j++)
+        {
+          CbRec *cb = g_ptr_array_index (rec->cbs, j);
+
+          if (g_atomic_int_get (&cb->freed) != 1)
+            violation (rec->name, "stop callback %u freed %d times", j, cb->freed);
+        }
+      rec_free (rec);
+    }
+  g_ptr_array_unref (round->recs);
+  g_ptr_array_unref (round->tasks);
+  sync_clear (&round->sync);
+  g_free (round);
+}
+
+/* }}} */
+
+/* Main {{{ */
+
+static guint
+count_fds (void)
+{
+  DIR *dir = opendir ("/proc/self/fd");
+  struct dirent *entry;
+  guint n = 0;
+
+  g_assert_nonnull (dir);
+  while ((entry = readdir (dir)) != NULL)
+    if (entry->d_name[0] != '.')
+      n++;
+  closedir (dir);
+
+  return n - 1;   /* the directory's own fd */
+}
+
+static void
+list_fds (void)
+{
+  DIR *dir = opendir ("/proc/self/fd");
+  struct dirent *entry;
+
+  while ((entry = readdir (dir)) != NULL)
+    if (entry->d_name[0] != '.')
+      {
+        g_autofree char *path = g_strdup_printf ("/proc/self/fd/%s", entry->d_name);
+        g_autofree char *target = g_file_read_link (path, NULL);
+
+        fprintf (stderr, "#   fd %s -> %s\n", entry->d_name, target != NULL ? target : "?");
+      }
+  closedir (dir);
+}
+
+typedef struct
+{
+  int fd;
+  int finalized;   /* (atomic) */
+} WarmUp;
+
+static gboolean
+warmup_work (KillableTask *task,
+             gpointer      data,
+             GError      **error)
+{
+  WarmUp *w = data;
+
+  /* Creates (and keeps until finalize) the task's wake-up fd. */
+  killable_task_wait_fd (task, w->fd, G_IO_IN, 0, NULL);
+  return TRUE;
+}
+
+static void
+warmup_finalized (gpointer data)
+{
+  WarmUp *w = data;
+
+  g_atomic_int_set (&w->finalized, 1);
+}
+
+static void
+warm_up (void)
+{
+  KillableTask *task;
+  WarmUp w = { -1, 0 };
+  int fds[2];
+  gint64 end;
+
+  /* Lazily created process-wide resources (the default main context, the
+   * timer thread's context and its wake-up fd, GTask's context) exist
+   * before the fds are counted. */
+  g_main_context_default ();
+  g_type_ensure (G_TYPE_TASK);   /* its class_init creates GLib's task context */
+  g_assert_no_errno (pipe2 (fds, O_CLOEXEC));
+  w.fd = fds[0];
+  task = killable_task_new ("warm-up", warmup_work, &w, warmup_finalized);
+  killable_task_set_timeout (task, G_USEC_PER_SEC);
+  g_assert_true (killable_task_start (task, NULL));
+  g_assert_true (killable_task_join (task, NULL));
+  g_object_unref (task);
+
+  /* Per-task fds go with the task, which its worker may finalize a moment
+   * after join(). */
+  end = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+  while (!g_atomic_int_get (&w.finalized) && g_get_monotonic_time () < end)
+    {
+      if (!g_main_context_iteration (NULL, FALSE))
+        g_thread_yield ();
+    }
+  g_assert_true (g_atomic_int_get (&w.finalized));
+  close (fds[0]);
+  close (fds[1]);
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+}
+
+static void
+test_torture (void)
+{
+  Attacker attackers[N_ATTACKERS];
+  GThread *attacker_threads[N_ATTACKERS];
+  GThread *watchdog;
+  guint fds_before, fds_after;
+  gint64 start_time = g_get_monotonic_time ();
+  gint64 end;
+  guint round_number = 0;
+
+  g_test_message ("seed: %" G_GUINT32_FORMAT, opt_seed);
+  g_test_message ("reproduce with: --seed=%" G_GUINT32_FORMAT " --ops=%" G_GINT64_FORMAT,
+                  opt_seed, opt_ops);
+
+  main_thread = g_thread_self ();
+  sync_init (&attack_sync);
+  sync_init (&async_sync);
+  sync_init (&watchdog_sync);
+  sync_init (&violation_sync);
+
+  warm_up ();
+  fds_before = count_fds ();
+  if (opt_verbose)
+    list_fds ();
+
+  watchdog = g_thread_new ("torture-watchdog", watchdog_main, NULL);
+
+  async_context = g_main_context_new ();
+  async_thread = g_thread_new ("torture-async", async_thread_main, NULL);
+
+  for (guint i = 0; i < N_ATTACKERS; i++)
+    {
+      attackers[i].id = i;
+      attackers[i].rand = NULL;
+      attacker_threads[i] = g_thread_new ("torture-attacker", attacker_main, &attackers[i]);
+    }
+
+  while (g_atomic_int_get (&ops_done) < opt_ops)
+    {
+      round_run (round_number++);
+      n_rounds++;
+      if (opt_verbose && round_number % 100 == 0)
+        g_printerr ("# round %u, %d operations\n", round_number, g_atomic_int_get (&ops_done));
+    }
+
+  /* Stop the helpers. */
+  sync_lock (&attack_sync);
+  attack_quit = TRUE;
+  sync_broadcast (&attack_sync);
+  sync_unlock (&attack_sync);
+  for (guint i = 0; i < N_ATTACKERS; i++)
+    g_thread_join (attacker_threads[i]);
+
+  sync_lock (&async_sync);
+  async_quit = TRUE;
+  sync_unlock (&async_sync);
+  g_main_context_wakeup (async_context);
+  g_thread_join (async_thread);
+  g_main_context_unref (async_context);
+
+  print_violation_summary ();
+
+  /* Every abandoned thread returned. */
+  end = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+  while (killable_get_abandoned_thread_count () != 0 && g_get_monotonic_time () < end)
+    {
+      if (!g_main_context_iteration (NULL, FALSE))
+        g_thread_yield ();
+    }
+  g_assert_cmpuint (killable_get_abandoned_thread_count (), ==, 0);
+
+  /* The thread cache empties. */
+  killable_worker_pool_set_idle_timeout (0);
+  end = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+  while (killable_worker_pool_get_n_threads () != 0 && g_get_monotonic_time () < end)
+    g_thread_yield ();
+  g_assert_cmpuint (killable_worker_pool_get_n_threads (), ==, 0);
+
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+
+  fds_after = count_fds ();
+  if (fds_after != fds_before)
+    list_fds ();
+
+  sync_lock (&watchdog_sync);
+  watchdog_quit = TRUE;
+  sync_broadcast (&watchdog_sync);
+  sync_unlock (&watchdog_sync);
+  g_thread_join (watchdog);
+
+  /* Figures. */
+  g_test_message ("seed %" G_GUINT32_FORMAT ": %d operations in %u rounds, %.1f s",
+                  opt_seed, g_atomic_int_get (&ops_done), n_rounds,
+                  (g_get_monotonic_time () - start_time) / (double) G_USEC_PER_SEC);
+  g_test_message ("tasks created %d, finalized %d; cleanups run %d; stop callbacks run %d; "
+                  "add_child refused %d; EINTR seen %d; abandoned threads before a release, max %d",
+                  n_created, n_finalized, n_cleanups_ran, n_stop_cbs_ran,
+                  n_add_child_refused, n_eintr_seen, n_abandoned_max);
+  {
+    GString *s = g_string_new ("outcomes:");
+
+    for (int i = KILLABLE_TASK_STATE_SUCCEEDED; i <= KILLABLE_TASK_STATE_KILLED; i++)
+      g_string_append_printf (s, " %s %d", state_name (i), state_counts[i]);
+    g_test_message ("%s", s->str);
+    g_string_truncate (s, 0);
+    g_string_append (s, "work run:");
+    for (int i = 0; i < N_WORK; i++)
+      g_string_append_printf (s, " %s %d", work_names[i], work_counts[i]);
+    g_test_message ("%s", s->str);
+    g_string_truncate (s, 0);
+    g_string_append (s, "operations:");
+    for (int i = 0; i < N_OPS; i++)
+      g_string_append_printf (s, " %s %d;", op_names[i], op_counts[i]);
+    g_test_message ("%s", s->str);
+    g_string_free (s, TRUE);
+  }
+
+  g_assert_cmpint (n_finalized, ==, n_created);
+  g_assert_cmpuint (fds_after, ==, fds_before);
+  g_assert_cmpint (g_atomic_int_get (&violations), ==, 0);
+  g_assert_cmpint (g_atomic_int_get (&ops_done), >=, opt_ops);
+
+  sync_clear (&attack_sync);
+  sync_clear (&async_sync);
+  sync_clear (&watchdog_sync);
+  sync_clear (&violation_sync);
+}
+
+static gboolean
+parse_uint64 (const char *value,
+              guint64     max,
+              guint64    *out)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!g_ascii_string_to_unsigned (value, 10, 0, max, out, &error))
+    {
+      g_printerr ("torture: %s\n", error->message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  const char *env_seed = g_getenv ("KILLABLE_TORTURE_SEED");
+  gboolean have_seed = FALSE;
+  int j = 1;
+
+  /* Our options first: g_test_init() must not see them. */
+  for (int i = 1; i < argc; i++)
+    {
+      guint64 v;
+
+      if (g_str_has_prefix (argv[i], "--seed="))
+        {
+          if (!parse_uint64 (argv[i] + 7, G_MAXUINT32, &v))
+            return 2;
+          opt_seed = (guint32) v;
+          have_seed = TRUE;
+        }
+      else if (g_str_has_prefix (argv[i], "--ops="))
+        {
+          if (!parse_uint64 (argv[i] + 6, G_MAXINT, &v))
+            return 2;
+          opt_ops = (gint64) v;
+        }
+      else if (g_str_has_prefix (argv[i], "--watchdog="))
+        {
+          if (!parse_uint64 (argv[i] + 11, 100000, &v) || v == 0)
+            return 2;
+          opt_watchdog = (int) v;
+        }
+      else if (g_str_equal (argv[i], "--verbose"))
+        {
+          opt_verbose = TRUE;
+          argv[j++] = argv[i];
+        }
+      else
+        argv[j++] = argv[i];
+    }
+  argc = j;
+  argv[argc] = NULL;
+
+  if (!have_seed && env_seed != NULL && *env_seed != '\0')
+    {
+      guint64 v;
+
+      if (!parse_uint64 (env_seed, G_MAXUINT32, &v))
+        return 2;
+      opt_seed = (guint32) v;
+      have_seed = TRUE;
+    }
+  if (!have_seed)
+    opt_seed = g_random_int ();
+
+  /* gdb, run by the watchdog, may attach to us even under Yama. */
+#ifdef PR_SET_PTRACER
+  prctl (PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
+#endif
+
+  /* Before anything else, so that a crash report always has it (stdout is
+   * the TAP stream: g_test_message() repeats it there). */
+  fprintf (stderr, "# seed: %" G_GUINT32_FORMAT "\n", opt_seed);
+
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/torture/random", test_torture);
+
+  return g_test_run ();
+}
+
+/* }}} */
