@@ -30,13 +30,22 @@ The ladder, from the owner's side:
     :class:`TaskStopped`, :meth:`Task.check` starts raising it, GIO calls
     given the task's cancellable fail with ``G_IO_ERROR_CANCELLED``.
 ``interrupt(exc=None)``
-    a stop, plus an asynchronous exception (:class:`TaskInterrupted` or
-    ``exc``) raised in the worker's Python code, even in a busy loop that
-    never checks. It is raised at most once per task, only while the
-    user's ``run()`` runs, never after it returned; a worker blocked in
-    :meth:`Task.sleep`, :meth:`Task.check` or a GIO call with the task's
-    cancellable gets it at once. Plain ``time.sleep()`` or other blocking
-    C calls only see it when they return.
+    a stop, plus an exception (:class:`TaskInterrupted` or ``exc``) raised
+    in the worker's Python code, even in a busy loop that never checks: a
+    few thread switch intervals later, from a helper daemon thread
+    (``killable-interrupter``), with ``PyThreadState_SetAsyncExc()``. It is
+    raised at most once per task, only while the user's ``run()`` runs,
+    never after it returned, never in the override's bookkeeping nor in
+    PyGObject's own code. A worker blocked in :meth:`Task.sleep`,
+    :meth:`Task.check` or :meth:`Task.wait_fd` raises it itself at once;
+    one blocked in a GIO call
+    given the task's cancellable is woken by the stop (``GLib.Error``
+    ``G_IO_ERROR_CANCELLED``). Other blocking C calls (``time.sleep()``, a
+    read without the cancellable) get it when they return. Known limit:
+    code that keeps calling a GI function failing with a ``GLib.Error``
+    (catching it each time) can receive the exception while PyGObject
+    builds that error; PyGObject then prints it and raises
+    ``RuntimeError("Converting the GError failed")`` instead.
 ``kill()``
     releases the owner at once: the task is ``KILLED`` and :meth:`join`
     returns (raising :class:`TaskKilled`) without waiting. The worker
@@ -64,7 +73,10 @@ Threads
 """
 
 import ctypes
+import dis
 import math
+import os
+import sys
 import threading
 import time
 
@@ -79,12 +91,6 @@ __all__ = []
 
 _KILLABLE_ERROR = Killable.error_quark()
 _State = Killable.TaskState
-_TERMINAL = (
-    _State.SUCCEEDED,
-    _State.FAILED,
-    _State.CANCELLED,
-    _State.KILLED,
-)
 
 # The longest a blocking wait stays in C before coming back to Python, so
 # that signal handlers (Ctrl-C) and asynchronous exceptions get a chance.
@@ -171,6 +177,10 @@ def _is_killable_error(error):
             GLib.quark_from_string(error.domain) == _KILLABLE_ERROR)
 
 
+def _is_interruption(error):
+    return _is_killable_error(error) and error.code == int(Killable.Error.INTERRUPTED)
+
+
 def _class_for_error(error):
     """The TaskCancelled subclass matching a stop's cause."""
     if _is_killable_error(error):
@@ -215,10 +225,15 @@ def _error_key(error):
 # - never while the worker waits in Task.sleep()/check()/wait_fd(): the stop
 #   wakes those, and they raise the exception themselves when they return
 #   (w.in_wait, w.pending);
-# - a little after the request (_SEND_DELAY), from a helper thread: the stop
-#   wakes a worker blocked in a GIO call with the task's cancellable first,
-#   and PyGObject converts its G_IO_ERROR_CANCELLED into GLib.Error by
-#   running Python code, where an asynchronous exception must not land;
+# - from a helper thread, preferably while the worker runs the user's
+#   bytecode, not while its innermost frame is at a call: it is then inside
+#   C code, maybe a GIO call that the stop is waking up, whose GError
+#   PyGObject is about to convert into GLib.Error by running Python code,
+#   where the exception should not land. The helper looks again a little
+#   later; after _FORCE_AFTER it sends anyway (a worker that spends its time
+#   in C calls releasing the GIL is never seen elsewhere). Never while the
+#   worker runs PyGObject's own Python code. If the exception does land in
+#   PyGObject's conversion, _excepthook() keeps it quiet and sends it again;
 # - in the worker's own thread (it interrupts itself or an ancestor), the
 #   exception is raised synchronously when the override's call returns.
 
@@ -226,6 +241,13 @@ _set_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.py_objec
     ('PyThreadState_SetAsyncExc', ctypes.pythonapi))
 _clear_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(
     ('PyThreadState_SetAsyncExc', ctypes.pythonapi))
+_thread_state = ctypes.PYFUNCTYPE(ctypes.c_void_p)(('PyThreadState_Get', ctypes.pythonapi))
+# Not sys._current_frames(): it holds the interpreter's thread-list lock
+# while it creates frame objects, and a garbage collection there that frees
+# a GObject wrapper can wait for the GIL with that lock held.
+_thread_frame = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)(
+    ('PyThreadState_GetFrame', ctypes.pythonapi))
+_decref = ctypes.PYFUNCTYPE(None, ctypes.c_void_p)(('Py_DecRef', ctypes.pythonapi))
 
 # _Worker.async_state
 _ASYNC_NONE = 0        # nothing asked yet
@@ -233,24 +255,34 @@ _ASYNC_SCHEDULED = 1   # the helper thread will send it
 _ASYNC_SENT = 2        # in the worker's thread state; may have landed
 _ASYNC_DONE = 3        # raised, consumed or revoked: never sent again
 
-_SEND_DELAY = 0.005
+# How often the helper looks again while the worker is inside C code, and
+# how long it waits for a better moment before sending anyway.
+_RETRY_FIRST = 0.0005
+_RETRY_MAX = 0.01
+_FORCE_AFTER = 0.05
+
+# Opcodes that call: the innermost frame of a thread inside C code is at one.
+_CALL_OPS = frozenset(op for name, op in dis.opmap.items()
+                      if name.startswith('CALL') or name == 'PRECALL')
 
 
 class _Worker(object):
     """The Python side of a task: the worker's thread while the user's code
     runs, and what happened to it. Guarded by ``lock``."""
 
-    __slots__ = ('lock', 'tid', 'in_wait', 'async_state', 'async_type',
-                 'interrupt_type', 'pending', 'exc', 'exc_tb', 'exc_key')
+    __slots__ = ('lock', 'tid', 'tstate', 'in_wait', 'async_state', 'async_type',
+                 'interrupt_type', 'pending', 'eaten', 'exc', 'exc_tb', 'exc_key')
 
     def __init__(self):
         self.lock = threading.Lock()
         self.tid = None             # the worker's thread while run() runs
+        self.tstate = None          # and its PyThreadState *
         self.in_wait = 0            # inside sleep()/check()/wait_fd()
         self.async_state = _ASYNC_NONE
         self.async_type = None      # what is scheduled or was sent
         self.interrupt_type = None  # what interrupt(exc) asked for
         self.pending = None         # to raise synchronously in the worker
+        self.eaten = False          # PyGObject swallowed what was sent
         self.exc = None             # what escaped run()
         self.exc_tb = None
         self.exc_key = None         # the GError it became
@@ -291,41 +323,76 @@ def _request_locked(w, exc_type):
     _sender.schedule(w)
 
 
-def _send(w):
-    """In the helper thread: send what was scheduled, if still allowed."""
+def _worker_frame(w):
+    """The innermost frame of the worker (paused: we hold the GIL), or
+    None. Called with w.lock held, while the worker is in run()."""
+    ptr = _thread_frame(w.tstate)
+    if not ptr:
+        return None
+    frame = ctypes.cast(ptr, ctypes.py_object).value
+    _decref(ptr)
+    return frame
+
+
+def _may_land(frame, force):
+    """Whether an asynchronous exception may be raised in the thread whose
+    innermost frame is ``frame`` (that thread is paused: we hold the GIL)."""
+    if frame is None:
+        return True
+    module = frame.f_globals.get('__name__') or ''
+    if module.startswith('gi.') and module != __name__:
+        return False
+    if force:
+        return True
+    code = frame.f_code.co_code
+    i = frame.f_lasti
+    return not (0 <= i < len(code) and code[i] in _CALL_OPS)
+
+
+def _send(w, force):
+    """In the helper thread: send what was scheduled if still allowed.
+    Returns True when done, False to be called again later."""
     with w.lock:
         if w.async_state != _ASYNC_SCHEDULED:
-            return
+            return True
         if w.tid is None:
             w.async_state = _ASYNC_DONE
-            return
+            return True
         if w.in_wait:
             w.pending = w.async_type
             w.async_state = _ASYNC_DONE
-            return
+            return True
+        if not _may_land(_worker_frame(w), force):
+            return False
         n = _set_async_exc(w.tid, w.async_type)
         if n == 1:
             w.async_state = _ASYNC_SENT
-            return
+            return True
         if n > 1:
             # "If it returns a number greater than one, you're in trouble,
             # and you should call it again with exc=NULL to revert the
             # effect."
             _clear_async_exc(w.tid, None)
         w.async_state = _ASYNC_DONE
+        return True
 
 
 class _Sender(object):
     """A daemon thread that sends scheduled asynchronous exceptions."""
 
     def __init__(self):
+        self._reset()
+
+    def _reset(self):
+        # Also in a child after fork(): the thread did not come along.
         self._cond = threading.Condition(threading.Lock())
-        self._queue = []
+        self._queue = []      # [due, retry delay, worker, since], unordered
         self._thread = None
 
-    def schedule(self, w):
+    def schedule(self, w, delay=0.0):
         with self._cond:
-            self._queue.append((time.monotonic() + _SEND_DELAY, w))
+            now = time.monotonic()
+            self._queue.append([now + delay, _RETRY_FIRST, w, now + delay])
             if self._thread is None:
                 self._thread = threading.Thread(target=self._main, daemon=True,
                                                 name='killable-interrupter')
@@ -337,19 +404,56 @@ class _Sender(object):
             with self._cond:
                 while not self._queue:
                     self._cond.wait()
-                due, w = self._queue[0]
-                left = due - time.monotonic()
-                if left > 0:
-                    self._cond.wait(left)
+                now = time.monotonic()
+                due = [e for e in self._queue if e[0] <= now]
+                if not due:
+                    self._cond.wait(min(e[0] for e in self._queue) - now)
                     continue
-                self._queue.pop(0)
-            try:
-                _send(w)
-            except BaseException:  # pragma: no cover - never let it die
-                pass
+            for entry in due:
+                try:
+                    done = _send(entry[2], now - entry[3] >= _FORCE_AFTER)
+                except BaseException:  # never let this thread die
+                    done = True
+                with self._cond:
+                    if done:
+                        self._queue = [e for e in self._queue if e is not entry]
+                    else:
+                        entry[1] = min(entry[1] * 2, _RETRY_MAX)
+                        entry[0] = time.monotonic() + entry[1]
 
 
 _sender = _Sender()
+os.register_at_fork(after_in_child=_sender._reset)
+
+
+def _excepthook(exc_type, value, tb, _previous=sys.excepthook):
+    """The exception sent to a worker landed in PyGObject's own Python code
+    (the worker had just called a GI function that failed because of the
+    stop, and PyGObject was building its GLib.Error). PyGObject prints it
+    (through sys.excepthook) and raises RuntimeError("Converting the GError
+    failed") in the worker instead. Do not print it, and send it again:
+    the user's code never saw it."""
+    try:
+        task = Killable.Task.get_current()
+        w = task.__dict__.get('_killable_worker') if task is not None else None
+        if w is not None and w.tid == threading.get_ident() and tb is not None:
+            last = tb
+            while last.tb_next is not None:
+                last = last.tb_next
+            module = last.tb_frame.f_globals.get('__name__') or ''
+            with w.lock:
+                if (w.async_state == _ASYNC_SENT and type(value) is w.async_type and
+                        module.startswith('gi.') and module != __name__):
+                    w.async_state = _ASYNC_SCHEDULED
+                    w.eaten = True
+                    _sender.schedule(w)
+                    return
+    except BaseException:
+        pass
+    _previous(exc_type, value, tb)
+
+
+sys.excepthook = _excepthook
 
 
 def _take_pending(w):
@@ -461,11 +565,13 @@ class Task(Killable.Task):
             if target is not None:
                 name = getattr(target, '__qualname__', None) or \
                     getattr(target, '__name__', None) or type(self).__name__
-            else:
+            elif type(self).__module__ != 'gi.repository.Killable':
                 name = type(self).__name__
         elif not isinstance(name, str):
             raise TypeError("name must be a string, not %s" % type(name).__name__)
-        super().__init__(name=name, **properties)
+        if name is not None:
+            properties['name'] = name
+        super().__init__(**properties)
         self._target = target
         self._args = tuple(args)
         self._kwargs = kwargs
@@ -505,7 +611,7 @@ class Task(Killable.Task):
         args = self.__dict__.pop('_args', ())
         kwargs = self.__dict__.pop('_kwargs', {})
         if target is not None:
-            target(*args, **kwargs)
+            _call_target(target, args, kwargs)
 
     def check(self):
         """Raise the :class:`TaskCancelled` subclass matching the stop's
@@ -555,6 +661,13 @@ class Task(Killable.Task):
                 with w.lock:
                     w.in_wait -= 1
                     exc_type = _take_pending(w)
+                    if (exc_type is None and w.async_state == _ASYNC_NONE and
+                            _is_interruption(error)):
+                        # The stop of interrupt() woke us before its
+                        # interrupt vfunc ran: the exception is raised here,
+                        # and that vfunc then sends nothing.
+                        exc_type = w.interrupt_type or TaskInterrupted
+                        w.async_state = _ASYNC_DONE
         if mine and exc_type is not None:
             raise _instantiate(exc_type, error or _stop_reason(self)) from None
         if error is not None:
@@ -703,6 +816,33 @@ def _run_user_code(task):
     return task.run()
 
 
+def _call_target(target, args, kwargs):
+    target(*args, **kwargs)
+
+
+def _call_offset(func):
+    calls = [i.offset for i in dis.get_instructions(func) if i.opname.startswith('CALL')]
+    return calls[-1]
+
+
+# An asynchronous exception raised right after one of these calls returned
+# (Python checks for one after a call that it did not inline) landed after
+# the user's code had ended: it is dropped.
+_AFTER_USER_CODE = {
+    _run_user_code.__code__: _call_offset(_run_user_code),
+    _call_target.__code__: _call_offset(_call_target),
+}
+
+
+def _landed_after_user_code(exc):
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return _AFTER_USER_CODE.get(tb.tb_frame.f_code) == tb.tb_lasti
+
+
 def _do_run(self):
     w = _worker(self)
     tid = threading.get_ident()
@@ -712,6 +852,7 @@ def _do_run(self):
     try:
         with w.lock:
             w.tid = tid
+            w.tstate = _thread_state()
             early, w.pending = w.pending, None
         if early is not None:
             # Interrupted between the start and now: the code never runs.
@@ -724,16 +865,27 @@ def _do_run(self):
     # Leave the user's code. From here on nothing may be sent: at most one
     # exception is ever sent, so if it lands in this loop it is the only
     # one, and it is dropped (the user's code had already ended).
+    sent = None
     while True:
         try:
-            _leave(w, tid)
+            sent = _leave(w, tid)
             break
         except BaseException as e:
             if not returned and exc is None:
                 exc = e
 
+    if not returned and sent is not None and type(exc) is sent and \
+            _landed_after_user_code(exc):
+        returned = True
+
     if returned:
         return True
+
+    if w.eaten and type(exc) is RuntimeError:
+        # RuntimeError("Converting the GError failed"), in place of the
+        # exception sent (see _excepthook): what ended the work is the
+        # interrupt.
+        exc = _instantiate(w.async_type).with_traceback(exc.__traceback__)
 
     if isinstance(exc, TaskCancelled):
         w.exc, w.exc_tb = exc, exc.__traceback__
@@ -754,13 +906,18 @@ def _do_run(self):
 
 
 def _leave(w, tid):
+    """Returns the type of the exception sent to the worker, if any."""
+    sent = None
     with w.lock:
         w.tid = None
+        w.tstate = None
         w.pending = None
         if w.async_state == _ASYNC_SENT:
             # Sent but maybe not landed: make sure it never does.
             _clear_async_exc(tid, None)
+            sent = w.async_type
         w.async_state = _ASYNC_DONE
+    return sent
 
 
 def _do_interrupt(self):

@@ -1,0 +1,117 @@
+# killabletest.py: shared helpers of the Python tests
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+
+"""Helpers for the libkillable Python tests: main-loop waits with a failure
+guard, and a unittest runner that speaks TAP to ``meson test``."""
+
+import sys
+import threading
+import unittest
+
+import gi
+
+gi.require_version('GLib', '2.0')
+gi.require_version('Gio', '2.0')
+gi.require_version('Killable', '1')
+
+from gi.repository import GLib  # noqa: E402
+
+# A failure guard, never a synchronisation: waits end as soon as what they
+# wait for happened.
+GUARD_SECONDS = 20
+
+MAIN_THREAD = threading.get_ident()
+
+
+def run_loop_until(predicate, timeout=GUARD_SECONDS, context=None):
+    """Iterate ``context`` (the global default one by default) until
+    ``predicate()`` holds; fail after ``timeout`` seconds."""
+    if context is None:
+        context = GLib.MainContext.default()
+    timed_out = []
+
+    def on_timeout():
+        timed_out.append(True)
+        return GLib.SOURCE_REMOVE
+
+    source = GLib.timeout_source_new(int(timeout * 1000))
+    source.set_callback(on_timeout)
+    source.attach(context)
+    try:
+        while not predicate():
+            if timed_out:
+                raise AssertionError("timed out after %s s waiting for %r"
+                                     % (timeout, predicate))
+            context.iteration(True)
+    finally:
+        source.destroy()
+
+
+class TapResult(unittest.TestResult):
+    """Prints one TAP line per test."""
+
+    def __init__(self, stream, descriptions, verbosity):
+        super().__init__(stream, descriptions, verbosity)
+        self.stream = stream
+        self.n = 0
+
+    def _line(self, ok, test, extra=''):
+        self.n += 1
+        self.stream.write('%s %d - %s%s\n' % ('ok' if ok else 'not ok', self.n,
+                                              test.id(), extra))
+        self.stream.flush()
+
+    def _diag(self, text):
+        for line in text.rstrip().splitlines():
+            self.stream.write('# %s\n' % line)
+
+    def addSuccess(self, test):
+        super().addSuccess(test)
+        self._line(True, test)
+
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        self._line(False, test)
+        self._diag(self.failures[-1][1])
+
+    def addError(self, test, err):
+        super().addError(test, err)
+        self._line(False, test)
+        self._diag(self.errors[-1][1])
+
+    def addSkip(self, test, reason):
+        super().addSkip(test, reason)
+        self._line(True, test, ' # SKIP %s' % reason)
+
+    def addExpectedFailure(self, test, err):
+        super().addExpectedFailure(test, err)
+        self._line(False, test, ' (expected failure: not allowed)')
+
+    def addUnexpectedSuccess(self, test):
+        super().addUnexpectedSuccess(test)
+        self._line(False, test, ' (unexpected success)')
+
+
+def main():
+    """Run the tests of the calling module, printing TAP on stdout."""
+    module = sys.modules['__main__']
+    suite = unittest.defaultTestLoader.loadTestsFromModule(module)
+    if len(sys.argv) > 1:
+        wanted = sys.argv[1:]
+        tests = []
+
+        def walk(s):
+            for t in s:
+                if isinstance(t, unittest.TestSuite):
+                    walk(t)
+                elif any(w in t.id() for w in wanted):
+                    tests.append(t)
+        walk(suite)
+        suite = unittest.TestSuite(tests)
+    sys.stdout.write('1..%d\n' % suite.countTestCases())
+    sys.stdout.flush()
+    result = TapResult(sys.stdout, False, 0)
+    suite.run(result)
+    sys.stdout.flush()
+    sys.exit(0 if result.wasSuccessful() else 1)

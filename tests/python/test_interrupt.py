@@ -1,0 +1,356 @@
+#!/usr/bin/python3
+# test_interrupt.py: rung 2 and 3 for Python workers (asynchronous
+# exceptions, abandoned threads)
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+
+import io
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import killabletest
+from killabletest import GUARD_SECONDS
+
+from gi.repository import Gio, GLib, Killable  # noqa: E402
+
+State = Killable.TaskState
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# What "at once" means on a loaded 2-core CI machine. A worker that is not
+# interrupted never ends, so this bound still tells the two apart.
+PROMPT_SECONDS = 2.0
+
+
+class Busy(Killable.Task):
+    """Pure Python that never checks: only an asynchronous exception ends it."""
+
+    def __init__(self):
+        super().__init__()
+        self.running = threading.Event()
+        self.seen = None
+
+    def run(self):
+        x = 0
+        try:
+            self.running.set()
+            while True:
+                x += 1
+        except BaseException as e:
+            self.seen = e
+            raise
+
+
+class TestInterrupt(unittest.TestCase):
+
+    def test_busy_loop(self):
+        t = Busy()
+        t.start()
+        self.assertTrue(t.running.wait(GUARD_SECONDS))
+        start = time.monotonic()
+        t.interrupt()
+        with self.assertRaises(Killable.TaskInterrupted):
+            t.join()
+        elapsed = time.monotonic() - start
+        print('# busy loop interrupted in %.1f ms (switch interval %.1f ms)'
+              % (elapsed * 1000, sys.getswitchinterval() * 1000))
+        self.assertLess(elapsed, PROMPT_SECONDS)
+        self.assertIsInstance(t.seen, Killable.TaskInterrupted)
+        self.assertEqual(t.get_state(), State.CANCELLED)
+        self.assertTrue(t.get_error().matches(Killable.error_quark(),
+                                              Killable.Error.INTERRUPTED))
+
+    def test_sleeping_worker(self):
+        running = threading.Event()
+        seen = []
+
+        def work():
+            try:
+                running.set()
+                Killable.current_task().sleep(3600)
+            except BaseException as e:
+                seen.append(e)
+                raise
+
+        t = Killable.Task(target=work)
+        t.start()
+        self.assertTrue(running.wait(GUARD_SECONDS))
+        start = time.monotonic()
+        t.interrupt()
+        with self.assertRaises(Killable.TaskInterrupted):
+            t.join()
+        self.assertLess(time.monotonic() - start, PROMPT_SECONDS)
+        self.assertEqual(len(seen), 1)
+        self.assertIsInstance(seen[0], Killable.TaskInterrupted)
+
+    def test_custom_exception(self):
+        class Custom(Exception):
+            pass
+
+        t = Busy()
+        t.start()
+        self.assertTrue(t.running.wait(GUARD_SECONDS))
+        t.interrupt(Custom)
+        # Not a TaskCancelled: escaping run(), it fails the task.
+        with self.assertRaises(Custom):
+            t.join()
+        self.assertEqual(t.get_state(), State.FAILED)
+
+    def test_escalation_from_timer_thread(self):
+        # stop, then after the grace period the library's timer thread
+        # interrupts: the async exception comes from there.
+        t = Busy()
+        t.set_grace_period(500 * 1000)
+        t.start()
+        self.assertTrue(t.running.wait(GUARD_SECONDS))
+        t.stop()
+        with self.assertRaises(Killable.TaskStopped):
+            t.join()       # ended by the stop's cause (STOPPED)
+        self.assertIsInstance(t.seen, Killable.TaskInterrupted)
+        self.assertEqual(t.get_state(), State.CANCELLED)
+
+    def test_interrupt_tree(self):
+        kids = [Busy() for _ in range(3)]
+        parent = Busy()
+        for k in kids:
+            parent.add_child(k)
+        parent.start()
+        for k in kids:
+            k.start()
+        for t in [parent] + kids:
+            self.assertTrue(t.running.wait(GUARD_SECONDS))
+        parent.interrupt()
+        for t in [parent] + kids:
+            with self.assertRaises(Killable.TaskInterrupted):
+                t.join()
+            self.assertIsInstance(t.seen, Killable.TaskInterrupted)
+
+    def test_once(self):
+        # An exception that was swallowed is not sent again; the worker then
+        # sees the stop through check().
+        running = threading.Event()
+        caught = []
+
+        def work():
+            task = Killable.current_task()
+            try:
+                running.set()
+                while True:
+                    pass
+            except Killable.TaskInterrupted as e:
+                caught.append(e)
+            task.interrupt()              # no second one
+            for _ in range(1000):
+                pass
+            task.check()
+
+        t = Killable.Task(target=work)
+        t.start()
+        self.assertTrue(running.wait(GUARD_SECONDS))
+        t.interrupt()
+        with self.assertRaises(Killable.TaskInterrupted):
+            t.join()
+        self.assertEqual(len(caught), 1)
+
+
+def capture_output():
+    """Redirect what could be printed (Python's stderr, fd 2, the
+    unraisable hook); returns a function that restores them and returns
+    (unraisable, python_stderr, c_stderr)."""
+    interval = sys.getswitchinterval()
+    # Switch often: the exceptions then land everywhere.
+    sys.setswitchinterval(1e-5)
+    unraisable = []
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = unraisable.append
+    old_stderr = sys.stderr
+    sys.stderr = io.StringIO()
+    sys.stdout.flush()
+    saved_fd = os.dup(2)
+    err_file = tempfile.TemporaryFile()
+    os.dup2(err_file.fileno(), 2)
+
+    def restore():
+        os.dup2(saved_fd, 2)
+        os.close(saved_fd)
+        err_file.seek(0)
+        c_stderr = err_file.read().decode('utf-8', 'replace')
+        err_file.close()
+        py_stderr = sys.stderr.getvalue()
+        sys.stderr = old_stderr
+        sys.unraisablehook = old_hook
+        sys.setswitchinterval(interval)
+        return unraisable, py_stderr, c_stderr
+    return restore
+
+
+class TestFailingGioLoop(unittest.TestCase):
+    """A worker that keeps retrying a GIO call that the stop makes fail:
+    the interrupt lands in it, sometimes while PyGObject builds the
+    GLib.Error, and the worker still ends, without a word on stderr."""
+
+    def test_retrying_worker(self):
+        r, w = os.pipe()
+        restore = capture_output()
+        try:
+            for _ in range(20):
+                ready = threading.Event()
+
+                def work():
+                    task = Killable.current_task()
+                    stream = Gio.UnixInputStream.new(r, False)
+                    cancellable = task.get_cancellable()
+                    ready.set()
+                    while True:
+                        try:
+                            stream.read_bytes(1, cancellable)
+                        except GLib.Error:
+                            pass
+
+                t = Killable.Task(target=work)
+                t.start()
+                self.assertTrue(ready.wait(GUARD_SECONDS))
+                t.interrupt()
+                with self.assertRaises(Killable.TaskInterrupted):
+                    t.join()
+                self.assertEqual(t.get_state(), State.CANCELLED)
+        finally:
+            unraisable, py_stderr, c_stderr = restore()
+            os.close(r)
+            os.close(w)
+        self.assertEqual(unraisable, [])
+        self.assertEqual(py_stderr, '')
+        self.assertEqual(c_stderr, '')
+
+
+class TestManyInterrupts(unittest.TestCase):
+    """2 000 interrupts fired at random moments into workers of every kind:
+    every finally runs, nothing escapes into the thread cache or lands
+    after run() returned, nothing is printed."""
+
+    N_INTERRUPTS = 2000
+    BATCH = 8
+    CONTROLS = 2
+
+    def make_work(self, i, kind, length, entered, finals, returned, pipe):
+        def work():
+            task = Killable.current_task()
+            entered[i] = True
+            try:
+                if kind == 0:
+                    x = 0
+                    for _ in range(length):
+                        x += 1
+                elif kind == 1:
+                    for _ in range(length):
+                        task.check()
+                elif kind == 2:
+                    task.sleep(length * 1e-7)
+                elif kind == 3:
+                    def inner(n):
+                        try:
+                            return sum(range(n))
+                        finally:
+                            pass
+                    for _ in range(length // 100 + 1):
+                        inner(100)
+                elif kind == 4:
+                    stream = Gio.UnixInputStream.new(pipe, False)
+                    stream.read_bytes(1, task.get_cancellable())
+            finally:
+                finals[i] += 1
+            returned[i] = True
+        return work
+
+    def test_random_interrupts(self):
+        rng = random.Random(int(os.environ.get('KILLABLE_TEST_SEED', '1234')))
+        r, w = os.pipe()
+        fired = 0
+        outcomes = {'succeeded': 0, 'interrupted': 0}
+        restore = capture_output()
+        try:
+            while fired < self.N_INTERRUPTS:
+                n = self.BATCH + self.CONTROLS
+                entered = [False] * n
+                finals = [0] * n
+                returned = [False] * n
+                tasks = []
+                for i in range(n):
+                    kind = rng.randrange(5) if i < self.BATCH else rng.randrange(4)
+                    if kind == 4 and i >= self.BATCH:
+                        kind = 0
+                    length = rng.randrange(1, 20000)
+                    tasks.append(Killable.Task(
+                        target=self.make_work(i, kind, length, entered, finals,
+                                              returned, r)))
+                for t in tasks:
+                    t.start()
+                order = list(range(self.BATCH))
+                rng.shuffle(order)
+                for i in order:
+                    for _ in range(rng.randrange(0, 3000)):
+                        pass
+                    tasks[i].interrupt()
+                    fired += 1
+                for i, t in enumerate(tasks):
+                    try:
+                        t.join()
+                    except Killable.TaskInterrupted:
+                        self.assertLess(i, self.BATCH)
+                        self.assertFalse(returned[i], 'interrupted after run() returned')
+                        self.assertEqual(t.get_state(), State.CANCELLED)
+                        outcomes['interrupted'] += 1
+                    else:
+                        self.assertTrue(returned[i])
+                        self.assertEqual(t.get_state(), State.SUCCEEDED)
+                        outcomes['succeeded'] += 1
+                    # finally ran exactly once if the body was entered.
+                    self.assertEqual(finals[i], 1 if entered[i] else 0)
+        finally:
+            unraisable, py_stderr, c_stderr = restore()
+            os.close(r)
+            os.close(w)
+
+        self.assertEqual(Killable.get_abandoned_thread_count(), 0)
+        self.assertEqual(unraisable, [])
+        self.assertEqual(py_stderr, '')
+        self.assertEqual(c_stderr, '')
+        print('# %d interrupts: %r' % (fired, outcomes))
+        self.assertGreater(outcomes['interrupted'], 0)
+
+
+class TestKill(unittest.TestCase):
+    """kill() of stuck Python workers, in a child interpreter that must
+    exit cleanly afterwards."""
+
+    def run_helper(self, mode):
+        # PyGObject's importer warns under -X dev (PYTHONDEVMODE): not ours.
+        proc = subprocess.run([sys.executable, '-X', 'faulthandler',
+                               '-W', 'ignore::ImportWarning',
+                               os.path.join(HERE, 'abandon_helper.py'), mode],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              timeout=60, env=os.environ)
+        out = proc.stdout.decode()
+        err = proc.stderr.decode()
+        for line in out.splitlines():
+            print('# %s: %s' % (mode, line))
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertEqual(err, '')
+        return out
+
+    def test_kill_stuck_workers(self):
+        out = self.run_helper('kill')
+        self.assertIn('ok kill', out)
+
+    def test_escalation_to_kill(self):
+        out = self.run_helper('escalate')
+        self.assertIn('ok escalate', out)
+
+
+if __name__ == '__main__':
+    killabletest.main()
