@@ -31,9 +31,11 @@ The ladder, from the owner's side:
     given the task's cancellable fail with ``G_IO_ERROR_CANCELLED``.
 ``interrupt(exc=None)``
     a stop, plus an exception (:class:`TaskInterrupted` or ``exc``) raised
-    in the worker's Python code, even in a busy loop that never checks: a
-    few thread switch intervals later, from a helper daemon thread
-    (``killable-interrupter``), with ``PyThreadState_SetAsyncExc()``. It is
+    in the worker's Python code, even in a busy loop that never checks,
+    with ``PyThreadState_SetAsyncExc()``: at once from the interrupt's own
+    Python code when the worker runs the user's bytecode, otherwise a few
+    thread switch intervals later from a helper daemon thread
+    (``killable-interrupter``). It is
     raised at most once per task, only while the user's ``run()`` runs,
     never after it returned, never in the override's bookkeeping nor in
     PyGObject's own code. A worker blocked in :meth:`Task.sleep`,
@@ -119,6 +121,8 @@ class TaskCancelled(BaseException):
     def __init__(self, *args, error=None):
         super().__init__(*args)
         self.error = error
+        if _early_sent:
+            _await_early_stop()
 
     def __str__(self):
         if self.args:
@@ -225,7 +229,9 @@ def _error_key(error):
 # - never while the worker waits in Task.sleep()/check()/wait_fd(): the stop
 #   wakes those, and they raise the exception themselves when they return
 #   (w.in_wait, w.pending);
-# - from a helper thread, preferably while the worker runs the user's
+# - from the interrupting thread itself (the interrupt or kill vfunc, after
+#   the stop was requested) when the worker runs the user's bytecode, else
+#   from a helper thread, preferably while the worker runs the user's
 #   bytecode, not while its innermost frame is at a call: it is then inside
 #   C code, maybe a GIO call that the stop is waking up, whose GError
 #   PyGObject is about to convert into GLib.Error by running Python code,
@@ -320,7 +326,70 @@ def _request_locked(w, exc_type):
         return
     w.async_state = _ASYNC_SCHEDULED
     w.async_type = exc_type
-    _sender.schedule(w)
+    # The calling thread holds the GIL (an interrupt or kill vfunc runs
+    # Python code), so the worker is paused: send it from here at once if
+    # it is in the user's bytecode, sparing the helper thread (and the
+    # switch interval it would wait to get the GIL in turn). Otherwise the
+    # helper looks again later.
+    if not _send_locked(w, False):
+        _sender.schedule(w)
+
+
+# Task.interrupt() sends the exception itself, before its stop, when it can
+# (see _send_early_locked()): {worker thread id: (task, threading.Event set
+# once the interrupt's C call returned)} until that call returned.
+_early_sent = {}
+_early_lock = threading.Lock()
+
+
+def _send_early_locked(w, task, exc_type):
+    """In Task.interrupt(), before its C call: the caller holds the GIL, so
+    an exception sent now lands as soon as the worker gets the GIL back,
+    without the thread switch interval that the interrupt vfunc waits to
+    get it in turn. Only for a TaskCancelled class whose __init__ is ours,
+    while the worker runs the user's bytecode, under the rules of
+    _send_locked(). That __init__ runs in the worker when the exception
+    lands, before any of the user's code sees it, and waits there until the
+    stop was requested: the exception never comes before the stop. Returns
+    the Event to set once the C call returned, or None if nothing was sent
+    (the vfunc then does it). Called with w.lock held."""
+    if (w.async_state != _ASYNC_NONE or w.pending is not None or w.tid is None or
+            w.in_wait or w.tid == threading.get_ident() or
+            not issubclass(exc_type, TaskCancelled) or
+            exc_type.__init__ is not TaskCancelled.__init__):
+        return None
+    if not _may_land(_worker_frame(w), False):
+        return None
+    returned = threading.Event()
+    with _early_lock:
+        _early_sent[w.tid] = (task, returned)
+    w.async_state = _ASYNC_SCHEDULED
+    w.async_type = exc_type
+    _send_locked(w, False)
+    return returned
+
+
+def _await_early_stop():
+    """In TaskCancelled.__init__: if it is the exception Task.interrupt()
+    sent early landing in its worker, wait for the interrupt's stop."""
+    entry = _early_sent.get(threading.get_ident())
+    if entry is None:
+        return
+    task, returned = entry
+    # Until the stop is done (the task left RUNNING: its cancellable was
+    # cancelled and its stop callbacks ran), as if the vfunc had sent it.
+    # The stop flag is set first in the C call, before any callback; once
+    # it is set, a callback that waits for this worker cannot hold it long.
+    since = None
+    while Killable.Task.get_state(task) == _State.RUNNING:
+        if returned.wait(0.0002):
+            break
+        if Killable.Task.is_stop_requested(task):
+            now = time.monotonic()
+            if since is None:
+                since = now
+            elif now - since >= _FORCE_AFTER:
+                break
 
 
 def _worker_frame(w):
@@ -353,28 +422,35 @@ def _send(w, force):
     """In the helper thread: send what was scheduled if still allowed.
     Returns True when done, False to be called again later."""
     with w.lock:
-        if w.async_state != _ASYNC_SCHEDULED:
-            return True
-        if w.tid is None:
-            w.async_state = _ASYNC_DONE
-            return True
-        if w.in_wait:
-            w.pending = w.async_type
-            w.async_state = _ASYNC_DONE
-            return True
-        if not _may_land(_worker_frame(w), force):
-            return False
-        n = _set_async_exc(w.tid, w.async_type)
-        if n == 1:
-            w.async_state = _ASYNC_SENT
-            return True
-        if n > 1:
-            # "If it returns a number greater than one, you're in trouble,
-            # and you should call it again with exc=NULL to revert the
-            # effect."
-            _clear_async_exc(w.tid, None)
+        return _send_locked(w, force)
+
+
+def _send_locked(w, force):
+    """Send what was scheduled if still allowed, from a thread other than
+    the worker's, holding the GIL and w.lock. Returns True when done,
+    False to try again later."""
+    if w.async_state != _ASYNC_SCHEDULED:
+        return True
+    if w.tid is None:
         w.async_state = _ASYNC_DONE
         return True
+    if w.in_wait:
+        w.pending = w.async_type
+        w.async_state = _ASYNC_DONE
+        return True
+    if not _may_land(_worker_frame(w), force):
+        return False
+    n = _set_async_exc(w.tid, w.async_type)
+    if n == 1:
+        w.async_state = _ASYNC_SENT
+        return True
+    if n > 1:
+        # "If it returns a number greater than one, you're in trouble,
+        # and you should call it again with exc=NULL to revert the
+        # effect."
+        _clear_async_exc(w.tid, None)
+    w.async_state = _ASYNC_DONE
+    return True
 
 
 class _Sender(object):
@@ -768,9 +844,19 @@ class Task(Killable.Task):
         fails with it. Harmless on a task that already ended."""
         exc_type = _check_exc_type(exc, TaskInterrupted)
         w = _worker(self)
-        with w.lock:
-            w.interrupt_type = exc_type
-        Killable.Task.interrupt(self)
+        returned = None
+        try:
+            with w.lock:
+                w.interrupt_type = exc_type
+                tid = w.tid
+                returned = _send_early_locked(w, self, exc_type)
+            Killable.Task.interrupt(self)
+        finally:
+            if returned is not None:
+                returned.set()
+                with _early_lock:
+                    if _early_sent.get(tid, (None, None))[1] is returned:
+                        del _early_sent[tid]
         _raise_self_pending()
 
     def kill(self):
