@@ -23,6 +23,7 @@ typedef struct
   int                   requested;       /* (atomic) 0, then 1 once */
   GMutex                lock;
   GCond                 cond;            /* sleepers, remove_stop_callback() waiters */
+  guint                 n_waiters;       /* protected by @lock: threads in a wait on @cond */
   GError               *reason;          /* (owned) (nullable) protected by @lock, immutable once @requested */
   GQueue                callbacks;       /* (element-type KillableStopCallback) protected by @lock */
   KillableStopCallback *running;         /* protected by @lock */

@@ -19,6 +19,37 @@ struct _KillableStopCallback
   GDestroyNotify    notify;
 };
 
+/* GLib's g_cond_broadcast() makes a futex system call even when nobody
+ * waits, and a stop of a large tree broadcasts several times per task: only
+ * wake when a thread waits (@n_waiters, protected by the same lock). */
+static void
+wake_waiters_locked (KillableStopState *state)
+{
+  if (state->n_waiters > 0)
+    g_cond_broadcast (&state->cond);
+}
+
+static void
+wait_locked (KillableStopState *state)
+{
+  state->n_waiters++;
+  g_cond_wait (&state->cond, &state->lock);
+  state->n_waiters--;
+}
+
+static gboolean
+wait_until_locked (KillableStopState *state,
+                   gint64             end_time)
+{
+  gboolean ret;
+
+  state->n_waiters++;
+  ret = g_cond_wait_until (&state->cond, &state->lock, end_time);
+  state->n_waiters--;
+
+  return ret;
+}
+
 static void
 stop_callback_free (KillableStopCallback *cb)
 {
@@ -33,6 +64,7 @@ killable_stop_state_init (KillableStopState *state)
   g_mutex_init (&state->lock);
   g_cond_init (&state->cond);
   g_queue_init (&state->callbacks);
+  state->n_waiters = 0;
   state->wake_fd = -1;
 }
 
@@ -73,7 +105,7 @@ killable_stop_state_request (KillableStopState *state,
    * not end the task while the callbacks of this stop still run. */
   state->firing = TRUE;
   g_atomic_int_set (&state->requested, 1);
-  g_cond_broadcast (&state->cond);
+  wake_waiters_locked (state);
   if (state->wake_fd >= 0)
     {
       guint64 one = 1;
@@ -109,7 +141,7 @@ killable_stop_state_fire (KillableStopState *state,
       g_mutex_lock (&state->lock);
       state->running = NULL;
       state->running_thread = NULL;
-      g_cond_broadcast (&state->cond);
+      wake_waiters_locked (state);
       g_mutex_unlock (&state->lock);
 
       stop_callback_free (cb);
@@ -118,7 +150,7 @@ killable_stop_state_fire (KillableStopState *state,
     }
 
   state->firing = FALSE;
-  g_cond_broadcast (&state->cond);
+  wake_waiters_locked (state);
 
   g_mutex_unlock (&state->lock);
 }
@@ -131,7 +163,7 @@ killable_stop_state_wait_fired (KillableStopState *state)
 {
   g_mutex_lock (&state->lock);
   while (state->firing)
-    g_cond_wait (&state->cond, &state->lock);
+    wait_locked (state);
   g_mutex_unlock (&state->lock);
 }
 
@@ -225,7 +257,7 @@ killable_stop_state_remove_callback (KillableStopState *state,
   if (found == NULL && state->running_thread != g_thread_self ())
     {
       while (state->running != NULL && state->running->id == id)
-        g_cond_wait (&state->cond, &state->lock);
+        wait_locked (state);
     }
 
   g_mutex_unlock (&state->lock);
@@ -246,7 +278,7 @@ killable_stop_state_sleep (KillableStopState *state,
 
   while (!state->requested)
     {
-      if (!g_cond_wait_until (&state->cond, &state->lock, end_time))
+      if (!wait_until_locked (state, end_time))
         break;
     }
 

@@ -34,6 +34,7 @@ struct _KillableTaskPrivate
 
   GMutex              lock;
   GCond               cond;              /* join()/wait(): terminal state reached */
+  guint               n_cond_waiters;    /* protected by @lock: threads waiting on @cond */
 
   char               *name;              /* (owned) immutable after construction */
   KillableTaskFunc    func;              /* immutable after construction */
@@ -104,7 +105,8 @@ GPtrArray*killable_tree_request_stop          (KillableTask   *self,
                                                const GError   *reason);
 GPtrArray*killable_tree_collect_subtree       (KillableTask   *self,
                                                int             flag_offset);
-gboolean  killable_tree_close_pending         (KillableTask   *self);
+gboolean  killable_tree_close_pending         (KillableTask   *self,
+                                               gboolean       *child_failed);
 gboolean  killable_tree_has_live_children     (KillableTask   *self);
 void      killable_tree_child_ended           (KillableTask   *child);
 void      killable_tree_before_completion     (KillableTask   *self,

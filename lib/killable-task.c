@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <math.h>
 #include <poll.h>
+#include <string.h>
 
 #include <glib/gi18n-lib.h>
 
@@ -132,6 +133,48 @@ killable_task_get_private_data (KillableTask *self)
   return killable_task_get_instance_private (self);
 }
 
+/* The error about task @name for @format, built without printf when the
+ * translation of @format is a plain "…%s…" (the usual case): a stop of a
+ * large tree makes one per task, and printf was most of its cost. Returns
+ * NULL for any other translation (positional arguments, "%%"), which the
+ * caller formats with printf. */
+static GError *
+error_about_task (KillableError  code,
+                  const char    *format,
+                  const char    *name)
+{
+  const char *at = strstr (format, "%s");
+  gsize prefix, name_len, suffix;
+  char *message;
+  GError *error;
+
+  if (at == NULL || strchr (format, '%') != at || strchr (at + 2, '%') != NULL)
+    return NULL;
+
+  prefix = at - format;
+  name_len = strlen (name);
+  suffix = strlen (at + 2);
+  message = g_malloc (prefix + name_len + suffix + 1);
+  memcpy (message, format, prefix);
+  memcpy (message + prefix, name, name_len);
+  memcpy (message + prefix + name_len, at + 2, suffix + 1);
+
+  /* message is a public field, freed by g_error_free() with g_free(). */
+  error = g_error_new_literal (KILLABLE_ERROR, code, "");
+  g_free (error->message);
+  error->message = message;
+
+  return error;
+}
+
+/* Returns the error for @code from a literal @format (kept literal for
+ * xgettext and the format checks of the fallback). */
+#define RETURN_TASK_ERROR(code, format) \
+  G_STMT_START { \
+    GError *fast_ = error_about_task ((code), _(format), name); \
+    return fast_ != NULL ? fast_ : g_error_new (KILLABLE_ERROR, (code), _(format), name); \
+  } G_STMT_END
+
 GError *
 killable_task_make_error (KillableTask  *self,
                           KillableError  code)
@@ -142,20 +185,22 @@ killable_task_make_error (KillableTask  *self,
   switch (code)
     {
     case KILLABLE_ERROR_STOPPED:
-      return g_error_new (KILLABLE_ERROR, code, _("Task “%s” was stopped"), name);
+      RETURN_TASK_ERROR (code, N_("Task “%s” was stopped"));
     case KILLABLE_ERROR_INTERRUPTED:
-      return g_error_new (KILLABLE_ERROR, code, _("Task “%s” was interrupted"), name);
+      RETURN_TASK_ERROR (code, N_("Task “%s” was interrupted"));
     case KILLABLE_ERROR_TIMED_OUT:
-      return g_error_new (KILLABLE_ERROR, code, _("Task “%s” timed out"), name);
+      RETURN_TASK_ERROR (code, N_("Task “%s” timed out"));
     case KILLABLE_ERROR_KILLED:
-      return g_error_new (KILLABLE_ERROR, code, _("Task “%s” was killed"), name);
+      RETURN_TASK_ERROR (code, N_("Task “%s” was killed"));
     case KILLABLE_ERROR_CHILD_FAILED:
-      return g_error_new (KILLABLE_ERROR, code, _("A child of task “%s” failed"), name);
+      RETURN_TASK_ERROR (code, N_("A child of task “%s” failed"));
     case KILLABLE_ERROR_FAILED:
     default:
-      return g_error_new (KILLABLE_ERROR, KILLABLE_ERROR_FAILED, _("Task “%s” failed"), name);
+      RETURN_TASK_ERROR (KILLABLE_ERROR_FAILED, N_("Task “%s” failed"));
     }
 }
+
+#undef RETURN_TASK_ERROR
 
 /* Emission (owner context) {{{ */
 
@@ -171,6 +216,11 @@ has_notify_handler (KillableTask *self,
          g_signal_has_handler_pending (self, notify_signal_id, 0, FALSE);
 }
 
+/* The emissions that are notify signals. */
+#define NOTIFY_EMISSIONS \
+  (KILLABLE_EMIT_STATE_RUNNING | KILLABLE_EMIT_STATE_STOPPING | KILLABLE_EMIT_STATE_TERMINAL | \
+   KILLABLE_EMIT_PROGRESS | KILLABLE_EMIT_STATUS | KILLABLE_EMIT_ERROR | KILLABLE_EMIT_PARENT)
+
 guint
 killable_task_filter_emissions (KillableTask *self,
                                 guint         emissions)
@@ -178,10 +228,23 @@ killable_task_filter_emissions (KillableTask *self,
   KillableTaskClass *klass = KILLABLE_TASK_GET_CLASS (self);
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   guint wanted = emissions & KILLABLE_EMIT_ASYNC_RETURN;
+  gboolean any_handler = FALSE;
+
+  /* First one look for any unblocked handler of any signal on the task
+   * (no G_SIGNAL_MATCH_ID: GLib then walks the task's own handler lists,
+   * whatever the signal or detail). Each look takes GLib's global signal
+   * lock; a task that nobody watches, the common case in a large tree,
+   * needs no other. */
+  if (emissions & ~(KILLABLE_EMIT_ASYNC_RETURN | KILLABLE_EMIT_CHILDREN))
+    any_handler = g_signal_handler_find (self, G_SIGNAL_MATCH_UNBLOCKED,
+                                         0, 0, NULL, NULL, NULL) != 0;
+  if (!any_handler)
+    emissions &= ~NOTIFY_EMISSIONS;
 
   if ((emissions & KILLABLE_EMIT_STOP_REQUESTED) &&
       (klass->stop_requested != NULL ||
-       g_signal_has_handler_pending (self, signals[STOP_REQUESTED], 0, FALSE)))
+       (any_handler &&
+        g_signal_has_handler_pending (self, signals[STOP_REQUESTED], 0, FALSE))))
     wanted |= KILLABLE_EMIT_STOP_REQUESTED;
 
   if ((emissions & (KILLABLE_EMIT_STATE_RUNNING | KILLABLE_EMIT_STATE_STOPPING |
@@ -204,7 +267,8 @@ killable_task_filter_emissions (KillableTask *self,
 
   if ((emissions & KILLABLE_EMIT_FINISHED) &&
       (klass->finished != NULL ||
-       g_signal_has_handler_pending (self, signals[FINISHED], 0, FALSE)))
+       (any_handler &&
+        g_signal_has_handler_pending (self, signals[FINISHED], 0, FALSE))))
     wanted |= KILLABLE_EMIT_FINISHED;
 
   return wanted;
@@ -286,6 +350,7 @@ complete_full (KillableTask      *self,
                GError            *error)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  gboolean armed;
   guint emissions;
 
   g_assert (KILLABLE_TASK_STATE_IS_TERMINAL (state));
@@ -312,7 +377,16 @@ complete_full (KillableTask      *self,
       priv->error = NULL;
     }
 
-  g_cond_broadcast (&priv->cond);
+  /* g_cond_broadcast() is a system call even without waiters (GLib 2.74),
+   * and a stop of a large tree completes every task: only when someone
+   * waits (counted under this lock in wait_until()). */
+  if (priv->n_cond_waiters > 0)
+    g_cond_broadcast (&priv->cond);
+  /* Nothing to cancel unless a timer was armed: each arming path checks
+   * the terminal state under this lock, so none can be armed from here
+   * on, and the common case skips another round trip through the lock. */
+  armed = priv->timeout_source != NULL || priv->escalation_source != NULL ||
+          priv->interrupt_source != NULL || priv->interrupt_armed;
   /* The children model is brought up to date before finished is emitted. */
   emissions = KILLABLE_EMIT_STATE_TERMINAL | KILLABLE_EMIT_FINISHED | KILLABLE_EMIT_CHILDREN;
   if (error != NULL)
@@ -328,7 +402,8 @@ complete_full (KillableTask      *self,
 
   g_mutex_unlock (&priv->lock);
 
-  killable_escalation_cancel (self);
+  if (armed)
+    killable_escalation_cancel (self);
   killable_tree_child_ended (self);
 
   return TRUE;
@@ -373,8 +448,6 @@ run_cleanups (KillableTask *self)
     }
 }
 
-static gboolean stop_reason_is_child_failure (KillableTask *self);
-
 /* Ends a task that never started and was stopped, with the state its stop
  * reason says. With live children it ends when the last of them does
  * (killable_tree_child_ended() calls this again). Returns FALSE if the task
@@ -384,12 +457,13 @@ killable_task_complete_pending (KillableTask *self)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   KillableTaskState state = KILLABLE_TASK_STATE_CANCELLED;
+  gboolean child_failed;
   GError *error;
 
   if (g_atomic_int_get (&priv->state) != KILLABLE_TASK_STATE_PENDING)
     return FALSE;
 
-  if (!killable_tree_close_pending (self))
+  if (!killable_tree_close_pending (self, &child_failed))
     return TRUE;
 
   error = killable_stop_state_dup_reason (&priv->stop);
@@ -404,7 +478,7 @@ killable_task_complete_pending (KillableTask *self)
 
   if (g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
     state = KILLABLE_TASK_STATE_KILLED;
-  else if (stop_reason_is_child_failure (self))
+  else if (child_failed)
     state = KILLABLE_TASK_STATE_FAILED;
 
   return complete_full (self, TRUE, state, error);
@@ -1301,9 +1375,16 @@ wait_until (KillableTask *self,
   g_mutex_lock (&priv->lock);
   while (!KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)))
     {
+      gboolean woken = TRUE;
+
+      /* Counted so that complete_full() broadcasts only to waiters. */
+      priv->n_cond_waiters++;
       if (end_time < 0)
         g_cond_wait (&priv->cond, &priv->lock);
-      else if (!g_cond_wait_until (&priv->cond, &priv->lock, end_time))
+      else
+        woken = g_cond_wait_until (&priv->cond, &priv->lock, end_time);
+      priv->n_cond_waiters--;
+      if (!woken)
         break;
     }
   ret = KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state));

@@ -116,9 +116,13 @@ killable_tree_collect_subtree (KillableTask *self,
 
 /* For a task stopped before it started: TRUE if it may end now; FALSE if
  * it has live children, and then it ends when the last of them does. Either
- * way it takes no new child from now on. */
+ * way it takes no new child from now on. With TRUE, *@child_failed tells
+ * whether a child failed it (FAIL_FAST): read in the same critical section,
+ * it cannot change any more (no live child, no new one), and the caller
+ * does not need another round trip through the tree lock. */
 gboolean
-killable_tree_close_pending (KillableTask *self)
+killable_tree_close_pending (KillableTask *self,
+                             gboolean     *child_failed)
 {
   KillableTaskPrivate *priv = PRIV (self);
   gboolean ret;
@@ -127,6 +131,7 @@ killable_tree_close_pending (KillableTask *self)
   ret = priv->n_live_children == 0;
   priv->complete_when_children_end = !ret;
   priv->children_closed = ret;
+  *child_failed = priv->failed_child != NULL;
   g_mutex_unlock (&tree_lock);
 
   return ret;

@@ -1042,11 +1042,25 @@ work_func (KillableTask  *task,
             if (!killable_task_add_child (task, child, &local_error))
               {
                 g_autoptr(KillableTask) other_parent = killable_task_dup_parent (child);
+                gboolean child_is_ancestor = FALSE;
 
-                /* Only a killed (abandoned) worker may see this, or an
-                 * attacker that gave the new task another parent first. */
+                /* The new task is registered before this add: an attacker
+                 * may have made it the parent (or an ancestor) of this very
+                 * task, and then the add is rightly refused as a cycle. */
+                for (KillableTask *t = killable_task_dup_parent (task); t != NULL;)
+                  {
+                    KillableTask *up = killable_task_dup_parent (t);
+
+                    child_is_ancestor = child_is_ancestor || t == child;
+                    g_object_unref (t);
+                    t = up;
+                  }
+
+                /* Only a killed (abandoned) worker may see this, an attacker
+                 * that gave the new task another parent first, or one that
+                 * made it an ancestor of this task. */
                 if (killable_task_get_state (task) != KILLABLE_TASK_STATE_KILLED &&
-                    other_parent == NULL)
+                    other_parent == NULL && !child_is_ancestor)
                   violation (rec->name, "add_child from the worker failed: %s",
                              local_error->message);
               }
