@@ -848,3 +848,73 @@ demo_blocked_read_saw_eintr (KillableTask *task)
 }
 
 /* }}} */
+
+/* Waiting on the main loop {{{ */
+
+typedef struct
+{
+  DemoPredicate  predicate;
+  gpointer       data;
+  GMainLoop     *loop;
+  guint          check_id;
+  guint          timeout_id;
+} Waiter;
+
+static gboolean
+waiter_check_cb (gpointer user_data)
+{
+  Waiter *waiter = user_data;
+
+  if (waiter->predicate == NULL || !waiter->predicate (waiter->data))
+    return G_SOURCE_CONTINUE;
+
+  g_main_loop_quit (waiter->loop);
+  waiter->check_id = 0;
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+waiter_timeout_cb (gpointer user_data)
+{
+  Waiter *waiter = user_data;
+
+  g_main_loop_quit (waiter->loop);
+  waiter->timeout_id = 0;
+  return G_SOURCE_REMOVE;
+}
+
+/* Runs a nested main loop until @predicate holds or @timeout_ms passed, so
+ * that notifications, redraws and log lines keep coming meanwhile. With a
+ * %NULL predicate it just lets @timeout_ms pass. While it runs, *@running
+ * (if given) holds the loop, for a caller that must be able to quit it
+ * (Ctrl+C). Returns whether @predicate holds at the end. */
+gboolean
+demo_main_loop_wait (DemoPredicate   predicate,
+                     gpointer        data,
+                     guint           timeout_ms,
+                     GMainLoop     **running)
+{
+  g_autoptr(GMainLoop) loop = NULL;
+  Waiter waiter = { predicate, data, NULL, 0, 0 };
+
+  if (predicate != NULL && predicate (data))
+    return TRUE;
+
+  loop = g_main_loop_new (NULL, FALSE);
+  waiter.loop = loop;
+  waiter.check_id = g_timeout_add (5, waiter_check_cb, &waiter);
+  waiter.timeout_id = g_timeout_add (timeout_ms, waiter_timeout_cb, &waiter);
+
+  if (running != NULL)
+    *running = loop;
+  g_main_loop_run (loop);
+  if (running != NULL)
+    *running = NULL;
+
+  g_clear_handle_id (&waiter.check_id, g_source_remove);
+  g_clear_handle_id (&waiter.timeout_id, g_source_remove);
+
+  return predicate == NULL || predicate (data);
+}
+
+/* }}} */

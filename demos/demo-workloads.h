@@ -71,4 +71,12 @@ guint              demo_process_tree_get_pids        (KillableTask *task,
                                                       guint         n_pids);
 gboolean           demo_pid_is_alive                 (GPid          pid);
 
+/* Waiting on the main loop (main thread). */
+typedef gboolean (*DemoPredicate) (gpointer data);
+
+gboolean           demo_main_loop_wait               (DemoPredicate predicate,
+                                                      gpointer      data,
+                                                      guint         timeout_ms,
+                                                      GMainLoop   **running);
+
 G_END_DECLS

@@ -85,7 +85,6 @@ struct _Demo
   gboolean      interrupted;
 };
 
-typedef gboolean (*Predicate) (gpointer data);
 
 static gboolean opt_plain;
 static char *opt_scenario;
@@ -497,40 +496,6 @@ rows_find (Demo         *demo,
 
 /* }}} */
 
-/* Waiting on the main loop {{{ */
-
-typedef struct
-{
-  Predicate  predicate;
-  gpointer   data;
-  GMainLoop *loop;
-  guint      check_id;
-  guint      timeout_id;
-} Waiter;
-
-static gboolean
-waiter_check_cb (gpointer user_data)
-{
-  Waiter *waiter = user_data;
-
-  if (waiter->predicate == NULL || !waiter->predicate (waiter->data))
-    return G_SOURCE_CONTINUE;
-
-  g_main_loop_quit (waiter->loop);
-  waiter->check_id = 0;
-  return G_SOURCE_REMOVE;
-}
-
-static gboolean
-waiter_timeout_cb (gpointer user_data)
-{
-  Waiter *waiter = user_data;
-
-  g_main_loop_quit (waiter->loop);
-  waiter->timeout_id = 0;
-  return G_SOURCE_REMOVE;
-}
-
 /* Ctrl+C: nothing may outlive the demo, least of all a process group that
  * ignores SIGTERM. kill() sends it SIGKILL; its worker reaps it at once. */
 G_GNUC_NORETURN
@@ -550,37 +515,20 @@ demo_abort (Demo *demo)
   exit (130);
 }
 
-/* Runs the main loop until @predicate holds or @timeout_ms passed.
- * Notifications, log lines and redraws are dispatched meanwhile. With a
- * %NULL predicate, it just lets @timeout_ms pass. */
+/* The shared wait, which the Ctrl+C handler can quit: then the demo
+ * aborts (kills what runs) instead of going on. */
 static gboolean
-demo_wait_for (Demo      *demo,
-               Predicate  predicate,
-               gpointer   data,
-               guint      timeout_ms)
+demo_wait_for (Demo          *demo,
+               DemoPredicate  predicate,
+               gpointer       data,
+               guint          timeout_ms)
 {
-  g_autoptr(GMainLoop) loop = NULL;
-  Waiter waiter = { predicate, data, NULL, 0, 0 };
-
-  if (predicate != NULL && predicate (data))
-    return TRUE;
-
-  loop = g_main_loop_new (NULL, FALSE);
-  waiter.loop = loop;
-  waiter.check_id = g_timeout_add (5, waiter_check_cb, &waiter);
-  waiter.timeout_id = g_timeout_add (timeout_ms, waiter_timeout_cb, &waiter);
-
-  demo->wait_loop = loop;
-  g_main_loop_run (loop);
-  demo->wait_loop = NULL;
-
-  g_clear_handle_id (&waiter.check_id, g_source_remove);
-  g_clear_handle_id (&waiter.timeout_id, g_source_remove);
+  gboolean ret = demo_main_loop_wait (predicate, data, timeout_ms, &demo->wait_loop);
 
   if (demo->interrupted)
     demo_abort (demo);
 
-  return predicate == NULL || predicate (data);
+  return ret;
 }
 
 typedef struct

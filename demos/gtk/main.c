@@ -40,60 +40,13 @@ static const GOptionEntry entries[] = {
 
 /* Waiting on the main loop {{{ */
 
-typedef gboolean (*Predicate) (gpointer data);
-
-typedef struct
-{
-  Predicate  predicate;
-  gpointer   data;
-  GMainLoop *loop;
-  guint      check_id;
-  guint      timeout_id;
-} Waiter;
-
+/* The window keeps drawing and the tasks' notifications keep coming. */
 static gboolean
-waiter_check_cb (gpointer user_data)
+wait_for (DemoPredicate predicate,
+          gpointer      data,
+          guint         timeout_ms)
 {
-  Waiter *waiter = user_data;
-
-  if (waiter->predicate == NULL || !waiter->predicate (waiter->data))
-    return G_SOURCE_CONTINUE;
-
-  g_main_loop_quit (waiter->loop);
-  waiter->check_id = 0;
-  return G_SOURCE_REMOVE;
-}
-
-static gboolean
-waiter_timeout_cb (gpointer user_data)
-{
-  Waiter *waiter = user_data;
-
-  g_main_loop_quit (waiter->loop);
-  waiter->timeout_id = 0;
-  return G_SOURCE_REMOVE;
-}
-
-/* Runs a nested main loop until @predicate holds or @timeout_ms passed:
- * the window keeps drawing and the tasks' notifications keep coming. */
-static gboolean
-wait_for (Predicate predicate,
-          gpointer  data,
-          guint     timeout_ms)
-{
-  g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
-  Waiter waiter = { predicate, data, loop, 0, 0 };
-
-  if (predicate != NULL && predicate (data))
-    return TRUE;
-
-  waiter.check_id = g_timeout_add (10, waiter_check_cb, &waiter);
-  waiter.timeout_id = g_timeout_add (timeout_ms, waiter_timeout_cb, &waiter);
-  g_main_loop_run (loop);
-  g_clear_handle_id (&waiter.check_id, g_source_remove);
-  g_clear_handle_id (&waiter.timeout_id, g_source_remove);
-
-  return predicate == NULL || predicate (data);
+  return demo_main_loop_wait (predicate, data, timeout_ms, NULL);
 }
 
 static gboolean
