@@ -274,12 +274,13 @@ killable_task_filter_emissions (KillableTask *self,
   return wanted;
 }
 
-static void
-async_return (KillableTask *self)
+/* Takes run_async()'s GTask, once, and disconnects its cancellable. */
+static GTask *
+steal_async_task (KillableTask *self)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
-  g_autoptr(GTask) task = NULL;
   g_autoptr(GCancellable) cancellable = NULL;
+  GTask *task;
   gulong cancel_id;
 
   g_mutex_lock (&priv->lock);
@@ -289,11 +290,20 @@ async_return (KillableTask *self)
   priv->async_cancel_id = 0;
   g_mutex_unlock (&priv->lock);
 
-  if (task == NULL)
-    return;
-
   if (cancel_id != 0)
     g_cancellable_disconnect (cancellable, cancel_id);
+
+  return task;
+}
+
+static void
+async_return (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  g_autoptr(GTask) task = steal_async_task (self);
+
+  if (task == NULL)
+    return;
 
   if (priv->error != NULL)
     g_task_return_error (task, g_error_copy (priv->error));
@@ -448,6 +458,29 @@ run_cleanups (KillableTask *self)
     }
 }
 
+/* The error a stopped task ends with: the stop's cause (STOPPED for a plain
+ * stop), or KILLED once a kill was requested, even after a plain stop (a
+ * process task, or a worker in a section that must not be abandoned, is
+ * killed without being abandoned and still ends KILLED). */
+static GError *
+dup_stop_outcome (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  GError *error = killable_stop_state_dup_reason (&priv->stop);
+
+  if (g_atomic_int_get (&priv->kill_requested) &&
+      !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
+    {
+      g_clear_error (&error);
+      return killable_task_make_error (self, KILLABLE_ERROR_KILLED);
+    }
+
+  if (error == NULL)
+    error = killable_task_make_error (self, KILLABLE_ERROR_STOPPED);
+
+  return error;
+}
+
 /* Ends a task that never started and was stopped, with the state its stop
  * reason says. With live children it ends when the last of them does
  * (killable_tree_child_ended() calls this again). Returns FALSE if the task
@@ -466,15 +499,7 @@ killable_task_complete_pending (KillableTask *self)
   if (!killable_tree_close_pending (self, &child_failed))
     return TRUE;
 
-  error = killable_stop_state_dup_reason (&priv->stop);
-  if (error == NULL)
-    error = killable_task_make_error (self, KILLABLE_ERROR_STOPPED);
-  if (g_atomic_int_get (&priv->kill_requested) &&
-      !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
-    {
-      g_clear_error (&error);
-      error = killable_task_make_error (self, KILLABLE_ERROR_KILLED);
-    }
+  error = dup_stop_outcome (self);
 
   if (g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
     state = KILLABLE_TASK_STATE_KILLED;
@@ -589,18 +614,7 @@ decide_outcome (KillableTask  *self,
       /* The cause, not the symptom: join() returns why the task was stopped
        * rather than the G_IO_ERROR_CANCELLED of the call that noticed it. */
       g_clear_error (error);
-      *error = killable_stop_state_dup_reason (&priv->stop);
-      if (*error == NULL)
-        *error = killable_task_make_error (self, KILLABLE_ERROR_STOPPED);
-      /* Killed, but not abandoned (a process task, or a worker in a section
-       * that must not be abandoned): it still ends KILLED, even when the
-       * kill came after a plain stop (escalation). */
-      if (g_atomic_int_get (&priv->kill_requested) &&
-          !g_error_matches (*error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
-        {
-          g_clear_error (error);
-          *error = killable_task_make_error (self, KILLABLE_ERROR_KILLED);
-        }
+      *error = dup_stop_outcome (self);
       if (g_error_matches (*error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
         return KILLABLE_TASK_STATE_KILLED;
       return KILLABLE_TASK_STATE_CANCELLED;
@@ -1232,20 +1246,8 @@ static void
 async_return_error (KillableTask *self,
                     GError       *error)
 {
-  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
-  g_autoptr(GTask) task = NULL;
-  g_autoptr(GCancellable) cancellable = NULL;
-  gulong cancel_id;
+  g_autoptr(GTask) task = steal_async_task (self);
 
-  g_mutex_lock (&priv->lock);
-  task = g_steal_pointer (&priv->async_task);
-  cancellable = g_steal_pointer (&priv->async_cancellable);
-  cancel_id = priv->async_cancel_id;
-  priv->async_cancel_id = 0;
-  g_mutex_unlock (&priv->lock);
-
-  if (cancel_id != 0)
-    g_cancellable_disconnect (cancellable, cancel_id);
   if (task != NULL)
     g_task_return_error (task, error);
   else
