@@ -45,7 +45,6 @@ void          killable_owner_init          (KillableOwner *owner);
 void          killable_owner_clear         (KillableOwner *owner);
 void          killable_owner_set_context   (KillableTask  *task,
                                             GMainContext  *context);
-GMainContext *killable_owner_dup_context   (KillableTask  *task);
 void          killable_owner_queue         (KillableTask  *task,
                                             guint          emissions);
 

@@ -73,19 +73,6 @@ killable_owner_set_context (KillableTask *task,
   g_main_context_unref (old);
 }
 
-GMainContext *
-killable_owner_dup_context (KillableTask *task)
-{
-  KillableTaskPrivate *priv = killable_task_get_private_data (task);
-  GMainContext *ret;
-
-  g_mutex_lock (&owner_lock);
-  ret = g_main_context_ref (priv->owner.context);
-  g_mutex_unlock (&owner_lock);
-
-  return ret;
-}
-
 static gboolean
 owner_queue_dispatch (gpointer user_data)
 {
