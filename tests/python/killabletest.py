@@ -48,6 +48,30 @@ def run_loop_until(predicate, timeout=GUARD_SECONDS, context=None):
         source.destroy()
 
 
+def start_sleeper(catch=BaseException):
+    """Start a task whose worker sleeps an hour in ``Task.sleep``, and wait
+    until it is about to. Returns ``(task, seen)``: ``seen`` collects what
+    the worker caught of type ``catch``, which it re-raises."""
+    from gi.repository import Killable
+
+    running = threading.Event()
+    seen = []
+
+    def work():
+        try:
+            running.set()
+            Killable.current_task().sleep(3600)
+        except catch as e:
+            seen.append(e)
+            raise
+
+    task = Killable.Task(target=work)
+    task.start()
+    if not running.wait(GUARD_SECONDS):
+        raise AssertionError("the sleeper did not start within %s s" % GUARD_SECONDS)
+    return task, seen
+
+
 class TapResult(unittest.TestResult):
     """Prints one TAP line per test."""
 

@@ -66,20 +66,7 @@ class TestInterrupt(unittest.TestCase):
                                               Killable.Error.INTERRUPTED))
 
     def test_sleeping_worker(self):
-        running = threading.Event()
-        seen = []
-
-        def work():
-            try:
-                running.set()
-                Killable.current_task().sleep(3600)
-            except BaseException as e:
-                seen.append(e)
-                raise
-
-        t = Killable.Task(target=work)
-        t.start()
-        self.assertTrue(running.wait(GUARD_SECONDS))
+        t, seen = killabletest.start_sleeper()
         start = time.monotonic()
         t.interrupt()
         with self.assertRaises(Killable.TaskInterrupted):

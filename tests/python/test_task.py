@@ -300,20 +300,7 @@ class TestExceptions(unittest.TestCase):
         self.assertEqual(t.get_state(), State.FAILED)
 
     def test_timeout(self):
-        seen = []
-        running = threading.Event()
-
-        def work():
-            try:
-                running.set()
-                Killable.current_task().sleep(3600)
-            except BaseException as e:
-                seen.append(e)
-                raise
-
-        t = Killable.Task(target=work)
-        t.start()
-        self.assertTrue(running.wait(GUARD_SECONDS))
+        t, seen = killabletest.start_sleeper()
         # Counted from the start: it may have passed already.
         t.set_timeout(10 * 1000)
         with self.assertRaises(Killable.TaskTimedOut) as cm:
@@ -325,20 +312,7 @@ class TestExceptions(unittest.TestCase):
 
     def test_stop_with_cause(self):
         cause = GLib.Error.new_literal(GLib.quark_from_string('test-cause'), 'user quit', 3)
-        seen = []
-        running = threading.Event()
-
-        def work():
-            try:
-                running.set()
-                Killable.current_task().sleep(3600)
-            except Killable.TaskCancelled as e:
-                seen.append(e)
-                raise
-
-        t = Killable.Task(target=work)
-        t.start()
-        self.assertTrue(running.wait(GUARD_SECONDS))
+        t, seen = killabletest.start_sleeper(Killable.TaskCancelled)
         t.stop_with_error(cause)
         with self.assertRaises(Killable.TaskStopped) as cm:
             t.join()
