@@ -180,9 +180,7 @@ flags_are_valid (KillableProcessFlags flags)
 static gboolean
 was_started (KillableProcessTask *self)
 {
-  KillableTaskPrivate *priv = killable_task_get_private_data (KILLABLE_TASK (self));
-
-  return g_atomic_int_get (&priv->started) != 0;
+  return killable_task_is_started (KILLABLE_TASK (self));
 }
 
 /* Finds the program argv[0] names: a name without a slash is looked up in
@@ -833,17 +831,16 @@ static void
 killable_process_task_constructed (GObject *object)
 {
   KillableProcessTask *self = KILLABLE_PROCESS_TASK (object);
-  KillableTaskPrivate *priv = killable_task_get_private_data (KILLABLE_TASK (self));
 
   G_OBJECT_CLASS (killable_process_task_parent_class)->constructed (object);
 
   /* Unnamed (the parent's default is the type name): named after the
    * program. Still part of the construction: the name is immutable after. */
-  if (self->argv != NULL && self->argv[0] != NULL && self->argv[0][0] != '\0' &&
-      g_strcmp0 (priv->name, G_OBJECT_TYPE_NAME (object)) == 0)
+  if (self->argv != NULL && self->argv[0] != NULL && self->argv[0][0] != '\0')
     {
-      g_free (priv->name);
-      priv->name = g_path_get_basename (self->argv[0]);
+      g_autofree char *name = g_path_get_basename (self->argv[0]);
+
+      killable_task_set_default_name (KILLABLE_TASK (self), name);
     }
 }
 
@@ -974,14 +971,12 @@ killable_process_task_class_init (KillableProcessTaskClass *klass)
 static void
 killable_process_task_init (KillableProcessTask *self)
 {
-  KillableTaskPrivate *priv = killable_task_get_private_data (KILLABLE_TASK (self));
-
   g_mutex_init (&self->lock);
 
   /* Stop (SIGTERM), then kill (SIGKILL): a process has no interrupt rung
-   * worth waiting for. Set directly: no notification during init. */
-  priv->escalation_direct_kill = TRUE;
-  priv->grace_period = DEFAULT_GRACE_PERIOD;
+   * worth waiting for. Nobody is connected yet: no notification is seen. */
+  killable_task_set_escalation_direct_kill (KILLABLE_TASK (self), TRUE);
+  killable_task_set_grace_period (KILLABLE_TASK (self), DEFAULT_GRACE_PERIOD);
 }
 
 /* }}} */

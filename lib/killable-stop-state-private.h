@@ -6,6 +6,7 @@
 #pragma once
 
 #include <glib.h>
+#include <glib-object.h>
 
 #include "killable-task.h"
 
@@ -61,5 +62,11 @@ gboolean  killable_stop_state_sleep           (KillableStopState    *state,
                                                gint64                end_time);
 void      killable_stop_state_wait_fired      (KillableStopState    *state);
 int       killable_stop_state_get_wake_fd     (KillableStopState    *state);
+gboolean  killable_stop_state_wait_fd         (KillableStopState    *state,
+                                               int                   fd,
+                                               GIOCondition          condition,
+                                               gint64                end_time,
+                                               GIOCondition         *out,
+                                               GError              **error);
 
 G_END_DECLS

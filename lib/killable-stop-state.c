@@ -1,5 +1,13 @@
 /* killable-stop-state.c: the stop flag, its reason, stop callbacks
  *
+ * Owns: a KillableStopState per task: the atomic flag, the reason, the
+ * stop-callback list with its exact semantics, and the wake-up of blocked
+ * waits (sleep, wait_fd).
+ * Locks: KillableStopState.lock guards everything but the atomic flag; no
+ * user code runs under it (callbacks run outside it, one at a time).
+ * Called by: killable-task.c and killable-tree.c. Calls nothing of the
+ * library: a leaf.
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
@@ -9,7 +17,13 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <glib/gi18n-lib.h>
+#include <gio/gio.h>
+
 #include "killable-stop-state-private.h"
+
+/* How often wait_fd() looks at the stop flag when it has no wake-up fd. */
+#define WAIT_FD_SLICE_MS 50
 
 struct _KillableStopCallback
 {
@@ -309,4 +323,85 @@ killable_stop_state_get_wake_fd (KillableStopState *state)
   g_mutex_unlock (&state->lock);
 
   return fd;
+}
+
+/* Waits until @fd reports @condition, @end_time (monotonic; -1 = none)
+ * passes, or a stop is requested. Returns FALSE on a stop request (nothing
+ * set); otherwise TRUE with *@out the condition seen (0 on timeout), or 0
+ * and @error set if the wait itself failed. */
+gboolean
+killable_stop_state_wait_fd (KillableStopState  *state,
+                             int                 fd,
+                             GIOCondition        condition,
+                             gint64              end_time,
+                             GIOCondition       *out,
+                             GError            **error)
+{
+  GPollFD pfds[2];
+  int n_fds = 1;
+  int wake_fd;
+
+  *out = 0;
+
+  pfds[0].fd = fd;
+  pfds[0].events = condition;
+  pfds[0].revents = 0;
+
+  /* Without a wake-up fd (none left), poll in slices and look at the flag
+   * in between: slower to notice a stop, but never stuck. */
+  wake_fd = killable_stop_state_get_wake_fd (state);
+  if (wake_fd >= 0)
+    {
+      pfds[1].fd = wake_fd;
+      pfds[1].events = G_IO_IN;
+      pfds[1].revents = 0;
+      n_fds = 2;
+    }
+
+  for (;;)
+    {
+      int timeout_ms = -1;
+      int ret;
+
+      if (killable_stop_state_is_requested (state))
+        return FALSE;
+
+      if (end_time >= 0)
+        {
+          gint64 left = end_time - g_get_monotonic_time ();
+
+          timeout_ms = left <= 0 ? 0 : (int) MIN ((left + 999) / 1000, G_MAXINT);
+        }
+      if (n_fds == 1 && (timeout_ms < 0 || timeout_ms > WAIT_FD_SLICE_MS))
+        timeout_ms = WAIT_FD_SLICE_MS;
+
+      ret = g_poll (pfds, n_fds, timeout_ms);
+      if (ret < 0)
+        {
+          int errsv = errno;
+
+          if (errsv == EINTR)
+            continue;
+
+          g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errsv),
+                       _("Could not wait for file descriptor %d: %s"),
+                       fd, g_strerror (errsv));
+          return TRUE;
+        }
+
+      if (pfds[0].revents != 0)
+        {
+          if (pfds[0].revents & G_IO_NVAL)
+            {
+              g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                           _("File descriptor %d is not open"), fd);
+              return TRUE;
+            }
+          *out = pfds[0].revents;
+          return TRUE;
+        }
+
+      if (end_time >= 0 && g_get_monotonic_time () >= end_time)
+        return TRUE;
+    }
 }
