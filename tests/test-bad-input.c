@@ -29,6 +29,8 @@
 
 #include "killable.h"
 
+#include "test-core-util.h"
+
 typedef enum
 {
   CAT_NULL,
@@ -714,7 +716,7 @@ test_process_floods_stdout (void)
   {
     const char *argv[] = { "yes", NULL };
     g_autoptr(KillableProcessTask) task = process_new (argv);
-    gint64 end = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+    gint64 end = g_get_monotonic_time () + TEST_LIMIT_USEC (10 * G_USEC_PER_SEC);
 
     killable_process_task_set_flags (task, KILLABLE_PROCESS_FLAGS_STDOUT_SILENCE);
     g_assert_true (killable_task_start (KILLABLE_TASK (task), NULL));
@@ -729,7 +731,7 @@ test_process_floods_stdout (void)
   {
     const char *argv[] = { "yes", NULL };
     g_autoptr(KillableProcessTask) task = process_new (argv);
-    gint64 end = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+    gint64 end = g_get_monotonic_time () + TEST_LIMIT_USEC (10 * G_USEC_PER_SEC);
 
     /* Captured: memory grows until the stop; the stop must still win. */
     killable_process_task_set_flags (task, KILLABLE_PROCESS_FLAGS_STDOUT_PIPE);
@@ -765,6 +767,7 @@ main (int   argc,
       char *argv[])
 {
   g_test_init (&argc, &argv, NULL);
+  g_test_summary ("Every public function with bad input: NULL, wrong GType, out-of-range values, wrong state, wrong thread, hostile process tasks. Each gives the named precondition's critical and a safe return value, or a clear GError.");
 
   g_test_add_func ("/bad-input/null", test_null);
   g_test_add_func ("/bad-input/wrong-type", test_wrong_type);

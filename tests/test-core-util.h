@@ -9,6 +9,11 @@
  *
  * A suite may define TEST_GUARD_USEC (an expression, in µs) before it
  * includes this header: every bounded wait here then uses that bound.
+ *
+ * Every in-test time limit goes through TEST_LIMIT_USEC(), which multiplies
+ * it by one factor, KILLABLE_TEST_TIME_SCALE (default 1; the valgrind test
+ * setup sets 10, build-aux/run-sanitizers 4). Meson's --timeout-multiplier
+ * only stretches Meson's own timeout; this stretches the tests' limits.
  */
 
 #pragma once
@@ -23,18 +28,41 @@
 
 G_BEGIN_DECLS
 
-#ifndef TEST_GUARD_USEC
-/* Generous: the machine running the tests may be loaded, or valgrind. */
-#define TEST_GUARD_USEC (10 * G_USEC_PER_SEC)
-#endif
-
-#define TEST_ERROR (g_quark_from_static_string ("killable-test-error"))
-
 static inline gboolean
 test_under_valgrind (void)
 {
   return g_getenv ("KILLABLE_UNDER_VALGRIND") != NULL;
 }
+
+/* The factor every in-test time limit is multiplied by:
+ * KILLABLE_TEST_TIME_SCALE (a number >= 1), else 10 under valgrind, else
+ * 1. */
+static inline double
+test_time_scale (void)
+{
+  const char *text = g_getenv ("KILLABLE_TEST_TIME_SCALE");
+  double scale;
+
+  if (text == NULL || *text == '\0')
+    return test_under_valgrind () ? 10. : 1.;
+
+  scale = g_ascii_strtod (text, NULL);
+  if (!(scale >= 1.))
+    g_error ("KILLABLE_TEST_TIME_SCALE=%s: not a number >= 1", text);
+
+  return scale;
+}
+
+/* A time limit of the test (a bound that fails the test when passed, never
+ * a wait), scaled by test_time_scale(). */
+#define TEST_LIMIT_USEC(usec) ((gint64) ((double) (usec) * test_time_scale ()))
+
+#ifndef TEST_GUARD_USEC
+/* Generous: the machine running the tests may be loaded, or valgrind. */
+#define TEST_GUARD_USEC TEST_LIMIT_USEC (10 * G_USEC_PER_SEC)
+#endif
+
+#define TEST_ERROR (g_quark_from_static_string ("killable-test-error"))
 
 /* @n normally, @n_slow under valgrind. */
 static inline guint

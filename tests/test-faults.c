@@ -23,7 +23,9 @@
 
 #include "killable.h"
 
-#define GUARD_USEC (20 * G_USEC_PER_SEC)
+#include "test-core-util.h"
+
+#define GUARD_USEC TEST_LIMIT_USEC (20 * G_USEC_PER_SEC)
 
 /* Helpers {{{ */
 
@@ -615,6 +617,7 @@ main (int   argc,
       char *argv[])
 {
   g_test_init (&argc, &argv, NULL);
+  g_test_summary ("User code that turns the library on itself, and a process short of file descriptors: no crash, hang, double run or leak.");
 
   g_test_add_func ("/faults/cleanup/stops-own-task", test_cleanup_stops_own_task);
   g_test_add_func ("/faults/cleanup/interrupts-own-task", test_cleanup_interrupts_own_task);

@@ -27,9 +27,11 @@
 
 #include <killable.h>
 
+#include "test-core-util.h"
+
 /* Failure guards only: generous, for valgrind on a loaded machine. */
-#define GUARD_USEC (60 * G_USEC_PER_SEC)
-#define GUARD_MSEC (60 * 1000)
+#define GUARD_USEC TEST_LIMIT_USEC (60 * G_USEC_PER_SEC)
+#define GUARD_MSEC ((int) (GUARD_USEC / 1000))
 
 /* Helpers {{{ */
 
@@ -170,7 +172,7 @@ stop_and_join (KillableProcessTask  *task,
 
   killable_task_stop (KILLABLE_TASK (task));
   g_assert_false (killable_task_join (KILLABLE_TASK (task), &local_error));
-  g_assert_cmpint (g_get_monotonic_time () - t0, <, 4 * G_USEC_PER_SEC);
+  g_assert_cmpint (g_get_monotonic_time () - t0, <, TEST_LIMIT_USEC (4 * G_USEC_PER_SEC));
   g_assert_error (local_error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
   g_assert_cmpint (killable_task_get_state (KILLABLE_TASK (task)), ==, KILLABLE_TASK_STATE_CANCELLED);
 
@@ -980,7 +982,7 @@ test_grandchildren_die_on_stop (void)
   killable_task_stop (KILLABLE_TASK (task));
   wait_end (task);
   /* The leader died of SIGTERM: no grace period was waited for. */
-  g_assert_cmpint (g_get_monotonic_time () - t0, <, 4 * G_USEC_PER_SEC);
+  g_assert_cmpint (g_get_monotonic_time () - t0, <, TEST_LIMIT_USEC (4 * G_USEC_PER_SEC));
   g_assert_cmpint (killable_task_get_state (KILLABLE_TASK (task)), ==, KILLABLE_TASK_STATE_CANCELLED);
   g_assert_cmpint (killable_process_task_get_term_sig (task), ==, SIGTERM);
 
@@ -1101,6 +1103,7 @@ main (int    argc,
       char **argv)
 {
   g_test_init (&argc, &argv, NULL);
+  g_test_summary ("KillableProcessTask: spawning, pipes, stdin/stdout/stderr flags, exit statuses, stop/interrupt/kill of process groups.");
 
   g_test_add_func ("/process-task/missing-program", test_missing_program);
   g_test_add_func ("/process-task/empty-argv", test_empty_argv);

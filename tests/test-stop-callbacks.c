@@ -869,6 +869,7 @@ main (int   argc,
       char *argv[])
 {
   g_test_init (&argc, &argv, NULL);
+  g_test_summary ("Stop callbacks and the stop-requested signal: order, threads, re-entrancy, removal.");
 
   g_test_add_func ("/stop-callbacks/once-in-stopping-thread", test_runs_once_in_stopping_thread);
   g_test_add_func ("/stop-callbacks/reason", test_reason);

@@ -697,7 +697,7 @@ test_sleep_stop_latency (void)
 
   before = g_get_monotonic_time ();
   killable_task_stop (task);
-  g_assert_true (killable_task_wait (task, 5 * G_USEC_PER_SEC));
+  g_assert_true (killable_task_wait (task, TEST_LIMIT_USEC (5 * G_USEC_PER_SEC)));
 
   g_mutex_lock (&gate.lock);
   latency = gate.returned_time - before;
@@ -706,7 +706,7 @@ test_sleep_stop_latency (void)
   g_test_message ("killable_task_sleep() returned %" G_GINT64_FORMAT " µs after stop()",
                   latency);
   g_assert_cmpint (latency, >=, 0);
-  g_assert_cmpint (latency, <, 5 * G_USEC_PER_SEC);
+  g_assert_cmpint (latency, <, TEST_LIMIT_USEC (5 * G_USEC_PER_SEC));
 
   g_assert_false (killable_task_join (task, &error));
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
@@ -732,7 +732,7 @@ work_sleep_after_stop (KillableTask  *task,
   before = g_get_monotonic_time ();
   g_assert_false (killable_task_sleep (task, 60 * G_USEC_PER_SEC, &local_error));
   g_assert_error (local_error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
-  g_assert_cmpint (g_get_monotonic_time () - before, <, 5 * G_USEC_PER_SEC);
+  g_assert_cmpint (g_get_monotonic_time () - before, <, TEST_LIMIT_USEC (5 * G_USEC_PER_SEC));
   g_assert_false (killable_task_sleep (task, 0, NULL));
 
   g_propagate_error (error, g_steal_pointer (&local_error));
@@ -840,7 +840,7 @@ test_wait_fd_stop (void)
 
   before = g_get_monotonic_time ();
   killable_task_stop (task);
-  g_assert_true (killable_task_wait (task, 5 * G_USEC_PER_SEC));
+  g_assert_true (killable_task_wait (task, TEST_LIMIT_USEC (5 * G_USEC_PER_SEC)));
   g_test_message ("killable_task_wait_fd() returned %" G_GINT64_FORMAT " µs after stop()",
                   w.returned_time - before);
 
@@ -889,7 +889,7 @@ test_wait_fd_hup (void)
   WaitFd w;
 
   g_assert_no_errno (pipe (fds));
-  wait_fd_init (&w, fds[0], G_IO_IN, 5 * G_USEC_PER_SEC);
+  wait_fd_init (&w, fds[0], G_IO_IN, TEST_LIMIT_USEC (5 * G_USEC_PER_SEC));
 
   task = killable_task_new ("hung-up", work_wait_fd, &w, NULL);
   close (fds[1]);
@@ -956,7 +956,7 @@ test_wait_fd_closed (void)
   close (fds[1]);
 
   /* The timeout only turns a hang into a failure. */
-  wait_fd_init (&w, closed_fd, G_IO_IN, 5 * G_USEC_PER_SEC);
+  wait_fd_init (&w, closed_fd, G_IO_IN, TEST_LIMIT_USEC (5 * G_USEC_PER_SEC));
   task = killable_task_new ("closed", work_wait_fd, &w, NULL);
   g_assert_true (killable_task_start (task, NULL));
   g_assert_false (killable_task_join (task, &error));
@@ -1122,7 +1122,7 @@ test_cancellable_gio (void)
 
   before = g_get_monotonic_time ();
   killable_task_stop (task);
-  g_assert_true (killable_task_wait (task, 5 * G_USEC_PER_SEC));
+  g_assert_true (killable_task_wait (task, TEST_LIMIT_USEC (5 * G_USEC_PER_SEC)));
   g_test_message ("g_input_stream_read() returned %" G_GINT64_FORMAT " µs after stop()",
                   r.gate.returned_time - before);
 
@@ -1730,11 +1730,11 @@ test_timeout_after_start (void)
   g_assert_cmpint (g_get_monotonic_time () - before_start, >=, 300 * G_TIME_SPAN_MILLISECOND);
   set_time = g_get_monotonic_time ();
   killable_task_set_timeout (task, 250 * G_TIME_SPAN_MILLISECOND);
-  g_assert_true (killable_task_wait (task, 5 * G_USEC_PER_SEC));
+  g_assert_true (killable_task_wait (task, TEST_LIMIT_USEC (5 * G_USEC_PER_SEC)));
   test_gate_wait_entered (&stop, 1);
   g_test_message ("a passed limit stopped the task %" G_GINT64_FORMAT " µs after set_timeout()",
                   stop.returned_time - set_time);
-  g_assert_cmpint (stop.returned_time - set_time, <, 200 * G_TIME_SPAN_MILLISECOND);
+  g_assert_cmpint (stop.returned_time - set_time, <, TEST_LIMIT_USEC (200 * G_TIME_SPAN_MILLISECOND));
   g_assert_false (killable_task_join (task, &error));
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_TIMED_OUT);
   g_assert_cmpint (killable_task_get_state (task), ==, KILLABLE_TASK_STATE_CANCELLED);
@@ -2207,7 +2207,7 @@ test_states_killed (void)
   /* The owner is released at once, while the worker is still stuck. */
   before = g_get_monotonic_time ();
   g_assert_false (killable_task_join (task, &error));
-  g_assert_cmpint (g_get_monotonic_time () - before, <, 5 * G_USEC_PER_SEC);
+  g_assert_cmpint (g_get_monotonic_time () - before, <, TEST_LIMIT_USEC (5 * G_USEC_PER_SEC));
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED);
   g_assert_cmpstr (error->message, ==, "Task “states-kill” was killed");
   g_assert_cmpint (gate.cleanup_ran, ==, 0);
@@ -2374,7 +2374,7 @@ test_states_stop_racing_start (void)
       g_mutex_unlock (&racer.lock);
 
       g_assert_true (killable_task_start (task, NULL));
-      g_assert_true (killable_task_wait (task, 5 * G_USEC_PER_SEC));
+      g_assert_true (killable_task_wait (task, TEST_LIMIT_USEC (5 * G_USEC_PER_SEC)));
       ret = killable_task_join (task, &error);
       state = killable_task_get_state (task);
 
@@ -2933,7 +2933,7 @@ test_bad_true_with_error (void)
       return;
     }
 
-  g_test_trap_subprocess (NULL, 5 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_subprocess (NULL, TEST_LIMIT_USEC (5 * G_USEC_PER_SEC), G_TEST_SUBPROCESS_DEFAULT);
   g_test_trap_assert_passed ();
   g_test_trap_assert_stdout ("*outcome: succeeded*");
   g_test_trap_assert_stderr ("*CRITICAL*liar*returned TRUE and set an error*contradiction*");
@@ -2946,6 +2946,7 @@ main (int   argc,
       char *argv[])
 {
   g_test_init (&argc, &argv, NULL);
+  g_test_summary ("KillableTask: states, start/join/wait, sleep/wait_fd/check, timeouts, emissions on the owner context, the worker pool, misuse criticals.");
 
   g_test_add_func ("/task/new", test_new);
   g_test_add_func ("/task/start/success", test_start_success);
