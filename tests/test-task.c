@@ -85,15 +85,18 @@ work_sleep_long (KillableTask  *task,
 }
 
 /* Starts @task, whose work notes its worker on @gate then enters it, and
- * waits until that worker is blocked in the kernel: inside the blocking
- * call, not about to enter it. */
+ * waits until that worker is inside its blocking call @where (a futex wait
+ * with a timeout for killable_task_sleep(), poll() for wait_fd() and a
+ * cancellable GIO read): not about to enter it, nor blocked on a lock on
+ * the way. */
 static void
-start_until_blocked (KillableTask *task,
-                     TestGate     *gate)
+start_until_blocked (KillableTask  *task,
+                     TestGate      *gate,
+                     TestBlockedIn  where)
 {
   g_assert_true (killable_task_start (task, NULL));
   test_gate_wait_entered (gate, 1);
-  test_wait_thread_blocked (gate->worker_tid);
+  test_wait_thread_in (gate->worker_tid, where);
 }
 
 static void
@@ -693,7 +696,7 @@ test_sleep_stop_latency (void)
 
   task = killable_task_new ("sleeper", work_sleep_long, &gate, NULL);
   /* Blocked in the kernel: inside the sleep, not about to enter it. */
-  start_until_blocked (task, &gate);
+  start_until_blocked (task, &gate, TEST_IN_TIMED_FUTEX);
 
   before = g_get_monotonic_time ();
   killable_task_stop (task);
@@ -836,7 +839,7 @@ test_wait_fd_stop (void)
   wait_fd_init (&w, fds[0], G_IO_IN, -1);
 
   task = killable_task_new ("silent-pipe", work_wait_fd, &w, NULL);
-  start_until_blocked (task, &w.gate);
+  start_until_blocked (task, &w.gate, TEST_IN_POLL);
 
   before = g_get_monotonic_time ();
   killable_task_stop (task);
@@ -867,7 +870,7 @@ test_wait_fd_ready (void)
   wait_fd_init (&w, fds[0], G_IO_IN, -1);
 
   task = killable_task_new ("talking-pipe", work_wait_fd, &w, NULL);
-  start_until_blocked (task, &w.gate);
+  start_until_blocked (task, &w.gate, TEST_IN_POLL);
 
   g_assert_cmpint (write (fds[1], "x", 1), ==, 1);
   g_assert_true (killable_task_join (task, &error));
@@ -1118,7 +1121,7 @@ test_cancellable_gio (void)
   r.fd = fds[0];
 
   task = killable_task_new ("gio-reader", work_gio_read, &r, NULL);
-  start_until_blocked (task, &r.gate);
+  start_until_blocked (task, &r.gate, TEST_IN_POLL);
 
   before = g_get_monotonic_time ();
   killable_task_stop (task);
