@@ -1030,7 +1030,8 @@ test_start_kill_cycles (void)
   Fifo fifo;
   g_autofree char *script = NULL;
   guint fds_before, fds_after;
-  guint spawned = 0;
+  guint spawned_running = 0;   /* killed once the program surely ran */
+  guint spawned_at_once = 0;   /* killed at once, yet it had been spawned */
 
   fifo_open (&fifo);
   script = g_strdup_printf ("echo x > '%s'; exec sleep 1000", fifo.path);
@@ -1076,7 +1077,10 @@ test_start_kill_cycles (void)
       if (killable_process_task_get_if_signaled (task))
         {
           g_assert_cmpint (killable_process_task_get_term_sig (task), ==, SIGKILL);
-          spawned++;
+          if (i % 2 == 0)
+            spawned_at_once++;
+          else
+            spawned_running++;
         }
       else
         {
@@ -1085,8 +1089,12 @@ test_start_kill_cycles (void)
         }
     }
 
-  g_test_message ("%u of 200 programs were spawned before the kill", spawned);
-  g_assert_cmpuint (spawned, >=, 100);
+  /* Every program killed while it surely ran died of the SIGKILL (none
+   * exited on its own nor was missed); of those killed at once, some may
+   * have been spawned: that split is the scheduler's, only reported. */
+  g_test_message ("killed at once: %u of 100 spawned before the kill, %u never spawned",
+                  spawned_at_once, 100 - spawned_at_once);
+  g_assert_cmpuint (spawned_running, ==, 100);
 
   fds_after = count_fds ();
   g_assert_cmpuint (fds_after, ==, fds_before);
