@@ -539,8 +539,7 @@ supervise (KillableProcessTask *self,
            Capture             *err)
 {
   KillableTask *task = KILLABLE_TASK (self);
-  GCancellable *cancellable = NULL;
-  GPollFD cancel_pfd = { -1, 0, 0 };
+  int stop_fd = -1;
   gboolean have_cancel_fd = FALSE;
   gboolean check_exit = TRUE;
   gboolean exited = FALSE;
@@ -580,14 +579,16 @@ supervise (KillableProcessTask *self,
       else if (!exited)
         timeout = 20;   /* no pidfd (kernel older than 5.3): look again soon */
 
+      /* The stop state's eventfd, not g_cancellable_make_pollfd(), which
+       * aborts the process when no fd is left (then: slices of 20 ms). */
       if (exited && !have_cancel_fd)
         {
-          cancellable = killable_task_get_cancellable (task);
-          have_cancel_fd = g_cancellable_make_pollfd (cancellable, &cancel_pfd);
+          stop_fd = killable_stop_state_get_wake_fd (killable_task_get_stop_state (task));
+          have_cancel_fd = stop_fd >= 0;
         }
       if (exited && have_cancel_fd)
         {
-          pfds[n] = (struct pollfd) { .fd = cancel_pfd.fd, .events = POLLIN };
+          pfds[n] = (struct pollfd) { .fd = stop_fd, .events = POLLIN };
           n++;
         }
       else if (exited)
@@ -618,9 +619,6 @@ supervise (KillableProcessTask *self,
       if (i_err >= 0 && pfds[i_err].revents != 0)
         capture_read (err, FALSE);
     }
-
-  if (have_cancel_fd)
-    g_cancellable_release_fd (cancellable);
 
   return wait_errsv;
 }

@@ -1724,6 +1724,8 @@ gboolean
 killable_task_wait (KillableTask *self,
                     gint64        timeout_usec)
 {
+  gint64 end_time;
+
   g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
   g_return_val_if_fail (timeout_usec >= -1, FALSE);
 
@@ -1733,7 +1735,11 @@ killable_task_wait (KillableTask *self,
       return wait_until (self, -1);
     }
 
-  return wait_until (self, killable_time_add (g_get_monotonic_time (), timeout_usec));
+  end_time = killable_time_add (g_get_monotonic_time (), timeout_usec);
+  /* "Practically never" from its own worker is the wait (-1) above. */
+  g_return_val_if_fail (end_time < G_MAXINT64 / 2 || killable_task_get_current () != self, FALSE);
+
+  return wait_until (self, end_time);
 }
 
 /**
