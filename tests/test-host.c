@@ -1039,6 +1039,54 @@ test_exhaustion_fds (void)
 
 /* }}} */
 
+/* kill() always releases the owner {{{ */
+
+/* The program runs as root, its owner as nobody (as when a program became
+ * root through su or sudo): kill() gets EPERM, and still ends the task. */
+static void
+test_kill_eperm (void)
+{
+  if (g_test_subprocess ())
+    {
+      /* It ends by itself once this process is gone. */
+      g_autofree char *script = g_strdup_printf ("while kill -0 %d 2>/dev/null; do sleep 0.1; done",
+                                                 (int) getpid ());
+      const char *argv[] = { "sh", "-c", script, NULL };
+      g_autoptr(KillableProcessTask) task = NULL;
+      g_autoptr(GError) error = NULL;
+
+      g_log_set_always_fatal (G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
+      task = killable_process_task_new (argv, &error);
+      g_assert_no_error (error);
+      g_assert_true (killable_task_start (KILLABLE_TASK (task), NULL));
+      TEST_POLL_UNTIL (killable_process_task_get_pid (task) > 0);
+
+      g_assert_true (drop_to_nobody ());
+      g_assert_cmpint (kill (killable_process_task_get_pid (task), 0), ==, -1);
+      g_assert_cmpint (errno, ==, EPERM);
+
+      killable_task_stop (KILLABLE_TASK (task));
+      killable_task_kill (KILLABLE_TASK (task));
+      g_assert_false (test_join_guarded (KILLABLE_TASK (task), &error));
+      g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED);
+      g_assert_cmpint (killable_task_get_state (KILLABLE_TASK (task)), ==,
+                       KILLABLE_TASK_STATE_KILLED);
+      return;
+    }
+
+  if (getuid () != 0)
+    {
+      g_test_skip ("needs root: the program must run as a user its owner cannot signal");
+      return;
+    }
+
+  g_test_trap_subprocess (NULL, TEST_GUARD_USEC * 2, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+  g_test_trap_assert_stderr ("*program*sh*(pid *cannot be signalled*");
+}
+
+/* }}} */
+
 int
 main (int    argc,
       char **argv)
@@ -1062,6 +1110,8 @@ main (int    argc,
 
   g_test_add_func ("/host/exhaustion/threads", test_exhaustion_threads);
   g_test_add_func ("/host/exhaustion/fds", test_exhaustion_fds);
+
+  g_test_add_func ("/host/kill/eperm", test_kill_eperm);
 
   return g_test_run ();
 }
