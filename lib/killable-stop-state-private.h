@@ -19,9 +19,15 @@ typedef struct _KillableStopCallback KillableStopCallback;
  * lock, it never runs user code); killable_stop_state_fire() then runs the
  * stop callbacks in the requesting thread, outside every lock.
  */
+/* The bits of KillableStopState.requested, the word that
+ * killable_task_get_stop_flag() exposes: any bit set means "take the slow
+ * path" to the inline killable_task_check(). */
+#define KILLABLE_STOP_FLAG_REQUESTED 1   /* set once, never cleared */
+#define KILLABLE_STOP_FLAG_PAUSED    2   /* for pause: set while paused (killable_stop_state_set_paused) */
+
 typedef struct
 {
-  int                   requested;       /* (atomic) 0, then 1 once */
+  int                   requested;       /* (atomic) KILLABLE_STOP_FLAG_* bits; first: the inline check reads it */
   GMutex                lock;
   GCond                 cond;            /* sleepers, remove_stop_callback() waiters */
   guint                 n_waiters;       /* protected by @lock: threads in a wait on @cond */
@@ -40,7 +46,26 @@ void      killable_stop_state_clear           (KillableStopState    *state);
 static inline gboolean
 killable_stop_state_is_requested (KillableStopState *state)
 {
+  return (g_atomic_int_get (&state->requested) & KILLABLE_STOP_FLAG_REQUESTED) != 0;
+}
+
+/* Whether check() must look further than the flag (stopped or paused). */
+static inline gboolean
+killable_stop_state_needs_slow_path (KillableStopState *state)
+{
   return g_atomic_int_get (&state->requested) != 0;
+}
+
+/* Sets or clears KILLABLE_STOP_FLAG_PAUSED: the inline check() then calls
+ * the function, which can wait while paused. */
+static inline void
+killable_stop_state_set_paused (KillableStopState *state,
+                                gboolean           paused)
+{
+  if (paused)
+    g_atomic_int_or ((guint *) &state->requested, KILLABLE_STOP_FLAG_PAUSED);
+  else
+    g_atomic_int_and ((guint *) &state->requested, ~(guint) KILLABLE_STOP_FLAG_PAUSED);
 }
 
 gboolean  killable_stop_state_request         (KillableStopState    *state,

@@ -108,7 +108,7 @@ killable_stop_state_request (KillableStopState *state,
 {
   g_mutex_lock (&state->lock);
 
-  if (state->requested)
+  if (killable_stop_state_is_requested (state))
     {
       g_mutex_unlock (&state->lock);
       return FALSE;
@@ -118,7 +118,7 @@ killable_stop_state_request (KillableStopState *state,
   /* Set before the flag is visible: the worker may wake at once, and must
    * not end the task while the callbacks of this stop still run. */
   state->firing = TRUE;
-  g_atomic_int_set (&state->requested, 1);
+  g_atomic_int_or ((guint *) &state->requested, KILLABLE_STOP_FLAG_REQUESTED);
   wake_waiters_locked (state);
   if (state->wake_fd >= 0)
     {
@@ -220,7 +220,7 @@ killable_stop_state_add_callback (KillableStopState *state,
 
   g_mutex_lock (&state->lock);
 
-  if (state->requested)
+  if (killable_stop_state_is_requested (state))
     {
       g_mutex_unlock (&state->lock);
 
@@ -290,13 +290,13 @@ killable_stop_state_sleep (KillableStopState *state,
 
   g_mutex_lock (&state->lock);
 
-  while (!state->requested)
+  while (!killable_stop_state_is_requested (state))
     {
       if (!wait_until_locked (state, end_time))
         break;
     }
 
-  stopped = state->requested != 0;
+  stopped = killable_stop_state_is_requested (state);
 
   g_mutex_unlock (&state->lock);
 
@@ -316,7 +316,8 @@ killable_stop_state_get_wake_fd (KillableStopState *state)
 
   if (state->wake_fd < 0)
     {
-      state->wake_fd = eventfd (state->requested ? 1 : 0, EFD_CLOEXEC | EFD_NONBLOCK);
+      state->wake_fd = eventfd (killable_stop_state_is_requested (state) ? 1 : 0,
+                               EFD_CLOEXEC | EFD_NONBLOCK);
     }
   fd = state->wake_fd;
 

@@ -193,6 +193,8 @@ static int abandoned_threads;    /* (atomic) */
 
 gssize killable_task_tree_node_offset;
 gssize killable_task_stop_state_offset;
+/* Exported for the inline check (killable-task.h) */
+_KillableTaskFastPath _killable_task_fast_path = { 0, 1 };
 
 static GError *
 make_error (KillableTask  *self,
@@ -1378,6 +1380,8 @@ killable_task_class_init (KillableTaskClass *klass)
     KillableTask_private_offset + G_STRUCT_OFFSET (KillableTaskPrivate, node);
   killable_task_stop_state_offset =
     KillableTask_private_offset + G_STRUCT_OFFSET (KillableTaskPrivate, stop);
+  _killable_task_fast_path.stop_flag_offset = killable_task_stop_state_offset +
+    G_STRUCT_OFFSET (KillableStopState, requested);
 
   killable_i18n_init ();
 }
@@ -2329,6 +2333,13 @@ set_stop_error (KillableTask  *self,
  * Checks whether a stop was requested. Call it often in long work; it costs
  * one atomic load while the task is not stopped.
  *
+ * In C (GCC or Clang) this is also a header inline: it reads the word of
+ * [method@Killable.Task.get_stop_flag] and calls the function only when the
+ * word is not zero, so a hot loop pays one load, a test and a branch. The
+ * inline does not check the type of @self (only %NULL goes to the
+ * function's critical); define `KILLABLE_NO_INLINE_CHECK` before including
+ * `<killable.h>` to always call the function.
+ *
  * This function is thread-safe; it is meant for the worker.
  *
  * Returns: %TRUE to go on; %FALSE with @error set to the stop's cause
@@ -2355,15 +2366,50 @@ gboolean
 killable_task_check (KillableTask  *self,
                      GError       **error)
 {
-  /* Called in hot loops: a leaf with an exact-type comparison (two loads,
-   * no call) and the flag's load; subclasses, bad input and the stopped
-   * case take the full path. */
+  /* Called in hot loops by bindings (C callers get the header inline): a
+   * leaf with an exact-type comparison (two loads, no call) and the flag's
+   * load; subclasses, bad input and a non-zero flag (stopped, paused) take
+   * the full path. */
   if (G_LIKELY (self != NULL && G_TYPE_FROM_INSTANCE (self) == task_type &&
-                !killable_stop_state_is_requested (
+                !killable_stop_state_needs_slow_path (
                    &((KillableTaskPrivate *) killable_task_get_instance_private (self))->stop)))
     return TRUE;
 
   return check_slow (self, error);
+}
+
+/**
+ * killable_task_get_stop_flag:
+ * @self: a task
+ *
+ * The address of the task's stop flag, for fast paths that cannot call
+ * [method@Killable.Task.check] (the C inline of that function reads it; a
+ * binding may read it through a foreign-function interface without taking
+ * its interpreter lock).
+ *
+ * The word is an `int` read with a relaxed atomic load. It stays at the same
+ * address for the task's whole life (until the task is finalized). Zero
+ * means "go on". Non-zero means "take the slow path": call
+ * [method@Killable.Task.check], which tells why (a stop was requested, or
+ * the task is paused and check() waits) and sets the error. Do not compare
+ * it with any other value: its bits are not API. Never write to it.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: (transfer none) (not nullable): the address of the flag, valid
+ *   while @self is alive
+ *
+ * Since: 1.2
+ */
+const int *
+killable_task_get_stop_flag (KillableTask *self)
+{
+  KillableTaskPrivate *priv;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), NULL);
+
+  priv = killable_task_get_instance_private (self);
+  return &priv->stop.requested;
 }
 
 /**

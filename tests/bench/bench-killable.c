@@ -1534,6 +1534,230 @@ figure_memory (void)
 
 /* }}} */
 
+/* Issue 13, target 1: the inline check() against a relaxed load {{{
+ *
+ * Kept apart from figure_check() (which the honesty work of issue 17 owns):
+ * its own loops, its own rows, each loop written as work uses check(): "if
+ * (!check) break;". Two loop shapes: a tight loop (the loop
+ * invariants, the task's address and the exported flag offset, stay in
+ * registers) and a loop that also calls an opaque function per iteration,
+ * as real work does. The baseline loads the same word (the address from
+ * killable_task_get_stop_flag(), taken once): like with like, the same
+ * memory, so only the inline's own instructions differ. The exported
+ * function, what bindings call, is measured too. */
+
+static __attribute__ ((noinline, noipa)) void
+opaque_work (guint64 *acc)
+{
+  *acc += 1;
+}
+
+enum
+{
+  FAST_INLINE,
+  FAST_LOAD,
+  FAST_FUNCTION,
+  FAST_INLINE_WORK,
+  FAST_LOAD_WORK,
+  N_FAST_VARIANTS
+};
+
+/* One function per loop shape, so that the tight loops keep their
+ * accumulator in a register (the work loops pass its address). */
+static __attribute__ ((noinline)) guint64
+fast_loop_inline (KillableTask *task,
+                  guint64       n)
+{
+  guint64 acc = 0;
+
+  for (guint64 i = 0; i < n; i++)
+    {
+      if (!killable_task_check (task, NULL))
+        break;
+      acc ^= i;
+    }
+
+  return acc;
+}
+
+static __attribute__ ((noinline)) guint64
+fast_loop_load (const int *flag,
+                guint64    n)
+{
+  guint64 acc = 0;
+
+  for (guint64 i = 0; i < n; i++)
+    {
+      if (__atomic_load_n (flag, __ATOMIC_RELAXED) != 0)
+        break;
+      acc ^= i;
+    }
+
+  return acc;
+}
+
+static __attribute__ ((noinline)) guint64
+fast_loop_function (KillableTask *task,
+                    guint64       n)
+{
+  guint64 acc = 0;
+
+  for (guint64 i = 0; i < n; i++)
+    {
+      if (!(killable_task_check) (task, NULL))
+        break;
+      acc ^= i;
+    }
+
+  return acc;
+}
+
+static __attribute__ ((noinline)) guint64
+fast_loop_inline_work (KillableTask *task,
+                       guint64       n)
+{
+  guint64 acc = 0;
+
+  for (guint64 i = 0; i < n; i++)
+    {
+      opaque_work (&acc);
+      if (!killable_task_check (task, NULL))
+        break;
+    }
+
+  return acc;
+}
+
+static __attribute__ ((noinline)) guint64
+fast_loop_load_work (const int *flag,
+                     guint64    n)
+{
+  guint64 acc = 0;
+
+  for (guint64 i = 0; i < n; i++)
+    {
+      opaque_work (&acc);
+      if (__atomic_load_n (flag, __ATOMIC_RELAXED) != 0)
+        break;
+    }
+
+  return acc;
+}
+
+static double
+time_fast_variant (int           variant,
+                   KillableTask *task,
+                   CheckBench   *b,
+                   guint64       n)
+{
+  guint64 acc = 0;
+  gint64 t0, t1;
+
+  t0 = bench_now_ns ();
+  switch (variant)
+    {
+    case FAST_INLINE:
+      acc = fast_loop_inline (task, n);
+      break;
+    case FAST_LOAD:
+      acc = fast_loop_load (killable_task_get_stop_flag (task), n);
+      break;
+    case FAST_FUNCTION:
+      acc = fast_loop_function (task, n);
+      break;
+    case FAST_INLINE_WORK:
+      acc = fast_loop_inline_work (task, n);
+      break;
+    case FAST_LOAD_WORK:
+      acc = fast_loop_load_work (killable_task_get_stop_flag (task), n);
+      break;
+    default:
+      g_assert_not_reached ();
+    }
+  t1 = bench_now_ns ();
+
+  b->sink += acc;
+
+  return (double) (t1 - t0) / (double) n;
+}
+
+static gboolean
+check_fast_run (KillableTask  *task,
+                gpointer       user_data,
+                GError       **error)
+{
+  CheckBench *b = user_data;
+  GArray *ns[N_FAST_VARIANTS];
+  const guint rounds = scale > 1 ? 3 : 21;
+  const guint64 n = scaled (20000000);
+  BenchRow row = { 0 };
+
+  for (int v = 0; v < N_FAST_VARIANTS; v++)
+    ns[v] = g_array_new (FALSE, FALSE, sizeof (double));
+
+  for (int v = 0; v < N_FAST_VARIANTS; v++)
+    time_fast_variant (v, task, b, n / 10);
+
+  for (guint r = 0; r < rounds; r++)
+    for (int k = 0; k < N_FAST_VARIANTS; k++)
+      {
+        int v = (k + r) % N_FAST_VARIANTS;
+        double t = time_fast_variant (v, task, b, n);
+
+        g_array_append_val (ns[v], t);
+      }
+
+  row.name = "check(), not stopped, C inline (tight loop)";
+  row.value = bench_median (ns[FAST_INLINE]);
+  row.unit = "ns/call";
+  row.baseline = "relaxed atomic load of the same word, same loop";
+  row.baseline_value = bench_median (ns[FAST_LOAD]);
+  row.target_kind = BENCH_TARGET_AT_MOST;
+  row.target_ratio = 1.1;
+  row.met = -1;
+  row.note = "issue 13: header inline reading killable_task_get_stop_flag()'s word";
+  bench_emit (&row);
+
+  row.name = "check(), not stopped, C inline (loop calling opaque work)";
+  row.value = bench_median (ns[FAST_INLINE_WORK]);
+  row.baseline = "relaxed atomic load of the same word, same loop";
+  row.baseline_value = bench_median (ns[FAST_LOAD_WORK]);
+  row.note = "a call to opaque work per iteration, as in real loops";
+  bench_emit (&row);
+
+  row.name = "check(), not stopped, exported function (bindings)";
+  row.value = bench_median (ns[FAST_FUNCTION]);
+  row.baseline = "relaxed atomic load of the same word, same loop";
+  row.baseline_value = bench_median (ns[FAST_LOAD]);
+  row.target_kind = BENCH_TARGET_NONE;
+  row.note = "what bindings and (killable_task_check) () pay";
+  bench_emit (&row);
+
+  for (int v = 0; v < N_FAST_VARIANTS; v++)
+    g_array_unref (ns[v]);
+
+  return TRUE;
+}
+
+static void
+figure_check_fast (void)
+{
+  g_autoptr(KillableTask) task = NULL;
+  g_autoptr(GError) error = NULL;
+  CheckBench b = { 0 };
+
+  bench_progress ("check (issue 13): inline killable_task_check() vs relaxed atomic load");
+
+  task = killable_task_new ("bench-check-fast", check_fast_run, &b, NULL);
+  if (!killable_task_start (task, &error) || !killable_task_join (task, &error))
+    g_error ("check task: %s", error->message);
+
+  if (b.sink == G_MAXUINT64)
+    g_print ("unreachable\n");
+}
+
+/* }}} */
+
 int
 main (int   argc,
       char *argv[])
@@ -1567,6 +1791,8 @@ main (int   argc,
 
   if (g_str_equal (figure, "check") || g_str_equal (figure, "all"))
     figure_check ();
+  if (g_str_equal (figure, "check") || g_str_equal (figure, "all"))
+    figure_check_fast ();
   if (g_str_equal (figure, "wake") || g_str_equal (figure, "all"))
     figure_wake ();
   if (g_str_equal (figure, "start") || g_str_equal (figure, "all"))
