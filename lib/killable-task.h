@@ -293,8 +293,9 @@ const _KillableTaskFastPath _killable_task_fast_path;
  * and the introspection scanner see. The flag's address depends only on
  * the task, so a loop computes it once. Define KILLABLE_NO_INLINE_CHECK to
  * always call the function. */
-#if !defined(__GI_SCANNER__) && !defined(KILLABLE_COMPILATION) && \
-    !defined(KILLABLE_NO_INLINE_CHECK) && defined(__GNUC__)
+#ifndef __GI_SCANNER__
+#if !defined(KILLABLE_COMPILATION) && !defined(KILLABLE_NO_INLINE_CHECK) && \
+    defined(__GNUC__)
 # define killable_task_check(self, error)                                    \
   (G_GNUC_EXTENSION ({                                                       \
     KillableTask *_killable_check_self = (self);                             \
@@ -311,6 +312,7 @@ const _KillableTaskFastPath _killable_task_fast_path;
       : (killable_task_check) (_killable_check_self, (error));               \
   }))
 #endif
+#endif /* __GI_SCANNER__ */
 
 /* Stop callbacks */
 KILLABLE_AVAILABLE_IN_1_0
