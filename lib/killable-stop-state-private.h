@@ -32,10 +32,17 @@ typedef struct
   GCond                 cond;            /* sleepers, remove_stop_callback() waiters */
   guint                 n_waiters;       /* protected by @lock: threads in a wait on @cond */
   GError               *reason;          /* (owned) (nullable) protected by @lock, immutable once @requested */
-  GQueue                callbacks;       /* (element-type KillableStopCallback) protected by @lock */
-  KillableStopCallback *running;         /* protected by @lock */
-  GThread              *running_thread;  /* protected by @lock */
-  gulong                last_id;         /* protected by @lock */
+  /* The callbacks have their own lock, a short spin lock (no user code, no
+   * allocation but a rare one, and no wait under it): an add + remove pair
+   * costs two atomic instructions, as std::stop_callback's do. */
+  int                   cb_lock;         /* (atomic) 0 free, 1 held */
+  int                   n_cb_waiters;    /* (atomic) remove_callback() calls waiting for a running callback */
+  KillableStopCallback *head;            /* (owned) intrusive list, oldest first, ids growing; protected by @cb_lock */
+  KillableStopCallback *tail;            /* (unowned) protected by @cb_lock */
+  KillableStopCallback *spare;           /* (owned) (nullable) one freed node kept for the next add; protected by @cb_lock */
+  gulong                running_id;      /* protected by @cb_lock: the callback being run, 0 if none */
+  GThread              *running_thread;  /* protected by @cb_lock */
+  gulong                last_id;         /* protected by @cb_lock */
   gboolean              firing;          /* protected by @lock: requested, callbacks not all run yet */
   int                   wake_fd;         /* (owned) eventfd for wait_fd(), -1 until needed; protected by @lock */
 } KillableStopState;

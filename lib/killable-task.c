@@ -2672,7 +2672,10 @@ killable_task_add_stop_callback (KillableTask     *self,
 {
   KillableTaskPrivate *priv;
 
-  g_return_val_if_fail (KILLABLE_IS_TASK (self), 0);
+  /* The exact type without a call first (scoped callbacks are added and
+   * removed in loops); anything else gets the full check. */
+  if (G_UNLIKELY (self == NULL || G_TYPE_FROM_INSTANCE (self) != task_type))
+    g_return_val_if_fail (KILLABLE_IS_TASK (self), 0);
   g_return_val_if_fail (func != NULL, 0);
 
   priv = killable_task_get_instance_private (self);
@@ -2700,7 +2703,8 @@ killable_task_remove_stop_callback (KillableTask *self,
 {
   KillableTaskPrivate *priv;
 
-  g_return_if_fail (KILLABLE_IS_TASK (self));
+  if (G_UNLIKELY (self == NULL || G_TYPE_FROM_INSTANCE (self) != task_type))
+    g_return_if_fail (KILLABLE_IS_TASK (self));
 
   if (id == 0)
     return;
