@@ -39,7 +39,8 @@ typedef struct
   int                   n_cb_waiters;    /* (atomic) remove_callback() calls waiting for a running callback */
   KillableStopCallback *head;            /* (owned) intrusive list, oldest first, ids growing; protected by @cb_lock */
   KillableStopCallback *tail;            /* (unowned) protected by @cb_lock */
-  KillableStopCallback *spare;           /* (owned) (nullable) one freed node kept for the next add; protected by @cb_lock */
+  KillableStopCallback *spare;           /* (nullable) removed nodes, linked by ->next, for the next adds; protected by @cb_lock */
+  gpointer              chunks;          /* (owned) (nullable) the node blocks (see stop-state.c); protected by @cb_lock */
   gulong                running_id;      /* protected by @cb_lock: the callback being run, 0 if none */
   GThread              *running_thread;  /* protected by @cb_lock */
   gulong                last_id;         /* protected by @cb_lock */
