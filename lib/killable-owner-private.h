@@ -77,4 +77,6 @@ void          killable_owner_queue         (KillableOwner            *owner,
 void          killable_owner_emit          (KillableOwner            *owner,
                                             guint                     emissions);
 
+void          killable_owner_fork_lock     (gboolean                  lock);
+
 G_END_DECLS

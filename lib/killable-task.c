@@ -29,6 +29,7 @@
 #include "killable-enums.h"
 #include "killable-error-private.h"
 #include "killable-escalation-private.h"
+#include "killable-fork-private.h"
 #include "killable-signal-private.h"
 #include "killable-task-private.h"
 #include "killable-sync-private.h"
@@ -611,10 +612,23 @@ killable_task_request_stop_internal (KillableTask *self,
 
 /* The forced rungs: EINTR, abandon, escalation {{{ */
 
+/* The worker's signal mask while it runs the work. */
+typedef struct
+{
+  sigset_t  old;
+  gboolean  restore;
+} WorkerSignals;
+
 static void
-worker_enter (KillableTask *self)
+worker_enter (KillableTask  *self,
+              WorkerSignals *mask)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  /* The interrupt signal reaches the work whatever mask this thread got
+   * (an application that blocks every signal before it creates threads, a
+   * previous task on this cached thread); the mask is restored after. */
+  mask->restore = killable_signal_unblock (killable_signal_get_current (), &mask->old);
 
   g_mutex_lock (&priv->lock);
   priv->worker = pthread_self ();
@@ -623,7 +637,8 @@ worker_enter (KillableTask *self)
 }
 
 static void
-worker_leave (KillableTask *self)
+worker_leave (KillableTask  *self,
+              WorkerSignals *mask)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
 
@@ -631,6 +646,9 @@ worker_leave (KillableTask *self)
   priv->worker_active = FALSE;
   priv->interrupt_armed = FALSE;
   g_mutex_unlock (&priv->lock);
+
+  if (mask->restore)
+    killable_signal_restore (&mask->old);
 }
 
 /* Sends the interrupt signal to the worker if it is still inside run()
@@ -650,7 +668,7 @@ send_interrupt (KillableTask *self,
   ret = priv->worker_active && priv->interrupt_armed &&
         g_atomic_int_get (&priv->abandon) != KILLABLE_ABANDON_DONE;
   if (ret)
-    killable_signal_send (priv->worker, signum);
+    ret = killable_signal_send (priv->worker, signum);
   g_mutex_unlock (&priv->lock);
 
   return ret;
@@ -749,7 +767,12 @@ escalation_cb (GObject                 *object,
       return FALSE;
 
     case KILLABLE_ESCALATION_REPEAT:
-      return send_interrupt (self, killable_get_interrupt_signal (), FALSE);
+      {
+        /* Again through the check: never into an application's handler. */
+        int signum = killable_signal_ensure_handler ();
+
+        return signum != 0 && send_interrupt (self, signum, FALSE);
+      }
 
     default:
       g_assert_not_reached ();
@@ -887,14 +910,15 @@ worker_run (gpointer data,
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   g_autoptr(GError) error = NULL;
   KillableTaskState state;
+  WorkerSignals mask;
   gboolean ret = FALSE;
 
   g_private_set (&current_task, self);
 
-  worker_enter (self);
+  worker_enter (self, &mask);
   if (!killable_stop_state_is_requested (&priv->stop))
     ret = KILLABLE_TASK_GET_CLASS (self)->run (self, &error);
-  worker_leave (self);
+  worker_leave (self, &mask);
 
   if (ret && error != NULL)
     {
@@ -1167,6 +1191,9 @@ killable_task_class_init (KillableTaskClass *klass)
   klass->run = killable_task_real_run;
   klass->interrupt = killable_task_real_interrupt;
   klass->kill = killable_task_real_kill;
+
+  /* Before any task exists: the library's locks are held across fork(). */
+  killable_fork_init ();
 
   /**
    * KillableTask:name:
@@ -1701,6 +1728,8 @@ gboolean
 killable_task_wait (KillableTask *self,
                     gint64        timeout_usec)
 {
+  gint64 end_time;
+
   g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
   g_return_val_if_fail (timeout_usec >= -1, FALSE);
 
@@ -1710,7 +1739,11 @@ killable_task_wait (KillableTask *self,
       return wait_until (self, -1);
     }
 
-  return wait_until (self, killable_time_add (g_get_monotonic_time (), timeout_usec));
+  end_time = killable_time_add (g_get_monotonic_time (), timeout_usec);
+  /* "Practically never" from its own worker is the wait (-1) above. */
+  g_return_val_if_fail (end_time < G_MAXINT64 / 2 || killable_task_get_current () != self, FALSE);
+
+  return wait_until (self, end_time);
 }
 
 /**
