@@ -194,6 +194,8 @@ static int abandoned_threads;    /* (atomic) */
 
 gssize killable_task_tree_node_offset;
 gssize killable_task_stop_state_offset;
+/* Exported for the inline check (killable-task.h) */
+_KillableTaskFastPath _killable_task_fast_path = { 0, 1 };
 
 static GError *
 make_error (KillableTask  *self,
@@ -1372,6 +1374,9 @@ killable_task_class_init (KillableTaskClass *klass)
    *
    * Since: 1.0
    */
+  /* Not G_SIGNAL_TYPE_STATIC_SCOPE: GJS then wraps the reason without a
+   * copy, and a handler that keeps it (in a Map, say) reads freed memory
+   * once the emission returns. */
   signals[STOP_REQUESTED] =
     g_signal_new ("stop-requested",
                   G_TYPE_FROM_CLASS (klass),
@@ -1379,7 +1384,7 @@ killable_task_class_init (KillableTaskClass *klass)
                   G_STRUCT_OFFSET (KillableTaskClass, stop_requested),
                   NULL, NULL,
                   NULL,
-                  G_TYPE_NONE, 1, G_TYPE_ERROR | G_SIGNAL_TYPE_STATIC_SCOPE);
+                  G_TYPE_NONE, 1, G_TYPE_ERROR);
 
   /**
    * KillableTask::finished:
@@ -1405,6 +1410,8 @@ killable_task_class_init (KillableTaskClass *klass)
     KillableTask_private_offset + G_STRUCT_OFFSET (KillableTaskPrivate, node);
   killable_task_stop_state_offset =
     KillableTask_private_offset + G_STRUCT_OFFSET (KillableTaskPrivate, stop);
+  _killable_task_fast_path.stop_flag_offset = killable_task_stop_state_offset +
+    G_STRUCT_OFFSET (KillableStopState, requested);
 
   killable_i18n_init ();
 }
@@ -2362,6 +2369,13 @@ set_stop_error (KillableTask  *self,
  * Checks whether a stop was requested. Call it often in long work; it costs
  * one atomic load while the task is not stopped.
  *
+ * In C (GCC or Clang) this is also a header inline: it reads the word of
+ * [method@Killable.Task.get_stop_flag] and calls the function only when the
+ * word is not zero, so a hot loop pays one load, a test and a branch. The
+ * inline does not check the type of @self (only %NULL goes to the
+ * function's critical); define `KILLABLE_NO_INLINE_CHECK` before including
+ * `<killable.h>` to always call the function.
+ *
  * This function is thread-safe; it is meant for the worker.
  *
  * Returns: %TRUE to go on; %FALSE with @error set to the stop's cause
@@ -2388,15 +2402,50 @@ gboolean
 killable_task_check (KillableTask  *self,
                      GError       **error)
 {
-  /* Called in hot loops: a leaf with an exact-type comparison (two loads,
-   * no call) and the flag's load; subclasses, bad input and the stopped
-   * case take the full path. */
+  /* Called in hot loops by bindings (C callers get the header inline): a
+   * leaf with an exact-type comparison (two loads, no call) and the flag's
+   * load; subclasses, bad input and a non-zero flag (stopped, paused) take
+   * the full path. */
   if (G_LIKELY (self != NULL && G_TYPE_FROM_INSTANCE (self) == task_type &&
-                !killable_stop_state_is_requested (
+                !killable_stop_state_needs_slow_path (
                    &((KillableTaskPrivate *) killable_task_get_instance_private (self))->stop)))
     return TRUE;
 
   return check_slow (self, error);
+}
+
+/**
+ * killable_task_get_stop_flag:
+ * @self: a task
+ *
+ * The address of the task's stop flag, for fast paths that cannot call
+ * [method@Killable.Task.check] (the C inline of that function reads it; a
+ * binding may read it through a foreign-function interface without taking
+ * its interpreter lock).
+ *
+ * The word is an `int` read with a relaxed atomic load. It stays at the same
+ * address for the task's whole life (until the task is finalized). Zero
+ * means "go on". Non-zero means "take the slow path": call
+ * [method@Killable.Task.check], which tells why (a stop was requested, or
+ * the task is paused and check() waits) and sets the error. Do not compare
+ * it with any other value: its bits are not API. Never write to it.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: (transfer none) (not nullable): the address of the flag, valid
+ *   while @self is alive
+ *
+ * Since: 1.2
+ */
+const int *
+killable_task_get_stop_flag (KillableTask *self)
+{
+  KillableTaskPrivate *priv;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), NULL);
+
+  priv = killable_task_get_instance_private (self);
+  return &priv->stop.requested;
 }
 
 /**
@@ -2659,7 +2708,10 @@ killable_task_add_stop_callback (KillableTask     *self,
 {
   KillableTaskPrivate *priv;
 
-  g_return_val_if_fail (KILLABLE_IS_TASK (self), 0);
+  /* The exact type without a call first (scoped callbacks are added and
+   * removed in loops); anything else gets the full check. */
+  if (G_UNLIKELY (self == NULL || G_TYPE_FROM_INSTANCE (self) != task_type))
+    g_return_val_if_fail (KILLABLE_IS_TASK (self), 0);
   g_return_val_if_fail (func != NULL, 0);
 
   priv = killable_task_get_instance_private (self);
@@ -2687,7 +2739,8 @@ killable_task_remove_stop_callback (KillableTask *self,
 {
   KillableTaskPrivate *priv;
 
-  g_return_if_fail (KILLABLE_IS_TASK (self));
+  if (G_UNLIKELY (self == NULL || G_TYPE_FROM_INSTANCE (self) != task_type))
+    g_return_if_fail (KILLABLE_IS_TASK (self));
 
   if (id == 0)
     return;
