@@ -11,6 +11,7 @@
 
 #include <gio/gio.h>
 
+#include "killable-limiter.h"
 #include "killable-version-macros.h"
 
 G_BEGIN_DECLS
@@ -288,6 +289,48 @@ gboolean            killable_task_get_retain_children   (KillableTask         *s
 KILLABLE_AVAILABLE_IN_1_0
 void                killable_task_set_retain_children   (KillableTask         *self,
                                                          gboolean              retain);
+
+/* Application integration */
+KILLABLE_AVAILABLE_IN_1_2
+KillableTask       *killable_task_new_group             (const char           *name);
+KILLABLE_AVAILABLE_IN_1_2
+gboolean            killable_task_is_group              (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_2
+void                killable_task_return_value          (KillableTask         *self,
+                                                         const GValue         *value);
+KILLABLE_AVAILABLE_IN_1_2
+gboolean            killable_task_propagate_value       (KillableTask         *self,
+                                                         GValue               *value,
+                                                         GError              **error);
+KILLABLE_AVAILABLE_IN_1_2
+void                killable_task_wait_async            (KillableTask         *self,
+                                                         GCancellable         *cancellable,
+                                                         GAsyncReadyCallback   callback,
+                                                         gpointer              user_data);
+KILLABLE_AVAILABLE_IN_1_2
+gboolean            killable_task_wait_finish           (KillableTask         *self,
+                                                         GAsyncResult         *result,
+                                                         GError              **error);
+KILLABLE_AVAILABLE_IN_1_2
+void                killable_task_set_limiter           (KillableTask         *self,
+                                                         KillableLimiter      *limiter);
+KILLABLE_AVAILABLE_IN_1_2
+KillableLimiter    *killable_task_get_limiter           (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_2
+void                killable_task_bind_application      (KillableTask         *self,
+                                                         GApplication         *application);
+KILLABLE_AVAILABLE_IN_1_2
+void                killable_task_shutdown_async        (KillableTask         *self,
+                                                         gint64                grace_usec,
+                                                         GCancellable         *cancellable,
+                                                         GAsyncReadyCallback   callback,
+                                                         gpointer              user_data);
+KILLABLE_AVAILABLE_IN_1_2
+gboolean            killable_task_shutdown_finish       (KillableTask         *self,
+                                                         GAsyncResult         *result,
+                                                         GError              **error);
+KILLABLE_AVAILABLE_IN_1_2
+void                killable_task_stop_on_unix_signals  (KillableTask         *self);
 
 /* Process-wide */
 KILLABLE_AVAILABLE_IN_1_0
