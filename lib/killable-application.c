@@ -25,6 +25,14 @@
 
 /* Bind {{{ */
 
+/* The application a task was bound to (unowned: the binding's hold keeps
+ * it alive while the task is live), for shutdown_async(). */
+static GQuark
+bound_application_quark (void)
+{
+  return g_quark_from_static_string ("killable-bound-application");
+}
+
 static void
 bind_done_cb (GObject      *object,
               GAsyncResult *result,
@@ -46,7 +54,8 @@ bind_done_cb (GObject      *object,
  * (the default for one without windows) then ends once its work has.
  *
  * A task that never starts and is never stopped holds it for ever. Quit
- * with [method@Killable.Task.shutdown_async], which stops the tree.
+ * with [method@Killable.Task.shutdown_async], which stops the tree and
+ * holds the application until the shutdown is complete.
  *
  * Call it from the thread that runs @application's main context: the
  * hold is released there.
@@ -61,6 +70,8 @@ killable_task_bind_application (KillableTask *self,
   g_return_if_fail (G_IS_APPLICATION (application));
 
   g_application_hold (application);
+  g_object_set_qdata_full (G_OBJECT (self), bound_application_quark (),
+                           g_object_ref (application), g_object_unref);
   killable_task_wait_async (self, NULL, bind_done_cb, g_object_ref (application));
 }
 
@@ -70,6 +81,7 @@ killable_task_bind_application (KillableTask *self,
 
 typedef struct
 {
+  GApplication *application;    /* (owned) (nullable) held until the shutdown completed */
   GPtrArray    *subtree;        /* (owned) the tree when shutdown began */
   gint64        grace_usec;
   GSource      *bound;          /* (owned) (nullable) the wait for abandoned threads */
@@ -84,6 +96,13 @@ shutdown_data_free (gpointer user_data)
 {
   ShutdownData *data = user_data;
 
+  /* After the callback ran: the application quits (if nothing else holds
+   * it) once the shutdown is complete, not when the tree ended. */
+  if (data->application != NULL)
+    {
+      g_application_release (data->application);
+      g_object_unref (data->application);
+    }
   g_ptr_array_unref (data->subtree);
   if (data->bound != NULL)
     {
@@ -262,6 +281,12 @@ killable_task_shutdown_async (KillableTask        *self,
   data = g_new0 (ShutdownData, 1);
   data->grace_usec = grace_usec;
   data->subtree = killable_tree_collect_subtree (self, 0);
+  data->application = g_object_get_qdata (G_OBJECT (self), bound_application_quark ());
+  if (data->application != NULL)
+    {
+      g_object_ref (data->application);
+      g_application_hold (data->application);
+    }
   g_task_set_task_data (op, data, shutdown_data_free);
 
   killable_task_set_grace_period (self, grace_usec);
