@@ -1539,7 +1539,7 @@ killable_task_class_init (KillableTaskClass *klass)
                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   /**
-   * KillableTask:status:
+   * KillableTask:status: (getter dup_status)
    *
    * A short human-readable text about what the worker is doing, set with
    * [method@Killable.Task.set_status].
@@ -1603,7 +1603,7 @@ killable_task_class_init (KillableTaskClass *klass)
                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   /**
-   * KillableTask:parent:
+   * KillableTask:parent: (getter dup_parent)
    *
    * The task this one was added to with [method@Killable.Task.add_child].
    *
@@ -1664,7 +1664,7 @@ killable_task_class_init (KillableTaskClass *klass)
                          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
 
   /**
-   * KillableTask:limiter:
+   * KillableTask:limiter: (setter set_limiter) (getter get_limiter)
    *
    * The [class@Killable.Limiter] that limits how many tasks like this one
    * run at once, or %NULL. Set it before the start; see
@@ -2412,7 +2412,7 @@ killable_task_set_progress (KillableTask *self,
 }
 
 /**
- * killable_task_dup_status:
+ * killable_task_dup_status: (get-property status)
  * @self: a task
  *
  * Gets the status text last set with [method@Killable.Task.set_status].
@@ -3372,7 +3372,7 @@ killable_task_wait_finish (KillableTask  *self,
 }
 
 /**
- * killable_task_set_limiter:
+ * killable_task_set_limiter: (set-property limiter)
  * @self: a pending task, not started yet
  * @limiter: (nullable): the limiter, or %NULL for none
  *
@@ -3418,7 +3418,7 @@ killable_task_set_limiter (KillableTask    *self,
 }
 
 /**
- * killable_task_get_limiter:
+ * killable_task_get_limiter: (get-property limiter)
  * @self: a task
  *
  * Gets [property@Killable.Task:limiter].

@@ -143,6 +143,45 @@ typedef void     (*KillableCleanupFunc) (KillableTask  *task,
  *
  * Since: 1.0
  */
+/**
+ * KillableTaskClass::run:
+ * @self: the task
+ * @error: return location for the reason the work failed
+ *
+ * The work of the task. It runs once, on the task's worker thread, and
+ * should call [method@Killable.Task.check] now and then, or block only
+ * through the task ([method@Killable.Task.sleep],
+ * [method@Killable.Task.wait_fd], GIO calls given
+ * [method@Killable.Task.get_cancellable]). The default calls the function
+ * given to [ctor@Killable.Task.new], or fails if there is none.
+ *
+ * Returns: %TRUE on success, %FALSE with @error set otherwise
+ *
+ * Since: 1.0
+ */
+
+/**
+ * KillableTaskClass::stop_requested:
+ * @self: the task
+ * @reason: (nullable): the cause given to
+ *   [method@Killable.Task.stop_with_error], or %NULL for a plain stop
+ *
+ * Class handler of [signal@Killable.Task::stop-requested], run on the
+ * owner's main context after a stop of the task was requested.
+ *
+ * Since: 1.0
+ */
+
+/**
+ * KillableTaskClass::finished:
+ * @self: the task
+ *
+ * Class handler of [signal@Killable.Task::finished], run once on the
+ * owner's main context after the task reached its terminal state.
+ *
+ * Since: 1.0
+ */
+
 struct _KillableTaskClass
 {
   GObjectClass parent_class;
