@@ -46,15 +46,30 @@ work_stuck (KillableTask  *task,
   return TRUE;
 }
 
+/* Once the tree ended, the abandoned thread of the stuck task still runs
+ * and the shutdown must wait for it: it returns only now. */
+static gboolean
+release_stuck_cb (gpointer user_data)
+{
+  App *self = user_data;
+
+  if (!killable_task_is_finished (self->root))
+    return G_SOURCE_CONTINUE;
+
+  g_assert_cmpuint (killable_get_abandoned_thread_count (), ==, 1);
+  g_assert_false (self->shutdown_done);
+  test_gate_open (&self->stuck_gate);
+
+  return G_SOURCE_REMOVE;
+}
+
 static void
 stuck_state_cb (KillableTask *task,
                 GParamSpec   *pspec,
                 App          *self)
 {
-  /* Killed: its thread is abandoned, and returns now. The shutdown waits
-   * for it. */
   if (killable_task_get_state (task) == KILLABLE_TASK_STATE_KILLED)
-    test_gate_open (&self->stuck_gate);
+    g_idle_add_full (G_PRIORITY_LOW, release_stuck_cb, self, NULL);
 }
 
 static void
@@ -235,6 +250,26 @@ typedef struct
   int        n_ran;
 } Release;
 
+static gboolean
+quit_guard_cb (gpointer data)
+{
+  g_main_loop_quit (data);
+  return G_SOURCE_REMOVE;
+}
+
+/* Runs @loop until a release quits it; fails after the guard. */
+static void
+run_guarded (GMainLoop *loop)
+{
+  GSource *guard = g_timeout_source_new (TEST_GUARD_USEC / 1000);
+
+  g_source_set_callback (guard, quit_guard_cb, loop, NULL);
+  g_source_attach (guard, NULL);
+  g_main_loop_run (loop);
+  g_source_destroy (guard);
+  g_source_unref (guard);
+}
+
 static void
 release_notify (gpointer data)
 {
@@ -281,7 +316,7 @@ test_release_on_owner (void)
           release.loop = g_main_loop_new (NULL, FALSE);
           g_assert_true (g_main_context_acquire (NULL));
           g_assert_true (killable_task_start (task, NULL));
-          g_main_loop_run (release.loop);
+          run_guarded (release.loop);
           g_main_context_release (NULL);
           g_main_loop_unref (release.loop);
           g_assert_true (release.notify_thread == g_thread_self ());
@@ -327,7 +362,7 @@ test_release_stop_callback (void)
   killable_task_add_stop_callback (task, stop_cb, &release, release_notify);
   g_assert_true (g_main_context_acquire (NULL));
   thread = g_thread_new ("stopper", stop_thread, task);
-  g_main_loop_run (release.loop);
+  run_guarded (release.loop);
   g_main_context_release (NULL);
   g_thread_join (thread);
   g_main_loop_unref (release.loop);
