@@ -745,10 +745,6 @@ killable_task_request_stop_internal (KillableTask *self,
 
   killable_owner_queue (&priv->owner, emissions);
   killable_escalation_begin_grace (&priv->escalation);
-
-  /* A group without live children has nothing left to wait for. */
-  if (is_group (priv))
-    killable_task_complete_pending (self);
 }
 
 /* }}} */

@@ -581,7 +581,7 @@ test_group_stop_and_kill (void)
     }
 }
 
-/* A group stopped with no child left ends at once. */
+/* A pending child keeps a started group live; a stop ends both. */
 static void
 test_group_stop_empty (void)
 {
