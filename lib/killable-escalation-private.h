@@ -7,6 +7,8 @@
 
 #include <glib-object.h>
 
+#include "killable-timer-private.h"
+
 G_BEGIN_DECLS
 
 typedef enum
@@ -16,7 +18,7 @@ typedef enum
   KILLABLE_ESCALATION_REPEAT,    /* time to send the interrupt signal again */
 } KillableEscalationEvent;
 
-/* Called on the timer thread, with a reference on @object held. For GRACE
+/* Called on a timer dispatcher thread (never the timer thread itself), with a reference on @object held. For GRACE
  * and REPEAT, returning TRUE arms the same timer again (after another grace
  * period, after the next backoff delay); TIMEOUT's return value is unused.
  * The owner of the escalation decides what each event does: this module
@@ -33,9 +35,9 @@ typedef struct
   gint64                  grace_period;    /* protected by @lock; -1 = never escalate */
   gint64                  timeout;         /* protected by @lock; -1 = none */
   gint64                  start_time;      /* protected by @lock; 0 until started */
-  GSource                *timeout_source;  /* (owned) (nullable) protected by @lock */
-  GSource                *grace_source;    /* (owned) (nullable) protected by @lock */
-  GSource                *repeat_source;   /* (owned) (nullable) protected by @lock */
+  KillableTimer          *timeout_source;  /* (owned) (nullable) protected by @lock */
+  KillableTimer          *grace_source;    /* (owned) (nullable) protected by @lock */
+  KillableTimer          *repeat_source;   /* (owned) (nullable) protected by @lock */
   gint64                  repeat_delay;    /* protected by @lock */
   guint                   step;            /* protected by @lock: grace periods passed */
   guint                   repeats;         /* protected by @lock: interrupt repeats */

@@ -1,10 +1,10 @@
 /* killable-escalation.c: timeouts, grace periods, interrupt repeats
  *
  * Owns: a KillableEscalation (one per task): the timeout, the grace
- * period, the start time and the three timer sources computed from them.
+ * period, the start time and the three timers computed from them.
  * Locks: KillableEscalation.lock guards every field but the immutable
- * object and func; it is a leaf lock (nothing is called with it held but
- * GLib's source functions).
+ * object and func; nothing is called with it held but killable_timer_add()
+ * (whose timer_lock is a leaf).
  * Called by: killable-task.c. Calls: killable-timer.c, and back through the
  * KillableEscalationFunc its owner gave (the owner decides the next rung):
  * it never calls into killable-task.c.
@@ -44,7 +44,7 @@ killable_escalation_init (KillableEscalation     *esc,
 void
 killable_escalation_clear (KillableEscalation *esc)
 {
-  /* Every source holds a reference on the object: none can be left. */
+  /* Every timer holds a reference on the object: none can be left. */
   g_assert (esc->timeout_source == NULL);
   g_assert (esc->grace_source == NULL);
   g_assert (esc->repeat_source == NULL);
@@ -60,10 +60,10 @@ unref_object (gpointer data)
 }
 
 /* Called with @esc->lock held. Returns NULL when @ready_time is "never". */
-static GSource *
+static KillableTimer *
 arm_locked (KillableEscalation *esc,
             gint64              ready_time,
-            GSourceFunc         func)
+            KillableTimerFunc   func)
 {
   if (esc->closed || ready_time > NEVER_AFTER)
     return NULL;
@@ -114,7 +114,7 @@ static gboolean
 timeout_cb (gpointer data)
 {
   KillableEscalation *esc = data;
-  GSource *source = g_main_current_source ();
+  KillableTimer *source = killable_timer_current ();
   gboolean current;
 
   g_mutex_lock (&esc->lock);
@@ -136,11 +136,11 @@ deadline_locked (KillableEscalation *esc)
   return killable_time_add (esc->start_time, esc->timeout);
 }
 
-/* Called with @esc->lock held; returns the source it replaced. */
-static GSource *
+/* Called with @esc->lock held; returns the timer it replaced. */
+static KillableTimer *
 arm_timeout_locked (KillableEscalation *esc)
 {
-  GSource *old = g_steal_pointer (&esc->timeout_source);
+  KillableTimer *old = g_steal_pointer (&esc->timeout_source);
 
   if (esc->timeout >= 0 && esc->start_time != 0)
     esc->timeout_source = arm_locked (esc, deadline_locked (esc), timeout_cb);
@@ -152,7 +152,7 @@ gboolean
 killable_escalation_set_timeout (KillableEscalation *esc,
                                  gint64              timeout)
 {
-  GSource *old;
+  KillableTimer *old;
   gboolean changed;
 
   g_mutex_lock (&esc->lock);
@@ -161,7 +161,7 @@ killable_escalation_set_timeout (KillableEscalation *esc,
   old = arm_timeout_locked (esc);
   g_mutex_unlock (&esc->lock);
 
-  killable_timer_clear_source (&old);
+  killable_timer_clear (&old);
 
   return changed;
 }
@@ -182,21 +182,21 @@ killable_escalation_get_deadline (KillableEscalation *esc)
 void
 killable_escalation_start (KillableEscalation *esc)
 {
-  GSource *old;
+  KillableTimer *old;
 
   g_mutex_lock (&esc->lock);
   esc->start_time = g_get_monotonic_time ();
   old = arm_timeout_locked (esc);
   g_mutex_unlock (&esc->lock);
 
-  killable_timer_clear_source (&old);
+  killable_timer_clear (&old);
 }
 
 static gboolean
 grace_cb (gpointer data)
 {
   KillableEscalation *esc = data;
-  GSource *source = g_main_current_source ();
+  KillableTimer *source = killable_timer_current ();
   gboolean current;
   guint step;
 
@@ -212,7 +212,7 @@ grace_cb (gpointer data)
   current = esc->grace_source == source && !esc->closed && esc->grace_period >= 0 &&
             killable_time_add (g_get_monotonic_time (), esc->grace_period) <= NEVER_AFTER;
   if (current)
-    g_source_set_ready_time (source, g_get_monotonic_time () + esc->grace_period);
+    killable_timer_set_ready_time (source, g_get_monotonic_time () + esc->grace_period);
   g_mutex_unlock (&esc->lock);
 
   return current ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
@@ -238,7 +238,7 @@ static gboolean
 repeat_cb (gpointer data)
 {
   KillableEscalation *esc = data;
-  GSource *source = g_main_current_source ();
+  KillableTimer *source = killable_timer_current ();
   gboolean again;
   guint step;
 
@@ -255,7 +255,7 @@ repeat_cb (gpointer data)
   if (again)
     {
       esc->repeat_delay = MIN (esc->repeat_delay * 2, REPEAT_MAX_USEC);
-      g_source_set_ready_time (source, g_get_monotonic_time () + esc->repeat_delay);
+      killable_timer_set_ready_time (source, g_get_monotonic_time () + esc->repeat_delay);
     }
   g_mutex_unlock (&esc->lock);
 
@@ -284,7 +284,7 @@ killable_escalation_start_repeat (KillableEscalation *esc)
 void
 killable_escalation_close (KillableEscalation *esc)
 {
-  GSource *timeout, *grace, *repeat;
+  KillableTimer *timeout, *grace, *repeat;
 
   g_mutex_lock (&esc->lock);
   esc->closed = TRUE;
@@ -293,7 +293,7 @@ killable_escalation_close (KillableEscalation *esc)
   repeat = g_steal_pointer (&esc->repeat_source);
   g_mutex_unlock (&esc->lock);
 
-  killable_timer_clear_source (&timeout);
-  killable_timer_clear_source (&grace);
-  killable_timer_clear_source (&repeat);
+  killable_timer_clear (&timeout);
+  killable_timer_clear (&grace);
+  killable_timer_clear (&repeat);
 }

@@ -81,4 +81,6 @@ void          killable_owner_release       (KillableOwner            *owner,
                                             GDestroyNotify            notify,
                                             gpointer                  data);
 
+void          killable_owner_fork_lock     (gboolean                  lock);
+
 G_END_DECLS

@@ -223,6 +223,17 @@ killable_owner_queue (KillableOwner *owner,
   g_mutex_unlock (&owner_lock);
 }
 
+/* For killable-fork.c: owner_lock is held across fork(), so that the
+ * child's copy of the queues is consistent. */
+void
+killable_owner_fork_lock (gboolean lock)
+{
+  if (lock)
+    g_mutex_lock (&owner_lock);
+  else
+    g_mutex_unlock (&owner_lock);
+}
+
 /* Releases {{{ */
 
 typedef struct

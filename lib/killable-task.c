@@ -29,6 +29,7 @@
 #include "killable-enums.h"
 #include "killable-error-private.h"
 #include "killable-escalation-private.h"
+#include "killable-fork-private.h"
 #include "killable-limiter-private.h"
 #include "killable-signal-private.h"
 #include "killable-task-private.h"
@@ -163,6 +164,7 @@ typedef struct
   int                 interrupt_syscalls;/* (atomic) */
   int                 started;           /* (atomic) */
   int                 dispatched;        /* (atomic) handed to a worker thread */
+  int                 kill_escalated;    /* (atomic) killed by a grace-period escalation */
 
   GMutex              lock;
   GCond               cond;              /* join()/wait(): terminal state reached */
@@ -585,8 +587,8 @@ run_cleanups (KillableTask *self)
  * stop), or KILLED once a kill was requested, even after a plain stop (a
  * process task, or a worker in a section that must not be abandoned, is
  * killed without being abandoned and still ends KILLED). A timeout keeps
- * its cause through the kill it escalated to: code that catches TIMED_OUT
- * sees it, and the state (KILLED) tells how it ended. */
+ * its cause through the kill its grace period escalated to: code that
+ * catches TIMED_OUT sees it, and the state (KILLED) tells how it ended. */
 static GError *
 dup_stop_outcome (KillableTask *self)
 {
@@ -595,7 +597,8 @@ dup_stop_outcome (KillableTask *self)
 
   if (killable_tree_node_has_mark (&priv->node, KILLABLE_TREE_MARK_KILL) &&
       !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED) &&
-      !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_TIMED_OUT))
+      !(g_atomic_int_get (&priv->kill_escalated) &&
+        g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_TIMED_OUT)))
     {
       g_clear_error (&error);
       return make_error (self, KILLABLE_ERROR_KILLED);
@@ -751,10 +754,23 @@ killable_task_request_stop_internal (KillableTask *self,
 
 /* The forced rungs: EINTR, abandon, escalation {{{ */
 
+/* The worker's signal mask while it runs the work. */
+typedef struct
+{
+  sigset_t  old;
+  gboolean  restore;
+} WorkerSignals;
+
 static void
-worker_enter (KillableTask *self)
+worker_enter (KillableTask  *self,
+              WorkerSignals *mask)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  /* The interrupt signal reaches the work whatever mask this thread got
+   * (an application that blocks every signal before it creates threads, a
+   * previous task on this cached thread); the mask is restored after. */
+  mask->restore = killable_signal_unblock (killable_signal_get_current (), &mask->old);
 
   g_mutex_lock (&priv->lock);
   priv->worker = pthread_self ();
@@ -763,7 +779,8 @@ worker_enter (KillableTask *self)
 }
 
 static void
-worker_leave (KillableTask *self)
+worker_leave (KillableTask  *self,
+              WorkerSignals *mask)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
 
@@ -771,6 +788,9 @@ worker_leave (KillableTask *self)
   priv->worker_active = FALSE;
   priv->interrupt_armed = FALSE;
   g_mutex_unlock (&priv->lock);
+
+  if (mask->restore)
+    killable_signal_restore (&mask->old);
 }
 
 /* Sends the interrupt signal to the worker if it is still inside run()
@@ -790,7 +810,7 @@ send_interrupt (KillableTask *self,
   ret = priv->worker_active && priv->interrupt_armed &&
         g_atomic_int_get (&priv->abandon) != KILLABLE_ABANDON_DONE;
   if (ret)
-    killable_signal_send (priv->worker, signum);
+    ret = killable_signal_send (priv->worker, signum);
   g_mutex_unlock (&priv->lock);
 
   return ret;
@@ -852,6 +872,25 @@ abandon (KillableTask *self)
   return TRUE;
 }
 
+/* The last rung reached by the grace period: the kill keeps the cause of
+ * the stop it escalates (a timeout stays TIMED_OUT), for the whole
+ * subtree, marked before the kill so that no task ends in between. An
+ * explicit kill() says KILLED. */
+static void
+kill_escalated (KillableTask *self)
+{
+  g_autoptr(GPtrArray) subtree = killable_tree_collect_subtree (self, 0);
+
+  for (guint i = 0; i < subtree->len; i++)
+    {
+      KillableTaskPrivate *tpriv = killable_task_get_instance_private (g_ptr_array_index (subtree, i));
+
+      g_atomic_int_set (&tpriv->kill_escalated, 1);
+    }
+
+  killable_task_kill (self);
+}
+
 /* The escalation module keeps time; the task decides the rungs. */
 static gboolean
 escalation_cb (GObject                 *object,
@@ -885,11 +924,16 @@ escalation_cb (GObject                 *object,
           killable_task_interrupt (self);
           return TRUE;
         }
-      killable_task_kill (self);
+      kill_escalated (self);
       return FALSE;
 
     case KILLABLE_ESCALATION_REPEAT:
-      return send_interrupt (self, killable_get_interrupt_signal (), FALSE);
+      {
+        /* Again through the check: never into an application's handler. */
+        int signum = killable_signal_ensure_handler ();
+
+        return signum != 0 && send_interrupt (self, signum, FALSE);
+      }
 
     default:
       g_assert_not_reached ();
@@ -1073,16 +1117,17 @@ worker_run_one (KillableTask *self)
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   g_autoptr(GError) error = NULL;
   KillableTaskState state;
+  WorkerSignals mask;
   gboolean ret = FALSE;
   gboolean stopped_before_end;
   KillableTask *next = NULL;
 
   g_private_set (&current_task, self);
 
-  worker_enter (self);
+  worker_enter (self, &mask);
   if (!killable_stop_state_is_requested (&priv->stop))
     ret = KILLABLE_TASK_GET_CLASS (self)->run (self, &error);
-  worker_leave (self);
+  worker_leave (self, &mask);
 
   if (ret && error != NULL)
     {
@@ -1494,6 +1539,9 @@ killable_task_class_init (KillableTaskClass *klass)
   klass->run = killable_task_real_run;
   klass->interrupt = killable_task_real_interrupt;
   klass->kill = killable_task_real_kill;
+
+  /* Before any task exists: the library's locks are held across fork(). */
+  killable_fork_init ();
 
   /**
    * KillableTask:name:
@@ -2047,6 +2095,8 @@ gboolean
 killable_task_wait (KillableTask *self,
                     gint64        timeout_usec)
 {
+  gint64 end_time;
+
   g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
   g_return_val_if_fail (timeout_usec >= -1, FALSE);
 
@@ -2056,7 +2106,11 @@ killable_task_wait (KillableTask *self,
       return wait_until (self, -1);
     }
 
-  return wait_until (self, killable_time_add (g_get_monotonic_time (), timeout_usec));
+  end_time = killable_time_add (g_get_monotonic_time (), timeout_usec);
+  /* "Practically never" from its own worker is the wait (-1) above. */
+  g_return_val_if_fail (end_time < G_MAXINT64 / 2 || killable_task_get_current () != self, FALSE);
+
+  return wait_until (self, end_time);
 }
 
 /**

@@ -66,4 +66,6 @@ void       killable_tree_sync_model        (KillableTask     *self);
 gint64     killable_tree_get_deadline      (KillableTask     *self);
 guint      killable_tree_count_children    (KillableTask     *self);
 
+void       killable_tree_fork_lock         (gboolean          lock);
+
 G_END_DECLS

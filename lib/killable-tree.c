@@ -590,7 +590,7 @@ killable_tree_dispose (KillableTask *self)
       /* Resurrected for the timer thread: this reference does not toggle,
        * a binding's toggle reference is gone when dispose runs. */
       g_object_ref (self);
-      g_source_unref (killable_timer_add (0, reap_cb, self, NULL));
+      killable_timer_unref (killable_timer_add (0, reap_cb, self, NULL));
       return FALSE;
     }
 
@@ -907,4 +907,15 @@ killable_tree_node_init (KillableTreeNode *node,
 {
   node->child_policy = KILLABLE_CHILD_POLICY_FAIL_FAST;
   node->sibling_link.data = task;
+}
+
+/* For killable-fork.c: tree_lock is held across fork(), so that the child's
+ * copy of every tree is consistent. */
+void
+killable_tree_fork_lock (gboolean lock)
+{
+  if (lock)
+    g_mutex_lock (&tree_lock);
+  else
+    g_mutex_unlock (&tree_lock);
 }
