@@ -305,6 +305,8 @@ killable_task_shutdown_async (KillableTask        *self,
  * Finishes [method@Killable.Task.shutdown_async]. The outcome of the tree
  * itself is [method@Killable.Task.join]'s.
  *
+ * Call it from the callback given to [method@Killable.Task.shutdown_async].
+ *
  * Returns: %TRUE once the tree ended; %FALSE with %G_IO_ERROR_CANCELLED if
  *   the shutdown's cancellable was cancelled first
  *

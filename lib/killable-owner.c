@@ -3,7 +3,8 @@
  * Owns: a KillableOwner per task (its owner context and thread, its newest
  * queued entry), one FIFO of entries per owner context, and the release of
  * the owner's data (destroy notifies) on the owner's context.
- * Locks: owner_lock guards every queue and every KillableOwner's context,
+ * Locks: owner_lock guards every queue and every KillableOwner's context
+ * (and serialises the probes of killable_owner_release()),
  * thread and pending entry; a leaf lock (no user code, no other library
  * lock is taken under it).
  * Called by: killable-task.c. Calls back only through the
@@ -242,7 +243,6 @@ typedef struct
   gpointer       data;
 } Release;
 
-static GMutex probe_lock;   /* serialises the probes of killable_owner_release() */
 
 static gboolean
 release_dispatch (gpointer user_data)
@@ -286,23 +286,21 @@ killable_owner_release (KillableOwner  *owner,
   if (notify == NULL)
     return;
 
+  /* A main loop holds its context for as long as it runs (g_main_loop_run(),
+   * g_application_run()): when it can be acquired here, none runs it. The
+   * probes are serialised by owner_lock, so that two of them never take
+   * each other for a main loop (the context's own lock is already taken
+   * under owner_lock, by g_source_attach() in killable_owner_queue()). */
   g_mutex_lock (&owner_lock);
   here = owner->thread == g_thread_self () || g_main_context_is_owner (owner->context);
   context = g_main_context_ref (owner->context);
-  g_mutex_unlock (&owner_lock);
-
-  /* A main loop holds its context for as long as it runs (g_main_loop_run(),
-   * g_application_run()): when it can be acquired here, none runs it. The
-   * probes are serialised, so that two of them never take each other for
-   * a main loop. */
   if (!here)
     {
-      g_mutex_lock (&probe_lock);
       here = g_main_context_acquire (context);
       if (here)
         g_main_context_release (context);
-      g_mutex_unlock (&probe_lock);
     }
+  g_mutex_unlock (&owner_lock);
 
   if (here)
     {

@@ -3404,6 +3404,8 @@ killable_task_wait_async (KillableTask        *self,
  * [method@Killable.Task.join] would return, or %G_IO_ERROR_CANCELLED if the
  * wait's cancellable was cancelled.
  *
+ * Call it from the callback given to [method@Killable.Task.wait_async].
+ *
  * Returns: %TRUE if the task succeeded
  *
  * Since: 1.2
