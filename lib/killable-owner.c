@@ -3,12 +3,13 @@
  * Owns: a KillableOwner per task (its owner context and thread, its newest
  * queued entry), one FIFO of entries per owner context, and the release of
  * the owner's data (destroy notifies) on the owner's context.
- * Locks: owner_lock guards every queue and every KillableOwner's context
- * (and serialises the probes of killable_owner_release()),
- * thread and pending entry; a leaf lock (no user code, no other library
+ * Locks: owner_lock guards every queue and every KillableOwner's context,
+ * thread and pending entry, and serialises the probes of
+ * killable_owner_release(); a leaf lock (no user code, no other library
  * lock is taken under it).
  * Called by: killable-task.c. Calls back only through the
- * KillableOwnerFuncs its owner gave at init: a leaf.
+ * KillableOwnerFuncs its owner gave at init, and the destroy notifies
+ * given to killable_owner_release(): a leaf.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
