@@ -174,7 +174,7 @@ find_default_base (GError **error)
   if (strcmp (mount_root, "/") != 0 && g_str_has_prefix (own, mount_root))
     rel = own + strlen (mount_root);
 
-  return g_build_filename (mount_point, rel, NULL);
+  return g_canonicalize_filename (rel[0] == '/' ? rel + 1 : rel, mount_point);
 }
 
 char *
