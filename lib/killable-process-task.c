@@ -225,9 +225,7 @@ flags_are_valid (KillableProcessFlags flags)
 static gboolean
 was_started (KillableProcessTask *self)
 {
-  KillableTaskPrivate *priv = killable_task_get_private_data (KILLABLE_TASK (self));
-
-  return g_atomic_int_get (&priv->started) != 0;
+  return killable_task_is_started (KILLABLE_TASK (self));
 }
 
 /* Finds the program argv[0] names: a name without a slash is looked up in
@@ -323,13 +321,17 @@ spawn_error_from_errno (int errsv)
 /* Sends @signum to what the task holds: through the helper, or to the
  * child's process group, only while the leader is an unreaped child: until
  * it is reaped, neither its PID nor its group ID can name another process.
- * SIGSTOP and SIGCONT pause and resume. */
-static void
+ * SIGSTOP and SIGCONT pause and resume. Returns FALSE if no process could be
+ * signalled for lack of permission (EPERM: the program became another user,
+ * as su and sudo do; in GROUP mode only, the helper runs as the owner). */
+static gboolean
 signal_group_locked (KillableProcessTask *self,
                      int                  signum)
 {
+  int errsv = 0;
+
   if (self->pid <= 0 || self->reaped)
-    return;
+    return TRUE;
 
   if (self->ctl_fd >= 0)
     {
@@ -346,27 +348,36 @@ signal_group_locked (KillableProcessTask *self,
       /* A socket, not a pipe: a helper that is gone gives EPIPE, never a
        * SIGPIPE to the application. */
       (void) send (self->ctl_fd, &cmd, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-      return;
+      return TRUE;
     }
 
   /* The group may not exist yet if the child has not reached its
    * setpgid(): the leader alone is then all there is. */
-  if (kill (-self->pid, signum) < 0 && errno == ESRCH)
-    (void) kill (self->pid, signum);
+  if (kill (-self->pid, signum) < 0)
+    {
+      errsv = errno;
+      if (errsv == ESRCH)
+        errsv = kill (self->pid, signum) < 0 ? errno : 0;
+    }
 
   /* A stopped process acts on SIGTERM and SIGINT only once continued. */
   if (signum == SIGTERM || signum == SIGINT)
     (void) kill (-self->pid, SIGCONT);
+
+  return errsv != EPERM;
 }
 
 /* Sends @signum now, or at the spawn if it is still to come. A stop,
  * interrupt or kill of a paused task resumes it: the helper thaws the
- * cgroup or continues the processes before signalling them. */
+ * cgroup or continues the processes before signalling them; @was_paused
+ * tells whether the task was paused. Returns FALSE if the program cannot be
+ * signalled (EPERM). */
 static gboolean
 request_signal (KillableProcessTask *self,
-                int                  signum)
+                int                  signum,
+                gboolean            *was_paused)
 {
-  gboolean was_paused;
+  gboolean ret;
 
   g_mutex_lock (&self->lock);
   switch (signum)
@@ -383,12 +394,12 @@ request_signal (KillableProcessTask *self,
     default:
       g_assert_not_reached ();
     }
-  was_paused = self->paused;
+  *was_paused = self->paused;
   self->paused = FALSE;
-  signal_group_locked (self, signum);
+  ret = signal_group_locked (self, signum);
   g_mutex_unlock (&self->lock);
 
-  return was_paused;
+  return ret;
 }
 
 /* The worker got the child: signals asked for while it spawned are sent
@@ -510,12 +521,15 @@ stop_cb (KillableTask *task,
          const GError *reason,
          gpointer      user_data)
 {
+  gboolean was_paused;
+
   /* The stop of a kill(): SIGKILL follows at once, a SIGTERM first would
    * only let the program start a cleanup it cannot finish. */
   if (g_error_matches (reason, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
     return;
 
-  if (request_signal (KILLABLE_PROCESS_TASK (task), SIGTERM))
+  (void) request_signal (KILLABLE_PROCESS_TASK (task), SIGTERM, &was_paused);
+  if (was_paused)
     g_object_notify_by_pspec (G_OBJECT (task), properties[PROP_PAUSED]);
 }
 
@@ -674,8 +688,7 @@ supervise (KillableProcessTask *self,
 {
   Capture *status = st != NULL ? &st->capture : NULL;
   KillableTask *task = KILLABLE_TASK (self);
-  GCancellable *cancellable = NULL;
-  GPollFD cancel_pfd = { -1, 0, 0 };
+  int stop_fd = -1;
   gboolean have_cancel_fd = FALSE;
   gboolean check_exit = TRUE;
   gboolean exited = FALSE;
@@ -723,14 +736,16 @@ supervise (KillableProcessTask *self,
       else if (!exited)
         timeout = 20;   /* no pidfd (kernel older than 5.3): look again soon */
 
+      /* The stop state's eventfd, not g_cancellable_make_pollfd(), which
+       * aborts the process when no fd is left (then: slices of 20 ms). */
       if (exited && !have_cancel_fd)
         {
-          cancellable = killable_task_get_cancellable (task);
-          have_cancel_fd = g_cancellable_make_pollfd (cancellable, &cancel_pfd);
+          stop_fd = killable_stop_state_get_wake_fd (killable_task_get_stop_state (task));
+          have_cancel_fd = stop_fd >= 0;
         }
       if (exited && have_cancel_fd)
         {
-          pfds[n] = (struct pollfd) { .fd = cancel_pfd.fd, .events = POLLIN };
+          pfds[n] = (struct pollfd) { .fd = stop_fd, .events = POLLIN };
           n++;
         }
       else if (exited)
@@ -771,9 +786,6 @@ supervise (KillableProcessTask *self,
           parse_status (self, st);
         }
     }
-
-  if (have_cancel_fd)
-    g_cancellable_release_fd (cancellable);
 
   return wait_errsv;
 }
@@ -1272,19 +1284,40 @@ out:
 static void
 killable_process_task_interrupt (KillableTask *task)
 {
+  gboolean was_paused;
+
   KILLABLE_TASK_CLASS (killable_process_task_parent_class)->interrupt (task);
 
-  if (request_signal (KILLABLE_PROCESS_TASK (task), SIGINT))
+  (void) request_signal (KILLABLE_PROCESS_TASK (task), SIGINT, &was_paused);
+  if (was_paused)
     g_object_notify_by_pspec (G_OBJECT (task), properties[PROP_PAUSED]);
 }
 
 static void
 killable_process_task_kill (KillableTask *task)
 {
+  KillableProcessTask *self = KILLABLE_PROCESS_TASK (task);
+  gboolean was_paused, ok;
+  GPid pid;
+
   /* Not the parent's abandon: the worker is not stuck, it reaps the
    * program as soon as it died, and the task then ends KILLED. */
-  if (request_signal (KILLABLE_PROCESS_TASK (task), SIGKILL))
+  ok = request_signal (self, SIGKILL, &was_paused);
+  if (was_paused)
     g_object_notify_by_pspec (G_OBJECT (task), properties[PROP_PAUSED]);
+  if (ok)
+    return;
+
+  /* Unless the program cannot be signalled (it became another user): kill
+   * still releases the owner. The task ends KILLED now, its worker
+   * abandoned (it reaps the program whenever it ends). */
+  g_mutex_lock (&self->lock);
+  pid = self->pid;
+  g_mutex_unlock (&self->lock);
+  g_warning ("Task “%s”: program “%s” (pid %d) cannot be signalled (%s); the task "
+             "ends KILLED and the program is left running",
+             killable_task_get_name (task), self->argv[0], (int) pid, g_strerror (EPERM));
+  KILLABLE_TASK_CLASS (killable_process_task_parent_class)->kill (task);
 }
 
 void
@@ -1342,17 +1375,16 @@ static void
 killable_process_task_constructed (GObject *object)
 {
   KillableProcessTask *self = KILLABLE_PROCESS_TASK (object);
-  KillableTaskPrivate *priv = killable_task_get_private_data (KILLABLE_TASK (self));
 
   G_OBJECT_CLASS (killable_process_task_parent_class)->constructed (object);
 
   /* Unnamed (the parent's default is the type name): named after the
    * program. Still part of the construction: the name is immutable after. */
-  if (self->argv != NULL && self->argv[0] != NULL && self->argv[0][0] != '\0' &&
-      g_strcmp0 (priv->name, G_OBJECT_TYPE_NAME (object)) == 0)
+  if (self->argv != NULL && self->argv[0] != NULL && self->argv[0][0] != '\0')
     {
-      g_free (priv->name);
-      priv->name = g_path_get_basename (self->argv[0]);
+      g_autofree char *name = g_path_get_basename (self->argv[0]);
+
+      killable_task_set_default_name (KILLABLE_TASK (self), name);
     }
 }
 
@@ -1623,8 +1655,6 @@ state_notify_cb (GObject    *object,
 static void
 killable_process_task_init (KillableProcessTask *self)
 {
-  KillableTaskPrivate *priv = killable_task_get_private_data (KILLABLE_TASK (self));
-
   g_mutex_init (&self->lock);
   self->ctl_fd = -1;
   self->stdin_child_fd = -1;
@@ -1634,9 +1664,9 @@ killable_process_task_init (KillableProcessTask *self)
   g_signal_connect (self, "notify::state", G_CALLBACK (state_notify_cb), NULL);
 
   /* Stop (SIGTERM), then kill (SIGKILL): a process has no interrupt rung
-   * worth waiting for. Set directly: no notification during init. */
-  priv->escalation_direct_kill = TRUE;
-  priv->grace_period = DEFAULT_GRACE_PERIOD;
+   * worth waiting for. Nobody is connected yet: no notification is seen. */
+  killable_task_set_escalation_direct_kill (KILLABLE_TASK (self), TRUE);
+  killable_task_set_grace_period (KILLABLE_TASK (self), DEFAULT_GRACE_PERIOD);
 }
 
 /* }}} */

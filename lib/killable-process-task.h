@@ -82,11 +82,6 @@ typedef enum
   KILLABLE_CONTAINMENT_CGROUP,
 } KillableContainment;
 
-/* Until killable-version-macros.h defines it (issue 11 restructure). */
-#ifndef KILLABLE_AVAILABLE_IN_1_2
-# define KILLABLE_AVAILABLE_IN_1_2 KILLABLE_AVAILABLE_IN_1_0
-#endif
-
 #define KILLABLE_TYPE_PROCESS_TASK (killable_process_task_get_type ())
 
 KILLABLE_AVAILABLE_IN_1_0
