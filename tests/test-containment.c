@@ -263,11 +263,12 @@ count_children (void)
   return n;
 }
 
-/* Leaf cgroups of this process under the default base. */
+/* Leaf cgroups of process @pid under the default base. */
 static guint
-count_leaves (const char *base)
+count_leaves_of (const char *base,
+                 int         pid)
 {
-  g_autofree char *prefix = g_strdup_printf ("killable-%d-", (int) getpid ());
+  g_autofree char *prefix = g_strdup_printf ("killable-%d-", pid);
   GDir *dir;
   const char *name;
   guint n = 0;
@@ -282,6 +283,12 @@ count_leaves (const char *base)
   g_dir_close (dir);
 
   return n;
+}
+
+static guint
+count_leaves (const char *base)
+{
+  return count_leaves_of (base, (int) getpid ());
 }
 
 /* The cgroup base, or NULL after marking the test skipped with why. */
@@ -545,6 +552,15 @@ test_dies_with_owner (gconstpointer data)
       close (pidfds[i]);
     }
   g_assert_cmpint (alive, ==, 0);
+
+  /* The helper removes the cgroup on its way out (bounded wait: it exits
+   * right after the last process it held). */
+  deadline = g_get_monotonic_time () + G_USEC_PER_SEC;
+  while (count_leaves_of (base, owner) != 0)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (1000);
+    }
 }
 
 /* }}} */
