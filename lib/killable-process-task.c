@@ -152,6 +152,7 @@ struct _KillableProcessTask
   GInputStream         *stderr_pipe;   /* (owned) (nullable) */
 
   gboolean              paused;        /* protected by @lock */
+  gboolean              paused_notify_pending; /* protected by @lock: a stop lifted the pause */
 
   /* The child: the program itself in GROUP mode (its pid is also the
    * process group ID), the reaper helper otherwise. */
@@ -369,13 +370,12 @@ signal_group_locked (KillableProcessTask *self,
 
 /* Sends @signum now, or at the spawn if it is still to come. A stop,
  * interrupt or kill of a paused task resumes it: the helper thaws the
- * cgroup or continues the processes before signalling them; @was_paused
- * tells whether the task was paused. Returns FALSE if the program cannot be
- * signalled (EPERM). */
+ * cgroup or continues the processes before signalling them (the lifted
+ * pause is notified with the state, on the owner's context). Returns FALSE
+ * if the program cannot be signalled (EPERM). */
 static gboolean
 request_signal (KillableProcessTask *self,
-                int                  signum,
-                gboolean            *was_paused)
+                int                  signum)
 {
   gboolean ret;
 
@@ -394,7 +394,8 @@ request_signal (KillableProcessTask *self,
     default:
       g_assert_not_reached ();
     }
-  *was_paused = self->paused;
+  if (self->paused)
+    self->paused_notify_pending = TRUE;
   self->paused = FALSE;
   ret = signal_group_locked (self, signum);
   g_mutex_unlock (&self->lock);
@@ -521,16 +522,12 @@ stop_cb (KillableTask *task,
          const GError *reason,
          gpointer      user_data)
 {
-  gboolean was_paused;
-
   /* The stop of a kill(): SIGKILL follows at once, a SIGTERM first would
    * only let the program start a cleanup it cannot finish. */
   if (g_error_matches (reason, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
     return;
 
-  (void) request_signal (KILLABLE_PROCESS_TASK (task), SIGTERM, &was_paused);
-  if (was_paused)
-    g_object_notify_by_pspec (G_OBJECT (task), properties[PROP_PAUSED]);
+  (void) request_signal (KILLABLE_PROCESS_TASK (task), SIGTERM);
 }
 
 static int
@@ -1284,28 +1281,20 @@ out:
 static void
 killable_process_task_interrupt (KillableTask *task)
 {
-  gboolean was_paused;
-
   KILLABLE_TASK_CLASS (killable_process_task_parent_class)->interrupt (task);
 
-  (void) request_signal (KILLABLE_PROCESS_TASK (task), SIGINT, &was_paused);
-  if (was_paused)
-    g_object_notify_by_pspec (G_OBJECT (task), properties[PROP_PAUSED]);
+  (void) request_signal (KILLABLE_PROCESS_TASK (task), SIGINT);
 }
 
 static void
 killable_process_task_kill (KillableTask *task)
 {
   KillableProcessTask *self = KILLABLE_PROCESS_TASK (task);
-  gboolean was_paused, ok;
   GPid pid;
 
   /* Not the parent's abandon: the worker is not stuck, it reaps the
    * program as soon as it died, and the task then ends KILLED. */
-  ok = request_signal (self, SIGKILL, &was_paused);
-  if (was_paused)
-    g_object_notify_by_pspec (G_OBJECT (task), properties[PROP_PAUSED]);
-  if (ok)
+  if (request_signal (self, SIGKILL))
     return;
 
   /* Unless the program cannot be signalled (it became another user): kill
@@ -1333,6 +1322,7 @@ killable_process_task_set_paused_internal (KillableProcessTask *self,
   if (changed)
     {
       self->paused = paused;
+      self->paused_notify_pending = FALSE;
       signal_group_locked (self, paused ? SIGSTOP : SIGCONT);
     }
   g_mutex_unlock (&self->lock);
@@ -1620,8 +1610,9 @@ killable_process_task_class_init (KillableProcessTaskClass *klass)
    * KillableProcessTask:paused:
    *
    * Whether the program is paused. See [method@Killable.Task.pause]. The
-   * notification is emitted in the thread that paused, resumed or stopped
-   * the task.
+   * notification is emitted in the thread that paused or resumed the task
+   * (its owner's), and on the owner's context, with the state, when a stop
+   * lifted the pause.
    *
    * Since: 1.2
    */
@@ -1632,13 +1623,22 @@ killable_process_task_class_init (KillableProcessTaskClass *klass)
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
 
-/* The mode in effect is notified on the owner's context, with the state. */
+/* The mode in effect, and a pause a stop lifted, are notified on the
+ * owner's context, with the state. */
 static void
 state_notify_cb (GObject    *object,
                  GParamSpec *pspec,
                  gpointer    user_data)
 {
   KillableProcessTask *self = KILLABLE_PROCESS_TASK (object);
+  gboolean pause_lifted;
+
+  g_mutex_lock (&self->lock);
+  pause_lifted = self->paused_notify_pending;
+  self->paused_notify_pending = FALSE;
+  g_mutex_unlock (&self->lock);
+  if (pause_lifted)
+    g_object_notify_by_pspec (object, properties[PROP_PAUSED]);
 
   if (self->containment_notified ||
       killable_task_get_state (KILLABLE_TASK (self)) == KILLABLE_TASK_STATE_PENDING)

@@ -36,6 +36,7 @@
 #include "killable-cgroup-private.h"
 
 static char *self_exe;
+static GThread *main_thread;
 
 /* Roles of this binary as a program {{{ */
 
@@ -732,7 +733,18 @@ test_pause (gconstpointer data)
   g_assert_no_error (error);
 }
 
-/* A stop while paused thaws first, so the program gets its SIGTERM. */
+static void
+count_notify (GObject    *object,
+              GParamSpec *pspec,
+              gpointer    user_data)
+{
+  /* On the owner's thread, never the timer's or a worker's. */
+  g_assert_true (g_thread_self () == main_thread);
+  (*(int *) user_data)++;
+}
+
+/* A stop while paused thaws first, so the program gets its SIGTERM; the
+ * lifted pause is notified on the owner's context. */
 static void
 test_stop_while_paused (gconstpointer data)
 {
@@ -742,6 +754,7 @@ test_stop_while_paused (gconstpointer data)
   g_autofree char *base = NULL;
   g_autoptr(GDataInputStream) out = NULL;
   g_autofree char *line = NULL;
+  int notified = 0;
 
   if (mode == KILLABLE_CONTAINMENT_CGROUP && (base = cgroup_base_or_skip ()) == NULL)
     return;
@@ -755,12 +768,17 @@ test_stop_while_paused (gconstpointer data)
   line = g_data_input_stream_read_line (out, NULL, NULL, &error);
   g_assert_cmpstr (line, ==, "ready");
 
+  g_signal_connect (task, "notify::paused", G_CALLBACK (count_notify), &notified);
   killable_task_pause (KILLABLE_TASK (task));
+  g_assert_cmpint (notified, ==, 1);
   killable_task_stop (KILLABLE_TASK (task));
   g_assert_false (killable_task_is_paused (KILLABLE_TASK (task)));
   g_assert_false (killable_task_join (KILLABLE_TASK (task), &error));
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
   g_assert_cmpint (killable_process_task_get_term_sig (task), ==, SIGTERM);
+  while (notified < 2)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpint (notified, ==, 2);
 }
 
 /* }}} */
@@ -1097,6 +1115,7 @@ main (int    argc,
   static const char *end_names[] = { "stop", "kill", "exit" };
 
   self_exe = g_file_read_link ("/proc/self/exe", NULL);
+  main_thread = g_thread_self ();
 
   if (argc >= 4 && g_str_equal (argv[1], "--escapees"))
     return run_escapees (argv[2], g_str_equal (argv[3], "exit"));
