@@ -1062,6 +1062,8 @@ test_kill_eperm (void)
       g_log_set_always_fatal (G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
       task = killable_process_task_new (argv, &error);
       g_assert_no_error (error);
+      /* Signalled directly: the reaper helper would still kill it. */
+      killable_process_task_set_containment (task, KILLABLE_CONTAINMENT_GROUP);
       g_assert_true (killable_task_start (KILLABLE_TASK (task), NULL));
       TEST_POLL_UNTIL (killable_process_task_get_pid (task) > 0);
 

@@ -373,6 +373,27 @@ row_action_clicked_cb (GtkButton  *button,
     demo_window_apply_rung (self, task, rung);
 }
 
+/* Pause/Resume: process tasks only (a thread task is not frozen). */
+static void
+pause_toggled_cb (GtkToggleButton *toggle,
+                  DemoWindow      *self)
+{
+  GtkListItem *list_item = g_object_get_data (G_OBJECT (toggle), "demo-list-item");
+  KillableTask *task = list_item_get_task (list_item);
+
+  if (task == NULL || !KILLABLE_IS_PROCESS_TASK (task))
+    return;
+  if (gtk_toggle_button_get_active (toggle) == killable_task_is_paused (task))
+    return;
+
+  if (gtk_toggle_button_get_active (toggle))
+    killable_task_pause (task);
+  else
+    killable_task_resume (task);
+  demo_window_log (self, "%s: %s", killable_task_get_name (task),
+                   killable_task_is_paused (task) ? _("paused") : _("resumed"));
+}
+
 static void
 actions_setup_cb (GtkSignalListItemFactory *factory,
                   GtkListItem              *list_item,
@@ -406,6 +427,19 @@ actions_setup_cb (GtkSignalListItemFactory *factory,
       gtk_box_append (GTK_BOX (box), button);
     }
 
+  {
+    GtkWidget *pause = gtk_toggle_button_new_with_label (_("Pause"));
+
+    gtk_widget_set_tooltip_text (pause, _("Freeze the program and everything it started "
+                                          "(cgroup.freeze, or SIGSTOP); a stop resumes it"));
+    gtk_widget_set_valign (pause, GTK_ALIGN_CENTER);
+    gtk_widget_add_css_class (pause, "row-action");
+    g_object_set_data (G_OBJECT (pause), "demo-list-item", list_item);
+    g_signal_connect_object (pause, "toggled", G_CALLBACK (pause_toggled_cb), self, 0);
+    gtk_box_append (GTK_BOX (box), pause);
+    g_object_set_data (G_OBJECT (list_item), "demo-pause-button", pause);
+  }
+
   gtk_list_item_set_child (list_item, box);
 }
 
@@ -414,11 +448,32 @@ actions_bind_cb (GtkSignalListItemFactory *factory,
                  GtkListItem              *list_item,
                  DemoWindow               *self)
 {
+  KillableTask *task = list_item_get_task (list_item);
+  GtkWidget *pause = g_object_get_data (G_OBJECT (list_item), "demo-pause-button");
+
   bind_to_list_item (list_item,
-                     g_object_bind_property_full (list_item_get_task (list_item), "state",
+                     g_object_bind_property_full (task, "state",
                                                   gtk_list_item_get_child (list_item), "sensitive",
                                                   G_BINDING_SYNC_CREATE,
                                                   state_to_sensitive, NULL, NULL, NULL));
+
+  gtk_widget_set_visible (pause, KILLABLE_IS_PROCESS_TASK (task));
+  if (KILLABLE_IS_PROCESS_TASK (task))
+    g_object_set_data (G_OBJECT (list_item), "demo-pause-binding",
+                       g_object_bind_property (task, "paused", pause, "active",
+                                               G_BINDING_SYNC_CREATE));
+}
+
+static void
+actions_unbind_cb (GtkSignalListItemFactory *factory,
+                   GtkListItem              *list_item,
+                   DemoWindow               *self)
+{
+  GBinding *binding = g_object_steal_data (G_OBJECT (list_item), "demo-pause-binding");
+
+  if (binding != NULL)
+    g_binding_unbind (binding);
+  binding_unbind_cb (factory, list_item, self);
 }
 
 /* }}} */
@@ -794,6 +849,7 @@ demo_window_class_init (DemoWindowClass *klass)
   gtk_widget_class_bind_template_callback (widget_class, progress_bind_cb);
   gtk_widget_class_bind_template_callback (widget_class, status_setup_cb);
   gtk_widget_class_bind_template_callback (widget_class, status_bind_cb);
+  gtk_widget_class_bind_template_callback (widget_class, actions_unbind_cb);
   gtk_widget_class_bind_template_callback (widget_class, status_unbind_cb);
   gtk_widget_class_bind_template_callback (widget_class, actions_setup_cb);
   gtk_widget_class_bind_template_callback (widget_class, actions_bind_cb);

@@ -250,6 +250,15 @@ self_test_cb (gpointer data)
   if (tasks[DEMO_WORKLOAD_CPU_TREE] != NULL)
     wait_for (cpu_progress_shown, tasks[DEMO_WORKLOAD_CPU_TREE], CPU_RUN_MS);
 
+  /* Paused (as with its row's Pause button): the stop of its rung must
+   * resume it first, or the tree would never end. */
+  if (tasks[DEMO_WORKLOAD_PROCESS_TREE] != NULL)
+    {
+      killable_task_pause (tasks[DEMO_WORKLOAD_PROCESS_TREE]);
+      check (killable_task_is_paused (tasks[DEMO_WORKLOAD_PROCESS_TREE]),
+             _("the process tree is paused"));
+    }
+
   /* Each rung, as the row buttons apply it. */
   for (guint w = 0; w < DEMO_N_WORKLOADS; w++)
     if (tasks[w] != NULL)

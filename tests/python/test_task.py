@@ -576,7 +576,7 @@ class TestProcessTask(unittest.TestCase):
         p.start()
         with self.assertRaises(GLib.Error) as cm:
             p.join()
-        self.assertTrue(cm.exception.matches(Killable.error_quark(), Killable.Error.FAILED))
+        self.assertTrue(cm.exception.matches(GLib.spawn_exit_error_quark(), 1))
 
 
 if __name__ == '__main__':
