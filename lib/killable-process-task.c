@@ -180,9 +180,7 @@ flags_are_valid (KillableProcessFlags flags)
 static gboolean
 was_started (KillableProcessTask *self)
 {
-  KillableTaskPrivate *priv = killable_task_get_private_data (KILLABLE_TASK (self));
-
-  return g_atomic_int_get (&priv->started) != 0;
+  return killable_task_is_started (KILLABLE_TASK (self));
 }
 
 /* Finds the program argv[0] names: a name without a slash is looked up in
@@ -277,29 +275,42 @@ spawn_error_from_errno (int errsv)
 
 /* Sends @signum to the child's process group, only while the leader is an
  * unreaped child: until it is reaped, neither its PID nor its group ID can
- * name another process. */
-static void
+ * name another process. Returns FALSE if no process could be signalled for
+ * lack of permission (EPERM: the program became another user, as su and
+ * sudo do). */
+static gboolean
 signal_group_locked (KillableProcessTask *self,
                      int                  signum)
 {
+  int errsv = 0;
+
   if (self->pid <= 0 || self->reaped)
-    return;
+    return TRUE;
 
   /* The group may not exist yet if the child has not reached its
    * setpgid(): the leader alone is then all there is. */
-  if (kill (-self->pid, signum) < 0 && errno == ESRCH)
-    (void) kill (self->pid, signum);
+  if (kill (-self->pid, signum) < 0)
+    {
+      errsv = errno;
+      if (errsv == ESRCH)
+        errsv = kill (self->pid, signum) < 0 ? errno : 0;
+    }
 
   /* A stopped process acts on SIGTERM and SIGINT only once continued. */
   if (signum != SIGKILL)
     (void) kill (-self->pid, SIGCONT);
+
+  return errsv != EPERM;
 }
 
-/* Sends @signum now, or at the spawn if it is still to come. */
-static void
+/* Sends @signum now, or at the spawn if it is still to come. Returns FALSE
+ * if the program cannot be signalled (EPERM). */
+static gboolean
 request_signal (KillableProcessTask *self,
                 int                  signum)
 {
+  gboolean ret;
+
   g_mutex_lock (&self->lock);
   switch (signum)
     {
@@ -315,8 +326,10 @@ request_signal (KillableProcessTask *self,
     default:
       g_assert_not_reached ();
     }
-  signal_group_locked (self, signum);
+  ret = signal_group_locked (self, signum);
   g_mutex_unlock (&self->lock);
+
+  return ret;
 }
 
 /* The worker got the child: signals asked for while it spawned are sent
@@ -541,8 +554,7 @@ supervise (KillableProcessTask *self,
            Capture             *err)
 {
   KillableTask *task = KILLABLE_TASK (self);
-  GCancellable *cancellable = NULL;
-  GPollFD cancel_pfd = { -1, 0, 0 };
+  int stop_fd = -1;
   gboolean have_cancel_fd = FALSE;
   gboolean check_exit = TRUE;
   gboolean exited = FALSE;
@@ -582,14 +594,16 @@ supervise (KillableProcessTask *self,
       else if (!exited)
         timeout = 20;   /* no pidfd (kernel older than 5.3): look again soon */
 
+      /* The stop state's eventfd, not g_cancellable_make_pollfd(), which
+       * aborts the process when no fd is left (then: slices of 20 ms). */
       if (exited && !have_cancel_fd)
         {
-          cancellable = killable_task_get_cancellable (task);
-          have_cancel_fd = g_cancellable_make_pollfd (cancellable, &cancel_pfd);
+          stop_fd = killable_stop_state_get_wake_fd (killable_task_get_stop_state (task));
+          have_cancel_fd = stop_fd >= 0;
         }
       if (exited && have_cancel_fd)
         {
-          pfds[n] = (struct pollfd) { .fd = cancel_pfd.fd, .events = POLLIN };
+          pfds[n] = (struct pollfd) { .fd = stop_fd, .events = POLLIN };
           n++;
         }
       else if (exited)
@@ -620,9 +634,6 @@ supervise (KillableProcessTask *self,
       if (i_err >= 0 && pfds[i_err].revents != 0)
         capture_read (err, FALSE);
     }
-
-  if (have_cancel_fd)
-    g_cancellable_release_fd (cancellable);
 
   return wait_errsv;
 }
@@ -806,9 +817,24 @@ killable_process_task_interrupt (KillableTask *task)
 static void
 killable_process_task_kill (KillableTask *task)
 {
+  KillableProcessTask *self = KILLABLE_PROCESS_TASK (task);
+  GPid pid;
+
   /* Not the parent's abandon: the worker is not stuck, it reaps the
    * program as soon as it died, and the task then ends KILLED. */
-  request_signal (KILLABLE_PROCESS_TASK (task), SIGKILL);
+  if (request_signal (self, SIGKILL))
+    return;
+
+  /* Unless the program cannot be signalled (it became another user): kill
+   * still releases the owner. The task ends KILLED now, its worker
+   * abandoned (it reaps the program whenever it ends). */
+  g_mutex_lock (&self->lock);
+  pid = self->pid;
+  g_mutex_unlock (&self->lock);
+  g_warning ("Task “%s”: program “%s” (pid %d) cannot be signalled (%s); the task "
+             "ends KILLED and the program is left running",
+             killable_task_get_name (task), self->argv[0], (int) pid, g_strerror (EPERM));
+  KILLABLE_TASK_CLASS (killable_process_task_parent_class)->kill (task);
 }
 
 /* }}} */
@@ -833,17 +859,16 @@ static void
 killable_process_task_constructed (GObject *object)
 {
   KillableProcessTask *self = KILLABLE_PROCESS_TASK (object);
-  KillableTaskPrivate *priv = killable_task_get_private_data (KILLABLE_TASK (self));
 
   G_OBJECT_CLASS (killable_process_task_parent_class)->constructed (object);
 
   /* Unnamed (the parent's default is the type name): named after the
    * program. Still part of the construction: the name is immutable after. */
-  if (self->argv != NULL && self->argv[0] != NULL && self->argv[0][0] != '\0' &&
-      g_strcmp0 (priv->name, G_OBJECT_TYPE_NAME (object)) == 0)
+  if (self->argv != NULL && self->argv[0] != NULL && self->argv[0][0] != '\0')
     {
-      g_free (priv->name);
-      priv->name = g_path_get_basename (self->argv[0]);
+      g_autofree char *name = g_path_get_basename (self->argv[0]);
+
+      killable_task_set_default_name (KILLABLE_TASK (self), name);
     }
 }
 
@@ -974,14 +999,12 @@ killable_process_task_class_init (KillableProcessTaskClass *klass)
 static void
 killable_process_task_init (KillableProcessTask *self)
 {
-  KillableTaskPrivate *priv = killable_task_get_private_data (KILLABLE_TASK (self));
-
   g_mutex_init (&self->lock);
 
   /* Stop (SIGTERM), then kill (SIGKILL): a process has no interrupt rung
-   * worth waiting for. Set directly: no notification during init. */
-  priv->escalation_direct_kill = TRUE;
-  priv->grace_period = DEFAULT_GRACE_PERIOD;
+   * worth waiting for. Nobody is connected yet: no notification is seen. */
+  killable_task_set_escalation_direct_kill (KILLABLE_TASK (self), TRUE);
+  killable_task_set_grace_period (KILLABLE_TASK (self), DEFAULT_GRACE_PERIOD);
 }
 
 /* }}} */

@@ -1,5 +1,19 @@
 /* killable-task.c: a unit of work that can be stopped, interrupted or killed
  *
+ * Owns: the GObject (properties, signals), the state machine, start, join,
+ * run_async, results, cleanups, the worker's record (for EINTR), abandon
+ * and the abandoned-thread count, the current task. Its private struct
+ * embeds the sub-states of the modules it drives (stop state, owner,
+ * escalation, tree node), each guarded by its own module's lock.
+ * Locks: KillableTaskPrivate.lock guards the fields marked so below; the
+ * state, abandon, started and dispatched words are atomic. Under it the
+ * owner lock may be taken (emissions are queued under it, see
+ * complete_full()); no user code runs under it.
+ * Called by: the public API, killable-tree.c and subclasses in lib/
+ * (through killable-task-private.h). Calls: killable-tree.c (task and tree
+ * call each other), and the leaves: stop state, owner, escalation, signal,
+ * worker pool, error.
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
@@ -7,13 +21,16 @@
 
 #include <errno.h>
 #include <math.h>
-#include <poll.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <glib/gi18n-lib.h>
 
 #include "killable-enums.h"
-#include "killable-error.h"
+#include "killable-error-private.h"
+#include "killable-escalation-private.h"
+#include "killable-fork-private.h"
+#include "killable-signal-private.h"
 #include "killable-task-private.h"
 #include "killable-sync-private.h"
 #include "killable-worker-pool-private.h"
@@ -116,91 +133,78 @@ typedef struct
   GDestroyNotify      notify;
 } Cleanup;
 
+typedef enum
+{
+  KILLABLE_ABANDON_ALLOWED   = 0,
+  KILLABLE_ABANDON_COMMITTED = 1,   /* the worker said "do not abandon me" */
+  KILLABLE_ABANDON_DONE      = 2,   /* abandoned: the task is KILLED */
+} KillableAbandonState;
+
+typedef struct
+{
+  KillableStopState   stop;              /* first: killable_task_check() reads it */
+
+  int                 state;             /* (atomic) KillableTaskState */
+  int                 abandon;           /* (atomic) KillableAbandonState */
+  int                 interrupt_syscalls;/* (atomic) */
+  int                 started;           /* (atomic) */
+  int                 dispatched;        /* (atomic) handed to a worker thread */
+
+  GMutex              lock;
+  GCond               cond;              /* join()/wait(): terminal state reached */
+  guint               n_cond_waiters;    /* protected by @lock: threads waiting on @cond */
+
+  char               *name;              /* (owned) immutable after construction */
+  KillableTaskFunc    func;              /* immutable after construction */
+  gpointer            func_data;
+  GDestroyNotify      func_notify;
+
+  GCancellable       *cancellable;       /* (owned) (nullable) created lazily, protected by @lock */
+  GError             *error;             /* (owned) (nullable) set once with the terminal state, then immutable */
+  GSList             *cleanups;          /* (owned) LIFO, protected by @lock */
+  gboolean            cleanups_done;     /* protected by @lock */
+  double              progress;          /* protected by @lock */
+  char               *status;            /* (owned) protected by @lock */
+  GTask              *async_task;        /* (owned) (nullable) run_async's, protected by @lock */
+  gulong              async_cancel_id;   /* protected by @lock */
+  GCancellable       *async_cancellable; /* (owned) (nullable) protected by @lock */
+
+  /* The worker, for the EINTR path: signals go to @worker only while it is
+   * inside run() and armed, so that a cached idle thread or another task's
+   * work never gets one. Protected by @lock. */
+  pthread_t           worker;
+  gboolean            worker_active;
+  gboolean            interrupt_armed;
+  gboolean            escalation_direct_kill; /* protected by @lock: grace goes straight to kill */
+
+  KillableOwner       owner;             /* the owner module's state */
+  KillableEscalation  escalation;        /* the escalation module's state */
+  KillableTreeNode    node;              /* the tree's state */
+} KillableTaskPrivate;
+
 G_DEFINE_TYPE_WITH_PRIVATE (KillableTask, killable_task, G_TYPE_OBJECT)
 
 static GType task_type;     /* KILLABLE_TYPE_TASK, without a call */
 
-/* How often wait_fd() looks at the stop flag when it has no wake-up fd. */
-#define WAIT_FD_SLICE_MS 50
 static GParamSpec *properties[N_PROPS];
 static guint signals[N_SIGNALS];
 static guint notify_signal_id;
 static GPrivate current_task;
+static int abandoned_threads;    /* (atomic) */
 
-KillableTaskPrivate *
-killable_task_get_private_data (KillableTask *self)
-{
-  return killable_task_get_instance_private (self);
-}
+gssize killable_task_tree_node_offset;
+gssize killable_task_stop_state_offset;
+/* Exported for the inline check (killable-task.h) */
+_KillableTaskFastPath _killable_task_fast_path = { 0, 1 };
 
-/* The error about task @name for @format, built without printf when the
- * translation of @format is a plain "…%s…" (the usual case): a stop of a
- * large tree makes one per task, and printf was most of its cost. Returns
- * NULL for any other translation (positional arguments, "%%"), which the
- * caller formats with printf. */
 static GError *
-error_about_task (KillableError  code,
-                  const char    *format,
-                  const char    *name)
-{
-  const char *at = strstr (format, "%s");
-  gsize prefix, name_len, suffix;
-  char *message;
-  GError *error;
-
-  if (at == NULL || strchr (format, '%') != at || strchr (at + 2, '%') != NULL)
-    return NULL;
-
-  prefix = at - format;
-  name_len = strlen (name);
-  suffix = strlen (at + 2);
-  message = g_malloc (prefix + name_len + suffix + 1);
-  memcpy (message, format, prefix);
-  memcpy (message + prefix, name, name_len);
-  memcpy (message + prefix + name_len, at + 2, suffix + 1);
-
-  /* message is a public field, freed by g_error_free() with g_free(). */
-  error = g_error_new_literal (KILLABLE_ERROR, code, "");
-  g_free (error->message);
-  error->message = message;
-
-  return error;
-}
-
-/* Returns the error for @code from a literal @format (kept literal for
- * xgettext and the format checks of the fallback). */
-#define RETURN_TASK_ERROR(code, format) \
-  G_STMT_START { \
-    GError *fast_ = error_about_task ((code), _(format), name); \
-    return fast_ != NULL ? fast_ : g_error_new (KILLABLE_ERROR, (code), _(format), name); \
-  } G_STMT_END
-
-GError *
-killable_task_make_error (KillableTask  *self,
-                          KillableError  code)
+make_error (KillableTask  *self,
+            KillableError  code)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
-  const char *name = priv->name != NULL ? priv->name : "";
 
-  switch (code)
-    {
-    case KILLABLE_ERROR_STOPPED:
-      RETURN_TASK_ERROR (code, N_("Task “%s” was stopped"));
-    case KILLABLE_ERROR_INTERRUPTED:
-      RETURN_TASK_ERROR (code, N_("Task “%s” was interrupted"));
-    case KILLABLE_ERROR_TIMED_OUT:
-      RETURN_TASK_ERROR (code, N_("Task “%s” timed out"));
-    case KILLABLE_ERROR_KILLED:
-      RETURN_TASK_ERROR (code, N_("Task “%s” was killed"));
-    case KILLABLE_ERROR_CHILD_FAILED:
-      RETURN_TASK_ERROR (code, N_("A child of task “%s” failed"));
-    case KILLABLE_ERROR_FAILED:
-    default:
-      RETURN_TASK_ERROR (KILLABLE_ERROR_FAILED, N_("Task “%s” failed"));
-    }
+  return killable_error_new_for_task (code, priv->name);
 }
-
-#undef RETURN_TASK_ERROR
 
 /* Emission (owner context) {{{ */
 
@@ -219,14 +223,27 @@ has_notify_handler (KillableTask *self,
 /* The emissions that are notify signals. */
 #define NOTIFY_EMISSIONS \
   (KILLABLE_EMIT_STATE_RUNNING | KILLABLE_EMIT_STATE_STOPPING | KILLABLE_EMIT_STATE_TERMINAL | \
-   KILLABLE_EMIT_PROGRESS | KILLABLE_EMIT_STATUS | KILLABLE_EMIT_ERROR | KILLABLE_EMIT_PARENT)
+   KILLABLE_EMIT_PROGRESS | KILLABLE_EMIT_STATUS | KILLABLE_EMIT_ERROR | KILLABLE_EMIT_PARENT | \
+   KILLABLE_EMIT_SETTERS)
 
-guint
-killable_task_filter_emissions (KillableTask *self,
-                                guint         emissions)
+/* The notifications of owner-side setters, emission → property. */
+static const struct {
+  guint emission;
+  int   prop;
+} setter_props[] = {
+  { KILLABLE_EMIT_TIMEOUT, PROP_TIMEOUT },
+  { KILLABLE_EMIT_GRACE_PERIOD, PROP_GRACE_PERIOD },
+  { KILLABLE_EMIT_INTERRUPT_SYSCALLS, PROP_INTERRUPT_SYSCALLS },
+  { KILLABLE_EMIT_CHILD_POLICY, PROP_CHILD_POLICY },
+  { KILLABLE_EMIT_RETAIN_CHILDREN, PROP_RETAIN_CHILDREN },
+};
+
+static guint
+filter_emissions (GObject *object,
+                  guint    emissions)
 {
+  KillableTask *self = KILLABLE_TASK (object);
   KillableTaskClass *klass = KILLABLE_TASK_GET_CLASS (self);
-  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   guint wanted = emissions & KILLABLE_EMIT_ASYNC_RETURN;
   gboolean any_handler = FALSE;
 
@@ -261,9 +278,11 @@ killable_task_filter_emissions (KillableTask *self,
     wanted |= KILLABLE_EMIT_ERROR;
   if ((emissions & KILLABLE_EMIT_PARENT) && has_notify_handler (self, PROP_PARENT))
     wanted |= KILLABLE_EMIT_PARENT;
-  if ((emissions & KILLABLE_EMIT_CHILDREN) &&
-      g_atomic_pointer_get (&priv->children_model) != NULL)
+  if ((emissions & KILLABLE_EMIT_CHILDREN) && killable_tree_has_model (self))
     wanted |= KILLABLE_EMIT_CHILDREN;
+  for (guint i = 0; i < G_N_ELEMENTS (setter_props); i++)
+    if ((emissions & setter_props[i].emission) && has_notify_handler (self, setter_props[i].prop))
+      wanted |= setter_props[i].emission;
 
   if ((emissions & KILLABLE_EMIT_FINISHED) &&
       (klass->finished != NULL ||
@@ -311,10 +330,12 @@ async_return (KillableTask *self)
     g_task_return_boolean (task, TRUE);
 }
 
-void
-killable_task_emit (KillableTask *self,
-                    guint         emissions)
+static void
+emit (GObject *object,
+      guint    emissions)
 {
+  KillableTask *self = KILLABLE_TASK (object);
+
   if (emissions & KILLABLE_EMIT_STOP_REQUESTED)
     {
       KillableTaskPrivate *priv = killable_task_get_instance_private (self);
@@ -343,8 +364,36 @@ killable_task_emit (KillableTask *self,
     g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ERROR]);
   if (emissions & KILLABLE_EMIT_FINISHED)
     g_signal_emit (self, signals[FINISHED], 0);
+  for (guint i = 0; i < G_N_ELEMENTS (setter_props); i++)
+    if (emissions & setter_props[i].emission)
+      g_object_notify_by_pspec (G_OBJECT (self), properties[setter_props[i].prop]);
   if (emissions & KILLABLE_EMIT_ASYNC_RETURN)
     async_return (self);
+}
+
+static const KillableOwnerFuncs owner_funcs = {
+  .filter = filter_emissions,
+  .emit = emit,
+};
+
+void
+killable_task_queue_emissions (KillableTask *self,
+                               guint         emissions)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  killable_owner_queue (&priv->owner, emissions);
+}
+
+/* A setter changed a property: its notification reaches handlers on the
+ * owner's thread, at once when that is the calling thread. */
+void
+killable_task_emit_setter (KillableTask *self,
+                           guint         emissions)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  killable_owner_emit (&priv->owner, emissions);
 }
 
 /* }}} */
@@ -360,7 +409,6 @@ complete_full (KillableTask      *self,
                GError            *error)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
-  gboolean armed;
   guint emissions;
 
   g_assert (KILLABLE_TASK_STATE_IS_TERMINAL (state));
@@ -392,11 +440,7 @@ complete_full (KillableTask      *self,
    * waits (counted under this lock in wait_until()). */
   if (priv->n_cond_waiters > 0)
     g_cond_broadcast (&priv->cond);
-  /* Nothing to cancel unless a timer was armed: each arming path checks
-   * the terminal state under this lock, so none can be armed from here
-   * on, and the common case skips another round trip through the lock. */
-  armed = priv->timeout_source != NULL || priv->escalation_source != NULL ||
-          priv->interrupt_source != NULL || priv->interrupt_armed;
+  priv->interrupt_armed = FALSE;
   /* The children model is brought up to date before finished is emitted. */
   emissions = KILLABLE_EMIT_STATE_TERMINAL | KILLABLE_EMIT_FINISHED | KILLABLE_EMIT_CHILDREN;
   if (error != NULL)
@@ -408,12 +452,11 @@ complete_full (KillableTask      *self,
    * its callback never overtakes finished; and before the parent learns of
    * the end (and may end in turn), so that a child's finished is always
    * emitted before its parent's. */
-  killable_owner_queue (self, emissions);
+  killable_owner_queue (&priv->owner, emissions);
 
   g_mutex_unlock (&priv->lock);
 
-  if (armed)
-    killable_escalation_cancel (self);
+  killable_escalation_close (&priv->escalation);
   killable_tree_child_ended (self);
 
   return TRUE;
@@ -427,11 +470,11 @@ complete (KillableTask      *self,
   return complete_full (self, FALSE, state, error);
 }
 
-gboolean
-killable_task_complete_killed (KillableTask *self)
+static gboolean
+complete_killed (KillableTask *self)
 {
   return complete (self, KILLABLE_TASK_STATE_KILLED,
-                   killable_task_make_error (self, KILLABLE_ERROR_KILLED));
+                   make_error (self, KILLABLE_ERROR_KILLED));
 }
 
 static void
@@ -468,15 +511,15 @@ dup_stop_outcome (KillableTask *self)
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   GError *error = killable_stop_state_dup_reason (&priv->stop);
 
-  if (g_atomic_int_get (&priv->kill_requested) &&
+  if (killable_tree_node_has_mark (&priv->node, KILLABLE_TREE_MARK_KILL) &&
       !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
     {
       g_clear_error (&error);
-      return killable_task_make_error (self, KILLABLE_ERROR_KILLED);
+      return make_error (self, KILLABLE_ERROR_KILLED);
     }
 
   if (error == NULL)
-    error = killable_task_make_error (self, KILLABLE_ERROR_STOPPED);
+    error = make_error (self, KILLABLE_ERROR_STOPPED);
 
   return error;
 }
@@ -553,7 +596,7 @@ killable_task_request_stop_internal (KillableTask *self,
   if (g_atomic_int_get (&priv->state) == KILLABLE_TASK_STATE_PENDING &&
       killable_task_complete_pending (self))
     {
-      killable_owner_queue (self, KILLABLE_EMIT_STOP_REQUESTED);
+      killable_owner_queue (&priv->owner, KILLABLE_EMIT_STOP_REQUESTED);
       return;
     }
 
@@ -561,26 +604,251 @@ killable_task_request_stop_internal (KillableTask *self,
                                          KILLABLE_TASK_STATE_STOPPING))
     emissions |= KILLABLE_EMIT_STATE_STOPPING;
 
-  killable_owner_queue (self, emissions);
-  killable_escalation_start (self);
+  killable_owner_queue (&priv->owner, emissions);
+  killable_escalation_begin_grace (&priv->escalation);
+}
+
+/* }}} */
+
+/* The forced rungs: EINTR, abandon, escalation {{{ */
+
+/* The worker's signal mask while it runs the work. */
+typedef struct
+{
+  sigset_t  old;
+  gboolean  restore;
+} WorkerSignals;
+
+static void
+worker_enter (KillableTask  *self,
+              WorkerSignals *mask)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  /* The interrupt signal reaches the work whatever mask this thread got
+   * (an application that blocks every signal before it creates threads, a
+   * previous task on this cached thread); the mask is restored after. */
+  mask->restore = killable_signal_unblock (killable_signal_get_current (), &mask->old);
+
+  g_mutex_lock (&priv->lock);
+  priv->worker = pthread_self ();
+  priv->worker_active = TRUE;
+  g_mutex_unlock (&priv->lock);
+}
+
+static void
+worker_leave (KillableTask  *self,
+              WorkerSignals *mask)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  g_mutex_lock (&priv->lock);
+  priv->worker_active = FALSE;
+  priv->interrupt_armed = FALSE;
+  g_mutex_unlock (&priv->lock);
+
+  if (mask->restore)
+    killable_signal_restore (&mask->old);
+}
+
+/* Sends the interrupt signal to the worker if it is still inside run()
+ * and armed. Returns whether it is worth sending again. */
+static gboolean
+send_interrupt (KillableTask *self,
+                int           signum,
+                gboolean      arm)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  gboolean ret;
+
+  g_mutex_lock (&priv->lock);
+  if (arm && priv->worker_active &&
+      !KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)))
+    priv->interrupt_armed = TRUE;
+  ret = priv->worker_active && priv->interrupt_armed &&
+        g_atomic_int_get (&priv->abandon) != KILLABLE_ABANDON_DONE;
+  if (ret)
+    ret = killable_signal_send (priv->worker, signum);
+  g_mutex_unlock (&priv->lock);
+
+  return ret;
+}
+
+/* Rung 2 for C workers that opted in: their blocking system call fails
+ * with EINTR. A signal that arrives just before the worker blocks is lost,
+ * so it is sent again, with a growing delay, until the task ends or its
+ * work returns (KILLABLE_ESCALATION_REPEAT). */
+static void
+interrupt_syscalls (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  int signum;
+
+  if (!g_atomic_int_get (&priv->interrupt_syscalls))
+    return;
+
+  signum = killable_signal_ensure_handler ();
+  if (signum == 0)
+    return;
+
+  if (send_interrupt (self, signum, TRUE))
+    killable_escalation_start_repeat (&priv->escalation);
+}
+
+/* The default kill: abandon the worker. Returns FALSE if the worker is in a
+ * section that must not be abandoned; it is interrupted instead, and
+ * abandoned when it leaves the section. */
+static gboolean
+abandon (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  /* No thread to abandon: a pending task just ends (after its children). */
+  if (killable_task_complete_pending (self))
+    return TRUE;
+
+  /* A parent is released after its children: with children still live
+   * (one in a section that must not be abandoned), it is abandoned when
+   * the last of them ends (killable_tree_child_ended()). */
+  if (killable_tree_has_live_children (self))
+    return FALSE;
+
+  if (!g_atomic_int_compare_and_exchange (&priv->abandon, KILLABLE_ABANDON_ALLOWED,
+                                          KILLABLE_ABANDON_DONE))
+    {
+      if (g_atomic_int_get (&priv->abandon) == KILLABLE_ABANDON_COMMITTED)
+        KILLABLE_TASK_GET_CLASS (self)->interrupt (self);
+      return FALSE;
+    }
+
+  /* Counted before the state changes, so that a worker returning at this
+   * very moment (its complete() then fails) never takes the count below 0. */
+  g_atomic_int_inc (&abandoned_threads);
+  if (!complete_killed (self))
+    g_atomic_int_dec_and_test (&abandoned_threads);
+
+  return TRUE;
+}
+
+/* The escalation module keeps time; the task decides the rungs. */
+static gboolean
+escalation_cb (GObject                 *object,
+               KillableEscalationEvent  event,
+               guint                    step)
+{
+  KillableTask *self = KILLABLE_TASK (object);
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  gboolean direct_kill;
+
+  if (KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)))
+    return FALSE;
+
+  switch (event)
+    {
+    case KILLABLE_ESCALATION_TIMEOUT:
+      {
+        g_autoptr(GError) reason = make_error (self, KILLABLE_ERROR_TIMED_OUT);
+
+        killable_task_stop_with_error (self, reason);
+        return FALSE;
+      }
+
+    case KILLABLE_ESCALATION_GRACE:
+      g_mutex_lock (&priv->lock);
+      direct_kill = priv->escalation_direct_kill;
+      g_mutex_unlock (&priv->lock);
+
+      if (step == 1 && !direct_kill)
+        {
+          killable_task_interrupt (self);
+          return TRUE;
+        }
+      killable_task_kill (self);
+      return FALSE;
+
+    case KILLABLE_ESCALATION_REPEAT:
+      {
+        /* Again through the check: never into an application's handler. */
+        int signum = killable_signal_ensure_handler ();
+
+        return signum != 0 && send_interrupt (self, signum, FALSE);
+      }
+
+    default:
+      g_assert_not_reached ();
+    }
+}
+
+gint64
+killable_task_get_own_deadline (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  return killable_escalation_get_deadline (&priv->escalation);
+}
+
+/**
+ * killable_get_abandoned_thread_count:
+ *
+ * Gets how many threads of killed tasks are still running their work. Each
+ * goes back to the thread cache when its work returns, after running the
+ * task's cleanups.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: the number of abandoned threads still running
+ *
+ * Since: 1.0
+ */
+guint
+killable_get_abandoned_thread_count (void)
+{
+  return (guint) g_atomic_int_get (&abandoned_threads);
+}
+
+/* }}} */
+
+/* Protected helpers for subclasses in lib/ {{{ */
+
+gboolean
+killable_task_is_started (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  return g_atomic_int_get (&priv->started) != 0;
+}
+
+/* During construction (constructed()): replaces the name if the caller
+ * gave none (it is then the type name). */
+void
+killable_task_set_default_name (KillableTask *self,
+                                const char   *name)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  if (g_strcmp0 (priv->name, G_OBJECT_TYPE_NAME (self)) == 0)
+    {
+      g_free (priv->name);
+      priv->name = g_strdup (name);
+    }
+}
+
+/* The grace escalation goes from stop straight to kill (no interrupt rung):
+ * for process tasks, whose stop already is a signal. */
+void
+killable_task_set_escalation_direct_kill (KillableTask *self,
+                                          gboolean      direct_kill)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  g_mutex_lock (&priv->lock);
+  priv->escalation_direct_kill = direct_kill;
+  g_mutex_unlock (&priv->lock);
 }
 
 /* }}} */
 
 /* Worker {{{ */
-
-static gboolean
-stop_reason_is_child_failure (KillableTask *self)
-{
-  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
-  gboolean ret;
-
-  killable_tree_lock ();
-  ret = priv->failed_child != NULL;
-  killable_tree_unlock ();
-
-  return ret;
-}
 
 static KillableTaskState
 decide_outcome (KillableTask  *self,
@@ -592,7 +860,7 @@ decide_outcome (KillableTask  *self,
 
   /* A failed child under FAIL_FAST fails its parent, whatever the parent's
    * own work returned. */
-  if (stop_reason_is_child_failure (self))
+  if (killable_tree_has_failed_child (self))
     {
       g_clear_error (error);
       *error = killable_stop_state_dup_reason (&priv->stop);
@@ -642,14 +910,15 @@ worker_run (gpointer data,
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   g_autoptr(GError) error = NULL;
   KillableTaskState state;
+  WorkerSignals mask;
   gboolean ret = FALSE;
 
   g_private_set (&current_task, self);
 
-  killable_interrupt_worker_enter (self);
+  worker_enter (self, &mask);
   if (!killable_stop_state_is_requested (&priv->stop))
     ret = KILLABLE_TASK_GET_CLASS (self)->run (self, &error);
-  killable_interrupt_worker_leave (self);
+  worker_leave (self, &mask);
 
   if (ret && error != NULL)
     {
@@ -672,7 +941,7 @@ worker_run (gpointer data,
       /* Killed before its work returned: the late result is dropped, and
        * the thread is no longer abandoned. */
       if (g_atomic_int_get (&priv->abandon) == KILLABLE_ABANDON_DONE)
-        killable_interrupt_abandoned_returned ();
+        g_atomic_int_dec_and_test (&abandoned_threads);
     }
 
   g_private_set (&current_task, NULL);
@@ -694,11 +963,8 @@ start_internal (KillableTask  *self,
       return FALSE;
     }
 
-  killable_owner_set_context (self, context);
-
-  g_mutex_lock (&priv->lock);
-  priv->start_time = g_get_monotonic_time ();
-  g_mutex_unlock (&priv->lock);
+  killable_owner_set_context (&priv->owner, context);
+  killable_escalation_start (&priv->escalation);
 
   /* Stopped or killed before it started: it is already terminal and has
    * nothing to run. */
@@ -706,8 +972,7 @@ start_internal (KillableTask  *self,
                                           KILLABLE_TASK_STATE_RUNNING))
     return TRUE;
 
-  killable_owner_queue (self, KILLABLE_EMIT_STATE_RUNNING);
-  killable_escalation_arm_timeout (self);
+  killable_owner_queue (&priv->owner, KILLABLE_EMIT_STATE_RUNNING);
 
   g_atomic_int_set (&priv->dispatched, 1);
   if (!killable_worker_pool_run (worker_run, g_object_ref (self), &local_error))
@@ -716,7 +981,7 @@ start_internal (KillableTask  *self,
       run_cleanups (self);
       if (!complete (self, KILLABLE_TASK_STATE_FAILED, g_error_copy (local_error)) &&
           g_atomic_int_get (&priv->abandon) == KILLABLE_ABANDON_DONE)
-        killable_interrupt_abandoned_returned ();
+        g_atomic_int_dec_and_test (&abandoned_threads);
       g_propagate_error (error, local_error);
       return FALSE;
     }
@@ -749,13 +1014,13 @@ killable_task_real_run (KillableTask  *self,
 static void
 killable_task_real_interrupt (KillableTask *self)
 {
-  killable_interrupt_syscalls (self);
+  interrupt_syscalls (self);
 }
 
 static void
 killable_task_real_kill (KillableTask *self)
 {
-  killable_task_abandon (self);
+  abandon (self);
 }
 
 static void
@@ -810,14 +1075,12 @@ killable_task_finalize (GObject *object)
     priv->func_notify (priv->func_data);
 
   g_assert (priv->async_task == NULL);
-  g_assert (priv->timeout_source == NULL);
-  g_assert (priv->escalation_source == NULL);
-  g_assert (priv->interrupt_source == NULL);
 
   g_clear_pointer (&priv->name, g_free);
   g_clear_pointer (&priv->status, g_free);
   g_clear_error (&priv->error);
   killable_owner_clear (&priv->owner);
+  killable_escalation_clear (&priv->escalation);
   killable_stop_state_clear (&priv->stop);
   g_cond_clear (&priv->cond);
   g_mutex_clear (&priv->lock);
@@ -928,6 +1191,9 @@ killable_task_class_init (KillableTaskClass *klass)
   klass->run = killable_task_real_run;
   klass->interrupt = killable_task_real_interrupt;
   klass->kill = killable_task_real_kill;
+
+  /* Before any task exists: the library's locks are held across fork(). */
+  killable_fork_init ();
 
   /**
    * KillableTask:name:
@@ -1108,6 +1374,9 @@ killable_task_class_init (KillableTaskClass *klass)
    *
    * Since: 1.0
    */
+  /* Not G_SIGNAL_TYPE_STATIC_SCOPE: GJS then wraps the reason without a
+   * copy, and a handler that keeps it (in a Map, say) reads freed memory
+   * once the emission returns. */
   signals[STOP_REQUESTED] =
     g_signal_new ("stop-requested",
                   G_TYPE_FROM_CLASS (klass),
@@ -1115,7 +1384,7 @@ killable_task_class_init (KillableTaskClass *klass)
                   G_STRUCT_OFFSET (KillableTaskClass, stop_requested),
                   NULL, NULL,
                   NULL,
-                  G_TYPE_NONE, 1, G_TYPE_ERROR | G_SIGNAL_TYPE_STATIC_SCOPE);
+                  G_TYPE_NONE, 1, G_TYPE_ERROR);
 
   /**
    * KillableTask::finished:
@@ -1137,6 +1406,12 @@ killable_task_class_init (KillableTaskClass *klass)
 
   notify_signal_id = g_signal_lookup ("notify", G_TYPE_OBJECT);
   task_type = G_TYPE_FROM_CLASS (klass);
+  killable_task_tree_node_offset =
+    KillableTask_private_offset + G_STRUCT_OFFSET (KillableTaskPrivate, node);
+  killable_task_stop_state_offset =
+    KillableTask_private_offset + G_STRUCT_OFFSET (KillableTaskPrivate, stop);
+  _killable_task_fast_path.stop_flag_offset = killable_task_stop_state_offset +
+    G_STRUCT_OFFSET (KillableStopState, requested);
 
   killable_i18n_init ();
 }
@@ -1149,12 +1424,10 @@ killable_task_init (KillableTask *self)
   killable_stop_state_init (&priv->stop);
   g_mutex_init (&priv->lock);
   g_cond_init (&priv->cond);
-  killable_owner_init (&priv->owner);
+  killable_owner_init (&priv->owner, G_OBJECT (self), &owner_funcs);
+  killable_escalation_init (&priv->escalation, G_OBJECT (self), escalation_cb);
+  killable_tree_node_init (&priv->node, self);
   priv->state = KILLABLE_TASK_STATE_PENDING;
-  priv->grace_period = -1;
-  priv->timeout = -1;
-  priv->child_policy = KILLABLE_CHILD_POLICY_FAIL_FAST;
-  priv->sibling_link.data = self;
 }
 
 /* }}} */
@@ -1301,7 +1574,7 @@ killable_task_run_async (KillableTask        *self,
   /* The result is reported on this thread's context: set first, so that
    * emissions of an end racing with this call go there too. */
   context = g_main_context_ref_thread_default ();
-  killable_owner_set_context (self, context);
+  killable_owner_set_context (&priv->owner, context);
 
   /* complete() looks at async_task under the same lock: either it sees it,
    * or the task was already terminal here (stopped while pending). */
@@ -1338,7 +1611,7 @@ killable_task_run_async (KillableTask        *self,
     }
 
   if (already_terminal)
-    killable_owner_queue (self, KILLABLE_EMIT_ASYNC_RETURN);
+    killable_owner_queue (&priv->owner, KILLABLE_EMIT_ASYNC_RETURN);
 }
 
 /**
@@ -1458,6 +1731,8 @@ gboolean
 killable_task_wait (KillableTask *self,
                     gint64        timeout_usec)
 {
+  gint64 end_time;
+
   g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
   g_return_val_if_fail (timeout_usec >= -1, FALSE);
 
@@ -1467,7 +1742,11 @@ killable_task_wait (KillableTask *self,
       return wait_until (self, -1);
     }
 
-  return wait_until (self, g_get_monotonic_time () + timeout_usec);
+  end_time = killable_time_add (g_get_monotonic_time (), timeout_usec);
+  /* "Practically never" from its own worker is the wait (-1) above. */
+  g_return_val_if_fail (end_time < G_MAXINT64 / 2 || killable_task_get_current () != self, FALSE);
+
+  return wait_until (self, end_time);
 }
 
 /**
@@ -1541,12 +1820,11 @@ killable_task_interrupt (KillableTask *self)
 
   g_return_if_fail (KILLABLE_IS_TASK (self));
 
-  reason = killable_task_make_error (self, KILLABLE_ERROR_INTERRUPTED);
+  reason = make_error (self, KILLABLE_ERROR_INTERRUPTED);
   killable_task_request_stop_internal (self, reason, TRUE);
 
   /* Marked under the tree lock, so a child added later is interrupted too. */
-  subtree = killable_tree_collect_subtree (self, G_STRUCT_OFFSET (KillableTaskPrivate,
-                                                                  interrupt_requested));
+  subtree = killable_tree_collect_subtree (self, KILLABLE_TREE_MARK_INTERRUPT);
   for (guint i = 0; i < subtree->len; i++)
     {
       KillableTask *task = g_ptr_array_index (subtree, i);
@@ -1587,12 +1865,11 @@ killable_task_kill (KillableTask *self)
 
   g_return_if_fail (KILLABLE_IS_TASK (self));
 
-  reason = killable_task_make_error (self, KILLABLE_ERROR_KILLED);
+  reason = make_error (self, KILLABLE_ERROR_KILLED);
   killable_task_request_stop_internal (self, reason, TRUE);
 
   /* Marked under the tree lock, so a child added later is killed too. */
-  subtree = killable_tree_collect_subtree (self, G_STRUCT_OFFSET (KillableTaskPrivate,
-                                                                  kill_requested));
+  subtree = killable_tree_collect_subtree (self, KILLABLE_TREE_MARK_KILL);
   /* Deepest first: a parent is released after its children. */
   for (guint i = subtree->len; i > 0; i--)
     {
@@ -1634,16 +1911,10 @@ killable_task_set_timeout (KillableTask *self,
 
   priv = killable_task_get_instance_private (self);
 
-  g_mutex_lock (&priv->lock);
-  changed = priv->timeout != timeout_usec;
-  priv->timeout = timeout_usec;
-  g_mutex_unlock (&priv->lock);
-
-  if (g_atomic_int_get (&priv->started))
-    killable_escalation_arm_timeout (self);
+  changed = killable_escalation_set_timeout (&priv->escalation, timeout_usec);
 
   if (changed)
-    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_TIMEOUT]);
+    killable_task_emit_setter (self, KILLABLE_EMIT_TIMEOUT);
 }
 
 /**
@@ -1667,9 +1938,7 @@ killable_task_get_timeout (KillableTask *self)
   g_return_val_if_fail (KILLABLE_IS_TASK (self), -1);
 
   priv = killable_task_get_instance_private (self);
-  g_mutex_lock (&priv->lock);
-  ret = priv->timeout;
-  g_mutex_unlock (&priv->lock);
+  ret = killable_escalation_get_timeout (&priv->escalation);
 
   return ret;
 }
@@ -1825,7 +2094,7 @@ killable_task_set_progress (KillableTask *self,
   g_mutex_unlock (&priv->lock);
 
   if (changed)
-    killable_owner_queue (self, KILLABLE_EMIT_PROGRESS);
+    killable_owner_queue (&priv->owner, KILLABLE_EMIT_PROGRESS);
 }
 
 /**
@@ -1889,7 +2158,7 @@ killable_task_set_status (KillableTask *self,
   g_mutex_unlock (&priv->lock);
 
   if (changed)
-    killable_owner_queue (self, KILLABLE_EMIT_STATUS);
+    killable_owner_queue (&priv->owner, KILLABLE_EMIT_STATUS);
 }
 
 /**
@@ -1941,9 +2210,7 @@ killable_task_get_grace_period (KillableTask *self)
   g_return_val_if_fail (KILLABLE_IS_TASK (self), -1);
 
   priv = killable_task_get_instance_private (self);
-  g_mutex_lock (&priv->lock);
-  ret = priv->grace_period;
-  g_mutex_unlock (&priv->lock);
+  ret = killable_escalation_get_grace_period (&priv->escalation);
 
   return ret;
 }
@@ -1972,13 +2239,10 @@ killable_task_set_grace_period (KillableTask *self,
   g_return_if_fail (grace_usec >= -1);
 
   priv = killable_task_get_instance_private (self);
-  g_mutex_lock (&priv->lock);
-  changed = priv->grace_period != grace_usec;
-  priv->grace_period = grace_usec;
-  g_mutex_unlock (&priv->lock);
+  changed = killable_escalation_set_grace_period (&priv->escalation, grace_usec);
 
   if (changed)
-    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_GRACE_PERIOD]);
+    killable_task_emit_setter (self, KILLABLE_EMIT_GRACE_PERIOD);
 }
 
 /**
@@ -2029,7 +2293,7 @@ killable_task_set_interrupt_syscalls (KillableTask *self,
   priv = killable_task_get_instance_private (self);
   old = g_atomic_int_exchange (&priv->interrupt_syscalls, !!interrupt_syscalls);
   if (old != !!interrupt_syscalls)
-    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_INTERRUPT_SYSCALLS]);
+    killable_task_emit_setter (self, KILLABLE_EMIT_INTERRUPT_SYSCALLS);
 }
 
 /**
@@ -2091,7 +2355,7 @@ set_stop_error (KillableTask  *self,
 
   reason = killable_stop_state_dup_reason (&priv->stop);
   if (reason == NULL)
-    reason = killable_task_make_error (self, KILLABLE_ERROR_STOPPED);
+    reason = make_error (self, KILLABLE_ERROR_STOPPED);
   g_propagate_error (error, reason);
 
   return FALSE;
@@ -2104,6 +2368,13 @@ set_stop_error (KillableTask  *self,
  *
  * Checks whether a stop was requested. Call it often in long work; it costs
  * one atomic load while the task is not stopped.
+ *
+ * In C (GCC or Clang) this is also a header inline: it reads the word of
+ * [method@Killable.Task.get_stop_flag] and calls the function only when the
+ * word is not zero, so a hot loop pays one load, a test and a branch. The
+ * inline does not check the type of @self (only %NULL goes to the
+ * function's critical); define `KILLABLE_NO_INLINE_CHECK` before including
+ * `<killable.h>` to always call the function.
  *
  * This function is thread-safe; it is meant for the worker.
  *
@@ -2131,15 +2402,50 @@ gboolean
 killable_task_check (KillableTask  *self,
                      GError       **error)
 {
-  /* Called in hot loops: a leaf with an exact-type comparison (two loads,
-   * no call) and the flag's load; subclasses, bad input and the stopped
-   * case take the full path. */
+  /* Called in hot loops by bindings (C callers get the header inline): a
+   * leaf with an exact-type comparison (two loads, no call) and the flag's
+   * load; subclasses, bad input and a non-zero flag (stopped, paused) take
+   * the full path. */
   if (G_LIKELY (self != NULL && G_TYPE_FROM_INSTANCE (self) == task_type &&
-                !killable_stop_state_is_requested (
+                !killable_stop_state_needs_slow_path (
                    &((KillableTaskPrivate *) killable_task_get_instance_private (self))->stop)))
     return TRUE;
 
   return check_slow (self, error);
+}
+
+/**
+ * killable_task_get_stop_flag:
+ * @self: a task
+ *
+ * The address of the task's stop flag, for fast paths that cannot call
+ * [method@Killable.Task.check] (the C inline of that function reads it; a
+ * binding may read it through a foreign-function interface without taking
+ * its interpreter lock).
+ *
+ * The word is an `int` read with a relaxed atomic load. It stays at the same
+ * address for the task's whole life (until the task is finalized). Zero
+ * means "go on". Non-zero means "take the slow path": call
+ * [method@Killable.Task.check], which tells why (a stop was requested, or
+ * the task is paused and check() waits) and sets the error. Do not compare
+ * it with any other value: its bits are not API. Never write to it.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: (transfer none) (not nullable): the address of the flag, valid
+ *   while @self is alive
+ *
+ * Since: 1.2
+ */
+const int *
+killable_task_get_stop_flag (KillableTask *self)
+{
+  KillableTaskPrivate *priv;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), NULL);
+
+  priv = killable_task_get_instance_private (self);
+  return &priv->stop.requested;
 }
 
 /**
@@ -2195,8 +2501,7 @@ killable_task_sleep (KillableTask  *self,
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   priv = killable_task_get_instance_private (self);
-  end_time = g_get_monotonic_time ();
-  end_time = usec > G_MAXINT64 - end_time ? G_MAXINT64 : end_time + usec;
+  end_time = killable_time_add (g_get_monotonic_time (), usec);
 
   if (!killable_stop_state_sleep (&priv->stop, end_time))
     return set_stop_error (self, error);
@@ -2232,10 +2537,8 @@ killable_task_wait_fd (KillableTask  *self,
                        GError       **error)
 {
   KillableTaskPrivate *priv;
-  GPollFD pfds[2];
   gint64 end_time = -1;
-  int n_fds = 1;
-  int wake_fd;
+  GIOCondition ret;
 
   g_return_val_if_fail (KILLABLE_IS_TASK (self), 0);
   g_return_val_if_fail (fd >= 0, 0);
@@ -2244,69 +2547,13 @@ killable_task_wait_fd (KillableTask  *self,
 
   priv = killable_task_get_instance_private (self);
 
-  pfds[0].fd = fd;
-  pfds[0].events = condition;
-  pfds[0].revents = 0;
-
-  /* Without a wake-up fd (none left), poll in slices and look at the flag
-   * in between: slower to notice a stop, but never stuck. */
-  wake_fd = killable_stop_state_get_wake_fd (&priv->stop);
-  if (wake_fd >= 0)
-    {
-      pfds[1].fd = wake_fd;
-      pfds[1].events = G_IO_IN;
-      pfds[1].revents = 0;
-      n_fds = 2;
-    }
-
   if (timeout_usec >= 0)
-    end_time = g_get_monotonic_time () + timeout_usec;
+    end_time = killable_time_add (g_get_monotonic_time (), timeout_usec);
 
-  for (;;)
-    {
-      int timeout_ms = -1;
-      int ret;
+  if (!killable_stop_state_wait_fd (&priv->stop, fd, condition, end_time, &ret, error))
+    return set_stop_error (self, error);
 
-      if (killable_stop_state_is_requested (&priv->stop))
-        return set_stop_error (self, error);
-
-      if (end_time >= 0)
-        {
-          gint64 left = end_time - g_get_monotonic_time ();
-
-          timeout_ms = left <= 0 ? 0 : (int) MIN ((left + 999) / 1000, G_MAXINT);
-        }
-      if (n_fds == 1 && (timeout_ms < 0 || timeout_ms > WAIT_FD_SLICE_MS))
-        timeout_ms = WAIT_FD_SLICE_MS;
-
-      ret = g_poll (pfds, n_fds, timeout_ms);
-      if (ret < 0)
-        {
-          int errsv = errno;
-
-          if (errsv == EINTR)
-            continue;
-
-          g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errsv),
-                       _("Could not wait for file descriptor %d: %s"),
-                       fd, g_strerror (errsv));
-          return 0;
-        }
-
-      if (pfds[0].revents != 0)
-        {
-          if (pfds[0].revents & G_IO_NVAL)
-            {
-              g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                           _("File descriptor %d is not open"), fd);
-              return 0;
-            }
-          return pfds[0].revents;
-        }
-
-      if (end_time >= 0 && g_get_monotonic_time () >= end_time)
-        return 0;
-    }
+  return ret;
 }
 
 /**
@@ -2407,7 +2654,7 @@ killable_task_set_abandonable (KillableTask *self,
                                          KILLABLE_ABANDON_ALLOWED))
     {
       /* A kill that waited for the end of the section happens now. */
-      if (g_atomic_int_get (&priv->kill_requested))
+      if (killable_tree_node_has_mark (&priv->node, KILLABLE_TREE_MARK_KILL))
         KILLABLE_TASK_GET_CLASS (self)->kill (self);
     }
 
@@ -2461,7 +2708,10 @@ killable_task_add_stop_callback (KillableTask     *self,
 {
   KillableTaskPrivate *priv;
 
-  g_return_val_if_fail (KILLABLE_IS_TASK (self), 0);
+  /* The exact type without a call first (scoped callbacks are added and
+   * removed in loops); anything else gets the full check. */
+  if (G_UNLIKELY (self == NULL || G_TYPE_FROM_INSTANCE (self) != task_type))
+    g_return_val_if_fail (KILLABLE_IS_TASK (self), 0);
   g_return_val_if_fail (func != NULL, 0);
 
   priv = killable_task_get_instance_private (self);
@@ -2489,7 +2739,8 @@ killable_task_remove_stop_callback (KillableTask *self,
 {
   KillableTaskPrivate *priv;
 
-  g_return_if_fail (KILLABLE_IS_TASK (self));
+  if (G_UNLIKELY (self == NULL || G_TYPE_FROM_INSTANCE (self) != task_type))
+    g_return_if_fail (KILLABLE_IS_TASK (self));
 
   if (id == 0)
     return;

@@ -259,6 +259,61 @@ gboolean            killable_task_set_abandonable       (KillableTask         *s
 KILLABLE_AVAILABLE_IN_1_0
 KillableTask       *killable_task_get_current           (void);
 
+/* Fast path (C) */
+KILLABLE_AVAILABLE_IN_1_2
+const int          *killable_task_get_stop_flag         (KillableTask         *self);
+
+/* Not API: what the inline below reads, set by the library when the class
+ * is created. @stop_flag_offset is the distance in bytes from a task
+ * instance to its stop flag: read at run time, never compiled into callers,
+ * so no layout is frozen. @always_slow is a word that is never zero: the
+ * inline reads it for a %NULL task, which then takes the slow path (and its
+ * critical). Callers see the struct const, so that a loop computes the
+ * flag's address once; loaded before the class exists, the offset reads 0,
+ * the instance's class pointer, which is never zero either. */
+#ifndef __GI_SCANNER__
+typedef struct
+{
+  gssize stop_flag_offset;
+  int    always_slow;
+} _KillableTaskFastPath;
+
+# ifdef KILLABLE_COMPILATION
+KILLABLE_AVAILABLE_IN_1_2
+_KillableTaskFastPath       _killable_task_fast_path;
+# else
+KILLABLE_AVAILABLE_IN_1_2
+const _KillableTaskFastPath _killable_task_fast_path;
+# endif
+#endif
+
+/* killable_task_check() for C callers: one relaxed load of the task's stop
+ * flag while it is zero (the g_once_init_enter() pattern); anything else,
+ * and a %NULL task, goes to the exported function, which is what bindings
+ * and the introspection scanner see. The flag's address depends only on
+ * the task, so a loop computes it once. Define KILLABLE_NO_INLINE_CHECK to
+ * always call the function. */
+#ifndef __GI_SCANNER__
+#if !defined(KILLABLE_COMPILATION) && !defined(KILLABLE_NO_INLINE_CHECK) && \
+    defined(__GNUC__)
+# define killable_task_check(self, error)                                    \
+  (G_GNUC_EXTENSION ({                                                       \
+    KillableTask *_killable_check_self = (self);                             \
+    guintptr _killable_check_slow =                                          \
+      (guintptr) &_killable_task_fast_path.always_slow;                      \
+    const int *_killable_check_flag = (const int *) (const void *)           \
+      (_killable_check_slow + (guintptr) (_killable_check_self != NULL) *    \
+       ((guintptr) _killable_check_self +                                    \
+        (guintptr) _killable_task_fast_path.stop_flag_offset -               \
+        _killable_check_slow));                                              \
+    __builtin_expect (__atomic_load_n (_killable_check_flag,                 \
+                                       __ATOMIC_RELAXED) == 0, 1)            \
+      ? TRUE                                                                 \
+      : (killable_task_check) (_killable_check_self, (error));               \
+  }))
+#endif
+#endif /* __GI_SCANNER__ */
+
 /* Stop callbacks */
 KILLABLE_AVAILABLE_IN_1_0
 gulong              killable_task_add_stop_callback     (KillableTask         *self,

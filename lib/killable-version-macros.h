@@ -40,6 +40,15 @@
  */
 #define KILLABLE_VERSION_1_0 (G_ENCODE_VERSION (1, 0))
 
+/**
+ * KILLABLE_VERSION_1_2:
+ *
+ * The encoded representation of libkillable 1.2.
+ *
+ * Since: 1.2
+ */
+#define KILLABLE_VERSION_1_2 (G_ENCODE_VERSION (1, 2))
+
 #define KILLABLE_VERSION_CUR_STABLE \
   (G_ENCODE_VERSION (KILLABLE_MAJOR_VERSION, KILLABLE_MINOR_VERSION))
 
@@ -85,3 +94,7 @@
 # define KILLABLE_DEPRECATED_IN_1_0 _KILLABLE_EXTERN
 # define KILLABLE_DEPRECATED_IN_1_0_FOR(f) _KILLABLE_EXTERN
 #endif
+
+/* 1.2 symbols: plain exports while the project version is still 1.0.x
+ * (guard them with KILLABLE_VERSION_MAX_ALLOWED once it is 1.2). */
+#define KILLABLE_AVAILABLE_IN_1_2 _KILLABLE_EXTERN

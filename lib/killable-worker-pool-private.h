@@ -22,4 +22,10 @@ guint    killable_worker_pool_get_n_threads    (void);
 guint    killable_worker_pool_get_n_idle       (void);
 void     killable_worker_pool_set_idle_timeout (gint64    usec);
 
+/* For killable-fork.c: pool_lock is held across fork(); the child forgets
+ * the threads of the parent. */
+void     killable_worker_pool_fork_prepare     (void);
+void     killable_worker_pool_fork_parent      (void);
+void     killable_worker_pool_fork_child       (void);
+
 G_END_DECLS

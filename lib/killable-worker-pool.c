@@ -1,5 +1,11 @@
 /* killable-worker-pool.c: the process-wide cache of idle threads
  *
+ * Owns: the idle workers and the thread count.
+ * Locks: pool_lock guards both and each worker's job; a leaf lock.
+ * Called by: killable-task.c (a task's work), killable-timer.c (timer
+ * dispatchers), killable-fork.c (fork handlers). Calls nothing of the
+ * library.
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
@@ -153,3 +159,39 @@ killable_worker_pool_set_idle_timeout (gint64 usec)
     g_cond_signal (&((Worker *) l->data)->cond);
   g_mutex_unlock (&pool_lock);
 }
+
+/* fork() {{{
+ *
+ * pool_lock is held across fork() (killable-fork.c), so the child's copy of
+ * the idle queue is consistent. In the child no worker thread exists: the
+ * idle ones are forgotten (a job handed to one would never run) and the
+ * count restarts at 0, so the next job gets a new thread. The Worker of a
+ * busy thread belongs to that thread, which does not exist in the child: it
+ * is leaked there, never touched.
+ */
+
+void
+killable_worker_pool_fork_prepare (void)
+{
+  g_mutex_lock (&pool_lock);
+}
+
+void
+killable_worker_pool_fork_parent (void)
+{
+  g_mutex_unlock (&pool_lock);
+}
+
+void
+killable_worker_pool_fork_child (void)
+{
+  GList *link;
+
+  while ((link = g_queue_pop_head_link (&idle_workers)) != NULL)
+    g_free (link->data);   /* its GCond holds no resource (a futex word) */
+  n_threads = 0;
+
+  g_mutex_unlock (&pool_lock);
+}
+
+/* }}} */

@@ -1242,7 +1242,6 @@ spawn_many (KillableTask  *task,
             GError       **error)
 {
   ManyData *data = user_data;
-  KillableTaskPrivate *priv = killable_task_get_private_data (task);
 
   for (guint i = 0; i < data->n_children; i++)
     {
@@ -1255,9 +1254,7 @@ spawn_many (KillableTask  *task,
           !test_join_guarded (child, error))
         return FALSE;
 
-      killable_tree_lock ();
-      len = priv->children.length;
-      killable_tree_unlock ();
+      len = killable_tree_count_children (task);
       data->max_children = MAX (data->max_children, len);
     }
 

@@ -1,0 +1,15 @@
+/* killable-fork-private.h: fork() in a process that uses libkillable
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/* Registers the fork handlers, once. */
+void killable_fork_init (void);
+
+G_END_DECLS
