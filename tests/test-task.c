@@ -3041,6 +3041,7 @@ test_stop_not_held_by_blocked_callback (void)
   g_autoptr(GError) error = NULL;
   TestGate worker_gate, cb_gate;
   GThread *first;
+  guint abandoned_before = killable_get_abandoned_thread_count ();
 
   test_gate_init (&worker_gate);
   test_gate_init (&cb_gate);
@@ -3061,6 +3062,9 @@ test_stop_not_held_by_blocked_callback (void)
   test_gate_open (&worker_gate);
   g_assert_false (test_join_guarded (task, &error));
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED);
+  /* The killed worker was abandoned at its gate: it must have left the
+   * gate before the gate goes. */
+  TEST_POLL_UNTIL (killable_get_abandoned_thread_count () == abandoned_before);
   test_gate_clear (&cb_gate);
   test_gate_clear (&worker_gate);
 }

@@ -1832,7 +1832,6 @@ check_fast_run (KillableTask  *task,
   row.baseline_value = bench_median (ns[FAST_LOAD]);
   row.target_kind = BENCH_TARGET_AT_MOST;
   row.target_ratio = 1.1;
-  row.met = -1;
   row.note = "issue 13: header inline reading killable_task_get_stop_flag()'s word";
   bench_emit (&row);
 
@@ -2007,7 +2006,6 @@ figure_callbacks (void)
   row.baseline = "libstdc++ std::stop_callback construct + destroy";
   row.target_kind = BENCH_TARGET_AT_MOST;
   row.target_ratio = 1.0;
-  row.met = -1;
 #ifdef HAVE_CXX_BASELINES
   row.value = bench_median (ours);
   row.baseline_value = bench_median (theirs);
