@@ -502,8 +502,10 @@ observe (Rec          *rec,
       if ((state == KILLABLE_TASK_STATE_SUCCEEDED) != (error == NULL))
         violation (rec->name, "state %s with error %s", state_name (state),
                    error != NULL ? error->message : "(none)");
+      /* A timeout that escalated to a kill keeps its cause. */
       if (state == KILLABLE_TASK_STATE_KILLED &&
-          !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
+          !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED) &&
+          !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_TIMED_OUT))
         violation (rec->name, "KILLED with error %s", error != NULL ? error->message : "(none)");
     }
 
@@ -2106,8 +2108,9 @@ check_outcome (Rec          *rec,
       /* A planned failure counts as the stop's cause when a failing
        * parent stopped this task with an error of the same domain and
        * code: libkillable matches the cause by domain and code. */
-      if (run_result == RUN_TRUE ||
-          (run_result == RUN_FALSE_ERROR &&
+      /* A work that returned TRUE after a stop ends CANCELLED (the stop
+       * came before it and its subtree ended). */
+      if ((run_result == RUN_FALSE_ERROR &&
            !g_error_matches (error, TORTURE_ERROR, TORTURE_ERROR_PLANNED)))
         violation (rec->name, "CANCELLED but the work returned %d (%s)", run_result,
                    error->message);
