@@ -187,6 +187,20 @@ run_in_child (void     (*func) (gpointer),
   return run_in_child_locked (func, data, guard_sec, NULL);
 }
 
+/* ThreadSanitizer does not support starting threads in the child of a
+ * multithreaded fork (it ends the child). */
+static gboolean
+skip_fork_under_tsan (void)
+{
+#ifdef KILLABLE_SYNC_PTHREAD
+  g_test_skip ("ThreadSanitizer does not support threads in the child of a "
+               "multithreaded fork()");
+  return TRUE;
+#else
+  return FALSE;
+#endif
+}
+
 static void
 assert_child_ok (int status)
 {
@@ -462,6 +476,9 @@ test_fork_after_tasks (void)
   g_autoptr(KillableTask) timed = NULL;
   g_autoptr(GError) error = NULL;
 
+  if (skip_fork_under_tsan ())
+    return;
+
   task = killable_task_new ("before-fork", work_true, NULL, NULL);
   g_assert_true (killable_task_start (task, NULL));
   g_assert_true (killable_task_join (task, NULL));
@@ -565,6 +582,9 @@ test_fork_while_churning (void)
   guint n = test_scale (400, 20);
   guint hung = 0, failed = 0;
 
+  if (skip_fork_under_tsan ())
+    return;
+
   g_mutex_init (&churn.app_lock);
   thread = g_thread_new ("churn", churn_thread, &churn);
   TEST_POLL_UNTIL (g_atomic_int_get (&churn.rounds) > 10);
@@ -606,6 +626,9 @@ static void
 test_fork_in_worker (void)
 {
   g_autoptr(KillableTask) task = NULL;
+
+  if (skip_fork_under_tsan ())
+    return;
 
   task = killable_task_new ("forks", work_fork, NULL, NULL);
   g_assert_true (killable_task_start (task, NULL));
