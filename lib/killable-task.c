@@ -1454,6 +1454,7 @@ killable_task_new (const char       *name,
   KillableTaskPrivate *priv;
 
   g_return_val_if_fail (func != NULL, NULL);
+  g_return_val_if_fail (name == NULL || g_utf8_validate (name, -1, NULL), NULL);
 
   self = g_object_new (KILLABLE_TYPE_TASK, "name", name, NULL);
   priv = killable_task_get_instance_private (self);
@@ -2138,6 +2139,7 @@ killable_task_set_status (KillableTask *self,
   gboolean changed;
 
   g_return_if_fail (KILLABLE_IS_TASK (self));
+  g_return_if_fail (status == NULL || g_utf8_validate (status, -1, NULL));
 
   priv = killable_task_get_instance_private (self);
 

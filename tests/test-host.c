@@ -1110,6 +1110,116 @@ test_kill_eperm (void)
 
 /* }}} */
 
+/* Hostile input {{{ */
+
+static void
+test_hostile_not_utf8 (void)
+{
+  g_autoptr(KillableTask) task = killable_task_new ("ok", work_true, NULL, NULL);
+  g_autofree char *status = NULL;
+
+  killable_task_set_status (task, "fine");
+  g_test_expect_message ("Killable", G_LOG_LEVEL_CRITICAL, "*g_utf8_validate*");
+  killable_task_set_status (task, "bad \xff\xfe status");
+  g_test_assert_expected_messages ();
+  status = killable_task_dup_status (task);
+  g_assert_cmpstr (status, ==, "fine");
+
+  g_test_expect_message ("Killable", G_LOG_LEVEL_CRITICAL, "*g_utf8_validate*");
+  g_assert_null (killable_task_new ("bad \xff name", work_true, NULL, NULL));
+  g_test_assert_expected_messages ();
+}
+
+static void
+test_hostile_environ (void)
+{
+  const char *bad[][2] = { { "NOEQUALS", NULL }, { "=x", NULL }, { "", NULL } };
+  const char *good[] = { "A=1", "EMPTY=", NULL };
+  const char *argv[] = { "sh", "-c", "test \"$A\" = 1 && test -z \"$EMPTY\"", NULL };
+  g_autoptr(KillableProcessTask) task = NULL;
+  g_autoptr(GError) error = NULL;
+
+  task = killable_process_task_new (argv, &error);
+  g_assert_no_error (error);
+  killable_process_task_set_environ (task, good);
+
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_test_expect_message ("Killable", G_LOG_LEVEL_CRITICAL, "*environ_is_valid*");
+      killable_process_task_set_environ (task, bad[i]);
+      g_test_assert_expected_messages ();
+    }
+
+  /* The good environment is still the one in effect. */
+  g_assert_true (killable_task_start (KILLABLE_TASK (task), NULL));
+  g_assert_true (test_join_guarded (KILLABLE_TASK (task), &error));
+  g_assert_no_error (error);
+}
+
+static void
+test_hostile_program_name (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("killable-host-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename (dir, "prog\xff\xfe", NULL);
+  const char *argv[] = { path, NULL };
+  g_autoptr(KillableProcessTask) task = NULL;
+  g_autoptr(GError) error = NULL;
+  const char *name;
+
+  g_assert_true (g_file_set_contents (path, "#!/bin/sh\nexit 0\n", -1, NULL));
+  g_assert_cmpint (g_chmod (path, 0755), ==, 0);
+
+  task = killable_process_task_new (argv, &error);
+  g_assert_no_error (error);
+  name = killable_task_get_name (KILLABLE_TASK (task));
+  g_assert_true (g_utf8_validate (name, -1, NULL));
+  g_assert_true (g_str_has_prefix (name, "prog"));
+  g_assert_true (killable_task_start (KILLABLE_TASK (task), NULL));
+  g_assert_true (test_join_guarded (KILLABLE_TASK (task), &error));
+  g_assert_no_error (error);
+
+  g_unlink (path);
+  g_rmdir (dir);
+}
+
+/* Without PATH, what execvp() searches: never the current directory. */
+static void
+test_hostile_path_unset (void)
+{
+  if (g_test_subprocess ())
+    {
+      g_autofree char *dir = g_dir_make_tmp ("killable-host-XXXXXX", NULL);
+      g_autofree char *path = g_build_filename (dir, "killable-host-here-only", NULL);
+      const char *here[] = { "killable-host-here-only", NULL };
+      const char *sh[] = { "sh", "-c", "exit 0", NULL };
+      g_autoptr(KillableProcessTask) task = NULL;
+      g_autoptr(GError) error = NULL;
+
+      g_assert_true (g_file_set_contents (path, "#!/bin/sh\nexit 0\n", -1, NULL));
+      g_assert_cmpint (g_chmod (path, 0755), ==, 0);
+      g_assert_cmpint (chdir (dir), ==, 0);
+      g_unsetenv ("PATH");
+
+      g_assert_null (killable_process_task_new (here, &error));
+      g_assert_error (error, G_SPAWN_ERROR, G_SPAWN_ERROR_NOENT);
+      g_clear_error (&error);
+
+      task = killable_process_task_new (sh, &error);
+      g_assert_no_error (error);
+      g_assert_true (killable_task_start (KILLABLE_TASK (task), NULL));
+      g_assert_true (test_join_guarded (KILLABLE_TASK (task), &error));
+
+      g_unlink (path);
+      g_rmdir (dir);
+      return;
+    }
+
+  g_test_trap_subprocess (NULL, TEST_GUARD_USEC, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+}
+
+/* }}} */
+
 int
 main (int    argc,
       char **argv)
@@ -1135,6 +1245,11 @@ main (int    argc,
   g_test_add_func ("/host/exhaustion/fds", test_exhaustion_fds);
 
   g_test_add_func ("/host/kill/eperm", test_kill_eperm);
+
+  g_test_add_func ("/host/hostile/not-utf8", test_hostile_not_utf8);
+  g_test_add_func ("/host/hostile/environ", test_hostile_environ);
+  g_test_add_func ("/host/hostile/program-name", test_hostile_program_name);
+  g_test_add_func ("/host/hostile/path-unset", test_hostile_path_unset);
 
   return g_test_run ();
 }

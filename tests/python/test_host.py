@@ -129,5 +129,38 @@ class TestGil(unittest.TestCase):
         self.assertLess(elapsed, 2 * GRACE_SECONDS)
 
 
+class TestHostileInput(unittest.TestCase):
+
+    def test_nul_in_name_and_status(self):
+        with self.assertRaises(ValueError):
+            Killable.Task(target=lambda: None, name='a\0b')
+        task = Killable.Task(target=lambda: None, name='fine')
+        with self.assertRaises(ValueError):
+            task.set_status('x\0y')
+        process = Killable.ProcessTask.new(['true'])
+        with self.assertRaises(ValueError):
+            process.set_status('x\0y')
+
+    def test_none_in_argv(self):
+        with self.assertRaises(TypeError):
+            Killable.ProcessTask.new(['echo', None, 'x'])
+        # A NUL inside an argument: PyGObject refuses it itself.
+        with self.assertRaises(ValueError):
+            Killable.ProcessTask.new(['echo', 'a\0b'])
+
+    def test_program_name_not_utf8(self):
+        workdir = tempfile.mkdtemp().encode()
+        path = os.path.join(workdir, b'prog\xff\xfe')
+        with open(path, 'wb') as f:
+            f.write(b'#!/bin/sh\nexit 0\n')
+        os.chmod(path, 0o755)
+        task = Killable.ProcessTask.new([path])
+        self.assertTrue(task.get_name().startswith('prog'))
+        repr(task)
+        task.start()
+        task.join(GUARD_SECONDS)
+        shutil.rmtree(workdir)
+
+
 if __name__ == '__main__':
     killabletest.main()
