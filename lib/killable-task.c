@@ -918,6 +918,10 @@ worker_run (gpointer data,
     ret = KILLABLE_TASK_GET_CLASS (self)->run (self, &error);
   worker_leave (self, &mask);
 
+  /* From here on the worker calls GObject (emissions, the last unref): a
+   * fork waits until it is done (see killable-fork.c). */
+  killable_worker_pool_section_enter ();
+
   if (ret && error != NULL)
     {
       g_critical ("%s: run() of task “%s” returned TRUE and set an error: %s",
@@ -944,6 +948,7 @@ worker_run (gpointer data,
 
   g_private_set (&current_task, NULL);
   g_object_unref (self);
+  killable_worker_pool_section_leave ();
 }
 
 static gboolean
@@ -1191,7 +1196,7 @@ killable_task_class_init (KillableTaskClass *klass)
   klass->kill = killable_task_real_kill;
 
   /* Before any task exists: the library's locks are held across fork(). */
-  killable_fork_init ();
+  killable_fork_init (killable_tree_fork_lock);
 
   /**
    * KillableTask:name:
