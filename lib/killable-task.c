@@ -99,6 +99,26 @@
  * when something is connected to them, and emitted when that context is
  * iterated.
  *
+ * ## Signal handlers
+ *
+ * No libkillable function may be called from a POSIX signal handler: none
+ * is async-signal-safe (they take locks, allocate and emit signals; a
+ * handler that interrupts a thread holding one of those locks deadlocks).
+ * To stop tasks on `SIGINT` or `SIGTERM`, let the main loop dispatch the
+ * signal, with `g_unix_signal_add()` or
+ * `killable_task_stop_on_unix_signals()` (Since 1.2), and call
+ * [method@Killable.Task.stop] from there.
+ *
+ * ## fork()
+ *
+ * After `fork()`, the child can start tasks, its timeouts fire and its
+ * process tasks run: the library's locks are held across the fork and its
+ * thread cache and timer thread start afresh in the child. Tasks that were
+ * running in the parent are not running in the child (only the forking
+ * thread crosses a fork); their timers do not fire there. As with any
+ * GLib program, another thread of the application that is inside GLib at
+ * the fork may leave one of GLib's locks held in the child.
+ *
  * Since: 1.0
  */
 
