@@ -204,13 +204,29 @@ class Task(Killable.Task):
     def check(self):
         """Raise the :class:`TaskCancelled` subclass matching the stop's
         cause (or the exception given to :meth:`interrupt`) once a stop was
-        requested; return at once otherwise. Call it often in long work."""
-        if Killable.Task.is_stop_requested(self):
+        requested; return at once otherwise. Call it often in long work:
+        it keeps the GIL (no call into the library until a stop came)."""
+        if _killable.slow_path_wanted(self):
             self._wait(Killable.Task.check)
 
     def stopped(self):
-        """Whether a stop was requested (the ``StoppableThread`` idiom)."""
-        return Killable.Task.is_stop_requested(self)
+        """Whether a stop was requested (the ``StoppableThread`` idiom).
+        Keeps the GIL, like :meth:`check`."""
+        return _killable.is_stop_requested(self)
+
+    def is_stop_requested(self):
+        return _killable.is_stop_requested(self)
+
+    def set_progress(self, progress):
+        """Set the task's progress (0 to 1). From the worker, the value is
+        published (``notify::progress``) at most every few milliseconds,
+        the last one always: when the worker waits, when ``run()`` ends,
+        or a little later; from another thread, at once."""
+        _killable.set_report(self, 'progress', progress)
+
+    def set_status(self, status):
+        """Set the task's status text, published like :meth:`set_progress`."""
+        _killable.set_report(self, 'status', status)
 
     def sleep(self, seconds):
         """Sleep for ``seconds``, or until a stop is requested: then raise

@@ -209,7 +209,9 @@ class _Worker(object):
     runs, and what happened to it. Guarded by ``lock``."""
 
     __slots__ = ('lock', 'tid', 'tstate', 'in_wait', 'async_state', 'async_type',
-                 'interrupt_type', 'pending', 'eaten', 'exc', 'exc_tb', 'exc_key')
+                 'interrupt_type', 'pending', 'eaten', 'exc', 'exc_tb', 'exc_key',
+                 'ptr', 'flag', 'report', 'published', 'flush_armed',
+                 'publish_lock')
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -223,6 +225,13 @@ class _Worker(object):
         self.eaten = False          # PyGObject swallowed what was sent
         self.exc = None             # what escaped run()
         self.exc_tb = None
+        # The hot calls (see "Hot calls" below).
+        self.ptr = None             # the KillableTask *, set at first use
+        self.flag = None            # its stop word, if the library has one
+        self.report = {}            # progress/status not published yet
+        self.published = 0.0        # when they were last published
+        self.flush_armed = False    # the flusher will publish them
+        self.publish_lock = threading.Lock()
         self.exc_key = None         # the GError it became
 
 
@@ -610,6 +619,9 @@ def do_run(self):
             if not returned and exc is None:
                 exc = e
 
+    # The last progress and status reach the owner before the end does.
+    publish_report(self, w)
+
     if not returned and sent is not None and type(exc) is sent and \
             _landed_after_user_code(exc):
         returned = True
@@ -681,6 +693,8 @@ def wait(task, func, *args):
     w = worker(task)
     me = threading.get_ident()
     mine = w.tid == me
+    if w.report:
+        publish_report(task, w)
     if mine:
         with w.lock:
             exc_type = _take_pending(w)
@@ -760,5 +774,179 @@ def interrupt(task, exc_type):
                 if _early_sent.get(tid, (None, None))[1] is returned:
                     del _early_sent[tid]
     raise_self_pending()
+
+# }}}
+
+
+# Hot calls {{{
+#
+# check(), stopped() and is_stop_requested() run in every step of a
+# worker's loop; set_progress() and set_status() often as well. An
+# introspected call releases the GIL and takes it back: a worker doing that
+# every millisecond keeps the owner's main loop (which waits for the GIL)
+# from running, because CPython forces a switch only after a waiter went a
+# whole switch interval (5 ms) without any hand-over. So:
+#
+# - the stop is read through ctypes.PyDLL, which keeps the GIL: the
+#   library's stop word if it exports killable_task_get_stop_flag() (a
+#   load, no call), else killable_task_is_stop_requested() (an atomic load
+#   in C; it takes no lock, so holding the GIL over it cannot deadlock);
+# - progress and status set by the worker are kept in Python and published
+#   (through introspection, releasing the GIL) at most every
+#   _PUBLISH_EVERY; what is left is published by the worker before it
+#   waits (sleep(), wait_fd(), a blocking check()) and when run() ends, or
+#   by a helper thread _PUBLISH_LATE after it was set.
+
+_PUBLISH_EVERY = 0.010
+_PUBLISH_LATE = 0.050
+_MISSING = object()
+
+
+def _load_library():
+    """The library GI already loaded, through ctypes.PyDLL (its calls keep
+    the GIL), or None. dlopen() of the soname finds the loaded copy
+    wherever it came from."""
+    try:
+        lib = ctypes.PyDLL('libkillable-1.so.0')
+        is_requested = lib.killable_task_is_stop_requested
+    except (OSError, AttributeError):
+        return None, None, None
+    is_requested.restype = ctypes.c_int
+    is_requested.argtypes = [ctypes.c_void_p]
+    get_flag = getattr(lib, 'killable_task_get_stop_flag', None)
+    if get_flag is not None:
+        get_flag.restype = ctypes.c_void_p
+        get_flag.argtypes = [ctypes.c_void_p]
+    return lib, is_requested, get_flag
+
+
+_lib, _c_is_stop_requested, _c_get_stop_flag = _load_library()
+
+_capsule_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
+    ('PyCapsule_GetPointer', ctypes.pythonapi))
+
+
+def _pointer(task, w):
+    """The task's KillableTask * (its wrapper keeps it alive)."""
+    ptr = w.ptr
+    if ptr is None:
+        ptr = w.ptr = _capsule_pointer(task.__gpointer__, None)
+        if _c_get_stop_flag is not None:
+            w.flag = ctypes.c_int.from_address(_c_get_stop_flag(ptr))
+    return ptr
+
+
+def is_stop_requested(task):
+    """Killable.Task.is_stop_requested() without releasing the GIL."""
+    if _c_is_stop_requested is None:
+        return Killable.Task.is_stop_requested(task)
+    w = task.__dict__.get('_killable_worker') or worker(task)
+    ptr = w.ptr or _pointer(task, w)
+    flag = w.flag
+    if flag is not None and not flag.value:
+        return False
+    return bool(_c_is_stop_requested(ptr))
+
+
+def slow_path_wanted(task):
+    """Whether check() must call into the library: a stop was requested
+    (or, with the stop word, the task is paused)."""
+    if _c_is_stop_requested is None:
+        return Killable.Task.is_stop_requested(task)
+    w = task.__dict__.get('_killable_worker') or worker(task)
+    ptr = w.ptr or _pointer(task, w)
+    flag = w.flag
+    if flag is not None:
+        return flag.value != 0
+    return bool(_c_is_stop_requested(ptr))
+
+
+def set_report(task, key, value):
+    """set_progress() (key 'progress') and set_status() ('status'): from
+    the worker's own thread, coalesced; from any other thread, at once."""
+    w = task.__dict__.get('_killable_worker') or worker(task)
+    if w.tid != threading.get_ident():
+        with w.publish_lock:
+            # Whatever the worker left is older than this value.
+            w.report.pop(key, None)
+            _publish_one(task, key, value)
+        return
+    w.report[key] = value
+    now = time.monotonic()
+    if now - w.published >= _PUBLISH_EVERY:
+        publish_report(task, w, now)
+    elif not w.flush_armed:
+        w.flush_armed = True
+        _flusher.schedule(task, w, now + _PUBLISH_LATE)
+
+
+def _publish_one(task, key, value):
+    if key == 'progress':
+        Killable.Task.set_progress(task, value)
+    else:
+        Killable.Task.set_status(task, value)
+
+
+def publish_report(task, w=None, now=None):
+    """Publish what set_report() kept. Any thread."""
+    if w is None:
+        w = task.__dict__.get('_killable_worker')
+        if w is None:
+            return
+    if not w.report:
+        return
+    with w.publish_lock:
+        w.published = time.monotonic() if now is None else now
+        # pop(): one step under the GIL, so that a value the worker sets
+        # meanwhile is kept for the next publication, never lost.
+        for key in ('progress', 'status'):
+            value = w.report.pop(key, _MISSING)
+            if value is not _MISSING:
+                _publish_one(task, key, value)
+
+
+class _Flusher(object):
+    """A daemon thread that publishes what workers left unpublished."""
+
+    def __init__(self):
+        self._reset()
+
+    def _reset(self):
+        # Also in a child after fork(): the thread did not come along.
+        self._cond = threading.Condition(threading.Lock())
+        self._queue = []      # (due, task, worker)
+        self._thread = None
+
+    def schedule(self, task, w, due):
+        with self._cond:
+            self._queue.append((due, task, w))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._main, daemon=True,
+                                                name='killable-progress')
+                self._thread.start()
+            self._cond.notify()
+
+    def _main(self):
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                now = time.monotonic()
+                due = [e for e in self._queue if e[0] <= now]
+                if not due:
+                    self._cond.wait(min(e[0] for e in self._queue) - now)
+                    continue
+                self._queue = [e for e in self._queue if e[0] > now]
+            for _, task, w in due:
+                w.flush_armed = False
+                try:
+                    publish_report(task, w)
+                except BaseException:  # never let this thread die
+                    pass
+            del due, task, w
+
+
+_flusher = _Flusher()
+os.register_at_fork(after_in_child=_flusher._reset)
 
 # }}}
