@@ -77,7 +77,7 @@ Threads
 import math
 import time
 
-from gi.repository import GLib
+from gi.repository import Gio, GLib
 
 from ..module import get_introspection_module
 from ..overrides import override
@@ -199,7 +199,8 @@ class Task(Killable.Task):
         args = self.__dict__.pop('_args', ())
         kwargs = self.__dict__.pop('_kwargs', {})
         if target is not None:
-            _killable.call_target(target, args, kwargs)
+            return _killable.call_target(target, args, kwargs)
+        return None
 
     def check(self):
         """Raise the :class:`TaskCancelled` subclass matching the stop's
@@ -306,6 +307,50 @@ class Task(Killable.Task):
     def _raise_outcome(self):
         _killable.raise_outcome(self)
 
+    def result(self, timeout=None):
+        """The value ``run()`` returned (the target's return value), once
+        the task ended; or raise what :meth:`join` raises. Waits at most
+        ``timeout`` seconds, then raises :class:`TimeoutError` (as
+        ``concurrent.futures.Future.result()`` does)."""
+        self.join(timeout)
+        if self.is_alive():
+            raise TimeoutError("task %r still running after %s s" % (self.get_name(), timeout))
+        w = self.__dict__.get('_killable_worker')
+        return w.result if w is not None else None
+
+    def run_finish(self, result):
+        """The outcome of ``run_async()``: returns ``True`` if the task
+        succeeded (its value is :meth:`result`), else raises what
+        :meth:`join` raises; when the ``cancellable`` given to
+        ``run_async()`` caused the stop, a :class:`TaskStopped` whose
+        ``error`` is ``G_IO_ERROR_CANCELLED``."""
+        return self._finish(Killable.Task.run_finish, result)
+
+    if hasattr(Killable.Task, 'wait_finish'):
+        def wait_finish(self, result):
+            """The outcome of ``wait_async()``, raised like
+            :meth:`run_finish`."""
+            return self._finish(Killable.Task.wait_finish, result)
+
+    def _finish(self, func, result):
+        try:
+            return func(self, result)
+        except GLib.Error as e:
+            if e.matches(Gio.io_error_quark(), Gio.IOErrorEnum.CANCELLED):
+                raise TaskStopped(error=e) from None
+            error = e
+        _killable.raise_outcome(self)
+        # Ended well but the call failed (not the task's outcome).
+        raise error
+
+    def __await__(self):
+        """``await task``: the value of :meth:`result`, or what
+        :meth:`join` raises, from an asyncio event loop (no GLib main loop
+        needed). Cancelling the awaiting coroutine stops the task and
+        raises ``asyncio.CancelledError`` there."""
+        from . import _killable_aio
+        return _killable_aio.wait(self).__await__()
+
     def interrupt(self, exc=None):
         """Stop the task (with ``INTERRUPTED`` as the cause) and raise
         ``exc`` (an exception class, default :class:`TaskInterrupted`) in
@@ -363,6 +408,20 @@ class PythonTask(Task):
 _PythonTask = PythonTask
 
 # }}}
+
+
+async def to_thread(func, /, *args, **kwargs):
+    """A stoppable counterpart of ``asyncio.to_thread()``: run
+    ``func(*args, **kwargs)`` in a :class:`Task` (with the caller's context
+    variables) and return its value, or raise what :meth:`Task.join`
+    raises. Cancelling the awaiting coroutine stops the task (inside it,
+    :meth:`Task.check` and :meth:`Task.sleep` raise) and raises
+    ``asyncio.CancelledError`` in the caller at once."""
+    from . import _killable_aio
+    return await _killable_aio.to_thread(func, *args, **kwargs)
+
+
+__all__.append('to_thread')
 
 
 def current_task():

@@ -211,7 +211,7 @@ class _Worker(object):
     __slots__ = ('lock', 'tid', 'tstate', 'in_wait', 'async_state', 'async_type',
                  'interrupt_type', 'pending', 'eaten', 'exc', 'exc_tb', 'exc_key',
                  'ptr', 'flag', 'report', 'published', 'flush_armed',
-                 'publish_lock')
+                 'publish_lock', 'result')
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -225,6 +225,7 @@ class _Worker(object):
         self.eaten = False          # PyGObject swallowed what was sent
         self.exc = None             # what escaped run()
         self.exc_tb = None
+        self.result = None          # what run() returned
         # The hot calls (see "Hot calls" below).
         self.ptr = None             # the KillableTask *, set at first use
         self.flag = None            # its stop word, if the library has one
@@ -562,7 +563,7 @@ def _run_user_code(task):
 
 
 def call_target(target, args, kwargs):
-    target(*args, **kwargs)
+    return target(*args, **kwargs)
 
 
 def _call_offset(func):
@@ -602,8 +603,9 @@ def do_run(self):
         if early is not None:
             # Interrupted between the start and now: the code never runs.
             raise _instantiate(early, _stop_reason(self))
-        _run_user_code(self)
+        result = _run_user_code(self)
         returned = True
+        w.result = result
     except BaseException as e:
         exc = e
 
