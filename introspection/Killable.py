@@ -273,6 +273,21 @@ class Task(Killable.Task):
     def name(self):
         return self.get_name()
 
+    @property
+    def ident(self):
+        """The worker thread's identifier (``threading.get_ident()``), once
+        the work started; ``None`` before. Kept after the end, as with
+        ``threading.Thread``; the thread may then run other tasks."""
+        w = self.__dict__.get('_killable_worker')
+        return w.ident if w is not None else None
+
+    @property
+    def native_id(self):
+        """The worker thread's native identifier (the TID on Linux), once
+        the work started; ``None`` before."""
+        w = self.__dict__.get('_killable_worker')
+        return w.native_id if w is not None else None
+
     def join(self, timeout=None):
         """Wait until the task ended, or ``timeout`` seconds passed.
 

@@ -10,9 +10,12 @@ Importing it changes no process-wide hook: the ``sys.excepthook`` it needs
 is installed at the first asynchronous exception sent, chaining to the hook
 in place then (see _install_excepthook())."""
 
+import collections
 import ctypes
 import dis
+import functools
 import os
+import queue
 import sys
 import threading
 import time
@@ -211,7 +214,8 @@ class _Worker(object):
     __slots__ = ('lock', 'tid', 'tstate', 'in_wait', 'async_state', 'async_type',
                  'interrupt_type', 'pending', 'eaten', 'exc', 'exc_tb', 'exc_key',
                  'ptr', 'flag', 'report', 'published', 'flush_armed',
-                 'publish_lock', 'result')
+                 'publish_lock', 'result', 'thread', 'ident', 'native_id',
+                 'consumed', '__weakref__')
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -226,6 +230,10 @@ class _Worker(object):
         self.exc = None             # what escaped run()
         self.exc_tb = None
         self.result = None          # what run() returned
+        self.thread = None          # threading's view of the worker thread
+        self.ident = None           # the worker's thread, kept after the end
+        self.native_id = None
+        self.consumed = False       # join()/result()/... read the outcome
         # The hot calls (see "Hot calls" below).
         self.ptr = None             # the KillableTask *, set at first use
         self.flag = None            # its stop word, if the library has one
@@ -234,6 +242,72 @@ class _Worker(object):
         self.flush_armed = False    # the flusher will publish them
         self.publish_lock = threading.Lock()
         self.exc_key = None         # the GError it became
+
+
+
+
+# Failures nobody read (no join(), result(), await, run_finish()) are
+# reported like an exception escaping a threading.Thread: through
+# threading.excepthook, when the task is finalized, from a daemon thread.
+#
+# The task may be finalized on a worker thread while an asynchronous
+# exception is due there: it would land in any Python function run then (a
+# __del__, a weakref callback) and be lost. So the finalizer runs only C
+# code: the worker of a failed task gets the class _UnreadFailure, whose
+# __del__ is a property; reading it (what finalization does) calls
+# _finalized.__getitem__(worker), and the defaultdict's factory (C
+# functools.partial objects) stores the worker there, keeping it alive,
+# and returns partial(_reports.put, None), which finalization then calls
+# and which wakes the reporter thread. The reporter takes the workers out
+# of _finalized and calls the hook.
+_reports = queue.SimpleQueue()
+_finalized = collections.defaultdict(functools.partial(functools.partial, _reports.put, None))
+_reporter_started = False
+
+
+class _UnreadFailure(_Worker):
+    """A _Worker whose failure nobody read yet (see above)."""
+
+    __slots__ = ()
+    __del__ = property(_finalized.__getitem__)
+
+
+def _reporter():
+    while True:
+        _reports.get()
+        while _finalized:
+            try:
+                w, _ = _finalized.popitem()
+            except KeyError:
+                break
+            exc = w.exc
+            if type(w) is _UnreadFailure and exc is not None:
+                w.__class__ = _Worker
+                try:
+                    threading.excepthook(threading.ExceptHookArgs(
+                        (type(exc), exc, w.exc_tb, w.thread)))
+                except BaseException:  # never let this thread die
+                    pass
+            del w, exc
+
+
+def _start_reporter():
+    """Called on a worker thread outside the user's code, when a failure
+    was recorded (before anything may have to be reported)."""
+    global _reporter_started
+    with _worker_lock:
+        if _reporter_started:
+            return
+        _reporter_started = True
+    threading.Thread(target=_reporter, daemon=True, name='killable-reporter').start()
+
+
+def _reset_reporter():
+    global _reporter_started
+    _reporter_started = False
+
+
+os.register_at_fork(after_in_child=_reset_reporter)
 
 
 _worker_lock = threading.Lock()
@@ -452,21 +526,46 @@ _sender = _Sender()
 os.register_at_fork(after_in_child=_sender._reset)
 
 
-# sys.excepthook as it was when the first asynchronous exception was sent:
-# _excepthook() chains to it. Installed then, not at import, so that
-# importing the override leaves the process's hooks alone.
+# sys.excepthook and sys.unraisablehook as they were when the first
+# asynchronous exception was sent: _excepthook() and _unraisablehook() chain
+# to them. Installed then, not at import, so that importing the override
+# leaves the process's hooks alone.
 _previous_excepthook = None
+_previous_unraisablehook = None
 _hook_lock = threading.Lock()
 
 
 def _install_excepthook():
     """Before the first asynchronous exception is sent: put _excepthook()
-    in front of the sys.excepthook current now. Once per process."""
-    global _previous_excepthook
+    and _unraisablehook() in front of the hooks current now. Once per
+    process."""
+    global _previous_excepthook, _previous_unraisablehook
     with _hook_lock:
         if _previous_excepthook is None:
             _previous_excepthook = sys.excepthook
+            _previous_unraisablehook = sys.unraisablehook
             sys.excepthook = _excepthook
+            sys.unraisablehook = _unraisablehook
+
+
+def _unraisablehook(args):
+    """The exception sent to a worker landed in a finalizer (a __del__, a
+    weakref callback) that the worker ran, maybe for an object of another
+    task, where Python reports it as unraisable and drops it. Send it again:
+    the user's code never saw it."""
+    try:
+        task = Killable.Task.get_current()
+        w = task.__dict__.get('_killable_worker') if task is not None else None
+        if w is not None and w.tid == threading.get_ident():
+            with w.lock:
+                if w.async_state == _ASYNC_SENT and type(args.exc_value) is w.async_type:
+                    w.async_state = _ASYNC_SCHEDULED
+                    _sender.schedule(w)
+                    return
+    except BaseException:
+        pass
+    previous = _previous_unraisablehook or sys.__unraisablehook__
+    previous(args)
 
 
 def _excepthook(exc_type, value, tb):
@@ -566,6 +665,7 @@ def call_target(target, args, kwargs):
     return target(*args, **kwargs)
 
 
+
 def _call_offset(func):
     calls = [i.offset for i in dis.get_instructions(func) if i.opname.startswith('CALL')]
     return calls[-1]
@@ -590,10 +690,46 @@ def _landed_after_user_code(exc):
 
 
 def do_run(self):
+    error, tb = _run(self)
+    # The frames in that traceback lead here (f_back): hold no task here.
+    del self
+    if error is None:
+        return True
+    # The traceback of what escaped the work is kept (join() raises it):
+    # clear the override's own frames in it, whose locals hold the task,
+    # so that a failed task is freed (and an unread failure reported) when
+    # its last reference goes, without waiting for a garbage collection.
+    _clear_override_frames(tb)
+    del tb
+    # A copy: the error raised here gets this frame in its traceback.
+    raise GLib.Error.new_literal(GLib.quark_from_string(error.domain),
+                                 error.message, error.code)
+
+
+def _clear_override_frames(tb):
+    """Clear the locals of the override's frames (Killable.py and these
+    modules) in ``tb``; the user's frames are left alone."""
+    while tb is not None:
+        frame = tb.tb_frame
+        module = frame.f_globals.get('__name__') or ''
+        if module == 'gi.overrides.Killable' or module.startswith('gi.overrides._killable'):
+            try:
+                frame.clear()
+            except RuntimeError:  # still running: not ours to clear
+                pass
+        tb = tb.tb_next
+
+
+def _run(self):
+    """do_run(): returns (None, None) on success, else (the GError that
+    tells the C side how the work ended, the traceback to clear)."""
     w = worker(self)
     tid = threading.get_ident()
     returned = False
     exc = None
+
+    # Before w.tid is set: nothing can be sent to this thread yet.
+    thread = _enter_thread(self, w, tid)
 
     try:
         with w.lock:
@@ -621,6 +757,8 @@ def do_run(self):
             if not returned and exc is None:
                 exc = e
 
+    _leave_thread(w, tid, thread)
+
     # The last progress and status reach the owner before the end does.
     publish_report(self, w)
 
@@ -629,7 +767,7 @@ def do_run(self):
         returned = True
 
     if returned:
-        return True
+        return None, None
 
     if w.eaten and type(exc) is RuntimeError:
         # RuntimeError("Converting the GError failed"), in place of the
@@ -641,7 +779,7 @@ def do_run(self):
         w.exc, w.exc_tb = exc, exc.__traceback__
         error = _error_for_cancellation(exc)
         w.exc_key = None
-        raise error
+        return error, w.exc_tb
 
     if isinstance(exc, GLib.Error):
         error = exc
@@ -652,7 +790,71 @@ def do_run(self):
                                        int(Killable.Error.FAILED))
     w.exc, w.exc_tb = exc, exc.__traceback__
     w.exc_key = _error_key(error)
-    raise error
+    if Killable.Task.get_state(self) != _State.KILLED and \
+            not isinstance(exc, SystemExit) and not w.consumed:
+        # (Abandoned, the task ended KILLED: this failure is nobody's.)
+        _start_reporter()
+        w.__class__ = _UnreadFailure
+    return error, w.exc_tb
+
+
+class _TaskThread(threading._DummyThread):
+    """What threading.current_thread() returns inside a task's work:
+    named after the task, listed by threading.enumerate() while the work
+    runs (and no longer after). Not joinable: join the task."""
+
+    def __init__(self, name):
+        # Registers itself in threading's table of threads.
+        super().__init__()
+        self.name = name
+        self._task_ended = False
+
+    def is_alive(self):
+        return not self._task_ended
+
+    def join(self, timeout=None):
+        raise RuntimeError("cannot join the thread of task %r: join the task" % self.name)
+
+
+def _enter_thread(task, w, tid):
+    """Give the worker thread threading's manners for the time of the
+    work: a Thread object named after the task, the trace and profile
+    functions of threading.settrace()/setprofile(). Returns what
+    _leave_thread() restores."""
+    with threading._active_limbo_lock:
+        previous = threading._active.pop(tid, None)
+    try:
+        name = Killable.Task.get_name(task) or 'Killable.Task'
+    except Exception:
+        name = 'Killable.Task'
+    thread = _TaskThread(name)
+    # Out of threading's weak set of Thread objects: freeing this one later
+    # (maybe on a worker thread, while an asynchronous exception is due)
+    # then runs no Python callback.
+    threading._dangling.discard(thread)
+    w.thread = thread
+    w.ident = tid
+    w.native_id = getattr(thread, 'native_id', None)
+    trace = threading.gettrace()
+    profile = threading.getprofile()
+    if profile is not None:
+        sys.setprofile(profile)
+    if trace is not None:
+        sys.settrace(trace)
+    return thread, previous
+
+
+def _leave_thread(w, tid, entered):
+    thread, previous = entered
+    sys.settrace(None)
+    sys.setprofile(None)
+    thread._task_ended = True
+    with threading._active_limbo_lock:
+        if threading._active.get(tid) is thread:
+            if previous is not None:
+                threading._active[tid] = previous
+            else:
+                del threading._active[tid]
 
 
 def _leave(w, tid):
@@ -735,12 +937,16 @@ def wait(task, func, *args):
 
 def raise_outcome(task):
     """Raise what join() raises for a task that ended; return if it
-    succeeded."""
+    succeeded. The outcome counts as read."""
     state = task.get_state()
+    w = task.__dict__.get('_killable_worker')
+    if w is not None:
+        w.consumed = True
+        if type(w) is _UnreadFailure:
+            w.__class__ = _Worker
     if state == _State.SUCCEEDED:
         return
     error = task.get_error()
-    w = task.__dict__.get('_killable_worker')
     exc = w.exc if w is not None else None
     if state == _State.FAILED:
         if exc is not None and error is not None and w.exc_key == _error_key(error):
