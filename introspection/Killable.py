@@ -67,11 +67,13 @@ Abandoned workers and interpreter exit
     or in a :class:`Killable.ProcessTask`.
 
 Threads
-    The worker runs on a thread of libkillable's cache, not on a
-    ``threading.Thread``; ``threading.current_thread()`` there returns a
-    dummy thread. ``notify::`` signals and the ``stop-requested`` and
-    ``finished`` signals are emitted on the main context of the thread that
-    called :meth:`Task.start` (iterate it with a ``GLib.MainLoop``).
+    The worker runs on a thread of libkillable's cache; while the work runs,
+    ``threading.current_thread()`` there is a thread object named after the
+    task and listed by ``threading.enumerate()``, and the functions of
+    ``threading.settrace()``/``setprofile()`` are set (see
+    :attr:`Task.ident`). ``notify::`` signals and the ``stop-requested``
+    and ``finished`` signals are emitted on the main context of the thread
+    that called :meth:`Task.start` (iterate it with a ``GLib.MainLoop``).
 """
 
 import math

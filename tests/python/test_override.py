@@ -20,7 +20,7 @@ import threading
 import gi
 gi.require_version('Killable', '1')
 
-before = (sys.excepthook, threading.excepthook)
+before = (sys.excepthook, threading.excepthook, sys.unraisablehook)
 '''
 
 
@@ -47,17 +47,19 @@ class TestProcessHooks(unittest.TestCase):
     def test_import_module_leaves_hooks(self):
         out = run_python('''
             import gi.repository.Killable
-            print(sys.excepthook is before[0], threading.excepthook is before[1])
+            print(sys.excepthook is before[0], threading.excepthook is before[1],
+                  sys.unraisablehook is before[2])
             ''')
-        self.assertEqual(out.split(), ['True', 'True'])
+        self.assertEqual(out.split(), ['True', 'True', 'True'])
 
     def test_from_import_leaves_hooks(self):
         out = run_python('''
             from gi.repository import Killable
             Killable.Task(target=print)   # the override's classes are set up
-            print(sys.excepthook is before[0], threading.excepthook is before[1])
+            print(sys.excepthook is before[0], threading.excepthook is before[1],
+                  sys.unraisablehook is before[2])
             ''')
-        self.assertEqual(out.split(), ['True', 'True'])
+        self.assertEqual(out.split(), ['True', 'True', 'True'])
 
     def test_stop_leaves_hooks(self):
         # A cooperative stop sends no asynchronous exception: no hook.
@@ -77,9 +79,10 @@ class TestProcessHooks(unittest.TestCase):
                 t.join()
             except Killable.TaskStopped:
                 pass
-            print(sys.excepthook is before[0], threading.excepthook is before[1])
+            print(sys.excepthook is before[0], threading.excepthook is before[1],
+                  sys.unraisablehook is before[2])
             ''')
-        self.assertEqual(out.split(), ['True', 'True'])
+        self.assertEqual(out.split(), ['True', 'True', 'True'])
 
     def test_first_interrupt_chains_to_current_hook(self):
         out = run_python('''
