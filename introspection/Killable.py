@@ -441,6 +441,28 @@ async def to_thread(func, /, *args, **kwargs):
 __all__.append('to_thread')
 
 
+def shield():
+    """A context manager that defers an interrupt over a critical region::
+
+        with Killable.shield():
+            lock.acquire()
+            try:
+                ...
+            finally:
+                lock.release()
+
+    Inside a task's work, the asynchronous exception of
+    :meth:`Task.interrupt` (or :meth:`Task.kill`) is not raised inside the
+    block: it is raised when the outermost shield ends, at once. A stop is
+    not deferred: :meth:`Task.check`, :meth:`Task.sleep` and the other
+    waits called inside the block still raise (they are explicit). Outside
+    a task it does nothing. Shields nest."""
+    return _killable.Shield()
+
+
+__all__.append('shield')
+
+
 def current_task():
     """The task whose work runs on the calling thread, or ``None``."""
     return Killable.Task.get_current()

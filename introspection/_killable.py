@@ -215,7 +215,7 @@ class _Worker(object):
                  'interrupt_type', 'pending', 'eaten', 'exc', 'exc_tb', 'exc_key',
                  'ptr', 'flag', 'report', 'published', 'flush_armed',
                  'publish_lock', 'result', 'thread', 'ident', 'native_id',
-                 'consumed', '__weakref__')
+                 'consumed', 'shield', '__weakref__')
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -234,6 +234,7 @@ class _Worker(object):
         self.ident = None           # the worker's thread, kept after the end
         self.native_id = None
         self.consumed = False       # join()/result()/... read the outcome
+        self.shield = 0             # depth of Killable.shield() blocks
         # The hot calls (see "Hot calls" below).
         self.ptr = None             # the KillableTask *, set at first use
         self.flag = None            # its stop word, if the library has one
@@ -333,10 +334,10 @@ def _request_locked(w, exc_type):
     w.lock held, in the interrupting thread."""
     if w.async_state != _ASYNC_NONE or w.pending is not None:
         return
-    if w.tid is None or w.in_wait or w.tid == threading.get_ident():
+    if w.tid is None or w.in_wait or w.shield or w.tid == threading.get_ident():
         # Before run() (raised instead of calling it), in a wait (raised
-        # when it returns), or in the worker itself (raised when the
-        # override's call returns).
+        # when it returns), in a shield (raised when it ends), or in the
+        # worker itself (raised when the override's call returns).
         w.pending = exc_type
         w.async_state = _ASYNC_DONE
         return
@@ -370,7 +371,7 @@ def _send_early_locked(w, task, exc_type):
     the Event to set once the C call returned, or None if nothing was sent
     (the vfunc then does it). Called with w.lock held."""
     if (w.async_state != _ASYNC_NONE or w.pending is not None or w.tid is None or
-            w.in_wait or w.tid == threading.get_ident() or
+            w.in_wait or w.shield or w.tid == threading.get_ident() or
             not issubclass(exc_type, TaskCancelled) or
             exc_type.__init__ is not TaskCancelled.__init__):
         return None
@@ -456,7 +457,7 @@ def _send_locked(w, force):
     if w.tid is None:
         w.async_state = _ASYNC_DONE
         return True
-    if w.in_wait:
+    if w.in_wait or w.shield:
         w.pending = w.async_type
         w.async_state = _ASYNC_DONE
         return True
@@ -621,7 +622,7 @@ def raise_self_pending():
     if task is None:
         return
     w = task.__dict__.get('_killable_worker')
-    if w is None or w.pending is None or w.tid != threading.get_ident():
+    if w is None or w.pending is None or w.tid != threading.get_ident() or w.shield:
         return
     with w.lock:
         exc_type, w.pending = w.pending, None
@@ -1156,5 +1157,54 @@ class _Flusher(object):
 
 _flusher = _Flusher()
 os.register_at_fork(after_in_child=_flusher._reset)
+
+# }}}
+
+
+# Shields {{{
+
+class Shield(object):
+    """``with Killable.shield():`` (see Killable.shield())."""
+
+    __slots__ = ('_task', '_w')
+
+    def __init__(self):
+        self._task = None
+        self._w = None
+
+    def __enter__(self):
+        task = Killable.Task.get_current()
+        if task is None:
+            return self
+        w = worker(task)
+        if w.tid != threading.get_ident():
+            return self
+        with w.lock:
+            # An exception sent but not landed yet: revoked, and raised
+            # when the shield ends instead (it may also land before this
+            # line: then the block does not run).
+            if w.async_state == _ASYNC_SENT:
+                _clear_async_exc(w.tid, None)
+                w.pending = w.async_type
+                w.async_state = _ASYNC_DONE
+            w.shield += 1
+            self._task = task
+            self._w = w
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        w = self._w
+        if w is None:
+            return False
+        task = self._task
+        self._w = self._task = None
+        with w.lock:
+            w.shield -= 1
+            pending = None
+            if not w.shield and w.pending is not None:
+                pending, w.pending = w.pending, None
+        if pending is not None:
+            raise _instantiate(pending, _stop_reason(task))
+        return False
 
 # }}}
