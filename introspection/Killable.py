@@ -463,6 +463,29 @@ def shield():
 __all__.append('shield')
 
 
+def patch_blocking_calls():
+    """Make the standard library's blocking calls stoppable inside task
+    workers (opt-in, like gevent's ``monkey.patch_all()``; call it once,
+    early, before the modules that bind these names are imported).
+
+    Afterwards, inside a task's work only, ``time.sleep()``,
+    ``select.select()``, the ``selectors`` selectors, blocking ``socket``
+    calls (``accept``, ``recv*``, ``send*``, ``sendall``, ``connect``),
+    ``threading.Condition.wait()`` (so ``Event.wait()`` and
+    ``queue.Queue.get()``/``put()``), ``Lock.acquire()`` of the
+    ``threading.Lock`` objects created after the patch, and
+    ``subprocess.Popen.wait()``/``communicate()`` return at once on a stop
+    or an interrupt, raising the task's cancellation (the child process is
+    killed, as ``subprocess.run()`` does). Outside task workers they do
+    what they did. Not covered: names bound before the patch (``from time
+    import sleep``), locks created before it, other C calls."""
+    from . import _killable_patch
+    _killable_patch.patch_blocking_calls()
+
+
+__all__.append('patch_blocking_calls')
+
+
 def current_task():
     """The task whose work runs on the calling thread, or ``None``."""
     return Killable.Task.get_current()

@@ -817,11 +817,17 @@ class _TaskThread(threading._DummyThread):
         raise RuntimeError("cannot join the thread of task %r: join the task" % self.name)
 
 
+# {thread ident: task} while the task's work runs on that thread: what
+# patch_blocking_calls() looks up (a dict lookup, no call into the library).
+RUNNING = {}
+
+
 def _enter_thread(task, w, tid):
     """Give the worker thread threading's manners for the time of the
     work: a Thread object named after the task, the trace and profile
     functions of threading.settrace()/setprofile(). Returns what
     _leave_thread() restores."""
+    RUNNING[tid] = task
     with threading._active_limbo_lock:
         previous = threading._active.pop(tid, None)
     try:
@@ -847,6 +853,7 @@ def _enter_thread(task, w, tid):
 
 def _leave_thread(w, tid, entered):
     thread, previous = entered
+    RUNNING.pop(tid, None)
     sys.settrace(None)
     sys.setprofile(None)
     thread._task_ended = True
@@ -891,6 +898,11 @@ def do_kill(self):
 
 # What the Task methods of Killable.py hand over {{{
 
+# For tests: called with the task right before a wait blocks (the worker is
+# about to block; a stop from then on wakes it).
+WAIT_HOOK = None
+
+
 def wait(task, func, *args):
     """Task.sleep()/check()/wait_fd(): call ``func(task, *args)``, a wait
     that a stop wakes, raising the task's cancellation (or the exception an
@@ -909,6 +921,8 @@ def wait(task, func, *args):
             raise _instantiate(exc_type, _stop_reason(task)) from None
     error = None
     ret = None
+    if WAIT_HOOK is not None:
+        WAIT_HOOK(task)
     try:
         ret = func(task, *args)
     except GLib.Error as e:
