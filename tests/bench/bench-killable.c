@@ -171,7 +171,6 @@ check_run (KillableTask  *task,
   row.baseline_value = bench_median (ns[CHECK_ATOMIC]);
   row.target_kind = BENCH_TARGET_AT_MOST;
   row.target_ratio = 1.5;
-  row.met = -1;
   bench_emit (&row);
 
   row.baseline = "g_cancellable_is_cancelled()";
@@ -467,7 +466,6 @@ emit_latency_rows (const char *what,
   row.baseline_value = bench_median (baseline) / 1000.0;
   row.target_kind = with_target ? BENCH_TARGET_AT_MOST : BENCH_TARGET_NONE;
   row.target_ratio = 1.3;
-  row.met = -1;
   bench_emit (&row);
 
   row.name = name_p99;
@@ -594,6 +592,47 @@ start_killable (guint   n,
           killable_task_join (tasks[j], NULL);
           g_clear_object (&tasks[j]);
         }
+      add_sample (samples, tb, m);
+    }
+
+  return (double) (bench_now_ns () - t0) / n;
+}
+
+static void
+killable_async_done_cb (GObject      *source,
+                        GAsyncResult *result,
+                        gpointer      user_data)
+{
+  guint *n_done = user_data;
+
+  killable_task_run_finish (KILLABLE_TASK (source), result, NULL);
+  (*n_done)++;
+}
+
+/* run_async(), the outcome through the thread-default main context: the
+ * counterpart of g_task_run_in_thread() + a main loop. */
+static double
+start_killable_async (guint   n,
+                      guint   batch,
+                      GArray *samples)
+{
+  GMainContext *context = g_main_context_get_thread_default ();
+  gint64 t0 = bench_now_ns ();
+
+  for (guint i = 0; i < n; i += batch)
+    {
+      guint m = MIN (batch, n - i);
+      gint64 tb = bench_now_ns ();
+      guint n_done = 0;
+
+      for (guint j = 0; j < m; j++)
+        {
+          g_autoptr(KillableTask) task = killable_task_new ("t", noop_func, NULL, NULL);
+
+          killable_task_run_async (task, NULL, killable_async_done_cb, &n_done);
+        }
+      while (n_done < m)
+        g_main_context_iteration (context, TRUE);
       add_sample (samples, tb, m);
     }
 
@@ -741,6 +780,7 @@ start_thread_pool (GThreadPool *pool,
 enum
 {
   START_KILLABLE,
+  START_KILLABLE_ASYNC,
   START_THREAD,
   START_GTASK_ASYNC,
   START_GTASK_SYNC,
@@ -752,6 +792,7 @@ static void
 emit_start_row (const char     *name,
                 GArray        **ns,
                 GArray        **samples,
+                int             kv,
                 int             v,
                 const char     *baseline,
                 BenchTargetKind target_kind,
@@ -769,18 +810,17 @@ emit_start_row (const char     *name,
                           extra_note != NULL ? extra_note : "",
                           extra_note != NULL ? "; " : "",
                           strstr (name, "one at a time") != NULL ? "task" : "batch, per task",
-                          bench_median (samples[START_KILLABLE]) / 1000.0,
+                          bench_median (samples[kv]) / 1000.0,
                           bench_median (samples[v]) / 1000.0);
 
   row.name = name;
-  row.value = bench_median (ns[START_KILLABLE]) / 1000.0;
+  row.value = bench_median (ns[kv]) / 1000.0;
   row.unit = "µs/task";
   row.baseline = baseline;
   row.baseline_value = bench_median (ns[v]) / 1000.0;
   row.target_kind = target_kind;
   row.target_ratio = target_ratio;
   row.target = target;
-  row.met = -1;
   row.note = note;
   bench_emit (&row);
 }
@@ -790,27 +830,30 @@ start_figure_batch (guint batch)
 {
   const guint rounds = scale > 1 ? 2 : 5;
   const guint n = MAX (1, scaled (100000) / rounds);
-  const guint n_threads = MAX (MIN (batch, n), n / 10);
+  /* The same number of tasks on every side. */
+  const guint n_threads = n;
   g_autoptr(GMainContext) context = g_main_context_new ();
   GThreadPool *pool;
   PoolJobs jobs;
   GArray *ns[N_START_VARIANTS];
   GArray *samples[N_START_VARIANTS];
   g_autofree char *name = NULL;
-  g_autofree char *thread_note = NULL;
+  g_autofree char *name_async = NULL;
 
   batch = MIN (batch, n);
   if (batch == 1)
     {
-      name = g_strdup ("start + join, one at a time");
-      bench_progress ("start: start + join of %u trivial tasks, one at a time (%u for a thread per task)",
-                      n * rounds, n_threads * rounds);
+      name = g_strdup ("start + join (blocking), one at a time");
+      name_async = g_strdup ("run_async → callback (main loop), one at a time");
+      bench_progress ("start: %u trivial tasks on every side, one at a time: blocking start + join "
+                      "vs blocking baselines, run_async vs GTask on a main loop", n * rounds);
     }
   else
     {
-      name = g_strdup_printf ("start + join, %u in flight", batch);
-      bench_progress ("start: %u trivial tasks, started %u at a time then joined (%u for a thread per task)",
-                      n * rounds, batch, n_threads * rounds);
+      name = g_strdup_printf ("start + join (blocking), %u in flight", batch);
+      name_async = g_strdup_printf ("run_async → callback (main loop), %u in flight", batch);
+      bench_progress ("start: %u trivial tasks on every side, %u in flight: blocking start + join "
+                      "vs blocking baselines, run_async vs GTask on a main loop", n * rounds, batch);
     }
 
   g_main_context_push_thread_default (context);
@@ -827,6 +870,7 @@ start_figure_batch (guint batch)
 
   /* warm-up: thread caches, GTask's pool, page faults */
   start_killable (MAX (batch, n / 10), batch, NULL);
+  start_killable_async (MAX (batch, n / 10), batch, NULL);
   start_gtask_async (MAX (batch, n / 10), batch, NULL);
   start_thread_pool (pool, &jobs, MAX (batch, n / 10), batch, NULL);
   start_thread_per_task (MAX (batch, n_threads / 10), batch, NULL);
@@ -843,6 +887,9 @@ start_figure_batch (guint batch)
           {
           case START_KILLABLE:
             t = start_killable (n, batch, samples[v]);
+            break;
+          case START_KILLABLE_ASYNC:
+            t = start_killable_async (n, batch, samples[v]);
             break;
           case START_THREAD:
             t = start_thread_per_task (n_threads, batch, samples[v]);
@@ -864,20 +911,24 @@ start_figure_batch (guint batch)
         g_array_append_val (ns[v], t);
       }
 
-  emit_start_row (name, ns, samples, START_GTASK_ASYNC,
-                  "g_task_run_in_thread() + GMainContext",
+  /* Main loop against main loop: each outcome reaches the caller through
+   * the thread-default context on both sides. */
+  emit_start_row (name_async, ns, samples, START_KILLABLE_ASYNC, START_GTASK_ASYNC,
+                  "g_task_run_in_thread() → callback (main loop)",
                   BENCH_TARGET_BELOW, 1.0, "< 1× (faster)", NULL);
 
-  thread_note = g_strdup_printf ("thread per task measured on %u tasks", n_threads * rounds);
-  emit_start_row (name, ns, samples, START_THREAD,
-                  "g_thread_new() + g_thread_join()",
-                  BENCH_TARGET_AT_MOST, 0.2, "≤ 0.2× (5× faster)", thread_note);
+  /* Blocking against blocking, on the same number of tasks. */
+  emit_start_row (name, ns, samples, START_KILLABLE, START_THREAD,
+                  "g_thread_new() + g_thread_join() (blocking)",
+                  BENCH_TARGET_AT_MOST, 0.2, "≤ 0.2× (5× faster)", NULL);
 
   if (batch == 1)
-    emit_start_row (name, ns, samples, START_GTASK_SYNC, "g_task_run_in_thread_sync()",
+    emit_start_row (name, ns, samples, START_KILLABLE, START_GTASK_SYNC,
+                    "g_task_run_in_thread_sync() (blocking)",
                     BENCH_TARGET_NONE, 0, NULL, NULL);
 
-  emit_start_row (name, ns, samples, START_POOL, "GThreadPool push + wait",
+  emit_start_row (name, ns, samples, START_KILLABLE, START_POOL,
+                  "GThreadPool push + wait (blocking)",
                   BENCH_TARGET_NONE, 0, NULL, NULL);
 
   for (int v = 0; v < N_START_VARIANTS; v++)
@@ -982,16 +1033,20 @@ cancel_linked_cb (GCancellable *cancellable,
 
 /* @n GCancellables linked to a root with g_cancellable_connect(), each
  * parent's handler cancelling its child. Returns ns for cancelling the
- * root. The chain recurses once per level: run it in a subprocess. */
+ * root; *@release_ns gets ns from the cancel until every cancellable (and
+ * its handler) was released, the counterpart of libkillable's stop until
+ * joined and released. The chain recurses once per level: run it in a
+ * subprocess. */
 static double
-tree_cancellables (guint    n,
-                   gboolean chain)
+tree_cancellables (guint     n,
+                   gboolean  chain,
+                   double   *release_ns)
 {
   GCancellable *root = g_cancellable_new ();
   GPtrArray *all = g_ptr_array_new_full (n, g_object_unref);
   GArray *ids = g_array_sized_new (FALSE, FALSE, sizeof (gulong), n);
   GCancellable *parent = root;
-  gint64 t0, t1;
+  gint64 t0, t1, t2, check_ns;
 
   for (guint i = 0; i < n; i++)
     {
@@ -1008,16 +1063,25 @@ tree_cancellables (guint    n,
   g_cancellable_cancel (root);
   t1 = bench_now_ns ();
 
-  for (guint i = 0; i < n; i++)
-    if (!g_cancellable_is_cancelled (g_ptr_array_index (all, i)))
-      g_error ("cancellable %u was not cancelled", i);
+  /* Not timed: the check that the baseline did its work. */
+  {
+    gint64 c0 = bench_now_ns ();
+
+    for (guint i = 0; i < n; i++)
+      if (!g_cancellable_is_cancelled (g_ptr_array_index (all, i)))
+        g_error ("cancellable %u was not cancelled", i);
+    check_ns = bench_now_ns () - c0;
+  }
 
   /* Handlers of cancelled cancellables: g_cancellable_disconnect() would
    * be a no-op wait; dropping the objects releases them. */
   g_array_unref (ids);
   g_ptr_array_unref (all);
   g_object_unref (root);
+  t2 = bench_now_ns ();
 
+  /* The check loop between t1 and t2 is not the baseline's work. */
+  *release_ns = (double) (t2 - t0 - check_ns);
   return (double) (t1 - t0);
 }
 
@@ -1027,6 +1091,7 @@ tree_cancellables (guint    n,
 static double
 tree_cancellable_chain_subprocess (guint      n,
                                    gboolean   big_stack,
+                                   double    *release_ns,
                                    char     **crash_text)
 {
   g_autofree char *self = dup_self_exe ();
@@ -1048,7 +1113,7 @@ tree_cancellable_chain_subprocess (guint      n,
     }
 
   if (!WIFEXITED (status) || WEXITSTATUS (status) != 0 ||
-      sscanf (out, "%lf", &ns) != 1)
+      sscanf (out, "%lf %lf", &ns, release_ns) != 2)
     {
       *crash_text = g_strdup ("failed");
       return NAN;
@@ -1062,7 +1127,10 @@ chain_baseline_thread (void *data)
 {
   guint n = GPOINTER_TO_UINT (data);
 
-  g_print ("%.0f\n", tree_cancellables (n, TRUE));
+  double release_ns;
+  double cancel_ns = tree_cancellables (n, TRUE, &release_ns);
+
+  g_print ("%.0f %.0f\n", cancel_ns, release_ns);
 
   return NULL;
 }
@@ -1076,7 +1144,7 @@ tree_chain_baseline_main (guint    n,
 
   if (!big_stack)
     {
-      g_print ("%.0f\n", tree_cancellables (n, TRUE));
+      chain_baseline_thread (GUINT_TO_POINTER (n));
       return 0;
     }
 
@@ -1090,12 +1158,16 @@ tree_chain_baseline_main (guint    n,
   return 0;
 }
 
+/* One comparison of the tree figure: the medians of @killable and
+ * @baseline (ns), or "not compared" when the baseline has no sample (it
+ * crashed: @baseline_text says how). */
 static void
 emit_tree_row (const char *name,
                GArray     *killable,
                GArray     *baseline,
                const char *baseline_text,
                const char *baseline_name,
+               double      target_ratio,
                const char *note)
 {
   BenchRow row = { 0 };
@@ -1105,12 +1177,58 @@ emit_tree_row (const char *name,
   row.unit = "ms";
   row.baseline = baseline_name;
   row.baseline_value = baseline->len > 0 ? bench_median (baseline) / 1e6 : NAN;
-  row.baseline_text = baseline_text;
-  row.target_kind = BENCH_TARGET_AT_MOST;
-  row.target_ratio = 1.5;
-  row.met = baseline_text != NULL ? 1 : -1;
+  row.baseline_text = baseline->len > 0 ? NULL : baseline_text != NULL ? baseline_text : "no sample";
+  row.target_kind = target_ratio > 0 ? BENCH_TARGET_AT_MOST : BENCH_TARGET_NONE;
+  row.target_ratio = target_ratio;
   row.note = note;
   bench_emit (&row);
+}
+
+typedef struct
+{
+  GArray *k_stop;        /* libkillable: stop() alone */
+  GArray *k_release;     /* libkillable: stop() until the root joined and every task released */
+  GArray *c_cancel;      /* GCancellables: g_cancellable_cancel() alone */
+  GArray *c_release;     /* GCancellables: cancel until every cancellable released */
+} TreeSamples;
+
+static void
+tree_samples_init (TreeSamples *t)
+{
+  t->k_stop = g_array_new (FALSE, FALSE, sizeof (double));
+  t->k_release = g_array_new (FALSE, FALSE, sizeof (double));
+  t->c_cancel = g_array_new (FALSE, FALSE, sizeof (double));
+  t->c_release = g_array_new (FALSE, FALSE, sizeof (double));
+}
+
+static void
+tree_samples_clear (TreeSamples *t)
+{
+  g_array_unref (t->k_stop);
+  g_array_unref (t->k_release);
+  g_array_unref (t->c_cancel);
+  g_array_unref (t->c_release);
+}
+
+/* The two like-with-like comparisons of one shape, side by side: the
+ * signal alone (stop() vs g_cancellable_cancel()), and the whole job (stop
+ * until joined and released vs cancel until released). */
+static void
+emit_tree_rows (const char  *shape,
+                TreeSamples *k,
+                TreeSamples *c,
+                const char  *baseline,
+                const char  *crash_text,
+                double       target_ratio,
+                const char  *note)
+{
+  g_autofree char *name_stop = g_strdup_printf ("%s: stop() alone", shape);
+  g_autofree char *name_release = g_strdup_printf ("%s: stop → joined, all released", shape);
+  g_autofree char *base_stop = g_strdup_printf ("%s: cancel() alone", baseline);
+  g_autofree char *base_release = g_strdup_printf ("%s: cancel → all released", baseline);
+
+  emit_tree_row (name_stop, k->k_stop, c->c_cancel, crash_text, base_stop, target_ratio, note);
+  emit_tree_row (name_release, k->k_release, c->c_release, crash_text, base_release, target_ratio, NULL);
 }
 
 static void
@@ -1118,57 +1236,62 @@ figure_tree (void)
 {
   const guint sizes[] = { scaled (10000), scaled (100000) };
   double per_node[2][2] = { { 0 } };   /* [chain][size] killable ns/node */
+  const char *linked = "linked GCancellables";
 
-  bench_progress ("tree: stop a running root with pending children (wide) or a pending chain vs linked GCancellables");
+  bench_progress ("tree: stop a running root with pending children (wide) or a pending chain "
+                  "vs linked GCancellables; the signal alone and the whole job, on both sides");
 
   for (guint s = 0; s < G_N_ELEMENTS (sizes); s++)
     {
       guint n = sizes[s];
       guint rounds = s == 0 ? 7 : 3;
-      g_autoptr(GArray) k_wide = g_array_new (FALSE, FALSE, sizeof (double));
-      g_autoptr(GArray) k_wide_stop = g_array_new (FALSE, FALSE, sizeof (double));
-      g_autoptr(GArray) k_chain = g_array_new (FALSE, FALSE, sizeof (double));
-      g_autoptr(GArray) k_chain_stop = g_array_new (FALSE, FALSE, sizeof (double));
-      g_autoptr(GArray) c_wide = g_array_new (FALSE, FALSE, sizeof (double));
-      g_autoptr(GArray) c_chain = g_array_new (FALSE, FALSE, sizeof (double));
-      g_autoptr(GArray) c_chain_big = g_array_new (FALSE, FALSE, sizeof (double));
+      TreeSamples wide, chain, c_wide, c_chain, c_chain_big;
       g_autofree char *chain_crash = NULL;
-      g_autofree char *name = NULL;
-      g_autofree char *note = NULL;
+      g_autofree char *shape = NULL;
+
+      tree_samples_init (&wide);
+      tree_samples_init (&chain);
+      tree_samples_init (&c_wide);
+      tree_samples_init (&c_chain);
+      tree_samples_init (&c_chain_big);
 
       for (guint r = 0; r < rounds; r++)
         for (guint k = 0; k < 5; k++)
           {
-            double t, stop_ns;
+            double t, other;
 
             switch ((k + r) % 5)
               {
               case 0:
-                t = tree_killable (n, FALSE, &stop_ns);
-                g_array_append_val (k_wide, t);
-                g_array_append_val (k_wide_stop, stop_ns);
+                t = tree_killable (n, FALSE, &other);
+                g_array_append_val (wide.k_release, t);
+                g_array_append_val (wide.k_stop, other);
                 break;
               case 1:
-                t = tree_cancellables (n, FALSE);
-                g_array_append_val (c_wide, t);
+                t = tree_cancellables (n, FALSE, &other);
+                g_array_append_val (c_wide.c_cancel, t);
+                g_array_append_val (c_wide.c_release, other);
                 break;
               case 2:
-                t = tree_killable (n, TRUE, &stop_ns);
-                g_array_append_val (k_chain, t);
-                g_array_append_val (k_chain_stop, stop_ns);
+                t = tree_killable (n, TRUE, &other);
+                g_array_append_val (chain.k_release, t);
+                g_array_append_val (chain.k_stop, other);
                 break;
               case 3:
                 {
                   g_autofree char *crash = NULL;
 
-                  t = tree_cancellable_chain_subprocess (n, FALSE, &crash);
+                  t = tree_cancellable_chain_subprocess (n, FALSE, &other, &crash);
                   if (crash != NULL)
                     {
                       g_free (chain_crash);
                       chain_crash = g_steal_pointer (&crash);
                     }
                   else
-                    g_array_append_val (c_chain, t);
+                    {
+                      g_array_append_val (c_chain.c_cancel, t);
+                      g_array_append_val (c_chain.c_release, other);
+                    }
                 }
                 break;
               default:
@@ -1178,43 +1301,43 @@ figure_tree (void)
                   /* Only needed when the default stack is too small. */
                   if (chain_crash == NULL)
                     continue;
-                  t = tree_cancellable_chain_subprocess (n, TRUE, &crash);
+                  t = tree_cancellable_chain_subprocess (n, TRUE, &other, &crash);
                   if (crash == NULL)
-                    g_array_append_val (c_chain_big, t);
+                    {
+                      g_array_append_val (c_chain_big.c_cancel, t);
+                      g_array_append_val (c_chain_big.c_release, other);
+                    }
                 }
                 break;
               }
           }
 
-      name = g_strdup_printf ("stop %u children", n);
-      note = g_strdup_printf ("stop() → root joined, all released; stop() alone %.2f ms",
-                              bench_median (k_wide_stop) / 1e6);
-      emit_tree_row (name, k_wide, c_wide, NULL, "linked GCancellables (g_cancellable_connect)", note);
+      shape = g_strdup_printf ("stop %u children", n);
+      emit_tree_rows (shape, &wide, &c_wide, linked, NULL, 1.5, NULL);
 
-      g_free (name);
-      g_free (note);
-      name = g_strdup_printf ("stop a chain %u deep", n);
-      note = g_strdup_printf ("stop() → root joined, all released; stop() alone %.2f ms",
-                              bench_median (k_chain_stop) / 1e6);
-      /* A baseline that crashed in some round is reported as crashed. */
-      emit_tree_row (name, k_chain, c_chain, chain_crash, "linked GCancellables (g_cancellable_connect)", note);
-      if (c_chain_big->len > 0)
+      g_free (shape);
+      shape = g_strdup_printf ("stop a chain %u deep", n);
+      /* A baseline that crashed in any round: not compared. */
+      if (chain_crash != NULL)
         {
-          BenchRow row = { 0 };
-
-          row.name = name;
-          row.value = bench_median (k_chain) / 1e6;
-          row.unit = "ms";
-          row.baseline = "the same GCancellables on a 1 GiB stack";
-          row.baseline_value = bench_median (c_chain_big) / 1e6;
-          row.target_kind = BENCH_TARGET_NONE;
-          row.met = -1;
-          row.note = "what the recursion costs when it does not crash (reference only)";
-          bench_emit (&row);
+          g_array_set_size (c_chain.c_cancel, 0);
+          g_array_set_size (c_chain.c_release, 0);
         }
+      emit_tree_rows (shape, &chain, &c_chain, linked, chain_crash, 1.5,
+                      chain_crash != NULL ? "the baseline recursed once per level and crashed "
+                                            "on the default stack: not compared" : NULL);
+      if (c_chain_big.c_cancel->len > 0)
+        emit_tree_rows (shape, &chain, &c_chain_big, "linked GCancellables on a 1 GiB stack",
+                        NULL, 1.5, "the same baseline on a stack where its recursion fits");
 
-      per_node[0][s] = bench_median (k_wide) / n;
-      per_node[1][s] = bench_median (k_chain) / n;
+      per_node[0][s] = bench_median (wide.k_release) / n;
+      per_node[1][s] = bench_median (chain.k_release) / n;
+
+      tree_samples_clear (&wide);
+      tree_samples_clear (&chain);
+      tree_samples_clear (&c_wide);
+      tree_samples_clear (&c_chain);
+      tree_samples_clear (&c_chain_big);
     }
 
   for (int chain = 0; chain < 2; chain++)
@@ -1232,7 +1355,6 @@ figure_tree (void)
       row.target_kind = BENCH_TARGET_AT_MOST;
       row.target_ratio = 2.0;
       row.target = "≤ 2× (linear)";
-      row.met = -1;
       bench_emit (&row);
     }
 }
@@ -1434,7 +1556,6 @@ figure_memory (void)
     row.baseline_value = bench_median (rss[1]);
     row.target_kind = BENCH_TARGET_NONE;
     row.target = "≤ 1024 B";
-    row.met = row.value <= 1024;
     row.note = note;
     bench_emit (&row);
 
@@ -1461,7 +1582,6 @@ figure_memory (void)
       row.value_text = "failed";
       row.unit = "KiB";
       row.target = "flat";
-      row.met = 0;
       bench_emit (&row);
       return;
     }
@@ -1490,7 +1610,6 @@ figure_memory (void)
         row.name = name;
         row.value = rss_b[i] / 1024.0;
         row.unit = "KiB";
-        row.met = -1;
         row.note = NULL;
         bench_emit (&row);
         g_string_append_printf (series, "%s %" G_GUINT64_FORMAT ": %.0f KiB",
@@ -1513,7 +1632,6 @@ figure_memory (void)
         row.value = ((double) rss_b[n_points - 1] - (double) rss_b[1]) / 1024.0;
         row.unit = "KiB";
         row.target = "flat (≤ 1024 KiB)";
-        row.met = row.value <= 1024;
         row.note = note;
         bench_emit (&row);
 
@@ -1526,7 +1644,6 @@ figure_memory (void)
         row.value = per_task;
         row.unit = "B";
         row.target = "≈ 0 (< 1 B)";
-        row.met = per_task < 1.0;
         row.note = series->str;
         bench_emit (&row);
       }
@@ -1715,7 +1832,6 @@ check_fast_run (KillableTask  *task,
   row.baseline_value = bench_median (ns[FAST_LOAD]);
   row.target_kind = BENCH_TARGET_AT_MOST;
   row.target_ratio = 1.1;
-  row.met = -1;
   row.note = "issue 13: header inline reading killable_task_get_stop_flag()'s word";
   bench_emit (&row);
 
@@ -1890,7 +2006,6 @@ figure_callbacks (void)
   row.baseline = "libstdc++ std::stop_callback construct + destroy";
   row.target_kind = BENCH_TARGET_AT_MOST;
   row.target_ratio = 1.0;
-  row.met = -1;
 #ifdef HAVE_CXX_BASELINES
   row.value = bench_median (ours);
   row.baseline_value = bench_median (theirs);
