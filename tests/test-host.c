@@ -18,6 +18,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -119,7 +120,7 @@ interrupt_blocked_read (void)
   killable_task_set_interrupt_syscalls (task, TRUE);
   g_assert_true (killable_task_start (task, NULL));
   test_gate_wait_entered (&br.gate, 1);
-  test_wait_thread_blocked (br.gate.worker_tid);
+  test_wait_thread_in (br.gate.worker_tid, TEST_IN_READ);
   killable_task_stop (task);
   killable_task_interrupt (task);
 
@@ -433,7 +434,7 @@ test_overflow_sleep (void)
   task = killable_task_new ("sleep-huge", work_sleep_huge, &gate, NULL);
   g_assert_true (killable_task_start (task, NULL));
   test_gate_wait_entered (&gate, 1);
-  test_wait_thread_blocked (gate.worker_tid);
+  test_wait_thread_in (gate.worker_tid, TEST_IN_TIMED_FUTEX);
   killable_task_stop (task);
   g_assert_false (test_join_guarded (task, &error));
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
@@ -902,6 +903,9 @@ drop_to_nobody (void)
   g_assert_cmpint (setgroups (0, NULL), ==, 0);
   g_assert_cmpint (setgid (65534), ==, 0);
   g_assert_cmpint (setuid (65534), ==, 0);
+  /* A process that changed its credentials is not dumpable: its own
+   * /proc/self/task/TID/syscall (the handshakes) would be unreadable. */
+  g_assert_cmpint (prctl (PR_SET_DUMPABLE, 1, 0, 0, 0), ==, 0);
   return TRUE;
 }
 
@@ -951,7 +955,7 @@ running_start (Running *r)
   killable_task_set_interrupt_syscalls (r->reader, TRUE);
   g_assert_true (killable_task_start (r->reader, NULL));
   test_gate_wait_entered (&r->br.gate, 1);
-  test_wait_thread_blocked (r->br.gate.worker_tid);
+  test_wait_thread_in (r->br.gate.worker_tid, TEST_IN_READ);
 
   r->process = killable_process_task_new (argv, &error);
   g_assert_no_error (error);

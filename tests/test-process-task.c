@@ -27,9 +27,11 @@
 
 #include <killable.h>
 
+#include "test-core-util.h"
+
 /* Failure guards only: generous, for valgrind on a loaded machine. */
-#define GUARD_USEC (60 * G_USEC_PER_SEC)
-#define GUARD_MSEC (60 * 1000)
+#define GUARD_USEC TEST_LIMIT_USEC (60 * G_USEC_PER_SEC)
+#define GUARD_MSEC ((int) (GUARD_USEC / 1000))
 
 /* Helpers {{{ */
 
@@ -170,7 +172,7 @@ stop_and_join (KillableProcessTask  *task,
 
   killable_task_stop (KILLABLE_TASK (task));
   g_assert_false (killable_task_join (KILLABLE_TASK (task), &local_error));
-  g_assert_cmpint (g_get_monotonic_time () - t0, <, 4 * G_USEC_PER_SEC);
+  g_assert_cmpint (g_get_monotonic_time () - t0, <, TEST_LIMIT_USEC (4 * G_USEC_PER_SEC));
   g_assert_error (local_error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
   g_assert_cmpint (killable_task_get_state (KILLABLE_TASK (task)), ==, KILLABLE_TASK_STATE_CANCELLED);
 
@@ -980,7 +982,7 @@ test_grandchildren_die_on_stop (void)
   killable_task_stop (KILLABLE_TASK (task));
   wait_end (task);
   /* The leader died of SIGTERM: no grace period was waited for. */
-  g_assert_cmpint (g_get_monotonic_time () - t0, <, 4 * G_USEC_PER_SEC);
+  g_assert_cmpint (g_get_monotonic_time () - t0, <, TEST_LIMIT_USEC (4 * G_USEC_PER_SEC));
   g_assert_cmpint (killable_task_get_state (KILLABLE_TASK (task)), ==, KILLABLE_TASK_STATE_CANCELLED);
   g_assert_cmpint (killable_process_task_get_term_sig (task), ==, SIGTERM);
 
@@ -1028,7 +1030,8 @@ test_start_kill_cycles (void)
   Fifo fifo;
   g_autofree char *script = NULL;
   guint fds_before, fds_after;
-  guint spawned = 0;
+  guint spawned_running = 0;   /* killed once the program surely ran */
+  guint spawned_at_once = 0;   /* killed at once, yet it had been spawned */
 
   fifo_open (&fifo);
   script = g_strdup_printf ("echo x > '%s'; exec sleep 1000", fifo.path);
@@ -1074,7 +1077,10 @@ test_start_kill_cycles (void)
       if (killable_process_task_get_if_signaled (task))
         {
           g_assert_cmpint (killable_process_task_get_term_sig (task), ==, SIGKILL);
-          spawned++;
+          if (i % 2 == 0)
+            spawned_at_once++;
+          else
+            spawned_running++;
         }
       else
         {
@@ -1083,8 +1089,12 @@ test_start_kill_cycles (void)
         }
     }
 
-  g_test_message ("%u of 200 programs were spawned before the kill", spawned);
-  g_assert_cmpuint (spawned, >=, 100);
+  /* Every program killed while it surely ran died of the SIGKILL (none
+   * exited on its own nor was missed); of those killed at once, some may
+   * have been spawned: that split is the scheduler's, only reported. */
+  g_test_message ("killed at once: %u of 100 spawned before the kill, %u never spawned",
+                  spawned_at_once, 100 - spawned_at_once);
+  g_assert_cmpuint (spawned_running, ==, 100);
 
   fds_after = count_fds ();
   g_assert_cmpuint (fds_after, ==, fds_before);
@@ -1101,6 +1111,7 @@ main (int    argc,
       char **argv)
 {
   g_test_init (&argc, &argv, NULL);
+  g_test_summary ("KillableProcessTask: spawning, pipes, stdin/stdout/stderr flags, exit statuses, stop/interrupt/kill of process groups.");
 
   g_test_add_func ("/process-task/missing-program", test_missing_program);
   g_test_add_func ("/process-task/empty-argv", test_empty_argv);

@@ -3,7 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
  * Usage: bench-killable [--quick] FIGURE
- *   FIGURE: check, wake, start, tree, memory, or all
+ *   FIGURE: check, callbacks, wake, start, tree, memory, or all
  *
  * Each figure measures libkillable and its baselines in the same process,
  * side by side: the repetitions of the variants are interleaved (round r
@@ -27,6 +27,7 @@
 #include <killable.h>
 
 #include "bench-common.h"
+#include "bench-cxx.h"
 
 #define LONG_SLEEP_USEC (G_GINT64_CONSTANT (3600) * G_USEC_PER_SEC)
 
@@ -1534,6 +1535,387 @@ figure_memory (void)
 
 /* }}} */
 
+/* Issue 13, target 1: the inline check() against a relaxed load {{{
+ *
+ * Kept apart from figure_check() (which the honesty work of issue 17 owns):
+ * its own loops, its own rows, each loop written as work uses check(): "if
+ * (!check) break;". Two loop shapes: a tight loop (the loop
+ * invariants, the task's address and the exported flag offset, stay in
+ * registers) and a loop that also calls an opaque function per iteration,
+ * as real work does. The baseline loads the same word (the address from
+ * killable_task_get_stop_flag(), taken once): like with like, the same
+ * memory, so only the inline's own instructions differ. The exported
+ * function, what bindings call, is measured too. */
+
+static __attribute__ ((noinline, noipa)) void
+opaque_work (guint64 *acc)
+{
+  *acc += 1;
+}
+
+enum
+{
+  FAST_INLINE,
+  FAST_LOAD,
+  FAST_FUNCTION,
+  FAST_INLINE_WORK,
+  FAST_LOAD_WORK,
+  N_FAST_VARIANTS
+};
+
+/* One function per loop shape, so that the tight loops keep their
+ * accumulator in a register (the work loops pass its address). */
+static __attribute__ ((noinline)) guint64
+fast_loop_inline (KillableTask *task,
+                  guint64       n)
+{
+  guint64 acc = 0;
+
+  for (guint64 i = 0; i < n; i++)
+    {
+      if (!killable_task_check (task, NULL))
+        break;
+      acc ^= i;
+    }
+
+  return acc;
+}
+
+static __attribute__ ((noinline)) guint64
+fast_loop_load (const int *flag,
+                guint64    n)
+{
+  guint64 acc = 0;
+
+  for (guint64 i = 0; i < n; i++)
+    {
+      if (__atomic_load_n (flag, __ATOMIC_RELAXED) != 0)
+        break;
+      acc ^= i;
+    }
+
+  return acc;
+}
+
+static __attribute__ ((noinline)) guint64
+fast_loop_function (KillableTask *task,
+                    guint64       n)
+{
+  guint64 acc = 0;
+
+  for (guint64 i = 0; i < n; i++)
+    {
+      if (!(killable_task_check) (task, NULL))
+        break;
+      acc ^= i;
+    }
+
+  return acc;
+}
+
+static __attribute__ ((noinline)) guint64
+fast_loop_inline_work (KillableTask *task,
+                       guint64       n)
+{
+  guint64 acc = 0;
+
+  for (guint64 i = 0; i < n; i++)
+    {
+      opaque_work (&acc);
+      if (!killable_task_check (task, NULL))
+        break;
+    }
+
+  return acc;
+}
+
+static __attribute__ ((noinline)) guint64
+fast_loop_load_work (const int *flag,
+                     guint64    n)
+{
+  guint64 acc = 0;
+
+  for (guint64 i = 0; i < n; i++)
+    {
+      opaque_work (&acc);
+      if (__atomic_load_n (flag, __ATOMIC_RELAXED) != 0)
+        break;
+    }
+
+  return acc;
+}
+
+static double
+time_fast_variant (int           variant,
+                   KillableTask *task,
+                   CheckBench   *b,
+                   guint64       n)
+{
+  guint64 acc = 0;
+  gint64 t0, t1;
+
+  t0 = bench_now_ns ();
+  switch (variant)
+    {
+    case FAST_INLINE:
+      acc = fast_loop_inline (task, n);
+      break;
+    case FAST_LOAD:
+      acc = fast_loop_load (killable_task_get_stop_flag (task), n);
+      break;
+    case FAST_FUNCTION:
+      acc = fast_loop_function (task, n);
+      break;
+    case FAST_INLINE_WORK:
+      acc = fast_loop_inline_work (task, n);
+      break;
+    case FAST_LOAD_WORK:
+      acc = fast_loop_load_work (killable_task_get_stop_flag (task), n);
+      break;
+    default:
+      g_assert_not_reached ();
+    }
+  t1 = bench_now_ns ();
+
+  b->sink += acc;
+
+  return (double) (t1 - t0) / (double) n;
+}
+
+static gboolean
+check_fast_run (KillableTask  *task,
+                gpointer       user_data,
+                GError       **error)
+{
+  CheckBench *b = user_data;
+  GArray *ns[N_FAST_VARIANTS];
+  const guint rounds = scale > 1 ? 3 : 21;
+  const guint64 n = scaled (20000000);
+  BenchRow row = { 0 };
+
+  for (int v = 0; v < N_FAST_VARIANTS; v++)
+    ns[v] = g_array_new (FALSE, FALSE, sizeof (double));
+
+  for (int v = 0; v < N_FAST_VARIANTS; v++)
+    time_fast_variant (v, task, b, n / 10);
+
+  for (guint r = 0; r < rounds; r++)
+    for (int k = 0; k < N_FAST_VARIANTS; k++)
+      {
+        int v = (k + r) % N_FAST_VARIANTS;
+        double t = time_fast_variant (v, task, b, n);
+
+        g_array_append_val (ns[v], t);
+      }
+
+  row.name = "check(), not stopped, C inline (tight loop)";
+  row.value = bench_median (ns[FAST_INLINE]);
+  row.unit = "ns/call";
+  row.baseline = "relaxed atomic load of the same word, same loop";
+  row.baseline_value = bench_median (ns[FAST_LOAD]);
+  row.target_kind = BENCH_TARGET_AT_MOST;
+  row.target_ratio = 1.1;
+  row.met = -1;
+  row.note = "issue 13: header inline reading killable_task_get_stop_flag()'s word";
+  bench_emit (&row);
+
+  row.name = "check(), not stopped, C inline (loop calling opaque work)";
+  row.value = bench_median (ns[FAST_INLINE_WORK]);
+  row.baseline = "relaxed atomic load of the same word, same loop";
+  row.baseline_value = bench_median (ns[FAST_LOAD_WORK]);
+  row.note = "a call to opaque work per iteration, as in real loops";
+  bench_emit (&row);
+
+  row.name = "check(), not stopped, exported function (bindings)";
+  row.value = bench_median (ns[FAST_FUNCTION]);
+  row.baseline = "relaxed atomic load of the same word, same loop";
+  row.baseline_value = bench_median (ns[FAST_LOAD]);
+  row.target_kind = BENCH_TARGET_NONE;
+  row.note = "what bindings and (killable_task_check) () pay";
+  bench_emit (&row);
+
+  for (int v = 0; v < N_FAST_VARIANTS; v++)
+    g_array_unref (ns[v]);
+
+  return TRUE;
+}
+
+static void
+figure_check_fast (void)
+{
+  g_autoptr(KillableTask) task = NULL;
+  g_autoptr(GError) error = NULL;
+  CheckBench b = { 0 };
+
+  bench_progress ("check (issue 13): inline killable_task_check() vs relaxed atomic load");
+
+  task = killable_task_new ("bench-check-fast", check_fast_run, &b, NULL);
+  if (!killable_task_start (task, &error) || !killable_task_join (task, &error))
+    g_error ("check task: %s", error->message);
+
+  if (b.sink == G_MAXUINT64)
+    g_print ("unreachable\n");
+}
+
+/* }}} */
+
+/* Issue 13, target 4: stop callbacks against libstdc++'s std::stop_callback {{{
+ *
+ * Both sides register a callback that bumps a counter. add + remove: one
+ * pair per iteration on a task that is not stopped (a std::stop_callback
+ * built and destroyed on a live std::stop_token). stop(): a task with N
+ * callbacks against request_stop() with N callbacks (allocated, as
+ * libkillable's nodes are); only the stop call is timed, on both sides. */
+
+static void
+bump_stop_func (KillableTask *task,
+                const GError *reason,
+                gpointer      user_data)
+{
+  gulong *counter = user_data;
+
+  (*counter)++;
+}
+
+static double
+time_killable_add_remove (guint64 n)
+{
+  g_autoptr(KillableTask) task = killable_task_new ("bench-cb", noop_func, NULL, NULL);
+  gulong counter = 0;
+  gint64 t0, t1;
+
+  t0 = bench_now_ns ();
+  for (guint64 i = 0; i < n; i++)
+    {
+      gulong id = killable_task_add_stop_callback (task, bump_stop_func, &counter, NULL);
+
+      killable_task_remove_stop_callback (task, id);
+    }
+  t1 = bench_now_ns ();
+
+  if (counter != 0)
+    {
+      g_printerr ("a removed stop callback ran\n");
+      failures++;
+    }
+
+  return (double) (t1 - t0) / (double) n;
+}
+
+static double
+time_killable_stop_callbacks (guint n)
+{
+  g_autoptr(KillableTask) task = killable_task_new ("bench-cb-stop", noop_func, NULL, NULL);
+  gulong counter = 0;
+  gint64 t0, t1;
+
+  for (guint i = 0; i < n; i++)
+    killable_task_add_stop_callback (task, bump_stop_func, &counter, NULL);
+
+  t0 = bench_now_ns ();
+  killable_task_stop (task);
+  t1 = bench_now_ns ();
+
+  if (counter != n)
+    {
+      g_printerr ("stop ran %lu of %u stop callbacks\n", counter, n);
+      failures++;
+    }
+
+  return (double) (t1 - t0) / (double) n;
+}
+
+static void
+figure_callbacks (void)
+{
+  const guint rounds = scale > 1 ? 3 : 15;
+  const guint64 n_pairs = scaled (2000000);
+  const guint n_callbacks = scaled (100000);
+  g_autoptr(GArray) ours = g_array_new (FALSE, FALSE, sizeof (double));
+  g_autoptr(GArray) theirs = g_array_new (FALSE, FALSE, sizeof (double));
+  g_autoptr(GArray) ours_stop = g_array_new (FALSE, FALSE, sizeof (double));
+  g_autoptr(GArray) theirs_stop = g_array_new (FALSE, FALSE, sizeof (double));
+  BenchRow row = { 0 };
+
+  bench_progress ("callbacks (issue 13): stop callbacks vs libstdc++ std::stop_callback");
+
+#ifdef HAVE_CXX_BASELINES
+  time_killable_add_remove (n_pairs / 10);
+  bench_cxx_stop_callback_add_remove (n_pairs / 10);
+
+  for (guint r = 0; r < rounds; r++)
+    for (int k = 0; k < 2; k++)
+      {
+        double t;
+
+        if ((k + r) % 2 == 0)
+          {
+            t = time_killable_add_remove (n_pairs);
+            g_array_append_val (ours, t);
+          }
+        else
+          {
+            t = bench_cxx_stop_callback_add_remove (n_pairs);
+            g_array_append_val (theirs, t);
+          }
+      }
+
+  for (guint r = 0; r < MAX (3, rounds / 2); r++)
+    for (int k = 0; k < 2; k++)
+      {
+        double t;
+
+        if ((k + r) % 2 == 0)
+          {
+            t = time_killable_stop_callbacks (n_callbacks);
+            g_array_append_val (ours_stop, t);
+          }
+        else
+          {
+            unsigned long ran = 0;
+
+            t = bench_cxx_request_stop (n_callbacks, &ran);
+            if (ran != n_callbacks)
+              {
+                g_printerr ("request_stop ran %lu of %u callbacks\n", ran, n_callbacks);
+                failures++;
+              }
+            g_array_append_val (theirs_stop, t);
+          }
+      }
+#endif
+
+  row.name = "stop callback add + remove";
+  row.unit = "ns/pair";
+  row.baseline = "libstdc++ std::stop_callback construct + destroy";
+  row.target_kind = BENCH_TARGET_AT_MOST;
+  row.target_ratio = 1.0;
+  row.met = -1;
+#ifdef HAVE_CXX_BASELINES
+  row.value = bench_median (ours);
+  row.baseline_value = bench_median (theirs);
+#else
+  row.value = time_killable_add_remove (n_pairs);
+  row.baseline_text = "not built (no C++20 compiler with <stop_token>)";
+  row.note = "install g++ (build-aux/install-deps) and reconfigure";
+#endif
+  bench_emit (&row);
+
+  row.name = "stop() with 100 000 stop callbacks";
+  row.unit = "ns/callback";
+  row.baseline = "libstdc++ request_stop() with as many std::stop_callback";
+  row.target_ratio = 1.5;
+#ifdef HAVE_CXX_BASELINES
+  row.value = bench_median (ours_stop);
+  row.baseline_value = bench_median (theirs_stop);
+#else
+  row.value = time_killable_stop_callbacks (n_callbacks);
+#endif
+  bench_emit (&row);
+}
+
+/* }}} */
+
 int
 main (int   argc,
       char *argv[])
@@ -1550,7 +1932,7 @@ main (int   argc,
 
   if (argc <= i)
     {
-      g_printerr ("usage: %s [--quick] check|wake|start|tree|memory|all\n", argv[0]);
+      g_printerr ("usage: %s [--quick] check|callbacks|wake|start|tree|memory|all\n", argv[0]);
       return 2;
     }
 
@@ -1567,6 +1949,10 @@ main (int   argc,
 
   if (g_str_equal (figure, "check") || g_str_equal (figure, "all"))
     figure_check ();
+  if (g_str_equal (figure, "check") || g_str_equal (figure, "all"))
+    figure_check_fast ();
+  if (g_str_equal (figure, "callbacks") || g_str_equal (figure, "all"))
+    figure_callbacks ();
   if (g_str_equal (figure, "wake") || g_str_equal (figure, "all"))
     figure_wake ();
   if (g_str_equal (figure, "start") || g_str_equal (figure, "all"))
