@@ -1999,8 +1999,7 @@ ladder (Rec          *rec,
 static gboolean
 is_process_failure (const GError *error)
 {
-  return g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED) &&
-         strstr (error->message, "exited with status 3") != NULL;
+  return g_error_matches (error, G_SPAWN_EXIT_ERROR, 3);
 }
 
 /* The outcome of a WORK_PROCESS task agrees with how its program ended. */
@@ -2043,7 +2042,10 @@ check_process_outcome (Rec                 *rec,
         violation (rec->name, "CANCELLED with %s", error->message);
       break;
     case KILLABLE_TASK_STATE_KILLED:
-      if (!g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
+      /* KILLED, or the cause of the stop that a grace period escalated
+       * to the kill (a timeout, real or an attacker's). */
+      if (!g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED) &&
+          !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_TIMED_OUT))
         violation (rec->name, "KILLED with %s", error->message);
       break;
     default:
