@@ -223,10 +223,61 @@ flags_are_valid (KillableProcessFlags flags)
          (err & (err - 1)) == 0;
 }
 
+/* Every entry is NAME=VALUE with a non-empty NAME. */
+static gboolean
+environ_is_valid (const char * const *env)
+{
+  for (guint i = 0; env != NULL && env[i] != NULL; i++)
+    {
+      const char *eq = strchr (env[i], '=');
+
+      if (eq == NULL || eq == env[i])
+        return FALSE;
+    }
+
+  return TRUE;
+}
+
 static gboolean
 was_started (KillableProcessTask *self)
 {
   return killable_task_is_started (KILLABLE_TASK (self));
+}
+
+/* What execvp() searches: PATH, or without PATH confstr (_CS_PATH) —
+ * never the current directory, which g_find_program_in_path() adds when
+ * PATH is unset. */
+static char *
+find_in_path (const char *name)
+{
+  g_autofree char *cs_path = NULL;
+  g_auto(GStrv) dirs = NULL;
+  size_t n;
+
+  if (g_getenv ("PATH") != NULL)
+    return g_find_program_in_path (name);
+
+  n = confstr (_CS_PATH, NULL, 0);
+  if (n > 0)
+    {
+      cs_path = g_malloc (n);
+      confstr (_CS_PATH, cs_path, n);
+    }
+  dirs = g_strsplit (cs_path != NULL ? cs_path : "/bin:/usr/bin", ":", -1);
+
+  for (guint i = 0; dirs[i] != NULL; i++)
+    {
+      g_autofree char *candidate = NULL;
+
+      if (!g_path_is_absolute (dirs[i]))
+        continue;
+      candidate = g_build_filename (dirs[i], name, NULL);
+      if (g_file_test (candidate, G_FILE_TEST_IS_REGULAR) &&
+          g_file_test (candidate, G_FILE_TEST_IS_EXECUTABLE))
+        return g_steal_pointer (&candidate);
+    }
+
+  return NULL;
 }
 
 /* Finds the program argv[0] names: a name without a slash is looked up in
@@ -240,7 +291,7 @@ resolve_program (const char  *name,
 
   if (strchr (name, '/') == NULL)
     {
-      path = g_find_program_in_path (name);
+      path = find_in_path (name);
       if (path == NULL)
         {
           g_set_error (error, G_SPAWN_ERROR, G_SPAWN_ERROR_NOENT,
@@ -1372,7 +1423,8 @@ killable_process_task_constructed (GObject *object)
    * program. Still part of the construction: the name is immutable after. */
   if (self->argv != NULL && self->argv[0] != NULL && self->argv[0][0] != '\0')
     {
-      g_autofree char *name = g_path_get_basename (self->argv[0]);
+      /* A display name: argv[0] may not be UTF-8. */
+      g_autofree char *name = g_filename_display_basename (self->argv[0]);
 
       killable_task_set_default_name (KILLABLE_TASK (self), name);
     }
@@ -1803,7 +1855,9 @@ ensure_environ (KillableProcessTask *self)
  *   whole environment of the program, as `NAME=value` strings, or %NULL to
  *   inherit the caller's
  *
- * Replaces the environment the program gets. By default it inherits the
+ * Replaces the environment the program gets (each entry `NAME=value` with
+ * a non-empty `NAME`; anything else is a critical and changes nothing).
+ * By default it inherits the
  * environment of the calling process as it is when the task runs.
  *
  * Call it before the task starts, from the thread that owns it.
@@ -1816,6 +1870,7 @@ killable_process_task_set_environ (KillableProcessTask *self,
 {
   g_return_if_fail (KILLABLE_IS_PROCESS_TASK (self));
   g_return_if_fail (!was_started (self));
+  g_return_if_fail (environ_is_valid (env));
 
   g_mutex_lock (&self->lock);
   g_strfreev (self->envp);

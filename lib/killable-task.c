@@ -100,6 +100,26 @@
  * when something is connected to them, and emitted when that context is
  * iterated.
  *
+ * ## Signal handlers
+ *
+ * No libkillable function may be called from a POSIX signal handler: none
+ * is async-signal-safe (they take locks, allocate and emit signals; a
+ * handler that interrupts a thread holding one of those locks deadlocks).
+ * To stop tasks on `SIGINT` or `SIGTERM`, let the main loop dispatch the
+ * signal, with `g_unix_signal_add()` or
+ * `killable_task_stop_on_unix_signals()` (Since 1.2), and call
+ * [method@Killable.Task.stop] from there.
+ *
+ * ## fork()
+ *
+ * After `fork()`, the child can start tasks, its timeouts fire and its
+ * process tasks run: the library's locks are held across the fork and its
+ * thread cache and timer thread start afresh in the child. Tasks that were
+ * running in the parent are not running in the child (only the forking
+ * thread crosses a fork); their timers do not fire there. As with any
+ * GLib program, another thread of the application that is inside GLib at
+ * the fork may leave one of GLib's locks held in the child.
+ *
  * Since: 1.0
  */
 
@@ -1131,6 +1151,10 @@ worker_run_one (KillableTask *self)
     ret = KILLABLE_TASK_GET_CLASS (self)->run (self, &error);
   worker_leave (self, &mask);
 
+  /* From here on the worker calls GObject (emissions, the last unref): a
+   * fork waits until it is done (see killable-fork.c). */
+  killable_worker_pool_section_enter ();
+
   if (ret && error != NULL)
     {
       g_critical ("%s: run() of task “%s” returned TRUE and set an error: %s",
@@ -1164,6 +1188,7 @@ worker_run_one (KillableTask *self)
 
   g_private_set (&current_task, NULL);
   g_object_unref (self);
+  killable_worker_pool_section_leave ();
 
   return next;
 }
@@ -1543,7 +1568,7 @@ killable_task_class_init (KillableTaskClass *klass)
   klass->kill = killable_task_real_kill;
 
   /* Before any task exists: the library's locks are held across fork(). */
-  killable_fork_init ();
+  killable_fork_init (killable_tree_fork_lock);
 
   /**
    * KillableTask:name:
@@ -1824,6 +1849,7 @@ killable_task_new (const char       *name,
   KillableTaskPrivate *priv;
 
   g_return_val_if_fail (func != NULL, NULL);
+  g_return_val_if_fail (name == NULL || g_utf8_validate (name, -1, NULL), NULL);
 
   self = g_object_new (KILLABLE_TYPE_TASK, "name", name, NULL);
   priv = killable_task_get_instance_private (self);
@@ -2516,6 +2542,7 @@ killable_task_set_status (KillableTask *self,
   gboolean changed;
 
   g_return_if_fail (KILLABLE_IS_TASK (self));
+  g_return_if_fail (status == NULL || g_utf8_validate (status, -1, NULL));
 
   priv = killable_task_get_instance_private (self);
 
