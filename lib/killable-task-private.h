@@ -39,7 +39,8 @@ killable_task_get_stop_state (KillableTask *self)
 void      killable_task_request_stop_internal (KillableTask   *self,
                                                const GError   *reason,
                                                gboolean        propagate);
-gboolean  killable_task_complete_pending      (KillableTask   *self);
+gboolean  killable_task_complete_pending      (KillableTask   *self,
+                                               guint           extra_emissions);
 void      killable_task_queue_emissions       (KillableTask   *self,
                                                guint           emissions);
 void      killable_task_emit_setter           (KillableTask   *self,

@@ -160,7 +160,10 @@ typedef struct
   GDestroyNotify      func_notify;
 
   GCancellable       *cancellable;       /* (owned) (nullable) created lazily, protected by @lock */
-  GError             *error;             /* (owned) (nullable) set once with the terminal state, then immutable */
+  GError             *error;             /* (owned) (nullable) set once with the terminal state (or built
+                                          * on first read when @error_lazy), then immutable */
+  int                 error_lazy;        /* (atomic) a stopped pending task: @error is the stop's outcome,
+                                          * built from the state and the stop reason when first read */
   GSList             *cleanups;          /* (owned) LIFO, protected by @lock */
   gboolean            cleanups_done;     /* protected by @lock */
   double              progress;          /* protected by @lock */
@@ -196,6 +199,8 @@ gssize killable_task_tree_node_offset;
 gssize killable_task_stop_state_offset;
 /* Exported for the inline check (killable-task.h) */
 _KillableTaskFastPath _killable_task_fast_path = { 0, 1 };
+
+static const GError *peek_error (KillableTask *self);
 
 static GError *
 make_error (KillableTask  *self,
@@ -318,14 +323,13 @@ steal_async_task (KillableTask *self)
 static void
 async_return (KillableTask *self)
 {
-  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   g_autoptr(GTask) task = steal_async_task (self);
 
   if (task == NULL)
     return;
 
-  if (priv->error != NULL)
-    g_task_return_error (task, g_error_copy (priv->error));
+  if (peek_error (self) != NULL)
+    g_task_return_error (task, g_error_copy (peek_error (self)));
   else
     g_task_return_boolean (task, TRUE);
 }
@@ -406,7 +410,9 @@ static gboolean
 complete_full (KillableTask      *self,
                gboolean           only_if_pending,
                KillableTaskState  state,
-               GError            *error)
+               GError            *error,
+               gboolean           error_lazy,
+               guint              extra_emissions)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   guint emissions;
@@ -428,11 +434,13 @@ complete_full (KillableTask      *self,
         }
 
       /* error is published before the state: a reader that sees the
-       * terminal state sees the error. */
+       * terminal state sees the error (or that it is to be built). */
       priv->error = error;
+      g_atomic_int_set (&priv->error_lazy, error_lazy);
       if (g_atomic_int_compare_and_exchange (&priv->state, old, state))
         break;
       priv->error = NULL;
+      g_atomic_int_set (&priv->error_lazy, FALSE);
     }
 
   /* g_cond_broadcast() is a system call even without waiters (GLib 2.74),
@@ -442,8 +450,9 @@ complete_full (KillableTask      *self,
     g_cond_broadcast (&priv->cond);
   priv->interrupt_armed = FALSE;
   /* The children model is brought up to date before finished is emitted. */
-  emissions = KILLABLE_EMIT_STATE_TERMINAL | KILLABLE_EMIT_FINISHED | KILLABLE_EMIT_CHILDREN;
-  if (error != NULL)
+  emissions = KILLABLE_EMIT_STATE_TERMINAL | KILLABLE_EMIT_FINISHED | KILLABLE_EMIT_CHILDREN |
+              extra_emissions;
+  if (error != NULL || error_lazy)
     emissions |= KILLABLE_EMIT_ERROR;
   if (priv->async_task != NULL)
     emissions |= KILLABLE_EMIT_ASYNC_RETURN;
@@ -467,7 +476,7 @@ complete (KillableTask      *self,
           KillableTaskState  state,
           GError            *error)
 {
-  return complete_full (self, FALSE, state, error);
+  return complete_full (self, FALSE, state, error, FALSE, 0);
 }
 
 static gboolean
@@ -524,32 +533,82 @@ dup_stop_outcome (KillableTask *self)
   return error;
 }
 
+/* The error of a task ended by complete_pending(), built when first read:
+ * a stop of a large tree ends every pending task, and most of those errors
+ * are never read (building one costs a translation lookup and two
+ * allocations). The outcome was decided at the end and is in the state: a
+ * KILLED state whose reason is not KILLED got there by a kill mark. The
+ * reason is immutable once the stop was requested. */
+static GError *
+build_lazy_error (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  const GError *reason = killable_stop_state_peek_reason (&priv->stop);
+
+  if (g_atomic_int_get (&priv->state) == KILLABLE_TASK_STATE_KILLED &&
+      !g_error_matches (reason, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
+    return make_error (self, KILLABLE_ERROR_KILLED);
+
+  if (reason == NULL)
+    return make_error (self, KILLABLE_ERROR_STOPPED);
+
+  return g_error_copy (reason);
+}
+
+/* The terminal error (call only once the state is terminal). */
+static const GError *
+peek_error (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  GError *error = g_atomic_pointer_get (&priv->error);
+
+  if (error == NULL && g_atomic_int_get (&priv->error_lazy))
+    {
+      GError *fresh = build_lazy_error (self);
+
+      /* Two first readers may race: one error wins, immutable from then. */
+      if (!g_atomic_pointer_compare_and_exchange (&priv->error, NULL, fresh))
+        g_error_free (fresh);
+      error = g_atomic_pointer_get (&priv->error);
+    }
+
+  return error;
+}
+
 /* Ends a task that never started and was stopped, with the state its stop
- * reason says. With live children it ends when the last of them does
- * (killable_tree_child_ended() calls this again). Returns FALSE if the task
- * is no longer pending (start() won the race). */
+ * reason says; @extra_emissions are queued with the completion's (one
+ * look at the handlers). With live children it ends when the last of them
+ * does (killable_tree_child_ended() calls this again) and queues
+ * @extra_emissions now. Returns FALSE if the task is no longer pending
+ * (start() won the race); @extra_emissions are then not queued. */
 gboolean
-killable_task_complete_pending (KillableTask *self)
+killable_task_complete_pending (KillableTask *self,
+                                guint         extra_emissions)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   KillableTaskState state = KILLABLE_TASK_STATE_CANCELLED;
+  const GError *reason;
   gboolean child_failed;
-  GError *error;
 
   if (g_atomic_int_get (&priv->state) != KILLABLE_TASK_STATE_PENDING)
     return FALSE;
 
   if (!killable_tree_close_pending (self, &child_failed))
-    return TRUE;
+    {
+      if (extra_emissions != 0)
+        killable_owner_queue (&priv->owner, extra_emissions);
+      return TRUE;
+    }
 
-  error = dup_stop_outcome (self);
-
-  if (g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
+  /* As dup_stop_outcome() decides, without building the error. */
+  reason = killable_stop_state_peek_reason (&priv->stop);
+  if (g_error_matches (reason, KILLABLE_ERROR, KILLABLE_ERROR_KILLED) ||
+      killable_tree_node_has_mark (&priv->node, KILLABLE_TREE_MARK_KILL))
     state = KILLABLE_TASK_STATE_KILLED;
   else if (child_failed)
     state = KILLABLE_TASK_STATE_FAILED;
 
-  return complete_full (self, TRUE, state, error);
+  return complete_full (self, TRUE, state, NULL, TRUE, extra_emissions);
 }
 
 /* The stop request, rung 1. With @propagate, the whole subtree gets the
@@ -576,15 +635,11 @@ killable_task_request_stop_internal (KillableTask *self,
       return;
     }
 
-  g_mutex_lock (&priv->lock);
-  cancellable = priv->cancellable != NULL ? g_object_ref (priv->cancellable) : NULL;
-  g_mutex_unlock (&priv->lock);
-
+  /* Published once (see get_cancellable(), which reads the flag after
+   * publishing it: one of the two cancels it), alive as long as the task. */
+  cancellable = g_atomic_pointer_get (&priv->cancellable);
   if (cancellable != NULL)
-    {
-      g_cancellable_cancel (cancellable);
-      g_object_unref (cancellable);
-    }
+    g_cancellable_cancel (cancellable);
 
   /* Callbacks before anything can end the task (here for a pending task,
    * on the worker otherwise, which waits for them). */
@@ -594,11 +649,8 @@ killable_task_request_stop_internal (KillableTask *self,
    * children have ended), unless start() wins the race to leave PENDING;
    * then it is stopped like a running task. */
   if (g_atomic_int_get (&priv->state) == KILLABLE_TASK_STATE_PENDING &&
-      killable_task_complete_pending (self))
-    {
-      killable_owner_queue (&priv->owner, KILLABLE_EMIT_STOP_REQUESTED);
-      return;
-    }
+      killable_task_complete_pending (self, KILLABLE_EMIT_STOP_REQUESTED))
+    return;
 
   if (g_atomic_int_compare_and_exchange (&priv->state, KILLABLE_TASK_STATE_RUNNING,
                                          KILLABLE_TASK_STATE_STOPPING))
@@ -704,7 +756,7 @@ abandon (KillableTask *self)
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
 
   /* No thread to abandon: a pending task just ends (after its children). */
-  if (killable_task_complete_pending (self))
+  if (killable_task_complete_pending (self, 0))
     return TRUE;
 
   /* A parent is released after its children: with children still live
@@ -1705,9 +1757,9 @@ killable_task_join (KillableTask  *self,
 
   wait_until (self, -1);
 
-  if (priv->error != NULL)
+  if (peek_error (self) != NULL)
     {
-      g_propagate_error (error, g_error_copy (priv->error));
+      g_propagate_error (error, g_error_copy (peek_error (self)));
       return FALSE;
     }
 
@@ -2186,7 +2238,7 @@ killable_task_get_error (KillableTask *self)
   if (!KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)))
     return NULL;
 
-  return priv->error;
+  return peek_error (self);
 }
 
 /**
@@ -2324,10 +2376,13 @@ killable_task_get_cancellable (KillableTask *self)
   g_mutex_lock (&priv->lock);
   if (priv->cancellable == NULL)
     {
-      /* Created on demand: most tasks never need one. */
-      priv->cancellable = g_cancellable_new ();
-      g_signal_connect_object (priv->cancellable, "cancelled",
+      /* Created on demand: most tasks never need one. Published before
+       * the flag is read; a stop reads the flag's change before it reads
+       * this (request_stop_internal()): one of the two cancels it. */
+      ret = g_cancellable_new ();
+      g_signal_connect_object (ret, "cancelled",
                                G_CALLBACK (cancellable_cancelled_cb), self, 0);
+      g_atomic_pointer_set (&priv->cancellable, ret);
       cancel = killable_stop_state_is_requested (&priv->stop);
     }
   ret = priv->cancellable;

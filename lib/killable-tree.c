@@ -148,38 +148,85 @@ killable_tree_has_live_children (KillableTask *self)
   return ret;
 }
 
+/* A small stack of tasks on the C stack, spilling to the heap only past
+ * its inline slots: the re-entrancy queues below cost no allocation per
+ * step (a GQueue cost a list node per push). */
+#define TASK_STACK_INLINE 16
+
+typedef struct
+{
+  guint         len;
+  GPtrArray    *spill;   /* (owned) (nullable) past the inline slots */
+  gpointer      items[TASK_STACK_INLINE];
+} TaskStack;
+
+static void
+task_stack_push (TaskStack *stack,
+                 gpointer   item)
+{
+  if (stack->len < TASK_STACK_INLINE)
+    {
+      stack->items[stack->len++] = item;
+      return;
+    }
+  if (stack->spill == NULL)
+    stack->spill = g_ptr_array_new ();
+  g_ptr_array_add (stack->spill, item);
+}
+
+static gpointer
+task_stack_pop (TaskStack *stack)
+{
+  if (stack->spill != NULL && stack->spill->len > 0)
+    return g_ptr_array_steal_index_fast (stack->spill, stack->spill->len - 1);
+  if (stack->len > 0)
+    return stack->items[--stack->len];
+  return NULL;
+}
+
+static void
+task_stack_clear (TaskStack *stack)
+{
+  g_clear_pointer (&stack->spill, g_ptr_array_unref);
+}
+
 /* Drops references on tasks without recursion: a task's dispose drops its
  * children, whose dispose drops theirs... With a chain 100 000 deep that
  * would be 100 000 nested finalizers. The outermost call on a thread owns a
- * queue; nested calls append to it and return. */
+ * stack; nested calls push onto it and return. */
 static void
-release_tasks (GQueue *tasks)
+release_tasks (KillableTask **tasks,
+               guint          n_tasks)
 {
-  GQueue *queue = g_private_get (&release_queue);
-  GQueue local = G_QUEUE_INIT;
+  TaskStack *queue = g_private_get (&release_queue);
+  TaskStack local;
   KillableTask *task;
 
   if (queue != NULL)
     {
-      while ((task = g_queue_pop_head (tasks)) != NULL)
-        g_queue_push_tail (queue, task);
+      for (guint i = 0; i < n_tasks; i++)
+        task_stack_push (queue, tasks[i]);
       return;
     }
 
-  while ((task = g_queue_pop_head (tasks)) != NULL)
-    g_queue_push_tail (&local, task);
+  local.len = 0;
+  local.spill = NULL;
+  for (guint i = 0; i < n_tasks; i++)
+    task_stack_push (&local, tasks[i]);
 
   g_private_set (&release_queue, &local);
-  while ((task = g_queue_pop_head (&local)) != NULL)
+  while ((task = task_stack_pop (&local)) != NULL)
     g_object_unref (task);
   g_private_set (&release_queue, NULL);
+  task_stack_clear (&local);
 }
 
 /* The end of a child can end its parent (stopped while pending, or killed
  * while a child could not be abandoned), whose end can end its own parent:
  * on a chain 100 000 deep that must not nest. Same trampoline as above:
- * the outermost call on a thread runs the queued steps in a loop. */
-typedef enum { STEP_COMPLETE_PENDING, STEP_KILL } ParentStep;
+ * the outermost call on a thread runs the queued steps in a loop (the step
+ * is in the pointer's low bit: a task is aligned). */
+typedef enum { STEP_COMPLETE_PENDING = 0, STEP_KILL = 1 } ParentStep;
 
 static GPrivate parent_steps;
 
@@ -187,29 +234,31 @@ static void
 run_parent_step (KillableTask *parent,   /* (transfer full) */
                  ParentStep    step)
 {
-  GQueue *queue = g_private_get (&parent_steps);
-  GQueue local = G_QUEUE_INIT;
+  TaskStack *queue = g_private_get (&parent_steps);
+  TaskStack local;
   gpointer item;
+
+  G_STATIC_ASSERT (G_ALIGNOF (GObject) >= 2);
 
   if (queue != NULL)
     {
-      g_queue_push_tail (queue, parent);
-      g_queue_push_tail (queue, GINT_TO_POINTER (step));
+      task_stack_push (queue, (gpointer) ((guintptr) parent | step));
       return;
     }
 
-  g_queue_push_tail (&local, parent);
-  g_queue_push_tail (&local, GINT_TO_POINTER (step));
+  local.len = 0;
+  local.spill = NULL;
+  task_stack_push (&local, (gpointer) ((guintptr) parent | step));
   g_private_set (&parent_steps, &local);
 
-  while ((item = g_queue_pop_head (&local)) != NULL)
+  while ((item = task_stack_pop (&local)) != NULL)
     {
-      KillableTask *task = item;
+      KillableTask *task = (KillableTask *) ((guintptr) item & ~(guintptr) 1);
 
-      switch ((ParentStep) GPOINTER_TO_INT (g_queue_pop_head (&local)))
+      switch ((ParentStep) ((guintptr) item & 1))
         {
         case STEP_COMPLETE_PENDING:
-          killable_task_complete_pending (task);
+          killable_task_complete_pending (task, 0);
           break;
         case STEP_KILL:
           if (!KILLABLE_TASK_STATE_IS_TERMINAL (killable_task_get_state (task)))
@@ -222,15 +271,13 @@ run_parent_step (KillableTask *parent,   /* (transfer full) */
     }
 
   g_private_set (&parent_steps, NULL);
+  task_stack_clear (&local);
 }
 
 static void
 release_task (KillableTask *task)
 {
-  GQueue one = G_QUEUE_INIT;
-
-  g_queue_push_tail (&one, task);
-  release_tasks (&one);
+  release_tasks (&task, 1);
 }
 
 static void child_ended (KillableTask *child,
@@ -569,7 +616,7 @@ gboolean
 killable_tree_dispose (KillableTask *self)
 {
   KillableTreeNode *priv = NODE (self);
-  GQueue children = G_QUEUE_INIT;
+  g_autoptr(GPtrArray) children = NULL;
   GList *link;
   KillableTask *failed_child;
 
@@ -594,13 +641,14 @@ killable_tree_dispose (KillableTask *self)
       return FALSE;
     }
 
+  children = g_ptr_array_sized_new (priv->children.length + 1);
   while ((link = g_queue_pop_head_link (&priv->children)) != NULL)
     {
       KillableTask *child = link->data;
 
       NODE (child)->parent = NULL;
       NODE (child)->counted_in_parent = FALSE;
-      g_queue_push_tail (&children, child);
+      g_ptr_array_add (children, child);
     }
   priv->n_live_children = 0;
   failed_child = g_steal_pointer (&priv->failed_child);
@@ -609,8 +657,8 @@ killable_tree_dispose (KillableTask *self)
   g_mutex_unlock (&tree_lock);
 
   if (failed_child != NULL)
-    g_queue_push_tail (&children, failed_child);
-  release_tasks (&children);
+    g_ptr_array_add (children, failed_child);
+  release_tasks ((KillableTask **) children->pdata, children->len);
 
   g_clear_object (&priv->children_model);
 
