@@ -41,6 +41,8 @@ void      killable_task_request_stop_internal (KillableTask   *self,
                                                gboolean        propagate);
 gboolean  killable_task_complete_pending      (KillableTask   *self,
                                                guint           extra_emissions);
+gboolean  killable_task_end_pending_locked    (KillableTask   *self);
+void      killable_task_end_pending_finish    (KillableTask   *self);
 void      killable_task_queue_emissions       (KillableTask   *self,
                                                guint           emissions);
 void      killable_task_emit_setter           (KillableTask   *self,

@@ -611,6 +611,70 @@ killable_task_complete_pending (KillableTask *self,
   return complete_full (self, TRUE, state, NULL, TRUE, extra_emissions);
 }
 
+/* For the tree's batched stop (killable_tree_request_stop()), under the
+ * tree lock, on the thread whose request set @self's flag: ends @self at
+ * once when it is a pending task that nothing observes: no stop callback
+ * to fire, no cancellable, no run_async() call, no handler of any signal,
+ * no class handler, no children model (so no emission is due). The tree
+ * checked that it has no live child and no failed child. Runs no user code
+ * and takes only @self's lock (a leaf under the tree lock) and GLib's
+ * signal lock. Returns FALSE, doing nothing, when any of that does not
+ * hold: the caller then takes the usual path (request_stop_internal()).
+ * After the tree lock is released, the caller calls
+ * killable_task_end_pending_finish(). */
+gboolean
+killable_task_end_pending_locked (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  KillableTaskState state = KILLABLE_TASK_STATE_CANCELLED;
+  const GError *reason;
+
+  if (g_atomic_int_get (&priv->state) != KILLABLE_TASK_STATE_PENDING ||
+      killable_stop_state_has_callbacks_to_fire (&priv->stop) ||
+      g_atomic_pointer_get (&priv->cancellable) != NULL ||
+      filter_emissions ((GObject *) self,
+                        KILLABLE_EMIT_STOP_REQUESTED | KILLABLE_EMIT_STATE_TERMINAL |
+                        KILLABLE_EMIT_FINISHED | KILLABLE_EMIT_ERROR |
+                        KILLABLE_EMIT_CHILDREN) != 0)
+    return FALSE;
+
+  reason = killable_stop_state_peek_reason (&priv->stop);
+  if (g_error_matches (reason, KILLABLE_ERROR, KILLABLE_ERROR_KILLED) ||
+      killable_tree_node_has_mark (&priv->node, KILLABLE_TREE_MARK_KILL))
+    state = KILLABLE_TASK_STATE_KILLED;
+
+  g_mutex_lock (&priv->lock);
+  if (priv->async_task != NULL)
+    {
+      g_mutex_unlock (&priv->lock);
+      return FALSE;
+    }
+  /* As complete_full() does (under the same lock), with the error built
+   * when read: published before the state. Only start() changes the state
+   * without this lock; if it won, the task runs and completes normally. */
+  g_atomic_int_set (&priv->error_lazy, TRUE);
+  if (!g_atomic_int_compare_and_exchange (&priv->state, KILLABLE_TASK_STATE_PENDING, state))
+    {
+      g_atomic_int_set (&priv->error_lazy, FALSE);
+      g_mutex_unlock (&priv->lock);
+      return FALSE;
+    }
+  if (priv->n_cond_waiters > 0)
+    g_cond_broadcast (&priv->cond);
+  g_mutex_unlock (&priv->lock);
+
+  return TRUE;
+}
+
+/* After killable_task_end_pending_locked(), outside the tree lock. */
+void
+killable_task_end_pending_finish (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  killable_escalation_close (&priv->escalation);
+}
+
 /* The stop request, rung 1. With @propagate, the whole subtree gets the
  * same @reason; the tree code calls back with @propagate FALSE for each
  * descendant whose flag it already set under the tree lock. */

@@ -44,21 +44,102 @@ static GPrivate release_queue;
 #define NODE(t) killable_task_get_tree_node (t)
 #define STOP(t) killable_task_get_stop_state (t)
 
+/* Fairness of tree_lock: a stop of a large tree holds it in batches, and
+ * every thread takes it often. A thread that had to wait for it is
+ * counted; a long pass lets such a waiter have the lock between batches
+ * (tree_lock_yield()), and a thread about to take the lock while others
+ * wait lets one of them go first, for a bounded while: a waiter is not
+ * starved by a thread that takes the lock again and again (GMutex is not
+ * fair: the releasing thread usually wins the race against the woken one). */
+static int tree_lock_waiters;    /* (atomic) threads blocked in tree_lock_acquire() */
+static int tree_lock_handoffs;  /* (atomic) how many of them got the lock */
+
+/* How many tasks a stop visits per hold of tree_lock when a thread waits. */
+#define TREE_LOCK_BATCH 256
+
+static G_GNUC_NO_INLINE void
+defer_to_waiters (void)
+{
+  int seen = g_atomic_int_get (&tree_lock_handoffs);
+
+  for (guint i = 0;
+       i < 1000 && g_atomic_int_get (&tree_lock_waiters) > 0 &&
+       g_atomic_int_get (&tree_lock_handoffs) == seen;
+       i++)
+    g_thread_yield ();
+}
+
+static void
+tree_lock_acquire (void)
+{
+  if (G_UNLIKELY (g_atomic_int_get (&tree_lock_waiters) > 0))
+    defer_to_waiters ();
+
+  if (G_LIKELY (g_mutex_trylock (&tree_lock)))
+    return;
+
+  g_atomic_int_inc (&tree_lock_waiters);
+  g_mutex_lock (&tree_lock);
+  g_atomic_int_add (&tree_lock_waiters, -1);
+  g_atomic_int_inc (&tree_lock_handoffs);
+}
+
+/* Between batches of a long pass, with tree_lock held: lets a waiting
+ * thread have it. Returns TRUE if the lock was released (the tree may have
+ * changed meanwhile). */
+static gboolean
+tree_lock_yield (void)
+{
+  if (G_LIKELY (g_atomic_int_get (&tree_lock_waiters) == 0))
+    return FALSE;
+
+  g_mutex_unlock (&tree_lock);
+  defer_to_waiters ();
+  g_mutex_lock (&tree_lock);
+
+  return TRUE;
+}
+
 /* Sets the stop flag of @root and its descendants; @won collects (with a
- * reference) the tasks whose request this call made. A task already stopped
- * is not descended into: its subtree was stopped with it. */
+ * reference) the tasks whose request this call made, parents before
+ * children. A task already stopped is not descended into: its subtree was
+ * stopped with it.
+ *
+ * With @may_yield, the lock may be released between batches for a waiting
+ * thread (tree_lock_yield()): the tasks still to visit are then referenced
+ * (they are otherwise held by their parents, which may release them
+ * meanwhile), and a task that left its parent meanwhile (it ended and was
+ * released) is not visited. Dropping a lock mid-way is safe for the stop
+ * invariant: a task whose flag is set has only children whose flags are
+ * set or that this pass will visit; add_child() on a stopped parent stops
+ * the newcomer itself, and one on a parent not visited yet is visited with
+ * it. References this call took are appended to @drop, released by the
+ * caller outside the lock. */
 static void
 request_stop_locked (KillableTask *root,
                      const GError *reason,
-                     GPtrArray    *won)
+                     GPtrArray    *won,
+                     gboolean      may_yield,
+                     GPtrArray    *drop)
 {
   g_autoptr(GPtrArray) stack = g_ptr_array_new ();
+  guint n_referenced = 0;   /* stack[0 .. n_referenced) hold a reference */
+  guint visited = 0;
 
   g_ptr_array_add (stack, root);
 
   while (stack->len > 0)
     {
       KillableTask *task = g_ptr_array_steal_index_fast (stack, stack->len - 1);
+      gboolean referenced = stack->len < n_referenced;
+
+      if (referenced)
+        {
+          n_referenced = stack->len;
+          g_ptr_array_add (drop, task);
+          if (task != root && NODE (task)->parent == NULL)
+            continue;
+        }
 
       if (!killable_stop_state_request (STOP (task), reason))
         continue;
@@ -66,22 +147,138 @@ request_stop_locked (KillableTask *root,
       g_ptr_array_add (won, g_object_ref (task));
       for (GList *l = NODE (task)->children.head; l != NULL; l = l->next)
         g_ptr_array_add (stack, l->data);
+
+      if (may_yield && ++visited % TREE_LOCK_BATCH == 0 &&
+          g_atomic_int_get (&tree_lock_waiters) > 0)
+        {
+          /* Cannot toggle a binding's reference: each is held by its
+           * parent as well (see the top of this file). */
+          for (guint i = n_referenced; i < stack->len; i++)
+            g_object_ref (g_ptr_array_index (stack, i));
+          n_referenced = stack->len;
+          tree_lock_yield ();
+        }
     }
 }
 
+/* The batched end of a stop: walks @won (parents before children)
+ * backwards, so children come first, and ends at once each pending task
+ * that nothing observes and that has no live child left
+ * (killable_task_end_pending_locked()): its parent's count drops, it leaves
+ * its parent, its references go to @release. Its slot in @won becomes
+ * NULL; the others take the usual path. Holds the lock in batches when a
+ * thread waits. @notify collects (referenced) parents whose children model
+ * needs a sync, @steps (referenced) parents to end now, and @ended the tasks
+ * ended here. */
+static void
+end_pending_locked (GPtrArray *won,
+                    GPtrArray *release,
+                    GPtrArray *ended,
+                    GPtrArray *steps,
+                    GPtrArray *notify)
+{
+  guint visited = 0;
+
+  for (guint i = won->len; i-- > 0;)
+    {
+      KillableTask *task = g_ptr_array_index (won, i);
+      KillableTreeNode *node = NODE (task);
+      KillableTask *parent = node->parent;
+
+      if (++visited % TREE_LOCK_BATCH == 0)
+        tree_lock_yield ();
+
+      if (node->n_live_children > 0 || node->failed_child != NULL ||
+          (parent != NULL &&
+           killable_tree_node_has_mark (NODE (parent), KILLABLE_TREE_MARK_KILL)) ||
+          !killable_task_end_pending_locked (task))
+        continue;
+
+      /* As killable_tree_close_pending() and child_ended() do. */
+      node->complete_when_children_end = FALSE;
+      node->children_closed = TRUE;
+      g_ptr_array_add (ended, task);
+      g_ptr_array_index (won, i) = NULL;   /* its reference moves to @ended */
+
+      if (parent == NULL)
+        continue;
+
+      if (node->counted_in_parent &&
+          (node->counted_in_parent = FALSE, --NODE (parent)->n_live_children == 0))
+        {
+          g_cond_broadcast (&tree_cond);
+          if (NODE (parent)->complete_when_children_end)
+            {
+              NODE (parent)->complete_when_children_end = FALSE;
+              g_ptr_array_add (steps, g_object_ref (parent));
+            }
+        }
+
+      if (killable_tree_has_model (parent) &&
+          (notify->len == 0 || g_ptr_array_index (notify, notify->len - 1) != parent))
+        g_ptr_array_add (notify, g_object_ref (parent));
+
+      if (!NODE (parent)->retain_children)
+        {
+          g_queue_unlink (&NODE (parent)->children, &node->sibling_link);
+          node->parent = NULL;
+          g_ptr_array_add (release, task);   /* the parent's reference */
+        }
+    }
+}
+
+static void run_parent_step (KillableTask *parent,
+                             int           step);
+static void release_tasks   (KillableTask **tasks,
+                             guint          n_tasks);
+
+/* Stops @self's subtree: sets every flag (request_stop_locked()), ends the
+ * pending tasks that nothing observes in the same pass, children first
+ * (end_pending_locked()), and returns the other tasks whose request this
+ * call made, parents first, for killable_task_request_stop_internal(). */
 GPtrArray *
 killable_tree_request_stop (KillableTask *self,
                             const GError *reason)
 {
   GPtrArray *won = g_ptr_array_new_with_free_func (g_object_unref);
+  g_autoptr(GPtrArray) drop = g_ptr_array_new ();
+  g_autoptr(GPtrArray) release = g_ptr_array_new ();
+  g_autoptr(GPtrArray) ended = g_ptr_array_new ();
+  g_autoptr(GPtrArray) steps = g_ptr_array_new ();
+  g_autoptr(GPtrArray) notify = g_ptr_array_new ();
+  GPtrArray *rest;
 
   g_object_ref (self);
-  g_mutex_lock (&tree_lock);
-  request_stop_locked (self, reason, won);
+  tree_lock_acquire ();
+  request_stop_locked (self, reason, won, TRUE, drop);
+  end_pending_locked (won, release, ended, steps, notify);
   g_mutex_unlock (&tree_lock);
-  g_object_unref (self);
 
-  return won;
+  for (guint i = 0; i < ended->len; i++)
+    killable_task_end_pending_finish (g_ptr_array_index (ended, i));
+  for (guint i = 0; i < steps->len; i++)
+    run_parent_step (g_ptr_array_index (steps, i), 0 /* STEP_COMPLETE_PENDING */);
+  for (guint i = 0; i < notify->len; i++)
+    {
+      killable_task_queue_emissions (g_ptr_array_index (notify, i), KILLABLE_EMIT_CHILDREN);
+      g_object_unref (g_ptr_array_index (notify, i));
+    }
+
+  /* The tasks ended here: the parents' references, then ours. */
+  g_ptr_array_extend_and_steal (release, g_steal_pointer (&ended));
+  g_ptr_array_extend_and_steal (release, g_steal_pointer (&drop));
+  g_ptr_array_add (release, self);
+  release_tasks ((KillableTask **) release->pdata, release->len);
+
+  /* The others, in order (their references move). */
+  rest = g_ptr_array_new_full (won->len, g_object_unref);
+  for (guint i = 0; i < won->len; i++)
+    if (g_ptr_array_index (won, i) != NULL)
+      g_ptr_array_add (rest, g_ptr_array_index (won, i));
+  g_ptr_array_set_free_func (won, NULL);
+  g_ptr_array_unref (won);
+
+  return rest;
 }
 
 /* @self and its descendants, parents before children, each with a ref.
@@ -95,7 +292,7 @@ killable_tree_collect_subtree (KillableTask *self,
 
   g_ptr_array_add (ret, g_object_ref (self));
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
 
   for (guint i = 0; i < ret->len; i++)
     {
@@ -126,7 +323,7 @@ killable_tree_close_pending (KillableTask *self,
   KillableTreeNode *priv = NODE (self);
   gboolean ret;
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
   ret = priv->n_live_children == 0;
   priv->complete_when_children_end = !ret;
   priv->children_closed = ret;
@@ -141,7 +338,7 @@ killable_tree_has_live_children (KillableTask *self)
 {
   gboolean ret;
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
   ret = NODE (self)->n_live_children > 0;
   g_mutex_unlock (&tree_lock);
 
@@ -232,7 +429,7 @@ static GPrivate parent_steps;
 
 static void
 run_parent_step (KillableTask *parent,   /* (transfer full) */
-                 ParentStep    step)
+                 int           step)
 {
   TaskStack *queue = g_private_get (&parent_steps);
   TaskStack local;
@@ -328,7 +525,7 @@ killable_task_add_child (KillableTask  *self,
    * top of this file). */
   g_object_ref (child);
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
 
   if (cpriv->parent != NULL)
     {
@@ -385,7 +582,7 @@ killable_task_add_child (KillableTask  *self,
     {
       won = g_ptr_array_new_with_free_func (g_object_unref);
       reason = killable_stop_state_dup_reason (STOP (self));
-      request_stop_locked (child, reason, won);
+      request_stop_locked (child, reason, won, FALSE, NULL);
     }
   else if (priv->work_returned &&
            (priv->completion_reason != NULL ||
@@ -397,7 +594,7 @@ killable_task_add_child (KillableTask  *self,
       won = g_ptr_array_new_with_free_func (g_object_unref);
       if (priv->completion_reason != NULL)
         reason = g_error_copy (priv->completion_reason);
-      request_stop_locked (child, reason, won);
+      request_stop_locked (child, reason, won, FALSE, NULL);
     }
 
   kill = killable_tree_node_has_mark (priv, KILLABLE_TREE_MARK_KILL);
@@ -440,7 +637,7 @@ child_ended (KillableTask *child,
   gboolean parent_pending_done = FALSE;
   gboolean parent_kill_again = FALSE;
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
 
   parent = cpriv->parent;
   if (parent == NULL || (!at_add && !cpriv->counted_in_parent))
@@ -478,7 +675,7 @@ child_ended (KillableTask *child,
                             killable_task_get_name (child),
                             killable_task_get_error (child)->message);
       won = g_ptr_array_new_with_free_func (g_object_unref);
-      request_stop_locked (parent, reason, won);
+      request_stop_locked (parent, reason, won, FALSE, NULL);
       NODE (parent)->failed_child = g_object_ref (child);
     }
 
@@ -530,7 +727,7 @@ killable_tree_before_completion (KillableTask *self,
   if (run_failed && run_error != NULL && !killable_error_is_cancellation (run_error))
     reason = g_error_copy (run_error);
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
 
   /* From here on, add_child() treats a newcomer like the children below. */
   priv->work_returned = TRUE;
@@ -567,7 +764,7 @@ killable_tree_before_completion (KillableTask *self,
   /* Closed in the same critical section that sees the last child end, so
    * that no child can slip in between (cleanups and the terminal state come
    * next; add_child() then fails as for a finished parent). */
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
   while (priv->n_live_children > 0)
     g_cond_wait (&tree_cond, &tree_lock);
   priv->children_closed = TRUE;
@@ -596,7 +793,7 @@ lock_for_dispose (void)
 {
   if (g_private_get (&in_reaper) != NULL)
     {
-      g_mutex_lock (&tree_lock);
+      tree_lock_acquire ();
       return TRUE;
     }
 
@@ -672,7 +869,7 @@ snapshot_children (KillableTask *self)
 {
   GPtrArray *ret = g_ptr_array_new_with_free_func (g_object_unref);
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
   for (GList *l = NODE (self)->children.head; l != NULL; l = l->next)
     g_ptr_array_add (ret, g_object_ref (l->data));
   g_mutex_unlock (&tree_lock);
@@ -781,7 +978,7 @@ killable_task_dup_parent (KillableTask *self)
 
   g_return_val_if_fail (KILLABLE_IS_TASK (self), NULL);
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
   ret = NODE (self)->parent != NULL ? g_object_ref (NODE (self)->parent) : NULL;
   g_mutex_unlock (&tree_lock);
 
@@ -807,7 +1004,7 @@ killable_task_get_child_policy (KillableTask *self)
 
   g_return_val_if_fail (KILLABLE_IS_TASK (self), KILLABLE_CHILD_POLICY_FAIL_FAST);
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
   ret = NODE (self)->child_policy;
   g_mutex_unlock (&tree_lock);
 
@@ -836,7 +1033,7 @@ killable_task_set_child_policy (KillableTask        *self,
   g_return_if_fail (policy == KILLABLE_CHILD_POLICY_FAIL_FAST ||
                     policy == KILLABLE_CHILD_POLICY_ISOLATE);
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
   changed = NODE (self)->child_policy != (int) policy;
   NODE (self)->child_policy = policy;
   g_mutex_unlock (&tree_lock);
@@ -864,7 +1061,7 @@ killable_task_get_retain_children (KillableTask *self)
 
   g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
   ret = NODE (self)->retain_children;
   g_mutex_unlock (&tree_lock);
 
@@ -892,7 +1089,7 @@ killable_task_set_retain_children (KillableTask *self,
 
   g_return_if_fail (KILLABLE_IS_TASK (self));
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
   changed = NODE (self)->retain_children != !!retain;
   NODE (self)->retain_children = !!retain;
   g_mutex_unlock (&tree_lock);
@@ -906,7 +1103,7 @@ killable_tree_get_deadline (KillableTask *self)
 {
   gint64 ret = G_MAXINT64;
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
 
   for (KillableTask *t = self; t != NULL; t = NODE (t)->parent)
     {
@@ -924,7 +1121,7 @@ killable_tree_count_children (KillableTask *self)
 {
   guint ret;
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
   ret = NODE (self)->children.length;
   g_mutex_unlock (&tree_lock);
 
@@ -936,7 +1133,7 @@ killable_tree_has_failed_child (KillableTask *self)
 {
   gboolean ret;
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
   ret = NODE (self)->failed_child != NULL;
   g_mutex_unlock (&tree_lock);
 
@@ -963,7 +1160,7 @@ void
 killable_tree_fork_lock (gboolean lock)
 {
   if (lock)
-    g_mutex_lock (&tree_lock);
+    tree_lock_acquire ();
   else
     g_mutex_unlock (&tree_lock);
 }
