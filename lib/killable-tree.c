@@ -47,34 +47,30 @@ static GPrivate release_queue;
 /* Fairness of tree_lock: a stop of a large tree holds it in batches, and
  * every thread takes it often. A thread that had to wait for it is
  * counted; a long pass lets such a waiter have the lock between batches
- * (tree_lock_yield()), and a thread about to take the lock while others
- * wait lets one of them go first, for a bounded while: a waiter is not
- * starved by a thread that takes the lock again and again (GMutex is not
- * fair: the releasing thread usually wins the race against the woken one). */
+ * (tree_lock_yield()) and waits until it took it, for a bounded while: a
+ * waiter is not starved by a pass that releases and takes the lock again
+ * (GMutex is not fair: the releasing thread usually wins the race against
+ * the woken one). */
 static int tree_lock_waiters;    /* (atomic) threads blocked in tree_lock_acquire() */
 static int tree_lock_handoffs;  /* (atomic) how many of them got the lock */
 
 /* How many tasks a stop visits per hold of tree_lock when a thread waits. */
 #define TREE_LOCK_BATCH 256
 
-static G_GNUC_NO_INLINE void
-defer_to_waiters (void)
-{
-  int seen = g_atomic_int_get (&tree_lock_handoffs);
+/* A long pass that lets a waiter in sleeps on handoff_cond until the
+ * waiter took tree_lock (it signals it then), for at most
+ * TREE_LOCK_HANDOFF_USEC: sleeping, not spinning, leaves the CPU to the
+ * waiter on a loaded machine. */
+static GMutex handoff_lock;
+static GCond handoff_cond;
+static int handoff_wanted;      /* (atomic) a pass waits on handoff_cond */
 
-  for (guint i = 0;
-       i < 1000 && g_atomic_int_get (&tree_lock_waiters) > 0 &&
-       g_atomic_int_get (&tree_lock_handoffs) == seen;
-       i++)
-    g_thread_yield ();
-}
+#define TREE_LOCK_HANDOFF_USEC 2000
 
+/* Takes tree_lock, counting the threads that have to wait for it. */
 static void
 tree_lock_acquire (void)
 {
-  if (G_UNLIKELY (g_atomic_int_get (&tree_lock_waiters) > 0))
-    defer_to_waiters ();
-
   if (G_LIKELY (g_mutex_trylock (&tree_lock)))
     return;
 
@@ -82,6 +78,12 @@ tree_lock_acquire (void)
   g_mutex_lock (&tree_lock);
   g_atomic_int_add (&tree_lock_waiters, -1);
   g_atomic_int_inc (&tree_lock_handoffs);
+  if (g_atomic_int_get (&handoff_wanted))
+    {
+      g_mutex_lock (&handoff_lock);
+      g_cond_broadcast (&handoff_cond);
+      g_mutex_unlock (&handoff_lock);
+    }
 }
 
 /* Between batches of a long pass, with tree_lock held: lets a waiting
@@ -90,11 +92,26 @@ tree_lock_acquire (void)
 static gboolean
 tree_lock_yield (void)
 {
+  int seen;
+  gint64 end;
+
   if (G_LIKELY (g_atomic_int_get (&tree_lock_waiters) == 0))
     return FALSE;
 
+  seen = g_atomic_int_get (&tree_lock_handoffs);
+  end = g_get_monotonic_time () + TREE_LOCK_HANDOFF_USEC;
+  /* Set before the release: a waiter can only take the lock after it. */
+  g_atomic_int_set (&handoff_wanted, 1);
   g_mutex_unlock (&tree_lock);
-  defer_to_waiters ();
+
+  g_mutex_lock (&handoff_lock);
+  while (g_atomic_int_get (&tree_lock_handoffs) == seen &&
+         g_atomic_int_get (&tree_lock_waiters) > 0)
+    if (!g_cond_wait_until (&handoff_cond, &handoff_lock, end))
+      break;
+  g_mutex_unlock (&handoff_lock);
+
+  g_atomic_int_set (&handoff_wanted, 0);
   g_mutex_lock (&tree_lock);
 
   return TRUE;
@@ -106,15 +123,21 @@ tree_lock_yield (void)
  * stopped with it.
  *
  * With @may_yield, the lock may be released between batches for a waiting
- * thread (tree_lock_yield()): the tasks still to visit are then referenced
- * (they are otherwise held by their parents, which may release them
- * meanwhile), and a task that left its parent meanwhile (it ended and was
- * released) is not visited. Dropping a lock mid-way is safe for the stop
- * invariant: a task whose flag is set has only children whose flags are
- * set or that this pass will visit; add_child() on a stopped parent stops
- * the newcomer itself, and one on a parent not visited yet is visited with
- * it. References this call took are appended to @drop, released by the
- * caller outside the lock. */
+ * thread (tree_lock_yield()). The walk keeps, per task on its path (held
+ * in @won), a cursor in its children; across a release the child under a
+ * cursor is referenced (its parent may release it meanwhile): if it left,
+ * the walk starts that children list again, skipping stopped tasks. Dropping
+ * the lock mid-way is safe for the stop invariant: a task whose flag is set
+ * has only children whose flags are set or that this walk will visit;
+ * add_child() on a stopped parent stops the newcomer itself. References
+ * taken for a release go to @drop, released by the caller outside the
+ * lock. */
+typedef struct
+{
+  KillableTask *task;   /* (unowned) held in @won */
+  GList        *next;   /* the next child to visit */
+} WalkFrame;
+
 static void
 request_stop_locked (KillableTask *root,
                      const GError *reason,
@@ -122,41 +145,63 @@ request_stop_locked (KillableTask *root,
                      gboolean      may_yield,
                      GPtrArray    *drop)
 {
-  g_autoptr(GPtrArray) stack = g_ptr_array_new ();
-  guint n_referenced = 0;   /* stack[0 .. n_referenced) hold a reference */
+  g_autoptr(GArray) frames = NULL;
   guint visited = 0;
 
-  g_ptr_array_add (stack, root);
+  if (!killable_stop_state_request (STOP (root), reason))
+    return;
 
-  while (stack->len > 0)
+  g_ptr_array_add (won, g_object_ref (root));
+  if (NODE (root)->children.head == NULL)
+    return;
+
+  frames = g_array_new (FALSE, FALSE, sizeof (WalkFrame));
+  g_array_append_vals (frames, &(WalkFrame) { root, NODE (root)->children.head }, 1);
+
+  while (frames->len > 0)
     {
-      KillableTask *task = g_ptr_array_steal_index_fast (stack, stack->len - 1);
-      gboolean referenced = stack->len < n_referenced;
+      WalkFrame *frame = &g_array_index (frames, WalkFrame, frames->len - 1);
+      KillableTask *child;
 
-      if (referenced)
+      if (frame->next == NULL)
         {
-          n_referenced = stack->len;
-          g_ptr_array_add (drop, task);
-          if (task != root && NODE (task)->parent == NULL)
-            continue;
+          g_array_set_size (frames, frames->len - 1);
+          continue;
         }
 
-      if (!killable_stop_state_request (STOP (task), reason))
+      child = frame->next->data;
+      frame->next = frame->next->next;
+
+      if (killable_stop_state_is_requested (STOP (child)) ||
+          !killable_stop_state_request (STOP (child), reason))
         continue;
 
-      g_ptr_array_add (won, g_object_ref (task));
-      for (GList *l = NODE (task)->children.head; l != NULL; l = l->next)
-        g_ptr_array_add (stack, l->data);
+      g_ptr_array_add (won, g_object_ref (child));
+      if (NODE (child)->children.head != NULL)
+        g_array_append_vals (frames, &(WalkFrame) { child, NODE (child)->children.head }, 1);
 
       if (may_yield && ++visited % TREE_LOCK_BATCH == 0 &&
           g_atomic_int_get (&tree_lock_waiters) > 0)
         {
-          /* Cannot toggle a binding's reference: each is held by its
-           * parent as well (see the top of this file). */
-          for (guint i = n_referenced; i < stack->len; i++)
-            g_object_ref (g_ptr_array_index (stack, i));
-          n_referenced = stack->len;
+          /* Cannot toggle a binding's reference: each child is held by
+           * its parent as well (see the top of this file). */
+          for (guint i = 0; i < frames->len; i++)
+            {
+              WalkFrame *f = &g_array_index (frames, WalkFrame, i);
+
+              if (f->next != NULL)
+                g_ptr_array_add (drop, g_object_ref (f->next->data));
+            }
           tree_lock_yield ();
+          for (guint i = 0; i < frames->len; i++)
+            {
+              WalkFrame *f = &g_array_index (frames, WalkFrame, i);
+
+              /* The child is alive (referenced), and so is its link; if
+               * it left its parent, start the list again. */
+              if (f->next != NULL && NODE (f->next->data)->parent != f->task)
+                f->next = NODE (f->task)->children.head;
+            }
         }
     }
 }
@@ -741,7 +786,11 @@ killable_tree_before_completion (KillableTask *self,
       return;
     }
 
-  for (GList *l = priv->children.head; l != NULL; l = l->next)
+  /* Stopped: the stop that set our flag stops every child (it may still be
+   * on its way, holding this lock in batches: walking a large children
+   * list here would only hold the lock longer and race it). */
+  for (GList *l = killable_stop_state_is_requested (STOP (self)) ? NULL : priv->children.head;
+       l != NULL; l = l->next)
     {
       KillableTask *child = l->data;
       int state = killable_task_get_state (child);
