@@ -44,6 +44,54 @@ static GPrivate release_queue;
 #define NODE(t) killable_task_get_tree_node (t)
 #define STOP(t) killable_task_get_stop_state (t)
 
+typedef struct _TaskStack TaskStack;
+
+/* A small stack of tasks on the C stack, spilling to the heap only past
+ * its inline slots: the re-entrancy queues below cost no allocation per
+ * step (a GQueue cost a list node per push). */
+#define TASK_STACK_INLINE 16
+
+struct _TaskStack
+{
+  guint         len;
+  GPtrArray    *spill;   /* (owned) (nullable) past the inline slots */
+  gpointer      items[TASK_STACK_INLINE];
+};
+
+static void
+task_stack_push (TaskStack *stack,
+                 gpointer   item)
+{
+  if (stack->len < TASK_STACK_INLINE)
+    {
+      stack->items[stack->len++] = item;
+      return;
+    }
+  if (stack->spill == NULL)
+    stack->spill = g_ptr_array_new ();
+  g_ptr_array_add (stack->spill, item);
+}
+
+static gpointer
+task_stack_pop (TaskStack *stack)
+{
+  if (stack->spill != NULL && stack->spill->len > 0)
+    return g_ptr_array_steal_index_fast (stack->spill, stack->spill->len - 1);
+  if (stack->len > 0)
+    return stack->items[--stack->len];
+  return NULL;
+}
+
+static void
+task_stack_clear (TaskStack *stack)
+{
+  g_clear_pointer (&stack->spill, g_ptr_array_unref);
+}
+
+/* Drops references on tasks without recursion: a task's dispose drops its
+ * children, whose dispose drops theirs... With a chain 100 000 deep that
+ * would be 100 000 nested finalizers. The outermost call on a thread owns a
+ * stack; nested calls push onto it and return. */
 /* Fairness of tree_lock: a stop of a large tree holds it in batches, and
  * every thread takes it often. A thread that had to wait for it is
  * counted; a long pass lets such a waiter have the lock between batches
@@ -210,25 +258,29 @@ request_stop_locked (KillableTask *root,
  * backwards, so children come first, and ends at once each pending task
  * that nothing observes and that has no live child left
  * (killable_task_end_pending_locked()): its parent's count drops, it leaves
- * its parent, its references go to @release. Its slot in @won becomes
- * NULL; the others take the usual path. Holds the lock in batches when a
- * thread waits. @notify collects (referenced) parents whose children model
- * needs a sync, @steps (referenced) parents to end now, and @ended the tasks
- * ended here. */
+ * its parent. Its slot in @won is then tagged: ENDED, and LEFT when the
+ * parent's reference became the caller's too. The others take the usual
+ * path. Holds the lock in batches when a thread waits. @notify collects
+ * (referenced) parents whose children model needs a sync, @steps
+ * (referenced) parents to end now. */
+#define ENDED_TAG ((guintptr) 1)
+#define LEFT_TAG  ((guintptr) 2)
+
 static void
 end_pending_locked (GPtrArray *won,
-                    GPtrArray *release,
-                    GPtrArray *ended,
                     GPtrArray *steps,
                     GPtrArray *notify)
 {
   guint visited = 0;
+
+  G_STATIC_ASSERT (G_ALIGNOF (GObject) >= 4);
 
   for (guint i = won->len; i-- > 0;)
     {
       KillableTask *task = g_ptr_array_index (won, i);
       KillableTreeNode *node = NODE (task);
       KillableTask *parent = node->parent;
+      guintptr tags = ENDED_TAG;
 
       if (++visited % TREE_LOCK_BATCH == 0)
         tree_lock_yield ();
@@ -242,40 +294,41 @@ end_pending_locked (GPtrArray *won,
       /* As killable_tree_close_pending() and child_ended() do. */
       node->complete_when_children_end = FALSE;
       node->children_closed = TRUE;
-      g_ptr_array_add (ended, task);
-      g_ptr_array_index (won, i) = NULL;   /* its reference moves to @ended */
 
-      if (parent == NULL)
-        continue;
-
-      if (node->counted_in_parent &&
-          (node->counted_in_parent = FALSE, --NODE (parent)->n_live_children == 0))
+      if (parent != NULL)
         {
-          g_cond_broadcast (&tree_cond);
-          if (NODE (parent)->complete_when_children_end)
+          if (node->counted_in_parent &&
+              (node->counted_in_parent = FALSE, --NODE (parent)->n_live_children == 0))
             {
-              NODE (parent)->complete_when_children_end = FALSE;
-              g_ptr_array_add (steps, g_object_ref (parent));
+              g_cond_broadcast (&tree_cond);
+              if (NODE (parent)->complete_when_children_end)
+                {
+                  NODE (parent)->complete_when_children_end = FALSE;
+                  g_ptr_array_add (steps, g_object_ref (parent));
+                }
+            }
+
+          if (killable_tree_has_model (parent) &&
+              (notify->len == 0 || g_ptr_array_index (notify, notify->len - 1) != parent))
+            g_ptr_array_add (notify, g_object_ref (parent));
+
+          if (!NODE (parent)->retain_children)
+            {
+              g_queue_unlink (&NODE (parent)->children, &node->sibling_link);
+              node->parent = NULL;
+              tags |= LEFT_TAG;
             }
         }
 
-      if (killable_tree_has_model (parent) &&
-          (notify->len == 0 || g_ptr_array_index (notify, notify->len - 1) != parent))
-        g_ptr_array_add (notify, g_object_ref (parent));
-
-      if (!NODE (parent)->retain_children)
-        {
-          g_queue_unlink (&NODE (parent)->children, &node->sibling_link);
-          node->parent = NULL;
-          g_ptr_array_add (release, task);   /* the parent's reference */
-        }
+      g_ptr_array_index (won, i) = (gpointer) ((guintptr) task | tags);
     }
 }
 
 static void run_parent_step (KillableTask *parent,
                              int           step);
-static void release_tasks   (KillableTask **tasks,
-                             guint          n_tasks);
+static gboolean release_session_begin (TaskStack *session);
+static void     release_session_end   (TaskStack *session,
+                                       gboolean   owner);
 
 /* Stops @self's subtree: sets every flag (request_stop_locked()), ends the
  * pending tasks that nothing observes in the same pass, children first
@@ -285,22 +338,20 @@ GPtrArray *
 killable_tree_request_stop (KillableTask *self,
                             const GError *reason)
 {
-  GPtrArray *won = g_ptr_array_new_with_free_func (g_object_unref);
+  GPtrArray *won = g_ptr_array_new ();
   g_autoptr(GPtrArray) drop = g_ptr_array_new ();
-  g_autoptr(GPtrArray) release = g_ptr_array_new ();
-  g_autoptr(GPtrArray) ended = g_ptr_array_new ();
   g_autoptr(GPtrArray) steps = g_ptr_array_new ();
   g_autoptr(GPtrArray) notify = g_ptr_array_new ();
   GPtrArray *rest;
+  TaskStack session;
+  gboolean own_session;
 
   g_object_ref (self);
   tree_lock_acquire ();
   request_stop_locked (self, reason, won, TRUE, drop);
-  end_pending_locked (won, release, ended, steps, notify);
+  end_pending_locked (won, steps, notify);
   g_mutex_unlock (&tree_lock);
 
-  for (guint i = 0; i < ended->len; i++)
-    killable_task_end_pending_finish (g_ptr_array_index (ended, i));
   for (guint i = 0; i < steps->len; i++)
     run_parent_step (g_ptr_array_index (steps, i), 0 /* STEP_COMPLETE_PENDING */);
   for (guint i = 0; i < notify->len; i++)
@@ -309,18 +360,30 @@ killable_tree_request_stop (KillableTask *self,
       g_object_unref (g_ptr_array_index (notify, i));
     }
 
-  /* The tasks ended here: the parents' references, then ours. */
-  g_ptr_array_extend_and_steal (release, g_steal_pointer (&ended));
-  g_ptr_array_extend_and_steal (release, g_steal_pointer (&drop));
-  g_ptr_array_add (release, self);
-  release_tasks ((KillableTask **) release->pdata, release->len);
-
-  /* The others, in order (their references move). */
-  rest = g_ptr_array_new_full (won->len, g_object_unref);
+  /* The tasks ended here are released (the parent's reference too when
+   * they left it), in one release session; the others are returned, in
+   * order, with their references. */
+  rest = g_ptr_array_new_with_free_func (g_object_unref);
+  own_session = release_session_begin (&session);
   for (guint i = 0; i < won->len; i++)
-    if (g_ptr_array_index (won, i) != NULL)
-      g_ptr_array_add (rest, g_ptr_array_index (won, i));
-  g_ptr_array_set_free_func (won, NULL);
+    {
+      guintptr item = (guintptr) g_ptr_array_index (won, i);
+      KillableTask *task = (KillableTask *) (item & ~(ENDED_TAG | LEFT_TAG));
+
+      if ((item & ENDED_TAG) == 0)
+        {
+          g_ptr_array_add (rest, task);
+          continue;
+        }
+      killable_task_end_pending_finish (task);
+      if (item & LEFT_TAG)
+        g_object_unref (task);
+      g_object_unref (task);
+    }
+  for (guint i = 0; i < drop->len; i++)
+    g_object_unref (g_ptr_array_index (drop, i));
+  g_object_unref (self);
+  release_session_end (&session, own_session);
   g_ptr_array_unref (won);
 
   return rest;
@@ -390,52 +453,38 @@ killable_tree_has_live_children (KillableTask *self)
   return ret;
 }
 
-/* A small stack of tasks on the C stack, spilling to the heap only past
- * its inline slots: the re-entrancy queues below cost no allocation per
- * step (a GQueue cost a list node per push). */
-#define TASK_STACK_INLINE 16
-
-typedef struct
+/* A release session: while it runs on a thread, the references dropped
+ * there (g_object_unref() or release_tasks()) that end in a dispose
+ * queue the children instead of recursing. Returns TRUE if this call
+ * started it (then release_session_end() runs the queue). */
+static gboolean
+release_session_begin (TaskStack *session)
 {
-  guint         len;
-  GPtrArray    *spill;   /* (owned) (nullable) past the inline slots */
-  gpointer      items[TASK_STACK_INLINE];
-} TaskStack;
+  if (g_private_get (&release_queue) != NULL)
+    return FALSE;
 
-static void
-task_stack_push (TaskStack *stack,
-                 gpointer   item)
-{
-  if (stack->len < TASK_STACK_INLINE)
-    {
-      stack->items[stack->len++] = item;
-      return;
-    }
-  if (stack->spill == NULL)
-    stack->spill = g_ptr_array_new ();
-  g_ptr_array_add (stack->spill, item);
-}
+  session->len = 0;
+  session->spill = NULL;
+  g_private_set (&release_queue, session);
 
-static gpointer
-task_stack_pop (TaskStack *stack)
-{
-  if (stack->spill != NULL && stack->spill->len > 0)
-    return g_ptr_array_steal_index_fast (stack->spill, stack->spill->len - 1);
-  if (stack->len > 0)
-    return stack->items[--stack->len];
-  return NULL;
+  return TRUE;
 }
 
 static void
-task_stack_clear (TaskStack *stack)
+release_session_end (TaskStack *session,
+                     gboolean   owner)
 {
-  g_clear_pointer (&stack->spill, g_ptr_array_unref);
+  KillableTask *task;
+
+  if (!owner)
+    return;
+
+  while ((task = task_stack_pop (session)) != NULL)
+    g_object_unref (task);
+  g_private_set (&release_queue, NULL);
+  task_stack_clear (session);
 }
 
-/* Drops references on tasks without recursion: a task's dispose drops its
- * children, whose dispose drops theirs... With a chain 100 000 deep that
- * would be 100 000 nested finalizers. The outermost call on a thread owns a
- * stack; nested calls push onto it and return. */
 static void
 release_tasks (KillableTask **tasks,
                guint          n_tasks)
@@ -1204,12 +1253,19 @@ killable_tree_node_init (KillableTreeNode *node,
 }
 
 /* For killable-fork.c: tree_lock is held across fork(), so that the child's
- * copy of every tree is consistent. */
+ * copy of every tree is consistent; so is handoff_lock (taken after it, as
+ * tree_lock_acquire() does), which a yielding stop may hold. */
 void
 killable_tree_fork_lock (gboolean lock)
 {
   if (lock)
-    tree_lock_acquire ();
+    {
+      tree_lock_acquire ();
+      g_mutex_lock (&handoff_lock);
+    }
   else
-    g_mutex_unlock (&tree_lock);
+    {
+      g_mutex_unlock (&handoff_lock);
+      g_mutex_unlock (&tree_lock);
+    }
 }
