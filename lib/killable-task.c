@@ -1759,12 +1759,48 @@ killable_task_run_finish (KillableTask  *self,
   return g_task_propagate_boolean (G_TASK (result), error);
 }
 
+/* How long join() and wait() look at the state before they sleep: a short
+ * task then ends while its joiner is awake (no futex wake-up, no context
+ * switch on either side: complete_full() broadcasts only to sleepers). */
+#define JOIN_SPIN_USEC 50
+
+static void
+spin_until_terminal (KillableTaskPrivate *priv,
+                     gint64               end_time)
+{
+  gint64 now, end = 0;
+
+  /* Only for a started task whose worker runs now: a pending one may wait
+   * for long. */
+  if (!g_atomic_int_get (&priv->dispatched))
+    return;
+
+  for (guint i = 0; !KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)); i++)
+    {
+      if (i < 256)
+        {
+#if defined(__x86_64__) || defined(__i386__)
+          __builtin_ia32_pause ();
+#endif
+          continue;
+        }
+      now = g_get_monotonic_time ();
+      if (end == 0)
+        end = now + JOIN_SPIN_USEC;
+      if (now >= end || (end_time >= 0 && now >= end_time))
+        return;
+      g_thread_yield ();
+    }
+}
+
 static gboolean
 wait_until (KillableTask *self,
             gint64        end_time)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   gboolean ret;
+
+  spin_until_terminal (priv, end_time);
 
   g_mutex_lock (&priv->lock);
   while (!KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)))

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include <killable.h>
@@ -565,16 +566,53 @@ add_sample (GArray *samples,
   g_array_append_val (samples, v);
 }
 
+static double start_killable_run (guint   n,
+                                  guint   batch,
+                                  GArray *samples);
+
 static gpointer
 trivial_thread_func (gpointer data)
 {
   return data;
 }
 
+/* Context switches (voluntary + involuntary) and CPU time (user +
+ * system, ns) of the whole process so far. */
+static void
+process_usage (double *switches,
+               double *cpu_ns)
+{
+  struct rusage ru;
+
+  getrusage (RUSAGE_SELF, &ru);
+  *switches = (double) ru.ru_nvcsw + (double) ru.ru_nivcsw;
+  *cpu_ns = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e9 +
+            (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e3;
+}
+
+/* Per task of the last start_killable() run: context switches and CPU. */
+static double last_switches_per_task, last_cpu_ns_per_task;
+
 static double
 start_killable (guint   n,
                 guint   batch,
                 GArray *samples)
+{
+  double sw0, cpu0, sw1, cpu1, ret;
+
+  process_usage (&sw0, &cpu0);
+  ret = start_killable_run (n, batch, samples);
+  process_usage (&sw1, &cpu1);
+  last_switches_per_task = (sw1 - sw0) / n;
+  last_cpu_ns_per_task = (cpu1 - cpu0) / n;
+
+  return ret;
+}
+
+static double
+start_killable_run (guint   n,
+                    guint   batch,
+                    GArray *samples)
 {
   g_autofree KillableTask **tasks = g_new0 (KillableTask *, batch);
   gint64 t0 = bench_now_ns ();
@@ -798,6 +836,8 @@ start_figure_batch (guint batch)
   GArray *samples[N_START_VARIANTS];
   g_autofree char *name = NULL;
   g_autofree char *thread_note = NULL;
+  g_autoptr(GArray) switches = g_array_new (FALSE, FALSE, sizeof (double));
+  g_autoptr(GArray) cpu = g_array_new (FALSE, FALSE, sizeof (double));
 
   batch = MIN (batch, n);
   if (batch == 1)
@@ -843,6 +883,8 @@ start_figure_batch (guint batch)
           {
           case START_KILLABLE:
             t = start_killable (n, batch, samples[v]);
+            g_array_append_val (switches, last_switches_per_task);
+            g_array_append_val (cpu, last_cpu_ns_per_task);
             break;
           case START_THREAD:
             t = start_thread_per_task (n_threads, batch, samples[v]);
@@ -864,21 +906,68 @@ start_figure_batch (guint batch)
         g_array_append_val (ns[v], t);
       }
 
-  emit_start_row (name, ns, samples, START_GTASK_ASYNC,
-                  "g_task_run_in_thread() + GMainContext",
-                  BENCH_TARGET_BELOW, 1.0, "< 1× (faster)", NULL);
+  if (batch == 1)
+    {
+      /* Against the faster GTask variant of this run. */
+      int faster = bench_median (ns[START_GTASK_SYNC]) < bench_median (ns[START_GTASK_ASYNC])
+                     ? START_GTASK_SYNC : START_GTASK_ASYNC;
+
+      emit_start_row (name, ns, samples, faster,
+                      faster == START_GTASK_SYNC
+                        ? "GTask, the faster way: g_task_run_in_thread_sync()"
+                        : "GTask, the faster way: g_task_run_in_thread() + GMainContext",
+                      BENCH_TARGET_AT_MOST, 0.3, NULL, NULL);
+    }
+  else
+    emit_start_row (name, ns, samples, START_GTASK_ASYNC,
+                    "g_task_run_in_thread() + GMainContext",
+                    BENCH_TARGET_AT_MOST, 0.5, NULL, NULL);
 
   thread_note = g_strdup_printf ("thread per task measured on %u tasks", n_threads * rounds);
   emit_start_row (name, ns, samples, START_THREAD,
                   "g_thread_new() + g_thread_join()",
-                  BENCH_TARGET_AT_MOST, 0.2, "≤ 0.2× (5× faster)", thread_note);
+                  batch == 1 ? BENCH_TARGET_AT_MOST : BENCH_TARGET_NONE,
+                  batch == 1 ? 0.15 : 0, NULL, thread_note);
 
   if (batch == 1)
     emit_start_row (name, ns, samples, START_GTASK_SYNC, "g_task_run_in_thread_sync()",
                     BENCH_TARGET_NONE, 0, NULL, NULL);
 
-  emit_start_row (name, ns, samples, START_POOL, "GThreadPool push + wait",
-                  BENCH_TARGET_NONE, 0, NULL, NULL);
+  emit_start_row (name, ns, samples, START_POOL,
+                  batch == 1 ? "GThreadPool push + wait" : "GThreadPool (as many threads) push + wait",
+                  batch == 1 ? BENCH_TARGET_NONE : BENCH_TARGET_AT_MOST,
+                  batch == 1 ? 0 : 0.2, NULL, NULL);
+
+  {
+    BenchRow row = { 0 };
+    g_autofree char *sw_name = g_strdup_printf ("%s: context switches per task", name);
+    g_autofree char *cpu_name = g_strdup_printf ("%s: CPU time per task", name);
+    g_autofree char *cpu_note = g_strdup_printf ("user + system of the process (getrusage), "
+                                                 "median of %u rounds; to compare with the "
+                                                 "previous build's figure", rounds);
+
+    /* An absolute figure: compared with a constant, not a run. */
+    row.name = sw_name;
+    row.value = bench_median (switches);
+    row.unit = "switches/task";
+    row.baseline = "the target, 0.5 per task";
+    row.baseline_value = 0.5;
+    row.target_kind = BENCH_TARGET_AT_MOST;
+    row.target_ratio = 1.0;
+    row.target = "≤ 0.5 per task";
+    row.met = -1;
+    row.note = "voluntary + involuntary, whole process (getrusage), median of the rounds";
+    bench_emit (&row);
+
+    memset (&row, 0, sizeof row);
+    row.name = cpu_name;
+    row.value = bench_median (cpu) / 1000.0;
+    row.unit = "µs/task";
+    row.target_kind = BENCH_TARGET_NONE;
+    row.met = -1;
+    row.note = cpu_note;
+    bench_emit (&row);
+  }
 
   for (int v = 0; v < N_START_VARIANTS; v++)
     {
@@ -894,8 +983,31 @@ start_figure_batch (guint batch)
 static void
 figure_start (void)
 {
+  BenchRow row = { 0 };
+  double sw0, cpu0, sw1, cpu1;
+
   start_figure_batch (1);
   start_figure_batch (64);
+
+  /* An idle process burns no CPU: the workers that just ran the figure
+   * are idle now (their spin after a job is bounded). */
+  bench_progress ("start: CPU of the idle process over one second");
+  g_usleep (100 * 1000);
+  process_usage (&sw0, &cpu0);
+  g_usleep (G_USEC_PER_SEC);
+  process_usage (&sw1, &cpu1);
+
+  row.name = "idle process after the start figure: CPU over one second";
+  row.value = (cpu1 - cpu0) / 1e6;
+  row.unit = "ms";
+  row.baseline = "the target, 1 ms (no spinning without work)";
+  row.baseline_value = 1.0;
+  row.target_kind = BENCH_TARGET_AT_MOST;
+  row.target_ratio = 1.0;
+  row.target = "≤ 1 ms";
+  row.met = -1;
+  row.note = "user + system of the whole process (getrusage), cached idle workers included";
+  bench_emit (&row);
 }
 
 /* }}} */
