@@ -1762,34 +1762,31 @@ killable_task_run_finish (KillableTask  *self,
 /* How long join() and wait() look at the state before they sleep: a short
  * task then ends while its joiner is awake (no futex wake-up, no context
  * switch on either side: complete_full() broadcasts only to sleepers). */
-#define JOIN_SPIN_USEC 50
+#define JOIN_SPIN_USEC 30
 
 static void
 spin_until_terminal (KillableTaskPrivate *priv,
                      gint64               end_time)
 {
-  gint64 now, end = 0;
+  gint64 end;
 
   /* Only for a started task whose worker runs now: a pending one may wait
    * for long. */
   if (!g_atomic_int_get (&priv->dispatched))
     return;
 
-  for (guint i = 0; !KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)); i++)
+  end = g_get_monotonic_time () + JOIN_SPIN_USEC;
+  if (end_time >= 0)
+    end = MIN (end, end_time);
+
+  /* No sched_yield(): on a busy machine each one is a context switch. */
+  for (guint i = 1; !KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)); i++)
     {
-      if (i < 256)
-        {
 #if defined(__x86_64__) || defined(__i386__)
-          __builtin_ia32_pause ();
+      __builtin_ia32_pause ();
 #endif
-          continue;
-        }
-      now = g_get_monotonic_time ();
-      if (end == 0)
-        end = now + JOIN_SPIN_USEC;
-      if (now >= end || (end_time >= 0 && now >= end_time))
+      if (i % 64 == 0 && g_get_monotonic_time () >= end)
         return;
-      g_thread_yield ();
     }
 }
 
