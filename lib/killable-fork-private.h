@@ -9,7 +9,8 @@
 
 G_BEGIN_DECLS
 
-/* Registers the fork handlers, once. */
-void killable_fork_init (void);
+/* Registers the fork handlers, once; @tree_lock is
+ * killable_tree_fork_lock(). */
+void killable_fork_init (void (*tree_lock) (gboolean lock));
 
 G_END_DECLS

@@ -2,13 +2,15 @@
  *
  * Owns: the pthread_atfork() handlers, registered once when the task class
  * is initialised.
- * Locks: none of its own. Around fork() it holds every process-wide lock
+ * Locks: none of its own. Around fork() it holds (after the worker pool's
+ * section gate, see below) every process-wide lock
  * of the library, in the library's lock order (tree, owner queues, signal,
  * timer, worker pool), so that no other thread is half-way through a change
  * of what they guard when the child's copy of memory is taken.
- * Called by: killable-task.c (class_init). Calls: the fork hooks of
- * killable-tree.c, killable-owner.c, killable-signal.c, killable-timer.c and
- * killable-worker-pool.c.
+ * Called by: killable-task.c (class_init, which hands over the tree's hook,
+ * so that this file calls nothing that calls back into the task). Calls:
+ * the fork hooks of killable-owner.c, killable-signal.c, killable-timer.c
+ * and killable-worker-pool.c.
  *
  * In the child only the thread that called fork() exists. The pool forgets
  * its threads and the timer its thread, its dispatchers and its armed
@@ -18,10 +20,17 @@
  * and their timers are forgotten (see the "fork()" section of the threads
  * guide).
  *
- * GLib's own locks (GObject's, GMainContext's, GSlice's) are not held
- * across fork(): a thread of the application inside one of them at the fork
- * can still leave it locked in the child; the same holds for any library
- * without fork handlers.
+ * GLib 2.74 holds none of its own locks across fork() (GObject's global
+ * notify lock, taken by every last g_object_unref(); its signal lock;
+ * GSlice's): a thread inside one at the fork leaves it locked in the child.
+ * The library's own threads call GObject in a few known places (a timer's
+ * function and notify on a dispatcher, the end of a task on its worker):
+ * those are "sections" (killable_worker_pool_section_enter()), and
+ * fork_prepare() waits until no library thread is inside one (new ones wait until the fork is done). The wait is
+ * bounded (SECTION_WAIT_USEC): a section may be waiting for a lock the
+ * forking thread holds (Python's GIL during os.fork()), and a fork never
+ * deadlocks. Application threads inside GLib at the fork are the
+ * application's business, as with any GLib program.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -33,15 +42,16 @@
 #include "killable-fork-private.h"
 #include "killable-owner-private.h"
 #include "killable-signal-private.h"
-#include "killable-task-private.h"
 #include "killable-timer-private.h"
-#include "killable-tree-private.h"
 #include "killable-worker-pool-private.h"
+
+static void (*tree_fork_lock) (gboolean lock);
 
 static void
 fork_prepare (void)
 {
-  killable_tree_fork_lock (TRUE);
+  killable_worker_pool_fork_quiesce ();
+  tree_fork_lock (TRUE);
   killable_owner_fork_lock (TRUE);
   killable_signal_fork_lock (TRUE);
   killable_timer_fork_prepare ();
@@ -55,7 +65,8 @@ fork_parent (void)
   killable_timer_fork_parent ();
   killable_signal_fork_lock (FALSE);
   killable_owner_fork_lock (FALSE);
-  killable_tree_fork_lock (FALSE);
+  tree_fork_lock (FALSE);
+  killable_worker_pool_fork_resume (FALSE);
 }
 
 static void
@@ -65,16 +76,18 @@ fork_child (void)
   killable_timer_fork_child ();
   killable_signal_fork_lock (FALSE);
   killable_owner_fork_lock (FALSE);
-  killable_tree_fork_lock (FALSE);
+  tree_fork_lock (FALSE);
+  killable_worker_pool_fork_resume (TRUE);
 }
 
 void
-killable_fork_init (void)
+killable_fork_init (void (*tree_lock) (gboolean lock))
 {
   static gsize registered;
 
   if (g_once_init_enter (&registered))
     {
+      tree_fork_lock = tree_lock;
       pthread_atfork (fork_prepare, fork_parent, fork_child);
       g_once_init_leave (&registered, 1);
     }

@@ -32,11 +32,12 @@ typedef enum
   KILLABLE_EMIT_INTERRUPT_SYSCALLS = 1 << 13,
   KILLABLE_EMIT_CHILD_POLICY       = 1 << 14,
   KILLABLE_EMIT_RETAIN_CHILDREN    = 1 << 15,
+  KILLABLE_EMIT_LIMITER            = 1 << 16,
 } KillableEmission;
 
 #define KILLABLE_EMIT_SETTERS \
   (KILLABLE_EMIT_TIMEOUT | KILLABLE_EMIT_GRACE_PERIOD | KILLABLE_EMIT_INTERRUPT_SYSCALLS | \
-   KILLABLE_EMIT_CHILD_POLICY | KILLABLE_EMIT_RETAIN_CHILDREN)
+   KILLABLE_EMIT_CHILD_POLICY | KILLABLE_EMIT_RETAIN_CHILDREN | KILLABLE_EMIT_LIMITER)
 
 /* Emissions whose order relative to other tasks' does not matter: they
  * coalesce into a task's pending entry wherever it stands in the queue. */
@@ -76,6 +77,9 @@ void          killable_owner_queue         (KillableOwner            *owner,
                                             guint                     emissions);
 void          killable_owner_emit          (KillableOwner            *owner,
                                             guint                     emissions);
+void          killable_owner_release       (KillableOwner            *owner,
+                                            GDestroyNotify            notify,
+                                            gpointer                  data);
 
 void          killable_owner_fork_lock     (gboolean                  lock);
 

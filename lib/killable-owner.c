@@ -1,12 +1,15 @@
 /* killable-owner.c: emissions on the owner's main context
  *
  * Owns: a KillableOwner per task (its owner context and thread, its newest
- * queued entry) and one FIFO of entries per owner context.
+ * queued entry), one FIFO of entries per owner context, and the release of
+ * the owner's data (destroy notifies) on the owner's context.
  * Locks: owner_lock guards every queue and every KillableOwner's context,
- * thread and pending entry; a leaf lock (no user code, no other library
+ * thread and pending entry, and serialises the probes of
+ * killable_owner_release(); a leaf lock (no user code, no other library
  * lock is taken under it).
  * Called by: killable-task.c. Calls back only through the
- * KillableOwnerFuncs its owner gave at init: a leaf.
+ * KillableOwnerFuncs its owner gave at init, and the destroy notifies
+ * given to killable_owner_release(): a leaf.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -232,3 +235,90 @@ killable_owner_fork_lock (gboolean lock)
   else
     g_mutex_unlock (&owner_lock);
 }
+
+/* Releases {{{ */
+
+typedef struct
+{
+  GDestroyNotify notify;
+  gpointer       data;
+} Release;
+
+
+static gboolean
+release_dispatch (gpointer user_data)
+{
+  Release *release = user_data;
+
+  release->notify (release->data);
+  release->notify = NULL;
+
+  return G_SOURCE_REMOVE;
+}
+
+static void
+release_free (gpointer user_data)
+{
+  Release *release = user_data;
+
+  /* A context freed before it ran the source still releases the data. */
+  if (release->notify != NULL)
+    release->notify (release->data);
+  g_free (release);
+}
+
+/* Runs @notify (@data), the destroy notify of something the owner gave a
+ * task (a cleanup's or stop callback's data, the work function's), where
+ * the owner can take it: at once on the owner's thread; queued to the
+ * owner's context while a main loop runs it on another thread (a GJS
+ * closure must not be freed off its thread); at once when no main loop
+ * runs that context (a script that joins: nothing would ever release it).
+ * Takes no lock of the caller's; the notify runs under none. */
+void
+killable_owner_release (KillableOwner  *owner,
+                        GDestroyNotify  notify,
+                        gpointer        data)
+{
+  g_autoptr(GMainContext) context = NULL;
+  GSource *source;
+  Release *release;
+  gboolean here;
+
+  if (notify == NULL)
+    return;
+
+  /* A main loop holds its context for as long as it runs (g_main_loop_run(),
+   * g_application_run()): when it can be acquired here, none runs it. The
+   * probes are serialised by owner_lock, so that two of them never take
+   * each other for a main loop (the context's own lock is already taken
+   * under owner_lock, by g_source_attach() in killable_owner_queue()). */
+  g_mutex_lock (&owner_lock);
+  here = owner->thread == g_thread_self () || g_main_context_is_owner (owner->context);
+  context = g_main_context_ref (owner->context);
+  if (!here)
+    {
+      here = g_main_context_acquire (context);
+      if (here)
+        g_main_context_release (context);
+    }
+  g_mutex_unlock (&owner_lock);
+
+  if (here)
+    {
+      notify (data);
+      return;
+    }
+
+  release = g_new0 (Release, 1);
+  release->notify = notify;
+  release->data = data;
+
+  source = g_idle_source_new ();
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
+  g_source_set_static_name (source, "[killable] release");
+  g_source_set_callback (source, release_dispatch, release, release_free);
+  g_source_attach (source, context);
+  g_source_unref (source);
+}
+
+/* }}} */

@@ -49,6 +49,10 @@ void      killable_task_emit_setter           (KillableTask   *self,
                                                guint           emissions);
 gint64    killable_task_get_own_deadline      (KillableTask   *self);
 
+/* For killable-application.c */
+gboolean  killable_task_has_abandoned_thread  (KillableTask   *self);
+void      killable_task_set_abandoned_returned_func (void (*func) (void));
+
 /* Protected: for subclasses in lib/ */
 gboolean  killable_task_is_started            (KillableTask   *self);
 void      killable_task_set_default_name      (KillableTask   *self,

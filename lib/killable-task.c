@@ -30,6 +30,7 @@
 #include "killable-error-private.h"
 #include "killable-escalation-private.h"
 #include "killable-fork-private.h"
+#include "killable-limiter-private.h"
 #include "killable-signal-private.h"
 #include "killable-task-private.h"
 #include "killable-sync-private.h"
@@ -99,6 +100,26 @@
  * when something is connected to them, and emitted when that context is
  * iterated.
  *
+ * ## Signal handlers
+ *
+ * No libkillable function may be called from a POSIX signal handler: none
+ * is async-signal-safe (they take locks, allocate and emit signals; a
+ * handler that interrupts a thread holding one of those locks deadlocks).
+ * To stop tasks on `SIGINT` or `SIGTERM`, let the main loop dispatch the
+ * signal, with `g_unix_signal_add()` or
+ * `killable_task_stop_on_unix_signals()` (Since 1.2), and call
+ * [method@Killable.Task.stop] from there.
+ *
+ * ## fork()
+ *
+ * After `fork()`, the child can start tasks, its timeouts fire and its
+ * process tasks run: the library's locks are held across the fork and its
+ * thread cache and timer thread start afresh in the child. Tasks that were
+ * running in the parent are not running in the child (only the forking
+ * thread crosses a fork); their timers do not fire there. As with any
+ * GLib program, another thread of the application that is inside GLib at
+ * the fork may leave one of GLib's locks held in the child.
+ *
  * Since: 1.0
  */
 
@@ -117,6 +138,7 @@ enum {
   PROP_CHILD_POLICY,
   PROP_RETAIN_CHILDREN,
   PROP_CANCELLABLE,
+  PROP_LIMITER,
   N_PROPS
 };
 
@@ -132,6 +154,19 @@ typedef struct
   gpointer            user_data;
   GDestroyNotify      notify;
 } Cleanup;
+
+/* What only some tasks need, allocated on first use (under the task's
+ * lock) so that a pending task stays small: a result, wait_async()'s
+ * waiters, a limiter, the group flag. Never freed before finalize. */
+typedef struct
+{
+  GValue           result;         /* protected by the task's lock: set by return_value() */
+  GSList          *waiters;        /* (owned) (element-type GTask) wait_async()'s, task lock */
+  KillableLimiter *limiter;        /* (owned) (nullable) set before the start, then immutable */
+  guint            group : 1;      /* immutable after construction: new_group() */
+  guint            queued : 1;     /* task lock: waiting in the limiter's queue */
+  guint            holds_permit : 1; /* task lock: holds one of the limiter's permits */
+} KillableTaskExtra;
 
 typedef enum
 {
@@ -149,6 +184,7 @@ typedef struct
   int                 interrupt_syscalls;/* (atomic) */
   int                 started;           /* (atomic) */
   int                 dispatched;        /* (atomic) handed to a worker thread */
+  int                 kill_escalated;    /* (atomic) killed by a grace-period escalation */
 
   GMutex              lock;
   GCond               cond;              /* join()/wait(): terminal state reached */
@@ -179,6 +215,7 @@ typedef struct
   gboolean            worker_active;
   gboolean            interrupt_armed;
   gboolean            escalation_direct_kill; /* protected by @lock: grace goes straight to kill */
+  KillableTaskExtra  *extra;             /* (owned) (nullable) created under @lock, see get_extra() */
 
   KillableOwner       owner;             /* the owner module's state */
   KillableEscalation  escalation;        /* the escalation module's state */
@@ -211,6 +248,25 @@ make_error (KillableTask  *self,
   return killable_error_new_for_task (code, priv->name);
 }
 
+/* The lazily allocated block. Call with @lock held. */
+static KillableTaskExtra *
+get_extra_locked (KillableTaskPrivate *priv)
+{
+  if (priv->extra == NULL)
+    g_atomic_pointer_set (&priv->extra, g_new0 (KillableTaskExtra, 1));
+
+  return priv->extra;
+}
+
+static gboolean
+is_group (KillableTaskPrivate *priv)
+{
+  KillableTaskExtra *extra = g_atomic_pointer_get (&priv->extra);
+
+  /* group is set before the task is shared, and never changes. */
+  return extra != NULL && extra->group;
+}
+
 /* Emission (owner context) {{{ */
 
 static gboolean
@@ -241,6 +297,7 @@ static const struct {
   { KILLABLE_EMIT_INTERRUPT_SYSCALLS, PROP_INTERRUPT_SYSCALLS },
   { KILLABLE_EMIT_CHILD_POLICY, PROP_CHILD_POLICY },
   { KILLABLE_EMIT_RETAIN_CHILDREN, PROP_RETAIN_CHILDREN },
+  { KILLABLE_EMIT_LIMITER, PROP_LIMITER },
 };
 
 static guint
@@ -404,6 +461,33 @@ killable_task_emit_setter (KillableTask *self,
 
 /* State machine {{{ */
 
+static void limiter_task_ended (KillableTask    *self,
+                                KillableLimiter *limiter,
+                                gboolean         was_queued,
+                                gboolean         had_permit);
+
+/* wait_async()'s waiters: each GTask's data is its cancellable's source
+ * (or NULL). */
+static void
+return_waiters (GSList       *waiters,
+                const GError *error)
+{
+  while (waiters != NULL)
+    {
+      GTask *waiter = waiters->data;
+      GSource *source = g_task_get_task_data (waiter);
+
+      waiters = g_slist_delete_link (waiters, waiters);
+      if (source != NULL)
+        g_source_destroy (source);
+      if (error != NULL)
+        g_task_return_error (waiter, g_error_copy (error));
+      else
+        g_task_return_boolean (waiter, TRUE);
+      g_object_unref (waiter);
+    }
+}
+
 /* Moves to a terminal state, once. Returns FALSE (and frees @error) when the
  * task already had one, e.g. when it was killed before its work returned. */
 static gboolean
@@ -411,11 +495,14 @@ complete_full (KillableTask      *self,
                gboolean           only_if_pending,
                KillableTaskState  state,
                GError            *error,
-               gboolean           error_lazy,
+               int                error_lazy,
                guint              extra_emissions)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   guint emissions;
+  GSList *waiters = NULL;
+  KillableLimiter *limiter = NULL;
+  gboolean was_queued = FALSE, had_permit = FALSE;
 
   g_assert (KILLABLE_TASK_STATE_IS_TERMINAL (state));
 
@@ -463,9 +550,22 @@ complete_full (KillableTask      *self,
    * emitted before its parent's. */
   killable_owner_queue (&priv->owner, emissions);
 
+  if (priv->extra != NULL)
+    {
+      waiters = g_steal_pointer (&priv->extra->waiters);
+      limiter = priv->extra->limiter;
+      was_queued = priv->extra->queued;
+      had_permit = priv->extra->holds_permit;
+      priv->extra->queued = FALSE;
+      priv->extra->holds_permit = FALSE;
+    }
+
   g_mutex_unlock (&priv->lock);
 
   killable_escalation_close (&priv->escalation);
+  return_waiters (waiters, peek_error (self));
+  if (was_queued || had_permit)
+    limiter_task_ended (self, limiter, was_queued, had_permit);
   killable_tree_child_ended (self);
 
   return TRUE;
@@ -479,11 +579,14 @@ complete (KillableTask      *self,
   return complete_full (self, FALSE, state, error, FALSE, 0);
 }
 
+static GError *dup_stop_outcome (KillableTask *self);
+
+/* Killed: the error says why (KILLED, or TIMED_OUT for a timeout that
+ * escalated to a kill). */
 static gboolean
 complete_killed (KillableTask *self)
 {
-  return complete (self, KILLABLE_TASK_STATE_KILLED,
-                   make_error (self, KILLABLE_ERROR_KILLED));
+  return complete (self, KILLABLE_TASK_STATE_KILLED, dup_stop_outcome (self));
 }
 
 static void
@@ -504,8 +607,9 @@ run_cleanups (KillableTask *self)
 
       cleanups = g_slist_delete_link (cleanups, cleanups);
       cleanup->func (self, cleanup->user_data);
-      if (cleanup->notify != NULL)
-        cleanup->notify (cleanup->user_data);
+      /* On the owner's context, not here on the worker, while a main loop
+       * runs it (a GJS closure must not be freed off its thread). */
+      killable_owner_release (&priv->owner, cleanup->notify, cleanup->user_data);
       g_free (cleanup);
     }
 }
@@ -513,7 +617,9 @@ run_cleanups (KillableTask *self)
 /* The error a stopped task ends with: the stop's cause (STOPPED for a plain
  * stop), or KILLED once a kill was requested, even after a plain stop (a
  * process task, or a worker in a section that must not be abandoned, is
- * killed without being abandoned and still ends KILLED). */
+ * killed without being abandoned and still ends KILLED). A timeout keeps
+ * its cause through the kill its grace period escalated to: code that
+ * catches TIMED_OUT sees it, and the state (KILLED) tells how it ended. */
 static GError *
 dup_stop_outcome (KillableTask *self)
 {
@@ -521,7 +627,9 @@ dup_stop_outcome (KillableTask *self)
   GError *error = killable_stop_state_dup_reason (&priv->stop);
 
   if (killable_tree_node_has_mark (&priv->node, KILLABLE_TREE_MARK_KILL) &&
-      !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
+      !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED) &&
+      !(g_atomic_int_get (&priv->kill_escalated) &&
+        g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_TIMED_OUT)))
     {
       g_clear_error (&error);
       return make_error (self, KILLABLE_ERROR_KILLED);
@@ -533,26 +641,63 @@ dup_stop_outcome (KillableTask *self)
   return error;
 }
 
-/* The error of a task ended by complete_pending(), built when first read:
+/* The errors a stopped pending task may end with, built when first read:
  * a stop of a large tree ends every pending task, and most of those errors
  * are never read (building one costs a translation lookup and two
- * allocations). The outcome was decided at the end and is in the state: a
- * KILLED state whose reason is not KILLED got there by a kill mark. The
- * reason is immutable once the stop was requested. */
-static GError *
-build_lazy_error (KillableTask *self)
+ * allocations). Which one is decided at the end (lazy_stop_outcome(), as
+ * dup_stop_outcome() would); the reason is immutable once the stop was
+ * requested. */
+typedef enum
+{
+  LAZY_ERROR_NONE = 0,
+  LAZY_ERROR_KILLED,    /* KILLABLE_ERROR_KILLED, made for the task */
+  LAZY_ERROR_STOPPED,   /* KILLABLE_ERROR_STOPPED, made for the task */
+  LAZY_ERROR_REASON,    /* a copy of the stop's reason */
+} LazyError;
+
+/* dup_stop_outcome() and stop_outcome_state() without building the error:
+ * which error (a LazyError) and which state. */
+static LazyError
+lazy_stop_outcome (KillableTask      *self,
+                   KillableTaskState *state)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   const GError *reason = killable_stop_state_peek_reason (&priv->stop);
+  gboolean kill_mark = killable_tree_node_has_mark (&priv->node, KILLABLE_TREE_MARK_KILL);
 
-  if (g_atomic_int_get (&priv->state) == KILLABLE_TASK_STATE_KILLED &&
-      !g_error_matches (reason, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
-    return make_error (self, KILLABLE_ERROR_KILLED);
+  if (kill_mark &&
+      !g_error_matches (reason, KILLABLE_ERROR, KILLABLE_ERROR_KILLED) &&
+      !(g_atomic_int_get (&priv->kill_escalated) &&
+        g_error_matches (reason, KILLABLE_ERROR, KILLABLE_ERROR_TIMED_OUT)))
+    {
+      *state = KILLABLE_TASK_STATE_KILLED;
+      return LAZY_ERROR_KILLED;
+    }
 
-  if (reason == NULL)
-    return make_error (self, KILLABLE_ERROR_STOPPED);
+  *state = kill_mark || g_error_matches (reason, KILLABLE_ERROR, KILLABLE_ERROR_KILLED)
+             ? KILLABLE_TASK_STATE_KILLED : KILLABLE_TASK_STATE_CANCELLED;
 
-  return g_error_copy (reason);
+  return reason == NULL ? LAZY_ERROR_STOPPED : LAZY_ERROR_REASON;
+}
+
+static GError *
+build_lazy_error (KillableTask *self,
+                  LazyError     lazy)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  switch (lazy)
+    {
+    case LAZY_ERROR_KILLED:
+      return make_error (self, KILLABLE_ERROR_KILLED);
+    case LAZY_ERROR_STOPPED:
+      return make_error (self, KILLABLE_ERROR_STOPPED);
+    case LAZY_ERROR_REASON:
+      return g_error_copy (killable_stop_state_peek_reason (&priv->stop));
+    case LAZY_ERROR_NONE:
+    default:
+      g_assert_not_reached ();
+    }
 }
 
 /* The terminal error (call only once the state is terminal). */
@@ -561,10 +706,11 @@ peek_error (KillableTask *self)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   GError *error = g_atomic_pointer_get (&priv->error);
+  LazyError lazy;
 
-  if (error == NULL && g_atomic_int_get (&priv->error_lazy))
+  if (error == NULL && (lazy = g_atomic_int_get (&priv->error_lazy)) != LAZY_ERROR_NONE)
     {
-      GError *fresh = build_lazy_error (self);
+      GError *fresh = build_lazy_error (self, lazy);
 
       /* Two first readers may race: one error wins, immutable from then. */
       if (!g_atomic_pointer_compare_and_exchange (&priv->error, NULL, fresh))
@@ -573,6 +719,57 @@ peek_error (KillableTask *self)
     }
 
   return error;
+}
+
+/* The terminal state of a task stopped before it ended, given its
+ * outcome's error (from dup_stop_outcome()). */
+static KillableTaskState
+stop_outcome_state (KillableTask *self,
+                    const GError *error)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  if (g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED) ||
+      killable_tree_node_has_mark (&priv->node, KILLABLE_TREE_MARK_KILL))
+    return KILLABLE_TASK_STATE_KILLED;
+
+  return KILLABLE_TASK_STATE_CANCELLED;
+}
+
+/* A group task (killable_task_new_group()) that was started ends when it
+ * has no live child: at its start, when its last child ends, when it is
+ * stopped or killed. Its outcome is the one its child policy gives. */
+static gboolean
+complete_group (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  KillableTaskState state = KILLABLE_TASK_STATE_SUCCEEDED;
+  GError *error = NULL;
+  gboolean child_failed;
+
+  if (KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)))
+    return TRUE;
+
+  if (!killable_tree_close_pending (self, &child_failed))
+    return TRUE;
+
+  /* A stop callback may still be unblocking what the cleanups free. */
+  killable_stop_state_wait_fired (&priv->stop);
+  run_cleanups (self);
+
+  if (child_failed)
+    {
+      state = KILLABLE_TASK_STATE_FAILED;
+      error = killable_stop_state_dup_reason (&priv->stop);
+    }
+  else if (killable_stop_state_is_requested (&priv->stop))
+    {
+      error = dup_stop_outcome (self);
+      state = stop_outcome_state (self, error);
+    }
+
+  complete (self, state, error);
+  return TRUE;
 }
 
 /* Ends a task that never started and was stopped, with the state its stop
@@ -586,12 +783,18 @@ killable_task_complete_pending (KillableTask *self,
                                 guint         extra_emissions)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
-  KillableTaskState state = KILLABLE_TASK_STATE_CANCELLED;
-  const GError *reason;
+  KillableTaskState state;
+  LazyError lazy;
   gboolean child_failed;
+  int old = g_atomic_int_get (&priv->state);
 
-  if (g_atomic_int_get (&priv->state) != KILLABLE_TASK_STATE_PENDING)
-    return FALSE;
+  /* A started group has no worker: it ends here too. */
+  if (old != KILLABLE_TASK_STATE_PENDING)
+    {
+      if (!KILLABLE_TASK_STATE_IS_TERMINAL (old) && is_group (priv))
+        return complete_group (self);
+      return FALSE;
+    }
 
   if (!killable_tree_close_pending (self, &child_failed))
     {
@@ -600,15 +803,13 @@ killable_task_complete_pending (KillableTask *self,
       return TRUE;
     }
 
-  /* As dup_stop_outcome() decides, without building the error. */
-  reason = killable_stop_state_peek_reason (&priv->stop);
-  if (g_error_matches (reason, KILLABLE_ERROR, KILLABLE_ERROR_KILLED) ||
-      killable_tree_node_has_mark (&priv->node, KILLABLE_TREE_MARK_KILL))
-    state = KILLABLE_TASK_STATE_KILLED;
-  else if (child_failed)
+  /* As dup_stop_outcome() and stop_outcome_state() decide, without
+   * building the error. */
+  lazy = lazy_stop_outcome (self, &state);
+  if (state != KILLABLE_TASK_STATE_KILLED && child_failed)
     state = KILLABLE_TASK_STATE_FAILED;
 
-  return complete_full (self, TRUE, state, NULL, TRUE, extra_emissions);
+  return complete_full (self, TRUE, state, NULL, lazy, extra_emissions);
 }
 
 /* For the tree's batched stop (killable_tree_request_stop()), under the
@@ -626,10 +827,9 @@ gboolean
 killable_task_end_pending_locked (KillableTask *self)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
-  KillableTaskState state = KILLABLE_TASK_STATE_CANCELLED;
-  const GError *reason;
-
   KillableTaskClass *klass = (KillableTaskClass *) ((GTypeInstance *) self)->g_class;
+  KillableTaskState state;
+  LazyError lazy;
 
   /* What filter_emissions() would keep of a completion's emissions, read
    * directly: class handlers, the children model, any unblocked handler. */
@@ -641,13 +841,11 @@ killable_task_end_pending_locked (KillableTask *self)
       g_signal_handler_find (self, G_SIGNAL_MATCH_UNBLOCKED, 0, 0, NULL, NULL, NULL) != 0)
     return FALSE;
 
-  reason = killable_stop_state_peek_reason (&priv->stop);
-  if (g_error_matches (reason, KILLABLE_ERROR, KILLABLE_ERROR_KILLED) ||
-      killable_tree_node_has_mark (&priv->node, KILLABLE_TREE_MARK_KILL))
-    state = KILLABLE_TASK_STATE_KILLED;
+  lazy = lazy_stop_outcome (self, &state);
 
   g_mutex_lock (&priv->lock);
-  if (priv->async_task != NULL)
+  /* run_async()'s GTask, wait_async() waiters, a limiter: the usual path. */
+  if (priv->async_task != NULL || priv->extra != NULL)
     {
       g_mutex_unlock (&priv->lock);
       return FALSE;
@@ -655,10 +853,10 @@ killable_task_end_pending_locked (KillableTask *self)
   /* As complete_full() does (under the same lock), with the error built
    * when read: published before the state. Only start() changes the state
    * without this lock; if it won, the task runs and completes normally. */
-  g_atomic_int_set (&priv->error_lazy, TRUE);
+  g_atomic_int_set (&priv->error_lazy, lazy);
   if (!g_atomic_int_compare_and_exchange (&priv->state, KILLABLE_TASK_STATE_PENDING, state))
     {
-      g_atomic_int_set (&priv->error_lazy, FALSE);
+      g_atomic_int_set (&priv->error_lazy, LAZY_ERROR_NONE);
       g_mutex_unlock (&priv->lock);
       return FALSE;
     }
@@ -849,6 +1047,25 @@ abandon (KillableTask *self)
   return TRUE;
 }
 
+/* The last rung reached by the grace period: the kill keeps the cause of
+ * the stop it escalates (a timeout stays TIMED_OUT), for the whole
+ * subtree, marked before the kill so that no task ends in between. An
+ * explicit kill() says KILLED. */
+static void
+kill_escalated (KillableTask *self)
+{
+  g_autoptr(GPtrArray) subtree = killable_tree_collect_subtree (self, 0);
+
+  for (guint i = 0; i < subtree->len; i++)
+    {
+      KillableTaskPrivate *tpriv = killable_task_get_instance_private (g_ptr_array_index (subtree, i));
+
+      g_atomic_int_set (&tpriv->kill_escalated, 1);
+    }
+
+  killable_task_kill (self);
+}
+
 /* The escalation module keeps time; the task decides the rungs. */
 static gboolean
 escalation_cb (GObject                 *object,
@@ -882,7 +1099,7 @@ escalation_cb (GObject                 *object,
           killable_task_interrupt (self);
           return TRUE;
         }
-      killable_task_kill (self);
+      kill_escalated (self);
       return FALSE;
 
     case KILLABLE_ESCALATION_REPEAT:
@@ -969,9 +1186,13 @@ killable_task_set_escalation_direct_kill (KillableTask *self,
 
 /* Worker {{{ */
 
+/* @stopped_before_end: a stop was requested before the work returned and
+ * the children ended (a stop that comes while the cleanups run does not
+ * change the outcome). */
 static KillableTaskState
 decide_outcome (KillableTask  *self,
                 gboolean       ret,
+                gboolean       stopped_before_end,
                 GError       **error)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
@@ -986,32 +1207,40 @@ decide_outcome (KillableTask  *self,
       return KILLABLE_TASK_STATE_FAILED;
     }
 
-  if (ret)
-    {
-      g_clear_error (error);
-      return KILLABLE_TASK_STATE_SUCCEEDED;
-    }
-
-  /* A worker that passes on what check()/sleep() gave it (the stop's own
-   * cause, whatever its domain) ends by cancellation too. */
-  if (killable_stop_state_is_requested (&priv->stop) &&
-      (run_error == NULL || killable_error_is_cancellation (run_error) ||
+  /* Stopped before it and its subtree ended: cancelled, with the stop's
+   * cause, even if its own work returned TRUE (its children, stopped with
+   * it, did not finish). A worker that passes on what check()/sleep() gave
+   * it (the stop's own cause, whatever its domain) ends by cancellation
+   * too. */
+  if ((ret ? stopped_before_end : killable_stop_state_is_requested (&priv->stop)) &&
+      (ret || run_error == NULL || killable_error_is_cancellation (run_error) ||
        killable_stop_state_reason_matches (&priv->stop, run_error->domain, run_error->code)))
     {
       /* The cause, not the symptom: join() returns why the task was stopped
        * rather than the G_IO_ERROR_CANCELLED of the call that noticed it. */
       g_clear_error (error);
       *error = dup_stop_outcome (self);
-      if (g_error_matches (*error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
-        return KILLABLE_TASK_STATE_KILLED;
-      return KILLABLE_TASK_STATE_CANCELLED;
+      return stop_outcome_state (self, *error);
+    }
+
+  if (ret)
+    {
+      g_clear_error (error);
+      return KILLABLE_TASK_STATE_SUCCEEDED;
     }
 
   if (run_error == NULL)
     {
-      *error = g_error_new (KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
-                            _("Task “%s” failed without giving a reason"),
-                            priv->name != NULL ? priv->name : "");
+      /* Also what a binding that cannot run code off its own thread gives:
+       * GJS refuses to call a JavaScript function on a worker and returns
+       * FALSE without an error. Say so. */
+      g_autofree char *what = g_strdup_printf (_("Task “%s” failed without giving a reason"),
+                                               priv->name != NULL ? priv->name : "");
+
+      *error = g_error_new (KILLABLE_ERROR, KILLABLE_ERROR_FAILED, "%s %s", what,
+                            _("(its work returned FALSE without an error, or could not "
+                              "be run: a language binding that cannot run code on a "
+                              "worker thread, such as GJS, does that)"));
       return KILLABLE_TASK_STATE_FAILED;
     }
 
@@ -1021,16 +1250,52 @@ decide_outcome (KillableTask  *self,
   return KILLABLE_TASK_STATE_FAILED;
 }
 
-static void
-worker_run (gpointer data,
-            gpointer unused)
+/* Called each time an abandoned thread returns (killable-application.c
+ * sets it: a function pointer, so that this file does not call that one). */
+static void (*abandoned_returned_func) (void);   /* (atomic) */
+
+void
+killable_task_set_abandoned_returned_func (void (*func) (void))
 {
-  KillableTask *self = data;
+  g_atomic_pointer_set (&abandoned_returned_func, func);
+}
+
+static void
+notify_abandoned_returned (void)
+{
+  void (*func) (void) = g_atomic_pointer_get (&abandoned_returned_func);
+
+  if (func != NULL)
+    func ();
+}
+
+/* Whether @self was killed and its abandoned thread is still running its
+ * work. */
+gboolean
+killable_task_has_abandoned_thread (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  return g_atomic_int_get (&priv->abandon) == KILLABLE_ABANDON_DONE &&
+         g_atomic_int_get (&priv->dispatched) == 1;
+}
+
+/* Set on a worker thread while it completes its task: a limiter permit
+ * that the end returns is passed on with the thread (see dispatch()). */
+static GPrivate handoff;
+
+/* Runs one task; returns the next one to run on this thread (with a
+ * reference), or NULL. */
+static KillableTask *
+worker_run_one (KillableTask *self)
+{
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   g_autoptr(GError) error = NULL;
   KillableTaskState state;
   WorkerSignals mask;
   gboolean ret = FALSE;
+  gboolean stopped_before_end;
+  KillableTask *next = NULL;
 
   g_private_set (&current_task, self);
 
@@ -1038,6 +1303,10 @@ worker_run (gpointer data,
   if (!killable_stop_state_is_requested (&priv->stop))
     ret = KILLABLE_TASK_GET_CLASS (self)->run (self, &error);
   worker_leave (self, &mask);
+
+  /* From here on the worker calls GObject (emissions, the last unref): a
+   * fork waits until it is done (see killable-fork.c). */
+  killable_worker_pool_section_enter ();
 
   if (ret && error != NULL)
     {
@@ -1048,13 +1317,15 @@ worker_run (gpointer data,
 
   /* Structured completion: children end before their parent does. */
   killable_tree_before_completion (self, !ret, error);
+  stopped_before_end = killable_stop_state_is_requested (&priv->stop);
 
   /* A stop callback may still be unblocking what the cleanups free. */
   killable_stop_state_wait_fired (&priv->stop);
 
   run_cleanups (self);
 
-  state = decide_outcome (self, ret, &error);
+  state = decide_outcome (self, ret, stopped_before_end, &error);
+  g_private_set (&handoff, &next);
   if (!complete (self, state, g_steal_pointer (&error)))
     {
       /* Killed before its work returned: the late result is dropped, and
@@ -1062,38 +1333,51 @@ worker_run (gpointer data,
       if (g_atomic_int_get (&priv->abandon) == KILLABLE_ABANDON_DONE)
         g_atomic_int_dec_and_test (&abandoned_threads);
     }
+  /* 2: the worker is done with the task (see killable_task_has_abandoned_thread()). */
+  g_atomic_int_set (&priv->dispatched, 2);
+  if (g_atomic_int_get (&priv->abandon) == KILLABLE_ABANDON_DONE)
+    notify_abandoned_returned ();
+  g_private_set (&handoff, NULL);
 
   g_private_set (&current_task, NULL);
   g_object_unref (self);
+  killable_worker_pool_section_leave ();
+
+  return next;
 }
 
+static void
+worker_run (gpointer data,
+            gpointer unused)
+{
+  KillableTask *next = data;
+
+  /* A task waiting for a limiter's permit that this thread's task gave
+   * back runs here, next: a limit of N uses at most N threads. */
+  while (next != NULL)
+    next = worker_run_one (next);
+}
+
+/* A task that just became RUNNING: on this thread next if it is a worker
+ * handing over its limiter permit, else on a thread of the pool. Takes a
+ * reference of its own. */
 static gboolean
-start_internal (KillableTask  *self,
-                GMainContext  *context,
-                GError       **error)
+dispatch (KillableTask  *self,
+          GError       **error)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  KillableTask **slot = g_private_get (&handoff);
   GError *local_error = NULL;
-
-  if (!g_atomic_int_compare_and_exchange (&priv->started, 0, 1))
-    {
-      g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
-                   _("Task “%s” was already started"), priv->name);
-      return FALSE;
-    }
-
-  killable_owner_set_context (&priv->owner, context);
-  killable_escalation_start (&priv->escalation);
-
-  /* Stopped or killed before it started: it is already terminal and has
-   * nothing to run. */
-  if (!g_atomic_int_compare_and_exchange (&priv->state, KILLABLE_TASK_STATE_PENDING,
-                                          KILLABLE_TASK_STATE_RUNNING))
-    return TRUE;
 
   killable_owner_queue (&priv->owner, KILLABLE_EMIT_STATE_RUNNING);
 
   g_atomic_int_set (&priv->dispatched, 1);
+  if (slot != NULL && *slot == NULL)
+    {
+      *slot = g_object_ref (self);
+      return TRUE;
+    }
+
   if (!killable_worker_pool_run (worker_run, g_object_ref (self), &local_error))
     {
       g_object_unref (self);
@@ -1106,6 +1390,113 @@ start_internal (KillableTask  *self,
     }
 
   return TRUE;
+}
+
+/* Limiter permits {{{ */
+
+/* @self (transfer full) was given a permit by its limiter: it runs, or, if
+ * it ended meanwhile (stopped while it waited), it gives the permit back
+ * (returns FALSE: the caller passes it on). */
+static gboolean
+grant_permit (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  gboolean run;
+
+  g_mutex_lock (&priv->lock);
+  priv->extra->queued = FALSE;
+  run = g_atomic_int_compare_and_exchange (&priv->state, KILLABLE_TASK_STATE_PENDING,
+                                           KILLABLE_TASK_STATE_RUNNING);
+  priv->extra->holds_permit = run;
+  g_mutex_unlock (&priv->lock);
+
+  if (run)
+    dispatch (self, NULL);
+  g_object_unref (self);
+
+  return run;
+}
+
+/* A permit came back: to the first waiting task that can still use it. */
+static void
+pass_permit (KillableLimiter *limiter)
+{
+  GObject *next;
+
+  while ((next = killable_limiter_release (limiter)) != NULL)
+    if (grant_permit (KILLABLE_TASK (next)))
+      break;
+}
+
+static void
+limiter_task_ended (KillableTask    *self,
+                    KillableLimiter *limiter,
+                    gboolean         was_queued,
+                    gboolean         had_permit)
+{
+  /* Still waiting: leave the queue. If the limiter already took it out to
+   * give it a permit, grant_permit() sees the end and passes it on. */
+  if (was_queued)
+    killable_limiter_remove (limiter, G_OBJECT (self));
+  if (had_permit)
+    pass_permit (limiter);
+}
+
+/* }}} */
+
+static gboolean
+start_internal (KillableTask  *self,
+                GMainContext  *context,
+                GError       **error)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  KillableLimiter *limiter;
+
+  if (!g_atomic_int_compare_and_exchange (&priv->started, 0, 1))
+    {
+      g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
+                   _("Task “%s” was already started"), priv->name);
+      return FALSE;
+    }
+
+  killable_owner_set_context (&priv->owner, context);
+  killable_escalation_start (&priv->escalation);
+
+  /* A group has no work and no thread: it ends when its children have. */
+  if (is_group (priv))
+    {
+      if (g_atomic_int_compare_and_exchange (&priv->state, KILLABLE_TASK_STATE_PENDING,
+                                             KILLABLE_TASK_STATE_RUNNING))
+        {
+          killable_owner_queue (&priv->owner, KILLABLE_EMIT_STATE_RUNNING);
+          killable_task_complete_pending (self, 0);
+        }
+      return TRUE;
+    }
+
+  g_mutex_lock (&priv->lock);
+  limiter = priv->extra != NULL ? priv->extra->limiter : NULL;
+  if (limiter != NULL)
+    priv->extra->queued = TRUE;
+  g_mutex_unlock (&priv->lock);
+
+  /* Beyond its limiter's limit, it stays PENDING in the limiter's queue
+   * until a permit comes back (pass_permit()). */
+  if (limiter != NULL)
+    {
+      if (killable_limiter_acquire_or_queue (limiter, G_OBJECT (self)) &&
+          !grant_permit (g_object_ref (self)))
+        pass_permit (limiter);
+      return TRUE;
+    }
+
+  /* Stopped or killed before it started: it is already terminal and has
+   * nothing to run. */
+  if (!g_atomic_int_compare_and_exchange (&priv->state, KILLABLE_TASK_STATE_PENDING,
+                                          KILLABLE_TASK_STATE_RUNNING))
+    return TRUE;
+
+  return dispatch (self, error);
 }
 
 /* }}} */
@@ -1190,17 +1581,29 @@ killable_task_finalize (GObject *object)
       g_clear_object (&priv->cancellable);
     }
 
-  if (priv->func_notify != NULL)
-    priv->func_notify (priv->func_data);
+  /* The last reference may go on a worker: the owner's data is released
+   * on the owner's context (see killable_owner_release()). */
+  killable_owner_release (&priv->owner, priv->func_notify, priv->func_data);
 
   g_assert (priv->async_task == NULL);
+
+  if (priv->extra != NULL)
+    {
+      g_assert (priv->extra->waiters == NULL);
+      if (G_IS_VALUE (&priv->extra->result))
+        g_value_unset (&priv->extra->result);
+      g_clear_object (&priv->extra->limiter);
+      g_clear_pointer (&priv->extra, g_free);
+    }
 
   g_clear_pointer (&priv->name, g_free);
   g_clear_pointer (&priv->status, g_free);
   g_clear_error (&priv->error);
-  killable_owner_clear (&priv->owner);
   killable_escalation_clear (&priv->escalation);
+  /* Before the owner: removing the stop callbacks releases their data
+   * through it. */
   killable_stop_state_clear (&priv->stop);
+  killable_owner_clear (&priv->owner);
   g_cond_clear (&priv->cond);
   g_mutex_clear (&priv->lock);
 
@@ -1256,6 +1659,9 @@ killable_task_get_property (GObject    *object,
     case PROP_CANCELLABLE:
       g_value_set_object (value, killable_task_get_cancellable (self));
       break;
+    case PROP_LIMITER:
+      g_value_set_object (value, killable_task_get_limiter (self));
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -1292,6 +1698,9 @@ killable_task_set_property (GObject      *object,
     case PROP_RETAIN_CHILDREN:
       killable_task_set_retain_children (self, g_value_get_boolean (value));
       break;
+    case PROP_LIMITER:
+      killable_task_set_limiter (self, g_value_get_object (value));
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -1312,7 +1721,7 @@ killable_task_class_init (KillableTaskClass *klass)
   klass->kill = killable_task_real_kill;
 
   /* Before any task exists: the library's locks are held across fork(). */
-  killable_fork_init ();
+  killable_fork_init (killable_tree_fork_lock);
 
   /**
    * KillableTask:name:
@@ -1354,7 +1763,7 @@ killable_task_class_init (KillableTaskClass *klass)
                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   /**
-   * KillableTask:status:
+   * KillableTask:status: (getter dup_status)
    *
    * A short human-readable text about what the worker is doing, set with
    * [method@Killable.Task.set_status].
@@ -1418,7 +1827,7 @@ killable_task_class_init (KillableTaskClass *klass)
                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   /**
-   * KillableTask:parent:
+   * KillableTask:parent: (getter dup_parent)
    *
    * The task this one was added to with [method@Killable.Task.add_child].
    *
@@ -1477,6 +1886,19 @@ killable_task_class_init (KillableTaskClass *klass)
   properties[PROP_CANCELLABLE] =
     g_param_spec_object ("cancellable", NULL, NULL, G_TYPE_CANCELLABLE,
                          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * KillableTask:limiter: (setter set_limiter) (getter get_limiter)
+   *
+   * The [class@Killable.Limiter] that limits how many tasks like this one
+   * run at once, or %NULL. Set it before the start; see
+   * [method@Killable.Task.set_limiter].
+   *
+   * Since: 1.2
+   */
+  properties[PROP_LIMITER] =
+    g_param_spec_object ("limiter", NULL, NULL, KILLABLE_TYPE_LIMITER,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
@@ -1580,6 +2002,7 @@ killable_task_new (const char       *name,
   KillableTaskPrivate *priv;
 
   g_return_val_if_fail (func != NULL, NULL);
+  g_return_val_if_fail (name == NULL || g_utf8_validate (name, -1, NULL), NULL);
 
   self = g_object_new (KILLABLE_TYPE_TASK, "name", name, NULL);
   priv = killable_task_get_instance_private (self);
@@ -1631,7 +2054,15 @@ static void
 async_cancelled_cb (GCancellable *cancellable,
                     KillableTask *self)
 {
-  killable_task_stop (self);
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  g_autoptr(GError) reason = NULL;
+
+  /* The caller's own cancellable is the cause: run_finish() (and join())
+   * then give G_IO_ERROR_CANCELLED, the error GIO code expects from a
+   * cancel it asked for. */
+  reason = g_error_new (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                        _("Task “%s” was cancelled by its caller"), priv->name);
+  killable_task_stop_with_error (self, reason);
 }
 
 static void
@@ -2250,7 +2681,7 @@ killable_task_set_progress (KillableTask *self,
 }
 
 /**
- * killable_task_dup_status:
+ * killable_task_dup_status: (get-property status)
  * @self: a task
  *
  * Gets the status text last set with [method@Killable.Task.set_status].
@@ -2297,6 +2728,7 @@ killable_task_set_status (KillableTask *self,
   gboolean changed;
 
   g_return_if_fail (KILLABLE_IS_TASK (self));
+  g_return_if_fail (status == NULL || g_utf8_validate (status, -1, NULL));
 
   priv = killable_task_get_instance_private (self);
 
@@ -2761,8 +3193,7 @@ killable_task_add_cleanup (KillableTask        *self,
   g_mutex_unlock (&priv->lock);
 
   func (self, user_data);
-  if (notify != NULL)
-    notify (user_data);
+  killable_owner_release (&priv->owner, notify, user_data);
 }
 
 /**
@@ -2855,6 +3286,33 @@ killable_task_get_current (void)
  *
  * Since: 1.0
  */
+typedef struct
+{
+  KillableStopFunc  func;
+  gpointer          user_data;
+  GDestroyNotify    notify;
+  KillableOwner    *owner;     /* alive: the stop state is cleared before it */
+} StopCallbackData;
+
+static void
+stop_callback_trampoline (KillableTask *task,
+                          const GError *reason,
+                          gpointer      user_data)
+{
+  StopCallbackData *data = user_data;
+
+  data->func (task, reason, data->user_data);
+}
+
+static void
+stop_callback_data_free (gpointer user_data)
+{
+  StopCallbackData *data = user_data;
+
+  killable_owner_release (data->owner, data->notify, data->user_data);
+  g_free (data);
+}
+
 gulong
 killable_task_add_stop_callback (KillableTask     *self,
                                  KillableStopFunc  func,
@@ -2862,6 +3320,7 @@ killable_task_add_stop_callback (KillableTask     *self,
                                  GDestroyNotify    notify)
 {
   KillableTaskPrivate *priv;
+  StopCallbackData *data;
 
   /* The exact type without a call first (scoped callbacks are added and
    * removed in loops); anything else gets the full check. */
@@ -2870,7 +3329,20 @@ killable_task_add_stop_callback (KillableTask     *self,
   g_return_val_if_fail (func != NULL, 0);
 
   priv = killable_task_get_instance_private (self);
-  return killable_stop_state_add_callback (&priv->stop, self, func, user_data, notify);
+
+  if (notify == NULL)
+    return killable_stop_state_add_callback (&priv->stop, self, func, user_data, NULL);
+
+  /* The data is released on the owner's context (a stop from a timer or
+   * a worker must not free a GJS closure there). */
+  data = g_new (StopCallbackData, 1);
+  data->func = func;
+  data->user_data = user_data;
+  data->notify = notify;
+  data->owner = &priv->owner;
+
+  return killable_stop_state_add_callback (&priv->stop, self, stop_callback_trampoline,
+                                           data, stop_callback_data_free);
 }
 
 /**
@@ -2902,6 +3374,395 @@ killable_task_remove_stop_callback (KillableTask *self,
 
   priv = killable_task_get_instance_private (self);
   killable_stop_state_remove_callback (&priv->stop, id);
+}
+
+/* }}} */
+
+/* Public API: application integration {{{ */
+
+/**
+ * killable_task_new_group:
+ * @name: (nullable): a name for messages and debugging
+ *
+ * Creates a pending *group task*: a task with no work of its own, which
+ * holds children ([method@Killable.Task.add_child]). Started, it takes no
+ * thread (and no [class@Killable.Limiter] permit); it ends when it has no
+ * live child left: at once if it has none, otherwise when the last of them
+ * ends. Add its first children before starting it.
+ *
+ * Its outcome is the one its [property@Killable.Task:child-policy] gives:
+ * under %KILLABLE_CHILD_POLICY_FAIL_FAST a failed child fails it with
+ * %KILLABLE_ERROR_CHILD_FAILED (and stops the other children); under
+ * %KILLABLE_CHILD_POLICY_ISOLATE it succeeds whatever its children did.
+ * Stopped, it stops its children and ends %KILLABLE_TASK_STATE_CANCELLED
+ * with the stop's cause once they have ended. Its cleanups run in the
+ * thread that ends it.
+ *
+ * ```c
+ * g_autoptr(KillableTask) downloads = killable_task_new_group ("downloads");
+ *
+ * for (guint i = 0; i < n_urls; i++)
+ *   {
+ *     g_autoptr(KillableTask) task = killable_task_new ("get", download, urls[i], NULL);
+ *
+ *     killable_task_add_child (downloads, task, NULL);
+ *     killable_task_start (task, NULL);
+ *   }
+ * killable_task_run_async (downloads, cancellable, downloads_done_cb, self);
+ * ```
+ *
+ * This function is thread-safe.
+ *
+ * Returns: (transfer full): a new group task
+ *
+ * Since: 1.2
+ */
+KillableTask *
+killable_task_new_group (const char *name)
+{
+  KillableTask *self;
+  KillableTaskPrivate *priv;
+
+  self = g_object_new (KILLABLE_TYPE_TASK, "name", name, NULL);
+  priv = killable_task_get_instance_private (self);
+  g_mutex_lock (&priv->lock);
+  get_extra_locked (priv)->group = TRUE;
+  g_mutex_unlock (&priv->lock);
+
+  return self;
+}
+
+/**
+ * killable_task_is_group:
+ * @self: a task
+ *
+ * Whether @self was created with [ctor@Killable.Task.new_group].
+ *
+ * This function is thread-safe.
+ *
+ * Returns: %TRUE for a group task
+ *
+ * Since: 1.2
+ */
+gboolean
+killable_task_is_group (KillableTask *self)
+{
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
+
+  return is_group (killable_task_get_instance_private (self));
+}
+
+/**
+ * killable_task_return_value:
+ * @self: a task
+ * @value: the result of the work
+ *
+ * Gives the task's result, as g_task_return_value() does for a #GTask. The
+ * worker calls it before its work returns %TRUE; the owner gets a copy with
+ * [method@Killable.Task.propagate_value] once the task succeeded. A later
+ * call replaces the value; a value given after the end (by an abandoned
+ * worker, say) is dropped.
+ *
+ * This function is thread-safe; it is meant for the worker.
+ *
+ * Since: 1.2
+ */
+void
+killable_task_return_value (KillableTask *self,
+                            const GValue *value)
+{
+  KillableTaskPrivate *priv;
+  GValue old = G_VALUE_INIT;
+
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+  g_return_if_fail (G_IS_VALUE (value));
+
+  priv = killable_task_get_instance_private (self);
+
+  g_mutex_lock (&priv->lock);
+  if (!KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)))
+    {
+      KillableTaskExtra *extra = get_extra_locked (priv);
+
+      /* Freed outside the lock: a boxed or object value may run user code. */
+      old = extra->result;
+      memset (&extra->result, 0, sizeof (GValue));
+      g_value_init (&extra->result, G_VALUE_TYPE (value));
+      g_value_copy (value, &extra->result);
+    }
+  g_mutex_unlock (&priv->lock);
+
+  if (G_IS_VALUE (&old))
+    g_value_unset (&old);
+}
+
+/**
+ * killable_task_propagate_value:
+ * @self: a terminal task
+ * @value: (out caller-allocates) (optional): return location for a copy
+ *   of the result; an unset (zero-filled) #GValue
+ * @error: return location for a #GError
+ *
+ * Gets the outcome of a task that ended and, if it succeeded, the value its
+ * worker gave [method@Killable.Task.return_value], as
+ * g_task_propagate_value() does. @value stays unset when the task succeeded
+ * without a value. Call it after [method@Killable.Task.join],
+ * [method@Killable.Task.run_finish] or [method@Killable.Task.wait_finish];
+ * it may be called any number of times.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: %TRUE if the task succeeded; %FALSE with @error set as
+ *   [method@Killable.Task.join] sets it otherwise
+ *
+ * Since: 1.2
+ */
+gboolean
+killable_task_propagate_value (KillableTask  *self,
+                               GValue        *value,
+                               GError       **error)
+{
+  KillableTaskPrivate *priv;
+  GValue copy = G_VALUE_INIT;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
+  g_return_val_if_fail (value == NULL || !G_IS_VALUE (value), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  priv = killable_task_get_instance_private (self);
+  g_return_val_if_fail (KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)),
+                        FALSE);
+
+  if (peek_error (self) != NULL)
+    {
+      g_propagate_error (error, g_error_copy (peek_error (self)));
+      return FALSE;
+    }
+
+  if (value == NULL)
+    return TRUE;
+
+  /* Terminal: return_value() no longer changes the result. Copied under
+   * the lock, which the last return_value() released. */
+  g_mutex_lock (&priv->lock);
+  if (priv->extra != NULL && G_IS_VALUE (&priv->extra->result))
+    {
+      g_value_init (&copy, G_VALUE_TYPE (&priv->extra->result));
+      g_value_copy (&priv->extra->result, &copy);
+    }
+  g_mutex_unlock (&priv->lock);
+
+  *value = copy;
+
+  return TRUE;
+}
+
+static gboolean
+wait_cancelled_cb (GCancellable *cancellable,
+                   gpointer      user_data)
+{
+  GTask *waiter = user_data;
+  KillableTask *self = g_task_get_source_object (waiter);
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  gboolean found = FALSE;
+
+  /* Abandons this wait only: the task goes on. Whoever takes the waiter
+   * out of the list (this, or the end of the task) returns it. */
+  g_mutex_lock (&priv->lock);
+  if (priv->extra != NULL && g_slist_find (priv->extra->waiters, waiter) != NULL)
+    {
+      priv->extra->waiters = g_slist_remove (priv->extra->waiters, waiter);
+      found = TRUE;
+    }
+  g_mutex_unlock (&priv->lock);
+
+  if (found)
+    {
+      g_task_return_error_if_cancelled (waiter);
+      g_object_unref (waiter);
+    }
+
+  return G_SOURCE_REMOVE;
+}
+
+/**
+ * killable_task_wait_async:
+ * @self: a task
+ * @cancellable: (nullable): cancelling it abandons this wait, not the task
+ * @callback: (scope async) (closure user_data): called on the caller's
+ *   thread-default main context once the task is terminal
+ * @user_data: data for @callback
+ *
+ * Waits, without blocking, for a task that someone else started (or will
+ * start, or stop) to end: the asynchronous [method@Killable.Task.join]. Any
+ * number of waits may be pending on a task, each on its own thread's
+ * thread-default main context. Get the outcome with
+ * [method@Killable.Task.wait_finish] and the result with
+ * [method@Killable.Task.propagate_value].
+ *
+ * Cancelling @cancellable makes this wait finish with
+ * %G_IO_ERROR_CANCELLED; the task itself is not stopped (use
+ * [method@Killable.Task.run_async] for a cancellable that stops it).
+ *
+ * This function is thread-safe; @callback runs on the thread that owns the
+ * caller's thread-default main context.
+ *
+ * Since: 1.2
+ */
+void
+killable_task_wait_async (KillableTask        *self,
+                          GCancellable        *cancellable,
+                          GAsyncReadyCallback  callback,
+                          gpointer             user_data)
+{
+  KillableTaskPrivate *priv;
+  g_autoptr(GTask) waiter = NULL;
+  gboolean terminal;
+
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  priv = killable_task_get_instance_private (self);
+  waiter = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (waiter, killable_task_wait_async);
+  g_task_set_name (waiter, "[killable] killable_task_wait_async");
+
+  if (KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)))
+    {
+      return_waiters (g_slist_prepend (NULL, g_steal_pointer (&waiter)), peek_error (self));
+      return;
+    }
+
+  if (cancellable != NULL)
+    {
+      GSource *source = g_cancellable_source_new (cancellable);
+
+      /* The source holds the waiter until it is destroyed (after it ran,
+       * or by the end of the task): attached before the waiter is
+       * published, so that return_waiters() always breaks the cycle. */
+      g_source_set_callback (source, G_SOURCE_FUNC (wait_cancelled_cb),
+                             g_object_ref (waiter), g_object_unref);
+      g_source_set_static_name (source, "[killable] wait cancelled");
+      g_task_set_task_data (waiter, source, (GDestroyNotify) g_source_unref);
+      g_source_attach (source, g_task_get_context (waiter));
+    }
+
+  g_mutex_lock (&priv->lock);
+  terminal = KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state));
+  if (!terminal)
+    {
+      KillableTaskExtra *extra = get_extra_locked (priv);
+
+      extra->waiters = g_slist_prepend (extra->waiters, g_object_ref (waiter));
+    }
+  g_mutex_unlock (&priv->lock);
+
+  /* Ended meanwhile: complete_full() took the waiters before this one. */
+  if (terminal)
+    return_waiters (g_slist_prepend (NULL, g_steal_pointer (&waiter)), peek_error (self));
+}
+
+/**
+ * killable_task_wait_finish:
+ * @self: a task
+ * @result: the result given to the callback of
+ *   [method@Killable.Task.wait_async]
+ * @error: return location for a #GError
+ *
+ * Gets the outcome of [method@Killable.Task.wait_async]: the same as
+ * [method@Killable.Task.join] would return, or %G_IO_ERROR_CANCELLED if the
+ * wait's cancellable was cancelled.
+ *
+ * Call it from the callback given to [method@Killable.Task.wait_async].
+ *
+ * Returns: %TRUE if the task succeeded
+ *
+ * Since: 1.2
+ */
+gboolean
+killable_task_wait_finish (KillableTask  *self,
+                           GAsyncResult  *result,
+                           GError       **error)
+{
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, killable_task_wait_async), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * killable_task_set_limiter: (set-property limiter)
+ * @self: a pending task, not started yet
+ * @limiter: (nullable): the limiter, or %NULL for none
+ *
+ * Makes @self one of the tasks @limiter limits: once started, it waits
+ * %KILLABLE_TASK_STATE_PENDING until it gets one of the limiter's permits.
+ * Group tasks take no permit: the limiter of a group is ignored.
+ *
+ * This function is thread-safe; call it before the start.
+ *
+ * Since: 1.2
+ */
+void
+killable_task_set_limiter (KillableTask    *self,
+                           KillableLimiter *limiter)
+{
+  KillableTaskPrivate *priv;
+  KillableLimiter *old = NULL;
+  gboolean changed = FALSE;
+
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+  g_return_if_fail (limiter == NULL || KILLABLE_IS_LIMITER (limiter));
+
+  priv = killable_task_get_instance_private (self);
+  g_return_if_fail (!g_atomic_int_get (&priv->started));
+
+  g_mutex_lock (&priv->lock);
+  if (priv->extra != NULL || limiter != NULL)
+    {
+      KillableTaskExtra *extra = get_extra_locked (priv);
+
+      if (extra->limiter != limiter)
+        {
+          old = extra->limiter;
+          extra->limiter = limiter != NULL ? g_object_ref (limiter) : NULL;
+          changed = TRUE;
+        }
+    }
+  g_mutex_unlock (&priv->lock);
+
+  g_clear_object (&old);
+  if (changed)
+    killable_task_emit_setter (self, KILLABLE_EMIT_LIMITER);
+}
+
+/**
+ * killable_task_get_limiter: (get-property limiter)
+ * @self: a task
+ *
+ * Gets [property@Killable.Task:limiter].
+ *
+ * This function is thread-safe.
+ *
+ * Returns: (transfer none) (nullable): the limiter, or %NULL
+ *
+ * Since: 1.2
+ */
+KillableLimiter *
+killable_task_get_limiter (KillableTask *self)
+{
+  KillableTaskPrivate *priv;
+  KillableTaskExtra *extra;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), NULL);
+
+  priv = killable_task_get_instance_private (self);
+  extra = g_atomic_pointer_get (&priv->extra);
+
+  /* Immutable once started; before, the setter's caller owns it. */
+  return extra != NULL ? extra->limiter : NULL;
 }
 
 /* }}} */

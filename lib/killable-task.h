@@ -11,6 +11,7 @@
 
 #include <gio/gio.h>
 
+#include "killable-limiter.h"
 #include "killable-version-macros.h"
 
 G_BEGIN_DECLS
@@ -142,6 +143,45 @@ typedef void     (*KillableCleanupFunc) (KillableTask  *task,
  *
  * Since: 1.0
  */
+/**
+ * KillableTaskClass::run:
+ * @self: the task
+ * @error: return location for the reason the work failed
+ *
+ * The work of the task. It runs once, on the task's worker thread, and
+ * should call [method@Killable.Task.check] now and then, or block only
+ * through the task ([method@Killable.Task.sleep],
+ * [method@Killable.Task.wait_fd], GIO calls given
+ * [method@Killable.Task.get_cancellable]). The default calls the function
+ * given to [ctor@Killable.Task.new], or fails if there is none.
+ *
+ * Returns: %TRUE on success, %FALSE with @error set otherwise
+ *
+ * Since: 1.0
+ */
+
+/**
+ * KillableTaskClass::stop_requested:
+ * @self: the task
+ * @reason: (nullable): the cause given to
+ *   [method@Killable.Task.stop_with_error], or %NULL for a plain stop
+ *
+ * Class handler of [signal@Killable.Task::stop-requested], run on the
+ * owner's main context after a stop of the task was requested.
+ *
+ * Since: 1.0
+ */
+
+/**
+ * KillableTaskClass::finished:
+ * @self: the task
+ *
+ * Class handler of [signal@Killable.Task::finished], run once on the
+ * owner's main context after the task reached its terminal state.
+ *
+ * Since: 1.0
+ */
+
 struct _KillableTaskClass
 {
   GObjectClass parent_class;
@@ -343,6 +383,48 @@ gboolean            killable_task_get_retain_children   (KillableTask         *s
 KILLABLE_AVAILABLE_IN_1_0
 void                killable_task_set_retain_children   (KillableTask         *self,
                                                          gboolean              retain);
+
+/* Application integration */
+KILLABLE_AVAILABLE_IN_1_2
+KillableTask       *killable_task_new_group             (const char           *name);
+KILLABLE_AVAILABLE_IN_1_2
+gboolean            killable_task_is_group              (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_2
+void                killable_task_return_value          (KillableTask         *self,
+                                                         const GValue         *value);
+KILLABLE_AVAILABLE_IN_1_2
+gboolean            killable_task_propagate_value       (KillableTask         *self,
+                                                         GValue               *value,
+                                                         GError              **error);
+KILLABLE_AVAILABLE_IN_1_2
+void                killable_task_wait_async            (KillableTask         *self,
+                                                         GCancellable         *cancellable,
+                                                         GAsyncReadyCallback   callback,
+                                                         gpointer              user_data);
+KILLABLE_AVAILABLE_IN_1_2
+gboolean            killable_task_wait_finish           (KillableTask         *self,
+                                                         GAsyncResult         *result,
+                                                         GError              **error);
+KILLABLE_AVAILABLE_IN_1_2
+void                killable_task_set_limiter           (KillableTask         *self,
+                                                         KillableLimiter      *limiter);
+KILLABLE_AVAILABLE_IN_1_2
+KillableLimiter    *killable_task_get_limiter           (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_2
+void                killable_task_bind_application      (KillableTask         *self,
+                                                         GApplication         *application);
+KILLABLE_AVAILABLE_IN_1_2
+void                killable_task_shutdown_async        (KillableTask         *self,
+                                                         gint64                grace_usec,
+                                                         GCancellable         *cancellable,
+                                                         GAsyncReadyCallback   callback,
+                                                         gpointer              user_data);
+KILLABLE_AVAILABLE_IN_1_2
+gboolean            killable_task_shutdown_finish       (KillableTask         *self,
+                                                         GAsyncResult         *result,
+                                                         GError              **error);
+KILLABLE_AVAILABLE_IN_1_2
+void                killable_task_stop_on_unix_signals  (KillableTask         *self);
 
 /* Process-wide */
 KILLABLE_AVAILABLE_IN_1_0

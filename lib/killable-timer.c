@@ -9,7 +9,8 @@
  * function, notify or other library lock is called with it held (the
  * worker pool is called without it).
  * Called by: killable-escalation.c, killable-tree.c, killable-fork.c.
- * Calls: killable-worker-pool.c only.
+ * Calls: killable-worker-pool.c only (threads, and the fork section gate
+ * around each timer function).
  *
  * The timer thread only keeps time: a due timer goes to the run queue, and
  * dispatchers (threads of the worker pool) run the functions. So a function
@@ -183,6 +184,9 @@ run_locked (KillableTimer *timer)
   timer->state = TIMER_RUNNING;
   g_mutex_unlock (&timer_lock);
 
+  /* A fork waits until the function and its notify are done (their GObject
+   * calls take GLib's global locks). */
+  killable_worker_pool_section_enter ();
   g_private_set (&current_timer, timer);
   again = timer->func (timer->data);
   g_private_set (&current_timer, NULL);
@@ -192,12 +196,14 @@ run_locked (KillableTimer *timer)
     {
       if (heap_insert_locked (timer))
         g_cond_signal (&timer_cond);
+      killable_worker_pool_section_leave ();
       return;
     }
 
   timer->state = TIMER_DONE;
   g_mutex_unlock (&timer_lock);
   timer_done (timer);
+  killable_worker_pool_section_leave ();
   g_mutex_lock (&timer_lock);
 }
 

@@ -1058,7 +1058,7 @@ killable_task_get_children (KillableTask *self)
 /* }}} */
 
 /**
- * killable_task_dup_parent:
+ * killable_task_dup_parent: (get-property parent)
  * @self: a task
  *
  * Gets the parent of @self.

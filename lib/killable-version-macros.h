@@ -95,6 +95,7 @@
 # define KILLABLE_DEPRECATED_IN_1_0_FOR(f) _KILLABLE_EXTERN
 #endif
 
-/* 1.2 symbols: plain exports while the project version is still 1.0.x
- * (guard them with KILLABLE_VERSION_MAX_ALLOWED once it is 1.2). */
+/* Symbols new in 1.2. Not checked against KILLABLE_VERSION_MAX_ALLOWED
+ * until the project version is 1.2 (the default maximum is the current
+ * version, 1.0, which would hide them). */
 #define KILLABLE_AVAILABLE_IN_1_2 _KILLABLE_EXTERN

@@ -188,6 +188,27 @@ run_in_child (void     (*func) (gpointer),
   return run_in_child_locked (func, data, guard_sec, NULL);
 }
 
+/* ThreadSanitizer does not support starting threads in the child of a
+ * multithreaded fork (it ends the child); valgrind reports the memory of
+ * the threads that did not cross the fork as lost in every child. */
+static gboolean
+skip_fork_under_tool (void)
+{
+#ifdef KILLABLE_SYNC_PTHREAD
+  g_test_skip ("ThreadSanitizer does not support threads in the child of a "
+               "multithreaded fork()");
+  return TRUE;
+#else
+  if (test_under_valgrind ())
+    {
+      g_test_skip ("valgrind reports the memory of the threads that did not cross "
+                   "fork() as lost in the child");
+      return TRUE;
+    }
+  return FALSE;
+#endif
+}
+
 static void
 assert_child_ok (int status)
 {
@@ -463,6 +484,9 @@ test_fork_after_tasks (void)
   g_autoptr(KillableTask) timed = NULL;
   g_autoptr(GError) error = NULL;
 
+  if (skip_fork_under_tool ())
+    return;
+
   task = killable_task_new ("before-fork", work_true, NULL, NULL);
   g_assert_true (killable_task_start (task, NULL));
   g_assert_true (killable_task_join (task, NULL));
@@ -566,6 +590,9 @@ test_fork_while_churning (void)
   guint n = test_scale (400, 20);
   guint hung = 0, failed = 0;
 
+  if (skip_fork_under_tool ())
+    return;
+
   g_mutex_init (&churn.app_lock);
   thread = g_thread_new ("churn", churn_thread, &churn);
   TEST_POLL_UNTIL (g_atomic_int_get (&churn.rounds) > 10);
@@ -607,6 +634,22 @@ static void
 test_fork_in_worker (void)
 {
   g_autoptr(KillableTask) task = NULL;
+  g_autoptr(KillableTask) other = NULL;
+  g_autoptr(KillableTask) timed = NULL;
+  g_autoptr(GError) error = NULL;
+
+  if (skip_fork_under_tool ())
+    return;
+
+  /* An idle cached worker and a timer thread exist at the fork. */
+  other = killable_task_new ("before-fork", work_true, NULL, NULL);
+  g_assert_true (killable_task_start (other, NULL));
+  g_assert_true (killable_task_join (other, NULL));
+  timed = killable_task_new ("timed-before-fork", work_sleep_until_stopped, NULL, NULL);
+  killable_task_set_timeout (timed, 1000);
+  g_assert_true (killable_task_start (timed, NULL));
+  g_assert_false (killable_task_join (timed, &error));
+  TEST_POLL_UNTIL (killable_worker_pool_get_n_idle () >= 2);
 
   task = killable_task_new ("forks", work_fork, NULL, NULL);
   g_assert_true (killable_task_start (task, NULL));
@@ -795,6 +838,10 @@ test_signal_none_free (void)
       g_test_skip ("valgrind reserves real-time signals");
       return;
     }
+#ifdef KILLABLE_SYNC_PTHREAD
+  g_test_skip ("ThreadSanitizer intercepts the handlers of every signal");
+  return;
+#endif
 
   g_test_trap_subprocess (NULL, TEST_GUARD_USEC, G_TEST_SUBPROCESS_DEFAULT);
   g_test_trap_assert_passed ();
@@ -890,7 +937,12 @@ typedef struct
 static void
 running_start (Running *r)
 {
-  const char *argv[] = { "sleep", "1000", NULL };
+  /* Until stopped, or this process is gone (the test failed); it keeps no
+   * pipe of the test's open, so a crash is reported at once. */
+  g_autofree char *script = g_strdup_printf ("exec >/dev/null 2>&1; "
+                                             "while kill -0 %d; do sleep 0.1; done",
+                                             (int) getpid ());
+  const char *argv[] = { "sh", "-c", script, NULL };
   g_autoptr(GError) error = NULL;
 
   test_gate_init (&r->gate);
@@ -1062,6 +1114,8 @@ test_kill_eperm (void)
       g_log_set_always_fatal (G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
       task = killable_process_task_new (argv, &error);
       g_assert_no_error (error);
+      /* Signalled directly: the reaper helper would still kill it. */
+      killable_process_task_set_containment (task, KILLABLE_CONTAINMENT_GROUP);
       g_assert_true (killable_task_start (KILLABLE_TASK (task), NULL));
       TEST_POLL_UNTIL (killable_process_task_get_pid (task) > 0);
 
@@ -1091,6 +1145,116 @@ test_kill_eperm (void)
 
 /* }}} */
 
+/* Hostile input {{{ */
+
+static void
+test_hostile_not_utf8 (void)
+{
+  g_autoptr(KillableTask) task = killable_task_new ("ok", work_true, NULL, NULL);
+  g_autofree char *status = NULL;
+
+  killable_task_set_status (task, "fine");
+  g_test_expect_message ("Killable", G_LOG_LEVEL_CRITICAL, "*g_utf8_validate*");
+  killable_task_set_status (task, "bad \xff\xfe status");
+  g_test_assert_expected_messages ();
+  status = killable_task_dup_status (task);
+  g_assert_cmpstr (status, ==, "fine");
+
+  g_test_expect_message ("Killable", G_LOG_LEVEL_CRITICAL, "*g_utf8_validate*");
+  g_assert_null (killable_task_new ("bad \xff name", work_true, NULL, NULL));
+  g_test_assert_expected_messages ();
+}
+
+static void
+test_hostile_environ (void)
+{
+  const char *bad[][2] = { { "NOEQUALS", NULL }, { "=x", NULL }, { "", NULL } };
+  const char *good[] = { "A=1", "EMPTY=", NULL };
+  const char *argv[] = { "sh", "-c", "test \"$A\" = 1 && test -z \"$EMPTY\"", NULL };
+  g_autoptr(KillableProcessTask) task = NULL;
+  g_autoptr(GError) error = NULL;
+
+  task = killable_process_task_new (argv, &error);
+  g_assert_no_error (error);
+  killable_process_task_set_environ (task, good);
+
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_test_expect_message ("Killable", G_LOG_LEVEL_CRITICAL, "*environ_is_valid*");
+      killable_process_task_set_environ (task, bad[i]);
+      g_test_assert_expected_messages ();
+    }
+
+  /* The good environment is still the one in effect. */
+  g_assert_true (killable_task_start (KILLABLE_TASK (task), NULL));
+  g_assert_true (test_join_guarded (KILLABLE_TASK (task), &error));
+  g_assert_no_error (error);
+}
+
+static void
+test_hostile_program_name (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("killable-host-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename (dir, "prog\xff\xfe", NULL);
+  const char *argv[] = { path, NULL };
+  g_autoptr(KillableProcessTask) task = NULL;
+  g_autoptr(GError) error = NULL;
+  const char *name;
+
+  g_assert_true (g_file_set_contents (path, "#!/bin/sh\nexit 0\n", -1, NULL));
+  g_assert_cmpint (g_chmod (path, 0755), ==, 0);
+
+  task = killable_process_task_new (argv, &error);
+  g_assert_no_error (error);
+  name = killable_task_get_name (KILLABLE_TASK (task));
+  g_assert_true (g_utf8_validate (name, -1, NULL));
+  g_assert_true (g_str_has_prefix (name, "prog"));
+  g_assert_true (killable_task_start (KILLABLE_TASK (task), NULL));
+  g_assert_true (test_join_guarded (KILLABLE_TASK (task), &error));
+  g_assert_no_error (error);
+
+  g_unlink (path);
+  g_rmdir (dir);
+}
+
+/* Without PATH, what execvp() searches: never the current directory. */
+static void
+test_hostile_path_unset (void)
+{
+  if (g_test_subprocess ())
+    {
+      g_autofree char *dir = g_dir_make_tmp ("killable-host-XXXXXX", NULL);
+      g_autofree char *path = g_build_filename (dir, "killable-host-here-only", NULL);
+      const char *here[] = { "killable-host-here-only", NULL };
+      const char *sh[] = { "sh", "-c", "exit 0", NULL };
+      g_autoptr(KillableProcessTask) task = NULL;
+      g_autoptr(GError) error = NULL;
+
+      g_assert_true (g_file_set_contents (path, "#!/bin/sh\nexit 0\n", -1, NULL));
+      g_assert_cmpint (g_chmod (path, 0755), ==, 0);
+      g_assert_cmpint (chdir (dir), ==, 0);
+      g_unsetenv ("PATH");
+
+      g_assert_null (killable_process_task_new (here, &error));
+      g_assert_error (error, G_SPAWN_ERROR, G_SPAWN_ERROR_NOENT);
+      g_clear_error (&error);
+
+      task = killable_process_task_new (sh, &error);
+      g_assert_no_error (error);
+      g_assert_true (killable_task_start (KILLABLE_TASK (task), NULL));
+      g_assert_true (test_join_guarded (KILLABLE_TASK (task), &error));
+
+      g_unlink (path);
+      g_rmdir (dir);
+      return;
+    }
+
+  g_test_trap_subprocess (NULL, TEST_GUARD_USEC, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+}
+
+/* }}} */
+
 int
 main (int    argc,
       char **argv)
@@ -1116,6 +1280,11 @@ main (int    argc,
   g_test_add_func ("/host/exhaustion/fds", test_exhaustion_fds);
 
   g_test_add_func ("/host/kill/eperm", test_kill_eperm);
+
+  g_test_add_func ("/host/hostile/not-utf8", test_hostile_not_utf8);
+  g_test_add_func ("/host/hostile/environ", test_hostile_environ);
+  g_test_add_func ("/host/hostile/program-name", test_hostile_program_name);
+  g_test_add_func ("/host/hostile/path-unset", test_hostile_path_unset);
 
   return g_test_run ();
 }

@@ -1957,9 +1957,11 @@ test_run_async_cancel (void)
 
   g_assert_false (run.res.ret);
   g_assert_true (killable_error_is_cancellation (run.res.error));
-  g_assert_error (run.res.error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
+  /* The caller's cancellable caused the stop: GIO's error, as GIO code
+   * expects, for the caller and as the cause the worker sees. */
+  g_assert_error (run.res.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
   g_assert_cmpint (killable_task_get_state (task), ==, KILLABLE_TASK_STATE_CANCELLED);
-  g_assert_error (run.gate.seen_error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
+  g_assert_error (run.gate.seen_error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
 
   async_run_clear (&run);
 }
@@ -2958,6 +2960,119 @@ test_bad_true_with_error (void)
 
 /* }}} */
 
+/* stop() never blocks {{{ */
+
+/* A rung called in its own thread; the test waits (bounded) for it to
+ * return. */
+typedef struct
+{
+  KillableTask *task;
+  void        (*rung) (KillableTask *task);
+  TestGate      returned;
+} RungCall;
+
+static gpointer
+rung_call_main (gpointer data)
+{
+  RungCall *call = data;
+
+  call->rung (call->task);
+  test_gate_enter (&call->returned);
+
+  return NULL;
+}
+
+/* Calls @rung on @task in another thread and fails the test if it does not
+ * return within the guard. */
+static void
+assert_rung_returns (KillableTask *task,
+                     void        (*rung) (KillableTask *task))
+{
+  RungCall call = { task, rung, };
+  GThread *thread;
+
+  test_gate_init (&call.returned);
+  thread = g_thread_new ("rung", rung_call_main, &call);
+  test_gate_wait_entered (&call.returned, 1);
+  g_thread_join (thread);
+  test_gate_clear (&call.returned);
+}
+
+/* The worker ignores stops (it is in code that never checks): stop() and
+ * interrupt() return at once all the same; they never wait for the
+ * worker. */
+static void
+test_stop_never_waits_for_worker (void)
+{
+  g_autoptr(KillableTask) task = NULL;
+  g_autoptr(GError) error = NULL;
+  TestGate gate;
+
+  test_gate_init (&gate);
+  task = killable_task_new ("deaf", test_work_pass_gate_then_check, &gate, NULL);
+  g_assert_true (killable_task_start (task, NULL));
+  test_gate_wait_entered (&gate, 1);
+
+  assert_rung_returns (task, killable_task_stop);
+  assert_rung_returns (task, killable_task_interrupt);
+  /* The worker is still where it was: nothing waited for it. */
+  g_assert_false (killable_task_is_finished (task));
+  g_assert_cmpint (killable_task_get_state (task), ==, KILLABLE_TASK_STATE_STOPPING);
+
+  test_gate_open (&gate);
+  g_assert_false (test_join_guarded (task, &error));
+  g_assert_true (killable_error_is_cancellation (error));
+  test_gate_clear (&gate);
+}
+
+static void
+blocking_stop_cb (KillableTask *task,
+                  const GError *reason,
+                  gpointer      data)
+{
+  test_gate_pass (data);
+}
+
+/* A stop callback blocks in the thread of the first stop(): it holds that
+ * stop() (callbacks run in the stopping thread), but no other thread's
+ * stop(), interrupt() or kill(). */
+static void
+test_stop_not_held_by_blocked_callback (void)
+{
+  g_autoptr(KillableTask) task = NULL;
+  g_autoptr(GError) error = NULL;
+  TestGate worker_gate, cb_gate;
+  GThread *first;
+  guint abandoned_before = killable_get_abandoned_thread_count ();
+
+  test_gate_init (&worker_gate);
+  test_gate_init (&cb_gate);
+  task = killable_task_new ("held", test_work_pass_gate_then_check, &worker_gate, NULL);
+  killable_task_add_stop_callback (task, blocking_stop_cb, &cb_gate, NULL);
+  g_assert_true (killable_task_start (task, NULL));
+  test_gate_wait_entered (&worker_gate, 1);
+
+  first = g_thread_new ("first-stop", stop_in_thread_main, task);
+  test_gate_wait_entered (&cb_gate, 1);
+
+  assert_rung_returns (task, killable_task_stop);
+  assert_rung_returns (task, killable_task_interrupt);
+  assert_rung_returns (task, killable_task_kill);
+
+  test_gate_open (&cb_gate);
+  g_thread_join (first);
+  test_gate_open (&worker_gate);
+  g_assert_false (test_join_guarded (task, &error));
+  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED);
+  /* The killed worker was abandoned at its gate: it must have left the
+   * gate before the gate goes. */
+  TEST_POLL_UNTIL (killable_get_abandoned_thread_count () == abandoned_before);
+  test_gate_clear (&cb_gate);
+  test_gate_clear (&worker_gate);
+}
+
+/* }}} */
+
 int
 main (int   argc,
       char *argv[])
@@ -3024,6 +3139,8 @@ main (int   argc,
   g_test_add_func ("/task/states/plain-notify", test_states_plain_notify);
   g_test_add_func ("/task/states/stop-racing-start", test_states_stop_racing_start);
   g_test_add_func ("/task/states/kill-racing-end", test_states_kill_racing_end);
+  g_test_add_func ("/task/stop/never-waits-for-worker", test_stop_never_waits_for_worker);
+  g_test_add_func ("/task/stop/not-held-by-blocked-callback", test_stop_not_held_by_blocked_callback);
   g_test_add_func ("/task/states/no-emission-unconnected", test_no_emission_unconnected);
 
   g_test_add_func ("/task/bad/null-self", test_bad_null_self);

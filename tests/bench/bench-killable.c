@@ -172,7 +172,6 @@ check_run (KillableTask  *task,
   row.baseline_value = bench_median (ns[CHECK_ATOMIC]);
   row.target_kind = BENCH_TARGET_AT_MOST;
   row.target_ratio = 1.5;
-  row.met = -1;
   bench_emit (&row);
 
   row.baseline = "g_cancellable_is_cancelled()";
@@ -468,7 +467,6 @@ emit_latency_rows (const char *what,
   row.baseline_value = bench_median (baseline) / 1000.0;
   row.target_kind = with_target ? BENCH_TARGET_AT_MOST : BENCH_TARGET_NONE;
   row.target_ratio = 1.3;
-  row.met = -1;
   bench_emit (&row);
 
   row.name = name_p99;
@@ -566,10 +564,6 @@ add_sample (GArray *samples,
   g_array_append_val (samples, v);
 }
 
-static double start_killable_run (guint   n,
-                                  guint   batch,
-                                  GArray *samples);
-
 static gpointer
 trivial_thread_func (gpointer data)
 {
@@ -592,6 +586,10 @@ process_usage (double *switches,
 
 /* Per task of the last start_killable() run: context switches and CPU. */
 static double last_switches_per_task, last_cpu_ns_per_task;
+
+static double start_killable_run (guint   n,
+                                  guint   batch,
+                                  GArray *samples);
 
 static double
 start_killable (guint   n,
@@ -632,6 +630,47 @@ start_killable_run (guint   n,
           killable_task_join (tasks[j], NULL);
           g_clear_object (&tasks[j]);
         }
+      add_sample (samples, tb, m);
+    }
+
+  return (double) (bench_now_ns () - t0) / n;
+}
+
+static void
+killable_async_done_cb (GObject      *source,
+                        GAsyncResult *result,
+                        gpointer      user_data)
+{
+  guint *n_done = user_data;
+
+  killable_task_run_finish (KILLABLE_TASK (source), result, NULL);
+  (*n_done)++;
+}
+
+/* run_async(), the outcome through the thread-default main context: the
+ * counterpart of g_task_run_in_thread() + a main loop. */
+static double
+start_killable_async (guint   n,
+                      guint   batch,
+                      GArray *samples)
+{
+  GMainContext *context = g_main_context_get_thread_default ();
+  gint64 t0 = bench_now_ns ();
+
+  for (guint i = 0; i < n; i += batch)
+    {
+      guint m = MIN (batch, n - i);
+      gint64 tb = bench_now_ns ();
+      guint n_done = 0;
+
+      for (guint j = 0; j < m; j++)
+        {
+          g_autoptr(KillableTask) task = killable_task_new ("t", noop_func, NULL, NULL);
+
+          killable_task_run_async (task, NULL, killable_async_done_cb, &n_done);
+        }
+      while (n_done < m)
+        g_main_context_iteration (context, TRUE);
       add_sample (samples, tb, m);
     }
 
@@ -779,6 +818,7 @@ start_thread_pool (GThreadPool *pool,
 enum
 {
   START_KILLABLE,
+  START_KILLABLE_ASYNC,
   START_THREAD,
   START_GTASK_ASYNC,
   START_GTASK_SYNC,
@@ -790,6 +830,7 @@ static void
 emit_start_row (const char     *name,
                 GArray        **ns,
                 GArray        **samples,
+                int             kv,
                 int             v,
                 const char     *baseline,
                 BenchTargetKind target_kind,
@@ -807,18 +848,17 @@ emit_start_row (const char     *name,
                           extra_note != NULL ? extra_note : "",
                           extra_note != NULL ? "; " : "",
                           strstr (name, "one at a time") != NULL ? "task" : "batch, per task",
-                          bench_median (samples[START_KILLABLE]) / 1000.0,
+                          bench_median (samples[kv]) / 1000.0,
                           bench_median (samples[v]) / 1000.0);
 
   row.name = name;
-  row.value = bench_median (ns[START_KILLABLE]) / 1000.0;
+  row.value = bench_median (ns[kv]) / 1000.0;
   row.unit = "µs/task";
   row.baseline = baseline;
   row.baseline_value = bench_median (ns[v]) / 1000.0;
   row.target_kind = target_kind;
   row.target_ratio = target_ratio;
   row.target = target;
-  row.met = -1;
   row.note = note;
   bench_emit (&row);
 }
@@ -828,29 +868,32 @@ start_figure_batch (guint batch)
 {
   const guint rounds = scale > 1 ? 2 : 5;
   const guint n = MAX (1, scaled (100000) / rounds);
-  const guint n_threads = MAX (MIN (batch, n), n / 10);
+  g_autoptr(GArray) switches = g_array_new (FALSE, FALSE, sizeof (double));
+  g_autoptr(GArray) cpu = g_array_new (FALSE, FALSE, sizeof (double));
+  /* The same number of tasks on every side. */
+  const guint n_threads = n;
   g_autoptr(GMainContext) context = g_main_context_new ();
   GThreadPool *pool;
   PoolJobs jobs;
   GArray *ns[N_START_VARIANTS];
   GArray *samples[N_START_VARIANTS];
   g_autofree char *name = NULL;
-  g_autofree char *thread_note = NULL;
-  g_autoptr(GArray) switches = g_array_new (FALSE, FALSE, sizeof (double));
-  g_autoptr(GArray) cpu = g_array_new (FALSE, FALSE, sizeof (double));
+  g_autofree char *name_async = NULL;
 
   batch = MIN (batch, n);
   if (batch == 1)
     {
-      name = g_strdup ("start + join, one at a time");
-      bench_progress ("start: start + join of %u trivial tasks, one at a time (%u for a thread per task)",
-                      n * rounds, n_threads * rounds);
+      name = g_strdup ("start + join (blocking), one at a time");
+      name_async = g_strdup ("run_async → callback (main loop), one at a time");
+      bench_progress ("start: %u trivial tasks on every side, one at a time: blocking start + join "
+                      "vs blocking baselines, run_async vs GTask on a main loop", n * rounds);
     }
   else
     {
-      name = g_strdup_printf ("start + join, %u in flight", batch);
-      bench_progress ("start: %u trivial tasks, started %u at a time then joined (%u for a thread per task)",
-                      n * rounds, batch, n_threads * rounds);
+      name = g_strdup_printf ("start + join (blocking), %u in flight", batch);
+      name_async = g_strdup_printf ("run_async → callback (main loop), %u in flight", batch);
+      bench_progress ("start: %u trivial tasks on every side, %u in flight: blocking start + join "
+                      "vs blocking baselines, run_async vs GTask on a main loop", n * rounds, batch);
     }
 
   g_main_context_push_thread_default (context);
@@ -867,6 +910,7 @@ start_figure_batch (guint batch)
 
   /* warm-up: thread caches, GTask's pool, page faults */
   start_killable (MAX (batch, n / 10), batch, NULL);
+  start_killable_async (MAX (batch, n / 10), batch, NULL);
   start_gtask_async (MAX (batch, n / 10), batch, NULL);
   start_thread_pool (pool, &jobs, MAX (batch, n / 10), batch, NULL);
   start_thread_per_task (MAX (batch, n_threads / 10), batch, NULL);
@@ -885,6 +929,9 @@ start_figure_batch (guint batch)
             t = start_killable (n, batch, samples[v]);
             g_array_append_val (switches, last_switches_per_task);
             g_array_append_val (cpu, last_cpu_ns_per_task);
+            break;
+          case START_KILLABLE_ASYNC:
+            t = start_killable_async (n, batch, samples[v]);
             break;
           case START_THREAD:
             t = start_thread_per_task (n_threads, batch, samples[v]);
@@ -906,56 +953,40 @@ start_figure_batch (guint batch)
         g_array_append_val (ns[v], t);
       }
 
-  if (batch == 1)
-    {
-      /* Against the faster GTask variant of this run. */
-      int faster = bench_median (ns[START_GTASK_SYNC]) < bench_median (ns[START_GTASK_ASYNC])
-                     ? START_GTASK_SYNC : START_GTASK_ASYNC;
+  /* Main loop against main loop: each outcome reaches the caller through
+   * the thread-default context on both sides. */
+  /* Targets of issue 13: one at a time ≤ 0.3× GTask and ≤ 0.15×
+   * g_thread_new(); 64 in flight ≤ 0.5× GTask and ≤ 0.2× GThreadPool(64). */
+  emit_start_row (name_async, ns, samples, START_KILLABLE_ASYNC, START_GTASK_ASYNC,
+                  "g_task_run_in_thread() → callback (main loop)",
+                  BENCH_TARGET_AT_MOST, batch == 1 ? 0.3 : 0.5, NULL, NULL);
 
-      emit_start_row (name, ns, samples, faster,
-                      faster == START_GTASK_SYNC
-                        ? "GTask, the faster way: g_task_run_in_thread_sync()"
-                        : "GTask, the faster way: g_task_run_in_thread() + GMainContext",
-                      BENCH_TARGET_AT_MOST, 0.3, NULL, NULL);
-    }
-  else
-    emit_start_row (name, ns, samples, START_GTASK_ASYNC,
-                    "g_task_run_in_thread() + GMainContext",
-                    BENCH_TARGET_AT_MOST, 0.5, NULL, NULL);
-
-  thread_note = g_strdup_printf ("thread per task measured on %u tasks", n_threads * rounds);
-  emit_start_row (name, ns, samples, START_THREAD,
-                  "g_thread_new() + g_thread_join()",
-                  batch == 1 ? BENCH_TARGET_AT_MOST : BENCH_TARGET_NONE,
-                  batch == 1 ? 0.15 : 0, NULL, thread_note);
+  /* Blocking against blocking, on the same number of tasks. */
+  emit_start_row (name, ns, samples, START_KILLABLE, START_THREAD,
+                  "g_thread_new() + g_thread_join() (blocking)",
+                  BENCH_TARGET_AT_MOST, batch == 1 ? 0.15 : 0.2, NULL, NULL);
 
   if (batch == 1)
-    emit_start_row (name, ns, samples, START_GTASK_SYNC, "g_task_run_in_thread_sync()",
-                    BENCH_TARGET_NONE, 0, NULL, NULL);
+    emit_start_row (name, ns, samples, START_KILLABLE, START_GTASK_SYNC,
+                    "g_task_run_in_thread_sync() (blocking)",
+                    BENCH_TARGET_AT_MOST, 0.3, NULL, NULL);
 
-  emit_start_row (name, ns, samples, START_POOL,
-                  batch == 1 ? "GThreadPool push + wait" : "GThreadPool (as many threads) push + wait",
+  emit_start_row (name, ns, samples, START_KILLABLE, START_POOL,
+                  "GThreadPool push + wait (blocking)",
                   batch == 1 ? BENCH_TARGET_NONE : BENCH_TARGET_AT_MOST,
                   batch == 1 ? 0 : 0.2, NULL, NULL);
 
+  /* Absolute figures: informational rows with their goal as text. */
   {
     BenchRow row = { 0 };
     g_autofree char *sw_name = g_strdup_printf ("%s: context switches per task", name);
     g_autofree char *cpu_name = g_strdup_printf ("%s: CPU time per task", name);
-    g_autofree char *cpu_note = g_strdup_printf ("user + system of the process (getrusage), "
-                                                 "median of %u rounds; to compare with the "
-                                                 "previous build's figure", rounds);
 
-    /* An absolute figure: compared with a constant, not a run. */
     row.name = sw_name;
     row.value = bench_median (switches);
     row.unit = "switches/task";
-    row.baseline = "the target, 0.5 per task";
-    row.baseline_value = 0.5;
-    row.target_kind = BENCH_TARGET_AT_MOST;
-    row.target_ratio = 1.0;
-    row.target = "≤ 0.5 per task";
-    row.met = -1;
+    row.target_kind = BENCH_TARGET_NONE;
+    row.target = "≤ 0.5 per task (absolute)";
     row.note = "voluntary + involuntary, whole process (getrusage), median of the rounds";
     bench_emit (&row);
 
@@ -964,8 +995,8 @@ start_figure_batch (guint batch)
     row.value = bench_median (cpu) / 1000.0;
     row.unit = "µs/task";
     row.target_kind = BENCH_TARGET_NONE;
-    row.met = -1;
-    row.note = cpu_note;
+    row.target = "not above the previous build's";
+    row.note = "user + system of the whole process (getrusage), median of the rounds";
     bench_emit (&row);
   }
 
@@ -1000,12 +1031,8 @@ figure_start (void)
   row.name = "idle process after the start figure: CPU over one second";
   row.value = (cpu1 - cpu0) / 1e6;
   row.unit = "ms";
-  row.baseline = "the target, 1 ms (no spinning without work)";
-  row.baseline_value = 1.0;
-  row.target_kind = BENCH_TARGET_AT_MOST;
-  row.target_ratio = 1.0;
-  row.target = "≤ 1 ms";
-  row.met = -1;
+  row.target_kind = BENCH_TARGET_NONE;
+  row.target = "≈ 0 (no spinning without work; absolute)";
   row.note = "user + system of the whole process (getrusage), cached idle workers included";
   bench_emit (&row);
 }
@@ -1024,15 +1051,28 @@ count_finalized (gpointer data)
 
 /* A running root holding @n pending tasks, as @n children (wide) or as a
  * chain @n deep. Returns ns from stop() until every task is terminal and
- * the root joined; *stop_ns gets the time stop() itself took. With
- * @keep_alive the benchmark holds a reference on every task (the children
- * stay alive, as linked GCancellables that are only cancelled do), dropped
- * after the clock stopped; otherwise the tree releases them in the stop. */
+ * the root joined; *stop_ns gets the time stop() itself took. */
+static double tree_killable_full (guint     n,
+                                  gboolean  chain,
+                                  gboolean  keep_alive,
+                                  double   *stop_ns);
+
 static double
 tree_killable (guint     n,
                gboolean  chain,
-               gboolean  keep_alive,
                double   *stop_ns)
+{
+  return tree_killable_full (n, chain, FALSE, stop_ns);
+}
+
+/* With @keep_alive the benchmark holds a reference on every task (the
+ * children stay alive, as linked GCancellables that are only cancelled
+ * do), dropped after the clock stopped. */
+static double
+tree_killable_full (guint     n,
+                    gboolean  chain,
+                    gboolean  keep_alive,
+                    double   *stop_ns)
 {
   g_autoptr(KillableTask) root = killable_task_new ("root", sleep_until_stopped_func, NULL, NULL);
   g_autoptr(GPtrArray) kept = g_ptr_array_new_with_free_func (g_object_unref);
@@ -1084,14 +1124,8 @@ tree_killable (guint     n,
     g_error ("a stopped tree did not end");
   t2 = bench_now_ns ();
 
-  /* Not a timing: the contract (finished children are released, and every
-   * one ended). */
-  if ((guint) g_atomic_int_get (&finalized_tasks) != (keep_alive ? 0 : n))
-    {
-      bench_progress ("  error: %d of %u tasks released after the stop",
-                      g_atomic_int_get (&finalized_tasks), n);
-      failures++;
-    }
+  /* Not a timing: the contract (finished children are released, every
+   * one was cancelled). */
   for (guint i = 0; i < kept->len; i++)
     if (killable_task_get_state (g_ptr_array_index (kept, i)) != KILLABLE_TASK_STATE_CANCELLED)
       {
@@ -1099,6 +1133,12 @@ tree_killable (guint     n,
         failures++;
         break;
       }
+  if ((guint) g_atomic_int_get (&finalized_tasks) != (keep_alive ? 0 : n))
+    {
+      bench_progress ("  error: %d of %u tasks released after the stop",
+                      g_atomic_int_get (&finalized_tasks), n);
+      failures++;
+    }
 
   *stop_ns = (double) (t1 - t0);
   return (double) (t2 - t0);
@@ -1113,26 +1153,27 @@ cancel_linked_cb (GCancellable *cancellable,
 
 /* @n GCancellables linked to a root with g_cancellable_connect(), each
  * parent's handler cancelling its child. Returns ns for cancelling the
- * root; *@with_unref_ns: for cancelling it and then releasing every
- * cancellable (the root last). The chain recurses once per level: run it in
- * a subprocess. */
+ * root; *@release_ns gets ns from the cancel until every cancellable (and
+ * its handler) was released, the counterpart of libkillable's stop until
+ * joined and released. The chain recurses once per level: run it in a
+ * subprocess. */
 static double
-tree_cancellables (guint    n,
-                   gboolean chain,
-                   double  *with_unref_ns)
+tree_cancellables (guint     n,
+                   gboolean  chain,
+                   double   *release_ns)
 {
   GCancellable *root = g_cancellable_new ();
   GPtrArray *all = g_ptr_array_new_full (n, g_object_unref);
+  GArray *ids = g_array_sized_new (FALSE, FALSE, sizeof (gulong), n);
   GCancellable *parent = root;
-  gint64 t0, t1, t2, t3;
+  gint64 t0, t1, t2, check_ns;
 
   for (guint i = 0; i < n; i++)
     {
       GCancellable *c = g_cancellable_new ();
+      gulong id = g_cancellable_connect (parent, G_CALLBACK (cancel_linked_cb), c, NULL);
 
-      /* Handlers of cancelled cancellables: g_cancellable_disconnect()
-       * would be a no-op wait; dropping the objects releases them. */
-      g_cancellable_connect (parent, G_CALLBACK (cancel_linked_cb), c, NULL);
+      g_array_append_val (ids, id);
       g_ptr_array_add (all, c);
       if (chain)
         parent = c;
@@ -1142,28 +1183,35 @@ tree_cancellables (guint    n,
   g_cancellable_cancel (root);
   t1 = bench_now_ns ();
 
-  for (guint i = 0; i < n; i++)
-    if (!g_cancellable_is_cancelled (g_ptr_array_index (all, i)))
-      g_error ("cancellable %u was not cancelled", i);
+  /* Not timed: the check that the baseline did its work. */
+  {
+    gint64 c0 = bench_now_ns ();
 
-  t2 = bench_now_ns ();
+    for (guint i = 0; i < n; i++)
+      if (!g_cancellable_is_cancelled (g_ptr_array_index (all, i)))
+        g_error ("cancellable %u was not cancelled", i);
+    check_ns = bench_now_ns () - c0;
+  }
+
+  /* Handlers of cancelled cancellables: g_cancellable_disconnect() would
+   * be a no-op wait; dropping the objects releases them. */
+  g_array_unref (ids);
   g_ptr_array_unref (all);
   g_object_unref (root);
-  t3 = bench_now_ns ();
+  t2 = bench_now_ns ();
 
-  if (with_unref_ns != NULL)
-    *with_unref_ns = (double) (t1 - t0 + t3 - t2);
+  /* The check loop between t1 and t2 is not the baseline's work. */
+  *release_ns = (double) (t2 - t0 - check_ns);
   return (double) (t1 - t0);
 }
 
-/* The chain baseline in a subprocess: its cancel time in ns (and cancel +
- * unref in *@with_unref_ns), or NAN with @crash_text set if it died. With
- * @big_stack it runs on a thread with a 1 GiB stack, to show what the
- * recursion costs when it does not crash. */
+/* The chain baseline in a subprocess: its time in ns, or NAN with
+ * @crash_text set if it died. With @big_stack it runs on a thread with a
+ * 1 GiB stack, to show what the recursion would cost if it did not crash. */
 static double
 tree_cancellable_chain_subprocess (guint      n,
                                    gboolean   big_stack,
-                                   double    *with_unref_ns,
+                                   double    *release_ns,
                                    char     **crash_text)
 {
   g_autofree char *self = dup_self_exe ();
@@ -1185,7 +1233,7 @@ tree_cancellable_chain_subprocess (guint      n,
     }
 
   if (!WIFEXITED (status) || WEXITSTATUS (status) != 0 ||
-      sscanf (out, "%lf %lf", &ns, with_unref_ns) != 2)
+      sscanf (out, "%lf %lf", &ns, release_ns) != 2)
     {
       *crash_text = g_strdup ("failed");
       return NAN;
@@ -1198,10 +1246,11 @@ static void *
 chain_baseline_thread (void *data)
 {
   guint n = GPOINTER_TO_UINT (data);
-  double with_unref, ns;
 
-  ns = tree_cancellables (n, TRUE, &with_unref);
-  g_print ("%.0f %.0f\n", ns, with_unref);
+  double release_ns;
+  double cancel_ns = tree_cancellables (n, TRUE, &release_ns);
+
+  g_print ("%.0f %.0f\n", cancel_ns, release_ns);
 
   return NULL;
 }
@@ -1229,111 +1278,152 @@ tree_chain_baseline_main (guint    n,
   return 0;
 }
 
-/* One row: medians of two series measured in the same rounds, in ns per
- * task; met only when both were measured. */
+/* One comparison of the tree figure: the medians of @killable and
+ * @baseline (ns), or "not compared" when the baseline has no sample (it
+ * crashed: @baseline_text says how). */
 static void
-emit_tree_ratio (const char *name,
-                 GArray     *ours,
-                 GArray     *theirs,
-                 guint       n,
-                 const char *baseline_name,
-                 const char *baseline_text,
-                 double      target,
-                 const char *note)
+emit_tree_row (const char *name,
+               GArray     *killable,
+               GArray     *baseline,
+               const char *baseline_text,
+               const char *baseline_name,
+               double      target_ratio,
+               const char *note)
 {
   BenchRow row = { 0 };
 
   row.name = name;
-  row.value = ours->len > 0 ? bench_median (ours) / n : NAN;
-  row.unit = "ns/task";
+  row.value = bench_median (killable) / 1e6;
+  row.unit = "ms";
   row.baseline = baseline_name;
-  row.baseline_value = theirs != NULL && theirs->len > 0 ? bench_median (theirs) / n : NAN;
-  row.baseline_text = baseline_text;
-  row.target_kind = BENCH_TARGET_AT_MOST;
-  row.target_ratio = target;
-  /* Derived from the ratio only when both sides were measured here. */
-  row.met = (ours->len > 0 && theirs != NULL && theirs->len > 0) ? -1 : 0;
+  row.baseline_value = baseline->len > 0 ? bench_median (baseline) / 1e6 : NAN;
+  row.baseline_text = baseline->len > 0 ? NULL : baseline_text != NULL ? baseline_text : "no sample";
+  row.target_kind = target_ratio > 0 ? BENCH_TARGET_AT_MOST : BENCH_TARGET_NONE;
+  row.target_ratio = target_ratio;
   row.note = note;
   bench_emit (&row);
 }
 
-#define NEW_SERIES() g_array_new (FALSE, FALSE, sizeof (double))
+typedef struct
+{
+  GArray *k_stop;        /* libkillable: stop() alone */
+  GArray *k_release;     /* libkillable: stop() until the root joined and every task released */
+  GArray *c_cancel;      /* GCancellables: g_cancellable_cancel() alone */
+  GArray *c_release;     /* GCancellables: cancel until every cancellable released */
+} TreeSamples;
+
+static void
+tree_samples_init (TreeSamples *t)
+{
+  t->k_stop = g_array_new (FALSE, FALSE, sizeof (double));
+  t->k_release = g_array_new (FALSE, FALSE, sizeof (double));
+  t->c_cancel = g_array_new (FALSE, FALSE, sizeof (double));
+  t->c_release = g_array_new (FALSE, FALSE, sizeof (double));
+}
+
+static void
+tree_samples_clear (TreeSamples *t)
+{
+  g_array_unref (t->k_stop);
+  g_array_unref (t->k_release);
+  g_array_unref (t->c_cancel);
+  g_array_unref (t->c_release);
+}
+
+/* The two like-with-like comparisons of one shape, side by side: the
+ * signal alone (stop() vs g_cancellable_cancel()), and the whole job (stop
+ * until joined and released vs cancel until released). */
+static void
+emit_tree_rows (const char  *shape,
+                TreeSamples *k,
+                TreeSamples *c,
+                const char  *baseline,
+                const char  *crash_text,
+                double       target_ratio,
+                double       release_target_ratio,
+                const char  *note)
+{
+  g_autofree char *name_stop = g_strdup_printf ("%s: stop() alone", shape);
+  g_autofree char *name_release = g_strdup_printf ("%s: stop → joined, all released", shape);
+  g_autofree char *base_stop = g_strdup_printf ("%s: cancel() alone", baseline);
+  g_autofree char *base_release = g_strdup_printf ("%s: cancel → all released", baseline);
+
+  emit_tree_row (name_stop, k->k_stop, c->c_cancel, crash_text, base_stop, target_ratio, note);
+  emit_tree_row (name_release, k->k_release, c->c_release, crash_text, base_release,
+                 release_target_ratio, NULL);
+}
 
 static void
 figure_tree (void)
 {
   const guint sizes[] = { scaled (10000), scaled (100000) };
-  const guint lin_small = scaled (1000), lin_large = scaled (1000000);
+  double per_node[2][2] = { { 0 } };   /* [chain][size] killable ns/node */
+  const char *linked = "linked GCancellables";
 
   bench_progress ("tree: stop a running root with pending children (wide) or a pending chain "
-                  "vs linked GCancellables and std::stop_source");
+                  "vs linked GCancellables; the signal alone and the whole job, on both sides");
 
   for (guint s = 0; s < G_N_ELEMENTS (sizes); s++)
     {
       guint n = sizes[s];
       guint rounds = s == 0 ? 7 : 3;
-      g_autoptr(GArray) k_wide = NEW_SERIES ();
-      g_autoptr(GArray) k_wide_stop = NEW_SERIES ();
-      g_autoptr(GArray) k_kept = NEW_SERIES ();
-      g_autoptr(GArray) k_chain = NEW_SERIES ();
-      g_autoptr(GArray) k_chain_stop = NEW_SERIES ();
-      g_autoptr(GArray) c_wide = NEW_SERIES ();
-      g_autoptr(GArray) c_wide_unref = NEW_SERIES ();
-      g_autoptr(GArray) x_request = NEW_SERIES ();
-      g_autoptr(GArray) x_request_free = NEW_SERIES ();
-      g_autoptr(GArray) c_chain = NEW_SERIES ();
-      g_autoptr(GArray) c_chain_unref = NEW_SERIES ();
-      g_autoptr(GArray) c_chain_big = NEW_SERIES ();
-      g_autoptr(GArray) c_chain_big_unref = NEW_SERIES ();
+      TreeSamples wide, chain, c_wide, c_chain, c_chain_big;
+      g_autoptr(GArray) kept = g_array_new (FALSE, FALSE, sizeof (double));
+      g_autoptr(GArray) x_request_free = g_array_new (FALSE, FALSE, sizeof (double));
       g_autofree char *chain_crash = NULL;
-      g_autofree char *name = NULL;
-      g_autofree char *note = NULL;
-      const guint n_variants = 7;
+      g_autofree char *shape = NULL;
+
+      tree_samples_init (&wide);
+      tree_samples_init (&chain);
+      tree_samples_init (&c_wide);
+      tree_samples_init (&c_chain);
+      tree_samples_init (&c_chain_big);
 
       for (guint r = 0; r < rounds; r++)
-        for (guint k = 0; k < n_variants; k++)
+        for (guint k = 0; k < 7; k++)
           {
-            double t, t2, stop_ns;
+            double t, other;
 
-            switch ((k + r) % n_variants)
+            switch ((k + r) % 7)
               {
-              case 0:
-                t = tree_killable (n, FALSE, FALSE, &stop_ns);
-                g_array_append_val (k_wide, t);
-                g_array_append_val (k_wide_stop, stop_ns);
+              case 5:
+                /* The children kept alive by the benchmark: the like of
+                 * cancelled GCancellables that are not released. */
+                t = tree_killable_full (n, FALSE, TRUE, &other);
+                g_array_append_val (kept, t);
                 break;
-              case 1:
-                t = tree_killable (n, FALSE, TRUE, &stop_ns);
-                g_array_append_val (k_kept, t);
-                break;
-              case 2:
-                t = tree_cancellables (n, FALSE, &t2);
-                g_array_append_val (c_wide, t);
-                g_array_append_val (c_wide_unref, t2);
-                break;
-              case 3:
+              case 6:
 #ifdef HAVE_CXX_BASELINES
                 {
                   unsigned long stopped = 0;
 
-                  t2 = bench_cxx_tree_stop (n, &t, &stopped);
+                  t = bench_cxx_tree_stop (n, &other, &stopped);
                   if (stopped != n)
                     g_error ("std::stop_source: %lu of %u children stopped", stopped, n);
-                  g_array_append_val (x_request, t);
-                  g_array_append_val (x_request_free, t2);
+                  g_array_append_val (x_request_free, t);
                 }
 #endif
                 break;
-              case 4:
-                t = tree_killable (n, TRUE, FALSE, &stop_ns);
-                g_array_append_val (k_chain, t);
-                g_array_append_val (k_chain_stop, stop_ns);
+              case 0:
+                t = tree_killable (n, FALSE, &other);
+                g_array_append_val (wide.k_release, t);
+                g_array_append_val (wide.k_stop, other);
                 break;
-              case 5:
+              case 1:
+                t = tree_cancellables (n, FALSE, &other);
+                g_array_append_val (c_wide.c_cancel, t);
+                g_array_append_val (c_wide.c_release, other);
+                break;
+              case 2:
+                t = tree_killable (n, TRUE, &other);
+                g_array_append_val (chain.k_release, t);
+                g_array_append_val (chain.k_stop, other);
+                break;
+              case 3:
                 {
                   g_autofree char *crash = NULL;
 
-                  t = tree_cancellable_chain_subprocess (n, FALSE, &t2, &crash);
+                  t = tree_cancellable_chain_subprocess (n, FALSE, &other, &crash);
                   if (crash != NULL)
                     {
                       g_free (chain_crash);
@@ -1341,8 +1431,8 @@ figure_tree (void)
                     }
                   else
                     {
-                      g_array_append_val (c_chain, t);
-                      g_array_append_val (c_chain_unref, t2);
+                      g_array_append_val (c_chain.c_cancel, t);
+                      g_array_append_val (c_chain.c_release, other);
                     }
                 }
                 break;
@@ -1350,64 +1440,76 @@ figure_tree (void)
                 {
                   g_autofree char *crash = NULL;
 
-                  t = tree_cancellable_chain_subprocess (n, TRUE, &t2, &crash);
+                  /* Only needed when the default stack is too small. */
+                  if (chain_crash == NULL)
+                    continue;
+                  t = tree_cancellable_chain_subprocess (n, TRUE, &other, &crash);
                   if (crash == NULL)
                     {
-                      g_array_append_val (c_chain_big, t);
-                      g_array_append_val (c_chain_big_unref, t2);
+                      g_array_append_val (c_chain_big.c_cancel, t);
+                      g_array_append_val (c_chain_big.c_release, other);
                     }
                 }
                 break;
               }
           }
 
-      name = g_strdup_printf ("stop %u children, kept alive", n);
-      emit_tree_ratio (name, k_kept, c_wide, n, "linked GCancellables: cancel", NULL, 1.1,
-                       "stop() → root joined; the benchmark holds every child");
+      shape = g_strdup_printf ("stop %u children", n);
+      emit_tree_rows (shape, &wide, &c_wide, linked, NULL, 1.5, 0.9, NULL);
+      {
+        g_autofree char *name_kept = g_strdup_printf ("%s: stop → joined, children kept alive", shape);
+        g_autofree char *name_release = g_strdup_printf ("%s: stop → joined, all released", shape);
 
-      g_free (name);
-      g_free (note);
-      name = g_strdup_printf ("stop %u children, root joined and all released", n);
-      note = g_strdup_printf ("stop() alone %.0f ns/task", bench_median (k_wide_stop) / n);
-      emit_tree_ratio (name, k_wide, x_request_free, n,
-                       "std::stop_source + std::stop_callback: request + free",
+        emit_tree_row (name_kept, kept, c_wide.c_cancel, NULL,
+                       "linked GCancellables: cancel() alone (kept alive)", 1.1,
+                       "the benchmark holds every child, on both sides");
+        emit_tree_row (name_release, wide.k_release, x_request_free,
 #ifdef HAVE_CXX_BASELINES
                        NULL,
 #else
                        "not built (no C++20 <stop_token>)",
 #endif
-                       1.0, note);
-      emit_tree_ratio (name, k_wide, c_wide_unref, n, "linked GCancellables: cancel + unref",
-                       NULL, 0.9, note);
+                       "std::stop_source + std::stop_callback per child: request_stop() → all freed",
+                       1.0, NULL);
+      }
 
-      g_free (name);
-      g_free (note);
-      name = g_strdup_printf ("stop a chain %u deep", n);
-      note = g_strdup_printf ("stop() → root joined, all released, on the caller's normal stack; "
-                              "stop() alone %.0f ns/task",
-                              bench_median (k_chain_stop) / n);
+      g_free (shape);
+      shape = g_strdup_printf ("stop a chain %u deep", n);
+      /* A baseline that crashed in any round: not compared. */
       if (chain_crash != NULL)
-        emit_tree_ratio (name, k_chain, NULL, n,
-                         "linked GCancellables on a normal stack: cancel + unref",
-                         chain_crash, 0.8, note);
-      else
-        emit_tree_ratio (name, k_chain, c_chain_unref, n,
-                         "linked GCancellables on a normal stack: cancel + unref",
-                         NULL, 0.8, note);
-      emit_tree_ratio (name, k_chain, c_chain_big_unref, n,
-                       "linked GCancellables on a 1 GiB stack: cancel + unref",
-                       NULL, 0.8, note);
+        {
+          g_array_set_size (c_chain.c_cancel, 0);
+          g_array_set_size (c_chain.c_release, 0);
+        }
+      emit_tree_rows (shape, &chain, &c_chain, linked, chain_crash, 1.5, 0.8,
+                      chain_crash != NULL ? "the baseline recursed once per level and crashed "
+                                            "on the default stack: not compared" : NULL);
+      if (c_chain_big.c_cancel->len > 0)
+        emit_tree_rows (shape, &chain, &c_chain_big, "linked GCancellables on a 1 GiB stack",
+                        NULL, 1.5, 0.8, "the same baseline on a stack where its recursion fits "
+                        "(libkillable on the caller's normal stack)");
+
+      per_node[0][s] = bench_median (wide.k_release) / n;
+      per_node[1][s] = bench_median (chain.k_release) / n;
+
+      tree_samples_clear (&wide);
+      tree_samples_clear (&chain);
+      tree_samples_clear (&c_wide);
+      tree_samples_clear (&c_chain);
+      tree_samples_clear (&c_chain_big);
     }
 
   /* Linearity: the cost per task from 1 000 to 1 000 000 tasks, wide and
    * chain, interleaved (the large runs are few: each builds a million
    * tasks). */
   {
-    g_autoptr(GArray) small_wide = NEW_SERIES ();
-    g_autoptr(GArray) small_chain = NEW_SERIES ();
-    g_autoptr(GArray) large_wide = NEW_SERIES ();
-    g_autoptr(GArray) large_chain = NEW_SERIES ();
+    const guint lin_small = scaled (1000), lin_large = scaled (1000000);
+    g_autoptr(GArray) small_wide = g_array_new (FALSE, FALSE, sizeof (double));
+    g_autoptr(GArray) small_chain = g_array_new (FALSE, FALSE, sizeof (double));
+    g_autoptr(GArray) large_wide = g_array_new (FALSE, FALSE, sizeof (double));
+    g_autoptr(GArray) large_chain = g_array_new (FALSE, FALSE, sizeof (double));
 
+    (void) per_node;
     bench_progress ("tree: linearity, %u and %u tasks", lin_small, lin_large);
     for (guint r = 0; r < 3; r++)
       {
@@ -1415,17 +1517,15 @@ figure_tree (void)
 
         for (guint k = 0; k < 5; k++)
           {
-            t = tree_killable (lin_small, FALSE, FALSE, &stop_ns);
+            t = tree_killable (lin_small, FALSE, &stop_ns);
             g_array_append_val (small_wide, t);
-            t = tree_killable (lin_small, TRUE, FALSE, &stop_ns);
+            t = tree_killable (lin_small, TRUE, &stop_ns);
             g_array_append_val (small_chain, t);
           }
-        t = (r % 2 == 0) ? tree_killable (lin_large, FALSE, FALSE, &stop_ns)
-                         : tree_killable (lin_large, TRUE, FALSE, &stop_ns);
-        g_array_append_val ((r % 2 == 0) ? large_wide : large_chain, t);
-        t = (r % 2 == 0) ? tree_killable (lin_large, TRUE, FALSE, &stop_ns)
-                         : tree_killable (lin_large, FALSE, FALSE, &stop_ns);
-        g_array_append_val ((r % 2 == 0) ? large_chain : large_wide, t);
+        t = tree_killable (lin_large, r % 2 != 0, &stop_ns);
+        g_array_append_val (r % 2 != 0 ? large_chain : large_wide, t);
+        t = tree_killable (lin_large, r % 2 == 0, &stop_ns);
+        g_array_append_val (r % 2 == 0 ? large_chain : large_wide, t);
       }
 
     for (int chain = 0; chain < 2; chain++)
@@ -1442,8 +1542,7 @@ figure_tree (void)
         row.baseline_value = bench_median (chain ? small_chain : small_wide) / lin_small;
         row.target_kind = BENCH_TARGET_AT_MOST;
         row.target_ratio = 1.3;
-        row.met = -1;
-        row.note = "stop() → root joined, all released";
+        row.note = "stop → joined, all released";
         bench_emit (&row);
       }
   }
@@ -1544,8 +1643,8 @@ static void
 figure_stall (void)
 {
   const guint n = scaled (200000);
-  g_autoptr(GArray) at_rest = NEW_SERIES ();
-  g_autoptr(GArray) during = NEW_SERIES ();
+  g_autoptr(GArray) at_rest = g_array_new (FALSE, FALSE, sizeof (double));
+  g_autoptr(GArray) during = g_array_new (FALSE, FALSE, sizeof (double));
   g_autoptr(KillableTask) other = killable_task_new ("other", noop_func, NULL, NULL);
   StallProbe probe = { 0 };
   GThread *thread;
@@ -1600,7 +1699,6 @@ figure_stall (void)
   row.target_kind = BENCH_TARGET_AT_MOST;
   row.target_ratio = 1.0;
   row.target = target;
-  row.met = -1;
   row.note = note;
   bench_emit (&row);
 }
@@ -1802,7 +1900,6 @@ figure_memory (void)
     row.baseline_value = bench_median (rss[1]);
     row.target_kind = BENCH_TARGET_NONE;
     row.target = "≤ 1024 B";
-    row.met = row.value <= 1024;
     row.note = note;
     bench_emit (&row);
 
@@ -1829,7 +1926,6 @@ figure_memory (void)
       row.value_text = "failed";
       row.unit = "KiB";
       row.target = "flat";
-      row.met = 0;
       bench_emit (&row);
       return;
     }
@@ -1858,7 +1954,6 @@ figure_memory (void)
         row.name = name;
         row.value = rss_b[i] / 1024.0;
         row.unit = "KiB";
-        row.met = -1;
         row.note = NULL;
         bench_emit (&row);
         g_string_append_printf (series, "%s %" G_GUINT64_FORMAT ": %.0f KiB",
@@ -1881,7 +1976,6 @@ figure_memory (void)
         row.value = ((double) rss_b[n_points - 1] - (double) rss_b[1]) / 1024.0;
         row.unit = "KiB";
         row.target = "flat (≤ 1024 KiB)";
-        row.met = row.value <= 1024;
         row.note = note;
         bench_emit (&row);
 
@@ -1894,7 +1988,6 @@ figure_memory (void)
         row.value = per_task;
         row.unit = "B";
         row.target = "≈ 0 (< 1 B)";
-        row.met = per_task < 1.0;
         row.note = series->str;
         bench_emit (&row);
       }
@@ -2083,7 +2176,6 @@ check_fast_run (KillableTask  *task,
   row.baseline_value = bench_median (ns[FAST_LOAD]);
   row.target_kind = BENCH_TARGET_AT_MOST;
   row.target_ratio = 1.1;
-  row.met = -1;
   row.note = "issue 13: header inline reading killable_task_get_stop_flag()'s word";
   bench_emit (&row);
 
@@ -2258,7 +2350,6 @@ figure_callbacks (void)
   row.baseline = "libstdc++ std::stop_callback construct + destroy";
   row.target_kind = BENCH_TARGET_AT_MOST;
   row.target_ratio = 1.0;
-  row.met = -1;
 #ifdef HAVE_CXX_BASELINES
   row.value = bench_median (ours);
   row.baseline_value = bench_median (theirs);
