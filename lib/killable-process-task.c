@@ -1,4 +1,4 @@
-/* killable-process-task.c: work isolated in a process group
+/* killable-process-task.c: work isolated in a process, with all it starts
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -41,8 +41,9 @@
 /**
  * KillableProcessTask:
  *
- * A task whose work is an external program, run in a process group of its
- * own so that it can be stopped and killed with everything it started.
+ * A task whose work is an external program, contained so that it can be
+ * stopped, killed and paused with everything it started, and so that
+ * nothing it started outlives it, nor the owner process.
  *
  * The program is given as an argument vector, never through a shell: no
  * quoting, globbing or word splitting happens. Set the working directory,
@@ -67,27 +68,46 @@
  *   g_print ("%s\n", error->message);   // Task “tar” was stopped
  * ```
  *
+ * ## Containment
+ *
+ * [property@Killable.ProcessTask:containment] says how (see
+ * #KillableContainment); the default, %KILLABLE_CONTAINMENT_AUTO, picks
+ * the strongest mode available:
+ *
+ * - %KILLABLE_CONTAINMENT_CGROUP and %KILLABLE_CONTAINMENT_REAPER: the
+ *   program runs under a helper (`killable-reaper`, in libexecdir; the
+ *   `KILLABLE_REAPER_PATH` environment variable overrides where it is
+ *   looked for) that holds every process the program starts, however it
+ *   daemonizes. The signals below reach all of them. When the program
+ *   ends while some remain, they get `SIGTERM`, then `SIGKILL` one grace
+ *   period later (at once after a stop); the task ends once none is left,
+ *   with the program's own outcome. When the owner process dies, even by
+ *   `SIGKILL`, the helper kills them all. With a cgroup, the kill is
+ *   `cgroup.kill` and the pause `cgroup.freeze`.
+ * - %KILLABLE_CONTAINMENT_GROUP: the program runs in a process group of
+ *   its own, and the signals go to the group. When the program ends,
+ *   whatever is left in its group gets `SIGKILL`; processes that left the
+ *   group (`setsid()`, `setpgid()`, as daemons do) are out of reach, and
+ *   the program outlives an owner that dies without stopping it.
+ *
  * ## The ladder for a process
  *
- * - [method@Killable.Task.stop] sends `SIGTERM` to the process group.
- * - [method@Killable.Task.interrupt] sends `SIGINT` to the process group
- *   (after the `SIGTERM` of the stop it implies), like Ctrl+C in a
+ * - [method@Killable.Task.stop] sends `SIGTERM` to every process of the
+ *   task.
+ * - [method@Killable.Task.interrupt] sends `SIGINT` to every process of
+ *   the task (after the `SIGTERM` of the stop it implies), like Ctrl+C in a
  *   terminal.
- * - [method@Killable.Task.kill] sends `SIGKILL` to the process group. The
- *   task is not abandoned: its worker reaps the program within
+ * - [method@Killable.Task.kill] sends `SIGKILL` to every process of the
+ *   task. The task is not abandoned: its worker reaps the program within
  *   milliseconds, and the task ends %KILLABLE_TASK_STATE_KILLED.
+ * - [method@Killable.Task.pause] freezes them; a stop resumes them first.
  * - [property@Killable.Task:grace-period] defaults to 5 seconds for a
  *   process task, and escalates from the stop straight to the kill: a
  *   program that ignores `SIGTERM` gets `SIGKILL` one grace period after
  *   the stop.
  *
- * When the program (the process group leader) ends, by itself or not,
- * whatever is left in its process group gets `SIGKILL` before the leader is
- * reaped: grandchildren die with it. Processes that left the group (with
- * `setsid()` or `setpgid()`, as daemons do) are out of reach.
- *
- * A signal is never sent to a recycled process ID: the group is signalled
- * only while its leader is an unreaped child of ours, and the kernel does
+ * A signal is never sent to a recycled process ID: the group (or the
+ * helper) is signalled only while its leader is an unreaped child of ours, and the kernel does
  * not reuse the ID of a process, nor of the group it leads, before that
  * process is reaped. The worker is the only one to reap it (through a
  * pidfd, where the kernel has them). This needs a process that does not
@@ -105,9 +125,12 @@
  *   requested: the task ended because of the stop
  *   (%KILLABLE_TASK_STATE_CANCELLED, or %KILLABLE_TASK_STATE_KILLED), with
  *   the stop's cause as its error.
- * - Otherwise: %KILLABLE_TASK_STATE_FAILED with %KILLABLE_ERROR_FAILED and
- *   a message naming the program and its status ("Program “sh” exited with
- *   status 3", "Program “sh” was killed by signal 9 (Killed)").
+ * - Otherwise: %KILLABLE_TASK_STATE_FAILED, with a message naming the
+ *   program and its status: a non-zero exit status is a
+ *   %G_SPAWN_EXIT_ERROR whose code is the status ("Program “sh” exited
+ *   with status 3"; %KILLABLE_ERROR_FAILED before 1.2), a death by a
+ *   signal %KILLABLE_ERROR_FAILED ("Program “sh” was killed by signal 9
+ *   (Killed)").
  * - A program that could not be started fails with a %G_SPAWN_ERROR.
  *
  * ## Thread safety

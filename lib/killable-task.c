@@ -621,22 +621,30 @@ run_cleanups (KillableTask *self)
  * its cause through the kill its grace period escalated to: code that
  * catches TIMED_OUT sees it, and the state (KILLED) tells how it ended. */
 static GError *
-dup_stop_outcome (KillableTask *self)
+dup_stop_outcome_full (KillableTask      *self,
+                       KillableTaskState *state)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   GError *error = killable_stop_state_dup_reason (&priv->stop);
+  /* Read once: a kill racing with this must not give the state of a kill
+   * with the error of a stop (KILLED with "was stopped"). */
+  gboolean kill_marked = killable_tree_node_has_mark (&priv->node, KILLABLE_TREE_MARK_KILL);
 
-  if (killable_tree_node_has_mark (&priv->node, KILLABLE_TREE_MARK_KILL) &&
+  if (kill_marked &&
       !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED) &&
       !(g_atomic_int_get (&priv->kill_escalated) &&
         g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_TIMED_OUT)))
     {
       g_clear_error (&error);
-      return make_error (self, KILLABLE_ERROR_KILLED);
+      error = make_error (self, KILLABLE_ERROR_KILLED);
     }
 
   if (error == NULL)
     error = make_error (self, KILLABLE_ERROR_STOPPED);
+
+  if (state != NULL)
+    *state = kill_marked || g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED)
+               ? KILLABLE_TASK_STATE_KILLED : KILLABLE_TASK_STATE_CANCELLED;
 
   return error;
 }
@@ -655,7 +663,7 @@ typedef enum
   LAZY_ERROR_REASON,    /* a copy of the stop's reason */
 } LazyError;
 
-/* dup_stop_outcome() and stop_outcome_state() without building the error:
+/* dup_stop_outcome_full() without building the error:
  * which error (a LazyError) and which state. */
 static LazyError
 lazy_stop_outcome (KillableTask      *self,
@@ -721,19 +729,10 @@ peek_error (KillableTask *self)
   return error;
 }
 
-/* The terminal state of a task stopped before it ended, given its
- * outcome's error (from dup_stop_outcome()). */
-static KillableTaskState
-stop_outcome_state (KillableTask *self,
-                    const GError *error)
+static GError *
+dup_stop_outcome (KillableTask *self)
 {
-  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
-
-  if (g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED) ||
-      killable_tree_node_has_mark (&priv->node, KILLABLE_TREE_MARK_KILL))
-    return KILLABLE_TASK_STATE_KILLED;
-
-  return KILLABLE_TASK_STATE_CANCELLED;
+  return dup_stop_outcome_full (self, NULL);
 }
 
 /* A group task (killable_task_new_group()) that was started ends when it
@@ -764,8 +763,7 @@ complete_group (KillableTask *self)
     }
   else if (killable_stop_state_is_requested (&priv->stop))
     {
-      error = dup_stop_outcome (self);
-      state = stop_outcome_state (self, error);
+      error = dup_stop_outcome_full (self, &state);
     }
 
   complete (self, state, error);
@@ -803,8 +801,7 @@ killable_task_complete_pending (KillableTask *self,
       return TRUE;
     }
 
-  /* As dup_stop_outcome() and stop_outcome_state() decide, without
-   * building the error. */
+  /* As dup_stop_outcome_full() decides, without building the error. */
   lazy = lazy_stop_outcome (self, &state);
   if (state != KILLABLE_TASK_STATE_KILLED && child_failed)
     state = KILLABLE_TASK_STATE_FAILED;
@@ -1219,8 +1216,10 @@ decide_outcome (KillableTask  *self,
       /* The cause, not the symptom: join() returns why the task was stopped
        * rather than the G_IO_ERROR_CANCELLED of the call that noticed it. */
       g_clear_error (error);
-      *error = dup_stop_outcome (self);
-      return stop_outcome_state (self, *error);
+      KillableTaskState state;
+
+      *error = dup_stop_outcome_full (self, &state);
+      return state;
     }
 
   if (ret)

@@ -421,8 +421,12 @@ test_outcome_timeout_killed (void)
   test_gate_init (&gate);
   task = killable_task_new ("stuck", work_stuck, &gate, NULL);
   killable_task_set_grace_period (task, 1000);
-  killable_task_set_timeout (task, 1000);
   g_assert_true (killable_task_start (task, NULL));
+  /* The timeout is armed once the work runs: a timeout that expires before
+   * the worker starts the work ends the task CANCELLED, with nothing to
+   * kill. (It counts from the start: it expires at once.) */
+  test_gate_wait_entered (&gate, 1);
+  killable_task_set_timeout (task, 1000);
 
   g_assert_false (killable_task_join (task, &error));
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_TIMED_OUT);

@@ -1999,7 +1999,8 @@ ladder (Rec          *rec,
 static gboolean
 is_process_failure (const GError *error)
 {
-  return g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED) &&
+  /* A non-zero exit is reported in G_SPAWN_EXIT_ERROR, with the code. */
+  return g_error_matches (error, G_SPAWN_EXIT_ERROR, 3) &&
          strstr (error->message, "exited with status 3") != NULL;
 }
 
@@ -2043,7 +2044,9 @@ check_process_outcome (Rec                 *rec,
         violation (rec->name, "CANCELLED with %s", error->message);
       break;
     case KILLABLE_TASK_STATE_KILLED:
-      if (!g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
+      /* A timeout whose grace period escalated to a kill keeps its cause. */
+      if (!g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED) &&
+          !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_TIMED_OUT))
         violation (rec->name, "KILLED with %s", error->message);
       break;
     default:

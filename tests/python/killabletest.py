@@ -31,7 +31,7 @@ def run_loop_until(predicate, timeout=GUARD_SECONDS, context=None):
         context = GLib.MainContext.default()
     timed_out = []
 
-    def on_timeout():
+    def on_timeout(*args):
         timed_out.append(True)
         return GLib.SOURCE_REMOVE
 

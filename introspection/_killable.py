@@ -1,0 +1,1224 @@
+# _killable.py: the asynchronous-exception machinery of the Killable override
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+
+"""Private to ``gi.overrides.Killable``: the task exceptions, the Python
+side of a task's worker, and the asynchronous exceptions that interrupt()
+and kill() raise in it. Installed beside ``Killable.py``; not an API.
+
+Importing it changes no process-wide hook: the ``sys.excepthook`` it needs
+is installed at the first asynchronous exception sent, chaining to the hook
+in place then (see _install_excepthook())."""
+
+import collections
+import ctypes
+import dis
+import functools
+import os
+import queue
+import sys
+import threading
+import time
+
+from gi.repository import GLib
+
+from ..module import get_introspection_module
+
+Killable = get_introspection_module('Killable')
+
+_KILLABLE_ERROR = Killable.error_quark()
+_State = Killable.TaskState
+
+
+
+# Exceptions {{{
+
+class TaskCancelled(BaseException):
+    """Raised when a task was asked to end: by :meth:`Task.check`,
+    :meth:`Task.sleep` and the other waits of a stopped task inside its
+    worker, and by :meth:`Task.join` for a task that ended cancelled or
+    killed.
+
+    It derives from :class:`BaseException`, like :class:`KeyboardInterrupt`,
+    so that ``except Exception`` does not swallow it: let it propagate out
+    of ``run()`` (``finally`` blocks and context managers still run).
+
+    :ivar error: the ``GLib.Error`` that says why (the stop's cause), or
+        ``None`` when the exception was raised asynchronously.
+    """
+
+    default_message = "the task was cancelled"
+
+    def __init__(self, *args, error=None):
+        super().__init__(*args)
+        self.error = error
+        if _early_sent:
+            _await_early_stop()
+
+    def __str__(self):
+        if self.args:
+            return super().__str__()
+        if self.error is not None:
+            return self.error.message
+        return self.default_message
+
+
+class TaskStopped(TaskCancelled):
+    """The task was stopped with :meth:`Task.stop` (or with a cause of its
+    own given to ``stop_with_error()``, or because a child failed)."""
+
+    default_message = "the task was stopped"
+
+
+class TaskInterrupted(TaskCancelled):
+    """The task was interrupted with :meth:`Task.interrupt`. This is also the
+    exception raised asynchronously in the worker."""
+
+    default_message = "the task was interrupted"
+
+
+class TaskTimedOut(TaskCancelled):
+    """The task's time limit passed (see ``set_timeout()``)."""
+
+    default_message = "the task timed out"
+
+
+class TaskKilled(TaskCancelled):
+    """The task was killed with :meth:`Task.kill`."""
+
+    default_message = "the task was killed"
+
+
+EXCEPTIONS = (TaskCancelled, TaskStopped, TaskInterrupted, TaskTimedOut, TaskKilled)
+
+# Public as Killable.TaskCancelled, ...: named as before this module existed.
+for _cls in EXCEPTIONS:
+    _cls.__module__ = 'gi.overrides.Killable'
+del _cls
+
+_CLASS_FOR_CODE = {
+    int(Killable.Error.STOPPED): TaskStopped,
+    int(Killable.Error.INTERRUPTED): TaskInterrupted,
+    int(Killable.Error.TIMED_OUT): TaskTimedOut,
+    int(Killable.Error.KILLED): TaskKilled,
+}
+
+_CODE_FOR_CLASS = (
+    (TaskKilled, Killable.Error.KILLED),
+    (TaskTimedOut, Killable.Error.TIMED_OUT),
+    (TaskInterrupted, Killable.Error.INTERRUPTED),
+    (TaskCancelled, Killable.Error.STOPPED),
+)
+
+
+def is_killable_error(error):
+    return (error is not None and
+            GLib.quark_from_string(error.domain) == _KILLABLE_ERROR)
+
+
+def _is_interruption(error):
+    return is_killable_error(error) and error.code == int(Killable.Error.INTERRUPTED)
+
+
+def _class_for_error(error):
+    """The TaskCancelled subclass matching a stop's cause."""
+    if is_killable_error(error):
+        return _CLASS_FOR_CODE.get(error.code, TaskStopped)
+    return TaskStopped
+
+
+def _cancellation(error, cls=None):
+    if cls is None:
+        cls = _class_for_error(error)
+    return cls(error=error)
+
+
+def _error_for_cancellation(exc):
+    """The GError that tells the C side that run() ended by cancellation."""
+    error = getattr(exc, 'error', None)
+    if isinstance(error, GLib.Error):
+        return error
+    for cls, code in _CODE_FOR_CLASS:
+        if isinstance(exc, cls):
+            return GLib.Error.new_literal(_KILLABLE_ERROR, str(exc), int(code))
+    return GLib.Error.new_literal(_KILLABLE_ERROR, str(exc),
+                                  int(Killable.Error.STOPPED))
+
+
+def _error_key(error):
+    return (error.domain, error.code, error.message)
+
+# }}}
+
+
+# Asynchronous exceptions {{{
+#
+# interrupt() must stop a worker that runs pure Python code and never
+# checks: PyThreadState_SetAsyncExc() raises an exception in it at its next
+# bytecode boundary. The exception may land wherever Python code runs on
+# that thread, so it is sent only under these rules (w.lock guards them):
+#
+# - only while the user's run() runs (w.tid is set between entering and
+#   leaving it, and leaving revokes an exception sent but not landed);
+# - at most once per task (w.async_state only moves forward);
+# - never while the worker waits in Task.sleep()/check()/wait_fd(): the stop
+#   wakes those, and they raise the exception themselves when they return
+#   (w.in_wait, w.pending);
+# - from the interrupting thread itself (the interrupt or kill vfunc, after
+#   the stop was requested) when the worker runs the user's bytecode, else
+#   from a helper thread, preferably while the worker runs the user's
+#   bytecode, not while its innermost frame is at a call: it is then inside
+#   C code, maybe a GIO call that the stop is waking up, whose GError
+#   PyGObject is about to convert into GLib.Error by running Python code,
+#   where the exception should not land. The helper looks again a little
+#   later; after _FORCE_AFTER it sends anyway (a worker that spends its time
+#   in C calls releasing the GIL is never seen elsewhere). Never while the
+#   worker runs PyGObject's own Python code. If the exception does land in
+#   PyGObject's conversion, _excepthook() keeps it quiet and sends it again;
+# - in the worker's own thread (it interrupts itself or an ancestor), the
+#   exception is raised synchronously when the override's call returns.
+
+_set_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.py_object)(
+    ('PyThreadState_SetAsyncExc', ctypes.pythonapi))
+_clear_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(
+    ('PyThreadState_SetAsyncExc', ctypes.pythonapi))
+_thread_state = ctypes.PYFUNCTYPE(ctypes.c_void_p)(('PyThreadState_Get', ctypes.pythonapi))
+# Not sys._current_frames(): it holds the interpreter's thread-list lock
+# while it creates frame objects, and a garbage collection there that frees
+# a GObject wrapper can wait for the GIL with that lock held.
+_thread_frame = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)(
+    ('PyThreadState_GetFrame', ctypes.pythonapi))
+_decref = ctypes.PYFUNCTYPE(None, ctypes.c_void_p)(('Py_DecRef', ctypes.pythonapi))
+
+# _Worker.async_state
+_ASYNC_NONE = 0        # nothing asked yet
+_ASYNC_SCHEDULED = 1   # the helper thread will send it
+_ASYNC_SENT = 2        # in the worker's thread state; may have landed
+_ASYNC_DONE = 3        # raised, consumed or revoked: never sent again
+
+# How often the helper looks again while the worker is inside C code, and
+# how long it waits for a better moment before sending anyway.
+_RETRY_FIRST = 0.0005
+_RETRY_MAX = 0.01
+_FORCE_AFTER = 0.05
+
+# Opcodes that call: the innermost frame of a thread inside C code is at one.
+_CALL_OPS = frozenset(op for name, op in dis.opmap.items()
+                      if name.startswith('CALL') or name == 'PRECALL')
+
+
+class _Worker(object):
+    """The Python side of a task: the worker's thread while the user's code
+    runs, and what happened to it. Guarded by ``lock``."""
+
+    __slots__ = ('lock', 'tid', 'tstate', 'in_wait', 'async_state', 'async_type',
+                 'interrupt_type', 'pending', 'eaten', 'exc', 'exc_tb', 'exc_key',
+                 'ptr', 'flag', 'report', 'published', 'flush_armed',
+                 'publish_lock', 'result', 'thread', 'ident', 'native_id',
+                 'consumed', 'shield', '__weakref__')
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.tid = None             # the worker's thread while run() runs
+        self.tstate = None          # and its PyThreadState *
+        self.in_wait = 0            # inside sleep()/check()/wait_fd()
+        self.async_state = _ASYNC_NONE
+        self.async_type = None      # what is scheduled or was sent
+        self.interrupt_type = None  # what interrupt(exc) asked for
+        self.pending = None         # to raise synchronously in the worker
+        self.eaten = False          # PyGObject swallowed what was sent
+        self.exc = None             # what escaped run()
+        self.exc_tb = None
+        self.result = None          # what run() returned
+        self.thread = None          # threading's view of the worker thread
+        self.ident = None           # the worker's thread, kept after the end
+        self.native_id = None
+        self.consumed = False       # join()/result()/... read the outcome
+        self.shield = 0             # depth of Killable.shield() blocks
+        # The hot calls (see "Hot calls" below).
+        self.ptr = None             # the KillableTask *, set at first use
+        self.flag = None            # its stop word, if the library has one
+        self.report = {}            # progress/status not published yet
+        self.published = 0.0        # when they were last published
+        self.flush_armed = False    # the flusher will publish them
+        self.publish_lock = threading.Lock()
+        self.exc_key = None         # the GError it became
+
+
+
+
+# Failures nobody read (no join(), result(), await, run_finish()) are
+# reported like an exception escaping a threading.Thread: through
+# threading.excepthook, when the task is finalized, from a daemon thread.
+#
+# The task may be finalized on a worker thread while an asynchronous
+# exception is due there: it would land in any Python function run then (a
+# __del__, a weakref callback) and be lost. So the finalizer runs only C
+# code: the worker of a failed task gets the class _UnreadFailure, whose
+# __del__ is a property; reading it (what finalization does) calls
+# _finalized.__getitem__(worker), and the defaultdict's factory (C
+# functools.partial objects) stores the worker there, keeping it alive,
+# and returns partial(_reports.put, None), which finalization then calls
+# and which wakes the reporter thread. The reporter takes the workers out
+# of _finalized and calls the hook.
+_reports = queue.SimpleQueue()
+_finalized = collections.defaultdict(functools.partial(functools.partial, _reports.put, None))
+_reporter_started = False
+
+
+class _UnreadFailure(_Worker):
+    """A _Worker whose failure nobody read yet (see above)."""
+
+    __slots__ = ()
+    __del__ = property(_finalized.__getitem__)
+
+
+def _reporter():
+    while True:
+        _reports.get()
+        while _finalized:
+            try:
+                w, _ = _finalized.popitem()
+            except KeyError:
+                break
+            exc = w.exc
+            if type(w) is _UnreadFailure and exc is not None:
+                w.__class__ = _Worker
+                try:
+                    threading.excepthook(threading.ExceptHookArgs(
+                        (type(exc), exc, w.exc_tb, w.thread)))
+                except BaseException:  # never let this thread die
+                    pass
+            del w, exc
+
+
+def _start_reporter():
+    """Called on a worker thread outside the user's code, when a failure
+    was recorded (before anything may have to be reported)."""
+    global _reporter_started
+    with _worker_lock:
+        if _reporter_started:
+            return
+        _reporter_started = True
+    threading.Thread(target=_reporter, daemon=True, name='killable-reporter').start()
+
+
+def _reset_reporter():
+    global _reporter_started
+    _reporter_started = False
+
+
+os.register_at_fork(after_in_child=_reset_reporter)
+
+
+_worker_lock = threading.Lock()
+
+
+def worker(task):
+    w = task.__dict__.get('_killable_worker')
+    if w is not None:
+        return w
+    # Tasks wrapped from C (Killable.Task.new(), ProcessTask) get theirs on
+    # first use. Set as an attribute so that PyGObject keeps this wrapper
+    # (and so its state) alive as long as the GObject.
+    with _worker_lock:
+        w = task.__dict__.get('_killable_worker')
+        if w is None:
+            w = _Worker()
+            task._killable_worker = w
+    return w
+
+
+def _request_locked(w, exc_type):
+    """Ask for exc_type to be raised in the worker, once. Called with
+    w.lock held, in the interrupting thread."""
+    if w.async_state != _ASYNC_NONE or w.pending is not None:
+        return
+    if w.tid is None or w.in_wait or w.shield or w.tid == threading.get_ident():
+        # Before run() (raised instead of calling it), in a wait (raised
+        # when it returns), in a shield (raised when it ends), or in the
+        # worker itself (raised when the override's call returns).
+        w.pending = exc_type
+        w.async_state = _ASYNC_DONE
+        return
+    w.async_state = _ASYNC_SCHEDULED
+    w.async_type = exc_type
+    # The calling thread holds the GIL (an interrupt or kill vfunc runs
+    # Python code), so the worker is paused: send it from here at once if
+    # it is in the user's bytecode, sparing the helper thread (and the
+    # switch interval it would wait to get the GIL in turn). Otherwise the
+    # helper looks again later.
+    if not _send_locked(w, False):
+        _sender.schedule(w)
+
+
+# Task.interrupt() sends the exception itself, before its stop, when it can
+# (see _send_early_locked()): {worker thread id: (task, threading.Event set
+# once the interrupt's C call returned)} until that call returned.
+_early_sent = {}
+_early_lock = threading.Lock()
+
+
+def _send_early_locked(w, task, exc_type):
+    """In Task.interrupt(), before its C call: the caller holds the GIL, so
+    an exception sent now lands as soon as the worker gets the GIL back,
+    without the thread switch interval that the interrupt vfunc waits to
+    get it in turn. Only for a TaskCancelled class whose __init__ is ours,
+    while the worker runs the user's bytecode, under the rules of
+    _send_locked(). That __init__ runs in the worker when the exception
+    lands, before any of the user's code sees it, and waits there until the
+    stop was requested: the exception never comes before the stop. Returns
+    the Event to set once the C call returned, or None if nothing was sent
+    (the vfunc then does it). Called with w.lock held."""
+    if (w.async_state != _ASYNC_NONE or w.pending is not None or w.tid is None or
+            w.in_wait or w.shield or w.tid == threading.get_ident() or
+            not issubclass(exc_type, TaskCancelled) or
+            exc_type.__init__ is not TaskCancelled.__init__):
+        return None
+    if not _may_land(_worker_frame(w), False):
+        return None
+    returned = threading.Event()
+    with _early_lock:
+        _early_sent[w.tid] = (task, returned)
+    w.async_state = _ASYNC_SCHEDULED
+    w.async_type = exc_type
+    _send_locked(w, False)
+    return returned
+
+
+def _await_early_stop():
+    """In TaskCancelled.__init__: if it is the exception Task.interrupt()
+    sent early landing in its worker, wait for the interrupt's stop."""
+    entry = _early_sent.get(threading.get_ident())
+    if entry is None:
+        return
+    task, returned = entry
+    # Until the stop is done (the task left RUNNING: its cancellable was
+    # cancelled and its stop callbacks ran), as if the vfunc had sent it.
+    # The stop flag is set first in the C call, before any callback; once
+    # it is set, a callback that waits for this worker cannot hold it long.
+    since = None
+    while Killable.Task.get_state(task) == _State.RUNNING:
+        if returned.wait(0.0002):
+            break
+        if Killable.Task.is_stop_requested(task):
+            now = time.monotonic()
+            if since is None:
+                since = now
+            elif now - since >= _FORCE_AFTER:
+                break
+
+
+def _worker_frame(w):
+    """The innermost frame of the worker (paused: we hold the GIL), or
+    None. Called with w.lock held, while the worker is in run()."""
+    ptr = _thread_frame(w.tstate)
+    if not ptr:
+        return None
+    frame = ctypes.cast(ptr, ctypes.py_object).value
+    _decref(ptr)
+    return frame
+
+
+def _is_pygobject_module(module):
+    """Whether code of the module named ``module`` is PyGObject's own, not
+    the override's (Killable.py and these private modules)."""
+    return (module.startswith('gi.') and module != 'gi.overrides.Killable' and
+            not module.startswith('gi.overrides._killable'))
+
+
+def _may_land(frame, force):
+    """Whether an asynchronous exception may be raised in the thread whose
+    innermost frame is ``frame`` (that thread is paused: we hold the GIL)."""
+    if frame is None:
+        return True
+    if _is_pygobject_module(frame.f_globals.get('__name__') or ''):
+        return False
+    if force:
+        return True
+    code = frame.f_code.co_code
+    i = frame.f_lasti
+    return not (0 <= i < len(code) and code[i] in _CALL_OPS)
+
+
+def _send(w, force):
+    """In the helper thread: send what was scheduled if still allowed.
+    Returns True when done, False to be called again later."""
+    with w.lock:
+        return _send_locked(w, force)
+
+
+def _send_locked(w, force):
+    """Send what was scheduled if still allowed, from a thread other than
+    the worker's, holding the GIL and w.lock. Returns True when done,
+    False to try again later."""
+    if w.async_state != _ASYNC_SCHEDULED:
+        return True
+    if w.tid is None:
+        w.async_state = _ASYNC_DONE
+        return True
+    if w.in_wait or w.shield:
+        w.pending = w.async_type
+        w.async_state = _ASYNC_DONE
+        return True
+    if not _may_land(_worker_frame(w), force):
+        return False
+    if _previous_excepthook is None:
+        _install_excepthook()
+    n = _set_async_exc(w.tid, w.async_type)
+    if n == 1:
+        w.async_state = _ASYNC_SENT
+        return True
+    if n > 1:
+        # "If it returns a number greater than one, you're in trouble,
+        # and you should call it again with exc=NULL to revert the
+        # effect."
+        _clear_async_exc(w.tid, None)
+    w.async_state = _ASYNC_DONE
+    return True
+
+
+class _Sender(object):
+    """A daemon thread that sends scheduled asynchronous exceptions."""
+
+    def __init__(self):
+        self._reset()
+
+    def _reset(self):
+        # Also in a child after fork(): the thread did not come along.
+        self._cond = threading.Condition(threading.Lock())
+        self._queue = []      # [due, retry delay, worker, since], unordered
+        self._thread = None
+
+    def schedule(self, w, delay=0.0):
+        with self._cond:
+            now = time.monotonic()
+            self._queue.append([now + delay, _RETRY_FIRST, w, now + delay])
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._main, daemon=True,
+                                                name='killable-interrupter')
+                self._thread.start()
+            self._cond.notify()
+
+    def _main(self):
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                now = time.monotonic()
+                due = [e for e in self._queue if e[0] <= now]
+                if not due:
+                    self._cond.wait(min(e[0] for e in self._queue) - now)
+                    continue
+            for entry in due:
+                try:
+                    done = _send(entry[2], now - entry[3] >= _FORCE_AFTER)
+                except BaseException:  # never let this thread die
+                    done = True
+                with self._cond:
+                    if done:
+                        self._queue = [e for e in self._queue if e is not entry]
+                    else:
+                        entry[1] = min(entry[1] * 2, _RETRY_MAX)
+                        entry[0] = time.monotonic() + entry[1]
+
+
+_sender = _Sender()
+os.register_at_fork(after_in_child=_sender._reset)
+
+
+# sys.excepthook and sys.unraisablehook as they were when the first
+# asynchronous exception was sent: _excepthook() and _unraisablehook() chain
+# to them. Installed then, not at import, so that importing the override
+# leaves the process's hooks alone.
+_previous_excepthook = None
+_previous_unraisablehook = None
+_hook_lock = threading.Lock()
+
+
+def _install_excepthook():
+    """Before the first asynchronous exception is sent: put _excepthook()
+    and _unraisablehook() in front of the hooks current now. Once per
+    process."""
+    global _previous_excepthook, _previous_unraisablehook
+    with _hook_lock:
+        if _previous_excepthook is None:
+            _previous_excepthook = sys.excepthook
+            _previous_unraisablehook = sys.unraisablehook
+            sys.excepthook = _excepthook
+            sys.unraisablehook = _unraisablehook
+
+
+def _unraisablehook(args):
+    """The exception sent to a worker landed in a finalizer (a __del__, a
+    weakref callback) that the worker ran, maybe for an object of another
+    task, where Python reports it as unraisable and drops it. Send it again:
+    the user's code never saw it."""
+    try:
+        task = Killable.Task.get_current()
+        w = task.__dict__.get('_killable_worker') if task is not None else None
+        if w is not None and w.tid == threading.get_ident():
+            with w.lock:
+                if w.async_state == _ASYNC_SENT and type(args.exc_value) is w.async_type:
+                    w.async_state = _ASYNC_SCHEDULED
+                    _sender.schedule(w)
+                    return
+    except BaseException:
+        pass
+    previous = _previous_unraisablehook or sys.__unraisablehook__
+    previous(args)
+
+
+def _excepthook(exc_type, value, tb):
+    """The exception sent to a worker landed in PyGObject's own Python code
+    (the worker had just called a GI function that failed because of the
+    stop, and PyGObject was building its GLib.Error). PyGObject prints it
+    (through sys.excepthook) and raises RuntimeError("Converting the GError
+    failed") in the worker instead. Do not print it, and send it again:
+    the user's code never saw it. Everything else goes to the hook that
+    was in place before this one."""
+    try:
+        task = Killable.Task.get_current()
+        w = task.__dict__.get('_killable_worker') if task is not None else None
+        if w is not None and w.tid == threading.get_ident() and tb is not None:
+            last = tb
+            while last.tb_next is not None:
+                last = last.tb_next
+            module = last.tb_frame.f_globals.get('__name__') or ''
+            with w.lock:
+                if (w.async_state == _ASYNC_SENT and type(value) is w.async_type and
+                        _is_pygobject_module(module)):
+                    w.async_state = _ASYNC_SCHEDULED
+                    w.eaten = True
+                    _sender.schedule(w)
+                    return
+    except BaseException:
+        pass
+    previous = _previous_excepthook or sys.__excepthook__
+    previous(exc_type, value, tb)
+
+
+def _take_pending(w):
+    """In the worker: what an interrupt wants raised here, revoked from the
+    helper and the thread state so that it never lands later. Returns an
+    exception type or None. Called with w.lock held."""
+    exc_type = None
+    if w.pending is not None:
+        exc_type, w.pending = w.pending, None
+    elif w.async_state == _ASYNC_SCHEDULED:
+        exc_type = w.async_type
+        w.async_state = _ASYNC_DONE
+    elif w.async_state == _ASYNC_SENT and w.tid == threading.get_ident():
+        _clear_async_exc(w.tid, None)
+        exc_type = w.async_type
+        w.async_state = _ASYNC_DONE
+    return exc_type
+
+
+def raise_self_pending():
+    """After a call that may have interrupted the calling worker's own task:
+    raise what it asked for, synchronously."""
+    task = Killable.Task.get_current()
+    if task is None:
+        return
+    w = task.__dict__.get('_killable_worker')
+    if w is None or w.pending is None or w.tid != threading.get_ident() or w.shield:
+        return
+    with w.lock:
+        exc_type, w.pending = w.pending, None
+    if exc_type is not None:
+        raise _instantiate(exc_type, _stop_reason(task)) from None
+
+
+def _instantiate(exc_type, error=None):
+    if issubclass(exc_type, TaskCancelled):
+        return exc_type(error=error)
+    return exc_type()
+
+
+def _stop_reason(task):
+    try:
+        Killable.Task.check(task)
+    except GLib.Error as e:
+        return e
+    return None
+
+
+def check_exc_type(exc, default):
+    if exc is None:
+        return default
+    if isinstance(exc, type) and issubclass(exc, BaseException):
+        return exc
+    raise TypeError("exc must be an exception class, not %s" % type(exc).__name__)
+
+# }}}
+
+
+# The virtual methods of Python tasks {{{
+
+def _run_user_code(task):
+    # Its own frame: the call of run() below is a Python-to-Python call, so
+    # nothing is raised between its return and the caller's next line.
+    return task.run()
+
+
+def call_target(target, args, kwargs):
+    return target(*args, **kwargs)
+
+
+
+def _call_offset(func):
+    calls = [i.offset for i in dis.get_instructions(func) if i.opname.startswith('CALL')]
+    return calls[-1]
+
+
+# An asynchronous exception raised right after one of these calls returned
+# (Python checks for one after a call that it did not inline) landed after
+# the user's code had ended: it is dropped.
+_AFTER_USER_CODE = {
+    _run_user_code.__code__: _call_offset(_run_user_code),
+    call_target.__code__: _call_offset(call_target),
+}
+
+
+def _landed_after_user_code(exc):
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return _AFTER_USER_CODE.get(tb.tb_frame.f_code) == tb.tb_lasti
+
+
+def do_run(self):
+    error, tb = _run(self)
+    # The frames in that traceback lead here (f_back): hold no task here.
+    del self
+    if error is None:
+        return True
+    # The traceback of what escaped the work is kept (join() raises it):
+    # clear the override's own frames in it, whose locals hold the task,
+    # so that a failed task is freed (and an unread failure reported) when
+    # its last reference goes, without waiting for a garbage collection.
+    _clear_override_frames(tb)
+    del tb
+    # A copy: the error raised here gets this frame in its traceback.
+    raise GLib.Error.new_literal(GLib.quark_from_string(error.domain),
+                                 error.message, error.code)
+
+
+def _clear_override_frames(tb):
+    """Clear the locals of the override's frames (Killable.py and these
+    modules) in ``tb``; the user's frames are left alone."""
+    while tb is not None:
+        frame = tb.tb_frame
+        module = frame.f_globals.get('__name__') or ''
+        if module == 'gi.overrides.Killable' or module.startswith('gi.overrides._killable'):
+            try:
+                frame.clear()
+            except RuntimeError:  # still running: not ours to clear
+                pass
+        tb = tb.tb_next
+
+
+def _run(self):
+    """do_run(): returns (None, None) on success, else (the GError that
+    tells the C side how the work ended, the traceback to clear)."""
+    w = worker(self)
+    tid = threading.get_ident()
+    returned = False
+    exc = None
+
+    # Before w.tid is set: nothing can be sent to this thread yet.
+    thread = _enter_thread(self, w, tid)
+
+    try:
+        with w.lock:
+            w.tid = tid
+            w.tstate = _thread_state()
+            early, w.pending = w.pending, None
+        if early is not None:
+            # Interrupted between the start and now: the code never runs.
+            raise _instantiate(early, _stop_reason(self))
+        result = _run_user_code(self)
+        returned = True
+        w.result = result
+    except BaseException as e:
+        exc = e
+
+    # Leave the user's code. From here on nothing may be sent: at most one
+    # exception is ever sent, so if it lands in this loop it is the only
+    # one, and it is dropped (the user's code had already ended).
+    sent = None
+    while True:
+        try:
+            sent = _leave(w, tid)
+            break
+        except BaseException as e:
+            if not returned and exc is None:
+                exc = e
+
+    _leave_thread(w, tid, thread)
+
+    # The last progress and status reach the owner before the end does.
+    publish_report(self, w)
+
+    if not returned and sent is not None and type(exc) is sent and \
+            _landed_after_user_code(exc):
+        returned = True
+
+    if returned:
+        return None, None
+
+    if w.eaten and type(exc) is RuntimeError:
+        # RuntimeError("Converting the GError failed"), in place of the
+        # exception sent (see _excepthook): what ended the work is the
+        # interrupt.
+        exc = _instantiate(w.async_type).with_traceback(exc.__traceback__)
+
+    if isinstance(exc, TaskCancelled):
+        w.exc, w.exc_tb = exc, exc.__traceback__
+        error = _error_for_cancellation(exc)
+        w.exc_key = None
+        return error, w.exc_tb
+
+    if isinstance(exc, GLib.Error):
+        error = exc
+    else:
+        text = str(exc)
+        message = type(exc).__name__ + (': ' + text if text else '')
+        error = GLib.Error.new_literal(_KILLABLE_ERROR, message,
+                                       int(Killable.Error.FAILED))
+    w.exc, w.exc_tb = exc, exc.__traceback__
+    w.exc_key = _error_key(error)
+    if Killable.Task.get_state(self) != _State.KILLED and \
+            not isinstance(exc, SystemExit) and not w.consumed:
+        # (Abandoned, the task ended KILLED: this failure is nobody's.)
+        _start_reporter()
+        w.__class__ = _UnreadFailure
+    return error, w.exc_tb
+
+
+class _TaskThread(threading._DummyThread):
+    """What threading.current_thread() returns inside a task's work:
+    named after the task, listed by threading.enumerate() while the work
+    runs (and no longer after). Not joinable: join the task."""
+
+    def __init__(self, name):
+        # Registers itself in threading's table of threads.
+        super().__init__()
+        self.name = name
+        self._task_ended = False
+
+    def is_alive(self):
+        return not self._task_ended
+
+    def join(self, timeout=None):
+        raise RuntimeError("cannot join the thread of task %r: join the task" % self.name)
+
+
+# {thread ident: task} while the task's work runs on that thread: what
+# patch_blocking_calls() looks up (a dict lookup, no call into the library).
+RUNNING = {}
+
+
+def _enter_thread(task, w, tid):
+    """Give the worker thread threading's manners for the time of the
+    work: a Thread object named after the task, the trace and profile
+    functions of threading.settrace()/setprofile(). Returns what
+    _leave_thread() restores."""
+    RUNNING[tid] = task
+    with threading._active_limbo_lock:
+        previous = threading._active.pop(tid, None)
+    try:
+        name = Killable.Task.get_name(task) or 'Killable.Task'
+    except Exception:
+        name = 'Killable.Task'
+    thread = _TaskThread(name)
+    # Out of threading's weak set of Thread objects: freeing this one later
+    # (maybe on a worker thread, while an asynchronous exception is due)
+    # then runs no Python callback.
+    threading._dangling.discard(thread)
+    w.thread = thread
+    w.ident = tid
+    w.native_id = getattr(thread, 'native_id', None)
+    trace = threading.gettrace()
+    profile = threading.getprofile()
+    if profile is not None:
+        sys.setprofile(profile)
+    if trace is not None:
+        sys.settrace(trace)
+    return thread, previous
+
+
+def _leave_thread(w, tid, entered):
+    thread, previous = entered
+    RUNNING.pop(tid, None)
+    sys.settrace(None)
+    sys.setprofile(None)
+    thread._task_ended = True
+    with threading._active_limbo_lock:
+        if threading._active.get(tid) is thread:
+            if previous is not None:
+                threading._active[tid] = previous
+            else:
+                del threading._active[tid]
+
+
+def _leave(w, tid):
+    """Returns the type of the exception sent to the worker, if any."""
+    sent = None
+    with w.lock:
+        w.tid = None
+        w.tstate = None
+        w.pending = None
+        if w.async_state == _ASYNC_SENT:
+            # Sent but maybe not landed: make sure it never does.
+            _clear_async_exc(tid, None)
+            sent = w.async_type
+        w.async_state = _ASYNC_DONE
+    return sent
+
+
+def do_interrupt(self):
+    Killable.Task.do_interrupt(self)
+    w = worker(self)
+    with w.lock:
+        _request_locked(w, w.interrupt_type or TaskInterrupted)
+
+
+def do_kill(self):
+    Killable.Task.do_kill(self)
+    w = worker(self)
+    with w.lock:
+        _request_locked(w, TaskKilled)
+
+# }}}
+
+
+# What the Task methods of Killable.py hand over {{{
+
+# For tests: called with the task right before a wait blocks (the worker is
+# about to block; a stop from then on wakes it).
+WAIT_HOOK = None
+
+
+def wait(task, func, *args):
+    """Task.sleep()/check()/wait_fd(): call ``func(task, *args)``, a wait
+    that a stop wakes, raising the task's cancellation (or the exception an
+    interrupt asked for) instead of its GError."""
+    w = worker(task)
+    me = threading.get_ident()
+    mine = w.tid == me
+    if w.report:
+        publish_report(task, w)
+    if mine:
+        with w.lock:
+            exc_type = _take_pending(w)
+            if exc_type is None:
+                w.in_wait += 1
+        if exc_type is not None:
+            raise _instantiate(exc_type, _stop_reason(task)) from None
+    error = None
+    ret = None
+    if WAIT_HOOK is not None:
+        WAIT_HOOK(task)
+    try:
+        ret = func(task, *args)
+    except GLib.Error as e:
+        error = e
+    finally:
+        if mine:
+            with w.lock:
+                w.in_wait -= 1
+                exc_type = _take_pending(w)
+                if (exc_type is None and w.async_state == _ASYNC_NONE and
+                        _is_interruption(error)):
+                    # The stop of interrupt() woke us before its interrupt
+                    # vfunc ran: the exception is raised here, and that
+                    # vfunc then sends nothing.
+                    exc_type = w.interrupt_type or TaskInterrupted
+                    w.async_state = _ASYNC_DONE
+    if mine and exc_type is not None:
+        raise _instantiate(exc_type, error or _stop_reason(task)) from None
+    if error is not None:
+        # The stop's cause: a TaskCancelled. (wait_fd() also fails with a
+        # G_IO_ERROR when it cannot poll.)
+        if Killable.Task.is_stop_requested(task):
+            raise _cancellation(error) from None
+        raise error
+    return ret
+
+
+def raise_outcome(task):
+    """Raise what join() raises for a task that ended; return if it
+    succeeded. The outcome counts as read."""
+    state = task.get_state()
+    w = task.__dict__.get('_killable_worker')
+    if w is not None:
+        w.consumed = True
+        if type(w) is _UnreadFailure:
+            w.__class__ = _Worker
+    if state == _State.SUCCEEDED:
+        return
+    error = task.get_error()
+    exc = w.exc if w is not None else None
+    if state == _State.FAILED:
+        if exc is not None and error is not None and w.exc_key == _error_key(error):
+            raise exc.with_traceback(w.exc_tb)
+        if error is None:
+            error = GLib.Error.new_literal(_KILLABLE_ERROR, "task failed",
+                                           int(Killable.Error.FAILED))
+        if exc is not None:
+            raise error from exc
+        raise error
+    cls = TaskKilled if state == _State.KILLED else _class_for_error(error)
+    if state != _State.KILLED and type(exc) is cls:
+        exc.error = error
+        raise exc.with_traceback(w.exc_tb)
+    raise _cancellation(error, cls) from None
+
+
+def interrupt(task, exc_type):
+    """Task.interrupt(): the C call, with the exception sent early when it
+    can be (see _send_early_locked())."""
+    w = worker(task)
+    returned = None
+    try:
+        with w.lock:
+            w.interrupt_type = exc_type
+            tid = w.tid
+            returned = _send_early_locked(w, task, exc_type)
+        Killable.Task.interrupt(task)
+    finally:
+        if returned is not None:
+            returned.set()
+            with _early_lock:
+                if _early_sent.get(tid, (None, None))[1] is returned:
+                    del _early_sent[tid]
+    raise_self_pending()
+
+# }}}
+
+
+# Hot calls {{{
+#
+# check(), stopped() and is_stop_requested() run in every step of a
+# worker's loop; set_progress() and set_status() often as well. An
+# introspected call releases the GIL and takes it back: a worker doing that
+# every millisecond keeps the owner's main loop (which waits for the GIL)
+# from running, because CPython forces a switch only after a waiter went a
+# whole switch interval (5 ms) without any hand-over. So:
+#
+# - the stop is read through ctypes.PyDLL, which keeps the GIL: the
+#   library's stop word if it exports killable_task_get_stop_flag() (a
+#   load, no call), else killable_task_is_stop_requested() (an atomic load
+#   in C; it takes no lock, so holding the GIL over it cannot deadlock);
+# - progress and status set by the worker are kept in Python and published
+#   (through introspection, releasing the GIL) at most every
+#   _PUBLISH_EVERY; what is left is published by the worker before it
+#   waits (sleep(), wait_fd(), a blocking check()) and when run() ends, or
+#   by a helper thread _PUBLISH_LATE after it was set.
+
+_PUBLISH_EVERY = 0.010
+_PUBLISH_LATE = 0.050
+_MISSING = object()
+
+
+def _load_library():
+    """The library GI already loaded, through ctypes.PyDLL (its calls keep
+    the GIL), or None. dlopen() of the soname finds the loaded copy
+    wherever it came from."""
+    try:
+        lib = ctypes.PyDLL('libkillable-1.so.0')
+        is_requested = lib.killable_task_is_stop_requested
+    except (OSError, AttributeError):
+        return None, None, None
+    is_requested.restype = ctypes.c_int
+    is_requested.argtypes = [ctypes.c_void_p]
+    get_flag = getattr(lib, 'killable_task_get_stop_flag', None)
+    if get_flag is not None:
+        get_flag.restype = ctypes.c_void_p
+        get_flag.argtypes = [ctypes.c_void_p]
+    return lib, is_requested, get_flag
+
+
+_lib, _c_is_stop_requested, _c_get_stop_flag = _load_library()
+
+_capsule_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
+    ('PyCapsule_GetPointer', ctypes.pythonapi))
+
+
+def _pointer(task, w):
+    """The task's KillableTask * (its wrapper keeps it alive)."""
+    ptr = w.ptr
+    if ptr is None:
+        ptr = w.ptr = _capsule_pointer(task.__gpointer__, None)
+        if _c_get_stop_flag is not None:
+            w.flag = ctypes.c_int.from_address(_c_get_stop_flag(ptr))
+    return ptr
+
+
+def is_stop_requested(task):
+    """Killable.Task.is_stop_requested() without releasing the GIL."""
+    if _c_is_stop_requested is None:
+        return Killable.Task.is_stop_requested(task)
+    w = task.__dict__.get('_killable_worker') or worker(task)
+    ptr = w.ptr or _pointer(task, w)
+    flag = w.flag
+    if flag is not None and not flag.value:
+        return False
+    return bool(_c_is_stop_requested(ptr))
+
+
+def slow_path_wanted(task):
+    """Whether check() must call into the library: a stop was requested
+    (or, with the stop word, the task is paused)."""
+    if _c_is_stop_requested is None:
+        return Killable.Task.is_stop_requested(task)
+    w = task.__dict__.get('_killable_worker') or worker(task)
+    ptr = w.ptr or _pointer(task, w)
+    flag = w.flag
+    if flag is not None:
+        return flag.value != 0
+    return bool(_c_is_stop_requested(ptr))
+
+
+def set_report(task, key, value):
+    """set_progress() (key 'progress') and set_status() ('status'): from
+    the worker's own thread, coalesced; from any other thread, at once."""
+    w = task.__dict__.get('_killable_worker') or worker(task)
+    if w.tid != threading.get_ident():
+        with w.publish_lock:
+            # Whatever the worker left is older than this value.
+            w.report.pop(key, None)
+            _publish_one(task, key, value)
+        return
+    w.report[key] = value
+    now = time.monotonic()
+    if now - w.published >= _PUBLISH_EVERY:
+        publish_report(task, w, now)
+    elif not w.flush_armed:
+        w.flush_armed = True
+        _flusher.schedule(task, w, now + _PUBLISH_LATE)
+
+
+def _publish_one(task, key, value):
+    if key == 'progress':
+        Killable.Task.set_progress(task, value)
+    else:
+        Killable.Task.set_status(task, value)
+
+
+def publish_report(task, w=None, now=None):
+    """Publish what set_report() kept. Any thread."""
+    if w is None:
+        w = task.__dict__.get('_killable_worker')
+        if w is None:
+            return
+    if not w.report:
+        return
+    with w.publish_lock:
+        w.published = time.monotonic() if now is None else now
+        # pop(): one step under the GIL, so that a value the worker sets
+        # meanwhile is kept for the next publication, never lost.
+        for key in ('progress', 'status'):
+            value = w.report.pop(key, _MISSING)
+            if value is not _MISSING:
+                _publish_one(task, key, value)
+
+
+class _Flusher(object):
+    """A daemon thread that publishes what workers left unpublished."""
+
+    def __init__(self):
+        self._reset()
+
+    def _reset(self):
+        # Also in a child after fork(): the thread did not come along.
+        self._cond = threading.Condition(threading.Lock())
+        self._queue = []      # (due, task, worker)
+        self._thread = None
+
+    def schedule(self, task, w, due):
+        with self._cond:
+            self._queue.append((due, task, w))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._main, daemon=True,
+                                                name='killable-progress')
+                self._thread.start()
+            self._cond.notify()
+
+    def _main(self):
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                now = time.monotonic()
+                due = [e for e in self._queue if e[0] <= now]
+                if not due:
+                    self._cond.wait(min(e[0] for e in self._queue) - now)
+                    continue
+                self._queue = [e for e in self._queue if e[0] > now]
+            for _, task, w in due:
+                w.flush_armed = False
+                try:
+                    publish_report(task, w)
+                except BaseException:  # never let this thread die
+                    pass
+            del due, task, w
+
+
+_flusher = _Flusher()
+os.register_at_fork(after_in_child=_flusher._reset)
+
+# }}}
+
+
+# Shields {{{
+
+class Shield(object):
+    """``with Killable.shield():`` (see Killable.shield())."""
+
+    __slots__ = ('_task', '_w')
+
+    def __init__(self):
+        self._task = None
+        self._w = None
+
+    def __enter__(self):
+        task = Killable.Task.get_current()
+        if task is None:
+            return self
+        w = worker(task)
+        if w.tid != threading.get_ident():
+            return self
+        with w.lock:
+            # An exception sent but not landed yet: revoked, and raised
+            # when the shield ends instead (it may also land before this
+            # line: then the block does not run).
+            if w.async_state == _ASYNC_SENT:
+                _clear_async_exc(w.tid, None)
+                w.pending = w.async_type
+                w.async_state = _ASYNC_DONE
+            w.shield += 1
+            self._task = task
+            self._w = w
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        w = self._w
+        if w is None:
+            return False
+        task = self._task
+        self._w = self._task = None
+        with w.lock:
+            w.shield -= 1
+            pending = None
+            if not w.shield and w.pending is not None:
+                pending, w.pending = w.pending, None
+        if pending is not None:
+            raise _instantiate(pending, _stop_reason(task))
+        return False
+
+# }}}
