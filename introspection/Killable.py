@@ -160,6 +160,7 @@ class Task(Killable.Task):
         elif not isinstance(name, str):
             raise TypeError("name must be a string, not %s" % type(name).__name__)
         if name is not None:
+            _check_no_nul(name, 'name')
             properties['name'] = name
         super().__init__(**properties)
         self._target = target
@@ -228,7 +229,11 @@ class Task(Killable.Task):
         _killable.set_report(self, 'progress', progress)
 
     def set_status(self, status):
-        """Set the task's status text, published like :meth:`set_progress`."""
+        """Set the task's status text, published like :meth:`set_progress`.
+        A string that holds a NUL character (which C would silently cut
+        there) is a ValueError."""
+        if status is not None:
+            _check_no_nul(status, 'status')
         _killable.set_report(self, 'status', status)
 
     def sleep(self, seconds):
@@ -410,9 +415,34 @@ class Task(Killable.Task):
     # }}}
 
 
+
 Task = override(Task)
 __all__.append('Task')
 
+
+def _check_no_nul(value, what):
+    # PyGObject passes a str to C up to its first NUL: "a\0b" would become
+    # "a" without a word.
+    if '\0' in value:
+        raise ValueError('%s must not contain NUL characters: %r' % (what, value))
+
+
+class ProcessTask(Killable.ProcessTask):
+    """A :class:`Killable.Task` that runs a program."""
+
+    @classmethod
+    def new(cls, argv):
+        """As :meth:`Killable.ProcessTask.new`; ``None`` in ``argv`` (which
+        C would take as its end: ``["echo", None, "x"]`` would run
+        ``echo``) is a TypeError."""
+        for i, arg in enumerate(argv):
+            if not isinstance(arg, (str, bytes)):
+                raise TypeError('argv[%d] must be a string, not %s' % (i, type(arg).__name__))
+        return Killable.ProcessTask.new(argv)
+
+
+ProcessTask = override(ProcessTask)
+__all__.append('ProcessTask')
 
 
 class PythonTask(Task):

@@ -46,7 +46,7 @@ G_BEGIN_DECLS
  *   by a signal it did not get from libkillable.
  *
  * Error codes of the %KILLABLE_ERROR domain. The first five describe how a
- * task was cancelled: [func@Killable.error_is_cancellation] is %TRUE for
+ * task was cancelled: [func@Killable.Error.is_cancellation] is %TRUE for
  * them.
  *
  * Since: 1.0

@@ -5,7 +5,7 @@
 
 #pragma once
 
-#include "killable-task.h"
+#include <glib-object.h>
 
 G_BEGIN_DECLS
 
@@ -26,33 +26,61 @@ typedef enum
   KILLABLE_EMIT_PARENT         = 1 << 8,
   KILLABLE_EMIT_FINISHED       = 1 << 9,
   KILLABLE_EMIT_ASYNC_RETURN   = 1 << 10,
+  /* Notifications of properties an owner-side setter changed. */
+  KILLABLE_EMIT_TIMEOUT            = 1 << 11,
+  KILLABLE_EMIT_GRACE_PERIOD       = 1 << 12,
+  KILLABLE_EMIT_INTERRUPT_SYSCALLS = 1 << 13,
+  KILLABLE_EMIT_CHILD_POLICY       = 1 << 14,
+  KILLABLE_EMIT_RETAIN_CHILDREN    = 1 << 15,
+  KILLABLE_EMIT_LIMITER            = 1 << 16,
 } KillableEmission;
+
+#define KILLABLE_EMIT_SETTERS \
+  (KILLABLE_EMIT_TIMEOUT | KILLABLE_EMIT_GRACE_PERIOD | KILLABLE_EMIT_INTERRUPT_SYSCALLS | \
+   KILLABLE_EMIT_CHILD_POLICY | KILLABLE_EMIT_RETAIN_CHILDREN | KILLABLE_EMIT_LIMITER)
 
 /* Emissions whose order relative to other tasks' does not matter: they
  * coalesce into a task's pending entry wherever it stands in the queue. */
 #define KILLABLE_EMIT_UNORDERED \
-  (KILLABLE_EMIT_PROGRESS | KILLABLE_EMIT_STATUS | KILLABLE_EMIT_CHILDREN | KILLABLE_EMIT_PARENT)
+  (KILLABLE_EMIT_PROGRESS | KILLABLE_EMIT_STATUS | KILLABLE_EMIT_CHILDREN | KILLABLE_EMIT_PARENT | \
+   KILLABLE_EMIT_SETTERS)
 
 typedef struct _KillableOwnerEntry KillableOwnerEntry;
 
+/* Given by the object that owns a KillableOwner: which of @emissions
+ * someone listens to (called on any thread), and the emission itself
+ * (called on the owner's thread). */
 typedef struct
 {
-  GMainContext       *context;   /* (owned) protected by the owner lock */
-  KillableOwnerEntry *pending;   /* (nullable) this task's newest queued entry, owner lock */
+  guint (*filter) (GObject *object,
+                   guint    emissions);
+  void  (*emit)   (GObject *object,
+                   guint    emissions);
+} KillableOwnerFuncs;
+
+typedef struct
+{
+  GMainContext             *context;   /* (owned) protected by the owner lock */
+  GThread                  *thread;    /* (owned) the owner's thread, protected by the owner lock */
+  KillableOwnerEntry       *pending;   /* (nullable) this object's newest queued entry, owner lock */
+  GObject                  *object;    /* (unowned) immutable: what the emissions are about */
+  const KillableOwnerFuncs *funcs;     /* immutable */
 } KillableOwner;
 
-void          killable_owner_init          (KillableOwner *owner);
-void          killable_owner_clear         (KillableOwner *owner);
-void          killable_owner_set_context   (KillableTask  *task,
-                                            GMainContext  *context);
-void          killable_owner_queue         (KillableTask  *task,
-                                            guint          emissions);
+void          killable_owner_init          (KillableOwner            *owner,
+                                            GObject                  *object,
+                                            const KillableOwnerFuncs *funcs);
+void          killable_owner_clear         (KillableOwner            *owner);
+void          killable_owner_set_context   (KillableOwner            *owner,
+                                            GMainContext             *context);
+void          killable_owner_queue         (KillableOwner            *owner,
+                                            guint                     emissions);
+void          killable_owner_emit          (KillableOwner            *owner,
+                                            guint                     emissions);
+void          killable_owner_release       (KillableOwner            *owner,
+                                            GDestroyNotify            notify,
+                                            gpointer                  data);
 
-/* Provided by killable-task.c: which of @emissions someone listens to
- * (any thread), and the emission itself (on the owner's context). */
-guint         killable_task_filter_emissions (KillableTask *task,
-                                              guint         emissions);
-void          killable_task_emit             (KillableTask *task,
-                                              guint         emissions);
+void          killable_owner_fork_lock     (gboolean                  lock);
 
 G_END_DECLS

@@ -1,11 +1,22 @@
 /* killable-owner.c: emissions on the owner's main context
  *
+ * Owns: a KillableOwner per task (its owner context and thread, its newest
+ * queued entry), one FIFO of entries per owner context, and the release of
+ * the owner's data (destroy notifies) on the owner's context.
+ * Locks: owner_lock guards every queue and every KillableOwner's context,
+ * thread and pending entry, and serialises the probes of
+ * killable_owner_release(); a leaf lock (no user code, no other library
+ * lock is taken under it).
+ * Called by: killable-task.c. Calls back only through the
+ * KillableOwnerFuncs its owner gave at init, and the destroy notifies
+ * given to killable_owner_release(): a leaf.
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
 #include "config.h"
 
-#include "killable-task-private.h"
+#include "killable-owner-private.h"
 
 /* Signals and notifications of a task are never emitted on a worker
  * thread: they are queued here and emitted by an idle source on the owner's
@@ -26,7 +37,7 @@
 
 struct _KillableOwnerEntry
 {
-  KillableTask *task;       /* (owned) */
+  KillableOwner *owner;     /* its object is referenced by the entry */
   guint         emissions;
   GList         link;
 };
@@ -42,35 +53,65 @@ static GMutex owner_lock;
 static GHashTable *queues;  /* GMainContext* → OwnerQueue*, protected by owner_lock */
 
 void
-killable_owner_init (KillableOwner *owner)
+killable_owner_init (KillableOwner            *owner,
+                     GObject                  *object,
+                     const KillableOwnerFuncs *funcs)
 {
   owner->context = g_main_context_ref_thread_default ();
+  owner->thread = g_thread_ref (g_thread_self ());
   owner->pending = NULL;
+  owner->object = object;
+  owner->funcs = funcs;
 }
 
 void
 killable_owner_clear (KillableOwner *owner)
 {
-  /* A queued entry holds a reference on its task, so none is left here. */
+  /* A queued entry holds a reference on its object, so none is left here. */
   g_assert (owner->pending == NULL);
   g_clear_pointer (&owner->context, g_main_context_unref);
+  g_clear_pointer (&owner->thread, g_thread_unref);
 }
 
+/* The calling thread becomes the owner's thread, @context its context. */
 void
-killable_owner_set_context (KillableTask *task,
-                            GMainContext *context)
+killable_owner_set_context (KillableOwner *owner,
+                            GMainContext  *context)
 {
-  KillableTaskPrivate *priv = killable_task_get_private_data (task);
   GMainContext *old;
+  GThread *old_thread;
 
   g_mutex_lock (&owner_lock);
-  old = priv->owner.context;
-  priv->owner.context = g_main_context_ref (context);
+  old = owner->context;
+  old_thread = owner->thread;
+  owner->context = g_main_context_ref (context);
+  owner->thread = g_thread_ref (g_thread_self ());
   /* Emissions already queued on the old context stay there. */
-  priv->owner.pending = NULL;
+  owner->pending = NULL;
   g_mutex_unlock (&owner_lock);
 
   g_main_context_unref (old);
+  g_thread_unref (old_thread);
+}
+
+/* Emits @emissions at once when the calling thread is the owner's (it
+ * called start(), or created the task, or it is running the owner
+ * context), as GObject's own setters do; queues them otherwise, so that a
+ * handler never runs on another thread. */
+void
+killable_owner_emit (KillableOwner *owner,
+                     guint          emissions)
+{
+  gboolean here;
+
+  g_mutex_lock (&owner_lock);
+  here = owner->thread == g_thread_self () || g_main_context_is_owner (owner->context);
+  g_mutex_unlock (&owner_lock);
+
+  if (here)
+    owner->funcs->emit (owner->object, emissions);
+  else
+    killable_owner_queue (owner, emissions);
 }
 
 static gboolean
@@ -87,10 +128,9 @@ owner_queue_dispatch (gpointer user_data)
   for (l = entries.head; l != NULL; l = l->next)
     {
       KillableOwnerEntry *entry = l->data;
-      KillableTaskPrivate *priv = killable_task_get_private_data (entry->task);
 
-      if (priv->owner.pending == entry)
-        priv->owner.pending = NULL;
+      if (entry->owner->pending == entry)
+        entry->owner->pending = NULL;
     }
 
   g_clear_pointer (&queue->source, g_source_unref);
@@ -102,10 +142,11 @@ owner_queue_dispatch (gpointer user_data)
   while ((l = g_queue_pop_head_link (&entries)) != NULL)
     {
       KillableOwnerEntry *entry = l->data;
+      GObject *object = entry->owner->object;
 
-      killable_task_emit (entry->task, entry->emissions);
-      g_object_unref (entry->task);
+      entry->owner->funcs->emit (object, entry->emissions);
       g_free (entry);
+      g_object_unref (object);
     }
 
   return G_SOURCE_REMOVE;
@@ -127,25 +168,24 @@ owner_queue_free (gpointer data)
 }
 
 void
-killable_owner_queue (KillableTask *task,
-                      guint         emissions)
+killable_owner_queue (KillableOwner *owner,
+                      guint          emissions)
 {
-  KillableTaskPrivate *priv = killable_task_get_private_data (task);
   KillableOwnerEntry *entry;
   OwnerQueue *queue;
-  KillableTask *ref;
+  GObject *ref;
 
-  emissions = killable_task_filter_emissions (task, emissions);
+  emissions = owner->funcs->filter (owner->object, emissions);
   if (emissions == 0)
     return;
 
   /* Taken before the lock: a reference that toggles runs a binding's
    * toggle notification (Python takes its GIL there). */
-  ref = g_object_ref (task);
+  ref = g_object_ref (owner->object);
 
   g_mutex_lock (&owner_lock);
 
-  entry = priv->owner.pending;
+  entry = owner->pending;
   if (entry != NULL &&
       ((emissions & ~KILLABLE_EMIT_UNORDERED) == 0 || entry->link.next == NULL))
     {
@@ -158,20 +198,20 @@ killable_owner_queue (KillableTask *task,
   if (queues == NULL)
     queues = g_hash_table_new_full (NULL, NULL, NULL, owner_queue_free);
 
-  queue = g_hash_table_lookup (queues, priv->owner.context);
+  queue = g_hash_table_lookup (queues, owner->context);
   if (queue == NULL)
     {
       queue = g_new0 (OwnerQueue, 1);
-      queue->context = g_main_context_ref (priv->owner.context);
+      queue->context = g_main_context_ref (owner->context);
       g_hash_table_insert (queues, queue->context, queue);
     }
 
   entry = g_new0 (KillableOwnerEntry, 1);
-  entry->task = ref;
+  entry->owner = owner;
   entry->emissions = emissions;
   entry->link.data = entry;
   g_queue_push_tail_link (&queue->entries, &entry->link);
-  priv->owner.pending = entry;
+  owner->pending = entry;
 
   if (queue->source == NULL)
     {
@@ -184,3 +224,101 @@ killable_owner_queue (KillableTask *task,
 
   g_mutex_unlock (&owner_lock);
 }
+
+/* For killable-fork.c: owner_lock is held across fork(), so that the
+ * child's copy of the queues is consistent. */
+void
+killable_owner_fork_lock (gboolean lock)
+{
+  if (lock)
+    g_mutex_lock (&owner_lock);
+  else
+    g_mutex_unlock (&owner_lock);
+}
+
+/* Releases {{{ */
+
+typedef struct
+{
+  GDestroyNotify notify;
+  gpointer       data;
+} Release;
+
+
+static gboolean
+release_dispatch (gpointer user_data)
+{
+  Release *release = user_data;
+
+  release->notify (release->data);
+  release->notify = NULL;
+
+  return G_SOURCE_REMOVE;
+}
+
+static void
+release_free (gpointer user_data)
+{
+  Release *release = user_data;
+
+  /* A context freed before it ran the source still releases the data. */
+  if (release->notify != NULL)
+    release->notify (release->data);
+  g_free (release);
+}
+
+/* Runs @notify (@data), the destroy notify of something the owner gave a
+ * task (a cleanup's or stop callback's data, the work function's), where
+ * the owner can take it: at once on the owner's thread; queued to the
+ * owner's context while a main loop runs it on another thread (a GJS
+ * closure must not be freed off its thread); at once when no main loop
+ * runs that context (a script that joins: nothing would ever release it).
+ * Takes no lock of the caller's; the notify runs under none. */
+void
+killable_owner_release (KillableOwner  *owner,
+                        GDestroyNotify  notify,
+                        gpointer        data)
+{
+  g_autoptr(GMainContext) context = NULL;
+  GSource *source;
+  Release *release;
+  gboolean here;
+
+  if (notify == NULL)
+    return;
+
+  /* A main loop holds its context for as long as it runs (g_main_loop_run(),
+   * g_application_run()): when it can be acquired here, none runs it. The
+   * probes are serialised by owner_lock, so that two of them never take
+   * each other for a main loop (the context's own lock is already taken
+   * under owner_lock, by g_source_attach() in killable_owner_queue()). */
+  g_mutex_lock (&owner_lock);
+  here = owner->thread == g_thread_self () || g_main_context_is_owner (owner->context);
+  context = g_main_context_ref (owner->context);
+  if (!here)
+    {
+      here = g_main_context_acquire (context);
+      if (here)
+        g_main_context_release (context);
+    }
+  g_mutex_unlock (&owner_lock);
+
+  if (here)
+    {
+      notify (data);
+      return;
+    }
+
+  release = g_new0 (Release, 1);
+  release->notify = notify;
+  release->data = data;
+
+  source = g_idle_source_new ();
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
+  g_source_set_static_name (source, "[killable] release");
+  g_source_set_callback (source, release_dispatch, release, release_free);
+  g_source_attach (source, context);
+  g_source_unref (source);
+}
+
+/* }}} */

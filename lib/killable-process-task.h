@@ -26,6 +26,9 @@ G_BEGIN_DECLS
  * @KILLABLE_PROCESS_FLAGS_STDERR_MERGE: send stderr where stdout goes.
  * @KILLABLE_PROCESS_FLAGS_STDIN_INHERIT: inherit stdin instead of
  *   `/dev/null`.
+ * @KILLABLE_PROCESS_FLAGS_STDIN_PIPE: give the program a pipe as stdin;
+ *   write to it with [method@Killable.ProcessTask.get_stdin_pipe] or
+ *   [method@Killable.ProcessTask.communicate_async]. Since: 1.2
  *
  * How a [class@Killable.ProcessTask] connects its child's standard streams.
  *
@@ -40,7 +43,44 @@ typedef enum /*< flags >*/
   KILLABLE_PROCESS_FLAGS_STDERR_SILENCE = 1 << 3,
   KILLABLE_PROCESS_FLAGS_STDERR_MERGE   = 1 << 4,
   KILLABLE_PROCESS_FLAGS_STDIN_INHERIT  = 1 << 5,
+  KILLABLE_PROCESS_FLAGS_STDIN_PIPE     = 1 << 6,
 } KillableProcessFlags;
+
+/**
+ * KillableContainment:
+ * @KILLABLE_CONTAINMENT_AUTO: the strongest mode available: %KILLABLE_CONTAINMENT_CGROUP
+ *   where a writable cgroup v2 directory is found, else
+ *   %KILLABLE_CONTAINMENT_REAPER, else (the helper program is not
+ *   installed) %KILLABLE_CONTAINMENT_GROUP.
+ * @KILLABLE_CONTAINMENT_GROUP: the program runs in a process group of its
+ *   own; processes that leave the group (`setsid()`, `setpgid()`) escape the
+ *   stop and the kill, and outlive the owner process.
+ * @KILLABLE_CONTAINMENT_REAPER: the program runs under a small helper
+ *   program (`killable-reaper`, installed in libexecdir) that is a child
+ *   subreaper: every process the program starts stays below it however it
+ *   daemonizes; stop, interrupt, kill and pause reach all of them, and they
+ *   are all killed when the owner process dies, even by `SIGKILL`. Works
+ *   unprivileged.
+ * @KILLABLE_CONTAINMENT_CGROUP: as %KILLABLE_CONTAINMENT_REAPER, and the
+ *   program starts in a cgroup v2 of its own (created under the directory
+ *   of [property@Killable.ProcessTask:cgroup-parent], or
+ *   `$KILLABLE_CGROUP_ROOT`, or the caller's own cgroup): the kill is
+ *   `cgroup.kill`, the pause `cgroup.freeze`, and the cgroup's memory and
+ *   pids controllers give the limits. Needs a writable cgroup v2 subtree
+ *   (root, or a delegated one) and Linux 5.14.
+ *
+ * How much of what a [class@Killable.ProcessTask] starts its stop, kill and
+ * end reach. See [property@Killable.ProcessTask:containment].
+ *
+ * Since: 1.2
+ */
+typedef enum
+{
+  KILLABLE_CONTAINMENT_AUTO,
+  KILLABLE_CONTAINMENT_GROUP,
+  KILLABLE_CONTAINMENT_REAPER,
+  KILLABLE_CONTAINMENT_CGROUP,
+} KillableContainment;
 
 #define KILLABLE_TYPE_PROCESS_TASK (killable_process_task_get_type ())
 
@@ -87,5 +127,53 @@ KILLABLE_AVAILABLE_IN_1_0
 GBytes              *killable_process_task_get_stdout_bytes (KillableProcessTask  *self);
 KILLABLE_AVAILABLE_IN_1_0
 GBytes              *killable_process_task_get_stderr_bytes (KillableProcessTask  *self);
+
+KILLABLE_AVAILABLE_IN_1_2
+KillableContainment  killable_process_task_get_containment  (KillableProcessTask  *self);
+KILLABLE_AVAILABLE_IN_1_2
+void                 killable_process_task_set_containment  (KillableProcessTask  *self,
+                                                             KillableContainment   containment);
+KILLABLE_AVAILABLE_IN_1_2
+const char          *killable_process_task_get_cgroup_parent (KillableProcessTask *self);
+KILLABLE_AVAILABLE_IN_1_2
+void                 killable_process_task_set_cgroup_parent (KillableProcessTask *self,
+                                                              const char          *path);
+KILLABLE_AVAILABLE_IN_1_2
+guint64              killable_process_task_get_memory_limit (KillableProcessTask  *self);
+KILLABLE_AVAILABLE_IN_1_2
+void                 killable_process_task_set_memory_limit (KillableProcessTask  *self,
+                                                             guint64               bytes);
+KILLABLE_AVAILABLE_IN_1_2
+guint                killable_process_task_get_max_processes (KillableProcessTask *self);
+KILLABLE_AVAILABLE_IN_1_2
+void                 killable_process_task_set_max_processes (KillableProcessTask *self,
+                                                              guint                max_processes);
+KILLABLE_AVAILABLE_IN_1_2
+GOutputStream       *killable_process_task_get_stdin_pipe   (KillableProcessTask  *self);
+KILLABLE_AVAILABLE_IN_1_2
+GInputStream        *killable_process_task_get_stdout_pipe  (KillableProcessTask  *self);
+KILLABLE_AVAILABLE_IN_1_2
+GInputStream        *killable_process_task_get_stderr_pipe  (KillableProcessTask  *self);
+KILLABLE_AVAILABLE_IN_1_2
+void                 killable_process_task_communicate_async (KillableProcessTask *self,
+                                                              GBytes              *stdin_buf,
+                                                              GCancellable        *cancellable,
+                                                              GAsyncReadyCallback  callback,
+                                                              gpointer             user_data);
+KILLABLE_AVAILABLE_IN_1_2
+gboolean             killable_process_task_communicate_finish (KillableProcessTask *self,
+                                                               GAsyncResult        *result,
+                                                               GBytes             **stdout_buf,
+                                                               GBytes             **stderr_buf,
+                                                               GError             **error);
+
+/* Pausing, for every task (lib/killable-task-pause.c; to move next to the
+ * rest of KillableTask's API in killable-task.h). */
+KILLABLE_AVAILABLE_IN_1_2
+void                 killable_task_pause                    (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_2
+void                 killable_task_resume                   (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_2
+gboolean             killable_task_is_paused                (KillableTask         *self);
 
 G_END_DECLS

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <glib.h>
+#include <glib-object.h>
 
 #include "killable-task.h"
 
@@ -18,17 +19,31 @@ typedef struct _KillableStopCallback KillableStopCallback;
  * lock, it never runs user code); killable_stop_state_fire() then runs the
  * stop callbacks in the requesting thread, outside every lock.
  */
+/* The bits of KillableStopState.requested, the word that
+ * killable_task_get_stop_flag() exposes: any bit set means "take the slow
+ * path" to the inline killable_task_check(). */
+#define KILLABLE_STOP_FLAG_REQUESTED 1   /* set once, never cleared */
+#define KILLABLE_STOP_FLAG_PAUSED    2   /* for pause: set while paused (killable_stop_state_set_paused) */
+
 typedef struct
 {
-  int                   requested;       /* (atomic) 0, then 1 once */
+  int                   requested;       /* (atomic) KILLABLE_STOP_FLAG_* bits; first: the inline check reads it */
   GMutex                lock;
   GCond                 cond;            /* sleepers, remove_stop_callback() waiters */
   guint                 n_waiters;       /* protected by @lock: threads in a wait on @cond */
   GError               *reason;          /* (owned) (nullable) protected by @lock, immutable once @requested */
-  GQueue                callbacks;       /* (element-type KillableStopCallback) protected by @lock */
-  KillableStopCallback *running;         /* protected by @lock */
-  GThread              *running_thread;  /* protected by @lock */
-  gulong                last_id;         /* protected by @lock */
+  /* The callbacks have their own lock, a short spin lock (no user code, no
+   * allocation but a rare one, and no wait under it): an add + remove pair
+   * costs two atomic instructions, as std::stop_callback's do. */
+  int                   cb_lock;         /* (atomic) 0 free, 1 held */
+  int                   n_cb_waiters;    /* (atomic) remove_callback() calls waiting for a running callback */
+  KillableStopCallback *head;            /* (owned) intrusive list, oldest first, ids growing; protected by @cb_lock */
+  KillableStopCallback *tail;            /* (unowned) protected by @cb_lock */
+  KillableStopCallback *spare;           /* (nullable) removed nodes, linked by ->next, for the next adds; protected by @cb_lock */
+  gpointer              chunks;          /* (owned) (nullable) the node blocks (see stop-state.c); protected by @cb_lock */
+  gulong                running_id;      /* protected by @cb_lock: the callback being run, 0 if none */
+  GThread              *running_thread;  /* protected by @cb_lock */
+  gulong                last_id;         /* protected by @cb_lock */
   gboolean              firing;          /* protected by @lock: requested, callbacks not all run yet */
   int                   wake_fd;         /* (owned) eventfd for wait_fd(), -1 until needed; protected by @lock */
 } KillableStopState;
@@ -39,7 +54,26 @@ void      killable_stop_state_clear           (KillableStopState    *state);
 static inline gboolean
 killable_stop_state_is_requested (KillableStopState *state)
 {
+  return (g_atomic_int_get (&state->requested) & KILLABLE_STOP_FLAG_REQUESTED) != 0;
+}
+
+/* Whether check() must look further than the flag (stopped or paused). */
+static inline gboolean
+killable_stop_state_needs_slow_path (KillableStopState *state)
+{
   return g_atomic_int_get (&state->requested) != 0;
+}
+
+/* Sets or clears KILLABLE_STOP_FLAG_PAUSED: the inline check() then calls
+ * the function, which can wait while paused. */
+static inline void
+killable_stop_state_set_paused (KillableStopState *state,
+                                gboolean           paused)
+{
+  if (paused)
+    g_atomic_int_or ((guint *) &state->requested, KILLABLE_STOP_FLAG_PAUSED);
+  else
+    g_atomic_int_and ((guint *) &state->requested, ~(guint) KILLABLE_STOP_FLAG_PAUSED);
 }
 
 gboolean  killable_stop_state_request         (KillableStopState    *state,
@@ -61,5 +95,11 @@ gboolean  killable_stop_state_sleep           (KillableStopState    *state,
                                                gint64                end_time);
 void      killable_stop_state_wait_fired      (KillableStopState    *state);
 int       killable_stop_state_get_wake_fd     (KillableStopState    *state);
+gboolean  killable_stop_state_wait_fd         (KillableStopState    *state,
+                                               int                   fd,
+                                               GIOCondition          condition,
+                                               gint64                end_time,
+                                               GIOCondition         *out,
+                                               GError              **error);
 
 G_END_DECLS

@@ -1,5 +1,19 @@
 /* killable-task.c: a unit of work that can be stopped, interrupted or killed
  *
+ * Owns: the GObject (properties, signals), the state machine, start, join,
+ * run_async, results, cleanups, the worker's record (for EINTR), abandon
+ * and the abandoned-thread count, the current task. Its private struct
+ * embeds the sub-states of the modules it drives (stop state, owner,
+ * escalation, tree node), each guarded by its own module's lock.
+ * Locks: KillableTaskPrivate.lock guards the fields marked so below; the
+ * state, abandon, started and dispatched words are atomic. Under it the
+ * owner lock may be taken (emissions are queued under it, see
+ * complete_full()); no user code runs under it.
+ * Called by: the public API, killable-tree.c and subclasses in lib/
+ * (through killable-task-private.h). Calls: killable-tree.c (task and tree
+ * call each other), and the leaves: stop state, owner, escalation, signal,
+ * worker pool, error.
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
@@ -7,13 +21,17 @@
 
 #include <errno.h>
 #include <math.h>
-#include <poll.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <glib/gi18n-lib.h>
 
 #include "killable-enums.h"
-#include "killable-error.h"
+#include "killable-error-private.h"
+#include "killable-escalation-private.h"
+#include "killable-fork-private.h"
+#include "killable-limiter-private.h"
+#include "killable-signal-private.h"
 #include "killable-task-private.h"
 #include "killable-sync-private.h"
 #include "killable-worker-pool-private.h"
@@ -82,6 +100,26 @@
  * when something is connected to them, and emitted when that context is
  * iterated.
  *
+ * ## Signal handlers
+ *
+ * No libkillable function may be called from a POSIX signal handler: none
+ * is async-signal-safe (they take locks, allocate and emit signals; a
+ * handler that interrupts a thread holding one of those locks deadlocks).
+ * To stop tasks on `SIGINT` or `SIGTERM`, let the main loop dispatch the
+ * signal, with `g_unix_signal_add()` or
+ * `killable_task_stop_on_unix_signals()` (Since 1.2), and call
+ * [method@Killable.Task.stop] from there.
+ *
+ * ## fork()
+ *
+ * After `fork()`, the child can start tasks, its timeouts fire and its
+ * process tasks run: the library's locks are held across the fork and its
+ * thread cache and timer thread start afresh in the child. Tasks that were
+ * running in the parent are not running in the child (only the forking
+ * thread crosses a fork); their timers do not fire there. As with any
+ * GLib program, another thread of the application that is inside GLib at
+ * the fork may leave one of GLib's locks held in the child.
+ *
  * Since: 1.0
  */
 
@@ -100,6 +138,7 @@ enum {
   PROP_CHILD_POLICY,
   PROP_RETAIN_CHILDREN,
   PROP_CANCELLABLE,
+  PROP_LIMITER,
   N_PROPS
 };
 
@@ -116,91 +155,112 @@ typedef struct
   GDestroyNotify      notify;
 } Cleanup;
 
+/* What only some tasks need, allocated on first use (under the task's
+ * lock) so that a pending task stays small: a result, wait_async()'s
+ * waiters, a limiter, the group flag. Never freed before finalize. */
+typedef struct
+{
+  GValue           result;         /* protected by the task's lock: set by return_value() */
+  GSList          *waiters;        /* (owned) (element-type GTask) wait_async()'s, task lock */
+  KillableLimiter *limiter;        /* (owned) (nullable) set before the start, then immutable */
+  guint            group : 1;      /* immutable after construction: new_group() */
+  guint            queued : 1;     /* task lock: waiting in the limiter's queue */
+  guint            holds_permit : 1; /* task lock: holds one of the limiter's permits */
+} KillableTaskExtra;
+
+typedef enum
+{
+  KILLABLE_ABANDON_ALLOWED   = 0,
+  KILLABLE_ABANDON_COMMITTED = 1,   /* the worker said "do not abandon me" */
+  KILLABLE_ABANDON_DONE      = 2,   /* abandoned: the task is KILLED */
+} KillableAbandonState;
+
+typedef struct
+{
+  KillableStopState   stop;              /* first: killable_task_check() reads it */
+
+  int                 state;             /* (atomic) KillableTaskState */
+  int                 abandon;           /* (atomic) KillableAbandonState */
+  int                 interrupt_syscalls;/* (atomic) */
+  int                 started;           /* (atomic) */
+  int                 dispatched;        /* (atomic) handed to a worker thread */
+  int                 kill_escalated;    /* (atomic) killed by a grace-period escalation */
+
+  GMutex              lock;
+  GCond               cond;              /* join()/wait(): terminal state reached */
+  guint               n_cond_waiters;    /* protected by @lock: threads waiting on @cond */
+
+  char               *name;              /* (owned) immutable after construction */
+  KillableTaskFunc    func;              /* immutable after construction */
+  gpointer            func_data;
+  GDestroyNotify      func_notify;
+
+  GCancellable       *cancellable;       /* (owned) (nullable) created lazily, protected by @lock */
+  GError             *error;             /* (owned) (nullable) set once with the terminal state, then immutable */
+  GSList             *cleanups;          /* (owned) LIFO, protected by @lock */
+  gboolean            cleanups_done;     /* protected by @lock */
+  double              progress;          /* protected by @lock */
+  char               *status;            /* (owned) protected by @lock */
+  GTask              *async_task;        /* (owned) (nullable) run_async's, protected by @lock */
+  gulong              async_cancel_id;   /* protected by @lock */
+  GCancellable       *async_cancellable; /* (owned) (nullable) protected by @lock */
+
+  /* The worker, for the EINTR path: signals go to @worker only while it is
+   * inside run() and armed, so that a cached idle thread or another task's
+   * work never gets one. Protected by @lock. */
+  pthread_t           worker;
+  gboolean            worker_active;
+  gboolean            interrupt_armed;
+  gboolean            escalation_direct_kill; /* protected by @lock: grace goes straight to kill */
+  KillableTaskExtra  *extra;             /* (owned) (nullable) created under @lock, see get_extra() */
+
+  KillableOwner       owner;             /* the owner module's state */
+  KillableEscalation  escalation;        /* the escalation module's state */
+  KillableTreeNode    node;              /* the tree's state */
+} KillableTaskPrivate;
+
 G_DEFINE_TYPE_WITH_PRIVATE (KillableTask, killable_task, G_TYPE_OBJECT)
 
 static GType task_type;     /* KILLABLE_TYPE_TASK, without a call */
 
-/* How often wait_fd() looks at the stop flag when it has no wake-up fd. */
-#define WAIT_FD_SLICE_MS 50
 static GParamSpec *properties[N_PROPS];
 static guint signals[N_SIGNALS];
 static guint notify_signal_id;
 static GPrivate current_task;
+static int abandoned_threads;    /* (atomic) */
 
-KillableTaskPrivate *
-killable_task_get_private_data (KillableTask *self)
-{
-  return killable_task_get_instance_private (self);
-}
+gssize killable_task_tree_node_offset;
+gssize killable_task_stop_state_offset;
+/* Exported for the inline check (killable-task.h) */
+_KillableTaskFastPath _killable_task_fast_path = { 0, 1 };
 
-/* The error about task @name for @format, built without printf when the
- * translation of @format is a plain "…%s…" (the usual case): a stop of a
- * large tree makes one per task, and printf was most of its cost. Returns
- * NULL for any other translation (positional arguments, "%%"), which the
- * caller formats with printf. */
 static GError *
-error_about_task (KillableError  code,
-                  const char    *format,
-                  const char    *name)
-{
-  const char *at = strstr (format, "%s");
-  gsize prefix, name_len, suffix;
-  char *message;
-  GError *error;
-
-  if (at == NULL || strchr (format, '%') != at || strchr (at + 2, '%') != NULL)
-    return NULL;
-
-  prefix = at - format;
-  name_len = strlen (name);
-  suffix = strlen (at + 2);
-  message = g_malloc (prefix + name_len + suffix + 1);
-  memcpy (message, format, prefix);
-  memcpy (message + prefix, name, name_len);
-  memcpy (message + prefix + name_len, at + 2, suffix + 1);
-
-  /* message is a public field, freed by g_error_free() with g_free(). */
-  error = g_error_new_literal (KILLABLE_ERROR, code, "");
-  g_free (error->message);
-  error->message = message;
-
-  return error;
-}
-
-/* Returns the error for @code from a literal @format (kept literal for
- * xgettext and the format checks of the fallback). */
-#define RETURN_TASK_ERROR(code, format) \
-  G_STMT_START { \
-    GError *fast_ = error_about_task ((code), _(format), name); \
-    return fast_ != NULL ? fast_ : g_error_new (KILLABLE_ERROR, (code), _(format), name); \
-  } G_STMT_END
-
-GError *
-killable_task_make_error (KillableTask  *self,
-                          KillableError  code)
+make_error (KillableTask  *self,
+            KillableError  code)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
-  const char *name = priv->name != NULL ? priv->name : "";
 
-  switch (code)
-    {
-    case KILLABLE_ERROR_STOPPED:
-      RETURN_TASK_ERROR (code, N_("Task “%s” was stopped"));
-    case KILLABLE_ERROR_INTERRUPTED:
-      RETURN_TASK_ERROR (code, N_("Task “%s” was interrupted"));
-    case KILLABLE_ERROR_TIMED_OUT:
-      RETURN_TASK_ERROR (code, N_("Task “%s” timed out"));
-    case KILLABLE_ERROR_KILLED:
-      RETURN_TASK_ERROR (code, N_("Task “%s” was killed"));
-    case KILLABLE_ERROR_CHILD_FAILED:
-      RETURN_TASK_ERROR (code, N_("A child of task “%s” failed"));
-    case KILLABLE_ERROR_FAILED:
-    default:
-      RETURN_TASK_ERROR (KILLABLE_ERROR_FAILED, N_("Task “%s” failed"));
-    }
+  return killable_error_new_for_task (code, priv->name);
 }
 
-#undef RETURN_TASK_ERROR
+/* The lazily allocated block. Call with @lock held. */
+static KillableTaskExtra *
+get_extra_locked (KillableTaskPrivate *priv)
+{
+  if (priv->extra == NULL)
+    g_atomic_pointer_set (&priv->extra, g_new0 (KillableTaskExtra, 1));
+
+  return priv->extra;
+}
+
+static gboolean
+is_group (KillableTaskPrivate *priv)
+{
+  KillableTaskExtra *extra = g_atomic_pointer_get (&priv->extra);
+
+  /* group is set before the task is shared, and never changes. */
+  return extra != NULL && extra->group;
+}
 
 /* Emission (owner context) {{{ */
 
@@ -219,14 +279,28 @@ has_notify_handler (KillableTask *self,
 /* The emissions that are notify signals. */
 #define NOTIFY_EMISSIONS \
   (KILLABLE_EMIT_STATE_RUNNING | KILLABLE_EMIT_STATE_STOPPING | KILLABLE_EMIT_STATE_TERMINAL | \
-   KILLABLE_EMIT_PROGRESS | KILLABLE_EMIT_STATUS | KILLABLE_EMIT_ERROR | KILLABLE_EMIT_PARENT)
+   KILLABLE_EMIT_PROGRESS | KILLABLE_EMIT_STATUS | KILLABLE_EMIT_ERROR | KILLABLE_EMIT_PARENT | \
+   KILLABLE_EMIT_SETTERS)
 
-guint
-killable_task_filter_emissions (KillableTask *self,
-                                guint         emissions)
+/* The notifications of owner-side setters, emission → property. */
+static const struct {
+  guint emission;
+  int   prop;
+} setter_props[] = {
+  { KILLABLE_EMIT_TIMEOUT, PROP_TIMEOUT },
+  { KILLABLE_EMIT_GRACE_PERIOD, PROP_GRACE_PERIOD },
+  { KILLABLE_EMIT_INTERRUPT_SYSCALLS, PROP_INTERRUPT_SYSCALLS },
+  { KILLABLE_EMIT_CHILD_POLICY, PROP_CHILD_POLICY },
+  { KILLABLE_EMIT_RETAIN_CHILDREN, PROP_RETAIN_CHILDREN },
+  { KILLABLE_EMIT_LIMITER, PROP_LIMITER },
+};
+
+static guint
+filter_emissions (GObject *object,
+                  guint    emissions)
 {
+  KillableTask *self = KILLABLE_TASK (object);
   KillableTaskClass *klass = KILLABLE_TASK_GET_CLASS (self);
-  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   guint wanted = emissions & KILLABLE_EMIT_ASYNC_RETURN;
   gboolean any_handler = FALSE;
 
@@ -261,9 +335,11 @@ killable_task_filter_emissions (KillableTask *self,
     wanted |= KILLABLE_EMIT_ERROR;
   if ((emissions & KILLABLE_EMIT_PARENT) && has_notify_handler (self, PROP_PARENT))
     wanted |= KILLABLE_EMIT_PARENT;
-  if ((emissions & KILLABLE_EMIT_CHILDREN) &&
-      g_atomic_pointer_get (&priv->children_model) != NULL)
+  if ((emissions & KILLABLE_EMIT_CHILDREN) && killable_tree_has_model (self))
     wanted |= KILLABLE_EMIT_CHILDREN;
+  for (guint i = 0; i < G_N_ELEMENTS (setter_props); i++)
+    if ((emissions & setter_props[i].emission) && has_notify_handler (self, setter_props[i].prop))
+      wanted |= setter_props[i].emission;
 
   if ((emissions & KILLABLE_EMIT_FINISHED) &&
       (klass->finished != NULL ||
@@ -311,10 +387,12 @@ async_return (KillableTask *self)
     g_task_return_boolean (task, TRUE);
 }
 
-void
-killable_task_emit (KillableTask *self,
-                    guint         emissions)
+static void
+emit (GObject *object,
+      guint    emissions)
 {
+  KillableTask *self = KILLABLE_TASK (object);
+
   if (emissions & KILLABLE_EMIT_STOP_REQUESTED)
     {
       KillableTaskPrivate *priv = killable_task_get_instance_private (self);
@@ -343,13 +421,68 @@ killable_task_emit (KillableTask *self,
     g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ERROR]);
   if (emissions & KILLABLE_EMIT_FINISHED)
     g_signal_emit (self, signals[FINISHED], 0);
+  for (guint i = 0; i < G_N_ELEMENTS (setter_props); i++)
+    if (emissions & setter_props[i].emission)
+      g_object_notify_by_pspec (G_OBJECT (self), properties[setter_props[i].prop]);
   if (emissions & KILLABLE_EMIT_ASYNC_RETURN)
     async_return (self);
+}
+
+static const KillableOwnerFuncs owner_funcs = {
+  .filter = filter_emissions,
+  .emit = emit,
+};
+
+void
+killable_task_queue_emissions (KillableTask *self,
+                               guint         emissions)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  killable_owner_queue (&priv->owner, emissions);
+}
+
+/* A setter changed a property: its notification reaches handlers on the
+ * owner's thread, at once when that is the calling thread. */
+void
+killable_task_emit_setter (KillableTask *self,
+                           guint         emissions)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  killable_owner_emit (&priv->owner, emissions);
 }
 
 /* }}} */
 
 /* State machine {{{ */
+
+static void limiter_task_ended (KillableTask    *self,
+                                KillableLimiter *limiter,
+                                gboolean         was_queued,
+                                gboolean         had_permit);
+
+/* wait_async()'s waiters: each GTask's data is its cancellable's source
+ * (or NULL). */
+static void
+return_waiters (GSList       *waiters,
+                const GError *error)
+{
+  while (waiters != NULL)
+    {
+      GTask *waiter = waiters->data;
+      GSource *source = g_task_get_task_data (waiter);
+
+      waiters = g_slist_delete_link (waiters, waiters);
+      if (source != NULL)
+        g_source_destroy (source);
+      if (error != NULL)
+        g_task_return_error (waiter, g_error_copy (error));
+      else
+        g_task_return_boolean (waiter, TRUE);
+      g_object_unref (waiter);
+    }
+}
 
 /* Moves to a terminal state, once. Returns FALSE (and frees @error) when the
  * task already had one, e.g. when it was killed before its work returned. */
@@ -360,8 +493,10 @@ complete_full (KillableTask      *self,
                GError            *error)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
-  gboolean armed;
   guint emissions;
+  GSList *waiters = NULL;
+  KillableLimiter *limiter = NULL;
+  gboolean was_queued = FALSE, had_permit = FALSE;
 
   g_assert (KILLABLE_TASK_STATE_IS_TERMINAL (state));
 
@@ -392,11 +527,7 @@ complete_full (KillableTask      *self,
    * waits (counted under this lock in wait_until()). */
   if (priv->n_cond_waiters > 0)
     g_cond_broadcast (&priv->cond);
-  /* Nothing to cancel unless a timer was armed: each arming path checks
-   * the terminal state under this lock, so none can be armed from here
-   * on, and the common case skips another round trip through the lock. */
-  armed = priv->timeout_source != NULL || priv->escalation_source != NULL ||
-          priv->interrupt_source != NULL || priv->interrupt_armed;
+  priv->interrupt_armed = FALSE;
   /* The children model is brought up to date before finished is emitted. */
   emissions = KILLABLE_EMIT_STATE_TERMINAL | KILLABLE_EMIT_FINISHED | KILLABLE_EMIT_CHILDREN;
   if (error != NULL)
@@ -408,12 +539,24 @@ complete_full (KillableTask      *self,
    * its callback never overtakes finished; and before the parent learns of
    * the end (and may end in turn), so that a child's finished is always
    * emitted before its parent's. */
-  killable_owner_queue (self, emissions);
+  killable_owner_queue (&priv->owner, emissions);
+
+  if (priv->extra != NULL)
+    {
+      waiters = g_steal_pointer (&priv->extra->waiters);
+      limiter = priv->extra->limiter;
+      was_queued = priv->extra->queued;
+      had_permit = priv->extra->holds_permit;
+      priv->extra->queued = FALSE;
+      priv->extra->holds_permit = FALSE;
+    }
 
   g_mutex_unlock (&priv->lock);
 
-  if (armed)
-    killable_escalation_cancel (self);
+  killable_escalation_close (&priv->escalation);
+  return_waiters (waiters, priv->error);
+  if (was_queued || had_permit)
+    limiter_task_ended (self, limiter, was_queued, had_permit);
   killable_tree_child_ended (self);
 
   return TRUE;
@@ -427,11 +570,14 @@ complete (KillableTask      *self,
   return complete_full (self, FALSE, state, error);
 }
 
-gboolean
-killable_task_complete_killed (KillableTask *self)
+static GError *dup_stop_outcome (KillableTask *self);
+
+/* Killed: the error says why (KILLED, or TIMED_OUT for a timeout that
+ * escalated to a kill). */
+static gboolean
+complete_killed (KillableTask *self)
 {
-  return complete (self, KILLABLE_TASK_STATE_KILLED,
-                   killable_task_make_error (self, KILLABLE_ERROR_KILLED));
+  return complete (self, KILLABLE_TASK_STATE_KILLED, dup_stop_outcome (self));
 }
 
 static void
@@ -452,8 +598,9 @@ run_cleanups (KillableTask *self)
 
       cleanups = g_slist_delete_link (cleanups, cleanups);
       cleanup->func (self, cleanup->user_data);
-      if (cleanup->notify != NULL)
-        cleanup->notify (cleanup->user_data);
+      /* On the owner's context, not here on the worker, while a main loop
+       * runs it (a GJS closure must not be freed off its thread). */
+      killable_owner_release (&priv->owner, cleanup->notify, cleanup->user_data);
       g_free (cleanup);
     }
 }
@@ -461,24 +608,77 @@ run_cleanups (KillableTask *self)
 /* The error a stopped task ends with: the stop's cause (STOPPED for a plain
  * stop), or KILLED once a kill was requested, even after a plain stop (a
  * process task, or a worker in a section that must not be abandoned, is
- * killed without being abandoned and still ends KILLED). */
+ * killed without being abandoned and still ends KILLED). A timeout keeps
+ * its cause through the kill its grace period escalated to: code that
+ * catches TIMED_OUT sees it, and the state (KILLED) tells how it ended. */
 static GError *
-dup_stop_outcome (KillableTask *self)
+dup_stop_outcome_full (KillableTask      *self,
+                       KillableTaskState *state)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   GError *error = killable_stop_state_dup_reason (&priv->stop);
+  /* Read once: a kill racing with this must not give the state of a kill
+   * with the error of a stop (KILLED with "was stopped"). */
+  gboolean kill_marked = killable_tree_node_has_mark (&priv->node, KILLABLE_TREE_MARK_KILL);
 
-  if (g_atomic_int_get (&priv->kill_requested) &&
-      !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
+  if (kill_marked &&
+      !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED) &&
+      !(g_atomic_int_get (&priv->kill_escalated) &&
+        g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_TIMED_OUT)))
     {
       g_clear_error (&error);
-      return killable_task_make_error (self, KILLABLE_ERROR_KILLED);
+      error = make_error (self, KILLABLE_ERROR_KILLED);
     }
 
   if (error == NULL)
-    error = killable_task_make_error (self, KILLABLE_ERROR_STOPPED);
+    error = make_error (self, KILLABLE_ERROR_STOPPED);
+
+  if (state != NULL)
+    *state = kill_marked || g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED)
+               ? KILLABLE_TASK_STATE_KILLED : KILLABLE_TASK_STATE_CANCELLED;
 
   return error;
+}
+
+static GError *
+dup_stop_outcome (KillableTask *self)
+{
+  return dup_stop_outcome_full (self, NULL);
+}
+
+/* A group task (killable_task_new_group()) that was started ends when it
+ * has no live child: at its start, when its last child ends, when it is
+ * stopped or killed. Its outcome is the one its child policy gives. */
+static gboolean
+complete_group (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  KillableTaskState state = KILLABLE_TASK_STATE_SUCCEEDED;
+  GError *error = NULL;
+  gboolean child_failed;
+
+  if (KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)))
+    return TRUE;
+
+  if (!killable_tree_close_pending (self, &child_failed))
+    return TRUE;
+
+  /* A stop callback may still be unblocking what the cleanups free. */
+  killable_stop_state_wait_fired (&priv->stop);
+  run_cleanups (self);
+
+  if (child_failed)
+    {
+      state = KILLABLE_TASK_STATE_FAILED;
+      error = killable_stop_state_dup_reason (&priv->stop);
+    }
+  else if (killable_stop_state_is_requested (&priv->stop))
+    {
+      error = dup_stop_outcome_full (self, &state);
+    }
+
+  complete (self, state, error);
+  return TRUE;
 }
 
 /* Ends a task that never started and was stopped, with the state its stop
@@ -489,21 +689,25 @@ gboolean
 killable_task_complete_pending (KillableTask *self)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
-  KillableTaskState state = KILLABLE_TASK_STATE_CANCELLED;
+  KillableTaskState state;
   gboolean child_failed;
   GError *error;
+  int old = g_atomic_int_get (&priv->state);
 
-  if (g_atomic_int_get (&priv->state) != KILLABLE_TASK_STATE_PENDING)
-    return FALSE;
+  /* A started group has no worker: it ends here too. */
+  if (old != KILLABLE_TASK_STATE_PENDING)
+    {
+      if (!KILLABLE_TASK_STATE_IS_TERMINAL (old) && is_group (priv))
+        return complete_group (self);
+      return FALSE;
+    }
 
   if (!killable_tree_close_pending (self, &child_failed))
     return TRUE;
 
-  error = dup_stop_outcome (self);
+  error = dup_stop_outcome_full (self, &state);
 
-  if (g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
-    state = KILLABLE_TASK_STATE_KILLED;
-  else if (child_failed)
+  if (state != KILLABLE_TASK_STATE_KILLED && child_failed)
     state = KILLABLE_TASK_STATE_FAILED;
 
   return complete_full (self, TRUE, state, error);
@@ -553,7 +757,7 @@ killable_task_request_stop_internal (KillableTask *self,
   if (g_atomic_int_get (&priv->state) == KILLABLE_TASK_STATE_PENDING &&
       killable_task_complete_pending (self))
     {
-      killable_owner_queue (self, KILLABLE_EMIT_STOP_REQUESTED);
+      killable_owner_queue (&priv->owner, KILLABLE_EMIT_STOP_REQUESTED);
       return;
     }
 
@@ -561,30 +765,278 @@ killable_task_request_stop_internal (KillableTask *self,
                                          KILLABLE_TASK_STATE_STOPPING))
     emissions |= KILLABLE_EMIT_STATE_STOPPING;
 
-  killable_owner_queue (self, emissions);
-  killable_escalation_start (self);
+  killable_owner_queue (&priv->owner, emissions);
+  killable_escalation_begin_grace (&priv->escalation);
+}
+
+/* }}} */
+
+/* The forced rungs: EINTR, abandon, escalation {{{ */
+
+/* The worker's signal mask while it runs the work. */
+typedef struct
+{
+  sigset_t  old;
+  gboolean  restore;
+} WorkerSignals;
+
+static void
+worker_enter (KillableTask  *self,
+              WorkerSignals *mask)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  /* The interrupt signal reaches the work whatever mask this thread got
+   * (an application that blocks every signal before it creates threads, a
+   * previous task on this cached thread); the mask is restored after. */
+  mask->restore = killable_signal_unblock (killable_signal_get_current (), &mask->old);
+
+  g_mutex_lock (&priv->lock);
+  priv->worker = pthread_self ();
+  priv->worker_active = TRUE;
+  g_mutex_unlock (&priv->lock);
+}
+
+static void
+worker_leave (KillableTask  *self,
+              WorkerSignals *mask)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  g_mutex_lock (&priv->lock);
+  priv->worker_active = FALSE;
+  priv->interrupt_armed = FALSE;
+  g_mutex_unlock (&priv->lock);
+
+  if (mask->restore)
+    killable_signal_restore (&mask->old);
+}
+
+/* Sends the interrupt signal to the worker if it is still inside run()
+ * and armed. Returns whether it is worth sending again. */
+static gboolean
+send_interrupt (KillableTask *self,
+                int           signum,
+                gboolean      arm)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  gboolean ret;
+
+  g_mutex_lock (&priv->lock);
+  if (arm && priv->worker_active &&
+      !KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)))
+    priv->interrupt_armed = TRUE;
+  ret = priv->worker_active && priv->interrupt_armed &&
+        g_atomic_int_get (&priv->abandon) != KILLABLE_ABANDON_DONE;
+  if (ret)
+    ret = killable_signal_send (priv->worker, signum);
+  g_mutex_unlock (&priv->lock);
+
+  return ret;
+}
+
+/* Rung 2 for C workers that opted in: their blocking system call fails
+ * with EINTR. A signal that arrives just before the worker blocks is lost,
+ * so it is sent again, with a growing delay, until the task ends or its
+ * work returns (KILLABLE_ESCALATION_REPEAT). */
+static void
+interrupt_syscalls (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  int signum;
+
+  if (!g_atomic_int_get (&priv->interrupt_syscalls))
+    return;
+
+  signum = killable_signal_ensure_handler ();
+  if (signum == 0)
+    return;
+
+  if (send_interrupt (self, signum, TRUE))
+    killable_escalation_start_repeat (&priv->escalation);
+}
+
+/* The default kill: abandon the worker. Returns FALSE if the worker is in a
+ * section that must not be abandoned; it is interrupted instead, and
+ * abandoned when it leaves the section. */
+static gboolean
+abandon (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  /* No thread to abandon: a pending task just ends (after its children). */
+  if (killable_task_complete_pending (self))
+    return TRUE;
+
+  /* A parent is released after its children: with children still live
+   * (one in a section that must not be abandoned), it is abandoned when
+   * the last of them ends (killable_tree_child_ended()). */
+  if (killable_tree_has_live_children (self))
+    return FALSE;
+
+  if (!g_atomic_int_compare_and_exchange (&priv->abandon, KILLABLE_ABANDON_ALLOWED,
+                                          KILLABLE_ABANDON_DONE))
+    {
+      if (g_atomic_int_get (&priv->abandon) == KILLABLE_ABANDON_COMMITTED)
+        KILLABLE_TASK_GET_CLASS (self)->interrupt (self);
+      return FALSE;
+    }
+
+  /* Counted before the state changes, so that a worker returning at this
+   * very moment (its complete() then fails) never takes the count below 0. */
+  g_atomic_int_inc (&abandoned_threads);
+  if (!complete_killed (self))
+    g_atomic_int_dec_and_test (&abandoned_threads);
+
+  return TRUE;
+}
+
+/* The last rung reached by the grace period: the kill keeps the cause of
+ * the stop it escalates (a timeout stays TIMED_OUT), for the whole
+ * subtree, marked before the kill so that no task ends in between. An
+ * explicit kill() says KILLED. */
+static void
+kill_escalated (KillableTask *self)
+{
+  g_autoptr(GPtrArray) subtree = killable_tree_collect_subtree (self, 0);
+
+  for (guint i = 0; i < subtree->len; i++)
+    {
+      KillableTaskPrivate *tpriv = killable_task_get_instance_private (g_ptr_array_index (subtree, i));
+
+      g_atomic_int_set (&tpriv->kill_escalated, 1);
+    }
+
+  killable_task_kill (self);
+}
+
+/* The escalation module keeps time; the task decides the rungs. */
+static gboolean
+escalation_cb (GObject                 *object,
+               KillableEscalationEvent  event,
+               guint                    step)
+{
+  KillableTask *self = KILLABLE_TASK (object);
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  gboolean direct_kill;
+
+  if (KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)))
+    return FALSE;
+
+  switch (event)
+    {
+    case KILLABLE_ESCALATION_TIMEOUT:
+      {
+        g_autoptr(GError) reason = make_error (self, KILLABLE_ERROR_TIMED_OUT);
+
+        killable_task_stop_with_error (self, reason);
+        return FALSE;
+      }
+
+    case KILLABLE_ESCALATION_GRACE:
+      g_mutex_lock (&priv->lock);
+      direct_kill = priv->escalation_direct_kill;
+      g_mutex_unlock (&priv->lock);
+
+      if (step == 1 && !direct_kill)
+        {
+          killable_task_interrupt (self);
+          return TRUE;
+        }
+      kill_escalated (self);
+      return FALSE;
+
+    case KILLABLE_ESCALATION_REPEAT:
+      {
+        /* Again through the check: never into an application's handler. */
+        int signum = killable_signal_ensure_handler ();
+
+        return signum != 0 && send_interrupt (self, signum, FALSE);
+      }
+
+    default:
+      g_assert_not_reached ();
+    }
+}
+
+gint64
+killable_task_get_own_deadline (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  return killable_escalation_get_deadline (&priv->escalation);
+}
+
+/**
+ * killable_get_abandoned_thread_count:
+ *
+ * Gets how many threads of killed tasks are still running their work. Each
+ * goes back to the thread cache when its work returns, after running the
+ * task's cleanups.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: the number of abandoned threads still running
+ *
+ * Since: 1.0
+ */
+guint
+killable_get_abandoned_thread_count (void)
+{
+  return (guint) g_atomic_int_get (&abandoned_threads);
+}
+
+/* }}} */
+
+/* Protected helpers for subclasses in lib/ {{{ */
+
+gboolean
+killable_task_is_started (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  return g_atomic_int_get (&priv->started) != 0;
+}
+
+/* During construction (constructed()): replaces the name if the caller
+ * gave none (it is then the type name). */
+void
+killable_task_set_default_name (KillableTask *self,
+                                const char   *name)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  if (g_strcmp0 (priv->name, G_OBJECT_TYPE_NAME (self)) == 0)
+    {
+      g_free (priv->name);
+      priv->name = g_strdup (name);
+    }
+}
+
+/* The grace escalation goes from stop straight to kill (no interrupt rung):
+ * for process tasks, whose stop already is a signal. */
+void
+killable_task_set_escalation_direct_kill (KillableTask *self,
+                                          gboolean      direct_kill)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  g_mutex_lock (&priv->lock);
+  priv->escalation_direct_kill = direct_kill;
+  g_mutex_unlock (&priv->lock);
 }
 
 /* }}} */
 
 /* Worker {{{ */
 
-static gboolean
-stop_reason_is_child_failure (KillableTask *self)
-{
-  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
-  gboolean ret;
-
-  killable_tree_lock ();
-  ret = priv->failed_child != NULL;
-  killable_tree_unlock ();
-
-  return ret;
-}
-
+/* @stopped_before_end: a stop was requested before the work returned and
+ * the children ended (a stop that comes while the cleanups run does not
+ * change the outcome). */
 static KillableTaskState
 decide_outcome (KillableTask  *self,
                 gboolean       ret,
+                gboolean       stopped_before_end,
                 GError       **error)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
@@ -592,11 +1044,29 @@ decide_outcome (KillableTask  *self,
 
   /* A failed child under FAIL_FAST fails its parent, whatever the parent's
    * own work returned. */
-  if (stop_reason_is_child_failure (self))
+  if (killable_tree_has_failed_child (self))
     {
       g_clear_error (error);
       *error = killable_stop_state_dup_reason (&priv->stop);
       return KILLABLE_TASK_STATE_FAILED;
+    }
+
+  /* Stopped before it and its subtree ended: cancelled, with the stop's
+   * cause, even if its own work returned TRUE (its children, stopped with
+   * it, did not finish). A worker that passes on what check()/sleep() gave
+   * it (the stop's own cause, whatever its domain) ends by cancellation
+   * too. */
+  if ((ret ? stopped_before_end : killable_stop_state_is_requested (&priv->stop)) &&
+      (ret || run_error == NULL || killable_error_is_cancellation (run_error) ||
+       killable_stop_state_reason_matches (&priv->stop, run_error->domain, run_error->code)))
+    {
+      /* The cause, not the symptom: join() returns why the task was stopped
+       * rather than the G_IO_ERROR_CANCELLED of the call that noticed it. */
+      g_clear_error (error);
+      KillableTaskState state;
+
+      *error = dup_stop_outcome_full (self, &state);
+      return state;
     }
 
   if (ret)
@@ -605,26 +1075,18 @@ decide_outcome (KillableTask  *self,
       return KILLABLE_TASK_STATE_SUCCEEDED;
     }
 
-  /* A worker that passes on what check()/sleep() gave it (the stop's own
-   * cause, whatever its domain) ends by cancellation too. */
-  if (killable_stop_state_is_requested (&priv->stop) &&
-      (run_error == NULL || killable_error_is_cancellation (run_error) ||
-       killable_stop_state_reason_matches (&priv->stop, run_error->domain, run_error->code)))
-    {
-      /* The cause, not the symptom: join() returns why the task was stopped
-       * rather than the G_IO_ERROR_CANCELLED of the call that noticed it. */
-      g_clear_error (error);
-      *error = dup_stop_outcome (self);
-      if (g_error_matches (*error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
-        return KILLABLE_TASK_STATE_KILLED;
-      return KILLABLE_TASK_STATE_CANCELLED;
-    }
-
   if (run_error == NULL)
     {
-      *error = g_error_new (KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
-                            _("Task “%s” failed without giving a reason"),
-                            priv->name != NULL ? priv->name : "");
+      /* Also what a binding that cannot run code off its own thread gives:
+       * GJS refuses to call a JavaScript function on a worker and returns
+       * FALSE without an error. Say so. */
+      g_autofree char *what = g_strdup_printf (_("Task “%s” failed without giving a reason"),
+                                               priv->name != NULL ? priv->name : "");
+
+      *error = g_error_new (KILLABLE_ERROR, KILLABLE_ERROR_FAILED, "%s %s", what,
+                            _("(its work returned FALSE without an error, or could not "
+                              "be run: a language binding that cannot run code on a "
+                              "worker thread, such as GJS, does that)"));
       return KILLABLE_TASK_STATE_FAILED;
     }
 
@@ -634,22 +1096,63 @@ decide_outcome (KillableTask  *self,
   return KILLABLE_TASK_STATE_FAILED;
 }
 
-static void
-worker_run (gpointer data,
-            gpointer unused)
+/* Called each time an abandoned thread returns (killable-application.c
+ * sets it: a function pointer, so that this file does not call that one). */
+static void (*abandoned_returned_func) (void);   /* (atomic) */
+
+void
+killable_task_set_abandoned_returned_func (void (*func) (void))
 {
-  KillableTask *self = data;
+  g_atomic_pointer_set (&abandoned_returned_func, func);
+}
+
+static void
+notify_abandoned_returned (void)
+{
+  void (*func) (void) = g_atomic_pointer_get (&abandoned_returned_func);
+
+  if (func != NULL)
+    func ();
+}
+
+/* Whether @self was killed and its abandoned thread is still running its
+ * work. */
+gboolean
+killable_task_has_abandoned_thread (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  return g_atomic_int_get (&priv->abandon) == KILLABLE_ABANDON_DONE &&
+         g_atomic_int_get (&priv->dispatched) == 1;
+}
+
+/* Set on a worker thread while it completes its task: a limiter permit
+ * that the end returns is passed on with the thread (see dispatch()). */
+static GPrivate handoff;
+
+/* Runs one task; returns the next one to run on this thread (with a
+ * reference), or NULL. */
+static KillableTask *
+worker_run_one (KillableTask *self)
+{
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   g_autoptr(GError) error = NULL;
   KillableTaskState state;
+  WorkerSignals mask;
   gboolean ret = FALSE;
+  gboolean stopped_before_end;
+  KillableTask *next = NULL;
 
   g_private_set (&current_task, self);
 
-  killable_interrupt_worker_enter (self);
+  worker_enter (self, &mask);
   if (!killable_stop_state_is_requested (&priv->stop))
     ret = KILLABLE_TASK_GET_CLASS (self)->run (self, &error);
-  killable_interrupt_worker_leave (self);
+  worker_leave (self, &mask);
+
+  /* From here on the worker calls GObject (emissions, the last unref): a
+   * fork waits until it is done (see killable-fork.c). */
+  killable_worker_pool_section_enter ();
 
   if (ret && error != NULL)
     {
@@ -660,24 +1163,132 @@ worker_run (gpointer data,
 
   /* Structured completion: children end before their parent does. */
   killable_tree_before_completion (self, !ret, error);
+  stopped_before_end = killable_stop_state_is_requested (&priv->stop);
 
   /* A stop callback may still be unblocking what the cleanups free. */
   killable_stop_state_wait_fired (&priv->stop);
 
   run_cleanups (self);
 
-  state = decide_outcome (self, ret, &error);
+  state = decide_outcome (self, ret, stopped_before_end, &error);
+  g_private_set (&handoff, &next);
   if (!complete (self, state, g_steal_pointer (&error)))
     {
       /* Killed before its work returned: the late result is dropped, and
        * the thread is no longer abandoned. */
       if (g_atomic_int_get (&priv->abandon) == KILLABLE_ABANDON_DONE)
-        killable_interrupt_abandoned_returned ();
+        g_atomic_int_dec_and_test (&abandoned_threads);
     }
+  /* 2: the worker is done with the task (see killable_task_has_abandoned_thread()). */
+  g_atomic_int_set (&priv->dispatched, 2);
+  if (g_atomic_int_get (&priv->abandon) == KILLABLE_ABANDON_DONE)
+    notify_abandoned_returned ();
+  g_private_set (&handoff, NULL);
 
   g_private_set (&current_task, NULL);
   g_object_unref (self);
+  killable_worker_pool_section_leave ();
+
+  return next;
 }
+
+static void
+worker_run (gpointer data,
+            gpointer unused)
+{
+  KillableTask *next = data;
+
+  /* A task waiting for a limiter's permit that this thread's task gave
+   * back runs here, next: a limit of N uses at most N threads. */
+  while (next != NULL)
+    next = worker_run_one (next);
+}
+
+/* A task that just became RUNNING: on this thread next if it is a worker
+ * handing over its limiter permit, else on a thread of the pool. Takes a
+ * reference of its own. */
+static gboolean
+dispatch (KillableTask  *self,
+          GError       **error)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  KillableTask **slot = g_private_get (&handoff);
+  GError *local_error = NULL;
+
+  killable_owner_queue (&priv->owner, KILLABLE_EMIT_STATE_RUNNING);
+
+  g_atomic_int_set (&priv->dispatched, 1);
+  if (slot != NULL && *slot == NULL)
+    {
+      *slot = g_object_ref (self);
+      return TRUE;
+    }
+
+  if (!killable_worker_pool_run (worker_run, g_object_ref (self), &local_error))
+    {
+      g_object_unref (self);
+      run_cleanups (self);
+      if (!complete (self, KILLABLE_TASK_STATE_FAILED, g_error_copy (local_error)) &&
+          g_atomic_int_get (&priv->abandon) == KILLABLE_ABANDON_DONE)
+        g_atomic_int_dec_and_test (&abandoned_threads);
+      g_propagate_error (error, local_error);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+/* Limiter permits {{{ */
+
+/* @self (transfer full) was given a permit by its limiter: it runs, or, if
+ * it ended meanwhile (stopped while it waited), it gives the permit back
+ * (returns FALSE: the caller passes it on). */
+static gboolean
+grant_permit (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  gboolean run;
+
+  g_mutex_lock (&priv->lock);
+  priv->extra->queued = FALSE;
+  run = g_atomic_int_compare_and_exchange (&priv->state, KILLABLE_TASK_STATE_PENDING,
+                                           KILLABLE_TASK_STATE_RUNNING);
+  priv->extra->holds_permit = run;
+  g_mutex_unlock (&priv->lock);
+
+  if (run)
+    dispatch (self, NULL);
+  g_object_unref (self);
+
+  return run;
+}
+
+/* A permit came back: to the first waiting task that can still use it. */
+static void
+pass_permit (KillableLimiter *limiter)
+{
+  GObject *next;
+
+  while ((next = killable_limiter_release (limiter)) != NULL)
+    if (grant_permit (KILLABLE_TASK (next)))
+      break;
+}
+
+static void
+limiter_task_ended (KillableTask    *self,
+                    KillableLimiter *limiter,
+                    gboolean         was_queued,
+                    gboolean         had_permit)
+{
+  /* Still waiting: leave the queue. If the limiter already took it out to
+   * give it a permit, grant_permit() sees the end and passes it on. */
+  if (was_queued)
+    killable_limiter_remove (limiter, G_OBJECT (self));
+  if (had_permit)
+    pass_permit (limiter);
+}
+
+/* }}} */
 
 static gboolean
 start_internal (KillableTask  *self,
@@ -685,7 +1296,7 @@ start_internal (KillableTask  *self,
                 GError       **error)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
-  GError *local_error = NULL;
+  KillableLimiter *limiter;
 
   if (!g_atomic_int_compare_and_exchange (&priv->started, 0, 1))
     {
@@ -694,11 +1305,36 @@ start_internal (KillableTask  *self,
       return FALSE;
     }
 
-  killable_owner_set_context (self, context);
+  killable_owner_set_context (&priv->owner, context);
+  killable_escalation_start (&priv->escalation);
+
+  /* A group has no work and no thread: it ends when its children have. */
+  if (is_group (priv))
+    {
+      if (g_atomic_int_compare_and_exchange (&priv->state, KILLABLE_TASK_STATE_PENDING,
+                                             KILLABLE_TASK_STATE_RUNNING))
+        {
+          killable_owner_queue (&priv->owner, KILLABLE_EMIT_STATE_RUNNING);
+          killable_task_complete_pending (self);
+        }
+      return TRUE;
+    }
 
   g_mutex_lock (&priv->lock);
-  priv->start_time = g_get_monotonic_time ();
+  limiter = priv->extra != NULL ? priv->extra->limiter : NULL;
+  if (limiter != NULL)
+    priv->extra->queued = TRUE;
   g_mutex_unlock (&priv->lock);
+
+  /* Beyond its limiter's limit, it stays PENDING in the limiter's queue
+   * until a permit comes back (pass_permit()). */
+  if (limiter != NULL)
+    {
+      if (killable_limiter_acquire_or_queue (limiter, G_OBJECT (self)) &&
+          !grant_permit (g_object_ref (self)))
+        pass_permit (limiter);
+      return TRUE;
+    }
 
   /* Stopped or killed before it started: it is already terminal and has
    * nothing to run. */
@@ -706,22 +1342,7 @@ start_internal (KillableTask  *self,
                                           KILLABLE_TASK_STATE_RUNNING))
     return TRUE;
 
-  killable_owner_queue (self, KILLABLE_EMIT_STATE_RUNNING);
-  killable_escalation_arm_timeout (self);
-
-  g_atomic_int_set (&priv->dispatched, 1);
-  if (!killable_worker_pool_run (worker_run, g_object_ref (self), &local_error))
-    {
-      g_object_unref (self);
-      run_cleanups (self);
-      if (!complete (self, KILLABLE_TASK_STATE_FAILED, g_error_copy (local_error)) &&
-          g_atomic_int_get (&priv->abandon) == KILLABLE_ABANDON_DONE)
-        killable_interrupt_abandoned_returned ();
-      g_propagate_error (error, local_error);
-      return FALSE;
-    }
-
-  return TRUE;
+  return dispatch (self, error);
 }
 
 /* }}} */
@@ -749,13 +1370,13 @@ killable_task_real_run (KillableTask  *self,
 static void
 killable_task_real_interrupt (KillableTask *self)
 {
-  killable_interrupt_syscalls (self);
+  interrupt_syscalls (self);
 }
 
 static void
 killable_task_real_kill (KillableTask *self)
 {
-  killable_task_abandon (self);
+  abandon (self);
 }
 
 static void
@@ -806,19 +1427,29 @@ killable_task_finalize (GObject *object)
       g_clear_object (&priv->cancellable);
     }
 
-  if (priv->func_notify != NULL)
-    priv->func_notify (priv->func_data);
+  /* The last reference may go on a worker: the owner's data is released
+   * on the owner's context (see killable_owner_release()). */
+  killable_owner_release (&priv->owner, priv->func_notify, priv->func_data);
 
   g_assert (priv->async_task == NULL);
-  g_assert (priv->timeout_source == NULL);
-  g_assert (priv->escalation_source == NULL);
-  g_assert (priv->interrupt_source == NULL);
+
+  if (priv->extra != NULL)
+    {
+      g_assert (priv->extra->waiters == NULL);
+      if (G_IS_VALUE (&priv->extra->result))
+        g_value_unset (&priv->extra->result);
+      g_clear_object (&priv->extra->limiter);
+      g_clear_pointer (&priv->extra, g_free);
+    }
 
   g_clear_pointer (&priv->name, g_free);
   g_clear_pointer (&priv->status, g_free);
   g_clear_error (&priv->error);
-  killable_owner_clear (&priv->owner);
+  killable_escalation_clear (&priv->escalation);
+  /* Before the owner: removing the stop callbacks releases their data
+   * through it. */
   killable_stop_state_clear (&priv->stop);
+  killable_owner_clear (&priv->owner);
   g_cond_clear (&priv->cond);
   g_mutex_clear (&priv->lock);
 
@@ -874,6 +1505,9 @@ killable_task_get_property (GObject    *object,
     case PROP_CANCELLABLE:
       g_value_set_object (value, killable_task_get_cancellable (self));
       break;
+    case PROP_LIMITER:
+      g_value_set_object (value, killable_task_get_limiter (self));
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -910,6 +1544,9 @@ killable_task_set_property (GObject      *object,
     case PROP_RETAIN_CHILDREN:
       killable_task_set_retain_children (self, g_value_get_boolean (value));
       break;
+    case PROP_LIMITER:
+      killable_task_set_limiter (self, g_value_get_object (value));
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -928,6 +1565,9 @@ killable_task_class_init (KillableTaskClass *klass)
   klass->run = killable_task_real_run;
   klass->interrupt = killable_task_real_interrupt;
   klass->kill = killable_task_real_kill;
+
+  /* Before any task exists: the library's locks are held across fork(). */
+  killable_fork_init (killable_tree_fork_lock);
 
   /**
    * KillableTask:name:
@@ -969,7 +1609,7 @@ killable_task_class_init (KillableTaskClass *klass)
                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   /**
-   * KillableTask:status:
+   * KillableTask:status: (getter dup_status)
    *
    * A short human-readable text about what the worker is doing, set with
    * [method@Killable.Task.set_status].
@@ -1033,7 +1673,7 @@ killable_task_class_init (KillableTaskClass *klass)
                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   /**
-   * KillableTask:parent:
+   * KillableTask:parent: (getter dup_parent)
    *
    * The task this one was added to with [method@Killable.Task.add_child].
    *
@@ -1093,6 +1733,19 @@ killable_task_class_init (KillableTaskClass *klass)
     g_param_spec_object ("cancellable", NULL, NULL, G_TYPE_CANCELLABLE,
                          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
 
+  /**
+   * KillableTask:limiter: (setter set_limiter) (getter get_limiter)
+   *
+   * The [class@Killable.Limiter] that limits how many tasks like this one
+   * run at once, or %NULL. Set it before the start; see
+   * [method@Killable.Task.set_limiter].
+   *
+   * Since: 1.2
+   */
+  properties[PROP_LIMITER] =
+    g_param_spec_object ("limiter", NULL, NULL, KILLABLE_TYPE_LIMITER,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   /**
@@ -1108,6 +1761,9 @@ killable_task_class_init (KillableTaskClass *klass)
    *
    * Since: 1.0
    */
+  /* Not G_SIGNAL_TYPE_STATIC_SCOPE: GJS then wraps the reason without a
+   * copy, and a handler that keeps it (in a Map, say) reads freed memory
+   * once the emission returns. */
   signals[STOP_REQUESTED] =
     g_signal_new ("stop-requested",
                   G_TYPE_FROM_CLASS (klass),
@@ -1115,7 +1771,7 @@ killable_task_class_init (KillableTaskClass *klass)
                   G_STRUCT_OFFSET (KillableTaskClass, stop_requested),
                   NULL, NULL,
                   NULL,
-                  G_TYPE_NONE, 1, G_TYPE_ERROR | G_SIGNAL_TYPE_STATIC_SCOPE);
+                  G_TYPE_NONE, 1, G_TYPE_ERROR);
 
   /**
    * KillableTask::finished:
@@ -1137,6 +1793,12 @@ killable_task_class_init (KillableTaskClass *klass)
 
   notify_signal_id = g_signal_lookup ("notify", G_TYPE_OBJECT);
   task_type = G_TYPE_FROM_CLASS (klass);
+  killable_task_tree_node_offset =
+    KillableTask_private_offset + G_STRUCT_OFFSET (KillableTaskPrivate, node);
+  killable_task_stop_state_offset =
+    KillableTask_private_offset + G_STRUCT_OFFSET (KillableTaskPrivate, stop);
+  _killable_task_fast_path.stop_flag_offset = killable_task_stop_state_offset +
+    G_STRUCT_OFFSET (KillableStopState, requested);
 
   killable_i18n_init ();
 }
@@ -1149,12 +1811,10 @@ killable_task_init (KillableTask *self)
   killable_stop_state_init (&priv->stop);
   g_mutex_init (&priv->lock);
   g_cond_init (&priv->cond);
-  killable_owner_init (&priv->owner);
+  killable_owner_init (&priv->owner, G_OBJECT (self), &owner_funcs);
+  killable_escalation_init (&priv->escalation, G_OBJECT (self), escalation_cb);
+  killable_tree_node_init (&priv->node, self);
   priv->state = KILLABLE_TASK_STATE_PENDING;
-  priv->grace_period = -1;
-  priv->timeout = -1;
-  priv->child_policy = KILLABLE_CHILD_POLICY_FAIL_FAST;
-  priv->sibling_link.data = self;
 }
 
 /* }}} */
@@ -1188,6 +1848,7 @@ killable_task_new (const char       *name,
   KillableTaskPrivate *priv;
 
   g_return_val_if_fail (func != NULL, NULL);
+  g_return_val_if_fail (name == NULL || g_utf8_validate (name, -1, NULL), NULL);
 
   self = g_object_new (KILLABLE_TYPE_TASK, "name", name, NULL);
   priv = killable_task_get_instance_private (self);
@@ -1239,7 +1900,15 @@ static void
 async_cancelled_cb (GCancellable *cancellable,
                     KillableTask *self)
 {
-  killable_task_stop (self);
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  g_autoptr(GError) reason = NULL;
+
+  /* The caller's own cancellable is the cause: run_finish() (and join())
+   * then give G_IO_ERROR_CANCELLED, the error GIO code expects from a
+   * cancel it asked for. */
+  reason = g_error_new (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                        _("Task “%s” was cancelled by its caller"), priv->name);
+  killable_task_stop_with_error (self, reason);
 }
 
 static void
@@ -1301,7 +1970,7 @@ killable_task_run_async (KillableTask        *self,
   /* The result is reported on this thread's context: set first, so that
    * emissions of an end racing with this call go there too. */
   context = g_main_context_ref_thread_default ();
-  killable_owner_set_context (self, context);
+  killable_owner_set_context (&priv->owner, context);
 
   /* complete() looks at async_task under the same lock: either it sees it,
    * or the task was already terminal here (stopped while pending). */
@@ -1338,7 +2007,7 @@ killable_task_run_async (KillableTask        *self,
     }
 
   if (already_terminal)
-    killable_owner_queue (self, KILLABLE_EMIT_ASYNC_RETURN);
+    killable_owner_queue (&priv->owner, KILLABLE_EMIT_ASYNC_RETURN);
 }
 
 /**
@@ -1458,6 +2127,8 @@ gboolean
 killable_task_wait (KillableTask *self,
                     gint64        timeout_usec)
 {
+  gint64 end_time;
+
   g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
   g_return_val_if_fail (timeout_usec >= -1, FALSE);
 
@@ -1467,7 +2138,11 @@ killable_task_wait (KillableTask *self,
       return wait_until (self, -1);
     }
 
-  return wait_until (self, g_get_monotonic_time () + timeout_usec);
+  end_time = killable_time_add (g_get_monotonic_time (), timeout_usec);
+  /* "Practically never" from its own worker is the wait (-1) above. */
+  g_return_val_if_fail (end_time < G_MAXINT64 / 2 || killable_task_get_current () != self, FALSE);
+
+  return wait_until (self, end_time);
 }
 
 /**
@@ -1541,12 +2216,11 @@ killable_task_interrupt (KillableTask *self)
 
   g_return_if_fail (KILLABLE_IS_TASK (self));
 
-  reason = killable_task_make_error (self, KILLABLE_ERROR_INTERRUPTED);
+  reason = make_error (self, KILLABLE_ERROR_INTERRUPTED);
   killable_task_request_stop_internal (self, reason, TRUE);
 
   /* Marked under the tree lock, so a child added later is interrupted too. */
-  subtree = killable_tree_collect_subtree (self, G_STRUCT_OFFSET (KillableTaskPrivate,
-                                                                  interrupt_requested));
+  subtree = killable_tree_collect_subtree (self, KILLABLE_TREE_MARK_INTERRUPT);
   for (guint i = 0; i < subtree->len; i++)
     {
       KillableTask *task = g_ptr_array_index (subtree, i);
@@ -1587,12 +2261,11 @@ killable_task_kill (KillableTask *self)
 
   g_return_if_fail (KILLABLE_IS_TASK (self));
 
-  reason = killable_task_make_error (self, KILLABLE_ERROR_KILLED);
+  reason = make_error (self, KILLABLE_ERROR_KILLED);
   killable_task_request_stop_internal (self, reason, TRUE);
 
   /* Marked under the tree lock, so a child added later is killed too. */
-  subtree = killable_tree_collect_subtree (self, G_STRUCT_OFFSET (KillableTaskPrivate,
-                                                                  kill_requested));
+  subtree = killable_tree_collect_subtree (self, KILLABLE_TREE_MARK_KILL);
   /* Deepest first: a parent is released after its children. */
   for (guint i = subtree->len; i > 0; i--)
     {
@@ -1634,16 +2307,10 @@ killable_task_set_timeout (KillableTask *self,
 
   priv = killable_task_get_instance_private (self);
 
-  g_mutex_lock (&priv->lock);
-  changed = priv->timeout != timeout_usec;
-  priv->timeout = timeout_usec;
-  g_mutex_unlock (&priv->lock);
-
-  if (g_atomic_int_get (&priv->started))
-    killable_escalation_arm_timeout (self);
+  changed = killable_escalation_set_timeout (&priv->escalation, timeout_usec);
 
   if (changed)
-    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_TIMEOUT]);
+    killable_task_emit_setter (self, KILLABLE_EMIT_TIMEOUT);
 }
 
 /**
@@ -1667,9 +2334,7 @@ killable_task_get_timeout (KillableTask *self)
   g_return_val_if_fail (KILLABLE_IS_TASK (self), -1);
 
   priv = killable_task_get_instance_private (self);
-  g_mutex_lock (&priv->lock);
-  ret = priv->timeout;
-  g_mutex_unlock (&priv->lock);
+  ret = killable_escalation_get_timeout (&priv->escalation);
 
   return ret;
 }
@@ -1825,11 +2490,11 @@ killable_task_set_progress (KillableTask *self,
   g_mutex_unlock (&priv->lock);
 
   if (changed)
-    killable_owner_queue (self, KILLABLE_EMIT_PROGRESS);
+    killable_owner_queue (&priv->owner, KILLABLE_EMIT_PROGRESS);
 }
 
 /**
- * killable_task_dup_status:
+ * killable_task_dup_status: (get-property status)
  * @self: a task
  *
  * Gets the status text last set with [method@Killable.Task.set_status].
@@ -1876,6 +2541,7 @@ killable_task_set_status (KillableTask *self,
   gboolean changed;
 
   g_return_if_fail (KILLABLE_IS_TASK (self));
+  g_return_if_fail (status == NULL || g_utf8_validate (status, -1, NULL));
 
   priv = killable_task_get_instance_private (self);
 
@@ -1889,7 +2555,7 @@ killable_task_set_status (KillableTask *self,
   g_mutex_unlock (&priv->lock);
 
   if (changed)
-    killable_owner_queue (self, KILLABLE_EMIT_STATUS);
+    killable_owner_queue (&priv->owner, KILLABLE_EMIT_STATUS);
 }
 
 /**
@@ -1941,9 +2607,7 @@ killable_task_get_grace_period (KillableTask *self)
   g_return_val_if_fail (KILLABLE_IS_TASK (self), -1);
 
   priv = killable_task_get_instance_private (self);
-  g_mutex_lock (&priv->lock);
-  ret = priv->grace_period;
-  g_mutex_unlock (&priv->lock);
+  ret = killable_escalation_get_grace_period (&priv->escalation);
 
   return ret;
 }
@@ -1972,13 +2636,10 @@ killable_task_set_grace_period (KillableTask *self,
   g_return_if_fail (grace_usec >= -1);
 
   priv = killable_task_get_instance_private (self);
-  g_mutex_lock (&priv->lock);
-  changed = priv->grace_period != grace_usec;
-  priv->grace_period = grace_usec;
-  g_mutex_unlock (&priv->lock);
+  changed = killable_escalation_set_grace_period (&priv->escalation, grace_usec);
 
   if (changed)
-    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_GRACE_PERIOD]);
+    killable_task_emit_setter (self, KILLABLE_EMIT_GRACE_PERIOD);
 }
 
 /**
@@ -2029,7 +2690,7 @@ killable_task_set_interrupt_syscalls (KillableTask *self,
   priv = killable_task_get_instance_private (self);
   old = g_atomic_int_exchange (&priv->interrupt_syscalls, !!interrupt_syscalls);
   if (old != !!interrupt_syscalls)
-    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_INTERRUPT_SYSCALLS]);
+    killable_task_emit_setter (self, KILLABLE_EMIT_INTERRUPT_SYSCALLS);
 }
 
 /**
@@ -2091,7 +2752,7 @@ set_stop_error (KillableTask  *self,
 
   reason = killable_stop_state_dup_reason (&priv->stop);
   if (reason == NULL)
-    reason = killable_task_make_error (self, KILLABLE_ERROR_STOPPED);
+    reason = make_error (self, KILLABLE_ERROR_STOPPED);
   g_propagate_error (error, reason);
 
   return FALSE;
@@ -2104,6 +2765,13 @@ set_stop_error (KillableTask  *self,
  *
  * Checks whether a stop was requested. Call it often in long work; it costs
  * one atomic load while the task is not stopped.
+ *
+ * In C (GCC or Clang) this is also a header inline: it reads the word of
+ * [method@Killable.Task.get_stop_flag] and calls the function only when the
+ * word is not zero, so a hot loop pays one load, a test and a branch. The
+ * inline does not check the type of @self (only %NULL goes to the
+ * function's critical); define `KILLABLE_NO_INLINE_CHECK` before including
+ * `<killable.h>` to always call the function.
  *
  * This function is thread-safe; it is meant for the worker.
  *
@@ -2131,15 +2799,50 @@ gboolean
 killable_task_check (KillableTask  *self,
                      GError       **error)
 {
-  /* Called in hot loops: a leaf with an exact-type comparison (two loads,
-   * no call) and the flag's load; subclasses, bad input and the stopped
-   * case take the full path. */
+  /* Called in hot loops by bindings (C callers get the header inline): a
+   * leaf with an exact-type comparison (two loads, no call) and the flag's
+   * load; subclasses, bad input and a non-zero flag (stopped, paused) take
+   * the full path. */
   if (G_LIKELY (self != NULL && G_TYPE_FROM_INSTANCE (self) == task_type &&
-                !killable_stop_state_is_requested (
+                !killable_stop_state_needs_slow_path (
                    &((KillableTaskPrivate *) killable_task_get_instance_private (self))->stop)))
     return TRUE;
 
   return check_slow (self, error);
+}
+
+/**
+ * killable_task_get_stop_flag:
+ * @self: a task
+ *
+ * The address of the task's stop flag, for fast paths that cannot call
+ * [method@Killable.Task.check] (the C inline of that function reads it; a
+ * binding may read it through a foreign-function interface without taking
+ * its interpreter lock).
+ *
+ * The word is an `int` read with a relaxed atomic load. It stays at the same
+ * address for the task's whole life (until the task is finalized). Zero
+ * means "go on". Non-zero means "take the slow path": call
+ * [method@Killable.Task.check], which tells why (a stop was requested, or
+ * the task is paused and check() waits) and sets the error. Do not compare
+ * it with any other value: its bits are not API. Never write to it.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: (transfer none) (not nullable): the address of the flag, valid
+ *   while @self is alive
+ *
+ * Since: 1.2
+ */
+const int *
+killable_task_get_stop_flag (KillableTask *self)
+{
+  KillableTaskPrivate *priv;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), NULL);
+
+  priv = killable_task_get_instance_private (self);
+  return &priv->stop.requested;
 }
 
 /**
@@ -2195,8 +2898,7 @@ killable_task_sleep (KillableTask  *self,
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   priv = killable_task_get_instance_private (self);
-  end_time = g_get_monotonic_time ();
-  end_time = usec > G_MAXINT64 - end_time ? G_MAXINT64 : end_time + usec;
+  end_time = killable_time_add (g_get_monotonic_time (), usec);
 
   if (!killable_stop_state_sleep (&priv->stop, end_time))
     return set_stop_error (self, error);
@@ -2232,10 +2934,8 @@ killable_task_wait_fd (KillableTask  *self,
                        GError       **error)
 {
   KillableTaskPrivate *priv;
-  GPollFD pfds[2];
   gint64 end_time = -1;
-  int n_fds = 1;
-  int wake_fd;
+  GIOCondition ret;
 
   g_return_val_if_fail (KILLABLE_IS_TASK (self), 0);
   g_return_val_if_fail (fd >= 0, 0);
@@ -2244,69 +2944,13 @@ killable_task_wait_fd (KillableTask  *self,
 
   priv = killable_task_get_instance_private (self);
 
-  pfds[0].fd = fd;
-  pfds[0].events = condition;
-  pfds[0].revents = 0;
-
-  /* Without a wake-up fd (none left), poll in slices and look at the flag
-   * in between: slower to notice a stop, but never stuck. */
-  wake_fd = killable_stop_state_get_wake_fd (&priv->stop);
-  if (wake_fd >= 0)
-    {
-      pfds[1].fd = wake_fd;
-      pfds[1].events = G_IO_IN;
-      pfds[1].revents = 0;
-      n_fds = 2;
-    }
-
   if (timeout_usec >= 0)
-    end_time = g_get_monotonic_time () + timeout_usec;
+    end_time = killable_time_add (g_get_monotonic_time (), timeout_usec);
 
-  for (;;)
-    {
-      int timeout_ms = -1;
-      int ret;
+  if (!killable_stop_state_wait_fd (&priv->stop, fd, condition, end_time, &ret, error))
+    return set_stop_error (self, error);
 
-      if (killable_stop_state_is_requested (&priv->stop))
-        return set_stop_error (self, error);
-
-      if (end_time >= 0)
-        {
-          gint64 left = end_time - g_get_monotonic_time ();
-
-          timeout_ms = left <= 0 ? 0 : (int) MIN ((left + 999) / 1000, G_MAXINT);
-        }
-      if (n_fds == 1 && (timeout_ms < 0 || timeout_ms > WAIT_FD_SLICE_MS))
-        timeout_ms = WAIT_FD_SLICE_MS;
-
-      ret = g_poll (pfds, n_fds, timeout_ms);
-      if (ret < 0)
-        {
-          int errsv = errno;
-
-          if (errsv == EINTR)
-            continue;
-
-          g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errsv),
-                       _("Could not wait for file descriptor %d: %s"),
-                       fd, g_strerror (errsv));
-          return 0;
-        }
-
-      if (pfds[0].revents != 0)
-        {
-          if (pfds[0].revents & G_IO_NVAL)
-            {
-              g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                           _("File descriptor %d is not open"), fd);
-              return 0;
-            }
-          return pfds[0].revents;
-        }
-
-      if (end_time >= 0 && g_get_monotonic_time () >= end_time)
-        return 0;
-    }
+  return ret;
 }
 
 /**
@@ -2359,8 +3003,7 @@ killable_task_add_cleanup (KillableTask        *self,
   g_mutex_unlock (&priv->lock);
 
   func (self, user_data);
-  if (notify != NULL)
-    notify (user_data);
+  killable_owner_release (&priv->owner, notify, user_data);
 }
 
 /**
@@ -2407,7 +3050,7 @@ killable_task_set_abandonable (KillableTask *self,
                                          KILLABLE_ABANDON_ALLOWED))
     {
       /* A kill that waited for the end of the section happens now. */
-      if (g_atomic_int_get (&priv->kill_requested))
+      if (killable_tree_node_has_mark (&priv->node, KILLABLE_TREE_MARK_KILL))
         KILLABLE_TASK_GET_CLASS (self)->kill (self);
     }
 
@@ -2453,6 +3096,33 @@ killable_task_get_current (void)
  *
  * Since: 1.0
  */
+typedef struct
+{
+  KillableStopFunc  func;
+  gpointer          user_data;
+  GDestroyNotify    notify;
+  KillableOwner    *owner;     /* alive: the stop state is cleared before it */
+} StopCallbackData;
+
+static void
+stop_callback_trampoline (KillableTask *task,
+                          const GError *reason,
+                          gpointer      user_data)
+{
+  StopCallbackData *data = user_data;
+
+  data->func (task, reason, data->user_data);
+}
+
+static void
+stop_callback_data_free (gpointer user_data)
+{
+  StopCallbackData *data = user_data;
+
+  killable_owner_release (data->owner, data->notify, data->user_data);
+  g_free (data);
+}
+
 gulong
 killable_task_add_stop_callback (KillableTask     *self,
                                  KillableStopFunc  func,
@@ -2460,12 +3130,29 @@ killable_task_add_stop_callback (KillableTask     *self,
                                  GDestroyNotify    notify)
 {
   KillableTaskPrivate *priv;
+  StopCallbackData *data;
 
-  g_return_val_if_fail (KILLABLE_IS_TASK (self), 0);
+  /* The exact type without a call first (scoped callbacks are added and
+   * removed in loops); anything else gets the full check. */
+  if (G_UNLIKELY (self == NULL || G_TYPE_FROM_INSTANCE (self) != task_type))
+    g_return_val_if_fail (KILLABLE_IS_TASK (self), 0);
   g_return_val_if_fail (func != NULL, 0);
 
   priv = killable_task_get_instance_private (self);
-  return killable_stop_state_add_callback (&priv->stop, self, func, user_data, notify);
+
+  if (notify == NULL)
+    return killable_stop_state_add_callback (&priv->stop, self, func, user_data, NULL);
+
+  /* The data is released on the owner's context (a stop from a timer or
+   * a worker must not free a GJS closure there). */
+  data = g_new (StopCallbackData, 1);
+  data->func = func;
+  data->user_data = user_data;
+  data->notify = notify;
+  data->owner = &priv->owner;
+
+  return killable_stop_state_add_callback (&priv->stop, self, stop_callback_trampoline,
+                                           data, stop_callback_data_free);
 }
 
 /**
@@ -2489,13 +3176,403 @@ killable_task_remove_stop_callback (KillableTask *self,
 {
   KillableTaskPrivate *priv;
 
-  g_return_if_fail (KILLABLE_IS_TASK (self));
+  if (G_UNLIKELY (self == NULL || G_TYPE_FROM_INSTANCE (self) != task_type))
+    g_return_if_fail (KILLABLE_IS_TASK (self));
 
   if (id == 0)
     return;
 
   priv = killable_task_get_instance_private (self);
   killable_stop_state_remove_callback (&priv->stop, id);
+}
+
+/* }}} */
+
+/* Public API: application integration {{{ */
+
+/**
+ * killable_task_new_group:
+ * @name: (nullable): a name for messages and debugging
+ *
+ * Creates a pending *group task*: a task with no work of its own, which
+ * holds children ([method@Killable.Task.add_child]). Started, it takes no
+ * thread (and no [class@Killable.Limiter] permit); it ends when it has no
+ * live child left: at once if it has none, otherwise when the last of them
+ * ends. Add its first children before starting it.
+ *
+ * Its outcome is the one its [property@Killable.Task:child-policy] gives:
+ * under %KILLABLE_CHILD_POLICY_FAIL_FAST a failed child fails it with
+ * %KILLABLE_ERROR_CHILD_FAILED (and stops the other children); under
+ * %KILLABLE_CHILD_POLICY_ISOLATE it succeeds whatever its children did.
+ * Stopped, it stops its children and ends %KILLABLE_TASK_STATE_CANCELLED
+ * with the stop's cause once they have ended. Its cleanups run in the
+ * thread that ends it.
+ *
+ * ```c
+ * g_autoptr(KillableTask) downloads = killable_task_new_group ("downloads");
+ *
+ * for (guint i = 0; i < n_urls; i++)
+ *   {
+ *     g_autoptr(KillableTask) task = killable_task_new ("get", download, urls[i], NULL);
+ *
+ *     killable_task_add_child (downloads, task, NULL);
+ *     killable_task_start (task, NULL);
+ *   }
+ * killable_task_run_async (downloads, cancellable, downloads_done_cb, self);
+ * ```
+ *
+ * This function is thread-safe.
+ *
+ * Returns: (transfer full): a new group task
+ *
+ * Since: 1.2
+ */
+KillableTask *
+killable_task_new_group (const char *name)
+{
+  KillableTask *self;
+  KillableTaskPrivate *priv;
+
+  self = g_object_new (KILLABLE_TYPE_TASK, "name", name, NULL);
+  priv = killable_task_get_instance_private (self);
+  g_mutex_lock (&priv->lock);
+  get_extra_locked (priv)->group = TRUE;
+  g_mutex_unlock (&priv->lock);
+
+  return self;
+}
+
+/**
+ * killable_task_is_group:
+ * @self: a task
+ *
+ * Whether @self was created with [ctor@Killable.Task.new_group].
+ *
+ * This function is thread-safe.
+ *
+ * Returns: %TRUE for a group task
+ *
+ * Since: 1.2
+ */
+gboolean
+killable_task_is_group (KillableTask *self)
+{
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
+
+  return is_group (killable_task_get_instance_private (self));
+}
+
+/**
+ * killable_task_return_value:
+ * @self: a task
+ * @value: the result of the work
+ *
+ * Gives the task's result, as g_task_return_value() does for a #GTask. The
+ * worker calls it before its work returns %TRUE; the owner gets a copy with
+ * [method@Killable.Task.propagate_value] once the task succeeded. A later
+ * call replaces the value; a value given after the end (by an abandoned
+ * worker, say) is dropped.
+ *
+ * This function is thread-safe; it is meant for the worker.
+ *
+ * Since: 1.2
+ */
+void
+killable_task_return_value (KillableTask *self,
+                            const GValue *value)
+{
+  KillableTaskPrivate *priv;
+  GValue old = G_VALUE_INIT;
+
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+  g_return_if_fail (G_IS_VALUE (value));
+
+  priv = killable_task_get_instance_private (self);
+
+  g_mutex_lock (&priv->lock);
+  if (!KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)))
+    {
+      KillableTaskExtra *extra = get_extra_locked (priv);
+
+      /* Freed outside the lock: a boxed or object value may run user code. */
+      old = extra->result;
+      memset (&extra->result, 0, sizeof (GValue));
+      g_value_init (&extra->result, G_VALUE_TYPE (value));
+      g_value_copy (value, &extra->result);
+    }
+  g_mutex_unlock (&priv->lock);
+
+  if (G_IS_VALUE (&old))
+    g_value_unset (&old);
+}
+
+/**
+ * killable_task_propagate_value:
+ * @self: a terminal task
+ * @value: (out caller-allocates) (optional): return location for a copy
+ *   of the result; an unset (zero-filled) #GValue
+ * @error: return location for a #GError
+ *
+ * Gets the outcome of a task that ended and, if it succeeded, the value its
+ * worker gave [method@Killable.Task.return_value], as
+ * g_task_propagate_value() does. @value stays unset when the task succeeded
+ * without a value. Call it after [method@Killable.Task.join],
+ * [method@Killable.Task.run_finish] or [method@Killable.Task.wait_finish];
+ * it may be called any number of times.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: %TRUE if the task succeeded; %FALSE with @error set as
+ *   [method@Killable.Task.join] sets it otherwise
+ *
+ * Since: 1.2
+ */
+gboolean
+killable_task_propagate_value (KillableTask  *self,
+                               GValue        *value,
+                               GError       **error)
+{
+  KillableTaskPrivate *priv;
+  GValue copy = G_VALUE_INIT;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
+  g_return_val_if_fail (value == NULL || !G_IS_VALUE (value), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  priv = killable_task_get_instance_private (self);
+  g_return_val_if_fail (KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)),
+                        FALSE);
+
+  if (priv->error != NULL)
+    {
+      g_propagate_error (error, g_error_copy (priv->error));
+      return FALSE;
+    }
+
+  if (value == NULL)
+    return TRUE;
+
+  /* Terminal: return_value() no longer changes the result. Copied under
+   * the lock, which the last return_value() released. */
+  g_mutex_lock (&priv->lock);
+  if (priv->extra != NULL && G_IS_VALUE (&priv->extra->result))
+    {
+      g_value_init (&copy, G_VALUE_TYPE (&priv->extra->result));
+      g_value_copy (&priv->extra->result, &copy);
+    }
+  g_mutex_unlock (&priv->lock);
+
+  *value = copy;
+
+  return TRUE;
+}
+
+static gboolean
+wait_cancelled_cb (GCancellable *cancellable,
+                   gpointer      user_data)
+{
+  GTask *waiter = user_data;
+  KillableTask *self = g_task_get_source_object (waiter);
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  gboolean found = FALSE;
+
+  /* Abandons this wait only: the task goes on. Whoever takes the waiter
+   * out of the list (this, or the end of the task) returns it. */
+  g_mutex_lock (&priv->lock);
+  if (priv->extra != NULL && g_slist_find (priv->extra->waiters, waiter) != NULL)
+    {
+      priv->extra->waiters = g_slist_remove (priv->extra->waiters, waiter);
+      found = TRUE;
+    }
+  g_mutex_unlock (&priv->lock);
+
+  if (found)
+    {
+      g_task_return_error_if_cancelled (waiter);
+      g_object_unref (waiter);
+    }
+
+  return G_SOURCE_REMOVE;
+}
+
+/**
+ * killable_task_wait_async:
+ * @self: a task
+ * @cancellable: (nullable): cancelling it abandons this wait, not the task
+ * @callback: (scope async) (closure user_data): called on the caller's
+ *   thread-default main context once the task is terminal
+ * @user_data: data for @callback
+ *
+ * Waits, without blocking, for a task that someone else started (or will
+ * start, or stop) to end: the asynchronous [method@Killable.Task.join]. Any
+ * number of waits may be pending on a task, each on its own thread's
+ * thread-default main context. Get the outcome with
+ * [method@Killable.Task.wait_finish] and the result with
+ * [method@Killable.Task.propagate_value].
+ *
+ * Cancelling @cancellable makes this wait finish with
+ * %G_IO_ERROR_CANCELLED; the task itself is not stopped (use
+ * [method@Killable.Task.run_async] for a cancellable that stops it).
+ *
+ * This function is thread-safe; @callback runs on the thread that owns the
+ * caller's thread-default main context.
+ *
+ * Since: 1.2
+ */
+void
+killable_task_wait_async (KillableTask        *self,
+                          GCancellable        *cancellable,
+                          GAsyncReadyCallback  callback,
+                          gpointer             user_data)
+{
+  KillableTaskPrivate *priv;
+  g_autoptr(GTask) waiter = NULL;
+  gboolean terminal;
+
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  priv = killable_task_get_instance_private (self);
+  waiter = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (waiter, killable_task_wait_async);
+  g_task_set_name (waiter, "[killable] killable_task_wait_async");
+
+  if (KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)))
+    {
+      return_waiters (g_slist_prepend (NULL, g_steal_pointer (&waiter)), priv->error);
+      return;
+    }
+
+  if (cancellable != NULL)
+    {
+      GSource *source = g_cancellable_source_new (cancellable);
+
+      /* The source holds the waiter until it is destroyed (after it ran,
+       * or by the end of the task): attached before the waiter is
+       * published, so that return_waiters() always breaks the cycle. */
+      g_source_set_callback (source, G_SOURCE_FUNC (wait_cancelled_cb),
+                             g_object_ref (waiter), g_object_unref);
+      g_source_set_static_name (source, "[killable] wait cancelled");
+      g_task_set_task_data (waiter, source, (GDestroyNotify) g_source_unref);
+      g_source_attach (source, g_task_get_context (waiter));
+    }
+
+  g_mutex_lock (&priv->lock);
+  terminal = KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state));
+  if (!terminal)
+    {
+      KillableTaskExtra *extra = get_extra_locked (priv);
+
+      extra->waiters = g_slist_prepend (extra->waiters, g_object_ref (waiter));
+    }
+  g_mutex_unlock (&priv->lock);
+
+  /* Ended meanwhile: complete_full() took the waiters before this one. */
+  if (terminal)
+    return_waiters (g_slist_prepend (NULL, g_steal_pointer (&waiter)), priv->error);
+}
+
+/**
+ * killable_task_wait_finish:
+ * @self: a task
+ * @result: the result given to the callback of
+ *   [method@Killable.Task.wait_async]
+ * @error: return location for a #GError
+ *
+ * Gets the outcome of [method@Killable.Task.wait_async]: the same as
+ * [method@Killable.Task.join] would return, or %G_IO_ERROR_CANCELLED if the
+ * wait's cancellable was cancelled.
+ *
+ * Call it from the callback given to [method@Killable.Task.wait_async].
+ *
+ * Returns: %TRUE if the task succeeded
+ *
+ * Since: 1.2
+ */
+gboolean
+killable_task_wait_finish (KillableTask  *self,
+                           GAsyncResult  *result,
+                           GError       **error)
+{
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, killable_task_wait_async), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * killable_task_set_limiter: (set-property limiter)
+ * @self: a pending task, not started yet
+ * @limiter: (nullable): the limiter, or %NULL for none
+ *
+ * Makes @self one of the tasks @limiter limits: once started, it waits
+ * %KILLABLE_TASK_STATE_PENDING until it gets one of the limiter's permits.
+ * Group tasks take no permit: the limiter of a group is ignored.
+ *
+ * This function is thread-safe; call it before the start.
+ *
+ * Since: 1.2
+ */
+void
+killable_task_set_limiter (KillableTask    *self,
+                           KillableLimiter *limiter)
+{
+  KillableTaskPrivate *priv;
+  KillableLimiter *old = NULL;
+  gboolean changed = FALSE;
+
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+  g_return_if_fail (limiter == NULL || KILLABLE_IS_LIMITER (limiter));
+
+  priv = killable_task_get_instance_private (self);
+  g_return_if_fail (!g_atomic_int_get (&priv->started));
+
+  g_mutex_lock (&priv->lock);
+  if (priv->extra != NULL || limiter != NULL)
+    {
+      KillableTaskExtra *extra = get_extra_locked (priv);
+
+      if (extra->limiter != limiter)
+        {
+          old = extra->limiter;
+          extra->limiter = limiter != NULL ? g_object_ref (limiter) : NULL;
+          changed = TRUE;
+        }
+    }
+  g_mutex_unlock (&priv->lock);
+
+  g_clear_object (&old);
+  if (changed)
+    killable_task_emit_setter (self, KILLABLE_EMIT_LIMITER);
+}
+
+/**
+ * killable_task_get_limiter: (get-property limiter)
+ * @self: a task
+ *
+ * Gets [property@Killable.Task:limiter].
+ *
+ * This function is thread-safe.
+ *
+ * Returns: (transfer none) (nullable): the limiter, or %NULL
+ *
+ * Since: 1.2
+ */
+KillableLimiter *
+killable_task_get_limiter (KillableTask *self)
+{
+  KillableTaskPrivate *priv;
+  KillableTaskExtra *extra;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), NULL);
+
+  priv = killable_task_get_instance_private (self);
+  extra = g_atomic_pointer_get (&priv->extra);
+
+  /* Immutable once started; before, the setter's caller owns it. */
+  return extra != NULL ? extra->limiter : NULL;
 }
 
 /* }}} */

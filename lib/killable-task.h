@@ -11,6 +11,7 @@
 
 #include <gio/gio.h>
 
+#include "killable-limiter.h"
 #include "killable-version-macros.h"
 
 G_BEGIN_DECLS
@@ -142,6 +143,45 @@ typedef void     (*KillableCleanupFunc) (KillableTask  *task,
  *
  * Since: 1.0
  */
+/**
+ * KillableTaskClass::run:
+ * @self: the task
+ * @error: return location for the reason the work failed
+ *
+ * The work of the task. It runs once, on the task's worker thread, and
+ * should call [method@Killable.Task.check] now and then, or block only
+ * through the task ([method@Killable.Task.sleep],
+ * [method@Killable.Task.wait_fd], GIO calls given
+ * [method@Killable.Task.get_cancellable]). The default calls the function
+ * given to [ctor@Killable.Task.new], or fails if there is none.
+ *
+ * Returns: %TRUE on success, %FALSE with @error set otherwise
+ *
+ * Since: 1.0
+ */
+
+/**
+ * KillableTaskClass::stop_requested:
+ * @self: the task
+ * @reason: (nullable): the cause given to
+ *   [method@Killable.Task.stop_with_error], or %NULL for a plain stop
+ *
+ * Class handler of [signal@Killable.Task::stop-requested], run on the
+ * owner's main context after a stop of the task was requested.
+ *
+ * Since: 1.0
+ */
+
+/**
+ * KillableTaskClass::finished:
+ * @self: the task
+ *
+ * Class handler of [signal@Killable.Task::finished], run once on the
+ * owner's main context after the task reached its terminal state.
+ *
+ * Since: 1.0
+ */
+
 struct _KillableTaskClass
 {
   GObjectClass parent_class;
@@ -259,6 +299,61 @@ gboolean            killable_task_set_abandonable       (KillableTask         *s
 KILLABLE_AVAILABLE_IN_1_0
 KillableTask       *killable_task_get_current           (void);
 
+/* Fast path (C) */
+KILLABLE_AVAILABLE_IN_1_2
+const int          *killable_task_get_stop_flag         (KillableTask         *self);
+
+/* Not API: what the inline below reads, set by the library when the class
+ * is created. @stop_flag_offset is the distance in bytes from a task
+ * instance to its stop flag: read at run time, never compiled into callers,
+ * so no layout is frozen. @always_slow is a word that is never zero: the
+ * inline reads it for a %NULL task, which then takes the slow path (and its
+ * critical). Callers see the struct const, so that a loop computes the
+ * flag's address once; loaded before the class exists, the offset reads 0,
+ * the instance's class pointer, which is never zero either. */
+#ifndef __GI_SCANNER__
+typedef struct
+{
+  gssize stop_flag_offset;
+  int    always_slow;
+} _KillableTaskFastPath;
+
+# ifdef KILLABLE_COMPILATION
+KILLABLE_AVAILABLE_IN_1_2
+_KillableTaskFastPath       _killable_task_fast_path;
+# else
+KILLABLE_AVAILABLE_IN_1_2
+const _KillableTaskFastPath _killable_task_fast_path;
+# endif
+#endif
+
+/* killable_task_check() for C callers: one relaxed load of the task's stop
+ * flag while it is zero (the g_once_init_enter() pattern); anything else,
+ * and a %NULL task, goes to the exported function, which is what bindings
+ * and the introspection scanner see. The flag's address depends only on
+ * the task, so a loop computes it once. Define KILLABLE_NO_INLINE_CHECK to
+ * always call the function. */
+#ifndef __GI_SCANNER__
+#if !defined(KILLABLE_COMPILATION) && !defined(KILLABLE_NO_INLINE_CHECK) && \
+    defined(__GNUC__)
+# define killable_task_check(self, error)                                    \
+  (G_GNUC_EXTENSION ({                                                       \
+    KillableTask *_killable_check_self = (self);                             \
+    guintptr _killable_check_slow =                                          \
+      (guintptr) &_killable_task_fast_path.always_slow;                      \
+    const int *_killable_check_flag = (const int *) (const void *)           \
+      (_killable_check_slow + (guintptr) (_killable_check_self != NULL) *    \
+       ((guintptr) _killable_check_self +                                    \
+        (guintptr) _killable_task_fast_path.stop_flag_offset -               \
+        _killable_check_slow));                                              \
+    __builtin_expect (__atomic_load_n (_killable_check_flag,                 \
+                                       __ATOMIC_RELAXED) == 0, 1)            \
+      ? TRUE                                                                 \
+      : (killable_task_check) (_killable_check_self, (error));               \
+  }))
+#endif
+#endif /* __GI_SCANNER__ */
+
 /* Stop callbacks */
 KILLABLE_AVAILABLE_IN_1_0
 gulong              killable_task_add_stop_callback     (KillableTask         *self,
@@ -288,6 +383,48 @@ gboolean            killable_task_get_retain_children   (KillableTask         *s
 KILLABLE_AVAILABLE_IN_1_0
 void                killable_task_set_retain_children   (KillableTask         *self,
                                                          gboolean              retain);
+
+/* Application integration */
+KILLABLE_AVAILABLE_IN_1_2
+KillableTask       *killable_task_new_group             (const char           *name);
+KILLABLE_AVAILABLE_IN_1_2
+gboolean            killable_task_is_group              (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_2
+void                killable_task_return_value          (KillableTask         *self,
+                                                         const GValue         *value);
+KILLABLE_AVAILABLE_IN_1_2
+gboolean            killable_task_propagate_value       (KillableTask         *self,
+                                                         GValue               *value,
+                                                         GError              **error);
+KILLABLE_AVAILABLE_IN_1_2
+void                killable_task_wait_async            (KillableTask         *self,
+                                                         GCancellable         *cancellable,
+                                                         GAsyncReadyCallback   callback,
+                                                         gpointer              user_data);
+KILLABLE_AVAILABLE_IN_1_2
+gboolean            killable_task_wait_finish           (KillableTask         *self,
+                                                         GAsyncResult         *result,
+                                                         GError              **error);
+KILLABLE_AVAILABLE_IN_1_2
+void                killable_task_set_limiter           (KillableTask         *self,
+                                                         KillableLimiter      *limiter);
+KILLABLE_AVAILABLE_IN_1_2
+KillableLimiter    *killable_task_get_limiter           (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_2
+void                killable_task_bind_application      (KillableTask         *self,
+                                                         GApplication         *application);
+KILLABLE_AVAILABLE_IN_1_2
+void                killable_task_shutdown_async        (KillableTask         *self,
+                                                         gint64                grace_usec,
+                                                         GCancellable         *cancellable,
+                                                         GAsyncReadyCallback   callback,
+                                                         gpointer              user_data);
+KILLABLE_AVAILABLE_IN_1_2
+gboolean            killable_task_shutdown_finish       (KillableTask         *self,
+                                                         GAsyncResult         *result,
+                                                         GError              **error);
+KILLABLE_AVAILABLE_IN_1_2
+void                killable_task_stop_on_unix_signals  (KillableTask         *self);
 
 /* Process-wide */
 KILLABLE_AVAILABLE_IN_1_0

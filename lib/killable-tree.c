@@ -1,5 +1,15 @@
 /* killable-tree.c: children, stop propagation, structured completion
  *
+ * Owns: a KillableTreeNode per task (parent, children, live-children
+ * count, completion flags, child policy, kill/interrupt marks, the
+ * owner-side children model) and the public tree API.
+ * Locks: the process-wide tree_lock guards every node's links, counts and
+ * flags (the marks are also atomic; children_model is owner-thread only).
+ * No user code runs under it; stop-state locks may be taken under it.
+ * Called by: killable-task.c, and the public API. Calls: killable-task.c
+ * (the stop request, ending a pending task, emissions: task and tree call
+ * each other), killable-stop-state.c, killable-timer.c, killable-error.c.
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
@@ -7,8 +17,9 @@
 
 #include <glib/gi18n-lib.h>
 
-#include "killable-error.h"
+#include "killable-error-private.h"
 #include "killable-task-private.h"
+#include "killable-timer-private.h"
 
 /* The tree links (parent, children, live-children counts) of every task are
  * protected by one process-wide lock. The invariant that makes stop
@@ -30,19 +41,8 @@ static GMutex tree_lock;
 static GCond tree_cond;    /* n_live_children of some task dropped to 0 */
 static GPrivate release_queue;
 
-#define PRIV(t) killable_task_get_private_data (t)
-
-void
-killable_tree_lock (void)
-{
-  g_mutex_lock (&tree_lock);
-}
-
-void
-killable_tree_unlock (void)
-{
-  g_mutex_unlock (&tree_lock);
-}
+#define NODE(t) killable_task_get_tree_node (t)
+#define STOP(t) killable_task_get_stop_state (t)
 
 /* Sets the stop flag of @root and its descendants; @won collects (with a
  * reference) the tasks whose request this call made. A task already stopped
@@ -60,11 +60,11 @@ request_stop_locked (KillableTask *root,
     {
       KillableTask *task = g_ptr_array_steal_index_fast (stack, stack->len - 1);
 
-      if (!killable_stop_state_request (&PRIV (task)->stop, reason))
+      if (!killable_stop_state_request (STOP (task), reason))
         continue;
 
       g_ptr_array_add (won, g_object_ref (task));
-      for (GList *l = PRIV (task)->children.head; l != NULL; l = l->next)
+      for (GList *l = NODE (task)->children.head; l != NULL; l = l->next)
         g_ptr_array_add (stack, l->data);
     }
 }
@@ -85,12 +85,11 @@ killable_tree_request_stop (KillableTask *self,
 }
 
 /* @self and its descendants, parents before children, each with a ref.
- * With @flag_offset >= 0, also sets that int field of their private data
- * (kill_requested, interrupt_requested) under the tree lock, so that a
- * child added later sees it on its parent. */
+ * With a @mark, also sets it on each of them under the tree lock, so that
+ * a child added later sees it on its parent. */
 GPtrArray *
 killable_tree_collect_subtree (KillableTask *self,
-                               int           flag_offset)
+                               KillableTreeMark  mark)
 {
   GPtrArray *ret = g_ptr_array_new_with_free_func (g_object_unref);
 
@@ -102,10 +101,10 @@ killable_tree_collect_subtree (KillableTask *self,
     {
       KillableTask *task = g_ptr_array_index (ret, i);
 
-      if (flag_offset >= 0)
-        g_atomic_int_set (&G_STRUCT_MEMBER (int, PRIV (task), flag_offset), 1);
+      if (mark != 0)
+        g_atomic_int_or (&NODE (task)->marks, mark);
 
-      for (GList *l = PRIV (task)->children.head; l != NULL; l = l->next)
+      for (GList *l = NODE (task)->children.head; l != NULL; l = l->next)
         g_ptr_array_add (ret, g_object_ref (l->data));
     }
 
@@ -124,7 +123,7 @@ gboolean
 killable_tree_close_pending (KillableTask *self,
                              gboolean     *child_failed)
 {
-  KillableTaskPrivate *priv = PRIV (self);
+  KillableTreeNode *priv = NODE (self);
   gboolean ret;
 
   g_mutex_lock (&tree_lock);
@@ -143,7 +142,7 @@ killable_tree_has_live_children (KillableTask *self)
   gboolean ret;
 
   g_mutex_lock (&tree_lock);
-  ret = PRIV (self)->n_live_children > 0;
+  ret = NODE (self)->n_live_children > 0;
   g_mutex_unlock (&tree_lock);
 
   return ret;
@@ -213,7 +212,7 @@ run_parent_step (KillableTask *parent,   /* (transfer full) */
           killable_task_complete_pending (task);
           break;
         case STEP_KILL:
-          if (!KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&PRIV (task)->state)))
+          if (!KILLABLE_TASK_STATE_IS_TERMINAL (killable_task_get_state (task)))
             KILLABLE_TASK_GET_CLASS (task)->kill (task);
           break;
         default:
@@ -265,8 +264,8 @@ killable_task_add_child (KillableTask  *self,
                          KillableTask  *child,
                          GError       **error)
 {
-  KillableTaskPrivate *priv;
-  KillableTaskPrivate *cpriv;
+  KillableTreeNode *priv;
+  KillableTreeNode *cpriv;
   g_autoptr(GPtrArray) won = NULL;
   g_autoptr(GError) reason = NULL;
   gboolean child_terminal, kill, interrupt;
@@ -275,8 +274,8 @@ killable_task_add_child (KillableTask  *self,
   g_return_val_if_fail (KILLABLE_IS_TASK (child), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  priv = PRIV (self);
-  cpriv = PRIV (child);
+  priv = NODE (self);
+  cpriv = NODE (child);
 
   /* The parent's reference on the child, taken before the lock (see the
    * top of this file). */
@@ -289,7 +288,7 @@ killable_task_add_child (KillableTask  *self,
       g_mutex_unlock (&tree_lock);
       g_object_unref (child);
       g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
-                   _("Task “%s” already has a parent"), cpriv->name);
+                   _("Task “%s” already has a parent"), killable_task_get_name (child));
       return FALSE;
     }
 
@@ -297,7 +296,7 @@ killable_task_add_child (KillableTask  *self,
    * chain downwards does not walk the whole chain at each step. */
   for (KillableTask *t = self;
        t != NULL && (t == child || cpriv->children.length > 0);
-       t = PRIV (t)->parent)
+       t = NODE (t)->parent)
     {
       if (t == child)
         {
@@ -305,18 +304,19 @@ killable_task_add_child (KillableTask  *self,
           g_object_unref (child);
           g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
                        _("Task “%s” cannot be a child of itself or of its own descendant"),
-                       cpriv->name);
+                       killable_task_get_name (child));
           return FALSE;
         }
     }
 
   if (priv->children_closed ||
-      KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)))
+      KILLABLE_TASK_STATE_IS_TERMINAL (killable_task_get_state (self)))
     {
       g_mutex_unlock (&tree_lock);
       g_object_unref (child);
       g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
-                   _("Task “%s” already finished and cannot take children"), priv->name);
+                   _("Task “%s” already finished and cannot take children"),
+                   killable_task_get_name (self));
       return FALSE;
     }
 
@@ -327,22 +327,22 @@ killable_task_add_child (KillableTask  *self,
    * a child completing right now is counted here and uncounted by its own
    * child_ended(); one that already completed is not counted, and the call
    * at the end of this function gives it the end it missed. */
-  child_terminal = KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&cpriv->state));
+  child_terminal = KILLABLE_TASK_STATE_IS_TERMINAL (killable_task_get_state (child));
   if (!child_terminal)
     {
       priv->n_live_children++;
       cpriv->counted_in_parent = TRUE;
     }
 
-  if (killable_stop_state_is_requested (&priv->stop))
+  if (killable_stop_state_is_requested (STOP (self)))
     {
       won = g_ptr_array_new_with_free_func (g_object_unref);
-      reason = killable_stop_state_dup_reason (&priv->stop);
+      reason = killable_stop_state_dup_reason (STOP (self));
       request_stop_locked (child, reason, won);
     }
   else if (priv->work_returned &&
            (priv->completion_reason != NULL ||
-            g_atomic_int_get (&cpriv->state) == KILLABLE_TASK_STATE_PENDING))
+            killable_task_get_state (child) == KILLABLE_TASK_STATE_PENDING))
     {
       /* The parent's work already returned: treat the newcomer as its
        * completion treated the others (pending ones are stopped; all are if
@@ -353,8 +353,8 @@ killable_task_add_child (KillableTask  *self,
       request_stop_locked (child, reason, won);
     }
 
-  kill = g_atomic_int_get (&priv->kill_requested);
-  interrupt = g_atomic_int_get (&priv->interrupt_requested);
+  kill = killable_tree_node_has_mark (priv, KILLABLE_TREE_MARK_KILL);
+  interrupt = killable_tree_node_has_mark (priv, KILLABLE_TREE_MARK_INTERRUPT);
 
   g_mutex_unlock (&tree_lock);
 
@@ -368,8 +368,8 @@ killable_task_add_child (KillableTask  *self,
   else if (interrupt)
     killable_task_interrupt (child);
 
-  killable_owner_queue (self, KILLABLE_EMIT_CHILDREN);
-  killable_owner_queue (child, KILLABLE_EMIT_PARENT);
+  killable_task_queue_emissions (self, KILLABLE_EMIT_CHILDREN);
+  killable_task_queue_emissions (child, KILLABLE_EMIT_PARENT);
 
   /* Already finished: it leaves (or fails its parent) as it would have. */
   if (child_terminal)
@@ -385,7 +385,7 @@ static void
 child_ended (KillableTask *child,
              gboolean      at_add)
 {
-  KillableTaskPrivate *cpriv = PRIV (child);
+  KillableTreeNode *cpriv = NODE (child);
   KillableTask *parent;
   g_autoptr(GPtrArray) won = NULL;
   g_autoptr(GError) reason = NULL;
@@ -408,35 +408,36 @@ child_ended (KillableTask *child,
   g_object_ref (parent);
 
   if (cpriv->counted_in_parent &&
-      (cpriv->counted_in_parent = FALSE, --PRIV (parent)->n_live_children == 0))
+      (cpriv->counted_in_parent = FALSE, --NODE (parent)->n_live_children == 0))
     {
       g_cond_broadcast (&tree_cond);
       /* A parent stopped (or killed) before it started, or killed while a
        * child could not be abandoned, ends now. */
-      if (PRIV (parent)->complete_when_children_end)
+      if (NODE (parent)->complete_when_children_end)
         {
-          PRIV (parent)->complete_when_children_end = FALSE;
+          NODE (parent)->complete_when_children_end = FALSE;
           parent_pending_done = TRUE;
         }
-      else if (g_atomic_int_get (&PRIV (parent)->kill_requested))
+      else if (killable_tree_node_has_mark (NODE (parent), KILLABLE_TREE_MARK_KILL))
         parent_kill_again = TRUE;
     }
 
-  if (g_atomic_int_get (&cpriv->state) == KILLABLE_TASK_STATE_FAILED &&
-      PRIV (parent)->child_policy == KILLABLE_CHILD_POLICY_FAIL_FAST &&
-      !killable_stop_state_is_requested (&PRIV (parent)->stop))
+  if (killable_task_get_state (child) == KILLABLE_TASK_STATE_FAILED &&
+      NODE (parent)->child_policy == KILLABLE_CHILD_POLICY_FAIL_FAST &&
+      !killable_stop_state_is_requested (STOP (parent)))
     {
       reason = g_error_new (KILLABLE_ERROR, KILLABLE_ERROR_CHILD_FAILED,
                             _("Child task “%s” failed: %s"),
-                            cpriv->name, cpriv->error->message);
+                            killable_task_get_name (child),
+                            killable_task_get_error (child)->message);
       won = g_ptr_array_new_with_free_func (g_object_unref);
       request_stop_locked (parent, reason, won);
-      PRIV (parent)->failed_child = g_object_ref (child);
+      NODE (parent)->failed_child = g_object_ref (child);
     }
 
-  if (!PRIV (parent)->retain_children)
+  if (!NODE (parent)->retain_children)
     {
-      g_queue_unlink (&PRIV (parent)->children, &cpriv->sibling_link);
+      g_queue_unlink (&NODE (parent)->children, &cpriv->sibling_link);
       cpriv->parent = NULL;
       released = TRUE;
     }
@@ -452,10 +453,10 @@ child_ended (KillableTask *child,
   else if (parent_kill_again)
     run_parent_step (g_object_ref (parent), STEP_KILL);
 
-  killable_owner_queue (parent, KILLABLE_EMIT_CHILDREN);
+  killable_task_queue_emissions (parent, KILLABLE_EMIT_CHILDREN);
   if (released)
     {
-      killable_owner_queue (child, KILLABLE_EMIT_PARENT);
+      killable_task_queue_emissions (child, KILLABLE_EMIT_PARENT);
       release_task (child);
     }
   release_task (parent);
@@ -475,7 +476,7 @@ killable_tree_before_completion (KillableTask *self,
                                  gboolean      run_failed,
                                  const GError *run_error)
 {
-  KillableTaskPrivate *priv = PRIV (self);
+  KillableTreeNode *priv = NODE (self);
   g_autoptr(GPtrArray) to_stop = g_ptr_array_new_with_free_func (g_object_unref);
   g_autoptr(GError) reason = NULL;
 
@@ -499,11 +500,11 @@ killable_tree_before_completion (KillableTask *self,
   for (GList *l = priv->children.head; l != NULL; l = l->next)
     {
       KillableTask *child = l->data;
-      int state = g_atomic_int_get (&PRIV (child)->state);
+      int state = killable_task_get_state (child);
 
       /* Already stopped: by the tree invariant, whoever stopped it is
        * ending it; only its end is awaited below. */
-      if (killable_stop_state_is_requested (&PRIV (child)->stop))
+      if (killable_stop_state_is_requested (STOP (child)))
         continue;
 
       if (run_failed ? !KILLABLE_TASK_STATE_IS_TERMINAL (state)
@@ -567,7 +568,7 @@ lock_for_dispose (void)
 gboolean
 killable_tree_dispose (KillableTask *self)
 {
-  KillableTaskPrivate *priv = PRIV (self);
+  KillableTreeNode *priv = NODE (self);
   GQueue children = G_QUEUE_INIT;
   GList *link;
   KillableTask *failed_child;
@@ -589,7 +590,7 @@ killable_tree_dispose (KillableTask *self)
       /* Resurrected for the timer thread: this reference does not toggle,
        * a binding's toggle reference is gone when dispose runs. */
       g_object_ref (self);
-      g_source_unref (killable_timer_add (0, reap_cb, self, NULL));
+      killable_timer_unref (killable_timer_add (0, reap_cb, self, NULL));
       return FALSE;
     }
 
@@ -597,8 +598,8 @@ killable_tree_dispose (KillableTask *self)
     {
       KillableTask *child = link->data;
 
-      PRIV (child)->parent = NULL;
-      PRIV (child)->counted_in_parent = FALSE;
+      NODE (child)->parent = NULL;
+      NODE (child)->counted_in_parent = FALSE;
       g_queue_push_tail (&children, child);
     }
   priv->n_live_children = 0;
@@ -624,7 +625,7 @@ snapshot_children (KillableTask *self)
   GPtrArray *ret = g_ptr_array_new_with_free_func (g_object_unref);
 
   g_mutex_lock (&tree_lock);
-  for (GList *l = PRIV (self)->children.head; l != NULL; l = l->next)
+  for (GList *l = NODE (self)->children.head; l != NULL; l = l->next)
     g_ptr_array_add (ret, g_object_ref (l->data));
   g_mutex_unlock (&tree_lock);
 
@@ -636,7 +637,7 @@ snapshot_children (KillableTask *self)
 void
 killable_tree_sync_model (KillableTask *self)
 {
-  GListModel *model = G_LIST_MODEL (PRIV (self)->children_model);
+  GListModel *model = G_LIST_MODEL (NODE (self)->children_model);
   g_autoptr(GPtrArray) now = NULL;
   guint n_old, prefix = 0, suffix = 0;
 
@@ -691,11 +692,11 @@ killable_tree_sync_model (KillableTask *self)
 GListModel *
 killable_task_get_children (KillableTask *self)
 {
-  KillableTaskPrivate *priv;
+  KillableTreeNode *priv;
 
   g_return_val_if_fail (KILLABLE_IS_TASK (self), NULL);
 
-  priv = PRIV (self);
+  priv = NODE (self);
   if (priv->children_model == NULL)
     {
       g_autoptr(GPtrArray) now = NULL;
@@ -714,7 +715,7 @@ killable_task_get_children (KillableTask *self)
 /* }}} */
 
 /**
- * killable_task_dup_parent:
+ * killable_task_dup_parent: (get-property parent)
  * @self: a task
  *
  * Gets the parent of @self.
@@ -733,7 +734,7 @@ killable_task_dup_parent (KillableTask *self)
   g_return_val_if_fail (KILLABLE_IS_TASK (self), NULL);
 
   g_mutex_lock (&tree_lock);
-  ret = PRIV (self)->parent != NULL ? g_object_ref (PRIV (self)->parent) : NULL;
+  ret = NODE (self)->parent != NULL ? g_object_ref (NODE (self)->parent) : NULL;
   g_mutex_unlock (&tree_lock);
 
   return ret;
@@ -759,7 +760,7 @@ killable_task_get_child_policy (KillableTask *self)
   g_return_val_if_fail (KILLABLE_IS_TASK (self), KILLABLE_CHILD_POLICY_FAIL_FAST);
 
   g_mutex_lock (&tree_lock);
-  ret = PRIV (self)->child_policy;
+  ret = NODE (self)->child_policy;
   g_mutex_unlock (&tree_lock);
 
   return ret;
@@ -788,12 +789,12 @@ killable_task_set_child_policy (KillableTask        *self,
                     policy == KILLABLE_CHILD_POLICY_ISOLATE);
 
   g_mutex_lock (&tree_lock);
-  changed = PRIV (self)->child_policy != (int) policy;
-  PRIV (self)->child_policy = policy;
+  changed = NODE (self)->child_policy != (int) policy;
+  NODE (self)->child_policy = policy;
   g_mutex_unlock (&tree_lock);
 
   if (changed)
-    g_object_notify (G_OBJECT (self), "child-policy");
+    killable_task_emit_setter (self, KILLABLE_EMIT_CHILD_POLICY);
 }
 
 /**
@@ -816,7 +817,7 @@ killable_task_get_retain_children (KillableTask *self)
   g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
 
   g_mutex_lock (&tree_lock);
-  ret = PRIV (self)->retain_children;
+  ret = NODE (self)->retain_children;
   g_mutex_unlock (&tree_lock);
 
   return ret;
@@ -844,12 +845,12 @@ killable_task_set_retain_children (KillableTask *self,
   g_return_if_fail (KILLABLE_IS_TASK (self));
 
   g_mutex_lock (&tree_lock);
-  changed = PRIV (self)->retain_children != !!retain;
-  PRIV (self)->retain_children = !!retain;
+  changed = NODE (self)->retain_children != !!retain;
+  NODE (self)->retain_children = !!retain;
   g_mutex_unlock (&tree_lock);
 
   if (changed)
-    g_object_notify (G_OBJECT (self), "retain-children");
+    killable_task_emit_setter (self, KILLABLE_EMIT_RETAIN_CHILDREN);
 }
 
 gint64
@@ -859,17 +860,62 @@ killable_tree_get_deadline (KillableTask *self)
 
   g_mutex_lock (&tree_lock);
 
-  for (KillableTask *t = self; t != NULL; t = PRIV (t)->parent)
+  for (KillableTask *t = self; t != NULL; t = NODE (t)->parent)
     {
-      KillableTaskPrivate *tpriv = PRIV (t);
-
-      g_mutex_lock (&tpriv->lock);
-      if (tpriv->timeout >= 0 && tpriv->start_time != 0)
-        ret = MIN (ret, tpriv->start_time + tpriv->timeout);
-      g_mutex_unlock (&tpriv->lock);
+      ret = MIN (ret, killable_task_get_own_deadline (t));
     }
 
   g_mutex_unlock (&tree_lock);
 
   return ret;
+}
+
+/* For tests: how many children @self holds right now. */
+guint
+killable_tree_count_children (KillableTask *self)
+{
+  guint ret;
+
+  g_mutex_lock (&tree_lock);
+  ret = NODE (self)->children.length;
+  g_mutex_unlock (&tree_lock);
+
+  return ret;
+}
+
+gboolean
+killable_tree_has_failed_child (KillableTask *self)
+{
+  gboolean ret;
+
+  g_mutex_lock (&tree_lock);
+  ret = NODE (self)->failed_child != NULL;
+  g_mutex_unlock (&tree_lock);
+
+  return ret;
+}
+
+gboolean
+killable_tree_has_model (KillableTask *self)
+{
+  return g_atomic_pointer_get (&NODE (self)->children_model) != NULL;
+}
+
+void
+killable_tree_node_init (KillableTreeNode *node,
+                         KillableTask     *task)
+{
+  node->child_policy = KILLABLE_CHILD_POLICY_FAIL_FAST;
+  node->sibling_link.data = task;
+}
+
+/* For killable-fork.c: tree_lock is held across fork(), so that the child's
+ * copy of every tree is consistent. */
+void
+killable_tree_fork_lock (gboolean lock)
+{
+  if (lock)
+    g_mutex_lock (&tree_lock);
+  else
+    g_mutex_unlock (&tree_lock);
 }

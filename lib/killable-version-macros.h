@@ -40,6 +40,15 @@
  */
 #define KILLABLE_VERSION_1_0 (G_ENCODE_VERSION (1, 0))
 
+/**
+ * KILLABLE_VERSION_1_2:
+ *
+ * The encoded representation of libkillable 1.2.
+ *
+ * Since: 1.2
+ */
+#define KILLABLE_VERSION_1_2 (G_ENCODE_VERSION (1, 2))
+
 #define KILLABLE_VERSION_CUR_STABLE \
   (G_ENCODE_VERSION (KILLABLE_MAJOR_VERSION, KILLABLE_MINOR_VERSION))
 
@@ -85,3 +94,8 @@
 # define KILLABLE_DEPRECATED_IN_1_0 _KILLABLE_EXTERN
 # define KILLABLE_DEPRECATED_IN_1_0_FOR(f) _KILLABLE_EXTERN
 #endif
+
+/* Symbols new in 1.2. Not checked against KILLABLE_VERSION_MAX_ALLOWED
+ * until the project version is 1.2 (the default maximum is the current
+ * version, 1.0, which would hide them). */
+#define KILLABLE_AVAILABLE_IN_1_2 _KILLABLE_EXTERN

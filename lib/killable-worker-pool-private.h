@@ -22,4 +22,18 @@ guint    killable_worker_pool_get_n_threads    (void);
 guint    killable_worker_pool_get_n_idle       (void);
 void     killable_worker_pool_set_idle_timeout (gint64    usec);
 
+/* Around the GObject calls of library threads (see killable-fork.c): a
+ * fork waits (a bounded time) until no thread is inside. Cheap: two
+ * atomics when no fork is being prepared. */
+void     killable_worker_pool_section_enter    (void);
+void     killable_worker_pool_section_leave    (void);
+
+/* For killable-fork.c: the gate (first and last), then pool_lock is held across fork(); the child forgets
+ * the threads of the parent. */
+void     killable_worker_pool_fork_quiesce     (void);
+void     killable_worker_pool_fork_resume      (gboolean  in_child);
+void     killable_worker_pool_fork_prepare     (void);
+void     killable_worker_pool_fork_parent      (void);
+void     killable_worker_pool_fork_child       (void);
+
 G_END_DECLS

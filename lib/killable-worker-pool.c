@@ -1,9 +1,20 @@
 /* killable-worker-pool.c: the process-wide cache of idle threads
  *
+ * Owns: the idle workers and the thread count; the section gate of fork()
+ * (killable-fork.c): how many library threads are inside a section.
+ * Locks: pool_lock guards the idle workers, the count and each worker's
+ * job; gate_lock the gate's waits (its counters are atomics). Leaf locks.
+ * Called by: killable-task.c (a task's work, its end as a section),
+ * killable-timer.c (timer dispatchers, each timer function a section),
+ * killable-fork.c (fork handlers). Calls nothing of the
+ * library.
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
 #include "config.h"
+
+#include <string.h>
 
 #include "killable-worker-pool-private.h"
 
@@ -153,3 +164,108 @@ killable_worker_pool_set_idle_timeout (gint64 usec)
     g_cond_signal (&((Worker *) l->data)->cond);
   g_mutex_unlock (&pool_lock);
 }
+
+/* fork() {{{
+ *
+ * pool_lock is held across fork() (killable-fork.c), so the child's copy of
+ * the idle queue is consistent. In the child no worker thread exists: the
+ * idle ones are forgotten (a job handed to one would never run) and the
+ * count restarts at 0, so the next job gets a new thread. The Worker of a
+ * busy thread belongs to that thread, which does not exist in the child: it
+ * is leaked there, never touched.
+ */
+
+/* The section gate: see killable-fork.c. */
+#define SECTION_WAIT_USEC (100 * G_TIME_SPAN_MILLISECOND)
+
+static GMutex gate_lock;
+static GCond gate_cond;
+static gint gate_active;     /* (atomic) library threads inside a section */
+static gint gate_forking;    /* (atomic) a fork() is being prepared */
+
+void
+killable_worker_pool_section_enter (void)
+{
+  for (;;)
+    {
+      g_atomic_int_inc (&gate_active);
+      if (G_LIKELY (!g_atomic_int_get (&gate_forking)))
+        return;
+
+      /* A fork is being prepared: wait outside until it is done. */
+      killable_worker_pool_section_leave ();
+      g_mutex_lock (&gate_lock);
+      while (g_atomic_int_get (&gate_forking))
+        g_cond_wait (&gate_cond, &gate_lock);
+      g_mutex_unlock (&gate_lock);
+    }
+}
+
+void
+killable_worker_pool_section_leave (void)
+{
+  if (g_atomic_int_dec_and_test (&gate_active) && g_atomic_int_get (&gate_forking))
+    {
+      g_mutex_lock (&gate_lock);
+      g_cond_broadcast (&gate_cond);
+      g_mutex_unlock (&gate_lock);
+    }
+}
+
+/* First of the fork handlers: waits (bounded) until no library thread is
+ * inside a section, and keeps new ones out until killable_worker_pool_fork_resume(). */
+void
+killable_worker_pool_fork_quiesce (void)
+{
+  gint64 end = g_get_monotonic_time () + SECTION_WAIT_USEC;
+
+  g_mutex_lock (&gate_lock);
+  g_atomic_int_set (&gate_forking, 1);
+  while (g_atomic_int_get (&gate_active) > 0)
+    {
+      if (!g_cond_wait_until (&gate_cond, &gate_lock, end))
+        break;
+    }
+  /* gate_lock stays held until killable_worker_pool_fork_resume(). */
+}
+
+void
+killable_worker_pool_fork_resume (gboolean in_child)
+{
+  if (in_child)
+    {
+      /* The threads that were inside a section are gone, so are the
+       * waiters. */
+      g_atomic_int_set (&gate_active, 0);
+      memset (&gate_cond, 0, sizeof gate_cond);
+    }
+  g_atomic_int_set (&gate_forking, 0);
+  g_cond_broadcast (&gate_cond);
+  g_mutex_unlock (&gate_lock);
+}
+
+void
+killable_worker_pool_fork_prepare (void)
+{
+  g_mutex_lock (&pool_lock);
+}
+
+void
+killable_worker_pool_fork_parent (void)
+{
+  g_mutex_unlock (&pool_lock);
+}
+
+void
+killable_worker_pool_fork_child (void)
+{
+  GList *link;
+
+  while ((link = g_queue_pop_head_link (&idle_workers)) != NULL)
+    g_free (link->data);   /* its GCond holds no resource (a futex word) */
+  n_threads = 0;
+
+  g_mutex_unlock (&pool_lock);
+}
+
+/* }}} */

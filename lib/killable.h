@@ -12,6 +12,7 @@
 # include "killable-version.h"
 # include "killable-version-macros.h"
 # include "killable-error.h"
+# include "killable-limiter.h"
 # include "killable-task.h"
 # include "killable-process-task.h"
 # include "killable-enums.h"

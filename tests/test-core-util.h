@@ -9,10 +9,16 @@
  *
  * A suite may define TEST_GUARD_USEC (an expression, in µs) before it
  * includes this header: every bounded wait here then uses that bound.
+ *
+ * Every in-test time limit goes through TEST_LIMIT_USEC(), which multiplies
+ * it by one factor, KILLABLE_TEST_TIME_SCALE (default 1; the valgrind test
+ * setup sets 10, build-aux/run-sanitizers 4). Meson's --timeout-multiplier
+ * only stretches Meson's own timeout; this stretches the tests' limits.
  */
 
 #pragma once
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -23,18 +29,41 @@
 
 G_BEGIN_DECLS
 
-#ifndef TEST_GUARD_USEC
-/* Generous: the machine running the tests may be loaded, or valgrind. */
-#define TEST_GUARD_USEC (10 * G_USEC_PER_SEC)
-#endif
-
-#define TEST_ERROR (g_quark_from_static_string ("killable-test-error"))
-
 static inline gboolean
 test_under_valgrind (void)
 {
   return g_getenv ("KILLABLE_UNDER_VALGRIND") != NULL;
 }
+
+/* The factor every in-test time limit is multiplied by:
+ * KILLABLE_TEST_TIME_SCALE (a number >= 1), else 10 under valgrind, else
+ * 1. */
+static inline double
+test_time_scale (void)
+{
+  const char *text = g_getenv ("KILLABLE_TEST_TIME_SCALE");
+  double scale;
+
+  if (text == NULL || *text == '\0')
+    return test_under_valgrind () ? 10. : 1.;
+
+  scale = g_ascii_strtod (text, NULL);
+  if (!(scale >= 1.))
+    g_error ("KILLABLE_TEST_TIME_SCALE=%s: not a number >= 1", text);
+
+  return scale;
+}
+
+/* A time limit of the test (a bound that fails the test when passed, never
+ * a wait), scaled by test_time_scale(). */
+#define TEST_LIMIT_USEC(usec) ((gint64) ((double) (usec) * test_time_scale ()))
+
+#ifndef TEST_GUARD_USEC
+/* Generous: the machine running the tests may be loaded, or valgrind. */
+#define TEST_GUARD_USEC TEST_LIMIT_USEC (10 * G_USEC_PER_SEC)
+#endif
+
+#define TEST_ERROR (g_quark_from_static_string ("killable-test-error"))
 
 /* @n normally, @n_slow under valgrind. */
 static inline guint
@@ -194,42 +223,142 @@ test_gate_wait_count (TestGate *gate,
   g_assert_cmpint (value, >=, n);
 }
 
-/* The scheduler state of thread @tid of this process ('R', 'S', 'D', ...),
- * or 0 if it is gone. */
-static inline char
-test_thread_state (pid_t tid)
+/* Where a thread is blocked, as /proc/self/task/TID/syscall shows it: the
+ * proof that a worker is *inside* a given blocking call, not about to
+ * enter it, nor blocked somewhere else (a sleeping state alone, "S", is
+ * any futex wait: a lock taken on the way, a gate). */
+typedef enum
 {
-  g_autofree char *path = g_strdup_printf ("/proc/self/task/%d/stat", (int) tid);
-  g_autofree char *contents = NULL;
-  const char *paren;
+  TEST_IN_TIMED_FUTEX,   /* a futex wait with a timeout: a bounded
+                          * g_cond_wait_until(), as in killable_task_sleep() */
+  TEST_IN_FUTEX,         /* a futex wait without a timeout */
+  TEST_IN_POLL,          /* poll() or ppoll() */
+  TEST_IN_READ,          /* read() */
+} TestBlockedIn;
 
-  if (!g_file_get_contents (path, &contents, NULL, NULL))
-    return 0;
-
-  /* "tid (comm) S ...": comm may hold spaces and parentheses. */
-  paren = strrchr (contents, ')');
-  if (paren == NULL || paren[1] != ' ')
-    return 0;
-
-  return paren[2];
+static inline const char *
+test_blocked_in_name (TestBlockedIn where)
+{
+  switch (where)
+    {
+    case TEST_IN_TIMED_FUTEX: return "a timed futex wait";
+    case TEST_IN_FUTEX: return "a futex wait without timeout";
+    case TEST_IN_POLL: return "poll()";
+    case TEST_IN_READ: return "read()";
+    default: g_assert_not_reached ();
+    }
 }
 
-/* Waits until thread @tid is blocked in the kernel (a futex, poll(), read()):
- * the proof that a worker is *inside* a blocking call, not about to enter
- * it. Bounded by the guard. */
+/* An open /proc/self/task/@tid/syscall, for test_wait_syscall_fd_in():
+ * opened before a test takes away every free file descriptor. */
+static inline int
+test_syscall_fd_open (pid_t tid)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/self/task/%d/syscall", (int) tid);
+  int fd = open (path, O_RDONLY | O_CLOEXEC);
+
+  g_assert_cmpint (fd, >=, 0);
+  return fd;
+}
+
+/* The system call the thread of @fd (test_syscall_fd_open()) is blocked
+ * in, with its first four arguments in @args; -1 when it runs or is
+ * gone. */
+static inline long
+test_syscall_fd_read (int      fd,
+                      guint64  args[4])
+{
+  char contents[512];
+  g_auto(GStrv) fields = NULL;
+  ssize_t n;
+  long nr;
+
+  memset (args, 0, 4 * sizeof (guint64));
+  n = pread (fd, contents, sizeof contents - 1, 0);
+  if (n <= 0)
+    return -1;
+  contents[n] = '\0';
+
+  /* "NR ARG1 ... ARG6 SP PC", "-1 SP PC" (blocked outside a system call)
+   * or "running". */
+  fields = g_strsplit (g_strstrip (contents), " ", -1);
+  if (g_strv_length (fields) < 7 || !g_ascii_isdigit (fields[0][0]))
+    return -1;
+  nr = (long) g_ascii_strtoll (fields[0], NULL, 10);
+  for (guint i = 0; i < 4; i++)
+    args[i] = g_ascii_strtoull (fields[i + 1], NULL, 16);
+
+  return nr;
+}
+
+static inline gboolean
+test_syscall_is (long           nr,
+                 const guint64 *args,
+                 TestBlockedIn  where)
+{
+  switch (where)
+    {
+    case TEST_IN_TIMED_FUTEX:
+    case TEST_IN_FUTEX:
+      {
+        /* FUTEX_WAIT (0) or FUTEX_WAIT_BITSET (9), private or not; the
+         * fourth argument is the timeout. */
+        guint64 op = args[1] & 0x7f;
+
+        if (nr != SYS_futex || (op != 0 && op != 9))
+          return FALSE;
+        return (where == TEST_IN_TIMED_FUTEX) == (args[3] != 0);
+      }
+    case TEST_IN_POLL:
+#ifdef SYS_poll
+      if (nr == SYS_poll)
+        return TRUE;
+#endif
+      return nr == SYS_ppoll;
+    case TEST_IN_READ:
+      return nr == SYS_read;
+    default:
+      g_assert_not_reached ();
+    }
+}
+
+/* Waits until the thread of @fd (test_syscall_fd_open()) is blocked in
+ * the system call @where. Bounded by the guard: a thread that never gets
+ * there (it blocks elsewhere, or not at all) fails the test. */
 static inline void
-test_wait_thread_blocked (pid_t tid)
+test_wait_syscall_fd_in (int           fd,
+                         TestBlockedIn where)
 {
   gint64 end = g_get_monotonic_time () + TEST_GUARD_USEC;
-  char state;
+  guint64 args[4];
+  long nr = -1;
+
+  while (g_get_monotonic_time () < end)
+    {
+      nr = test_syscall_fd_read (fd, args);
+      if (test_syscall_is (nr, args, where))
+        return;
+      g_thread_yield ();
+    }
+
+  g_error ("a thread never blocked in %s (last seen in system call %ld, "
+           "arguments %#" G_GINT64_MODIFIER "x %#" G_GINT64_MODIFIER "x %#"
+           G_GINT64_MODIFIER "x %#" G_GINT64_MODIFIER "x)",
+           test_blocked_in_name (where), nr, args[0], args[1], args[2], args[3]);
+}
+
+/* Waits until thread @tid of this process is blocked in the system call
+ * @where (test_wait_syscall_fd_in()). */
+static inline void
+test_wait_thread_in (pid_t         tid,
+                     TestBlockedIn where)
+{
+  int fd;
 
   g_assert_cmpint (tid, >, 0);
-
-  while ((state = test_thread_state (tid)) != 'S' && state != 'D' &&
-         g_get_monotonic_time () < end)
-    g_thread_yield ();
-
-  g_assert_true (state == 'S' || state == 'D');
+  fd = test_syscall_fd_open (tid);
+  test_wait_syscall_fd_in (fd, where);
+  close (fd);
 }
 
 static inline gboolean

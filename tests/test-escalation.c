@@ -15,7 +15,7 @@
 
 /* Upper bound of every wait: reaching it is a failure, never the way a test
  * synchronises. Longer under valgrind. */
-#define TEST_GUARD_USEC (test_under_valgrind () ? 60 * G_USEC_PER_SEC : 5 * G_USEC_PER_SEC)
+#define TEST_GUARD_USEC TEST_LIMIT_USEC (5 * G_USEC_PER_SEC)
 #include "test-core-util.h"
 
 #define GRACE_USEC (50 * G_TIME_SPAN_MILLISECOND)
@@ -1060,7 +1060,7 @@ test_interrupt_signal_custom (void)
       return;
     }
 
-  g_test_trap_subprocess (NULL, 10 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_subprocess (NULL, TEST_LIMIT_USEC (10 * G_USEC_PER_SEC), G_TEST_SUBPROCESS_DEFAULT);
   g_test_trap_assert_passed ();
 }
 
@@ -1071,6 +1071,7 @@ main (int   argc,
       char *argv[])
 {
   g_test_init (&argc, &argv, NULL);
+  g_test_summary ("The stop, interrupt and kill rungs: grace periods, escalation timers, signals sent to workers and process groups.");
 
   main_thread = g_thread_self ();
 

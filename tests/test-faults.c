@@ -23,7 +23,9 @@
 
 #include "killable.h"
 
-#define GUARD_USEC (20 * G_USEC_PER_SEC)
+#include "test-core-util.h"
+
+#define GUARD_USEC TEST_LIMIT_USEC (20 * G_USEC_PER_SEC)
 
 /* Helpers {{{ */
 
@@ -510,6 +512,8 @@ typedef struct
   GMutex    lock;
   GCond     cond;
   gboolean  waiting;
+  gboolean  go;
+  pid_t     tid;
 } WaitFd;
 
 static gboolean
@@ -519,9 +523,16 @@ work_wait_fd (KillableTask  *task,
 {
   WaitFd *w = data;
 
+  /* Says who it is and waits for the go (the test opens this thread's
+   * /proc syscall file, then takes every free fd); the test then waits
+   * until this thread is inside wait_fd()'s poll(), not merely about to
+   * call it. */
   g_mutex_lock (&w->lock);
+  w->tid = test_gettid ();
   w->waiting = TRUE;
   g_cond_broadcast (&w->cond);
+  while (!w->go)
+    g_cond_wait (&w->cond, &w->lock);
   g_mutex_unlock (&w->lock);
 
   return killable_task_wait_fd (task, w->fd, G_IO_IN, -1, error) != 0;
@@ -540,6 +551,7 @@ test_fd_exhaustion_wait_fd (void)
       GArray *fds;
       WaitFd w = { -1, };
       int pipe_fds[2];
+      int syscall_fd;
 
       g_assert_no_errno (pipe (pipe_fds));
       w.fd = pipe_fds[0];
@@ -547,12 +559,19 @@ test_fd_exhaustion_wait_fd (void)
       g_cond_init (&w.cond);
       task = killable_task_new ("wait-fd-no-fds", work_wait_fd, &w, NULL);
 
-      fds = exhaust_fds ();
       g_assert_true (killable_task_start (task, NULL));
       g_mutex_lock (&w.lock);
       while (!w.waiting)
         g_cond_wait (&w.cond, &w.lock);
       g_mutex_unlock (&w.lock);
+      syscall_fd = test_syscall_fd_open (w.tid);
+
+      fds = exhaust_fds ();
+      g_mutex_lock (&w.lock);
+      w.go = TRUE;
+      g_cond_broadcast (&w.cond);
+      g_mutex_unlock (&w.lock);
+      test_wait_syscall_fd_in (syscall_fd, TEST_IN_POLL);
 
       killable_task_stop (task);
       g_assert_false (killable_task_join (task, &error));
@@ -565,6 +584,7 @@ test_fd_exhaustion_wait_fd (void)
 
       close (pipe_fds[0]);
       close (pipe_fds[1]);
+      close (syscall_fd);
       return;
     }
 
@@ -615,6 +635,7 @@ main (int   argc,
       char *argv[])
 {
   g_test_init (&argc, &argv, NULL);
+  g_test_summary ("User code that turns the library on itself, and a process short of file descriptors: no crash, hang, double run or leak.");
 
   g_test_add_func ("/faults/cleanup/stops-own-task", test_cleanup_stops_own_task);
   g_test_add_func ("/faults/cleanup/interrupts-own-task", test_cleanup_interrupts_own_task);

@@ -19,6 +19,8 @@
 
 #include <killable.h>
 
+#include "test-core-util.h"
+
 /* The French translations, typed out here on purpose: if fr.po changes,
  * this test must be updated with it. French puts a no-break space (U+00A0)
  * inside the guillemets. */
@@ -60,7 +62,7 @@ wait_for_stop (KillableTask  *task,
 static void
 wait_running (Handshake *hs)
 {
-  gint64 end = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+  gint64 end = g_get_monotonic_time () + TEST_LIMIT_USEC (10 * G_USEC_PER_SEC);
 
   g_mutex_lock (&hs->lock);
   while (!hs->running)
@@ -208,6 +210,7 @@ main (int   argc,
       char *argv[])
 {
   g_test_init (&argc, &argv, NULL);
+  g_test_summary ("The library's messages through gettext: the French catalog from the build tree.");
 
   /* Both must be in place before libkillable binds its text domain (once,
    * on first use). Unless KILLABLE_LOCALEDIR says otherwise, the catalogs

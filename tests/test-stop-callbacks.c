@@ -407,9 +407,11 @@ test_remove_waits_for_running (void)
   remover = g_thread_new ("remover", remover_main, &r);
   test_gate_wait_entered (&r.gate, 1);
 
-  /* The remover is blocked inside remove_stop_callback(), and did not
-   * return while the callback runs. */
-  test_wait_thread_blocked (r.tid);
+  /* The remover is blocked inside remove_stop_callback() (in a futex wait
+   * without timeout: the library waits for the running callback; the
+   * stopper holds no lock while the callback runs, so it is not a lock on
+   * the way), and did not return while the callback runs. */
+  test_wait_thread_in (r.tid, TEST_IN_FUTEX);
   g_assert_cmpint (g_atomic_int_get (&r.removed), ==, 0);
   g_assert_cmpint (g_atomic_int_get (&cb.ran), ==, 0);
 
@@ -869,6 +871,7 @@ main (int   argc,
       char *argv[])
 {
   g_test_init (&argc, &argv, NULL);
+  g_test_summary ("Stop callbacks and the stop-requested signal: order, threads, re-entrancy, removal.");
 
   g_test_add_func ("/stop-callbacks/once-in-stopping-thread", test_runs_once_in_stopping_thread);
   g_test_add_func ("/stop-callbacks/reason", test_reason);

@@ -6,8 +6,9 @@
  * (busy loops with killable_task_check(), killable_task_sleep(),
  * killable_task_wait_fd() on a pipe, blocking read() unblocked by a stop
  * callback or by EINTR, work that ignores stops, work that spawns
- * children), starts it with start() or run_async(), and lets two attacker
- * threads hit the tasks with random stop, stop_with_error, interrupt, kill,
+ * children, a KillableProcessTask running a program), starts it with
+ * start() or run_async(), and lets two attacker threads hit the tasks
+ * with random stop, stop_with_error, interrupt, kill,
  * add_child, unref, set_timeout, grace periods, stop callbacks, cleanups,
  * cancellations... The owner then ends the round by climbing the ladder
  * (stop, interrupt, kill), releases the work that ignores stops, and checks
@@ -27,7 +28,8 @@
  *    not;
  *  - nothing leaks: every task is finalized by the end of its round, the
  *    abandoned-thread count returns to 0, the worker pool returns to 0
- *    threads, the number of open file descriptors is unchanged;
+ *    threads, the number of open file descriptors is unchanged, every
+ *    program of a process task was reaped;
  *  - nothing deadlocks: a watchdog thread prints the seed and a backtrace
  *    of every thread (with gdb, when it is installed) and aborts if no
  *    operation completes for a while.
@@ -65,6 +67,8 @@
 #include <unistd.h>
 
 #include "killable.h"
+
+#include "test-core-util.h"
 #include "killable-worker-pool-private.h"
 
 #define MAX_DEPTH          3      /* root at 0: four levels */
@@ -218,14 +222,26 @@ typedef enum
   WORK_EINTR,      /* blocking read() with interrupt-syscalls */
   WORK_STUCK,      /* ignores stops until the round releases it */
   WORK_SPAWN,      /* adds and starts children, joins them */
+  WORK_PROCESS,    /* a KillableProcessTask: a program, not work_func() */
   N_WORK
 } WorkKind;
 
 static const char *work_names[N_WORK] = {
-  "noop", "busy", "slow", "sleep", "wait_fd", "foreign", "eintr", "stuck", "spawn",
+  "noop", "busy", "slow", "sleep", "wait_fd", "foreign", "eintr", "stuck", "spawn", "process",
 };
 
-static const guint work_weights[N_WORK] = { 5, 25, 10, 20, 15, 8, 7, 4, 8 };
+static const guint work_weights[N_WORK] = { 5, 25, 10, 20, 15, 8, 7, 4, 8, 8 };
+
+/* The programs of WORK_PROCESS tasks, by planned end: it exits 0 at once
+ * or sleeps until stopped; it exits 3; it ignores SIGTERM and SIGINT, so
+ * that only a kill ends it early. The sleeps are bounded: a task the round
+ * lost every reference to (an attacker's unref) is stopped by nobody. */
+static const char *const process_success_argv[] = { "true", NULL };
+static const char *const process_sleep_argv[] = { "sleep", "3", NULL };
+static const char *const process_error_argv[] = { "sh", "-c", "exit 3", NULL };
+static const char *const process_stubborn_argv[] = {
+  "sh", "-c", "trap '' TERM INT; exec sleep 3", NULL
+};
 
 typedef enum
 {
@@ -486,8 +502,10 @@ observe (Rec          *rec,
       if ((state == KILLABLE_TASK_STATE_SUCCEEDED) != (error == NULL))
         violation (rec->name, "state %s with error %s", state_name (state),
                    error != NULL ? error->message : "(none)");
+      /* A timeout that escalated to a kill keeps its cause. */
       if (state == KILLABLE_TASK_STATE_KILLED &&
-          !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED))
+          !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED) &&
+          !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_TIMED_OUT))
         violation (rec->name, "KILLED with error %s", error != NULL ? error->message : "(none)");
     }
 
@@ -853,6 +871,8 @@ finish_work (Rec      *rec,
     }
 }
 
+static gboolean is_process_failure (const GError *error);
+
 static gboolean
 stopped (Rec     *rec,
          GError **error)
@@ -861,7 +881,8 @@ stopped (Rec     *rec,
    * stop_with_error(). */
   if (error != NULL && *error != NULL && !killable_error_is_cancellation (*error) &&
       !g_error_matches (*error, TORTURE_ERROR, TORTURE_ERROR_ATTACK) &&
-      !g_error_matches (*error, TORTURE_ERROR, TORTURE_ERROR_PLANNED))
+      !g_error_matches (*error, TORTURE_ERROR, TORTURE_ERROR_PLANNED) &&
+      !is_process_failure (*error))
     violation (rec->name, "a killable wait failed with a non-cancellation error: %s",
                (*error)->message);
   g_atomic_int_set (&rec->run_result, RUN_FALSE_STOPPED);
@@ -1191,7 +1212,8 @@ pick_work (Rec      *rec,
       if (kind == WORK_SPAWN && rec->depth >= MAX_DEPTH)
         continue;
       if (!allow_blocking &&
-          (kind == WORK_FOREIGN || kind == WORK_EINTR || kind == WORK_STUCK || kind == WORK_SPAWN))
+          (kind == WORK_FOREIGN || kind == WORK_EINTR || kind == WORK_STUCK || kind == WORK_SPAWN ||
+           kind == WORK_PROCESS))
         continue;
       break;
     }
@@ -1270,7 +1292,34 @@ create_task (Round     *round,
   g_atomic_int_inc (&n_created);
   count_op (OP_CREATE);
 
-  task = killable_task_new (rec->name, work_func, rec, rec_finalized);
+  if (rec->kind == WORK_PROCESS)
+    {
+      g_autoptr(GError) error = NULL;
+      const char *const *argv;
+
+      switch (rec->end)
+        {
+        case END_SUCCESS:
+          argv = g_rand_boolean (rand) ? process_success_argv : process_sleep_argv;
+          break;
+        case END_ERROR:
+          argv = process_error_argv;
+          break;
+        default:
+          argv = process_stubborn_argv;
+          break;
+        }
+      task = KILLABLE_TASK (killable_process_task_new (argv, &error));
+      g_assert_no_error (error);
+      /* rec_finalized() when the task is finalized, after its cleanups (as
+       * for the work's GDestroyNotify of the other tasks). */
+      g_object_set_data_full (G_OBJECT (task), "torture-finalized", rec, rec_finalized);
+      g_atomic_int_inc (&work_counts[WORK_PROCESS]);
+    }
+  else
+    {
+      task = killable_task_new (rec->name, work_func, rec, rec_finalized);
+    }
   rec->task = task;
   g_object_set_data (G_OBJECT (task), "torture-rec", rec);
 
@@ -1532,7 +1581,7 @@ attack_one (Attacker *att,
       killable_task_kill (task);
       /* At once, unless a worker of the subtree is in a (short) section
        * that must not be abandoned. */
-      if (!killable_task_wait (task, 10 * G_USEC_PER_SEC))
+      if (!killable_task_wait (task, TEST_LIMIT_USEC (10 * G_USEC_PER_SEC)))
         violation (rec->name, "not terminal 10 s after kill()");
       observe (rec, task);
       break;
@@ -1563,7 +1612,7 @@ attack_one (Attacker *att,
             /* Refused once the parent's work returned and its children
              * ended: it is terminal, or about to be (cleanups). Or the
              * other attacker gave the new task a parent first. */
-            if (other_parent == NULL && !killable_task_wait (task, 10 * G_USEC_PER_SEC))
+            if (other_parent == NULL && !killable_task_wait (task, TEST_LIMIT_USEC (10 * G_USEC_PER_SEC)))
               violation (rec->name, "add_child refused by a parent that does not end: %s",
                          error->message);
           }
@@ -1680,7 +1729,7 @@ attack_one (Attacker *att,
         /* At once, unless another thread is cancelling it right now: then
          * g_cancellable_cancel() returns before that thread's handlers
          * (which stop the task) ran. */
-        end = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+        end = g_get_monotonic_time () + TEST_LIMIT_USEC (10 * G_USEC_PER_SEC);
         while (!killable_task_is_stop_requested (task) && g_get_monotonic_time () < end)
           g_thread_yield ();
         if (!killable_task_is_stop_requested (task))
@@ -1872,7 +1921,7 @@ watchdog_main (gpointer data)
           last = now_progress;
           last_change = g_get_monotonic_time ();
         }
-      else if (g_get_monotonic_time () - last_change > (gint64) opt_watchdog * G_USEC_PER_SEC)
+      else if (g_get_monotonic_time () - last_change > TEST_LIMIT_USEC ((gint64) opt_watchdog * G_USEC_PER_SEC))
         {
           g_autofree char *why = g_strdup_printf ("no progress for %d s in round %u: deadlock?",
                                                   opt_watchdog,
@@ -1940,8 +1989,69 @@ ladder (Rec          *rec,
   killable_task_kill (task);
   /* A worker inside set_abandonable(FALSE) is abandoned when it leaves
    * the section, which is short: the task (or its parent) ends then. */
-  if (!killable_task_wait (task, 10 * G_USEC_PER_SEC))
+  if (!killable_task_wait (task, TEST_LIMIT_USEC (10 * G_USEC_PER_SEC)))
     violation (rec->name, "not terminal 10 s after kill()");
+}
+
+/* The error of a WORK_PROCESS task whose program failed as planned (exit
+ * status 3): also the cause with which a failing parent, or a failing
+ * sibling under FAIL_FAST, stops the others. */
+static gboolean
+is_process_failure (const GError *error)
+{
+  /* A non-zero exit is reported in G_SPAWN_EXIT_ERROR, with the code. */
+  return g_error_matches (error, G_SPAWN_EXIT_ERROR, 3) &&
+         strstr (error->message, "exited with status 3") != NULL;
+}
+
+/* The outcome of a WORK_PROCESS task agrees with how its program ended. */
+static void
+check_process_outcome (Rec                 *rec,
+                       KillableProcessTask *task,
+                       KillableTaskState    state,
+                       const GError        *error)
+{
+  gboolean exited = killable_process_task_get_if_exited (task);
+  gboolean signaled = killable_process_task_get_if_signaled (task);
+  int status = exited ? killable_process_task_get_exit_status (task) : -1;
+
+  if (exited && signaled)
+    violation (rec->name, "the program both exited and was signaled");
+
+  switch (state)
+    {
+    case KILLABLE_TASK_STATE_SUCCEEDED:
+      if (!exited || status != 0)
+        violation (rec->name, "SUCCEEDED but the program did not exit 0 (exited %d, status %d)",
+                   exited, status);
+      break;
+    case KILLABLE_TASK_STATE_FAILED:
+      /* Its own exit status 3, or a failed child under FAIL_FAST. */
+      if (!(exited && status == 3) &&
+          !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_CHILD_FAILED))
+        violation (rec->name, "FAILED (%s) but the program exited %d with %d",
+                   error->message, exited, status);
+      if (rec->end != END_ERROR &&
+          !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_CHILD_FAILED))
+        violation (rec->name, "FAILED (%s), a program that cannot fail", error->message);
+      break;
+    case KILLABLE_TASK_STATE_CANCELLED:
+      if (!killable_error_is_cancellation (error) &&
+          !g_error_matches (error, TORTURE_ERROR, TORTURE_ERROR_ATTACK) &&
+          !g_error_matches (error, TORTURE_ERROR, TORTURE_ERROR_PLANNED) &&
+          !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_CHILD_FAILED) &&
+          !is_process_failure (error))
+        violation (rec->name, "CANCELLED with %s", error->message);
+      break;
+    case KILLABLE_TASK_STATE_KILLED:
+      /* A timeout whose grace period escalated to a kill keeps its cause. */
+      if (!g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED) &&
+          !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_TIMED_OUT))
+        violation (rec->name, "KILLED with %s", error->message);
+      break;
+    default:
+      g_assert_not_reached ();
+    }
 }
 
 static void
@@ -1972,6 +2082,12 @@ check_outcome (Rec          *rec,
               g_strcmp0 (error->message, task_error->message) != 0))
     violation (rec->name, "join() error differs from the error property");
 
+  if (rec->kind == WORK_PROCESS)
+    {
+      check_process_outcome (rec, KILLABLE_PROCESS_TASK (task), state, error);
+      return;
+    }
+
   switch (state)
     {
     case KILLABLE_TASK_STATE_SUCCEEDED:
@@ -1995,8 +2111,9 @@ check_outcome (Rec          *rec,
       /* A planned failure counts as the stop's cause when a failing
        * parent stopped this task with an error of the same domain and
        * code: libkillable matches the cause by domain and code. */
-      if (run_result == RUN_TRUE ||
-          (run_result == RUN_FALSE_ERROR &&
+      /* A work that returned TRUE after a stop ends CANCELLED (the stop
+       * came before it and its subtree ended). */
+      if ((run_result == RUN_FALSE_ERROR &&
            !g_error_matches (error, TORTURE_ERROR, TORTURE_ERROR_PLANNED)))
         violation (rec->name, "CANCELLED but the work returned %d (%s)", run_result,
                    error->message);
@@ -2004,7 +2121,8 @@ check_outcome (Rec          *rec,
        * the error of a parent whose work failed. */
       if (!killable_error_is_cancellation (error) &&
           !g_error_matches (error, TORTURE_ERROR, TORTURE_ERROR_ATTACK) &&
-          !g_error_matches (error, TORTURE_ERROR, TORTURE_ERROR_PLANNED))
+          !g_error_matches (error, TORTURE_ERROR, TORTURE_ERROR_PLANNED) &&
+          !is_process_failure (error))
         violation (rec->name, "CANCELLED with %s", error->message);
       break;
     case KILLABLE_TASK_STATE_KILLED:
@@ -2228,7 +2346,7 @@ round_run (guint number)
         KillableTask *task = g_ptr_array_index (tasks, i);
 
         /* Killed tasks in a commit section end once released. */
-        if (!killable_task_wait (task, 10 * G_USEC_PER_SEC))
+        if (!killable_task_wait (task, TEST_LIMIT_USEC (10 * G_USEC_PER_SEC)))
           violation (rec->name, "not terminal 10 s after the release");
         check_outcome (rec, task);
       }
@@ -2248,7 +2366,7 @@ round_run (guint number)
   }
   g_clear_pointer (&plan_tasks, g_ptr_array_unref);
 
-  if (!iterate_until_zero (&round->outstanding, 20 * G_USEC_PER_SEC))
+  if (!iterate_until_zero (&round->outstanding, TEST_LIMIT_USEC (20 * G_USEC_PER_SEC)))
     {
       violation (NULL, "round %u: %d tasks, cleanups or stop callbacks not freed 20 s after the end",
                  number, g_atomic_int_get (&round->outstanding));
@@ -2257,8 +2375,17 @@ round_run (guint number)
           Rec *rec = g_ptr_array_index (round->recs, i);
 
           if (!g_atomic_int_get (&rec->finalized))
-            fprintf (stderr, "#   not finalized: %s (terminal %d, run %d)\n", rec->name,
-                     g_atomic_int_get (&rec->terminal) - 1, g_atomic_int_get (&rec->run_count));
+            {
+              fprintf (stderr, "#   not finalized: %s (terminal %d, run %d)\n", rec->name,
+                       g_atomic_int_get (&rec->terminal) - 1, g_atomic_int_get (&rec->run_count));
+              /* A process task's program, which may still run. */
+              if (rec->kind == WORK_PROCESS)
+                fprintf (stderr, "#     its program: pid %d, state %s, exited %d, signaled %d\n",
+                         killable_process_task_get_pid (KILLABLE_PROCESS_TASK (rec->task)),
+                         state_name (killable_task_get_state (rec->task)),
+                         killable_process_task_get_if_exited (KILLABLE_PROCESS_TASK (rec->task)),
+                         killable_process_task_get_if_signaled (KILLABLE_PROCESS_TASK (rec->task)));
+            }
         }
       /* Leak the round rather than free what is still used. */
       return;
@@ -2301,6 +2428,42 @@ count_fds (void)
   closedir (dir);
 
   return n - 1;   /* the directory's own fd */
+}
+
+/* Processes whose parent is this one, zombies included: the programs of
+ * process tasks, all reaped by the end. */
+static guint
+count_children (void)
+{
+  DIR *dir = opendir ("/proc");
+  struct dirent *entry;
+  guint n = 0;
+
+  g_assert_nonnull (dir);
+  while ((entry = readdir (dir)) != NULL)
+    {
+      g_autofree char *path = NULL;
+      g_autofree char *contents = NULL;
+      const char *paren;
+      int ppid;
+      char state;
+
+      if (!g_ascii_isdigit (entry->d_name[0]))
+        continue;
+      path = g_strdup_printf ("/proc/%s/stat", entry->d_name);
+      if (!g_file_get_contents (path, &contents, NULL, NULL))
+        continue;
+      paren = strrchr (contents, ')');
+      if (paren != NULL && sscanf (paren + 1, " %c %d", &state, &ppid) == 2 &&
+          ppid == getpid ())
+        {
+          fprintf (stderr, "#   child %s of the test is left, state %c\n", entry->d_name, state);
+          n++;
+        }
+    }
+  closedir (dir);
+
+  return n;
 }
 
 static void
@@ -2369,7 +2532,7 @@ warm_up (void)
 
   /* Per-task fds go with the task, which its worker may finalize a moment
    * after join(). */
-  end = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+  end = g_get_monotonic_time () + TEST_LIMIT_USEC (10 * G_USEC_PER_SEC);
   while (!g_atomic_int_get (&w.finalized) && g_get_monotonic_time () < end)
     {
       if (!g_main_context_iteration (NULL, FALSE))
@@ -2378,6 +2541,17 @@ warm_up (void)
   g_assert_true (g_atomic_int_get (&w.finalized));
   close (fds[0]);
   close (fds[1]);
+
+  /* And whatever process tasks create lazily. */
+  {
+    g_autoptr(GError) error = NULL;
+    KillableProcessTask *process = killable_process_task_new (process_success_argv, &error);
+
+    g_assert_no_error (error);
+    g_assert_true (killable_task_start (KILLABLE_TASK (process), NULL));
+    g_assert_true (killable_task_join (KILLABLE_TASK (process), NULL));
+    g_object_unref (process);
+  }
   while (g_main_context_iteration (NULL, FALSE))
     ;
 }
@@ -2446,7 +2620,7 @@ test_torture (void)
   print_violation_summary ();
 
   /* Every abandoned thread returned. */
-  end = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+  end = g_get_monotonic_time () + TEST_LIMIT_USEC (10 * G_USEC_PER_SEC);
   while (killable_get_abandoned_thread_count () != 0 && g_get_monotonic_time () < end)
     {
       if (!g_main_context_iteration (NULL, FALSE))
@@ -2456,7 +2630,7 @@ test_torture (void)
 
   /* The thread cache empties. */
   killable_worker_pool_set_idle_timeout (0);
-  end = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+  end = g_get_monotonic_time () + TEST_LIMIT_USEC (10 * G_USEC_PER_SEC);
   while (killable_worker_pool_get_n_threads () != 0 && g_get_monotonic_time () < end)
     g_thread_yield ();
   g_assert_cmpuint (killable_worker_pool_get_n_threads (), ==, 0);
@@ -2467,6 +2641,8 @@ test_torture (void)
   fds_after = count_fds ();
   if (fds_after != fds_before)
     list_fds ();
+  /* Every program of a process task ended and was reaped. */
+  g_assert_cmpuint (count_children (), ==, 0);
 
   sync_lock (&watchdog_sync);
   watchdog_quit = TRUE;
@@ -2592,6 +2768,7 @@ main (int   argc,
   fprintf (stderr, "# seed: %" G_GUINT32_FORMAT "\n", opt_seed);
 
   g_test_init (&argc, &argv, NULL);
+  g_test_summary ("Random trees of tasks (and process tasks) attacked from several threads; invariants checked after every operation.");
   g_test_add_func ("/torture/random", test_torture);
 
   return g_test_run ();

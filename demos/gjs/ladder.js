@@ -17,15 +17,21 @@ const {GLib, Killable} = imports.gi;
 const System = imports.system;
 
 const loop = new GLib.MainLoop(null, false);
+// Each rung, what it sends, and the outcome it must have: the error
+// run_finish() throws and the task's final state. The demo exits 1 if a
+// rung ends any other way.
 const rungs = [
-    ['stop()', task => task.stop(), 'SIGTERM to its process group'],
-    ['interrupt()', task => task.interrupt(), 'SIGINT after the stop\'s SIGTERM'],
-    ['kill()', task => task.kill(), 'SIGKILL, no grace period'],
+    ['stop()', task => task.stop(), 'SIGTERM to its process group',
+        Killable.Error.STOPPED, Killable.TaskState.CANCELLED],
+    ['interrupt()', task => task.interrupt(), 'SIGINT after the stop\'s SIGTERM',
+        Killable.Error.INTERRUPTED, Killable.TaskState.CANCELLED],
+    ['kill()', task => task.kill(), 'SIGKILL, no grace period',
+        Killable.Error.KILLED, Killable.TaskState.KILLED],
 ];
 let pending = rungs.length;
 let allOk = true;
 
-for (const [rung, act, what] of rungs) {
+for (const [rung, act, what, expectedError, expectedState] of rungs) {
     const task = Killable.ProcessTask.new(['sleep', '1000']);
     const started = GLib.get_monotonic_time();
 
@@ -48,6 +54,15 @@ for (const [rung, act, what] of rungs) {
             allOk = false;
         } catch (e) {
             print(`${rung.padEnd(12)} ${e.message} (${what}) after ${ms.toFixed(1)} ms`);
+            if (!(e instanceof GLib.Error) ||
+                !e.matches(Killable.error_quark(), expectedError)) {
+                print(`${rung.padEnd(12)} expected error ${expectedError}, got: ${e}`);
+                allOk = false;
+            }
+        }
+        if (obj.get_state() !== expectedState) {
+            print(`${rung.padEnd(12)} expected state ${expectedState}, got ${obj.get_state()}`);
+            allOk = false;
         }
         if (--pending === 0)
             loop.quit();
@@ -56,7 +71,9 @@ for (const [rung, act, what] of rungs) {
     act(task);
 }
 
-GLib.timeout_add_seconds(GLib.PRIORITY_DEFAULT, 30, () => {
+// A failure guard; the tests stretch it with KILLABLE_TEST_TIME_SCALE.
+const timeScale = Math.max(1, Number(GLib.getenv('KILLABLE_TEST_TIME_SCALE') ?? '1') || 1);
+GLib.timeout_add_seconds(GLib.PRIORITY_DEFAULT, 30 * timeScale, () => {
     print('timed out');
     allOk = false;
     loop.quit();

@@ -2,8 +2,8 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * A root task ("session") holds every workload the header buttons launch
- * as a child; the column view shows that tree through a GtkTreeListModel
+ * A group task ("session") holds every workload the header buttons launch
+ * as a child, and ends when they all have; the column view shows that tree through a GtkTreeListModel
  * over the tasks' children list models. Those models, and every
  * notification the rows listen to, change only on the main context, so the
  * widgets are bound to the tasks directly. Parents retain their finished
@@ -16,7 +16,8 @@
 
 #include "demo-window.h"
 
-#define PROCESS_SHUTDOWN_WAIT_USEC (2 * G_USEC_PER_SEC)
+/* How long each rung of the ladder is given when the window closes. */
+#define CLOSE_GRACE_USEC (1 * G_USEC_PER_SEC)
 
 struct _DemoWindow
 {
@@ -36,6 +37,9 @@ struct _DemoWindow
   KillableTask         *last_launched[DEMO_N_WORKLOADS]; /* (owned) (nullable) */
   GPtrArray            *launched;                        /* (owned) every workload */
   gint64                t0;
+  guint                 n_shutting_down;                 /* sessions still shutting down */
+  gboolean              closing;                         /* close-request started the shutdown */
+  gboolean              closed_gracefully;               /* every session ended before the window went */
 };
 
 G_DEFINE_FINAL_TYPE (DemoWindow, demo_window, ADW_TYPE_APPLICATION_WINDOW)
@@ -369,6 +373,27 @@ row_action_clicked_cb (GtkButton  *button,
     demo_window_apply_rung (self, task, rung);
 }
 
+/* Pause/Resume: process tasks only (a thread task is not frozen). */
+static void
+pause_toggled_cb (GtkToggleButton *toggle,
+                  DemoWindow      *self)
+{
+  GtkListItem *list_item = g_object_get_data (G_OBJECT (toggle), "demo-list-item");
+  KillableTask *task = list_item_get_task (list_item);
+
+  if (task == NULL || !KILLABLE_IS_PROCESS_TASK (task))
+    return;
+  if (gtk_toggle_button_get_active (toggle) == killable_task_is_paused (task))
+    return;
+
+  if (gtk_toggle_button_get_active (toggle))
+    killable_task_pause (task);
+  else
+    killable_task_resume (task);
+  demo_window_log (self, "%s: %s", killable_task_get_name (task),
+                   killable_task_is_paused (task) ? _("paused") : _("resumed"));
+}
+
 static void
 actions_setup_cb (GtkSignalListItemFactory *factory,
                   GtkListItem              *list_item,
@@ -402,6 +427,19 @@ actions_setup_cb (GtkSignalListItemFactory *factory,
       gtk_box_append (GTK_BOX (box), button);
     }
 
+  {
+    GtkWidget *pause = gtk_toggle_button_new_with_label (_("Pause"));
+
+    gtk_widget_set_tooltip_text (pause, _("Freeze the program and everything it started "
+                                          "(cgroup.freeze, or SIGSTOP); a stop resumes it"));
+    gtk_widget_set_valign (pause, GTK_ALIGN_CENTER);
+    gtk_widget_add_css_class (pause, "row-action");
+    g_object_set_data (G_OBJECT (pause), "demo-list-item", list_item);
+    g_signal_connect_object (pause, "toggled", G_CALLBACK (pause_toggled_cb), self, 0);
+    gtk_box_append (GTK_BOX (box), pause);
+    g_object_set_data (G_OBJECT (list_item), "demo-pause-button", pause);
+  }
+
   gtk_list_item_set_child (list_item, box);
 }
 
@@ -410,11 +448,32 @@ actions_bind_cb (GtkSignalListItemFactory *factory,
                  GtkListItem              *list_item,
                  DemoWindow               *self)
 {
+  KillableTask *task = list_item_get_task (list_item);
+  GtkWidget *pause = g_object_get_data (G_OBJECT (list_item), "demo-pause-button");
+
   bind_to_list_item (list_item,
-                     g_object_bind_property_full (list_item_get_task (list_item), "state",
+                     g_object_bind_property_full (task, "state",
                                                   gtk_list_item_get_child (list_item), "sensitive",
                                                   G_BINDING_SYNC_CREATE,
                                                   state_to_sensitive, NULL, NULL, NULL));
+
+  gtk_widget_set_visible (pause, KILLABLE_IS_PROCESS_TASK (task));
+  if (KILLABLE_IS_PROCESS_TASK (task))
+    g_object_set_data (G_OBJECT (list_item), "demo-pause-binding",
+                       g_object_bind_property (task, "paused", pause, "active",
+                                               G_BINDING_SYNC_CREATE));
+}
+
+static void
+actions_unbind_cb (GtkSignalListItemFactory *factory,
+                   GtkListItem              *list_item,
+                   DemoWindow               *self)
+{
+  GBinding *binding = g_object_steal_data (G_OBJECT (list_item), "demo-pause-binding");
+
+  if (binding != NULL)
+    g_binding_unbind (binding);
+  binding_unbind_cb (factory, list_item, self);
 }
 
 /* }}} */
@@ -447,40 +506,59 @@ watch_tree (DemoWindow   *self,
     }
 }
 
-/* The session: holds the workloads until it is stopped or the window goes
- * away. */
-static gboolean
-session_run (KillableTask  *task,
-             gpointer       user_data,
-             GError       **error)
-{
-  killable_task_set_status (task, _("holds the workloads"));
-
-  return killable_task_sleep (task, G_MAXINT64, error);
-}
-
-/* A workload added under a stopped session would be stopped at once: after
- * the session row's Stop or Kill, the next launch opens a new session. The
- * old one stays listed. */
+/* The session: a group task, no work of its own, no thread. It ends when
+ * all its workloads have, or when it is stopped. A workload added under a
+ * stopped or finished session would be stopped at once, or refused: the
+ * next launch then opens a new session. The old one stays listed. It is
+ * started with its first workload (a group started empty ends at once). */
 static void
 ensure_session (DemoWindow *self)
 {
-  g_autoptr(GError) error = NULL;
-
-  if (self->root != NULL && !killable_task_is_stop_requested (self->root))
+  if (self->root != NULL && !killable_task_is_stop_requested (self->root) &&
+      !killable_task_is_finished (self->root))
     return;
 
   g_clear_object (&self->root);
-  self->root = killable_task_new ("session", session_run, NULL, NULL);
+  self->root = killable_task_new_group ("session");
   /* Finished workloads stay listed; one that fails stays its own business. */
   killable_task_set_retain_children (self->root, TRUE);
   killable_task_set_child_policy (self->root, KILLABLE_CHILD_POLICY_ISOLATE);
   g_object_set_data (G_OBJECT (self->root), "demo-parent", GINT_TO_POINTER (TRUE));
   watch_tree (self, self->root);
-  if (!killable_task_start (self->root, &error))
-    g_warning ("Cannot start the session task: %s", error->message);
 
   g_list_store_append (self->root_store, self->root);
+}
+
+/* Adds @task under the session (a new one if the current one ended just
+ * now, its last workload gone) and starts the session with its first. */
+static gboolean
+add_to_session (DemoWindow    *self,
+                KillableTask  *task,
+                GError       **error)
+{
+  for (int attempt = 0; ; attempt++)
+    {
+      g_autoptr(GError) local_error = NULL;
+
+      ensure_session (self);
+      if (killable_task_add_child (self->root, task, &local_error))
+        break;
+      if (attempt > 0 || !killable_task_is_finished (self->root))
+        {
+          g_propagate_error (error, g_steal_pointer (&local_error));
+          return FALSE;
+        }
+    }
+
+  if (killable_task_get_state (self->root) == KILLABLE_TASK_STATE_PENDING)
+    {
+      /* The application stays up while a session is live. */
+      killable_task_bind_application (self->root,
+                                      G_APPLICATION (gtk_window_get_application (GTK_WINDOW (self))));
+      return killable_task_start (self->root, error);
+    }
+
+  return TRUE;
 }
 
 /**
@@ -511,8 +589,7 @@ demo_window_launch (DemoWindow   *self,
     }
 
   watch_tree (self, task);
-  ensure_session (self);
-  if (!killable_task_add_child (self->root, task, &error) ||
+  if (!add_to_session (self, task, &error) ||
       !demo_workload_start (task, &error))
     {
       demo_window_log (self, _("cannot launch “%s”: %s"),
@@ -622,10 +699,10 @@ demo_window_get_root (DemoWindow *self)
  * demo_window_shutdown:
  * @self: the window
  *
- * Ends everything before the application quits: stuck loops may return,
- * and every session still running is killed, which sends SIGKILL to every
- * process group still running. Waits a little for process tasks to reap their
- * programs, so that nothing outlives the demo.
+ * The last resort, when the application quits without closing the window:
+ * kills every session still live (SIGKILL to every process group still
+ * running) without waiting for anything. The normal way out is closing the
+ * window, which shuts the sessions down gracefully first.
  */
 void
 demo_window_shutdown (DemoWindow *self)
@@ -637,8 +714,6 @@ demo_window_shutdown (DemoWindow *self)
 
   demo_stuck_loops_release ();
 
-  /* Earlier sessions too: a stopped one may still have a process tree
-   * waiting for its grace period. */
   for (guint i = 0; i < g_list_model_get_n_items (G_LIST_MODEL (self->root_store)); i++)
     {
       g_autoptr(KillableTask) session = g_list_model_get_item (G_LIST_MODEL (self->root_store), i);
@@ -646,14 +721,81 @@ demo_window_shutdown (DemoWindow *self)
       if (!killable_task_is_finished (session))
         killable_task_kill (session);
     }
+}
 
-  for (guint i = 0; i < self->launched->len; i++)
+/**
+ * demo_window_is_closed_gracefully:
+ * @self: the window
+ *
+ * Returns: whether the window closed after every session had ended
+ */
+gboolean
+demo_window_is_closed_gracefully (DemoWindow *self)
+{
+  g_return_val_if_fail (DEMO_IS_WINDOW (self), FALSE);
+
+  return self->closed_gracefully;
+}
+
+static void
+session_shutdown_cb (GObject      *object,
+                     GAsyncResult *result,
+                     gpointer      user_data)
+{
+  g_autoptr(DemoWindow) self = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!killable_task_shutdown_finish (KILLABLE_TASK (object), result, &error))
+    demo_window_log (self, _("shutdown of “%s”: %s"), killable_task_get_name (KILLABLE_TASK (object)),
+                     error->message);
+
+  if (--self->n_shutting_down > 0)
+    return;
+
+  /* Every session ended (and their abandoned threads returned): go. */
+  self->closed_gracefully = TRUE;
+  gtk_window_destroy (GTK_WINDOW (self));
+}
+
+/* Closing the window shuts every live session down: stopped, then
+ * interrupted and killed if it does not end within the grace period. The
+ * window goes once they have; nothing blocks meanwhile. */
+static gboolean
+close_request_cb (GtkWindow *window,
+                  gpointer   user_data)
+{
+  DemoWindow *self = DEMO_WINDOW (window);
+
+  if (self->closing)
+    return TRUE;
+
+  /* A stuck loop cannot be stopped, only abandoned: let it return. */
+  demo_stuck_loops_release ();
+
+  for (guint i = 0; i < g_list_model_get_n_items (G_LIST_MODEL (self->root_store)); i++)
     {
-      KillableTask *task = g_ptr_array_index (self->launched, i);
+      g_autoptr(KillableTask) session = g_list_model_get_item (G_LIST_MODEL (self->root_store), i);
 
-      if (KILLABLE_IS_PROCESS_TASK (task))
-        killable_task_wait (task, PROCESS_SHUTDOWN_WAIT_USEC);
+      if (killable_task_is_finished (session) ||
+          killable_task_get_state (session) == KILLABLE_TASK_STATE_PENDING)
+        continue;
+
+      self->n_shutting_down++;
+      killable_task_shutdown_async (session, CLOSE_GRACE_USEC, NULL, session_shutdown_cb,
+                                    g_object_ref (self));
     }
+
+  if (self->n_shutting_down == 0)
+    {
+      self->closed_gracefully = TRUE;
+      return FALSE;
+    }
+
+  self->closing = TRUE;
+  demo_window_log (self, _("closing: shutting %u session(s) down"), self->n_shutting_down);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->column_view), FALSE);
+
+  return TRUE;
 }
 
 /* }}} */
@@ -707,6 +849,7 @@ demo_window_class_init (DemoWindowClass *klass)
   gtk_widget_class_bind_template_callback (widget_class, progress_bind_cb);
   gtk_widget_class_bind_template_callback (widget_class, status_setup_cb);
   gtk_widget_class_bind_template_callback (widget_class, status_bind_cb);
+  gtk_widget_class_bind_template_callback (widget_class, actions_unbind_cb);
   gtk_widget_class_bind_template_callback (widget_class, status_unbind_cb);
   gtk_widget_class_bind_template_callback (widget_class, actions_setup_cb);
   gtk_widget_class_bind_template_callback (widget_class, actions_bind_cb);
@@ -726,6 +869,7 @@ demo_window_init (DemoWindow *self)
 
   self->root_store = g_list_store_new (KILLABLE_TYPE_TASK);
   ensure_session (self);
+  g_signal_connect (self, "close-request", G_CALLBACK (close_request_cb), NULL);
   tree = gtk_tree_list_model_new (g_object_ref (G_LIST_MODEL (self->root_store)),
                                   FALSE, TRUE, create_children_model, NULL, NULL);
   selection = gtk_no_selection_new (G_LIST_MODEL (g_steal_pointer (&tree)));

@@ -31,5 +31,6 @@ void          demo_window_log                (DemoWindow     *self,
                                               const char     *format,
                                               ...) G_GNUC_PRINTF (2, 3);
 void          demo_window_shutdown           (DemoWindow     *self);
+gboolean      demo_window_is_closed_gracefully (DemoWindow   *self);
 
 G_END_DECLS

@@ -209,6 +209,12 @@ save_screenshot (GtkWidget   *widget,
 /* The scripted scenario {{{ */
 
 static gboolean
+window_closed_gracefully (gpointer data)
+{
+  return demo_window_is_closed_gracefully (data);
+}
+
+static gboolean
 self_test_cb (gpointer data)
 {
   GtkApplication *app = data;
@@ -243,6 +249,15 @@ self_test_cb (gpointer data)
   /* Let the progress bars grow before stopping anything. */
   if (tasks[DEMO_WORKLOAD_CPU_TREE] != NULL)
     wait_for (cpu_progress_shown, tasks[DEMO_WORKLOAD_CPU_TREE], CPU_RUN_MS);
+
+  /* Paused (as with its row's Pause button): the stop of its rung must
+   * resume it first, or the tree would never end. */
+  if (tasks[DEMO_WORKLOAD_PROCESS_TREE] != NULL)
+    {
+      killable_task_pause (tasks[DEMO_WORKLOAD_PROCESS_TREE]);
+      check (killable_task_is_paused (tasks[DEMO_WORKLOAD_PROCESS_TREE]),
+             _("the process tree is paused"));
+    }
 
   /* Each rung, as the row buttons apply it. */
   for (guint w = 0; w < DEMO_N_WORKLOADS; w++)
@@ -293,7 +308,31 @@ self_test_cb (gpointer data)
          _("a second process tree is running"));
   pid_set.n_pids = demo_process_tree_get_pids (tasks[DEMO_WORKLOAD_PROCESS_TREE],
                                                pid_set.pids, G_N_ELEMENTS (pid_set.pids));
-  gtk_window_destroy (GTK_WINDOW (window));
+
+  /* A graceful quit: closing the window shuts the session down (stop,
+   * then the ladder after the grace period) and the window goes once the
+   * tree ended, without blocking the main loop meanwhile. */
+  {
+    g_autoptr(DemoWindow) closing = g_object_ref (window);
+    g_autoptr(KillableTask) process_tree = g_object_ref (tasks[DEMO_WORKLOAD_PROCESS_TREE]);
+    g_autoptr(KillableTask) session = g_object_ref (demo_window_get_root (window));
+
+    gtk_window_close (GTK_WINDOW (window));
+    check (!demo_window_is_closed_gracefully (closing) && gtk_widget_get_visible (GTK_WIDGET (closing)),
+           _("closing returned at once, the window waits for its session"));
+    check (wait_for (window_closed_gracefully, closing, END_TIMEOUT_MS),
+           _("the window closed once its session had ended"));
+    check (killable_task_get_state (session) == KILLABLE_TASK_STATE_CANCELLED,
+           _("the session was stopped, not killed (%s)"),
+           demo_state_to_string (killable_task_get_state (session)));
+    /* It ignores SIGTERM: its own grace period (shorter than the
+     * session's) took it to SIGKILL. */
+    check (killable_task_get_state (process_tree) == KILLABLE_TASK_STATE_KILLED,
+           _("the process tree climbed its own ladder (%s)"),
+           demo_state_to_string (killable_task_get_state (process_tree)));
+    check (killable_get_abandoned_thread_count () == 0,
+           _("no abandoned thread left (%u)"), killable_get_abandoned_thread_count ());
+  }
   wait_for (pids_gone, &pid_set, END_TIMEOUT_MS);
   alive = 0;
   for (guint i = 0; i < pid_set.n_pids; i++)

@@ -26,14 +26,11 @@ def download(n):
         task.set_progress((i + 1) / 100)
 
 
-def supervise():
-    # The parent's own work: wait until told to stop.
-    Killable.current_task().sleep(3600)
-
-
 def main():
     loop = GLib.MainLoop()
-    parent = Killable.Task(target=supervise, name='downloads')
+    # A group task: no work of its own (and no thread); it ends when its
+    # children have.
+    parent = Killable.Task.new_group('downloads')
     children = [Killable.Task(target=download, args=(n,), name='file-%d' % n)
                 for n in range(3)]
     last = {}

@@ -115,10 +115,12 @@ bench_emit (const BenchRow *row)
   gboolean have_ratio;
   double ratio = NAN;
   g_autofree char *target = NULL;
-  int met = row->met;
+  int met = -1;
 
+  /* Compared only when both values were measured. */
   have_ratio = row->baseline != NULL && row->value_text == NULL &&
-               row->baseline_text == NULL && row->baseline_value > 0;
+               row->baseline_text == NULL && isfinite (row->value) &&
+               isfinite (row->baseline_value) && row->baseline_value > 0;
   if (have_ratio)
     ratio = row->value / row->baseline_value;
 
@@ -160,6 +162,9 @@ bench_emit (const BenchRow *row)
   append_json_string (out, target);
   g_string_append (out, ", \"met\": ");
   g_string_append (out, met < 0 ? "null" : met ? "true" : "false");
+  /* A target without two measured values: not compared, never met. */
+  if (row->target_kind != BENCH_TARGET_NONE && !have_ratio)
+    g_string_append (out, ", \"compared\": false");
   if (row->note != NULL)
     {
       g_string_append (out, ", \"note\": ");

@@ -12,7 +12,13 @@ G_BEGIN_DECLS
 /* A figure is a ratio: libkillable against a baseline measured in the same
  * run. Each row is printed on stdout as one line, "@ROW " followed by a JSON
  * object; run-benchmarks.py collects them. Timings are never asserted: a
- * missed target is reported, not failed. */
+ * missed target is reported, not failed.
+ *
+ * Whether a target is met is only ever computed, by bench_emit(), from the
+ * two measured values of the row: a row whose baseline (or own value) is
+ * missing, crashed or failed is "not compared" (met null, compared false),
+ * never met. A goal that is not a comparison (an absolute bound) goes in
+ * @target as text on an informational row. */
 
 typedef enum
 {
@@ -33,7 +39,6 @@ typedef struct
   BenchTargetKind  target_kind;
   double           target_ratio;
   const char      *target;         /* (nullable) target as text; derived if NULL */
-  int              met;            /* -1: derive from the ratio; 0/1: forced */
   const char      *note;           /* (nullable) */
 } BenchRow;
 

@@ -15,7 +15,10 @@ const {Gio, GLib, Killable} = imports.gi;
 const System = imports.system;
 
 const State = Killable.TaskState;
-const GUARD_MS = 20000;
+// A failure guard, scaled by KILLABLE_TEST_TIME_SCALE like the C suites'
+// limits (tests/test-core-util.h).
+const TIME_SCALE = Math.max(1, Number(GLib.getenv('KILLABLE_TEST_TIME_SCALE') ?? '1') || 1);
+const GUARD_MS = 20000 * TIME_SCALE;
 
 let nTests = 0;
 let nFailed = 0;
@@ -124,9 +127,10 @@ function testStopTree() {
 
     iterateUntil(() => all.every(([, name]) => w.states.get(name).length >= 1),
         'every task notified RUNNING');
-    ok(all.every(([, name]) => w.states.get(name)[0] === State.RUNNING ||
-                               w.states.get(name)[0] === State.STOPPING),
-    'the first notification is RUNNING');
+    // Nothing was stopped yet: the first state notified is RUNNING, for
+    // every task.
+    ok(all.every(([, name]) => w.states.get(name)[0] === State.RUNNING),
+        `the first notification is RUNNING (${all.map(([, name]) => w.states.get(name)[0])})`);
 
     // Progress set from here is notified on the owner context too.
     parent.set_progress(0.5);
@@ -143,10 +147,19 @@ function testStopTree() {
     for (const [t, name] of all)
         ok(t.get_state() === State.CANCELLED, `${name} is CANCELLED (${stateName(t)})`);
     ok(w.stopRequested.size === 4, 'stop-requested reached every task');
-    ok(w.finished.indexOf('g') < w.finished.indexOf('c1'), 'g finished before its parent c1');
-    ok(w.finished.indexOf('c1') < w.finished.indexOf('parent') &&
-       w.finished.indexOf('c2') < w.finished.indexOf('parent'),
-    `children finished before the parent (${w.finished.join(' ')})`);
+
+    // Every task's `finished` arrives, once; then the order of all of them:
+    // a task finishes after its children (g before c1, c1 and c2 before
+    // the parent), so the parent is last.
+    iterateUntil(() => w.finished.length >= 4, 'every task emitted finished');
+    ok([...w.finished].sort().join(' ') === 'c1 c2 g parent',
+        `each of the four finished exactly once (${w.finished.join(' ')})`);
+    const at = name => w.finished.indexOf(name);
+    ok(at('g') >= 0 && at('c1') >= 0 && at('g') < at('c1'),
+        `g finished before its parent c1 (${w.finished.join(' ')})`);
+    ok(at('c1') >= 0 && at('c2') >= 0 && at('c1') < at('parent') && at('c2') < at('parent'),
+        `children finished before the parent (${w.finished.join(' ')})`);
+    ok(at('parent') === 3, `the parent finished last (${w.finished.join(' ')})`);
     ok(w.offThread.length === 0, `every emission on the main thread (${w.offThread.join(', ')})`);
 }
 

@@ -1,134 +1,75 @@
 #!/usr/bin/python3
-# test_fork.py: a multiprocessing pool with the fork start method works after
-# the parent used tasks
+# test_fork.py: fork() in a Python program that uses libkillable
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
 import multiprocessing
 import os
-import threading
 import unittest
 
 import killabletest
 from killabletest import GUARD_SECONDS
 
-from gi.repository import Killable  # noqa: E402
+from gi.repository import GLib, Killable  # noqa: E402
 
 
-def double_in_task(x):
-    """In a pool process: run a task there too."""
-    task = Killable.Task(target=lambda: x * 2)
+def use_library(n):
+    """In a forked child: a task runs, a timeout fires, a process task
+    runs. Returns n * n from the task."""
+    result = []
+    task = Killable.Task(target=lambda: result.append(n * n))
     task.start()
-    return task.result(GUARD_SECONDS)
+    task.join()
 
-
-def plain(x):
-    return x + 1
-
-
-def use_tasks_in_parent():
-    """Leave the library's threads and the override's helpers running: a
-    finished task, a stopped one, an interrupted busy one, progress
-    published by the worker."""
-    t = Killable.Task(target=lambda: Killable.current_task().set_progress(0.5))
-    t.start()
-    t.join()
-
-    running = threading.Event()
-
-    def sleeper():
-        running.set()
-        Killable.current_task().sleep(3600)
-
-    t = Killable.Task(target=sleeper)
-    t.start()
-    running.wait(GUARD_SECONDS)
-    t.stop()
+    timed = Killable.Task(target=lambda: Killable.current_task().sleep(3600),
+                          timeout=20 * 1000)
+    timed.start()
     try:
-        t.join()
-    except Killable.TaskStopped:
+        timed.join()
+    except Killable.TaskTimedOut:
         pass
+    else:
+        raise AssertionError('the timeout did not fire in the child')
 
-    busy = threading.Event()
-
-    def spin():
-        try:
-            busy.set()
-            while True:
-                pass
-        except Killable.TaskInterrupted:
-            raise
-
-    t = Killable.Task(target=spin)
-    t.start()
-    busy.wait(GUARD_SECONDS)
-    t.interrupt()
-    try:
-        t.join()
-    except Killable.TaskInterrupted:
-        pass
+    process = Killable.ProcessTask.new(['true'])
+    process.start()
+    process.join()
+    return result[0]
 
 
-class TestForkPool(unittest.TestCase):
-    """Issue 15 point 8 (the fix belongs to the robustness issue)."""
+class TestFork(unittest.TestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        use_tasks_in_parent()
+    def setUp(self):
+        # The parent has run tasks: a cached idle worker, the timer thread.
+        timed = Killable.Task(target=lambda: Killable.current_task().sleep(3600),
+                              timeout=1000)
+        timed.start()
+        with self.assertRaises(Killable.TaskTimedOut):
+            timed.join()
+        self.assertEqual(use_library(3), 9)
 
-    def run_pool(self, func, expected):
+    def test_multiprocessing_fork_pool(self):
         ctx = multiprocessing.get_context('fork')
-        pool = ctx.Pool(2)
-        try:
-            # A failure guard, not a synchronisation: a child that
-            # deadlocks after fork() never answers.
-            result = pool.map_async(func, range(8)).get(GUARD_SECONDS)
-        finally:
-            pool.terminate()
-            pool.join()
-        self.assertEqual(result, expected)
+        with ctx.Pool(2) as pool:
+            result = pool.map_async(use_library, range(6))
+            self.assertEqual(result.get(GUARD_SECONDS), [n * n for n in range(6)])
 
-    def test_plain_functions(self):
-        self.run_pool(plain, [x + 1 for x in range(8)])
+    def test_os_fork_in_worker(self):
+        def work():
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    code = 0 if use_library(4) == 16 else 1
+                finally:
+                    os._exit(code)
+            return os.waitpid(pid, 0)[1]
 
-    def test_tasks_in_children(self):
-        try:
-            self.run_pool(double_in_task, [x * 2 for x in range(8)])
-        except multiprocessing.TimeoutError:
-            # Known failure until the fork-safety work of the robustness
-            # issue lands: reported as a skip with what was seen, never as
-            # a pass.
-            self.skipTest('KNOWN FAILURE: a Killable.Task started in a pool process '
-                          'forked after the parent used tasks never ran within %d s '
-                          '(no worker thread is created in the child); %s'
-                          % (GUARD_SECONDS, library_fork_problem() or
-                             'a task made by killable_task_new() did run there'))
-
-
-def library_fork_problem():
-    """Whether the library itself (not the override) cannot run a task in
-    a child forked after the parent used tasks: a child starts a task made
-    by killable_task_new() (no override code) and reports whether it
-    ended. Returns the reason to print, or None."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(r)
-            t = Killable.Task.new('probe', lambda *args: True, None)
-            t.start()
-            ended = Killable.Task.wait(t, GUARD_SECONDS * 1000000)
-            os.write(w, b'1' if ended else b'0')
-        finally:
-            os._exit(0)
-    os.close(w)
-    answer = os.read(r, 1)
-    os.close(r)
-    os.waitpid(pid, 0)
-    if answer == b'1':
-        return None
-    return 'a task made by killable_task_new() did not run there either'
-
+        statuses = []
+        task = Killable.Task(target=lambda: statuses.append(work()))
+        task.start()
+        task.join(GUARD_SECONDS)
+        self.assertEqual(statuses, [0])
 
 
 if __name__ == '__main__':

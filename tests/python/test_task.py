@@ -143,9 +143,12 @@ class TestRecipes(unittest.TestCase):
         t.start()
         self.assertTrue(t.running.wait(GUARD_SECONDS))
         t.stop()
-        t.join()          # run() returned by itself: success
+        # run() returned by itself, but after the stop: the task was
+        # cancelled (it did not finish its work), and join() says so.
+        with self.assertRaises(Killable.TaskStopped):
+            t.join()
         self.assertGreater(t.iterations, 0)
-        self.assertEqual(t.get_state(), State.SUCCEEDED)
+        self.assertEqual(t.get_state(), State.CANCELLED)
 
     def test_stoppable_thread_with_check(self):
         running = threading.Event()
@@ -174,9 +177,11 @@ class TestRecipes(unittest.TestCase):
         t.start()
         self.assertTrue(t.running.wait(GUARD_SECONDS))
         t.interrupt(SomeException)
-        t.join()          # caught and cleaned up: run() returned
+        # Caught and cleaned up: run() returned, after the interrupt.
+        with self.assertRaises(Killable.TaskInterrupted):
+            t.join()
         self.assertTrue(t.cleaned_up)
-        self.assertEqual(t.get_state(), State.SUCCEEDED)
+        self.assertEqual(t.get_state(), State.CANCELLED)
 
     def test_thread_with_exc_blocked(self):
         # The recipe's caveat: "if the thread is busy in a system call, the
@@ -185,7 +190,8 @@ class TestRecipes(unittest.TestCase):
         t.start()
         self.assertTrue(t.running.wait(GUARD_SECONDS))
         t.interrupt(SomeException)
-        t.join()
+        with self.assertRaises(Killable.TaskInterrupted):
+            t.join()
         self.assertTrue(t.cleaned_up)
         self.assertEqual(t.count, 0)
 
@@ -570,7 +576,7 @@ class TestProcessTask(unittest.TestCase):
         p.start()
         with self.assertRaises(GLib.Error) as cm:
             p.join()
-        self.assertTrue(cm.exception.matches(Killable.error_quark(), Killable.Error.FAILED))
+        self.assertTrue(cm.exception.matches(GLib.spawn_exit_error_quark(), 1))
 
 
 if __name__ == '__main__':

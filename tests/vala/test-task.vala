@@ -7,20 +7,48 @@
  */
 
 const int64 HOUR = 3600 * (int64) 1000000;
-const int64 GUARD = 20 * (int64) 1000000;
+/* A failure guard, scaled by KILLABLE_TEST_TIME_SCALE like the C suites'
+ * limits (tests/test-core-util.h). */
+static int64 guard_usec () {
+  var text = Environment.get_variable ("KILLABLE_TEST_TIME_SCALE");
+  double scale = text != null ? double.parse (text) : 1.0;
+  return (int64) (20 * 1000000 * (scale >= 1.0 ? scale : 1.0));
+}
 
-/* A subclass that overrides run() and waits through the task. */
+/* A subclass that overrides run() and waits through the task; it says when
+ * run() is entered, and keeps the error sleep() raised in it. */
 class Waiter : Killable.Task {
-  public bool saw_stop = false;
+  public Mutex mutex = Mutex ();
+  public Cond cond = Cond ();
+  public bool entered = false;
+  public GLib.Error? caught = null;
 
   public override bool run () throws GLib.Error {
+    mutex.lock ();
+    entered = true;
+    cond.signal ();
+    mutex.unlock ();
     try {
       sleep (HOUR);
-    } catch (Killable.Error e) {
-      saw_stop = e is Killable.Error.STOPPED;
+    } catch (GLib.Error e) {
+      mutex.lock ();
+      caught = e.copy ();
+      mutex.unlock ();
       throw e;
     }
     return true;
+  }
+
+  public void wait_entered () {
+    var deadline = get_monotonic_time () + guard_usec ();
+    mutex.lock ();
+    while (!entered) {
+      if (!cond.wait_until (mutex, deadline))
+        break;
+    }
+    var ok = entered;
+    mutex.unlock ();
+    assert_true (ok);
   }
 }
 
@@ -48,7 +76,7 @@ test_closure_stop_join ()
   assert_true (task.get_state () == Killable.TaskState.RUNNING);
 
   /* Wait (bounded) for the worker to be inside its work. */
-  var deadline = get_monotonic_time () + GUARD;
+  var deadline = get_monotonic_time () + guard_usec ();
   mutex.lock ();
   while (!running)
     if (!cond.wait_until (mutex, deadline))
@@ -78,6 +106,8 @@ test_subclass_run ()
     assert_no_error (e);
   }
 
+  /* Stopped once inside run(): the subclass's own code sees the stop. */
+  task.wait_entered ();
   var reason = new GLib.Error (Killable.Error.quark (), Killable.Error.TIMED_OUT, "too slow");
   task.stop_with_error (reason);
   try {
@@ -91,6 +121,13 @@ test_subclass_run ()
   assert_true (task.get_state () == Killable.TaskState.CANCELLED);
   assert_true (task.get_error () != null);
   assert_true (task.get_error ().matches (Killable.Error.quark (), Killable.Error.TIMED_OUT));
+  /* sleep() inside the overridden run() raised the stop's cause. */
+  task.mutex.lock ();
+  var caught = task.caught;
+  task.mutex.unlock ();
+  assert_true (caught != null);
+  assert_error (caught, Killable.Error.quark (), Killable.Error.TIMED_OUT);
+  assert_cmpstr (caught.message, CompareOperator.EQ, "too slow");
 }
 
 static void
