@@ -34,7 +34,11 @@ typedef struct
   gpointer  data;
   gboolean  sleeping; /* protected by pool_lock: waits on @cond (else it spins, or runs) */
   GList     link;     /* in idle_workers while idle */
+  GFunc     after;    /* worker thread only: killable_worker_pool_after_job() */
+  gpointer  after_data;
 } Worker;
+
+static __thread Worker *current_worker;
 
 static GMutex pool_lock;
 static GQueue idle_workers = G_QUEUE_INIT;    /* most recently idle first */
@@ -74,9 +78,22 @@ wait_for_job (Worker *worker)
 {
   gint64 idle_since;
 
+  GFunc after = worker->after;
+
   g_mutex_lock (&pool_lock);
   g_queue_push_head_link (&idle_workers, &worker->link);
   g_mutex_unlock (&pool_lock);
+
+  /* Idle from here on: what the job asked to run after it (a limiter
+   * permit given back) can hand a job to this very thread. */
+  if (after != NULL)
+    {
+      gpointer after_data = worker->after_data;
+
+      worker->after = NULL;
+      worker->after_data = NULL;
+      after (after_data, NULL);
+    }
 
   if (spin_for_job (worker))
     return TRUE;
@@ -114,6 +131,8 @@ static gpointer
 worker_main (gpointer user_data)
 {
   Worker *worker = user_data;
+
+  current_worker = worker;
 
   do
     {
@@ -177,6 +196,24 @@ killable_worker_pool_run (GFunc     func,
     }
 
   g_thread_unref (thread);
+
+  return TRUE;
+}
+
+/* From a job running on a pool thread: @func (@data) runs on this thread
+ * once it is back among the idle workers (at most one per job). Returns
+ * FALSE, and nothing is scheduled, elsewhere. */
+gboolean
+killable_worker_pool_after_job (GFunc    func,
+                                gpointer data)
+{
+  Worker *worker = current_worker;
+
+  if (worker == NULL || worker->after != NULL)
+    return FALSE;
+
+  worker->after = func;
+  worker->after_data = data;
 
   return TRUE;
 }
