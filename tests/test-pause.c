@@ -209,8 +209,10 @@ test_wait_fd_paused_in_poll (void)
   test_wait_thread_in (p.gate.worker_tid, TEST_IN_POLL);
 
   killable_task_pause (task);
+  /* The pause wakes poll(): into the pause's wait. */
+  test_wait_thread_in (p.gate.worker_tid, TEST_IN_FUTEX);
+  /* The fd ready while paused does not return it. */
   g_assert_cmpint (write (p.fds[1], "x", 1), ==, 1);
-  /* Out of poll(), into the pause's wait: not returned. */
   test_wait_thread_in (p.gate.worker_tid, TEST_IN_FUTEX);
   g_assert_false (has_returned (&p));
 
