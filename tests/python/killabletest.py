@@ -5,8 +5,10 @@
 """Helpers for the libkillable Python tests: main-loop waits with a failure
 guard, and a unittest runner that speaks TAP to ``meson test``."""
 
+import os
 import sys
 import threading
+import time
 import unittest
 
 import gi
@@ -19,7 +21,12 @@ from gi.repository import GLib  # noqa: E402
 
 # A failure guard, never a synchronisation: waits end as soon as what they
 # wait for happened.
-GUARD_SECONDS = 20
+# Every in-test limit scales with the one factor the sanitizer and valgrind
+# setups raise (tests/test-core-util.h reads the same variable).
+try:
+    GUARD_SECONDS = 20 * max(1.0, float(os.environ.get('KILLABLE_TEST_TIME_SCALE', '1')))
+except ValueError:
+    GUARD_SECONDS = 20
 
 MAIN_THREAD = threading.get_ident()
 
@@ -56,9 +63,11 @@ def start_sleeper(catch=BaseException):
 
     running = threading.Event()
     seen = []
+    tid = []
 
     def work():
         try:
+            tid.append(threading.get_native_id())
             running.set()
             Killable.current_task().sleep(3600)
         except catch as e:
@@ -69,7 +78,33 @@ def start_sleeper(catch=BaseException):
     task.start()
     if not running.wait(GUARD_SECONDS):
         raise AssertionError("the sleeper did not start within %s s" % GUARD_SECONDS)
+    wait_in_timed_futex(tid[0])
     return task, seen
+
+
+def wait_in_timed_futex(tid):
+    """Wait until thread ``tid`` of this process is blocked in a futex wait
+    with a timeout (``Task.sleep``'s bounded wait), as the C suites do:
+    /proc/self/task/TID/syscall gives the system call and its arguments.
+    Set before the call, an event would let a stop land before the wait."""
+    import platform
+    futex = {'x86_64': 202, 'aarch64': 98}.get(platform.machine())
+    path = '/proc/self/task/%d/syscall' % tid
+    end = time.monotonic() + GUARD_SECONDS
+    last = ''
+    while time.monotonic() < end:
+        try:
+            with open(path) as f:
+                last = f.read().split()
+        except OSError:
+            last = []
+        # FUTEX_WAIT (0) or FUTEX_WAIT_BITSET (9), private or not, with a
+        # timeout (4th argument).
+        if futex is None or (len(last) >= 5 and last[0] == str(futex) and
+                             int(last[2], 16) & 0x7f in (0, 9) and int(last[4], 16) != 0):
+            return
+        time.sleep(0)
+    raise AssertionError('thread %d never blocked in a timed futex wait (last: %s)' % (tid, last))
 
 
 class TapResult(unittest.TestResult):

@@ -118,31 +118,48 @@ class TestInterrupt(unittest.TestCase):
             self.assertIsInstance(t.seen, Killable.TaskInterrupted)
 
     def test_once(self):
-        # An exception that was swallowed is not sent again; the worker then
-        # sees the stop through check().
-        running = threading.Event()
+        # One interrupt() is one exception: after the worker caught it, a
+        # second phase runs busy code where a second delivery would land
+        # (and be counted), while the test thread waits for that phase to
+        # make progress. Then the test interrupts again, on purpose: that
+        # one is a new interrupt, caught in phase 3.
         caught = []
+        caught_first = threading.Event()
+        done = threading.Event()
+        counter = [0]
 
         def work():
-            task = Killable.current_task()
             try:
-                running.set()
                 while True:
                     pass
             except Killable.TaskInterrupted as e:
-                caught.append(e)
-            task.interrupt()              # no second one
-            for _ in range(1000):
-                pass
-            task.check()
+                caught.append(('phase 1', e))
+            caught_first.set()
+            try:
+                while not done.is_set():
+                    counter[0] += 1
+            except Killable.TaskInterrupted as e:
+                caught.append(('phase 2', e))
+            return 'finished'
 
         t = Killable.Task(target=work)
         t.start()
-        self.assertTrue(running.wait(GUARD_SECONDS))
+        # The first interrupt may come before the loop runs: it lands then.
         t.interrupt()
+        self.assertTrue(caught_first.wait(GUARD_SECONDS))
+        # Progress handshake: phase 2 has run a good while, long enough for
+        # a second delivery of the first interrupt to land in it.
+        start = counter[0]
+        end = time.monotonic() + GUARD_SECONDS
+        while counter[0] - start < 200000 and time.monotonic() < end:
+            time.sleep(0)
+        self.assertGreaterEqual(counter[0] - start, 200000)
+        done.set()
+        # The work ends by itself (its cancellation was caught): the task
+        # ends CANCELLED, stopped before it ended.
         with self.assertRaises(Killable.TaskInterrupted):
             t.join()
-        self.assertEqual(len(caught), 1)
+        self.assertEqual([phase for phase, _ in caught], ['phase 1'])
 
 
 def capture_output():
