@@ -121,15 +121,16 @@ class TestInterrupt(unittest.TestCase):
         # One interrupt() is one exception: after the worker caught it, a
         # second phase runs busy code where a second delivery would land
         # (and be counted), while the test thread waits for that phase to
-        # make progress. Then the test interrupts again, on purpose: that
-        # one is a new interrupt, caught in phase 3.
+        # make progress.
         caught = []
+        running = threading.Event()
         caught_first = threading.Event()
         done = threading.Event()
         counter = [0]
 
         def work():
             try:
+                running.set()
                 while True:
                     pass
             except Killable.TaskInterrupted as e:
@@ -144,7 +145,7 @@ class TestInterrupt(unittest.TestCase):
 
         t = Killable.Task(target=work)
         t.start()
-        # The first interrupt may come before the loop runs: it lands then.
+        self.assertTrue(running.wait(GUARD_SECONDS))
         t.interrupt()
         self.assertTrue(caught_first.wait(GUARD_SECONDS))
         # Progress handshake: phase 2 has run a good while, long enough for
