@@ -170,9 +170,14 @@ test_no_limit (gconstpointer data)
 /* An escapee that keeps the pipe {{{ */
 
 /* The program starts a process in a session of its own that keeps stdout
- * open, waits for its pid on a fifo, prints it and "hi", and exits. */
+ * open, waits for its pid on a fifo, prints it and "hi", and exits. The
+ * escapee waits for the end of its stdin, the task's stdin pipe, which the
+ * test holds: it is gone with the test process even if the test fails
+ * before it kills it. It does not hold the test's stderr. */
 static const char escapee_script[] =
-  "setsid sh -c 'echo $$ > \"$1\"; exec sleep 600' sh \"$1\" &\n"
+  "exec 3<&0\n"
+  "setsid sh -c 'echo $$ > \"$1\"; read x; exit 0' sh \"$1\" <&3 3<&- 2>/dev/null &\n"
+  "exec 3<&-\n"
   "read pid < \"$1\"\n"
   "echo \"$pid\"\n"
   "echo hi\n";
@@ -220,7 +225,8 @@ run_escapee (KillableContainment  mode,
   fifo_init (&f);
   argv[4] = f.fifo;
   task = new_task (mode, argv);
-  killable_process_task_set_flags (task, KILLABLE_PROCESS_FLAGS_STDOUT_PIPE);
+  killable_process_task_set_flags (task, KILLABLE_PROCESS_FLAGS_STDOUT_PIPE |
+                                         KILLABLE_PROCESS_FLAGS_STDIN_PIPE);
   /* What is left after the program's exit gets one grace period. */
   killable_task_set_grace_period (KILLABLE_TASK (task), 100 * G_TIME_SPAN_MILLISECOND);
 
