@@ -81,6 +81,24 @@ gboolean  killable_stop_state_request         (KillableStopState    *state,
 void      killable_stop_state_fire            (KillableStopState    *state,
                                                KillableTask         *task);
 GError   *killable_stop_state_dup_reason      (KillableStopState    *state);
+
+/* Whether the stop request this thread made has callbacks to fire: only
+ * for the thread whose killable_stop_state_request() returned TRUE, before
+ * it calls killable_stop_state_fire() (it wrote @firing itself). */
+static inline gboolean
+killable_stop_state_has_callbacks_to_fire (KillableStopState *state)
+{
+  return state->firing;
+}
+
+/* The reason, without a copy or a lock: only once the flag was seen set
+ * (it is immutable from then until the state is cleared). */
+static inline const GError *
+killable_stop_state_peek_reason (KillableStopState *state)
+{
+  g_assert (killable_stop_state_is_requested (state));
+  return state->reason;
+}
 gboolean  killable_stop_state_reason_matches  (KillableStopState    *state,
                                                GQuark                domain,
                                                int                   code);

@@ -227,9 +227,14 @@ killable_stop_state_request (KillableStopState *state,
 
   state->reason = reason != NULL ? g_error_copy (reason) : NULL;
   /* Set before the flag is visible: the worker may wake at once, and must
-   * not end the task while the callbacks of this stop still run. */
-  state->firing = TRUE;
+   * not end the task while the callbacks of this stop still run. Only
+   * callbacks registered before the flag is set fire (an add that takes
+   * cb_lock later runs its own): with none, nothing is to be waited for,
+   * and fire() takes no lock. */
+  cb_lock (state);
+  state->firing = state->head != NULL;
   g_atomic_int_or ((guint *) &state->requested, KILLABLE_STOP_FLAG_REQUESTED);
+  cb_unlock (state);
   wake_waiters_locked (state);
   if (state->wake_fd >= 0)
     {
@@ -304,6 +309,11 @@ killable_stop_state_fire (KillableStopState *state,
   cb_unlock (state);
 
   chunks_free (chunks);
+
+  /* Written only by request() and here, both in the requesting thread:
+   * read without the lock. */
+  if (!state->firing)
+    return;
 
   g_mutex_lock (&state->lock);
   state->firing = FALSE;

@@ -39,7 +39,10 @@ killable_task_get_stop_state (KillableTask *self)
 void      killable_task_request_stop_internal (KillableTask   *self,
                                                const GError   *reason,
                                                gboolean        propagate);
-gboolean  killable_task_complete_pending      (KillableTask   *self);
+gboolean  killable_task_complete_pending      (KillableTask   *self,
+                                               guint           extra_emissions);
+gboolean  killable_task_end_pending_locked    (KillableTask   *self);
+void      killable_task_end_pending_finish    (KillableTask   *self);
 void      killable_task_queue_emissions       (KillableTask   *self,
                                                guint           emissions);
 void      killable_task_emit_setter           (KillableTask   *self,

@@ -196,7 +196,10 @@ typedef struct
   GDestroyNotify      func_notify;
 
   GCancellable       *cancellable;       /* (owned) (nullable) created lazily, protected by @lock */
-  GError             *error;             /* (owned) (nullable) set once with the terminal state, then immutable */
+  GError             *error;             /* (owned) (nullable) set once with the terminal state (or built
+                                          * on first read when @error_lazy), then immutable */
+  int                 error_lazy;        /* (atomic) a stopped pending task: @error is the stop's outcome,
+                                          * built from the state and the stop reason when first read */
   GSList             *cleanups;          /* (owned) LIFO, protected by @lock */
   gboolean            cleanups_done;     /* protected by @lock */
   double              progress;          /* protected by @lock */
@@ -233,6 +236,8 @@ gssize killable_task_tree_node_offset;
 gssize killable_task_stop_state_offset;
 /* Exported for the inline check (killable-task.h) */
 _KillableTaskFastPath _killable_task_fast_path = { 0, 1 };
+
+static const GError *peek_error (KillableTask *self);
 
 static GError *
 make_error (KillableTask  *self,
@@ -375,14 +380,13 @@ steal_async_task (KillableTask *self)
 static void
 async_return (KillableTask *self)
 {
-  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   g_autoptr(GTask) task = steal_async_task (self);
 
   if (task == NULL)
     return;
 
-  if (priv->error != NULL)
-    g_task_return_error (task, g_error_copy (priv->error));
+  if (peek_error (self) != NULL)
+    g_task_return_error (task, g_error_copy (peek_error (self)));
   else
     g_task_return_boolean (task, TRUE);
 }
@@ -490,7 +494,9 @@ static gboolean
 complete_full (KillableTask      *self,
                gboolean           only_if_pending,
                KillableTaskState  state,
-               GError            *error)
+               GError            *error,
+               int                error_lazy,
+               guint              extra_emissions)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   guint emissions;
@@ -515,11 +521,13 @@ complete_full (KillableTask      *self,
         }
 
       /* error is published before the state: a reader that sees the
-       * terminal state sees the error. */
+       * terminal state sees the error (or that it is to be built). */
       priv->error = error;
+      g_atomic_int_set (&priv->error_lazy, error_lazy);
       if (g_atomic_int_compare_and_exchange (&priv->state, old, state))
         break;
       priv->error = NULL;
+      g_atomic_int_set (&priv->error_lazy, FALSE);
     }
 
   /* g_cond_broadcast() is a system call even without waiters (GLib 2.74),
@@ -529,8 +537,9 @@ complete_full (KillableTask      *self,
     g_cond_broadcast (&priv->cond);
   priv->interrupt_armed = FALSE;
   /* The children model is brought up to date before finished is emitted. */
-  emissions = KILLABLE_EMIT_STATE_TERMINAL | KILLABLE_EMIT_FINISHED | KILLABLE_EMIT_CHILDREN;
-  if (error != NULL)
+  emissions = KILLABLE_EMIT_STATE_TERMINAL | KILLABLE_EMIT_FINISHED | KILLABLE_EMIT_CHILDREN |
+              extra_emissions;
+  if (error != NULL || error_lazy)
     emissions |= KILLABLE_EMIT_ERROR;
   if (priv->async_task != NULL)
     emissions |= KILLABLE_EMIT_ASYNC_RETURN;
@@ -554,7 +563,7 @@ complete_full (KillableTask      *self,
   g_mutex_unlock (&priv->lock);
 
   killable_escalation_close (&priv->escalation);
-  return_waiters (waiters, priv->error);
+  return_waiters (waiters, peek_error (self));
   if (was_queued || had_permit)
     limiter_task_ended (self, limiter, was_queued, had_permit);
   killable_tree_child_ended (self);
@@ -567,7 +576,7 @@ complete (KillableTask      *self,
           KillableTaskState  state,
           GError            *error)
 {
-  return complete_full (self, FALSE, state, error);
+  return complete_full (self, FALSE, state, error, FALSE, 0);
 }
 
 static GError *dup_stop_outcome (KillableTask *self);
@@ -640,6 +649,86 @@ dup_stop_outcome_full (KillableTask      *self,
   return error;
 }
 
+/* The errors a stopped pending task may end with, built when first read:
+ * a stop of a large tree ends every pending task, and most of those errors
+ * are never read (building one costs a translation lookup and two
+ * allocations). Which one is decided at the end (lazy_stop_outcome(), as
+ * dup_stop_outcome() would); the reason is immutable once the stop was
+ * requested. */
+typedef enum
+{
+  LAZY_ERROR_NONE = 0,
+  LAZY_ERROR_KILLED,    /* KILLABLE_ERROR_KILLED, made for the task */
+  LAZY_ERROR_STOPPED,   /* KILLABLE_ERROR_STOPPED, made for the task */
+  LAZY_ERROR_REASON,    /* a copy of the stop's reason */
+} LazyError;
+
+/* dup_stop_outcome_full() without building the error:
+ * which error (a LazyError) and which state. */
+static LazyError
+lazy_stop_outcome (KillableTask      *self,
+                   KillableTaskState *state)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  const GError *reason = killable_stop_state_peek_reason (&priv->stop);
+  gboolean kill_mark = killable_tree_node_has_mark (&priv->node, KILLABLE_TREE_MARK_KILL);
+
+  if (kill_mark &&
+      !g_error_matches (reason, KILLABLE_ERROR, KILLABLE_ERROR_KILLED) &&
+      !(g_atomic_int_get (&priv->kill_escalated) &&
+        g_error_matches (reason, KILLABLE_ERROR, KILLABLE_ERROR_TIMED_OUT)))
+    {
+      *state = KILLABLE_TASK_STATE_KILLED;
+      return LAZY_ERROR_KILLED;
+    }
+
+  *state = kill_mark || g_error_matches (reason, KILLABLE_ERROR, KILLABLE_ERROR_KILLED)
+             ? KILLABLE_TASK_STATE_KILLED : KILLABLE_TASK_STATE_CANCELLED;
+
+  return reason == NULL ? LAZY_ERROR_STOPPED : LAZY_ERROR_REASON;
+}
+
+static GError *
+build_lazy_error (KillableTask *self,
+                  LazyError     lazy)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  switch (lazy)
+    {
+    case LAZY_ERROR_KILLED:
+      return make_error (self, KILLABLE_ERROR_KILLED);
+    case LAZY_ERROR_STOPPED:
+      return make_error (self, KILLABLE_ERROR_STOPPED);
+    case LAZY_ERROR_REASON:
+      return g_error_copy (killable_stop_state_peek_reason (&priv->stop));
+    case LAZY_ERROR_NONE:
+    default:
+      g_assert_not_reached ();
+    }
+}
+
+/* The terminal error (call only once the state is terminal). */
+static const GError *
+peek_error (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  GError *error = g_atomic_pointer_get (&priv->error);
+  LazyError lazy;
+
+  if (error == NULL && (lazy = g_atomic_int_get (&priv->error_lazy)) != LAZY_ERROR_NONE)
+    {
+      GError *fresh = build_lazy_error (self, lazy);
+
+      /* Two first readers may race: one error wins, immutable from then. */
+      if (!g_atomic_pointer_compare_and_exchange (&priv->error, NULL, fresh))
+        g_error_free (fresh);
+      error = g_atomic_pointer_get (&priv->error);
+    }
+
+  return error;
+}
+
 static GError *
 dup_stop_outcome (KillableTask *self)
 {
@@ -682,16 +771,19 @@ complete_group (KillableTask *self)
 }
 
 /* Ends a task that never started and was stopped, with the state its stop
- * reason says. With live children it ends when the last of them does
- * (killable_tree_child_ended() calls this again). Returns FALSE if the task
- * is no longer pending (start() won the race). */
+ * reason says; @extra_emissions are queued with the completion's (one
+ * look at the handlers). With live children it ends when the last of them
+ * does (killable_tree_child_ended() calls this again) and queues
+ * @extra_emissions now. Returns FALSE if the task is no longer pending
+ * (start() won the race); @extra_emissions are then not queued. */
 gboolean
-killable_task_complete_pending (KillableTask *self)
+killable_task_complete_pending (KillableTask *self,
+                                guint         extra_emissions)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   KillableTaskState state;
+  LazyError lazy;
   gboolean child_failed;
-  GError *error;
   int old = g_atomic_int_get (&priv->state);
 
   /* A started group has no worker: it ends here too. */
@@ -703,14 +795,82 @@ killable_task_complete_pending (KillableTask *self)
     }
 
   if (!killable_tree_close_pending (self, &child_failed))
-    return TRUE;
+    {
+      if (extra_emissions != 0)
+        killable_owner_queue (&priv->owner, extra_emissions);
+      return TRUE;
+    }
 
-  error = dup_stop_outcome_full (self, &state);
-
+  /* As dup_stop_outcome_full() decides, without building the error. */
+  lazy = lazy_stop_outcome (self, &state);
   if (state != KILLABLE_TASK_STATE_KILLED && child_failed)
     state = KILLABLE_TASK_STATE_FAILED;
 
-  return complete_full (self, TRUE, state, error);
+  return complete_full (self, TRUE, state, NULL, lazy, extra_emissions);
+}
+
+/* For the tree's batched stop (killable_tree_request_stop()), under the
+ * tree lock, on the thread whose request set @self's flag: ends @self at
+ * once when it is a pending task that nothing observes: no stop callback
+ * to fire, no cancellable, no run_async() call, no handler of any signal,
+ * no class handler, no children model (so no emission is due). The tree
+ * checked that it has no live child and no failed child. Runs no user code
+ * and takes only @self's lock (a leaf under the tree lock) and GLib's
+ * signal lock. Returns FALSE, doing nothing, when any of that does not
+ * hold: the caller then takes the usual path (request_stop_internal()).
+ * After the tree lock is released, the caller calls
+ * killable_task_end_pending_finish(). */
+gboolean
+killable_task_end_pending_locked (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  KillableTaskClass *klass = (KillableTaskClass *) ((GTypeInstance *) self)->g_class;
+  KillableTaskState state;
+  LazyError lazy;
+
+  /* What filter_emissions() would keep of a completion's emissions, read
+   * directly: class handlers, the children model, any unblocked handler. */
+  if (g_atomic_int_get (&priv->state) != KILLABLE_TASK_STATE_PENDING ||
+      killable_stop_state_has_callbacks_to_fire (&priv->stop) ||
+      g_atomic_pointer_get (&priv->cancellable) != NULL ||
+      klass->stop_requested != NULL || klass->finished != NULL ||
+      killable_tree_has_model (self) ||
+      g_signal_handler_find (self, G_SIGNAL_MATCH_UNBLOCKED, 0, 0, NULL, NULL, NULL) != 0)
+    return FALSE;
+
+  lazy = lazy_stop_outcome (self, &state);
+
+  g_mutex_lock (&priv->lock);
+  /* run_async()'s GTask, wait_async() waiters, a limiter: the usual path. */
+  if (priv->async_task != NULL || priv->extra != NULL)
+    {
+      g_mutex_unlock (&priv->lock);
+      return FALSE;
+    }
+  /* As complete_full() does (under the same lock), with the error built
+   * when read: published before the state. Only start() changes the state
+   * without this lock; if it won, the task runs and completes normally. */
+  g_atomic_int_set (&priv->error_lazy, lazy);
+  if (!g_atomic_int_compare_and_exchange (&priv->state, KILLABLE_TASK_STATE_PENDING, state))
+    {
+      g_atomic_int_set (&priv->error_lazy, LAZY_ERROR_NONE);
+      g_mutex_unlock (&priv->lock);
+      return FALSE;
+    }
+  if (priv->n_cond_waiters > 0)
+    g_cond_broadcast (&priv->cond);
+  g_mutex_unlock (&priv->lock);
+
+  return TRUE;
+}
+
+/* After killable_task_end_pending_locked(), outside the tree lock. */
+void
+killable_task_end_pending_finish (KillableTask *self)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  killable_escalation_close (&priv->escalation);
 }
 
 /* The stop request, rung 1. With @propagate, the whole subtree gets the
@@ -737,15 +897,11 @@ killable_task_request_stop_internal (KillableTask *self,
       return;
     }
 
-  g_mutex_lock (&priv->lock);
-  cancellable = priv->cancellable != NULL ? g_object_ref (priv->cancellable) : NULL;
-  g_mutex_unlock (&priv->lock);
-
+  /* Published once (see get_cancellable(), which reads the flag after
+   * publishing it: one of the two cancels it), alive as long as the task. */
+  cancellable = g_atomic_pointer_get (&priv->cancellable);
   if (cancellable != NULL)
-    {
-      g_cancellable_cancel (cancellable);
-      g_object_unref (cancellable);
-    }
+    g_cancellable_cancel (cancellable);
 
   /* Callbacks before anything can end the task (here for a pending task,
    * on the worker otherwise, which waits for them). */
@@ -755,11 +911,8 @@ killable_task_request_stop_internal (KillableTask *self,
    * children have ended), unless start() wins the race to leave PENDING;
    * then it is stopped like a running task. */
   if (g_atomic_int_get (&priv->state) == KILLABLE_TASK_STATE_PENDING &&
-      killable_task_complete_pending (self))
-    {
-      killable_owner_queue (&priv->owner, KILLABLE_EMIT_STOP_REQUESTED);
-      return;
-    }
+      killable_task_complete_pending (self, KILLABLE_EMIT_STOP_REQUESTED))
+    return;
 
   if (g_atomic_int_compare_and_exchange (&priv->state, KILLABLE_TASK_STATE_RUNNING,
                                          KILLABLE_TASK_STATE_STOPPING))
@@ -865,7 +1018,7 @@ abandon (KillableTask *self)
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
 
   /* No thread to abandon: a pending task just ends (after its children). */
-  if (killable_task_complete_pending (self))
+  if (killable_task_complete_pending (self, 0))
     return TRUE;
 
   /* A parent is released after its children: with children still live
@@ -1275,6 +1428,16 @@ pass_permit (KillableLimiter *limiter)
 }
 
 static void
+pass_permit_after_job (gpointer data,
+                       gpointer unused)
+{
+  KillableLimiter *limiter = data;
+
+  pass_permit (limiter);
+  g_object_unref (limiter);
+}
+
+static void
 limiter_task_ended (KillableTask    *self,
                     KillableLimiter *limiter,
                     gboolean         was_queued,
@@ -1284,8 +1447,17 @@ limiter_task_ended (KillableTask    *self,
    * give it a permit, grant_permit() sees the end and passes it on. */
   if (was_queued)
     killable_limiter_remove (limiter, G_OBJECT (self));
-  if (had_permit)
-    pass_permit (limiter);
+  if (!had_permit)
+    return;
+
+  /* On the task's own worker, the permit comes back once this thread is
+   * idle in the pool again: a task that then gets it runs on an idle
+   * thread, and a limit of N never needs an N + 1st thread. */
+  if (killable_task_get_current () == self &&
+      killable_worker_pool_after_job (pass_permit_after_job, g_object_ref (limiter)))
+    return;
+
+  pass_permit (limiter);
 }
 
 /* }}} */
@@ -1315,7 +1487,7 @@ start_internal (KillableTask  *self,
                                              KILLABLE_TASK_STATE_RUNNING))
         {
           killable_owner_queue (&priv->owner, KILLABLE_EMIT_STATE_RUNNING);
-          killable_task_complete_pending (self);
+          killable_task_complete_pending (self, 0);
         }
       return TRUE;
     }
@@ -1408,7 +1580,7 @@ killable_task_dispose (GObject *object)
   if (!killable_tree_dispose (self))
     return;
 
-  G_OBJECT_CLASS (killable_task_parent_class)->dispose (object);
+  ((GObjectClass *) killable_task_parent_class)->dispose (object);
 }
 
 static void
@@ -1453,7 +1625,7 @@ killable_task_finalize (GObject *object)
   g_cond_clear (&priv->cond);
   g_mutex_clear (&priv->lock);
 
-  G_OBJECT_CLASS (killable_task_parent_class)->finalize (object);
+  ((GObjectClass *) killable_task_parent_class)->finalize (object);
 }
 
 static void
@@ -2036,12 +2208,45 @@ killable_task_run_finish (KillableTask  *self,
   return g_task_propagate_boolean (G_TASK (result), error);
 }
 
+/* How long join() and wait() look at the state before they sleep: a short
+ * task then ends while its joiner is awake (no futex wake-up, no context
+ * switch on either side: complete_full() broadcasts only to sleepers). */
+#define JOIN_SPIN_USEC 30
+
+static void
+spin_until_terminal (KillableTaskPrivate *priv,
+                     gint64               end_time)
+{
+  gint64 end;
+
+  /* Only for a started task whose worker runs now: a pending one may wait
+   * for long. */
+  if (!g_atomic_int_get (&priv->dispatched))
+    return;
+
+  end = g_get_monotonic_time () + JOIN_SPIN_USEC;
+  if (end_time >= 0)
+    end = MIN (end, end_time);
+
+  /* No sched_yield(): on a busy machine each one is a context switch. */
+  for (guint i = 1; !KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)); i++)
+    {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause ();
+#endif
+      if (i % 64 == 0 && g_get_monotonic_time () >= end)
+        return;
+    }
+}
+
 static gboolean
 wait_until (KillableTask *self,
             gint64        end_time)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   gboolean ret;
+
+  spin_until_terminal (priv, end_time);
 
   g_mutex_lock (&priv->lock);
   while (!KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)))
@@ -2101,9 +2306,9 @@ killable_task_join (KillableTask  *self,
 
   wait_until (self, -1);
 
-  if (priv->error != NULL)
+  if (peek_error (self) != NULL)
     {
-      g_propagate_error (error, g_error_copy (priv->error));
+      g_propagate_error (error, g_error_copy (peek_error (self)));
       return FALSE;
     }
 
@@ -2583,7 +2788,7 @@ killable_task_get_error (KillableTask *self)
   if (!KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)))
     return NULL;
 
-  return priv->error;
+  return peek_error (self);
 }
 
 /**
@@ -2721,10 +2926,13 @@ killable_task_get_cancellable (KillableTask *self)
   g_mutex_lock (&priv->lock);
   if (priv->cancellable == NULL)
     {
-      /* Created on demand: most tasks never need one. */
-      priv->cancellable = g_cancellable_new ();
-      g_signal_connect_object (priv->cancellable, "cancelled",
+      /* Created on demand: most tasks never need one. Published before
+       * the flag is read; a stop reads the flag's change before it reads
+       * this (request_stop_internal()): one of the two cancels it. */
+      ret = g_cancellable_new ();
+      g_signal_connect_object (ret, "cancelled",
                                G_CALLBACK (cancellable_cancelled_cb), self, 0);
+      g_atomic_pointer_set (&priv->cancellable, ret);
       cancel = killable_stop_state_is_requested (&priv->stop);
     }
   ret = priv->cancellable;
@@ -3343,9 +3551,9 @@ killable_task_propagate_value (KillableTask  *self,
   g_return_val_if_fail (KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)),
                         FALSE);
 
-  if (priv->error != NULL)
+  if (peek_error (self) != NULL)
     {
-      g_propagate_error (error, g_error_copy (priv->error));
+      g_propagate_error (error, g_error_copy (peek_error (self)));
       return FALSE;
     }
 
@@ -3439,7 +3647,7 @@ killable_task_wait_async (KillableTask        *self,
 
   if (KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)))
     {
-      return_waiters (g_slist_prepend (NULL, g_steal_pointer (&waiter)), priv->error);
+      return_waiters (g_slist_prepend (NULL, g_steal_pointer (&waiter)), peek_error (self));
       return;
     }
 
@@ -3469,7 +3677,7 @@ killable_task_wait_async (KillableTask        *self,
 
   /* Ended meanwhile: complete_full() took the waiters before this one. */
   if (terminal)
-    return_waiters (g_slist_prepend (NULL, g_steal_pointer (&waiter)), priv->error);
+    return_waiters (g_slist_prepend (NULL, g_steal_pointer (&waiter)), peek_error (self));
 }
 
 /**

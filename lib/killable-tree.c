@@ -44,44 +44,349 @@ static GPrivate release_queue;
 #define NODE(t) killable_task_get_tree_node (t)
 #define STOP(t) killable_task_get_stop_state (t)
 
-/* Sets the stop flag of @root and its descendants; @won collects (with a
- * reference) the tasks whose request this call made. A task already stopped
- * is not descended into: its subtree was stopped with it. */
-static void
-request_stop_locked (KillableTask *root,
-                     const GError *reason,
-                     GPtrArray    *won)
+typedef struct _TaskStack TaskStack;
+
+/* A small stack of tasks on the C stack, spilling to the heap only past
+ * its inline slots: the re-entrancy queues below cost no allocation per
+ * step (a GQueue cost a list node per push). */
+#define TASK_STACK_INLINE 16
+
+struct _TaskStack
 {
-  g_autoptr(GPtrArray) stack = g_ptr_array_new ();
+  guint         len;
+  GPtrArray    *spill;   /* (owned) (nullable) past the inline slots */
+  gpointer      items[TASK_STACK_INLINE];
+};
 
-  g_ptr_array_add (stack, root);
-
-  while (stack->len > 0)
+static void
+task_stack_push (TaskStack *stack,
+                 gpointer   item)
+{
+  if (stack->len < TASK_STACK_INLINE)
     {
-      KillableTask *task = g_ptr_array_steal_index_fast (stack, stack->len - 1);
+      stack->items[stack->len++] = item;
+      return;
+    }
+  if (stack->spill == NULL)
+    stack->spill = g_ptr_array_new ();
+  g_ptr_array_add (stack->spill, item);
+}
 
-      if (!killable_stop_state_request (STOP (task), reason))
-        continue;
+static gpointer
+task_stack_pop (TaskStack *stack)
+{
+  if (stack->spill != NULL && stack->spill->len > 0)
+    return g_ptr_array_steal_index_fast (stack->spill, stack->spill->len - 1);
+  if (stack->len > 0)
+    return stack->items[--stack->len];
+  return NULL;
+}
 
-      g_ptr_array_add (won, g_object_ref (task));
-      for (GList *l = NODE (task)->children.head; l != NULL; l = l->next)
-        g_ptr_array_add (stack, l->data);
+static void
+task_stack_clear (TaskStack *stack)
+{
+  g_clear_pointer (&stack->spill, g_ptr_array_unref);
+}
+
+/* Drops references on tasks without recursion: a task's dispose drops its
+ * children, whose dispose drops theirs... With a chain 100 000 deep that
+ * would be 100 000 nested finalizers. The outermost call on a thread owns a
+ * stack; nested calls push onto it and return. */
+/* Fairness of tree_lock: a stop of a large tree holds it in batches, and
+ * every thread takes it often. A thread that had to wait for it is
+ * counted; a long pass lets such a waiter have the lock between batches
+ * (tree_lock_yield()) and waits until it took it, for a bounded while: a
+ * waiter is not starved by a pass that releases and takes the lock again
+ * (GMutex is not fair: the releasing thread usually wins the race against
+ * the woken one). */
+static int tree_lock_waiters;    /* (atomic) threads blocked in tree_lock_acquire() */
+static int tree_lock_handoffs;  /* (atomic) how many of them got the lock */
+
+/* How many tasks a stop visits per hold of tree_lock when a thread waits. */
+#define TREE_LOCK_BATCH 256
+
+/* A long pass that lets a waiter in sleeps on handoff_cond until the
+ * waiter took tree_lock (it signals it then), for at most
+ * TREE_LOCK_HANDOFF_USEC: sleeping, not spinning, leaves the CPU to the
+ * waiter on a loaded machine. */
+static GMutex handoff_lock;
+static GCond handoff_cond;
+static int handoff_wanted;      /* (atomic) a pass waits on handoff_cond */
+
+#define TREE_LOCK_HANDOFF_USEC 2000
+
+/* Takes tree_lock, counting the threads that have to wait for it. */
+static void
+tree_lock_acquire (void)
+{
+  if (G_LIKELY (g_mutex_trylock (&tree_lock)))
+    return;
+
+  g_atomic_int_inc (&tree_lock_waiters);
+  g_mutex_lock (&tree_lock);
+  g_atomic_int_add (&tree_lock_waiters, -1);
+  g_atomic_int_inc (&tree_lock_handoffs);
+  if (g_atomic_int_get (&handoff_wanted))
+    {
+      g_mutex_lock (&handoff_lock);
+      g_cond_broadcast (&handoff_cond);
+      g_mutex_unlock (&handoff_lock);
     }
 }
 
+/* Between batches of a long pass, with tree_lock held: lets a waiting
+ * thread have it. Returns TRUE if the lock was released (the tree may have
+ * changed meanwhile). */
+static gboolean
+tree_lock_yield (void)
+{
+  int seen;
+  gint64 end;
+
+  if (G_LIKELY (g_atomic_int_get (&tree_lock_waiters) == 0))
+    return FALSE;
+
+  seen = g_atomic_int_get (&tree_lock_handoffs);
+  end = g_get_monotonic_time () + TREE_LOCK_HANDOFF_USEC;
+  /* Set before the release: a waiter can only take the lock after it. */
+  g_atomic_int_set (&handoff_wanted, 1);
+  g_mutex_unlock (&tree_lock);
+
+  g_mutex_lock (&handoff_lock);
+  while (g_atomic_int_get (&tree_lock_handoffs) == seen &&
+         g_atomic_int_get (&tree_lock_waiters) > 0)
+    if (!g_cond_wait_until (&handoff_cond, &handoff_lock, end))
+      break;
+  g_mutex_unlock (&handoff_lock);
+
+  g_atomic_int_set (&handoff_wanted, 0);
+  g_mutex_lock (&tree_lock);
+
+  return TRUE;
+}
+
+/* Sets the stop flag of @root and its descendants; @won collects (with a
+ * reference) the tasks whose request this call made, parents before
+ * children. A task already stopped is not descended into: its subtree was
+ * stopped with it.
+ *
+ * With @may_yield, the lock may be released between batches for a waiting
+ * thread (tree_lock_yield()). The walk keeps, per task on its path (held
+ * in @won), a cursor in its children; across a release the child under a
+ * cursor is referenced (its parent may release it meanwhile): if it left,
+ * the walk starts that children list again, skipping stopped tasks. Dropping
+ * the lock mid-way is safe for the stop invariant: a task whose flag is set
+ * has only children whose flags are set or that this walk will visit;
+ * add_child() on a stopped parent stops the newcomer itself. References
+ * taken for a release go to @drop, released by the caller outside the
+ * lock. */
+typedef struct
+{
+  KillableTask *task;   /* (unowned) held in @won */
+  GList        *next;   /* the next child to visit */
+} WalkFrame;
+
+static void
+request_stop_locked (KillableTask *root,
+                     const GError *reason,
+                     GPtrArray    *won,
+                     gboolean      may_yield,
+                     GPtrArray    *drop)
+{
+  g_autoptr(GArray) frames = NULL;
+  guint visited = 0;
+
+  if (!killable_stop_state_request (STOP (root), reason))
+    return;
+
+  g_ptr_array_add (won, g_object_ref (root));
+  if (NODE (root)->children.head == NULL)
+    return;
+
+  frames = g_array_new (FALSE, FALSE, sizeof (WalkFrame));
+  g_array_append_vals (frames, &(WalkFrame) { root, NODE (root)->children.head }, 1);
+
+  while (frames->len > 0)
+    {
+      WalkFrame *frame = &g_array_index (frames, WalkFrame, frames->len - 1);
+      KillableTask *child;
+
+      if (frame->next == NULL)
+        {
+          g_array_set_size (frames, frames->len - 1);
+          continue;
+        }
+
+      child = frame->next->data;
+      frame->next = frame->next->next;
+
+      if (killable_stop_state_is_requested (STOP (child)) ||
+          !killable_stop_state_request (STOP (child), reason))
+        continue;
+
+      g_ptr_array_add (won, g_object_ref (child));
+      if (NODE (child)->children.head != NULL)
+        g_array_append_vals (frames, &(WalkFrame) { child, NODE (child)->children.head }, 1);
+
+      if (may_yield && ++visited % TREE_LOCK_BATCH == 0 &&
+          g_atomic_int_get (&tree_lock_waiters) > 0)
+        {
+          /* Cannot toggle a binding's reference: each child is held by
+           * its parent as well (see the top of this file). */
+          for (guint i = 0; i < frames->len; i++)
+            {
+              WalkFrame *f = &g_array_index (frames, WalkFrame, i);
+
+              if (f->next != NULL)
+                g_ptr_array_add (drop, g_object_ref (f->next->data));
+            }
+          tree_lock_yield ();
+          for (guint i = 0; i < frames->len; i++)
+            {
+              WalkFrame *f = &g_array_index (frames, WalkFrame, i);
+
+              /* The child is alive (referenced), and so is its link; if
+               * it left its parent, start the list again. */
+              if (f->next != NULL && NODE (f->next->data)->parent != f->task)
+                f->next = NODE (f->task)->children.head;
+            }
+        }
+    }
+}
+
+/* The batched end of a stop: walks @won (parents before children)
+ * backwards, so children come first, and ends at once each pending task
+ * that nothing observes and that has no live child left
+ * (killable_task_end_pending_locked()): its parent's count drops, it leaves
+ * its parent. Its slot in @won is then tagged: ENDED, and LEFT when the
+ * parent's reference became the caller's too. The others take the usual
+ * path. Holds the lock in batches when a thread waits. @notify collects
+ * (referenced) parents whose children model needs a sync, @steps
+ * (referenced) parents to end now. */
+#define ENDED_TAG ((guintptr) 1)
+#define LEFT_TAG  ((guintptr) 2)
+
+static void
+end_pending_locked (GPtrArray *won,
+                    GPtrArray *steps,
+                    GPtrArray *notify)
+{
+  guint visited = 0;
+
+  G_STATIC_ASSERT (G_ALIGNOF (GObject) >= 4);
+
+  for (guint i = won->len; i-- > 0;)
+    {
+      KillableTask *task = g_ptr_array_index (won, i);
+      KillableTreeNode *node = NODE (task);
+      KillableTask *parent = node->parent;
+      guintptr tags = ENDED_TAG;
+
+      if (++visited % TREE_LOCK_BATCH == 0)
+        tree_lock_yield ();
+
+      if (node->n_live_children > 0 || node->failed_child != NULL ||
+          (parent != NULL &&
+           killable_tree_node_has_mark (NODE (parent), KILLABLE_TREE_MARK_KILL)) ||
+          !killable_task_end_pending_locked (task))
+        continue;
+
+      /* As killable_tree_close_pending() and child_ended() do. */
+      node->complete_when_children_end = FALSE;
+      node->children_closed = TRUE;
+
+      if (parent != NULL)
+        {
+          if (node->counted_in_parent &&
+              (node->counted_in_parent = FALSE, --NODE (parent)->n_live_children == 0))
+            {
+              g_cond_broadcast (&tree_cond);
+              if (NODE (parent)->complete_when_children_end)
+                {
+                  NODE (parent)->complete_when_children_end = FALSE;
+                  g_ptr_array_add (steps, g_object_ref (parent));
+                }
+            }
+
+          if (killable_tree_has_model (parent) &&
+              (notify->len == 0 || g_ptr_array_index (notify, notify->len - 1) != parent))
+            g_ptr_array_add (notify, g_object_ref (parent));
+
+          if (!NODE (parent)->retain_children)
+            {
+              g_queue_unlink (&NODE (parent)->children, &node->sibling_link);
+              node->parent = NULL;
+              tags |= LEFT_TAG;
+            }
+        }
+
+      g_ptr_array_index (won, i) = (gpointer) ((guintptr) task | tags);
+    }
+}
+
+static void run_parent_step (KillableTask *parent,
+                             int           step);
+static gboolean release_session_begin (TaskStack *session);
+static void     release_session_end   (TaskStack *session,
+                                       gboolean   owner);
+
+/* Stops @self's subtree: sets every flag (request_stop_locked()), ends the
+ * pending tasks that nothing observes in the same pass, children first
+ * (end_pending_locked()), and returns the other tasks whose request this
+ * call made, parents first, for killable_task_request_stop_internal(). */
 GPtrArray *
 killable_tree_request_stop (KillableTask *self,
                             const GError *reason)
 {
-  GPtrArray *won = g_ptr_array_new_with_free_func (g_object_unref);
+  GPtrArray *won = g_ptr_array_new ();
+  g_autoptr(GPtrArray) drop = g_ptr_array_new ();
+  g_autoptr(GPtrArray) steps = g_ptr_array_new ();
+  g_autoptr(GPtrArray) notify = g_ptr_array_new ();
+  GPtrArray *rest;
+  TaskStack session;
+  gboolean own_session;
 
   g_object_ref (self);
-  g_mutex_lock (&tree_lock);
-  request_stop_locked (self, reason, won);
+  tree_lock_acquire ();
+  request_stop_locked (self, reason, won, TRUE, drop);
+  end_pending_locked (won, steps, notify);
   g_mutex_unlock (&tree_lock);
-  g_object_unref (self);
 
-  return won;
+  for (guint i = 0; i < steps->len; i++)
+    run_parent_step (g_ptr_array_index (steps, i), 0 /* STEP_COMPLETE_PENDING */);
+  for (guint i = 0; i < notify->len; i++)
+    {
+      killable_task_queue_emissions (g_ptr_array_index (notify, i), KILLABLE_EMIT_CHILDREN);
+      g_object_unref (g_ptr_array_index (notify, i));
+    }
+
+  /* The tasks ended here are released (the parent's reference too when
+   * they left it), in one release session; the others are returned, in
+   * order, with their references. */
+  rest = g_ptr_array_new_with_free_func (g_object_unref);
+  own_session = release_session_begin (&session);
+  for (guint i = 0; i < won->len; i++)
+    {
+      guintptr item = (guintptr) g_ptr_array_index (won, i);
+      KillableTask *task = (KillableTask *) (item & ~(ENDED_TAG | LEFT_TAG));
+
+      if ((item & ENDED_TAG) == 0)
+        {
+          g_ptr_array_add (rest, task);
+          continue;
+        }
+      killable_task_end_pending_finish (task);
+      if (item & LEFT_TAG)
+        g_object_unref (task);
+      g_object_unref (task);
+    }
+  for (guint i = 0; i < drop->len; i++)
+    g_object_unref (g_ptr_array_index (drop, i));
+  g_object_unref (self);
+  release_session_end (&session, own_session);
+  g_ptr_array_unref (won);
+
+  return rest;
 }
 
 /* @self and its descendants, parents before children, each with a ref.
@@ -95,7 +400,7 @@ killable_tree_collect_subtree (KillableTask *self,
 
   g_ptr_array_add (ret, g_object_ref (self));
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
 
   for (guint i = 0; i < ret->len; i++)
     {
@@ -126,7 +431,7 @@ killable_tree_close_pending (KillableTask *self,
   KillableTreeNode *priv = NODE (self);
   gboolean ret;
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
   ret = priv->n_live_children == 0;
   priv->complete_when_children_end = !ret;
   priv->children_closed = ret;
@@ -141,75 +446,110 @@ killable_tree_has_live_children (KillableTask *self)
 {
   gboolean ret;
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
   ret = NODE (self)->n_live_children > 0;
   g_mutex_unlock (&tree_lock);
 
   return ret;
 }
 
-/* Drops references on tasks without recursion: a task's dispose drops its
- * children, whose dispose drops theirs... With a chain 100 000 deep that
- * would be 100 000 nested finalizers. The outermost call on a thread owns a
- * queue; nested calls append to it and return. */
-static void
-release_tasks (GQueue *tasks)
+/* A release session: while it runs on a thread, the references dropped
+ * there (g_object_unref() or release_tasks()) that end in a dispose
+ * queue the children instead of recursing. Returns TRUE if this call
+ * started it (then release_session_end() runs the queue). */
+static gboolean
+release_session_begin (TaskStack *session)
 {
-  GQueue *queue = g_private_get (&release_queue);
-  GQueue local = G_QUEUE_INIT;
+  if (g_private_get (&release_queue) != NULL)
+    return FALSE;
+
+  session->len = 0;
+  session->spill = NULL;
+  g_private_set (&release_queue, session);
+
+  return TRUE;
+}
+
+static void
+release_session_end (TaskStack *session,
+                     gboolean   owner)
+{
+  KillableTask *task;
+
+  if (!owner)
+    return;
+
+  while ((task = task_stack_pop (session)) != NULL)
+    g_object_unref (task);
+  g_private_set (&release_queue, NULL);
+  task_stack_clear (session);
+}
+
+static void
+release_tasks (KillableTask **tasks,
+               guint          n_tasks)
+{
+  TaskStack *queue = g_private_get (&release_queue);
+  TaskStack local;
   KillableTask *task;
 
   if (queue != NULL)
     {
-      while ((task = g_queue_pop_head (tasks)) != NULL)
-        g_queue_push_tail (queue, task);
+      for (guint i = 0; i < n_tasks; i++)
+        task_stack_push (queue, tasks[i]);
       return;
     }
 
-  while ((task = g_queue_pop_head (tasks)) != NULL)
-    g_queue_push_tail (&local, task);
+  local.len = 0;
+  local.spill = NULL;
+  for (guint i = 0; i < n_tasks; i++)
+    task_stack_push (&local, tasks[i]);
 
   g_private_set (&release_queue, &local);
-  while ((task = g_queue_pop_head (&local)) != NULL)
+  while ((task = task_stack_pop (&local)) != NULL)
     g_object_unref (task);
   g_private_set (&release_queue, NULL);
+  task_stack_clear (&local);
 }
 
 /* The end of a child can end its parent (stopped while pending, or killed
  * while a child could not be abandoned), whose end can end its own parent:
  * on a chain 100 000 deep that must not nest. Same trampoline as above:
- * the outermost call on a thread runs the queued steps in a loop. */
-typedef enum { STEP_COMPLETE_PENDING, STEP_KILL } ParentStep;
+ * the outermost call on a thread runs the queued steps in a loop (the step
+ * is in the pointer's low bit: a task is aligned). */
+typedef enum { STEP_COMPLETE_PENDING = 0, STEP_KILL = 1 } ParentStep;
 
 static GPrivate parent_steps;
 
 static void
 run_parent_step (KillableTask *parent,   /* (transfer full) */
-                 ParentStep    step)
+                 int           step)
 {
-  GQueue *queue = g_private_get (&parent_steps);
-  GQueue local = G_QUEUE_INIT;
+  TaskStack *queue = g_private_get (&parent_steps);
+  TaskStack local;
   gpointer item;
+
+  G_STATIC_ASSERT (G_ALIGNOF (GObject) >= 2);
 
   if (queue != NULL)
     {
-      g_queue_push_tail (queue, parent);
-      g_queue_push_tail (queue, GINT_TO_POINTER (step));
+      task_stack_push (queue, (gpointer) ((guintptr) parent | step));
       return;
     }
 
-  g_queue_push_tail (&local, parent);
-  g_queue_push_tail (&local, GINT_TO_POINTER (step));
+  local.len = 0;
+  local.spill = NULL;
+  task_stack_push (&local, (gpointer) ((guintptr) parent | step));
   g_private_set (&parent_steps, &local);
 
-  while ((item = g_queue_pop_head (&local)) != NULL)
+  while ((item = task_stack_pop (&local)) != NULL)
     {
-      KillableTask *task = item;
+      KillableTask *task = (KillableTask *) ((guintptr) item & ~(guintptr) 1);
 
-      switch ((ParentStep) GPOINTER_TO_INT (g_queue_pop_head (&local)))
+      switch ((ParentStep) ((guintptr) item & 1))
         {
         case STEP_COMPLETE_PENDING:
-          killable_task_complete_pending (task);
+          killable_task_complete_pending (task, 0);
           break;
         case STEP_KILL:
           if (!KILLABLE_TASK_STATE_IS_TERMINAL (killable_task_get_state (task)))
@@ -222,15 +562,13 @@ run_parent_step (KillableTask *parent,   /* (transfer full) */
     }
 
   g_private_set (&parent_steps, NULL);
+  task_stack_clear (&local);
 }
 
 static void
 release_task (KillableTask *task)
 {
-  GQueue one = G_QUEUE_INIT;
-
-  g_queue_push_tail (&one, task);
-  release_tasks (&one);
+  release_tasks (&task, 1);
 }
 
 static void child_ended (KillableTask *child,
@@ -281,7 +619,7 @@ killable_task_add_child (KillableTask  *self,
    * top of this file). */
   g_object_ref (child);
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
 
   if (cpriv->parent != NULL)
     {
@@ -338,7 +676,7 @@ killable_task_add_child (KillableTask  *self,
     {
       won = g_ptr_array_new_with_free_func (g_object_unref);
       reason = killable_stop_state_dup_reason (STOP (self));
-      request_stop_locked (child, reason, won);
+      request_stop_locked (child, reason, won, FALSE, NULL);
     }
   else if (priv->work_returned &&
            (priv->completion_reason != NULL ||
@@ -350,7 +688,7 @@ killable_task_add_child (KillableTask  *self,
       won = g_ptr_array_new_with_free_func (g_object_unref);
       if (priv->completion_reason != NULL)
         reason = g_error_copy (priv->completion_reason);
-      request_stop_locked (child, reason, won);
+      request_stop_locked (child, reason, won, FALSE, NULL);
     }
 
   kill = killable_tree_node_has_mark (priv, KILLABLE_TREE_MARK_KILL);
@@ -393,7 +731,7 @@ child_ended (KillableTask *child,
   gboolean parent_pending_done = FALSE;
   gboolean parent_kill_again = FALSE;
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
 
   parent = cpriv->parent;
   if (parent == NULL || (!at_add && !cpriv->counted_in_parent))
@@ -431,7 +769,7 @@ child_ended (KillableTask *child,
                             killable_task_get_name (child),
                             killable_task_get_error (child)->message);
       won = g_ptr_array_new_with_free_func (g_object_unref);
-      request_stop_locked (parent, reason, won);
+      request_stop_locked (parent, reason, won, FALSE, NULL);
       NODE (parent)->failed_child = g_object_ref (child);
     }
 
@@ -483,7 +821,7 @@ killable_tree_before_completion (KillableTask *self,
   if (run_failed && run_error != NULL && !killable_error_is_cancellation (run_error))
     reason = g_error_copy (run_error);
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
 
   /* From here on, add_child() treats a newcomer like the children below. */
   priv->work_returned = TRUE;
@@ -497,7 +835,11 @@ killable_tree_before_completion (KillableTask *self,
       return;
     }
 
-  for (GList *l = priv->children.head; l != NULL; l = l->next)
+  /* Stopped: the stop that set our flag stops every child (it may still be
+   * on its way, holding this lock in batches: walking a large children
+   * list here would only hold the lock longer and race it). */
+  for (GList *l = killable_stop_state_is_requested (STOP (self)) ? NULL : priv->children.head;
+       l != NULL; l = l->next)
     {
       KillableTask *child = l->data;
       int state = killable_task_get_state (child);
@@ -520,7 +862,7 @@ killable_tree_before_completion (KillableTask *self,
   /* Closed in the same critical section that sees the last child end, so
    * that no child can slip in between (cleanups and the terminal state come
    * next; add_child() then fails as for a finished parent). */
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
   while (priv->n_live_children > 0)
     g_cond_wait (&tree_cond, &tree_lock);
   priv->children_closed = TRUE;
@@ -549,7 +891,7 @@ lock_for_dispose (void)
 {
   if (g_private_get (&in_reaper) != NULL)
     {
-      g_mutex_lock (&tree_lock);
+      tree_lock_acquire ();
       return TRUE;
     }
 
@@ -569,7 +911,7 @@ gboolean
 killable_tree_dispose (KillableTask *self)
 {
   KillableTreeNode *priv = NODE (self);
-  GQueue children = G_QUEUE_INIT;
+  g_autoptr(GPtrArray) children = NULL;
   GList *link;
   KillableTask *failed_child;
 
@@ -594,13 +936,14 @@ killable_tree_dispose (KillableTask *self)
       return FALSE;
     }
 
+  children = g_ptr_array_sized_new (priv->children.length + 1);
   while ((link = g_queue_pop_head_link (&priv->children)) != NULL)
     {
       KillableTask *child = link->data;
 
       NODE (child)->parent = NULL;
       NODE (child)->counted_in_parent = FALSE;
-      g_queue_push_tail (&children, child);
+      g_ptr_array_add (children, child);
     }
   priv->n_live_children = 0;
   failed_child = g_steal_pointer (&priv->failed_child);
@@ -609,8 +952,8 @@ killable_tree_dispose (KillableTask *self)
   g_mutex_unlock (&tree_lock);
 
   if (failed_child != NULL)
-    g_queue_push_tail (&children, failed_child);
-  release_tasks (&children);
+    g_ptr_array_add (children, failed_child);
+  release_tasks ((KillableTask **) children->pdata, children->len);
 
   g_clear_object (&priv->children_model);
 
@@ -624,7 +967,7 @@ snapshot_children (KillableTask *self)
 {
   GPtrArray *ret = g_ptr_array_new_with_free_func (g_object_unref);
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
   for (GList *l = NODE (self)->children.head; l != NULL; l = l->next)
     g_ptr_array_add (ret, g_object_ref (l->data));
   g_mutex_unlock (&tree_lock);
@@ -733,7 +1076,7 @@ killable_task_dup_parent (KillableTask *self)
 
   g_return_val_if_fail (KILLABLE_IS_TASK (self), NULL);
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
   ret = NODE (self)->parent != NULL ? g_object_ref (NODE (self)->parent) : NULL;
   g_mutex_unlock (&tree_lock);
 
@@ -759,7 +1102,7 @@ killable_task_get_child_policy (KillableTask *self)
 
   g_return_val_if_fail (KILLABLE_IS_TASK (self), KILLABLE_CHILD_POLICY_FAIL_FAST);
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
   ret = NODE (self)->child_policy;
   g_mutex_unlock (&tree_lock);
 
@@ -788,7 +1131,7 @@ killable_task_set_child_policy (KillableTask        *self,
   g_return_if_fail (policy == KILLABLE_CHILD_POLICY_FAIL_FAST ||
                     policy == KILLABLE_CHILD_POLICY_ISOLATE);
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
   changed = NODE (self)->child_policy != (int) policy;
   NODE (self)->child_policy = policy;
   g_mutex_unlock (&tree_lock);
@@ -816,7 +1159,7 @@ killable_task_get_retain_children (KillableTask *self)
 
   g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
   ret = NODE (self)->retain_children;
   g_mutex_unlock (&tree_lock);
 
@@ -844,7 +1187,7 @@ killable_task_set_retain_children (KillableTask *self,
 
   g_return_if_fail (KILLABLE_IS_TASK (self));
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
   changed = NODE (self)->retain_children != !!retain;
   NODE (self)->retain_children = !!retain;
   g_mutex_unlock (&tree_lock);
@@ -858,7 +1201,7 @@ killable_tree_get_deadline (KillableTask *self)
 {
   gint64 ret = G_MAXINT64;
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
 
   for (KillableTask *t = self; t != NULL; t = NODE (t)->parent)
     {
@@ -876,7 +1219,7 @@ killable_tree_count_children (KillableTask *self)
 {
   guint ret;
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
   ret = NODE (self)->children.length;
   g_mutex_unlock (&tree_lock);
 
@@ -888,7 +1231,7 @@ killable_tree_has_failed_child (KillableTask *self)
 {
   gboolean ret;
 
-  g_mutex_lock (&tree_lock);
+  tree_lock_acquire ();
   ret = NODE (self)->failed_child != NULL;
   g_mutex_unlock (&tree_lock);
 
@@ -910,12 +1253,19 @@ killable_tree_node_init (KillableTreeNode *node,
 }
 
 /* For killable-fork.c: tree_lock is held across fork(), so that the child's
- * copy of every tree is consistent. */
+ * copy of every tree is consistent; so is handoff_lock (taken after it, as
+ * tree_lock_acquire() does), which a yielding stop may hold. */
 void
 killable_tree_fork_lock (gboolean lock)
 {
   if (lock)
-    g_mutex_lock (&tree_lock);
+    {
+      tree_lock_acquire ();
+      g_mutex_lock (&handoff_lock);
+    }
   else
-    g_mutex_unlock (&tree_lock);
+    {
+      g_mutex_unlock (&handoff_lock);
+      g_mutex_unlock (&tree_lock);
+    }
 }

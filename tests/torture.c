@@ -2703,6 +2703,275 @@ parse_uint64 (const char *value,
   return TRUE;
 }
 
+/* Big trees: the batched stop {{{ */
+
+/* A stop of a big tree sets the flags and ends the pending tasks that
+ * nothing observes in batches under the tree lock, letting waiting threads
+ * in between batches (killable-tree.c). This case builds big random trees
+ * (wide fans and deep chains, some tasks with stop callbacks, handlers,
+ * retain-children or a running work), stops the root while a hog thread
+ * keeps taking the tree lock (so that the stop releases it between
+ * batches) and an attacker adds children, starts pending tasks and stops
+ * branches, then checks: every task is terminal; a task never started is
+ * CANCELLED with KILLABLE_ERROR_STOPPED (the lazily built error) or
+ * KILLED; each stop callback ran once; no parent ended before a child;
+ * every task is finalized at the end. */
+
+typedef struct
+{
+  GPtrArray *tasks;          /* (owned) every task of the tree, root first */
+  GRand     *rand;           /* the attacker's, seeded */
+  int        quit;           /* (atomic) */
+  int        hog_ops;        /* (atomic) */
+  int        cb_runs;        /* (atomic) */
+  int        finalized;      /* (atomic) */
+  Sync       sync;
+} BigTree;
+
+static gboolean
+big_sleep_work (KillableTask  *task,
+                gpointer       data,
+                GError       **error)
+{
+  return killable_task_sleep (task, G_GINT64_CONSTANT (3600) * G_USEC_PER_SEC, error);
+}
+
+static gboolean
+big_noop_work (KillableTask  *task,
+               gpointer       data,
+               GError       **error)
+{
+  return TRUE;
+}
+
+static void
+big_finalized (gpointer data)
+{
+  g_atomic_int_inc (&((BigTree *) data)->finalized);
+}
+
+static void
+big_stop_cb (KillableTask *task,
+             const GError *reason,
+             gpointer      data)
+{
+  int *runs = g_object_get_data (G_OBJECT (task), "big-cb-runs");
+
+  g_atomic_int_inc (runs);
+  g_atomic_int_inc (&((BigTree *) data)->cb_runs);
+}
+
+static void
+big_notify_cb (GObject    *object,
+               GParamSpec *pspec,
+               gpointer    data)
+{
+}
+
+static gpointer
+big_hog_main (gpointer data)
+{
+  BigTree *bt = data;
+  g_autoptr(KillableTask) other = killable_task_new ("hog", big_noop_work, NULL, NULL);
+
+  while (!g_atomic_int_get (&bt->quit))
+    {
+      KillableTask *parent = killable_task_dup_parent (other);
+
+      g_clear_object (&parent);
+      g_atomic_int_inc (&bt->hog_ops);
+      g_atomic_int_inc (&progress);
+    }
+
+  return NULL;
+}
+
+static gpointer
+big_attacker_main (gpointer data)
+{
+  BigTree *bt = data;
+
+  while (!g_atomic_int_get (&bt->quit))
+    {
+      KillableTask *task;
+      guint n;
+
+      sync_lock (&bt->sync);
+      n = bt->tasks->len;
+      task = g_object_ref (g_ptr_array_index (bt->tasks, g_rand_int_range (bt->rand, 0, n)));
+      switch (g_rand_int_range (bt->rand, 0, 4))
+        {
+        case 0:
+          {
+            KillableTask *child = killable_task_new ("late", big_noop_work, bt, big_finalized);
+
+            /* Refused once @task finished: fine. */
+            killable_task_add_child (task, child, NULL);
+            g_ptr_array_add (bt->tasks, child);
+          }
+          break;
+        case 1:
+          if (killable_task_get_state (task) == KILLABLE_TASK_STATE_PENDING)
+            killable_task_start (task, NULL);
+          break;
+        case 2:
+          killable_task_stop (task);
+          break;
+        default:
+          killable_task_is_stop_requested (task);
+          break;
+        }
+      sync_unlock (&bt->sync);
+      g_object_unref (task);
+      g_atomic_int_inc (&progress);
+    }
+
+  return NULL;
+}
+
+static void
+big_tree_round (guint32 seed,
+                guint   size)
+{
+  BigTree bt = { 0 };
+  g_autoptr(GRand) rand = g_rand_new_with_seed (seed);
+  KillableTask *root;
+  GThread *hog, *attacker;
+  guint n_cbs = 0, n_cancelled = 0;
+
+  bt.tasks = g_ptr_array_new_with_free_func (g_object_unref);
+  bt.rand = g_rand_new_with_seed (seed ^ 0x5bd1e995);
+  sync_init (&bt.sync);
+
+  root = killable_task_new ("big-root", big_sleep_work, &bt, big_finalized);
+  g_ptr_array_add (bt.tasks, root);
+  g_assert_true (killable_task_start (root, NULL));
+
+  /* Random shape: each new task goes under a random earlier one, or under
+   * the newest (chains). */
+  for (guint i = 1; i < size; i++)
+    {
+      gboolean running = g_rand_int_range (rand, 0, 50) == 0;
+      KillableTask *task = killable_task_new ("big", running ? big_sleep_work : big_noop_work,
+                                              &bt, big_finalized);
+      KillableTask *parent = g_rand_boolean (rand)
+                               ? g_ptr_array_index (bt.tasks, bt.tasks->len - 1)
+                               : g_ptr_array_index (bt.tasks, g_rand_int_range (rand, 0, bt.tasks->len));
+
+      switch (g_rand_int_range (rand, 0, 20))
+        {
+        case 0:
+          g_object_set_data_full (G_OBJECT (task), "big-cb-runs", g_new0 (int, 1), g_free);
+          killable_task_add_stop_callback (task, big_stop_cb, &bt, NULL);
+          n_cbs++;
+          break;
+        case 1:
+          g_signal_connect (task, "notify::state", G_CALLBACK (big_notify_cb), NULL);
+          break;
+        case 2:
+          killable_task_set_retain_children (task, TRUE);
+          break;
+        case 3:
+          killable_task_get_cancellable (task);
+          break;
+        default:
+          break;
+        }
+      g_assert_true (killable_task_add_child (parent, task, NULL));
+      if (running)
+        killable_task_start (task, NULL);
+      g_ptr_array_add (bt.tasks, task);
+    }
+
+  hog = g_thread_new ("big-hog", big_hog_main, &bt);
+  attacker = g_thread_new ("big-attacker", big_attacker_main, &bt);
+
+  killable_task_stop (root);
+  /* A guard, not a timing: a stopped tree that does not end is a bug. */
+  if (!killable_task_wait (root, 60 * G_USEC_PER_SEC))
+    violation ("big-root", "the stopped tree did not end");
+
+  g_atomic_int_set (&bt.quit, 1);
+  g_thread_join (hog);
+  g_thread_join (attacker);
+
+  /* Every task of the tree (late ones refused by a finished parent and
+   * never started are pending: stop them, they have no parent). */
+  for (guint i = 0; i < bt.tasks->len; i++)
+    {
+      KillableTask *task = g_ptr_array_index (bt.tasks, i);
+      g_autoptr(KillableTask) parent = killable_task_dup_parent (task);
+      KillableTaskState state;
+
+      if (parent == NULL && killable_task_get_state (task) == KILLABLE_TASK_STATE_PENDING)
+        killable_task_stop (task);
+      if (!killable_task_wait (task, 10 * G_USEC_PER_SEC))
+        {
+          violation (killable_task_get_name (task), "not terminal after the stop");
+          continue;
+        }
+      state = killable_task_get_state (task);
+
+      if (state == KILLABLE_TASK_STATE_CANCELLED)
+        {
+          const GError *error = killable_task_get_error (task);
+
+          if (!g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED))
+            violation (killable_task_get_name (task), "cancelled with %s",
+                       error != NULL ? error->message : "no error");
+          if (!killable_task_is_stop_requested (task))
+            violation (killable_task_get_name (task), "cancelled without a stop");
+        }
+      else if (state != KILLABLE_TASK_STATE_SUCCEEDED && state != KILLABLE_TASK_STATE_KILLED &&
+               state != KILLABLE_TASK_STATE_FAILED)
+        violation (killable_task_get_name (task), "ended %d", state);
+
+      if (parent != NULL && !IS_TERMINAL (killable_task_get_state (parent)))
+        violation (killable_task_get_name (task), "terminal while its parent is not");
+      if (state == KILLABLE_TASK_STATE_CANCELLED)
+        n_cancelled++;
+
+      /* A stop callback ran once iff its task was stopped (one that ended
+       * first, started by the attacker, may never be). */
+      {
+        int *runs = g_object_get_data (G_OBJECT (task), "big-cb-runs");
+
+        if (runs != NULL &&
+            g_atomic_int_get (runs) != (killable_task_is_stop_requested (task) ? 1 : 0))
+          violation (killable_task_get_name (task), "stop callback ran %d times, stop requested: %d",
+                     g_atomic_int_get (runs), killable_task_is_stop_requested (task));
+      }
+    }
+
+  g_test_message ("big tree (seed %" G_GUINT32_FORMAT "): %u tasks, %u cancelled, "
+                  "%d of %u stop callbacks ran, %d hog operations during the stop",
+                  seed, bt.tasks->len, n_cancelled, g_atomic_int_get (&bt.cb_runs), n_cbs,
+                  g_atomic_int_get (&bt.hog_ops));
+
+  size = bt.tasks->len;
+  g_ptr_array_unref (bt.tasks);
+  /* Queued emissions hold their task until the owner context (this
+   * thread's) dispatches them; a worker drops its reference right after
+   * the end. */
+  TEST_POLL_UNTIL ((g_main_context_iteration (NULL, FALSE),
+                    (guint) g_atomic_int_get (&bt.finalized) == size));
+  g_rand_free (bt.rand);
+  sync_clear (&bt.sync);
+}
+
+static void
+test_big_tree_stop (void)
+{
+  guint rounds = test_under_valgrind () ? 1 : 4;
+
+  for (guint i = 0; i < rounds; i++)
+    big_tree_round (opt_seed + i, test_under_valgrind () ? 300 : 3000);
+
+  g_assert_cmpint (g_atomic_int_get (&violations), ==, 0);
+}
+
+/* }}} */
+
 int
 main (int   argc,
       char *argv[])
@@ -2770,6 +3039,7 @@ main (int   argc,
   g_test_init (&argc, &argv, NULL);
   g_test_summary ("Random trees of tasks (and process tasks) attacked from several threads; invariants checked after every operation.");
   g_test_add_func ("/torture/random", test_torture);
+  g_test_add_func ("/torture/big-tree-stop", test_big_tree_stop);
 
   return g_test_run ();
 }

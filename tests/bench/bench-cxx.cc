@@ -29,6 +29,12 @@ struct Bump
   void operator() () const noexcept { counter->n++; }
 };
 
+struct RequestChild
+{
+  std::stop_source *child;
+  void operator() () const noexcept { child->request_stop (); }
+};
+
 inline long long
 now_ns ()
 {
@@ -82,4 +88,42 @@ bench_cxx_request_stop (unsigned long n,
   callbacks.clear ();
 
   return static_cast<double> (t1 - t0) / static_cast<double> (n);
+}
+
+extern "C" double
+bench_cxx_tree_stop (unsigned long  n,
+                     double        *request_ns,
+                     unsigned long *stopped)
+{
+  std::stop_source root;
+  std::stop_token token = root.get_token ();
+  std::vector<std::unique_ptr<std::stop_source>> children;
+  std::vector<std::unique_ptr<std::stop_callback<RequestChild>>> links;
+  long long t0, t1, t2;
+
+  children.reserve (n);
+  links.reserve (n);
+  for (unsigned long i = 0; i < n; i++)
+    {
+      children.push_back (std::make_unique<std::stop_source> ());
+      links.push_back (std::make_unique<std::stop_callback<RequestChild>> (
+        token, RequestChild { children.back ().get () }));
+    }
+
+  t0 = now_ns ();
+  root.request_stop ();
+  t1 = now_ns ();
+
+  *stopped = 0;
+  for (const auto &child : children)
+    *stopped += child->stop_requested () ? 1 : 0;
+
+  /* Counting is not part of the timing: restart the clock for the frees. */
+  t2 = now_ns ();
+  links.clear ();
+  children.clear ();
+  t2 = now_ns () - t2;
+
+  *request_ns = static_cast<double> (t1 - t0);
+  return static_cast<double> (t1 - t0 + t2);
 }

@@ -17,6 +17,15 @@ double bench_cxx_stop_callback_add_remove (unsigned long  n);
 double bench_cxx_request_stop             (unsigned long  n,
                                            unsigned long *ran);
 
+/* A root std::stop_source and @n child sources, each linked to the root
+ * by a std::stop_callback that requests the child's stop (what linked
+ * GCancellables do). Times root.request_stop(): *@request_ns; then the
+ * callbacks and sources freed too: returns ns for both. *@stopped: how
+ * many children were stopped. */
+double bench_cxx_tree_stop                (unsigned long  n,
+                                           double        *request_ns,
+                                           unsigned long *stopped);
+
 #ifdef __cplusplus
 }
 #endif

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 
-C_FIGURES = ["check", "callbacks", "wake", "start", "tree", "memory"]
+C_FIGURES = ["check", "callbacks", "wake", "start", "tree", "stall", "memory"]
 ALL_FIGURES = C_FIGURES + ["process", "python"]
 
 
