@@ -101,6 +101,23 @@
  *   group (`setsid()`, `setpgid()`, as daemons do) are out of reach, and
  *   the program outlives an owner that dies without stopping it.
  *
+ * ## Captured output
+ *
+ * With %KILLABLE_PROCESS_FLAGS_STDOUT_PIPE (or
+ * %KILLABLE_PROCESS_FLAGS_STDERR_PIPE) the task reads the stream while the
+ * program runs and keeps at most
+ * [property@Killable.ProcessTask:capture-limit] bytes of it (64 MiB by
+ * default); past it, output is read and dropped, and
+ * [method@Killable.ProcessTask.get_stdout_truncated] says so, as does the
+ * task's [property@Killable.Task:status]. After the program ends, the
+ * pipes are read until whatever else wrote to them is gone; a process that
+ * is out of reach (one that left the group, in
+ * %KILLABLE_CONTAINMENT_GROUP) and keeps a pipe open is not waited for:
+ * the task stops reading one grace period after the program was reaped
+ * (at least 100 ms, at most 5 s), marks the output truncated and ends
+ * with the program's own outcome. In the other modes nothing is out of
+ * reach: the leftovers are ended as above, and the pipes close with them.
+ *
  * ## The ladder for a process
  *
  * - [method@Killable.Task.stop] sends `SIGTERM` to every process of the
@@ -175,6 +192,7 @@ struct _KillableProcessTask
   char                 *cgroup_parent; /* (owned) (nullable) protected by @lock */
   guint64               memory_limit;  /* protected by @lock */
   guint                 max_processes; /* protected by @lock */
+  guint64               capture_limit; /* protected by @lock; 0: none */
 
   /* Pipes asked for before the start: the program's end (-1 once given to
    * the program) and ours, as a stream. Protected by @lock. */
@@ -204,6 +222,8 @@ struct _KillableProcessTask
   int                   wait_status;   /* protected by @lock: si_status */
   GBytes               *stdout_bytes;  /* (owned) (nullable) protected by @lock, set at the end */
   GBytes               *stderr_bytes;  /* (owned) (nullable) protected by @lock, set at the end */
+  gboolean              stdout_truncated; /* protected by @lock, set at the end */
+  gboolean              stderr_truncated; /* protected by @lock, set at the end */
 };
 
 enum {
@@ -215,6 +235,7 @@ enum {
   PROP_CGROUP_PARENT,
   PROP_MEMORY_LIMIT,
   PROP_MAX_PROCESSES,
+  PROP_CAPTURE_LIMIT,
   N_PROPS
 };
 
@@ -228,6 +249,13 @@ G_DEFINE_FINAL_TYPE_WITH_CODE (KillableProcessTask, killable_process_task, KILLA
 
 #define DEFAULT_GRACE_PERIOD (5 * G_USEC_PER_SEC)
 #define READ_CHUNK           (64 * 1024)
+#define DEFAULT_CAPTURE_LIMIT (G_GUINT64_CONSTANT (64) * 1024 * 1024)
+/* How long the capture pipes are read after the program (or the helper)
+ * was reaped: its grace period, within these bounds. Whatever still holds
+ * a pipe then is outside the containment (in GROUP mode, a process that
+ * left the group); the task does not wait for it. */
+#define MIN_DRAIN_PERIOD     (100 * G_TIME_SPAN_MILLISECOND)
+#define MAX_DRAIN_PERIOD     (5 * G_TIME_SPAN_SECOND)
 
 #define STDOUT_FLAGS (KILLABLE_PROCESS_FLAGS_STDOUT_PIPE | KILLABLE_PROCESS_FLAGS_STDOUT_SILENCE)
 #define STDERR_FLAGS (KILLABLE_PROCESS_FLAGS_STDERR_PIPE | KILLABLE_PROCESS_FLAGS_STDERR_SILENCE | \
@@ -524,7 +552,13 @@ typedef struct
 {
   int         fd;      /* read end, O_NONBLOCK; -1 once closed */
   GByteArray *data;    /* (owned) (nullable) */
+  gsize       limit;   /* the most bytes kept in @data, at most G_MAXUINT */
+  guint8     *scratch; /* (owned) (nullable) READ_CHUNK bytes: what is dropped */
+  guint64     dropped; /* bytes read past @limit */
+  gboolean    cut_off; /* closed before its end of file */
 } Capture;
+
+#define CAPTURE_INIT { -1, NULL, G_MAXUINT, NULL, 0, FALSE }
 
 static void
 capture_close (Capture *capture)
@@ -534,10 +568,21 @@ capture_close (Capture *capture)
       close (capture->fd);
       capture->fd = -1;
     }
+  g_clear_pointer (&capture->scratch, g_free);
 }
 
-/* Reads one chunk, or with @drain everything already in the pipe. Returns
- * FALSE at the end of the stream. */
+/* Closes a pipe that still has writers: what they write next is lost. */
+static void
+capture_cut_off (Capture *capture)
+{
+  if (capture->fd >= 0)
+    capture->cut_off = TRUE;
+  capture_close (capture);
+}
+
+/* Reads one chunk, or with @drain everything already in the pipe. Past the
+ * limit, what is read is dropped (the program must not block on a full
+ * pipe). Returns FALSE at the end of the stream. */
 static gboolean
 capture_read (Capture  *capture,
               gboolean  drain)
@@ -545,17 +590,31 @@ capture_read (Capture  *capture,
   for (;;)
     {
       guint old_len = capture->data->len;
+      gsize room = capture->limit - MIN (capture->limit, old_len);
+      gsize want = MIN (room, READ_CHUNK);
       gssize n;
 
-      g_byte_array_set_size (capture->data, old_len + READ_CHUNK);
-      n = read (capture->fd, capture->data->data + old_len, READ_CHUNK);
-      g_byte_array_set_size (capture->data, old_len + MAX (n, 0));
+      if (want > 0)
+        {
+          g_byte_array_set_size (capture->data, old_len + want);
+          n = read (capture->fd, capture->data->data + old_len, want);
+          g_byte_array_set_size (capture->data, old_len + MAX (n, 0));
+        }
+      else
+        {
+          want = READ_CHUNK;
+          if (capture->scratch == NULL)
+            capture->scratch = g_malloc (READ_CHUNK);
+          n = read (capture->fd, capture->scratch, want);
+          if (n > 0)
+            capture->dropped += (guint64) n;
+        }
 
       if (n > 0)
         {
           /* Back to poll() between chunks, so that one flooding stream
            * does not starve the other, nor the check of the leader. */
-          if (!drain || n < READ_CHUNK)
+          if (!drain || (gsize) n < want)
             return TRUE;
           continue;
         }
@@ -572,6 +631,7 @@ capture_read (Capture  *capture,
 
 static gboolean
 open_capture_pipe (Capture     *capture,
+                   guint64      limit,
                    int         *write_fd,
                    const char  *name,
                    GError     **error)
@@ -593,9 +653,61 @@ open_capture_pipe (Capture     *capture,
 
   capture->fd = fds[0];
   capture->data = g_byte_array_new ();
+  /* 0 is no limit; a GByteArray holds at most G_MAXUINT bytes anyway. */
+  capture->limit = limit == 0 ? G_MAXUINT : (gsize) MIN (limit, (guint64) G_MAXUINT);
   *write_fd = fds[1];
 
   return TRUE;
+}
+
+/* Why a capture is not the whole stream, or NULL if it is. */
+static char *
+truncation_text (const char    *name,
+                 const char    *stream,
+                 const Capture *capture)
+{
+  char *text;
+
+  if (capture->dropped > 0 && capture->cut_off)
+    text = g_strdup_printf (_("%s of program “%s” truncated: %" G_GUINT64_FORMAT
+                              " bytes past the capture limit of %" G_GSIZE_FORMAT
+                              " bytes were dropped, and the rest was cut off: another "
+                              "process still held the pipe after the program ended"),
+                            stream, name, capture->dropped, capture->limit);
+  else if (capture->dropped > 0)
+    text = g_strdup_printf (_("%s of program “%s” truncated: %" G_GUINT64_FORMAT
+                              " bytes past the capture limit of %" G_GSIZE_FORMAT
+                              " bytes were dropped"),
+                            stream, name, capture->dropped, capture->limit);
+  else if (capture->cut_off)
+    text = g_strdup_printf (_("%s of program “%s” cut off: another process still "
+                              "held the pipe after the program ended"),
+                            stream, name);
+  else
+    return NULL;
+
+  return text;
+}
+
+/* Says in the task's status when a capture is not the whole stream. */
+static void
+report_truncation (KillableProcessTask *self,
+                   const Capture       *out,
+                   const Capture       *err)
+{
+  /* argv[0] may not be UTF-8; the status must be. */
+  g_autofree char *name = g_filename_display_name (self->argv[0]);
+  g_autofree char *out_text = truncation_text (name, _("Standard output"), out);
+  g_autofree char *err_text = truncation_text (name, _("Standard error"), err);
+  g_autofree char *text = NULL;
+
+  if (out_text == NULL && err_text == NULL)
+    return;
+
+  text = g_strjoin ("; ", out_text != NULL ? out_text : err_text,
+                    out_text != NULL ? err_text : NULL, NULL);
+  g_debug ("Task “%s”: %s", killable_task_get_name (KILLABLE_TASK (self)), text);
+  killable_task_set_status (KILLABLE_TASK (self), text);
 }
 
 static void
@@ -699,10 +811,6 @@ reap_leader (KillableProcessTask *self,
   return wait_errsv;
 }
 
-/* Reads the capture pipes and waits for the leader to end. After its end,
- * the pipes are read until every writer closed them (the grandchildren were
- * killed) or, once a stop is requested, only what is already in them: a
- * process that left the group may keep a pipe open for ever. */
 /* The helper's status lines not parsed yet: "P <pid>", "E <errno>",
  * "X <si_code> <si_status>". */
 typedef struct
@@ -756,13 +864,19 @@ parse_status (KillableProcessTask *self,
     }
 }
 
+/* Reads the capture pipes and waits for the leader to end. After its end,
+ * the pipes are read until every writer closed them (the grandchildren were
+ * killed), for at most @drain_period: a process that left the group may
+ * keep a pipe open for ever; once a stop is requested, only what is already
+ * in them is read. */
 static int
 supervise (KillableProcessTask *self,
            GPid                 pid,
            int                  pidfd,
            Capture             *out,
            Capture             *err,
-           HelperStatus        *st)
+           HelperStatus        *st,
+           GTimeSpan            drain_period)
 {
   Capture *status = st != NULL ? &st->capture : NULL;
   KillableTask *task = KILLABLE_TASK (self);
@@ -770,6 +884,7 @@ supervise (KillableProcessTask *self,
   gboolean have_cancel_fd = FALSE;
   gboolean check_exit = TRUE;
   gboolean exited = FALSE;
+  gint64 drain_deadline = 0;
   int wait_errsv = 0;
 
   for (;;)
@@ -782,6 +897,7 @@ supervise (KillableProcessTask *self,
         {
           exited = TRUE;
           wait_errsv = reap_leader (self, pidfd, wait_errsv);
+          drain_deadline = g_get_monotonic_time () + drain_period;
         }
 
       if (exited && status != NULL && status->fd >= 0)
@@ -795,14 +911,17 @@ supervise (KillableProcessTask *self,
       if (exited && out->fd < 0 && err->fd < 0)
         break;
 
-      if (exited && killable_task_is_stop_requested (task))
+      if (exited &&
+          (killable_task_is_stop_requested (task) ||
+           g_get_monotonic_time () >= drain_deadline))
         {
+          /* Something outside the containment still holds a pipe. */
           if (out->fd >= 0)
             capture_read (out, TRUE);
           if (err->fd >= 0)
             capture_read (err, TRUE);
-          capture_close (out);
-          capture_close (err);
+          capture_cut_off (out);
+          capture_cut_off (err);
           break;
         }
 
@@ -828,6 +947,13 @@ supervise (KillableProcessTask *self,
         }
       else if (exited)
         timeout = 20;
+      if (exited)
+        {
+          gint64 left = (drain_deadline - g_get_monotonic_time () + 999) / 1000;
+
+          left = CLAMP (left, 0, G_MAXINT);
+          timeout = timeout < 0 ? (int) left : MIN (timeout, (int) left);
+        }
 
       if (out->fd >= 0)
         {
@@ -1019,13 +1145,14 @@ killable_process_task_run (KillableTask  *task,
   KillableProcessFlags flags;
   KillableContainment mode;
   guint64 memory_limit, rlimit_as = 0;
+  guint64 capture_limit;
   guint max_processes;
   posix_spawn_file_actions_t actions;
   posix_spawnattr_t attr;
   sigset_t mask;
-  Capture out = { -1, NULL };
-  Capture err = { -1, NULL };
-  HelperStatus st = { { -1, NULL }, 0, 0, FALSE, 0, 0 };
+  Capture out = CAPTURE_INIT;
+  Capture err = CAPTURE_INIT;
+  HelperStatus st = { CAPTURE_INIT, 0, 0, FALSE, 0, 0 };
   int in_r = -1, out_w = -1, err_w = -1;
   int ctl[2] = { -1, -1 }, status_pipe[2] = { -1, -1 };
   const char *name;
@@ -1049,6 +1176,7 @@ killable_process_task_run (KillableTask  *task,
   flags = self->flags;
   memory_limit = self->memory_limit;
   max_processes = self->max_processes;
+  capture_limit = self->capture_limit;
   g_mutex_unlock (&self->lock);
 
   /* From now on a stop is recorded, and sent once there is a child. If it
@@ -1131,10 +1259,10 @@ killable_process_task_run (KillableTask  *task,
   g_mutex_unlock (&self->lock);
 
   if (out_w < 0 && (flags & KILLABLE_PROCESS_FLAGS_STDOUT_PIPE) &&
-      !open_capture_pipe (&out, &out_w, name, error))
+      !open_capture_pipe (&out, capture_limit, &out_w, name, error))
     goto out_cleanup;
   if (err_w < 0 && (flags & KILLABLE_PROCESS_FLAGS_STDERR_PIPE) &&
-      !open_capture_pipe (&err, &err_w, name, error))
+      !open_capture_pipe (&err, capture_limit, &err_w, name, error))
     goto out_cleanup;
 
   if (mode != KILLABLE_CONTAINMENT_GROUP)
@@ -1244,7 +1372,9 @@ killable_process_task_run (KillableTask  *task,
   publish_pid (self, pid, ctl[0]);
 
   pidfd = open_pidfd (pid);
-  wait_errsv = supervise (self, pid, pidfd, &out, &err, ctl[0] >= 0 ? &st : NULL);
+  wait_errsv = supervise (self, pid, pidfd, &out, &err, ctl[0] >= 0 ? &st : NULL,
+                          CLAMP (killable_task_get_grace_period (task),
+                                 MIN_DRAIN_PERIOD, MAX_DRAIN_PERIOD));
   if (pidfd >= 0)
     close (pidfd);
 
@@ -1275,10 +1405,14 @@ killable_process_task_run (KillableTask  *task,
     self->stdout_bytes = g_byte_array_free_to_bytes (g_steal_pointer (&out.data));
   if (err.data != NULL)
     self->stderr_bytes = g_byte_array_free_to_bytes (g_steal_pointer (&err.data));
+  self->stdout_truncated = out.dropped > 0 || out.cut_off;
+  self->stderr_truncated = err.dropped > 0 || err.cut_off;
   code = self->wait_code;
   status = self->wait_status;
   g_mutex_unlock (&self->lock);
   g_clear_pointer (&st.capture.data, g_byte_array_unref);
+
+  report_truncation (self, &out, &err);
 
   if (wait_errsv != 0)
     {
@@ -1506,6 +1640,9 @@ killable_process_task_get_property (GObject    *object,
     case PROP_MAX_PROCESSES:
       g_value_set_uint (value, killable_process_task_get_max_processes (self));
       break;
+    case PROP_CAPTURE_LIMIT:
+      g_value_set_uint64 (value, killable_process_task_get_capture_limit (self));
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -1541,6 +1678,9 @@ killable_process_task_set_property (GObject      *object,
       break;
     case PROP_MAX_PROCESSES:
       killable_process_task_set_max_processes (self, g_value_get_uint (value));
+      break;
+    case PROP_CAPTURE_LIMIT:
+      killable_process_task_set_capture_limit (self, g_value_get_uint64 (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -1671,6 +1811,29 @@ killable_process_task_class_init (KillableProcessTaskClass *klass)
     g_param_spec_uint ("max-processes", NULL, NULL, 0, G_MAXUINT, 0,
                        G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
+  /**
+   * KillableProcessTask:capture-limit:
+   *
+   * The most bytes kept of each captured stream
+   * (%KILLABLE_PROCESS_FLAGS_STDOUT_PIPE, %KILLABLE_PROCESS_FLAGS_STDERR_PIPE),
+   * 64 MiB by default. Past it, the output is still read (the program
+   * never blocks on a full pipe) and dropped, and
+   * [method@Killable.ProcessTask.get_stdout_truncated] (or
+   * [method@Killable.ProcessTask.get_stderr_truncated]) says so.
+   *
+   * 0 means no limit of the task's own; a capture never holds more than
+   * %G_MAXUINT bytes (4 GiB − 1), the most a #GByteArray holds, so larger
+   * values, up to %G_MAXUINT64, mean the same. Pipes taken as streams
+   * ([method@Killable.ProcessTask.get_stdout_pipe]) are not limited: their
+   * reader decides.
+   *
+   * Since: 1.2
+   */
+  properties[PROP_CAPTURE_LIMIT] =
+    g_param_spec_uint64 ("capture-limit", NULL, NULL, 0, G_MAXUINT64, DEFAULT_CAPTURE_LIMIT,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
 
@@ -1703,6 +1866,7 @@ killable_process_task_init (KillableProcessTask *self)
   self->stdin_child_fd = -1;
   self->stdout_child_fd = -1;
   self->stderr_child_fd = -1;
+  self->capture_limit = DEFAULT_CAPTURE_LIMIT;
 
   g_signal_connect (self, "notify::state", G_CALLBACK (state_notify_cb), NULL);
 
@@ -2193,6 +2357,69 @@ killable_process_task_get_stderr_bytes (KillableProcessTask *self)
   return ret;
 }
 
+/**
+ * killable_process_task_get_stdout_truncated:
+ * @self: a process task
+ *
+ * Gets whether [method@Killable.ProcessTask.get_stdout_bytes] is less
+ * than what came through the pipe: the output went past
+ * [property@Killable.ProcessTask:capture-limit] (the rest was dropped), or
+ * another process still held the pipe a while after the program was
+ * reaped (a process that left the group, in %KILLABLE_CONTAINMENT_GROUP)
+ * and the task stopped reading it. The task's
+ * [property@Killable.Task:status] then says which, with the byte counts.
+ *
+ * Valid once the task is terminal; %FALSE before, and when stdout was not
+ * captured.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: whether the captured standard output is truncated
+ *
+ * Since: 1.2
+ */
+gboolean
+killable_process_task_get_stdout_truncated (KillableProcessTask *self)
+{
+  gboolean ret;
+
+  g_return_val_if_fail (KILLABLE_IS_PROCESS_TASK (self), FALSE);
+
+  g_mutex_lock (&self->lock);
+  ret = self->stdout_truncated;
+  g_mutex_unlock (&self->lock);
+
+  return ret;
+}
+
+/**
+ * killable_process_task_get_stderr_truncated:
+ * @self: a process task
+ *
+ * Gets whether [method@Killable.ProcessTask.get_stderr_bytes] is less
+ * than what came through the pipe. See
+ * [method@Killable.ProcessTask.get_stdout_truncated].
+ *
+ * This function is thread-safe.
+ *
+ * Returns: whether the captured standard error is truncated
+ *
+ * Since: 1.2
+ */
+gboolean
+killable_process_task_get_stderr_truncated (KillableProcessTask *self)
+{
+  gboolean ret;
+
+  g_return_val_if_fail (KILLABLE_IS_PROCESS_TASK (self), FALSE);
+
+  g_mutex_lock (&self->lock);
+  ret = self->stderr_truncated;
+  g_mutex_unlock (&self->lock);
+
+  return ret;
+}
+
 /* }}} */
 
 /* Containment, limits, pipes {{{ */
@@ -2440,6 +2667,64 @@ killable_process_task_set_max_processes (KillableProcessTask *self,
 
   if (changed)
     g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MAX_PROCESSES]);
+}
+
+/**
+ * killable_process_task_get_capture_limit:
+ * @self: a process task
+ *
+ * Gets the most bytes kept of each captured stream. See
+ * [property@Killable.ProcessTask:capture-limit].
+ *
+ * This function is thread-safe.
+ *
+ * Returns: the limit in bytes, or 0 for none
+ *
+ * Since: 1.2
+ */
+guint64
+killable_process_task_get_capture_limit (KillableProcessTask *self)
+{
+  guint64 ret;
+
+  g_return_val_if_fail (KILLABLE_IS_PROCESS_TASK (self), 0);
+
+  g_mutex_lock (&self->lock);
+  ret = self->capture_limit;
+  g_mutex_unlock (&self->lock);
+
+  return ret;
+}
+
+/**
+ * killable_process_task_set_capture_limit:
+ * @self: a pending process task
+ * @bytes: the most bytes kept of each captured stream, or 0 for no limit
+ *
+ * Sets how much of each captured stream is kept; what comes past it is
+ * read and dropped. See [property@Killable.ProcessTask:capture-limit].
+ *
+ * Call it before the task starts, from the thread that owns it; after the
+ * start it only logs a critical.
+ *
+ * Since: 1.2
+ */
+void
+killable_process_task_set_capture_limit (KillableProcessTask *self,
+                                         guint64              bytes)
+{
+  gboolean changed;
+
+  g_return_if_fail (KILLABLE_IS_PROCESS_TASK (self));
+  g_return_if_fail (!was_started (self));
+
+  g_mutex_lock (&self->lock);
+  changed = self->capture_limit != bytes;
+  self->capture_limit = bytes;
+  g_mutex_unlock (&self->lock);
+
+  if (changed)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CAPTURE_LIMIT]);
 }
 
 /**

@@ -149,6 +149,15 @@ KILLABLE_AVAILABLE_IN_1_2
 void                 killable_process_task_set_max_processes (KillableProcessTask *self,
                                                               guint                max_processes);
 KILLABLE_AVAILABLE_IN_1_2
+guint64              killable_process_task_get_capture_limit (KillableProcessTask *self);
+KILLABLE_AVAILABLE_IN_1_2
+void                 killable_process_task_set_capture_limit (KillableProcessTask *self,
+                                                              guint64              bytes);
+KILLABLE_AVAILABLE_IN_1_2
+gboolean             killable_process_task_get_stdout_truncated (KillableProcessTask *self);
+KILLABLE_AVAILABLE_IN_1_2
+gboolean             killable_process_task_get_stderr_truncated (KillableProcessTask *self);
+KILLABLE_AVAILABLE_IN_1_2
 GOutputStream       *killable_process_task_get_stdin_pipe   (KillableProcessTask  *self);
 KILLABLE_AVAILABLE_IN_1_2
 GInputStream        *killable_process_task_get_stdout_pipe  (KillableProcessTask  *self);
