@@ -618,7 +618,9 @@ def _take_pending(w):
 def raise_self_pending():
     """After a call that may have interrupted the calling worker's own task:
     raise what it asked for, synchronously."""
-    task = Killable.Task.get_current()
+    # The task whose work runs here (a dict lookup: no call that hands the
+    # GIL away).
+    task = RUNNING.get(threading.get_ident())
     if task is None:
         return
     w = task.__dict__.get('_killable_worker')
@@ -881,8 +883,11 @@ def _leave(w, tid):
 
 
 def do_interrupt(self):
-    Killable.Task.do_interrupt(self)
     w = worker(self)
+    # The default handler only arms EINTR for a worker that opted in with
+    # interrupt-syscalls: skip the call (it hands the GIL away) otherwise.
+    if _c_get_interrupt_syscalls is None or _c_get_interrupt_syscalls(_pointer(self, w)):
+        Killable.Task.do_interrupt(self)
     with w.lock:
         _request_locked(w, w.interrupt_type or TaskInterrupted)
 
@@ -989,7 +994,10 @@ def interrupt(task, exc_type):
             w.interrupt_type = exc_type
             tid = w.tid
             returned = _send_early_locked(w, task, exc_type)
-        Killable.Task.interrupt(task)
+        if _c_interrupt is not None:
+            _c_interrupt(_pointer(task, w))
+        else:
+            Killable.Task.interrupt(task)
     finally:
         if returned is not None:
             returned.set()
@@ -1044,6 +1052,27 @@ def _load_library():
 
 
 _lib, _c_is_stop_requested, _c_get_stop_flag = _load_library()
+
+# interrupt() keeps the GIL too: handing it away and waiting to get it back
+# while N workers run Python code costs about N/2 switch intervals (any
+# waiting thread may win it), so interrupting N busy workers one by one was
+# quadratic. killable_task_interrupt() runs the stop callbacks and the
+# interrupt vfuncs (Python code, fine: this thread holds the GIL) and takes
+# the library's locks only around code that calls no binding (the library
+# keeps that rule, see killable-owner.c), so holding the GIL over it cannot
+# deadlock.
+_c_interrupt = None
+_c_get_interrupt_syscalls = None
+if _lib is not None:
+    try:
+        _c_interrupt = _lib.killable_task_interrupt
+        _c_interrupt.restype = None
+        _c_interrupt.argtypes = [ctypes.c_void_p]
+        _c_get_interrupt_syscalls = _lib.killable_task_get_interrupt_syscalls
+        _c_get_interrupt_syscalls.restype = ctypes.c_int
+        _c_get_interrupt_syscalls.argtypes = [ctypes.c_void_p]
+    except AttributeError:
+        _c_interrupt = _c_get_interrupt_syscalls = None
 
 _capsule_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
     ('PyCapsule_GetPointer', ctypes.pythonapi))

@@ -1,5 +1,12 @@
 /* killable-cgroup.c: leaf cgroups for process tasks (cgroup v2)
  *
+ * Owns: finding a writable cgroup v2 directory that can hold the library's
+ * leaf cgroups (the application's, $KILLABLE_CGROUP_ROOT, or found from
+ * /proc/self/mountinfo and the process's own cgroup), creating, limiting
+ * and removing leaves.
+ * Locks: one static lock guards the cached default directory; a leaf lock.
+ * Called by: killable-process-task.c. Calls nothing of the library: a leaf.
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 

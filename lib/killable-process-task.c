@@ -1,5 +1,17 @@
 /* killable-process-task.c: work isolated in a process, with all it starts
  *
+ * Owns: the KillableProcessTask subclass: its configuration (argv, cwd,
+ * environment, flags, containment, limits), the spawn (posix_spawn in
+ * GROUP mode, the libexec helper killable-reaper in REAPER and CGROUP
+ * modes), the supervision of the program on the task's worker (pidfd,
+ * output capture or streams), and the signals of the ladder.
+ * Locks: KillableProcessTask.lock guards the fields marked so in the
+ * struct; a leaf lock, never held while calling into the base class.
+ * Called by: the public API and, through the class vfuncs (run, interrupt,
+ * kill), killable-task.c. Calls: the base class only through its public API
+ * and the protected helpers of killable-task-private.h, killable-cgroup.c,
+ * killable-stop-state.c (the wake-up fd), killable-error.c.
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 

@@ -2,6 +2,9 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
+ * Owns: a program of its own (one thread, no lock), started by
+ * killable-process-task.c (Called by), linked with nothing of the library.
+ *
  * Installed in libexecdir and run by KillableProcessTask in the REAPER and
  * CGROUP containment modes, never by users:
  *

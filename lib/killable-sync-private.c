@@ -3,6 +3,13 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
  * Built only with -fsanitize=thread; see killable-sync-private.h.
+ *
+ * Owns: a pthread mutex or condition variable behind each GMutex/GCond
+ * (installed in its pointer on first use, by compare-and-exchange), and
+ * g_once emulation. Locks: once_lock guards the g_once entries in
+ * progress; a leaf lock. Called by: every lib/ and test file of a TSan
+ * build, through the macros of killable-sync-private.h. Calls nothing of
+ * the library: a leaf.
  */
 
 #include "config.h"

@@ -1428,6 +1428,16 @@ pass_permit (KillableLimiter *limiter)
 }
 
 static void
+pass_permit_after_job (gpointer data,
+                       gpointer unused)
+{
+  KillableLimiter *limiter = data;
+
+  pass_permit (limiter);
+  g_object_unref (limiter);
+}
+
+static void
 limiter_task_ended (KillableTask    *self,
                     KillableLimiter *limiter,
                     gboolean         was_queued,
@@ -1437,8 +1447,17 @@ limiter_task_ended (KillableTask    *self,
    * give it a permit, grant_permit() sees the end and passes it on. */
   if (was_queued)
     killable_limiter_remove (limiter, G_OBJECT (self));
-  if (had_permit)
-    pass_permit (limiter);
+  if (!had_permit)
+    return;
+
+  /* On the task's own worker, the permit comes back once this thread is
+   * idle in the pool again: a task that then gets it runs on an idle
+   * thread, and a limit of N never needs an N + 1st thread. */
+  if (killable_task_get_current () == self &&
+      killable_worker_pool_after_job (pass_permit_after_job, g_object_ref (limiter)))
+    return;
+
+  pass_permit (limiter);
 }
 
 /* }}} */

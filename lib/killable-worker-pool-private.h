@@ -17,6 +17,9 @@ gboolean killable_worker_pool_run              (GFunc     func,
                                                 gpointer  data,
                                                 GError  **error);
 
+gboolean killable_worker_pool_after_job        (GFunc     func,
+                                                gpointer  data);
+
 /* For tests and benchmarks. */
 guint    killable_worker_pool_get_n_threads    (void);
 guint    killable_worker_pool_get_n_idle       (void);

@@ -2,8 +2,11 @@
  *
  * Owns: the idle workers and the thread count; the section gate of fork()
  * (killable-fork.c): how many library threads are inside a section.
- * Locks: pool_lock guards the idle workers, the count and each worker's
- * job; gate_lock the gate's waits (its counters are atomics). Leaf locks.
+ * Locks: pool_lock guards the idle workers, the count, each worker's
+ * sleeping flag and the hand-over of a job (the job word is also atomic:
+ * a worker that just finished a job spins on it briefly before it
+ * sleeps); gate_lock the gate's waits (its counters are atomics). Leaf
+ * locks.
  * Called by: killable-task.c (a task's work, its end as a section),
  * killable-timer.c (timer dispatchers, each timer function a section),
  * killable-fork.c (fork handlers). Calls nothing of the
@@ -27,59 +30,125 @@
 typedef struct
 {
   GCond     cond;
-  GFunc     func;   /* protected by pool_lock; NULL while idle */
+  GFunc     func;     /* (atomic) set (after @data) by a dispatcher under pool_lock; NULL while idle */
   gpointer  data;
-  GList     link;   /* in idle_workers while idle */
+  gboolean  sleeping; /* protected by pool_lock: waits on @cond (else it spins, or runs) */
+  GList     link;     /* in idle_workers while idle */
+  GFunc     after;    /* worker thread only: killable_worker_pool_after_job() */
+  gpointer  after_data;
 } Worker;
+
+static __thread Worker *current_worker;
 
 static GMutex pool_lock;
 static GQueue idle_workers = G_QUEUE_INIT;    /* most recently idle first */
 static guint n_threads;                       /* protected by pool_lock */
 static gint64 idle_timeout = 15 * G_USEC_PER_SEC;
 
+/* After a job, a worker looks for the next one for this long before it
+ * sleeps: a program that starts tasks one after the other hands each to a
+ * thread that is awake (no futex wake-up, no context switch). Only after a
+ * job: an idle process does not spin. */
+#define WORKER_SPIN_USEC 30
+
+/* Spins until a dispatcher hands @worker a job, for at most
+ * WORKER_SPIN_USEC. No sched_yield(): on a busy machine each one is a
+ * context switch, the very cost the spin avoids. */
+static gboolean
+spin_for_job (Worker *worker)
+{
+  gint64 end = g_get_monotonic_time () + WORKER_SPIN_USEC;
+
+  for (guint i = 1;; i++)
+    {
+      if (g_atomic_pointer_get (&worker->func) != NULL)
+        return TRUE;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause ();
+#endif
+      if (i % 64 == 0 && g_get_monotonic_time () >= end)
+        return FALSE;
+    }
+}
+
+/* Waits for the next job of @worker: FALSE when it idled for too long and
+ * must exit (it is then freed). */
+static gboolean
+wait_for_job (Worker *worker)
+{
+  gint64 idle_since;
+
+  GFunc after = worker->after;
+
+  g_mutex_lock (&pool_lock);
+  g_queue_push_head_link (&idle_workers, &worker->link);
+  g_mutex_unlock (&pool_lock);
+
+  /* Idle from here on: what the job asked to run after it (a limiter
+   * permit given back) can hand a job to this very thread. */
+  if (after != NULL)
+    {
+      gpointer after_data = worker->after_data;
+
+      worker->after = NULL;
+      worker->after_data = NULL;
+      after (after_data, NULL);
+    }
+
+  if (spin_for_job (worker))
+    return TRUE;
+
+  g_mutex_lock (&pool_lock);
+  idle_since = g_get_monotonic_time ();
+  worker->sleeping = TRUE;
+
+  /* idle_timeout is read on each wake-up, so a new value applies at once */
+  while (worker->func == NULL)
+    {
+      if (!g_cond_wait_until (&worker->cond, &pool_lock, idle_since + idle_timeout))
+        break;
+    }
+  worker->sleeping = FALSE;
+
+  if (worker->func == NULL)
+    {
+      /* Idle for too long: leave. Still in the queue, since only a
+       * dispatcher handing over a job unlinks a worker. */
+      g_queue_unlink (&idle_workers, &worker->link);
+      n_threads--;
+      g_mutex_unlock (&pool_lock);
+      g_cond_clear (&worker->cond);
+      g_free (worker);
+      return FALSE;
+    }
+
+  g_mutex_unlock (&pool_lock);
+
+  return TRUE;
+}
+
 static gpointer
 worker_main (gpointer user_data)
 {
   Worker *worker = user_data;
 
-  g_mutex_lock (&pool_lock);
+  current_worker = worker;
 
-  for (;;)
+  do
     {
-      GFunc func = worker->func;
+      /* Handed over by a dispatcher that unlinked this worker: nobody else
+       * touches the job fields until this worker is idle again. */
+      GFunc func = g_atomic_pointer_get (&worker->func);
       gpointer data = worker->data;
-      gint64 idle_since;
 
-      worker->func = NULL;
       worker->data = NULL;
-      g_mutex_unlock (&pool_lock);
+      g_atomic_pointer_set (&worker->func, NULL);
 
       func (data, NULL);
-
-      g_mutex_lock (&pool_lock);
-
-      g_queue_push_head_link (&idle_workers, &worker->link);
-      idle_since = g_get_monotonic_time ();
-
-      /* idle_timeout is read on each wake-up, so a new value applies at once */
-      while (worker->func == NULL)
-        {
-          if (!g_cond_wait_until (&worker->cond, &pool_lock, idle_since + idle_timeout))
-            break;
-        }
-
-      if (worker->func == NULL)
-        {
-          /* Idle for too long: leave. Still in the queue, since only a
-           * dispatcher handing over a job unlinks a worker. */
-          g_queue_unlink (&idle_workers, &worker->link);
-          n_threads--;
-          g_mutex_unlock (&pool_lock);
-          g_cond_clear (&worker->cond);
-          g_free (worker);
-          return NULL;
-        }
     }
+  while (wait_for_job (worker));
+
+  return NULL;
 }
 
 gboolean
@@ -97,9 +166,12 @@ killable_worker_pool_run (GFunc     func,
   if (link != NULL)
     {
       worker = link->data;
-      worker->func = func;
       worker->data = data;
-      g_cond_signal (&worker->cond);
+      /* Published last: a spinning worker reads @data after it. */
+      g_atomic_pointer_set (&worker->func, func);
+      /* A spinning worker sees it by itself: no wake-up. */
+      if (worker->sleeping)
+        g_cond_signal (&worker->cond);
       g_mutex_unlock (&pool_lock);
       return TRUE;
     }
@@ -124,6 +196,24 @@ killable_worker_pool_run (GFunc     func,
     }
 
   g_thread_unref (thread);
+
+  return TRUE;
+}
+
+/* From a job running on a pool thread: @func (@data) runs on this thread
+ * once it is back among the idle workers (at most one per job). Returns
+ * FALSE, and nothing is scheduled, elsewhere. */
+gboolean
+killable_worker_pool_after_job (GFunc    func,
+                                gpointer data)
+{
+  Worker *worker = current_worker;
+
+  if (worker == NULL || worker->after != NULL)
+    return FALSE;
+
+  worker->after = func;
+  worker->after_data = data;
 
   return TRUE;
 }

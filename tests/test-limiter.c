@@ -42,6 +42,19 @@ work_count (KillableTask  *task,
 /* 10 000 tasks under a limit of 4 use at most 4 worker threads: measured
  * with the pool's thread count, first in this program (no idle thread
  * from another test). */
+/* A permit returns once its task's worker is idle again (right after the
+ * terminal state is published): a join() may return a moment before.
+ * Bounded by the guard. */
+static void
+wait_permits_returned (KillableLimiter *limiter)
+{
+  gint64 end = g_get_monotonic_time () + TEST_GUARD_USEC;
+
+  while (killable_limiter_get_n_running (limiter) != 0 && g_get_monotonic_time () < end)
+    g_thread_yield ();
+  g_assert_cmpuint (killable_limiter_get_n_running (limiter), ==, 0);
+}
+
 static void
 test_limiter_threads (void)
 {
@@ -70,24 +83,12 @@ test_limiter_threads (void)
   g_assert_cmpint (g_atomic_int_get (&max_running_seen), <=, 4);
   g_assert_cmpint (g_atomic_int_get (&max_threads_seen), <=, 4);
   g_assert_cmpuint (killable_worker_pool_get_n_threads (), <=, 4);
-  g_assert_cmpuint (killable_limiter_get_n_running (limiter), ==, 0);
+  wait_permits_returned (limiter);
   g_assert_cmpuint (killable_limiter_get_n_waiting (limiter), ==, 0);
 }
 
 /* Beyond the limit a task waits PENDING; stopping it then ends it
  * CANCELLED without running; a returned permit starts the next. */
-/* A permit returns right after its task's terminal state is published, on
- * the worker: a join() may return a moment before. Bounded by the guard. */
-static void
-wait_permits_returned (KillableLimiter *limiter)
-{
-  gint64 end = g_get_monotonic_time () + TEST_GUARD_USEC;
-
-  while (killable_limiter_get_n_running (limiter) != 0 && g_get_monotonic_time () < end)
-    g_thread_yield ();
-  g_assert_cmpuint (killable_limiter_get_n_running (limiter), ==, 0);
-}
-
 static void
 test_limiter_wait_and_stop (void)
 {

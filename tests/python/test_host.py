@@ -102,7 +102,11 @@ class TestGil(unittest.TestCase):
             ['sh', '-c', "trap '' TERM; touch '%s'; exec sleep 1000" % ready])
         process.set_grace_period(int(GRACE_SECONDS * 1e6))
         process.start()
-        killabletest.run_loop_until(lambda: os.path.exists(ready) and process.get_pid() > 0)
+        # Nothing signals it: polled, bounded by the guard.
+        deadline = time.monotonic() + GUARD_SECONDS
+        while not (os.path.exists(ready) and process.get_pid() > 0):
+            self.assertLess(time.monotonic(), deadline, 'the program did not start')
+            time.sleep(0.01)
         pid = process.get_pid()
         # Notes when the program is gone, without Python.
         watcher = subprocess.Popen(
