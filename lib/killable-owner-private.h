@@ -33,11 +33,13 @@ typedef enum
   KILLABLE_EMIT_CHILD_POLICY       = 1 << 14,
   KILLABLE_EMIT_RETAIN_CHILDREN    = 1 << 15,
   KILLABLE_EMIT_LIMITER            = 1 << 16,
+  KILLABLE_EMIT_PAUSED             = 1 << 17,  /* pause(), resume(), or a stop lifted the pause */
 } KillableEmission;
 
 #define KILLABLE_EMIT_SETTERS \
   (KILLABLE_EMIT_TIMEOUT | KILLABLE_EMIT_GRACE_PERIOD | KILLABLE_EMIT_INTERRUPT_SYSCALLS | \
-   KILLABLE_EMIT_CHILD_POLICY | KILLABLE_EMIT_RETAIN_CHILDREN | KILLABLE_EMIT_LIMITER)
+   KILLABLE_EMIT_CHILD_POLICY | KILLABLE_EMIT_RETAIN_CHILDREN | KILLABLE_EMIT_LIMITER | \
+   KILLABLE_EMIT_PAUSED)
 
 /* Emissions whose order relative to other tasks' does not matter: they
  * coalesce into a task's pending entry wherever it stands in the queue. */

@@ -43,7 +43,6 @@
 #include "killable-error.h"
 #include "killable-cgroup-private.h"
 #include "killable-process-task.h"
-#include "killable-process-task-private.h"
 #include "killable-task-private.h"
 
 #ifndef KILLABLE_REAPER_PATH
@@ -186,8 +185,7 @@ struct _KillableProcessTask
   GInputStream         *stdout_pipe;   /* (owned) (nullable) */
   GInputStream         *stderr_pipe;   /* (owned) (nullable) */
 
-  gboolean              paused;        /* protected by @lock */
-  gboolean              paused_notify_pending; /* protected by @lock: a stop lifted the pause */
+  gboolean              paused;        /* protected by @lock: the program is (to be) frozen */
 
   /* The child: the program itself in GROUP mode (its pid is also the
    * process group ID), the reaper helper otherwise. */
@@ -217,7 +215,6 @@ enum {
   PROP_CGROUP_PARENT,
   PROP_MEMORY_LIMIT,
   PROP_MAX_PROCESSES,
-  PROP_PAUSED,
   N_PROPS
 };
 
@@ -456,8 +453,8 @@ signal_group_locked (KillableProcessTask *self,
 
 /* Sends @signum now, or at the spawn if it is still to come. A stop,
  * interrupt or kill of a paused task resumes it: the helper thaws the
- * cgroup or continues the processes before signalling them (the lifted
- * pause is notified with the state, on the owner's context). Returns FALSE
+ * cgroup or continues the processes before signalling them (the base
+ * class notifies the pause the stop lifted). Returns FALSE
  * if the program cannot be signalled (EPERM). */
 static gboolean
 request_signal (KillableProcessTask *self,
@@ -480,8 +477,6 @@ request_signal (KillableProcessTask *self,
     default:
       g_assert_not_reached ();
     }
-  if (self->paused)
-    self->paused_notify_pending = TRUE;
   self->paused = FALSE;
   ret = signal_group_locked (self, signum);
   g_mutex_unlock (&self->lock);
@@ -1395,38 +1390,26 @@ killable_process_task_kill (KillableTask *task)
   KILLABLE_TASK_CLASS (killable_process_task_parent_class)->kill (task);
 }
 
-void
-killable_process_task_set_paused_internal (KillableProcessTask *self,
-                                           gboolean             paused)
+/* KillableTaskClass.set_paused, under the base class's pause lock. */
+static gboolean
+killable_process_task_set_paused (KillableTask *task,
+                                  gboolean      paused)
 {
-  gboolean changed;
+  KillableProcessTask *self = KILLABLE_PROCESS_TASK (task);
+  gboolean accepted = TRUE;
 
   g_mutex_lock (&self->lock);
   /* A stopped task is not paused again: its stop must get through. */
-  changed = !self->paused != !paused &&
-            !(paused && (self->term_requested || self->int_requested || self->kill_requested));
-  if (changed)
+  if (paused && (self->term_requested || self->int_requested || self->kill_requested))
+    accepted = FALSE;
+  else if (!self->paused != !paused)
     {
       self->paused = paused;
-      self->paused_notify_pending = FALSE;
       signal_group_locked (self, paused ? SIGSTOP : SIGCONT);
     }
   g_mutex_unlock (&self->lock);
 
-  if (changed)
-    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PAUSED]);
-}
-
-gboolean
-killable_process_task_get_paused_internal (KillableProcessTask *self)
-{
-  gboolean ret;
-
-  g_mutex_lock (&self->lock);
-  ret = self->paused;
-  g_mutex_unlock (&self->lock);
-
-  return ret;
+  return accepted;
 }
 
 /* }}} */
@@ -1523,9 +1506,6 @@ killable_process_task_get_property (GObject    *object,
     case PROP_MAX_PROCESSES:
       g_value_set_uint (value, killable_process_task_get_max_processes (self));
       break;
-    case PROP_PAUSED:
-      g_value_set_boolean (value, killable_process_task_get_paused_internal (self));
-      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -1562,9 +1542,6 @@ killable_process_task_set_property (GObject      *object,
     case PROP_MAX_PROCESSES:
       killable_process_task_set_max_processes (self, g_value_get_uint (value));
       break;
-    case PROP_PAUSED:
-      killable_process_task_set_paused_internal (self, g_value_get_boolean (value));
-      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -1584,6 +1561,7 @@ killable_process_task_class_init (KillableProcessTaskClass *klass)
   task_class->run = killable_process_task_run;
   task_class->interrupt = killable_process_task_interrupt;
   task_class->kill = killable_process_task_kill;
+  task_class->set_paused = killable_process_task_set_paused;
 
   /**
    * KillableProcessTask:argv:
@@ -1693,39 +1671,17 @@ killable_process_task_class_init (KillableProcessTaskClass *klass)
     g_param_spec_uint ("max-processes", NULL, NULL, 0, G_MAXUINT, 0,
                        G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
-  /**
-   * KillableProcessTask:paused:
-   *
-   * Whether the program is paused. See [method@Killable.Task.pause]. The
-   * notification is emitted in the thread that paused or resumed the task
-   * (its owner's), and on the owner's context, with the state, when a stop
-   * lifted the pause.
-   *
-   * Since: 1.2
-   */
-  properties[PROP_PAUSED] =
-    g_param_spec_boolean ("paused", NULL, NULL, FALSE,
-                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
 
-/* The mode in effect, and a pause a stop lifted, are notified on the
- * owner's context, with the state. */
+/* The mode in effect is notified on the owner's context, with the
+ * state. */
 static void
 state_notify_cb (GObject    *object,
                  GParamSpec *pspec,
                  gpointer    user_data)
 {
   KillableProcessTask *self = KILLABLE_PROCESS_TASK (object);
-  gboolean pause_lifted;
-
-  g_mutex_lock (&self->lock);
-  pause_lifted = self->paused_notify_pending;
-  self->paused_notify_pending = FALSE;
-  g_mutex_unlock (&self->lock);
-  if (pause_lifted)
-    g_object_notify_by_pspec (object, properties[PROP_PAUSED]);
 
   if (self->containment_notified ||
       killable_task_get_state (KILLABLE_TASK (self)) == KILLABLE_TASK_STATE_PENDING)

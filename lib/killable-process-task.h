@@ -167,13 +167,4 @@ gboolean             killable_process_task_communicate_finish (KillableProcessTa
                                                                GBytes             **stderr_buf,
                                                                GError             **error);
 
-/* Pausing, for every task (lib/killable-task-pause.c; to move next to the
- * rest of KillableTask's API in killable-task.h). */
-KILLABLE_AVAILABLE_IN_1_2
-void                 killable_task_pause                    (KillableTask         *self);
-KILLABLE_AVAILABLE_IN_1_2
-void                 killable_task_resume                   (KillableTask         *self);
-KILLABLE_AVAILABLE_IN_1_2
-gboolean             killable_task_is_paused                (KillableTask         *self);
-
 G_END_DECLS

@@ -23,7 +23,7 @@ typedef struct _KillableStopCallback KillableStopCallback;
  * killable_task_get_stop_flag() exposes: any bit set means "take the slow
  * path" to the inline killable_task_check(). */
 #define KILLABLE_STOP_FLAG_REQUESTED 1   /* set once, never cleared */
-#define KILLABLE_STOP_FLAG_PAUSED    2   /* for pause: set while paused (killable_stop_state_set_paused) */
+#define KILLABLE_STOP_FLAG_PAUSED    2   /* set while paused (killable_stop_state_set_paused), cleared by a stop */
 
 typedef struct
 {
@@ -64,18 +64,17 @@ killable_stop_state_needs_slow_path (KillableStopState *state)
   return g_atomic_int_get (&state->requested) != 0;
 }
 
-/* Sets or clears KILLABLE_STOP_FLAG_PAUSED: the inline check() then calls
- * the function, which can wait while paused. */
-static inline void
-killable_stop_state_set_paused (KillableStopState *state,
-                                gboolean           paused)
+/* Whether KILLABLE_STOP_FLAG_PAUSED is set: check(), sleep() and wait_fd()
+ * block. */
+static inline gboolean
+killable_stop_state_is_paused (KillableStopState *state)
 {
-  if (paused)
-    g_atomic_int_or ((guint *) &state->requested, KILLABLE_STOP_FLAG_PAUSED);
-  else
-    g_atomic_int_and ((guint *) &state->requested, ~(guint) KILLABLE_STOP_FLAG_PAUSED);
+  return (g_atomic_int_get (&state->requested) & KILLABLE_STOP_FLAG_PAUSED) != 0;
 }
 
+gboolean  killable_stop_state_set_paused      (KillableStopState    *state,
+                                               gboolean              paused);
+gboolean  killable_stop_state_wait_paused     (KillableStopState    *state);
 gboolean  killable_stop_state_request         (KillableStopState    *state,
                                                const GError         *reason);
 void      killable_stop_state_fire            (KillableStopState    *state,

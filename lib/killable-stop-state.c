@@ -1,10 +1,12 @@
 /* killable-stop-state.c: the stop flag, its reason, stop callbacks
  *
  * Owns: a KillableStopState per task: the atomic flag, the reason, the
- * stop-callback list with its exact semantics, and the wake-up of blocked
- * waits (sleep, wait_fd).
+ * stop-callback list with its exact semantics, the wake-up of blocked
+ * waits (sleep, wait_fd), and the pause of thread tasks (check, sleep and
+ * wait_fd block while KILLABLE_STOP_FLAG_PAUSED is set; a stop clears it).
  * Locks: KillableStopState.lock (a GMutex) guards the reason, the wake-up
- * fd, `firing` and the condition variable's waits; KillableStopState.cb_lock
+ * fd (and its counter: a pause writes it, a resume drains it), `firing`, the
+ * changes of the paused bit and the condition variable's waits; KillableStopState.cb_lock
  * (a spin lock held for a few instructions: list links, ids) guards the
  * callback list and which callback runs. The flag is atomic. No user code
  * runs under either (callbacks run outside both, one at a time); cb_lock is
@@ -235,6 +237,9 @@ killable_stop_state_request (KillableStopState *state,
   state->firing = state->head != NULL;
   g_atomic_int_or ((guint *) &state->requested, KILLABLE_STOP_FLAG_REQUESTED);
   cb_unlock (state);
+  /* A stop lifts a pause (the word stays non-zero in between); the
+   * wake-up fd stays readable, now for the stop. */
+  g_atomic_int_and ((guint *) &state->requested, ~(guint) KILLABLE_STOP_FLAG_PAUSED);
   wake_waiters_locked (state);
   if (state->wake_fd >= 0)
     {
@@ -496,10 +501,20 @@ killable_stop_state_sleep (KillableStopState *state,
 
   g_mutex_lock (&state->lock);
 
-  while (!killable_stop_state_is_requested (state))
+  /* The deadline keeps running while paused: a sleep whose time passed
+   * while paused returns as soon as the task is resumed. */
+  for (;;)
     {
-      if (!wait_until_locked (state, end_time))
+      int word = g_atomic_int_get (&state->requested);
+
+      if (word & KILLABLE_STOP_FLAG_REQUESTED)
         break;
+      if (word & KILLABLE_STOP_FLAG_PAUSED)
+        wait_locked (state);
+      else if (g_get_monotonic_time () >= end_time)
+        break;
+      else
+        (void) wait_until_locked (state, end_time);
     }
 
   stopped = killable_stop_state_is_requested (state);
@@ -507,6 +522,69 @@ killable_stop_state_sleep (KillableStopState *state,
   g_mutex_unlock (&state->lock);
 
   return !stopped;
+}
+
+/* Sets (@paused TRUE) or clears KILLABLE_STOP_FLAG_PAUSED and wakes the
+ * waits: the inline check() then calls the function, which blocks in
+ * killable_stop_state_wait_paused(). A pause is refused once a stop was
+ * requested (returns FALSE); otherwise returns TRUE. */
+gboolean
+killable_stop_state_set_paused (KillableStopState *state,
+                                gboolean           paused)
+{
+  g_mutex_lock (&state->lock);
+
+  if (killable_stop_state_is_requested (state))
+    {
+      g_mutex_unlock (&state->lock);
+      return !paused;
+    }
+
+  if (paused && !killable_stop_state_is_paused (state))
+    {
+      g_atomic_int_or ((guint *) &state->requested, KILLABLE_STOP_FLAG_PAUSED);
+      /* wait_fd()'s poll wakes and blocks on the condition instead. */
+      if (state->wake_fd >= 0)
+        {
+          guint64 one = 1;
+
+          while (write (state->wake_fd, &one, sizeof one) < 0 && errno == EINTR)
+            ;
+        }
+    }
+  else if (!paused && killable_stop_state_is_paused (state))
+    {
+      g_atomic_int_and ((guint *) &state->requested, ~(guint) KILLABLE_STOP_FLAG_PAUSED);
+      if (state->wake_fd >= 0)
+        {
+          guint64 count;
+
+          while (read (state->wake_fd, &count, sizeof count) < 0 && errno == EINTR)
+            ;
+        }
+      wake_waiters_locked (state);
+    }
+
+  g_mutex_unlock (&state->lock);
+
+  return TRUE;
+}
+
+/* Blocks while the task is paused and no stop is requested. Returns FALSE
+ * if a stop was requested. */
+gboolean
+killable_stop_state_wait_paused (KillableStopState *state)
+{
+  if (G_UNLIKELY (killable_stop_state_is_paused (state)))
+    {
+      g_mutex_lock (&state->lock);
+      while ((g_atomic_int_get (&state->requested) &
+              (KILLABLE_STOP_FLAG_PAUSED | KILLABLE_STOP_FLAG_REQUESTED)) == KILLABLE_STOP_FLAG_PAUSED)
+        wait_locked (state);
+      g_mutex_unlock (&state->lock);
+    }
+
+  return !killable_stop_state_is_requested (state);
 }
 
 /* An eventfd that becomes readable on the stop request, for poll(); created
@@ -522,7 +600,7 @@ killable_stop_state_get_wake_fd (KillableStopState *state)
 
   if (state->wake_fd < 0)
     {
-      state->wake_fd = eventfd (killable_stop_state_is_requested (state) ? 1 : 0,
+      state->wake_fd = eventfd (g_atomic_int_get (&state->requested) != 0 ? 1 : 0,
                                EFD_CLOEXEC | EFD_NONBLOCK);
     }
   fd = state->wake_fd;
@@ -533,7 +611,9 @@ killable_stop_state_get_wake_fd (KillableStopState *state)
 }
 
 /* Waits until @fd reports @condition, @end_time (monotonic; -1 = none)
- * passes, or a stop is requested. Returns FALSE on a stop request (nothing
+ * passes, or a stop is requested; while paused it blocks on the condition
+ * (a readiness seen while paused is looked at again after the resume; the
+ * deadline keeps running). Returns FALSE on a stop request (nothing
  * set); otherwise TRUE with *@out the condition seen (0 on timeout), or 0
  * and @error set if the wait itself failed. */
 gboolean
@@ -570,7 +650,7 @@ killable_stop_state_wait_fd (KillableStopState  *state,
       int timeout_ms = -1;
       int ret;
 
-      if (killable_stop_state_is_requested (state))
+      if (!killable_stop_state_wait_paused (state))
         return FALSE;
 
       if (end_time >= 0)
@@ -595,6 +675,10 @@ killable_stop_state_wait_fd (KillableStopState  *state,
                        fd, g_strerror (errsv));
           return TRUE;
         }
+
+      /* Paused while in poll(): wait, then poll again. */
+      if (killable_stop_state_is_paused (state))
+        continue;
 
       if (pfds[0].revents != 0)
         {

@@ -88,6 +88,18 @@
  * With [property@Killable.Task:grace-period] set, a stopped task that has
  * not ended climbs the ladder by itself, one rung per grace period.
  *
+ * ## Pausing
+ *
+ * [method@Killable.Task.pause] pauses a task and [method@Killable.Task.resume]
+ * resumes it; [property@Killable.Task:paused] tells which. In a task that
+ * runs a function, the pause is cooperative: while paused,
+ * [method@Killable.Task.check], [method@Killable.Task.sleep] and
+ * [method@Killable.Task.wait_fd] block (the stop flag of
+ * [method@Killable.Task.get_stop_flag] is non-zero meanwhile, so the C
+ * inline check takes the slow path). A [class@Killable.ProcessTask] is
+ * frozen (`cgroup.freeze`, or `SIGSTOP` to what it contains). A stop lifts
+ * the pause first, so a paused task stops as promptly as a running one.
+ *
  * ## Thread safety
  *
  * Every function may be called from any thread unless its documentation
@@ -139,6 +151,7 @@ enum {
   PROP_RETAIN_CHILDREN,
   PROP_CANCELLABLE,
   PROP_LIMITER,
+  PROP_PAUSED,
   N_PROPS
 };
 
@@ -185,6 +198,7 @@ typedef struct
   int                 started;           /* (atomic) */
   int                 dispatched;        /* (atomic) handed to a worker thread */
   int                 kill_escalated;    /* (atomic) killed by a grace-period escalation */
+  int                 paused;            /* (atomic) the paused property; changed under pause_lock */
 
   GMutex              lock;
   GCond               cond;              /* join()/wait(): terminal state reached */
@@ -231,6 +245,9 @@ static guint signals[N_SIGNALS];
 static guint notify_signal_id;
 static GPrivate current_task;
 static int abandoned_threads;    /* (atomic) */
+/* Serializes pause(), resume() and the pause a stop lifts, across all
+ * tasks (rare calls): the set_paused vfunc runs under it, nothing else. */
+static GMutex pause_lock;
 
 gssize killable_task_tree_node_offset;
 gssize killable_task_stop_state_offset;
@@ -298,6 +315,7 @@ static const struct {
   { KILLABLE_EMIT_CHILD_POLICY, PROP_CHILD_POLICY },
   { KILLABLE_EMIT_RETAIN_CHILDREN, PROP_RETAIN_CHILDREN },
   { KILLABLE_EMIT_LIMITER, PROP_LIMITER },
+  { KILLABLE_EMIT_PAUSED, PROP_PAUSED },
 };
 
 static guint
@@ -903,6 +921,20 @@ killable_task_request_stop_internal (KillableTask *self,
   if (cancellable != NULL)
     g_cancellable_cancel (cancellable);
 
+  /* A stop lifts a pause: the stop state cleared its bit (check(), sleep()
+   * and wait_fd() see the stop), a process task thaws its program before
+   * signalling it. */
+  if (g_atomic_int_get (&priv->paused))
+    {
+      g_mutex_lock (&pause_lock);
+      if (g_atomic_int_get (&priv->paused))
+        {
+          g_atomic_int_set (&priv->paused, FALSE);
+          emissions |= KILLABLE_EMIT_PAUSED;
+        }
+      g_mutex_unlock (&pause_lock);
+    }
+
   /* Callbacks before anything can end the task (here for a pending task,
    * on the worker otherwise, which waits for them). */
   killable_stop_state_fire (&priv->stop, self);
@@ -911,7 +943,7 @@ killable_task_request_stop_internal (KillableTask *self,
    * children have ended), unless start() wins the race to leave PENDING;
    * then it is stopped like a running task. */
   if (g_atomic_int_get (&priv->state) == KILLABLE_TASK_STATE_PENDING &&
-      killable_task_complete_pending (self, KILLABLE_EMIT_STOP_REQUESTED))
+      killable_task_complete_pending (self, emissions))
     return;
 
   if (g_atomic_int_compare_and_exchange (&priv->state, KILLABLE_TASK_STATE_RUNNING,
@@ -1545,6 +1577,15 @@ killable_task_real_interrupt (KillableTask *self)
   interrupt_syscalls (self);
 }
 
+static gboolean
+killable_task_real_set_paused (KillableTask *self,
+                               gboolean      paused)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+  return killable_stop_state_set_paused (&priv->stop, paused);
+}
+
 static void
 killable_task_real_kill (KillableTask *self)
 {
@@ -1680,6 +1721,9 @@ killable_task_get_property (GObject    *object,
     case PROP_LIMITER:
       g_value_set_object (value, killable_task_get_limiter (self));
       break;
+    case PROP_PAUSED:
+      g_value_set_boolean (value, killable_task_is_paused (self));
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -1737,6 +1781,7 @@ killable_task_class_init (KillableTaskClass *klass)
   klass->run = killable_task_real_run;
   klass->interrupt = killable_task_real_interrupt;
   klass->kill = killable_task_real_kill;
+  klass->set_paused = killable_task_real_set_paused;
 
   /* Before any task exists: the library's locks are held across fork(). */
   killable_fork_init (killable_tree_fork_lock);
@@ -1917,6 +1962,21 @@ killable_task_class_init (KillableTaskClass *klass)
   properties[PROP_LIMITER] =
     g_param_spec_object ("limiter", NULL, NULL, KILLABLE_TYPE_LIMITER,
                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * KillableTask:paused: (getter is_paused)
+   *
+   * Whether the task is paused: [method@Killable.Task.pause] was called,
+   * and neither [method@Killable.Task.resume] nor a stop came after it.
+   * The notification reaches handlers on the owner's main context: at once
+   * when the owner's thread paused or resumed the task, queued otherwise
+   * (and when a stop lifted the pause).
+   *
+   * Since: 1.2
+   */
+  properties[PROP_PAUSED] =
+    g_param_spec_boolean ("paused", NULL, NULL, FALSE,
+                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
@@ -2939,7 +2999,9 @@ set_stop_error (KillableTask  *self,
  * @error: return location for a #GError
  *
  * Checks whether a stop was requested. Call it often in long work; it costs
- * one atomic load while the task is not stopped.
+ * one atomic load while the task is not stopped. While the task is paused
+ * ([method@Killable.Task.pause]) it blocks until the task is resumed or
+ * stopped.
  *
  * In C (GCC or Clang) this is also a header inline: it reads the word of
  * [method@Killable.Task.get_stop_flag] and calls the function only when the
@@ -2964,7 +3026,8 @@ check_slow (KillableTask  *self,
   g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
 
   priv = killable_task_get_instance_private (self);
-  if (!killable_stop_state_is_requested (&priv->stop))
+  /* Blocks while paused. */
+  if (killable_stop_state_wait_paused (&priv->stop))
     return TRUE;
 
   return set_stop_error (self, error);
@@ -3044,6 +3107,120 @@ killable_task_is_stop_requested (KillableTask *self)
   return killable_stop_state_is_requested (&priv->stop);
 }
 
+/* Pause {{{ */
+
+static void
+set_paused (KillableTask *self,
+            gboolean      paused)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  KillableTaskClass *klass = KILLABLE_TASK_GET_CLASS (self);
+  gboolean changed = FALSE;
+
+  g_mutex_lock (&pause_lock);
+  /* A stopped or finished task is not paused: its stop must get through. */
+  if (!g_atomic_int_get (&priv->paused) != !paused &&
+      !(paused && (killable_stop_state_is_requested (&priv->stop) ||
+                   killable_task_is_finished (self))))
+    {
+      /* Published before the vfunc looks at the stop flag, so that a stop
+       * requested meanwhile sees it and lifts it (after this lock). */
+      gboolean accepted;
+
+      g_atomic_int_set (&priv->paused, paused);
+      accepted = klass->set_paused == NULL || klass->set_paused (self, paused);
+      /* A stop that came in between lifts the pause (a process task's
+       * stop signal thaws it). */
+      if (paused && (!accepted || killable_stop_state_is_requested (&priv->stop)))
+        g_atomic_int_set (&priv->paused, FALSE);
+      else
+        changed = TRUE;
+    }
+  g_mutex_unlock (&pause_lock);
+
+  if (changed)
+    killable_owner_emit (&priv->owner, KILLABLE_EMIT_PAUSED);
+}
+
+/**
+ * killable_task_pause:
+ * @self: a task
+ *
+ * Pauses the task. In a task that runs a function or overrides
+ * [vfunc@Killable.Task.run], [method@Killable.Task.check],
+ * [method@Killable.Task.sleep] and [method@Killable.Task.wait_fd] block
+ * from now on until the task is resumed or stopped (the pause is
+ * cooperative: work between two of those calls goes on). A
+ * [class@Killable.ProcessTask] is frozen instead. A pending task may be
+ * paused: it is paused as soon as it starts.
+ *
+ * Pausing a paused task, a task whose stop was requested or a finished
+ * task does nothing. A stop, interrupt or kill of a paused task resumes it
+ * first, so that the stop is seen.
+ *
+ * This function is thread-safe; the [property@Killable.Task:paused]
+ * notification is emitted at once when called on the owner's thread,
+ * otherwise on the owner's main context.
+ *
+ * Since: 1.2
+ */
+void
+killable_task_pause (KillableTask *self)
+{
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+
+  set_paused (self, TRUE);
+}
+
+/**
+ * killable_task_resume:
+ * @self: a task
+ *
+ * Resumes a task paused with [method@Killable.Task.pause]: the worker's
+ * blocked [method@Killable.Task.check], [method@Killable.Task.sleep] or
+ * [method@Killable.Task.wait_fd] goes on, a process task's processes are
+ * thawed. Resuming a task that is not paused does nothing.
+ *
+ * This function is thread-safe; the [property@Killable.Task:paused]
+ * notification is emitted at once when called on the owner's thread,
+ * otherwise on the owner's main context.
+ *
+ * Since: 1.2
+ */
+void
+killable_task_resume (KillableTask *self)
+{
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+
+  set_paused (self, FALSE);
+}
+
+/**
+ * killable_task_is_paused: (get-property paused)
+ * @self: a task
+ *
+ * Whether the task is paused: [method@Killable.Task.pause] was called, and
+ * neither [method@Killable.Task.resume] nor a stop came after it.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: %TRUE if the task is paused
+ *
+ * Since: 1.2
+ */
+gboolean
+killable_task_is_paused (KillableTask *self)
+{
+  KillableTaskPrivate *priv;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
+
+  priv = killable_task_get_instance_private (self);
+  return g_atomic_int_get (&priv->paused);
+}
+
+/* }}} */
+
 /**
  * killable_task_sleep:
  * @self: a task
@@ -3051,7 +3228,9 @@ killable_task_is_stop_requested (KillableTask *self)
  * @error: return location for a #GError
  *
  * Sleeps for @usec, or until a stop is requested, whichever comes first:
- * unlike g_usleep(), a stop wakes it at once.
+ * unlike g_usleep(), a stop wakes it at once. While the task is paused it
+ * does not return (but for a stop); @usec keeps running meanwhile, so a
+ * sleep that ended while paused returns as soon as the task is resumed.
  *
  * This function is thread-safe; it is meant for the worker.
  *
@@ -3092,6 +3271,8 @@ killable_task_sleep (KillableTask  *self,
  *
  * Waits until @fd satisfies @condition, the timeout passes, or a stop is
  * requested. %G_IO_ERR, %G_IO_HUP and %G_IO_NVAL are always reported.
+ * While the task is paused it does not return (but for a stop): @fd is
+ * polled again after the resume; the timeout keeps running meanwhile.
  *
  * This function is thread-safe; it is meant for the worker.
  *

@@ -182,6 +182,26 @@ typedef void     (*KillableCleanupFunc) (KillableTask  *task,
  * Since: 1.0
  */
 
+/**
+ * KillableTaskClass::set_paused:
+ * @self: the task
+ * @paused: %TRUE to pause, %FALSE to resume
+ *
+ * Applies a pause or a resume: the default makes
+ * [method@Killable.Task.check], [method@Killable.Task.sleep] and
+ * [method@Killable.Task.wait_fd] block while paused;
+ * [class@Killable.ProcessTask] freezes its program instead. Called by
+ * [method@Killable.Task.pause] and [method@Killable.Task.resume] only when
+ * the state changes, serialized with every other pause and resume (under a
+ * lock: do not call either from it), never for a task whose stop was
+ * requested (a stop lifts the pause by itself).
+ *
+ * Returns: %TRUE if the task is now paused (@paused %TRUE) or resumed; %FALSE
+ *   to refuse a pause (the task is being stopped)
+ *
+ * Since: 1.2
+ */
+
 struct _KillableTaskClass
 {
   GObjectClass parent_class;
@@ -195,11 +215,20 @@ struct _KillableTaskClass
                               const GError  *reason);
   void     (*finished)       (KillableTask  *self);
 
+  gboolean (*set_paused)     (KillableTask  *self,
+                              gboolean       paused);
+
   /*< private >*/
-  gpointer _reserved[12];
+  gpointer _reserved[11];
 };
 
 /* Owner side */
+KILLABLE_AVAILABLE_IN_1_2
+void                killable_task_pause                 (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_2
+void                killable_task_resume                (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_2
+gboolean            killable_task_is_paused             (KillableTask         *self);
 KILLABLE_AVAILABLE_IN_1_0
 KillableTask       *killable_task_new                   (const char           *name,
                                                          KillableTaskFunc      func,

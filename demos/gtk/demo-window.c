@@ -373,7 +373,8 @@ row_action_clicked_cb (GtkButton  *button,
     demo_window_apply_rung (self, task, rung);
 }
 
-/* Pause/Resume: process tasks only (a thread task is not frozen). */
+/* Pause/Resume: a process task is frozen, a thread task blocks in its
+ * next check(), sleep() or wait_fd(). */
 static void
 pause_toggled_cb (GtkToggleButton *toggle,
                   DemoWindow      *self)
@@ -381,7 +382,7 @@ pause_toggled_cb (GtkToggleButton *toggle,
   GtkListItem *list_item = g_object_get_data (G_OBJECT (toggle), "demo-list-item");
   KillableTask *task = list_item_get_task (list_item);
 
-  if (task == NULL || !KILLABLE_IS_PROCESS_TASK (task))
+  if (task == NULL)
     return;
   if (gtk_toggle_button_get_active (toggle) == killable_task_is_paused (task))
     return;
@@ -430,8 +431,9 @@ actions_setup_cb (GtkSignalListItemFactory *factory,
   {
     GtkWidget *pause = gtk_toggle_button_new_with_label (_("Pause"));
 
-    gtk_widget_set_tooltip_text (pause, _("Freeze the program and everything it started "
-                                          "(cgroup.freeze, or SIGSTOP); a stop resumes it"));
+    gtk_widget_set_tooltip_text (pause, _("Pause the task: a program and everything it started "
+                                          "is frozen (cgroup.freeze, or SIGSTOP), a thread task "
+                                          "waits in its next check; a stop resumes it"));
     gtk_widget_set_valign (pause, GTK_ALIGN_CENTER);
     gtk_widget_add_css_class (pause, "row-action");
     g_object_set_data (G_OBJECT (pause), "demo-list-item", list_item);
@@ -457,8 +459,8 @@ actions_bind_cb (GtkSignalListItemFactory *factory,
                                                   G_BINDING_SYNC_CREATE,
                                                   state_to_sensitive, NULL, NULL, NULL));
 
-  gtk_widget_set_visible (pause, KILLABLE_IS_PROCESS_TASK (task));
-  if (KILLABLE_IS_PROCESS_TASK (task))
+  gtk_widget_set_visible (pause, !killable_task_is_group (task));
+  if (!killable_task_is_group (task))
     g_object_set_data (G_OBJECT (list_item), "demo-pause-binding",
                        g_object_bind_property (task, "paused", pause, "active",
                                                G_BINDING_SYNC_CREATE));
