@@ -2268,45 +2268,12 @@ killable_task_run_finish (KillableTask  *self,
   return g_task_propagate_boolean (G_TASK (result), error);
 }
 
-/* How long join() and wait() look at the state before they sleep: a short
- * task then ends while its joiner is awake (no futex wake-up, no context
- * switch on either side: complete_full() broadcasts only to sleepers). */
-#define JOIN_SPIN_USEC 30
-
-static void
-spin_until_terminal (KillableTaskPrivate *priv,
-                     gint64               end_time)
-{
-  gint64 end;
-
-  /* Only for a started task whose worker runs now: a pending one may wait
-   * for long. */
-  if (!g_atomic_int_get (&priv->dispatched))
-    return;
-
-  end = g_get_monotonic_time () + JOIN_SPIN_USEC;
-  if (end_time >= 0)
-    end = MIN (end, end_time);
-
-  /* No sched_yield(): on a busy machine each one is a context switch. */
-  for (guint i = 1; !KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)); i++)
-    {
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause ();
-#endif
-      if (i % 64 == 0 && g_get_monotonic_time () >= end)
-        return;
-    }
-}
-
 static gboolean
 wait_until (KillableTask *self,
             gint64        end_time)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   gboolean ret;
-
-  spin_until_terminal (priv, end_time);
 
   g_mutex_lock (&priv->lock);
   while (!KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)))

@@ -3,9 +3,8 @@
  * Owns: the idle workers and the thread count; the section gate of fork()
  * (killable-fork.c): how many library threads are inside a section.
  * Locks: pool_lock guards the idle workers, the count, each worker's
- * sleeping flag and the hand-over of a job (the job word is also atomic:
- * a worker that just finished a job spins on it briefly before it
- * sleeps); gate_lock the gate's waits (its counters are atomics). Leaf
+ * sleeping flag and the hand-over of a job (the job word is also atomic);
+ * gate_lock the gate's waits (its counters are atomics). Leaf
  * locks.
  * Called by: killable-task.c (a task's work, its end as a section),
  * killable-timer.c (timer dispatchers, each timer function a section),
@@ -32,7 +31,7 @@ typedef struct
   GCond     cond;
   GFunc     func;     /* (atomic) set (after @data) by a dispatcher under pool_lock; NULL while idle */
   gpointer  data;
-  gboolean  sleeping; /* protected by pool_lock: waits on @cond (else it spins, or runs) */
+  gboolean  sleeping; /* protected by pool_lock: waits on @cond (else it runs, or is about to wait) */
   GList     link;     /* in idle_workers while idle */
   GFunc     after;    /* worker thread only: killable_worker_pool_after_job() */
   gpointer  after_data;
@@ -44,32 +43,6 @@ static GMutex pool_lock;
 static GQueue idle_workers = G_QUEUE_INIT;    /* most recently idle first */
 static guint n_threads;                       /* protected by pool_lock */
 static gint64 idle_timeout = 15 * G_USEC_PER_SEC;
-
-/* After a job, a worker looks for the next one for this long before it
- * sleeps: a program that starts tasks one after the other hands each to a
- * thread that is awake (no futex wake-up, no context switch). Only after a
- * job: an idle process does not spin. */
-#define WORKER_SPIN_USEC 30
-
-/* Spins until a dispatcher hands @worker a job, for at most
- * WORKER_SPIN_USEC. No sched_yield(): on a busy machine each one is a
- * context switch, the very cost the spin avoids. */
-static gboolean
-spin_for_job (Worker *worker)
-{
-  gint64 end = g_get_monotonic_time () + WORKER_SPIN_USEC;
-
-  for (guint i = 1;; i++)
-    {
-      if (g_atomic_pointer_get (&worker->func) != NULL)
-        return TRUE;
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause ();
-#endif
-      if (i % 64 == 0 && g_get_monotonic_time () >= end)
-        return FALSE;
-    }
-}
 
 /* Waits for the next job of @worker: FALSE when it idled for too long and
  * must exit (it is then freed). */
@@ -94,9 +67,6 @@ wait_for_job (Worker *worker)
       worker->after_data = NULL;
       after (after_data, NULL);
     }
-
-  if (spin_for_job (worker))
-    return TRUE;
 
   g_mutex_lock (&pool_lock);
   idle_since = g_get_monotonic_time ();
@@ -167,9 +137,9 @@ killable_worker_pool_run (GFunc     func,
     {
       worker = link->data;
       worker->data = data;
-      /* Published last: a spinning worker reads @data after it. */
+      /* Published last: a worker about to wait reads @data after it. */
       g_atomic_pointer_set (&worker->func, func);
-      /* A spinning worker sees it by itself: no wake-up. */
+      /* A worker not yet waiting sees it by itself: no wake-up. */
       if (worker->sleeping)
         g_cond_signal (&worker->cond);
       g_mutex_unlock (&pool_lock);
