@@ -1194,6 +1194,18 @@ killable_process_task_run (KillableTask  *task,
                    name, cwd);
       goto out;
     }
+  /* The child has our credentials: a directory we cannot enter, it cannot
+   * either, and its chdir() failure would read as a program that cannot be
+   * run (EACCES). */
+  if (cwd != NULL && access (cwd, X_OK) != 0)
+    {
+      int errsv = errno;
+
+      g_set_error (error, G_SPAWN_ERROR, G_SPAWN_ERROR_CHDIR,
+                   _("Could not run program “%s”: cannot enter working directory “%s”: %s"),
+                   name, cwd, g_strerror (errsv));
+      goto out;
+    }
 
   mode = resolve_containment (self, &cgroup_base, error);
   if (mode == KILLABLE_CONTAINMENT_AUTO)

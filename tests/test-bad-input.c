@@ -22,6 +22,7 @@
 #include <math.h>
 #include <signal.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -642,6 +643,58 @@ test_process_bad_cwd (void)
   g_rmdir (dir);
 }
 
+/* An unsearchable directory: root may enter it, so as root the case runs in
+ * a subprocess that first becomes nobody (uid and gid 65534).
+ *
+ * FAILS on libkillable at the time of writing (a lib bug, left failing on
+ * purpose): the chdir() of posix_spawn fails with EACCES, which the library
+ * reports as G_SPAWN_ERROR_ACCES "Could not run program “true”: Permission
+ * denied", as if the program could not be executed; it does not name the
+ * working directory. G_SPAWN_ERROR_CHDIR, naming the directory, is what a
+ * missing or non-directory cwd gives and what g_spawn_*() gives for any
+ * chdir() failure. */
+static void
+test_process_unsearchable_cwd (void)
+{
+  if (g_test_subprocess ())
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(KillableProcessTask) task = NULL;
+      g_autofree char *dir = NULL;
+      g_autofree char *locked = NULL;
+      const char *argv[] = { "true", NULL };
+
+      if (geteuid () == 0)
+        {
+          g_assert_no_errno (setgroups (0, NULL));
+          g_assert_no_errno (setgid (65534));
+          g_assert_no_errno (setuid (65534));
+          g_assert_cmpint (geteuid (), ==, 65534);
+          g_printerr ("running as root: the case runs as nobody (uid 65534)\n");
+        }
+
+      dir = g_dir_make_tmp ("killable-bad-input-XXXXXX", &error);
+      g_assert_no_error (error);
+      locked = g_build_filename (dir, "locked", NULL);
+      g_assert_no_errno (g_mkdir (locked, 0));
+
+      task = process_new (argv);
+      killable_process_task_set_cwd (task, locked);
+      g_assert_true (killable_task_start (KILLABLE_TASK (task), NULL));
+      g_assert_false (killable_task_join (KILLABLE_TASK (task), &error));
+      g_assert_error (error, G_SPAWN_ERROR, G_SPAWN_ERROR_CHDIR);
+      g_printerr ("unsearchable cwd: %s\n", error->message);
+
+      g_rmdir (locked);
+      g_rmdir (dir);
+      return;
+    }
+
+  g_test_trap_subprocess (NULL, TEST_LIMIT_USEC (30 * G_USEC_PER_SEC),
+                          G_TEST_SUBPROCESS_INHERIT_STDERR);
+  CHECKED (CAT_PROCESS, g_test_trap_assert_passed ());
+}
+
 static void
 test_process_huge_environ (void)
 {
@@ -810,6 +863,7 @@ main (int   argc,
   add_counted ("/bad-input/process-argv", test_process_argv);
   add_counted ("/bad-input/process-setters", test_process_setters);
   add_counted ("/bad-input/process-bad-cwd", test_process_bad_cwd);
+  add_counted ("/bad-input/process-unsearchable-cwd", test_process_unsearchable_cwd);
   add_counted ("/bad-input/process-huge-environ", test_process_huge_environ);
   add_counted ("/bad-input/process-closes-stdout", test_process_closes_stdout);
   add_counted ("/bad-input/process-floods-stdout", test_process_floods_stdout);
