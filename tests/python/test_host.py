@@ -166,5 +166,30 @@ class TestHostileInput(unittest.TestCase):
         shutil.rmtree(workdir)
 
 
+class TestBoundedCapture(unittest.TestCase):
+    """Issue 12, item 8, from Python: a flood of output keeps the first
+    capture-limit bytes, says it dropped the rest, and the task succeeds."""
+
+    def test_flood_is_bounded(self):
+        task = Killable.ProcessTask.new(['head', '-c', '3000000', '/dev/zero'])
+        task.set_flags(Killable.ProcessFlags.STDOUT_PIPE)
+        task.set_capture_limit(4096)
+        task.start()
+        task.join(GUARD_SECONDS)
+        self.assertEqual(task.get_state(), Killable.TaskState.SUCCEEDED)
+        self.assertEqual(task.get_stdout_bytes().get_size(), 4096)
+        self.assertTrue(task.get_stdout_truncated())
+        self.assertIn('capture limit', task.dup_status())
+
+    def test_under_the_limit_is_whole(self):
+        task = Killable.ProcessTask.new(['echo', 'hello'])
+        task.set_flags(Killable.ProcessFlags.STDOUT_PIPE)
+        task.set_capture_limit(4096)
+        task.start()
+        task.join(GUARD_SECONDS)
+        self.assertEqual(task.get_stdout_bytes().get_data(), b'hello\n')
+        self.assertFalse(task.get_stdout_truncated())
+
+
 if __name__ == '__main__':
     killabletest.main()
