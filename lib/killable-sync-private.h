@@ -41,7 +41,9 @@
 
 #pragma once
 
-#if defined(__SANITIZE_THREAD__)
+/* A program that does not use GLib (the reaper helper) opts out. */
+#if defined(KILLABLE_NO_GLIB)
+#elif defined(__SANITIZE_THREAD__)
 # define KILLABLE_SYNC_PTHREAD 1
 #elif defined(__has_feature)
 # if __has_feature(thread_sanitizer)

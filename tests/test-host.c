@@ -830,6 +830,9 @@ test_signal_none_free (void)
       for (int s = SIGRTMIN; s <= SIGRTMAX; s++)
         g_assert_true (has_app_handler (s));
       test_gate_open (&gate);
+      /* The abandoned worker still reads @gate (on this stack frame) as it
+       * leaves the gate: wait until it has returned. */
+      TEST_POLL_UNTIL (killable_get_abandoned_thread_count () == 0);
       return;
     }
 
@@ -994,6 +997,9 @@ running_shed (Running *r)
 static void
 running_clear (Running *r)
 {
+  /* The stubborn task's abandoned worker still reads @r->gate as it
+   * leaves it. */
+  TEST_POLL_UNTIL (killable_get_abandoned_thread_count () == 0);
   g_clear_object (&r->stubborn);
   g_clear_object (&r->reader);
   g_clear_object (&r->process);
