@@ -245,13 +245,23 @@ typedef struct
 } Release;
 
 
+/* The fields of a Release are written and read under owner_lock: the
+ * hand-over through GLib's main context is invisible to ThreadSanitizer. */
 static gboolean
 release_dispatch (gpointer user_data)
 {
   Release *release = user_data;
+  GDestroyNotify notify;
+  gpointer data;
 
-  release->notify (release->data);
+  g_mutex_lock (&owner_lock);
+  notify = release->notify;
+  data = release->data;
   release->notify = NULL;
+  g_mutex_unlock (&owner_lock);
+
+  if (notify != NULL)
+    notify (data);
 
   return G_SOURCE_REMOVE;
 }
@@ -260,10 +270,18 @@ static void
 release_free (gpointer user_data)
 {
   Release *release = user_data;
+  GDestroyNotify notify;
+  gpointer data;
+
+  g_mutex_lock (&owner_lock);
+  notify = release->notify;
+  data = release->data;
+  release->notify = NULL;
+  g_mutex_unlock (&owner_lock);
 
   /* A context freed before it ran the source still releases the data. */
-  if (release->notify != NULL)
-    release->notify (release->data);
+  if (notify != NULL)
+    notify (data);
   g_free (release);
 }
 
@@ -310,8 +328,10 @@ killable_owner_release (KillableOwner  *owner,
     }
 
   release = g_new0 (Release, 1);
+  g_mutex_lock (&owner_lock);
   release->notify = notify;
   release->data = data;
+  g_mutex_unlock (&owner_lock);
 
   source = g_idle_source_new ();
   g_source_set_priority (source, G_PRIORITY_DEFAULT);

@@ -95,7 +95,9 @@ quit_cb (gpointer user_data)
       killable_task_get_state (self->process) != KILLABLE_TASK_STATE_RUNNING)
     return G_SOURCE_CONTINUE;
 
-  killable_task_shutdown_async (self->root, 20 * 1000, NULL, shutdown_cb, self);
+  /* The grace (and the bound on abandoned threads, one more grace) scales
+   * with the tools' slowdown. */
+  killable_task_shutdown_async (self->root, TEST_LIMIT_USEC (20 * 1000), NULL, shutdown_cb, self);
   return G_SOURCE_REMOVE;
 }
 

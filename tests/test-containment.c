@@ -1111,6 +1111,12 @@ test_unprivileged_auto (void)
 
 /* }}} */
 
+static void
+skip_under_valgrind (void)
+{
+  g_test_skip ("valgrind 3.19 does not know pidfd_open(), which the containment checks use");
+}
+
 int
 main (int    argc,
       char **argv)
@@ -1140,6 +1146,14 @@ main (int    argc,
     return run_auto_report ();
 
   g_test_init (&argc, &argv, NULL);
+
+  /* The checks of what survived are pidfds, and valgrind 3.19 does not
+   * know pidfd_open(): reported as skipped, never as passed. */
+  if (g_getenv ("KILLABLE_UNDER_VALGRIND") != NULL)
+    {
+      g_test_add_func ("/containment/under-valgrind", skip_under_valgrind);
+      return g_test_run ();
+    }
 
   for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
     {

@@ -289,8 +289,10 @@ static void
 assert_process_ends (int pid)
 {
   int fd = (int) syscall (SYS_pidfd_open, pid, 0);
+  int errsv = errno;   /* before anything else can change it */
   gint64 end = g_get_monotonic_time () + GUARD_USEC;
 
+  errno = errsv;
   if (fd >= 0)
     {
       struct pollfd pfd = { .fd = fd, .events = POLLIN };

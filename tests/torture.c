@@ -2888,7 +2888,7 @@ big_tree_round (guint32 seed,
 
   killable_task_stop (root);
   /* A guard, not a timing: a stopped tree that does not end is a bug. */
-  if (!killable_task_wait (root, 60 * G_USEC_PER_SEC))
+  if (!killable_task_wait (root, TEST_LIMIT_USEC (60 * G_USEC_PER_SEC)))
     violation ("big-root", "the stopped tree did not end");
 
   g_atomic_int_set (&bt.quit, 1);
