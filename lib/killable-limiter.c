@@ -13,6 +13,7 @@
 #include "config.h"
 
 #include "killable-limiter-private.h"
+#include "killable-sync-private.h"
 
 /**
  * KillableLimiter:
@@ -74,6 +75,11 @@ static void
 killable_limiter_finalize (GObject *object)
 {
   KillableLimiter *self = KILLABLE_LIMITER (object);
+
+  /* Under ThreadSanitizer: every thread's use of the limiter (a worker
+   * passing a permit on, then dropping its reference) happens before its
+   * end, whoever drops the last reference. */
+  KILLABLE_SYNC_DISPOSING (self);
 
   /* Each waiting task holds a reference on its limiter (its limiter
    * property): none can wait any more. */

@@ -91,7 +91,17 @@ quit_cb (gpointer user_data)
 
   /* The work runs: quit. Not g_application_quit(): the application ends
    * once nothing holds it, after the tree. */
-  if (self->coop_gate.entered < 1 || self->stuck_gate.entered < 1 ||
+  int coop_entered, stuck_entered;
+
+  /* Read under the gates' locks: the workers write them under those. */
+  g_mutex_lock (&self->coop_gate.lock);
+  coop_entered = self->coop_gate.entered;
+  g_mutex_unlock (&self->coop_gate.lock);
+  g_mutex_lock (&self->stuck_gate.lock);
+  stuck_entered = self->stuck_gate.entered;
+  g_mutex_unlock (&self->stuck_gate.lock);
+
+  if (coop_entered < 1 || stuck_entered < 1 ||
       killable_task_get_state (self->process) != KILLABLE_TASK_STATE_RUNNING)
     return G_SOURCE_CONTINUE;
 
