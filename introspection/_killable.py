@@ -478,8 +478,11 @@ def _send_locked(w, force):
     return True
 
 
-class _Sender(object):
-    """A daemon thread that sends scheduled asynchronous exceptions."""
+class _DueQueue(object):
+    """A queue of entries (a list or tuple whose first item is the monotonic
+    time it is due), served by a daemon thread started on first use."""
+
+    thread_name = None
 
     def __init__(self):
         self._reset()
@@ -487,29 +490,47 @@ class _Sender(object):
     def _reset(self):
         # Also in a child after fork(): the thread did not come along.
         self._cond = threading.Condition(threading.Lock())
-        self._queue = []      # [due, retry delay, worker, since], unordered
+        self._queue = []
         self._thread = None
 
-    def schedule(self, w, delay=0.0):
+    def _push(self, entry):
         with self._cond:
-            now = time.monotonic()
-            self._queue.append([now + delay, _RETRY_FIRST, w, now + delay])
+            self._queue.append(entry)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._main, daemon=True,
-                                                name='killable-interrupter')
+                                                name=self.thread_name)
                 self._thread.start()
             self._cond.notify()
 
-    def _main(self):
-        while True:
-            with self._cond:
+    def _wait_due(self, take):
+        """Waits until entries are due; returns (now, those entries), taken
+        out of the queue when ``take``."""
+        with self._cond:
+            while True:
                 while not self._queue:
                     self._cond.wait()
                 now = time.monotonic()
                 due = [e for e in self._queue if e[0] <= now]
-                if not due:
-                    self._cond.wait(min(e[0] for e in self._queue) - now)
-                    continue
+                if due:
+                    if take:
+                        self._queue = [e for e in self._queue if e[0] > now]
+                    return now, due
+                self._cond.wait(min(e[0] for e in self._queue) - now)
+
+
+class _Sender(_DueQueue):
+    """A daemon thread that sends scheduled asynchronous exceptions."""
+
+    thread_name = 'killable-interrupter'
+
+    def schedule(self, w, delay=0.0):
+        # [due, retry delay, worker, since], unordered
+        due = time.monotonic() + delay
+        self._push([due, _RETRY_FIRST, w, due])
+
+    def _main(self):
+        while True:
+            now, due = self._wait_due(take=False)
             for entry in due:
                 try:
                     done = _send(entry[2], now - entry[3] >= _FORCE_AFTER)
@@ -1157,38 +1178,17 @@ def publish_report(task, w=None, now=None):
                 _publish_one(task, key, value)
 
 
-class _Flusher(object):
+class _Flusher(_DueQueue):
     """A daemon thread that publishes what workers left unpublished."""
 
-    def __init__(self):
-        self._reset()
-
-    def _reset(self):
-        # Also in a child after fork(): the thread did not come along.
-        self._cond = threading.Condition(threading.Lock())
-        self._queue = []      # (due, task, worker)
-        self._thread = None
+    thread_name = 'killable-progress'
 
     def schedule(self, task, w, due):
-        with self._cond:
-            self._queue.append((due, task, w))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._main, daemon=True,
-                                                name='killable-progress')
-                self._thread.start()
-            self._cond.notify()
+        self._push((due, task, w))
 
     def _main(self):
         while True:
-            with self._cond:
-                while not self._queue:
-                    self._cond.wait()
-                now = time.monotonic()
-                due = [e for e in self._queue if e[0] <= now]
-                if not due:
-                    self._cond.wait(min(e[0] for e in self._queue) - now)
-                    continue
-                self._queue = [e for e in self._queue if e[0] > now]
+            _, due = self._wait_due(take=True)
             for _, task, w in due:
                 w.flush_armed = False
                 try:
