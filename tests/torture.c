@@ -1647,7 +1647,10 @@ attack_one (Attacker *att,
              * terminal then.) */
             if (old_parent != NULL && !IS_TERMINAL (killable_task_get_state (child)))
               violation (child_rec->name, "add_child accepted a live task that had a parent");
-            if (new_parent != task && new_parent != NULL)
+            /* (A child that ended meanwhile was released by @task and may
+             * have been added elsewhere by another attacker since.) */
+            if (new_parent != task && new_parent != NULL &&
+                !IS_TERMINAL (killable_task_get_state (child)))
               violation (child_rec->name, "dup_parent after add_child is another task");
             sync_lock (&round->sync);
             child_rec->parent_rec = rec;
