@@ -309,16 +309,12 @@ class Task(Killable.Task):
             deadline = time.monotonic() + _to_usec(timeout, 'timeout') / 1e6
         else:
             deadline = None
-        state = self.get_state()
-        if state == _State.PENDING:
-            raise RuntimeError("cannot join task %r before it is started" % self.get_name())
-        if Killable.Task.get_current() is self:
-            raise RuntimeError("a task cannot join itself")
+        _killable.join_prologue(self)
         while True:
             wait = _WAIT_SLICE
             if deadline is not None:
                 wait = min(wait, max(deadline - time.monotonic(), 0))
-            if Killable.Task.wait(self, int(wait * 1e6)):
+            if _killable.wait_end(self, int(wait * 1e6)):
                 break
             _killable.raise_self_pending()
             if deadline is not None and time.monotonic() >= deadline:

@@ -52,8 +52,6 @@ class TaskCancelled(BaseException):
     def __init__(self, *args, error=None):
         super().__init__(*args)
         self.error = error
-        if _early_sent:
-            _await_early_stop()
 
     def __str__(self):
         if self.args:
@@ -164,8 +162,12 @@ def _error_key(error):
 # - never while the worker waits in Task.sleep()/check()/wait_fd(): the stop
 #   wakes those, and they raise the exception themselves when they return
 #   (w.in_wait, w.pending);
-# - from the interrupting thread itself (the interrupt or kill vfunc, after
-#   the stop was requested) when the worker runs the user's bytecode, else
+# - after the stop was requested, from the interrupting thread itself when
+#   the worker runs the user's bytecode: Task.interrupt() right after its C
+#   call returned (the vfunc then leaves it to that call, w.direct), the
+#   interrupt or kill vfunc otherwise; holding the GIL all along, so that
+#   the worker gets it first when the caller next releases it (no thread
+#   switch interval, nothing waited for). Else
 #   from a helper thread, preferably while the worker runs the user's
 #   bytecode, not while its innermost frame is at a call: it is then inside
 #   C code, maybe a GIO call that the stop is waking up, whose GError
@@ -186,9 +188,10 @@ _thread_state = ctypes.PYFUNCTYPE(ctypes.c_void_p)(('PyThreadState_Get', ctypes.
 # Not sys._current_frames(): it holds the interpreter's thread-list lock
 # while it creates frame objects, and a garbage collection there that frees
 # a GObject wrapper can wait for the GIL with that lock held.
-_thread_frame = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)(
+# It returns a new reference, which a py_object result takes over (ctypes
+# drops the one it adds); ValueError when the thread has no frame.
+_thread_frame = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p)(
     ('PyThreadState_GetFrame', ctypes.pythonapi))
-_decref = ctypes.PYFUNCTYPE(None, ctypes.c_void_p)(('Py_DecRef', ctypes.pythonapi))
 
 # _Worker.async_state
 _ASYNC_NONE = 0        # nothing asked yet
@@ -215,7 +218,7 @@ class _Worker(object):
                  'interrupt_type', 'pending', 'eaten', 'exc', 'exc_tb', 'exc_key',
                  'ptr', 'flag', 'report', 'published', 'flush_armed',
                  'publish_lock', 'result', 'thread', 'ident', 'native_id',
-                 'consumed', 'shield', '__weakref__')
+                 'consumed', 'shield', 'direct', '__weakref__')
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -235,6 +238,7 @@ class _Worker(object):
         self.native_id = None
         self.consumed = False       # join()/result()/... read the outcome
         self.shield = 0             # depth of Killable.shield() blocks
+        self.direct = 0             # Task.interrupt() calls in their C call
         # The hot calls (see "Hot calls" below).
         self.ptr = None             # the KillableTask *, set at first use
         self.flag = None            # its stop word, if the library has one
@@ -343,6 +347,10 @@ def _request_locked(w, exc_type):
         return
     w.async_state = _ASYNC_SCHEDULED
     w.async_type = exc_type
+    if w.direct:
+        # Task.interrupt() is in its C call (this is its vfunc, or another
+        # thread's): it sends it when that call returns.
+        return
     # The calling thread holds the GIL (an interrupt or kill vfunc runs
     # Python code), so the worker is paused: send it from here at once if
     # it is in the user's bytecode, sparing the helper thread (and the
@@ -352,72 +360,13 @@ def _request_locked(w, exc_type):
         _sender.schedule(w)
 
 
-# Task.interrupt() sends the exception itself, before its stop, when it can
-# (see _send_early_locked()): {worker thread id: (task, threading.Event set
-# once the interrupt's C call returned)} until that call returned.
-_early_sent = {}
-_early_lock = threading.Lock()
-
-
-def _send_early_locked(w, task, exc_type):
-    """In Task.interrupt(), before its C call: the caller holds the GIL, so
-    an exception sent now lands as soon as the worker gets the GIL back,
-    without the thread switch interval that the interrupt vfunc waits to
-    get it in turn. Only for a TaskCancelled class whose __init__ is ours,
-    while the worker runs the user's bytecode, under the rules of
-    _send_locked(). That __init__ runs in the worker when the exception
-    lands, before any of the user's code sees it, and waits there until the
-    stop was requested: the exception never comes before the stop. Returns
-    the Event to set once the C call returned, or None if nothing was sent
-    (the vfunc then does it). Called with w.lock held."""
-    if (w.async_state != _ASYNC_NONE or w.pending is not None or w.tid is None or
-            w.in_wait or w.shield or w.tid == threading.get_ident() or
-            not issubclass(exc_type, TaskCancelled) or
-            exc_type.__init__ is not TaskCancelled.__init__):
-        return None
-    if not _may_land(_worker_frame(w), False):
-        return None
-    returned = threading.Event()
-    with _early_lock:
-        _early_sent[w.tid] = (task, returned)
-    w.async_state = _ASYNC_SCHEDULED
-    w.async_type = exc_type
-    _send_locked(w, False)
-    return returned
-
-
-def _await_early_stop():
-    """In TaskCancelled.__init__: if it is the exception Task.interrupt()
-    sent early landing in its worker, wait for the interrupt's stop."""
-    entry = _early_sent.get(threading.get_ident())
-    if entry is None:
-        return
-    task, returned = entry
-    # Until the stop is done (the task left RUNNING: its cancellable was
-    # cancelled and its stop callbacks ran), as if the vfunc had sent it.
-    # The stop flag is set first in the C call, before any callback; once
-    # it is set, a callback that waits for this worker cannot hold it long.
-    since = None
-    while Killable.Task.get_state(task) == _State.RUNNING:
-        if returned.wait(0.0002):
-            break
-        if Killable.Task.is_stop_requested(task):
-            now = time.monotonic()
-            if since is None:
-                since = now
-            elif now - since >= _FORCE_AFTER:
-                break
-
-
 def _worker_frame(w):
     """The innermost frame of the worker (paused: we hold the GIL), or
     None. Called with w.lock held, while the worker is in run()."""
-    ptr = _thread_frame(w.tstate)
-    if not ptr:
+    try:
+        return _thread_frame(w.tstate)
+    except ValueError:
         return None
-    frame = ctypes.cast(ptr, ctypes.py_object).value
-    _decref(ptr)
-    return frame
 
 
 def _is_pygobject_module(module):
@@ -1006,26 +955,29 @@ def raise_outcome(task):
 
 
 def interrupt(task, exc_type):
-    """Task.interrupt(): the C call, with the exception sent early when it
-    can be (see _send_early_locked())."""
-    w = worker(task)
-    returned = None
+    """Task.interrupt(): the C call (the stop, the descendants, EINTR for a
+    worker that opted in), then the exception, sent from here at once when
+    the worker runs the user's bytecode: it lands as soon as the worker
+    gets the GIL, after the stop, without waiting for anything. (The C call
+    keeps the GIL: the worker is paused until this returns.)"""
+    w = task.__dict__.get('_killable_worker') or worker(task)
+    with w.lock:
+        w.interrupt_type = exc_type
+        w.direct += 1
     try:
-        with w.lock:
-            w.interrupt_type = exc_type
-            tid = w.tid
-            returned = _send_early_locked(w, task, exc_type)
         if _c_interrupt is not None:
-            _c_interrupt(_pointer(task, w))
+            _c_interrupt(w.ptr or _pointer(task, w))
         else:
             Killable.Task.interrupt(task)
     finally:
-        if returned is not None:
-            returned.set()
-            with _early_lock:
-                if _early_sent.get(tid, (None, None))[1] is returned:
-                    del _early_sent[tid]
-    raise_self_pending()
+        with w.lock:
+            w.direct -= 1
+            # What the interrupt vfunc left to this call (or to another
+            # interrupt() in its C call meanwhile: whichever comes first).
+            if w.async_state == _ASYNC_SCHEDULED and not _send_locked(w, False):
+                _sender.schedule(w)
+    if w.pending is not None:
+        raise_self_pending()
 
 # }}}
 
@@ -1094,6 +1046,55 @@ if _lib is not None:
         _c_get_interrupt_syscalls.argtypes = [ctypes.c_void_p]
     except AttributeError:
         _c_interrupt = _c_get_interrupt_syscalls = None
+
+# join() and the override's other waits on the end hand the GIL away only
+# once, in the wait itself: killable_task_get_state() and
+# killable_task_get_current() are atomic loads or a thread-local read
+# (through the PyDLL: no GIL round trip), killable_task_wait() goes through
+# a CDLL (the GIL released, as introspection would, with less marshalling
+# in front of it).
+_c_get_state = _c_get_current = _c_wait = None
+if _lib is not None:
+    try:
+        _c_get_state = _lib.killable_task_get_state
+        _c_get_state.restype = ctypes.c_int
+        _c_get_state.argtypes = [ctypes.c_void_p]
+        _c_get_current = _lib.killable_task_get_current
+        _c_get_current.restype = ctypes.c_void_p
+        _c_get_current.argtypes = []
+        _c_wait = ctypes.CDLL(_lib._name).killable_task_wait
+        _c_wait.restype = ctypes.c_int
+        _c_wait.argtypes = [ctypes.c_void_p, ctypes.c_int64]
+    except AttributeError:
+        _c_get_state = _c_get_current = _c_wait = None
+
+_PENDING = int(_State.PENDING)
+
+
+def join_prologue(task):
+    """join()'s checks: RuntimeError before the start or in the task's own
+    worker. Keeps the GIL."""
+    if _c_get_state is None:
+        if task.get_state() == _State.PENDING:
+            raise RuntimeError("cannot join task %r before it is started" % task.get_name())
+        if Killable.Task.get_current() is task:
+            raise RuntimeError("a task cannot join itself")
+        return
+    w = task.__dict__.get('_killable_worker') or worker(task)
+    ptr = w.ptr or _pointer(task, w)
+    if _c_get_state(ptr) == _PENDING:
+        raise RuntimeError("cannot join task %r before it is started" % task.get_name())
+    if _c_get_current() == ptr:
+        raise RuntimeError("a task cannot join itself")
+
+
+def wait_end(task, usec):
+    """Killable.Task.wait(task, usec), the GIL released while it waits."""
+    if _c_wait is None:
+        return Killable.Task.wait(task, usec)
+    w = task.__dict__.get('_killable_worker') or worker(task)
+    return bool(_c_wait(w.ptr or _pointer(task, w), usec))
+
 
 _capsule_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
     ('PyCapsule_GetPointer', ctypes.pythonapi))

@@ -13,6 +13,9 @@ workers, ``PyThreadState_SetAsyncExc`` sent in a loop):
 - ``single``: one spinning worker; the time from the interrupt call to the
   worker's ``except`` (median over the runs; acceptance <= 1.5x).
 
+The two sides run interleaved (bare, Killable, bare, ...), each figure the
+median of its runs.
+
 ``--json FILE`` writes the figures."""
 
 import argparse
@@ -116,6 +119,15 @@ def single_killable():
     return caught[0] - t0
 
 
+def interleaved(bare, ours, runs):
+    """The medians of ``runs`` runs of each, one after the other."""
+    b, o = [], []
+    for _ in range(runs):
+        b.append(bare())
+        o.append(ours())
+    return statistics.median(b), statistics.median(o)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--workers', type=int, nargs='*', default=[20, 50, 100, 200])
@@ -125,17 +137,17 @@ def main():
     args = parser.parse_args()
     results = {'many': {}, 'single': {}}
 
+    # Interleaved: bare, Killable, bare, ... so that the load of the
+    # machine (shared with builds) weighs on both sides alike.
     for n in args.workers:
-        bare = statistics.median(many_bare(n) for _ in range(args.runs))
-        ours = statistics.median(many_killable(n) for _ in range(args.runs))
+        bare, ours = interleaved(lambda: many_bare(n), lambda: many_killable(n), args.runs)
         results['many'][n] = {'bare_ms': bare * 1e3, 'killable_ms': ours * 1e3,
                               'ratio': ours / bare}
         print('many   N=%-4d bare %9.2f ms  Killable %9.2f ms  x%.2f (target <= 2 at 200)'
               % (n, bare * 1e3, ours * 1e3, ours / bare))
         sys.stdout.flush()
 
-    bare = statistics.median(single_bare() for _ in range(args.single_runs))
-    ours = statistics.median(single_killable() for _ in range(args.single_runs))
+    bare, ours = interleaved(single_bare, single_killable, args.single_runs)
     results['single'] = {'bare_us': bare * 1e6, 'killable_us': ours * 1e6,
                          'ratio': ours / bare}
     print('single median  bare %8.1f us  Killable %8.1f us  x%.2f (target <= 1.5)'
