@@ -481,8 +481,11 @@ def shield():
     :meth:`Task.interrupt` (or :meth:`Task.kill`) is not raised inside the
     block: it is raised when the outermost shield ends, at once. A stop is
     not deferred: :meth:`Task.check`, :meth:`Task.sleep` and the other
-    waits called inside the block still raise (they are explicit). Outside
-    a task it does nothing. Shields nest."""
+    waits called inside the block still raise (they are explicit). With
+    ``interrupt_syscalls`` set, the interrupt signal is held back too (no
+    ``EINTR`` inside the block); it is sent when the outermost shield ends
+    (``Killable.Task.shield_begin()``). Outside a task it does nothing.
+    Shields nest."""
     return _killable.Shield()
 
 

@@ -1207,6 +1207,37 @@ os.register_at_fork(after_in_child=_flusher._reset)
 
 # Shields {{{
 
+# killable_task_shield_begin()/end() (libkillable 1.2) through the PyDLL:
+# they take the task's lock briefly and call no binding, so the GIL is kept.
+_c_shield_begin = _c_shield_end = None
+if _lib is not None:
+    try:
+        _c_shield_begin = _lib.killable_task_shield_begin
+        _c_shield_begin.restype = None
+        _c_shield_begin.argtypes = [ctypes.c_void_p]
+        _c_shield_end = _lib.killable_task_shield_end
+        _c_shield_end.restype = ctypes.c_int
+        _c_shield_end.argtypes = [ctypes.c_void_p]
+    except AttributeError:
+        _c_shield_begin = _c_shield_end = None
+
+
+def _shield_c(task, w, begin):
+    """The library's shield: the interrupt signal held back (begin), or
+    sent if it was (end). Nothing with a library older than 1.2."""
+    if _c_shield_begin is not None:
+        ptr = w.ptr or _pointer(task, w)
+        if begin:
+            _c_shield_begin(ptr)
+        else:
+            _c_shield_end(ptr)
+    elif hasattr(Killable.Task, 'shield_begin'):
+        if begin:
+            Killable.Task.shield_begin(task)
+        else:
+            Killable.Task.shield_end(task)
+
+
 class Shield(object):
     """``with Killable.shield():`` (see Killable.shield())."""
 
@@ -1232,8 +1263,12 @@ class Shield(object):
                 w.pending = w.async_type
                 w.async_state = _ASYNC_DONE
             w.shield += 1
+            outermost = w.shield == 1
             self._task = task
             self._w = w
+        if outermost:
+            # The interrupt signal (EINTR) is held back too.
+            _shield_c(task, w, True)
         return self
 
     def __exit__(self, exc_type, exc, tb):
@@ -1244,9 +1279,12 @@ class Shield(object):
         self._w = self._task = None
         with w.lock:
             w.shield -= 1
+            outermost = not w.shield
             pending = None
-            if not w.shield and w.pending is not None:
+            if outermost and w.pending is not None:
                 pending, w.pending = w.pending, None
+        if outermost:
+            _shield_c(task, w, False)
         if pending is not None:
             raise _instantiate(pending, _stop_reason(task))
         return False

@@ -12,7 +12,7 @@
  * Called by: the public API, killable-tree.c and subclasses in lib/
  * (through killable-task-private.h). Calls: killable-tree.c (task and tree
  * call each other), and the leaves: stop state, owner, escalation, signal,
- * worker pool, error.
+ * worker pool, error, timer (the signal a shield held back).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -34,6 +34,7 @@
 #include "killable-signal-private.h"
 #include "killable-task-private.h"
 #include "killable-sync-private.h"
+#include "killable-timer-private.h"
 #include "killable-worker-pool-private.h"
 
 /**
@@ -997,8 +998,40 @@ worker_leave (KillableTask  *self,
     killable_signal_restore (&mask->old);
 }
 
+/* Shields (killable_task_shield_begin()): a task's shield is qdata, so
+ * that only a task whose work shields pays for it (created by the worker,
+ * freed with the task). @depth is changed by the worker only, @deferred
+ * by whoever sends the interrupt signal; both under priv->lock. */
+typedef struct
+{
+  guint    depth;
+  gboolean deferred;   /* an interrupt signal was held back */
+} TaskShield;
+
+static GQuark shield_quark_value;   /* set in class_init */
+
+static inline GQuark
+shield_quark (void)
+{
+  return shield_quark_value;
+}
+
+/* Call with priv->lock held: whether a shield holds the interrupt signal
+ * back now (then recorded, and sent when the outermost shield ends). */
+static gboolean
+shield_defers_locked (KillableTask *self)
+{
+  TaskShield *shield = g_object_get_qdata (G_OBJECT (self), shield_quark ());
+
+  if (shield == NULL || shield->depth == 0)
+    return FALSE;
+  shield->deferred = TRUE;
+  return TRUE;
+}
+
 /* Sends the interrupt signal to the worker if it is still inside run()
- * and armed. Returns whether it is worth sending again. */
+ * and armed, and not shielded. Returns whether it is worth sending again
+ * (a shielded worker gets it when the shield ends: the repeats go on). */
 static gboolean
 send_interrupt (KillableTask *self,
                 int           signum,
@@ -1013,7 +1046,7 @@ send_interrupt (KillableTask *self,
     priv->interrupt_armed = TRUE;
   ret = priv->worker_active && priv->interrupt_armed &&
         g_atomic_int_get (&priv->abandon) != KILLABLE_ABANDON_DONE;
-  if (ret)
+  if (ret && !shield_defers_locked (self))
     ret = killable_signal_send (priv->worker, signum);
   g_mutex_unlock (&priv->lock);
 
@@ -1782,6 +1815,8 @@ killable_task_class_init (KillableTaskClass *klass)
   klass->interrupt = killable_task_real_interrupt;
   klass->kill = killable_task_real_kill;
   klass->set_paused = killable_task_real_set_paused;
+
+  shield_quark_value = g_quark_from_static_string ("killable-task-shield");
 
   /* Before any task exists: the library's locks are held across fork(). */
   killable_fork_init (killable_tree_fork_lock);
@@ -3411,6 +3446,135 @@ killable_task_set_abandonable (KillableTask *self,
     }
 
   return g_atomic_int_get (&priv->abandon) != KILLABLE_ABANDON_DONE;
+}
+
+/**
+ * killable_task_shield_begin:
+ * @self: the current task
+ *
+ * Begins a region of the work that an interrupt must not break into: until
+ * the matching [method@Killable.Task.shield_end], the interrupt signal of
+ * [method@Killable.Task.interrupt] (see
+ * [property@Killable.Task:interrupt-syscalls]) is not sent to the worker,
+ * so no system call of the region fails with `EINTR` because of it; it is
+ * held back and sent when the outermost shield ends. The Python override's
+ * `Killable.shield()` calls it, and also holds back the exception that
+ * interrupt() raises in a Python worker.
+ *
+ * A shield defers interrupts only. A stop still reaches the region:
+ * [method@Killable.Task.check], [method@Killable.Task.sleep] and the other
+ * waits on the task still fail at once, the cancellable is cancelled.
+ * Shields nest: each call needs its own call of
+ * [method@Killable.Task.shield_end].
+ *
+ * Call it from the task's worker thread, inside the work.
+ *
+ * Since: 1.2
+ */
+void
+killable_task_shield_begin (KillableTask *self)
+{
+  KillableTaskPrivate *priv;
+  TaskShield *shield;
+  gboolean flush;
+
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+  g_return_if_fail (killable_task_get_current () == self);
+
+  priv = killable_task_get_instance_private (self);
+
+  /* Only this thread sets it: no other can race to create it. */
+  shield = g_object_get_qdata (G_OBJECT (self), shield_quark ());
+  if (shield == NULL)
+    {
+      shield = g_new0 (TaskShield, 1);
+      g_object_set_qdata_full (G_OBJECT (self), shield_quark (), shield, g_free);
+    }
+
+  g_mutex_lock (&priv->lock);
+  flush = shield->depth == 0 && priv->interrupt_armed;
+  if (shield->depth < G_MAXUINT)
+    shield->depth++;
+  g_mutex_unlock (&priv->lock);
+
+  /* A signal sent just before the shield may still be pending for this
+   * thread: a system call delivers it on its return (to the handler, which
+   * does nothing), so that it cannot break the first blocking call of the
+   * region. */
+  if (flush)
+    {
+      sigset_t pending;
+
+      sigpending (&pending);
+    }
+}
+
+/* In a library thread, right after a shield ended: the signal it held back. */
+static gboolean
+send_held_back_cb (gpointer data)
+{
+  KillableTask *self = data;
+  int signum = killable_signal_ensure_handler ();
+
+  if (signum != 0)
+    send_interrupt (self, signum, FALSE);
+
+  return G_SOURCE_REMOVE;
+}
+
+/**
+ * killable_task_shield_end:
+ * @self: the current task
+ *
+ * Ends the region begun by the matching
+ * [method@Killable.Task.shield_begin]. When the outermost shield ends, an
+ * interrupt signal held back meanwhile is sent at once, from a library
+ * thread (a signal the worker sent itself would be delivered before its
+ * next system call, not during it), then repeated as after any interrupt,
+ * until the work returns. So a blocking system call that the worker
+ * enters after the shield fails with `EINTR` at once, or, if it entered it
+ * only after that signal came, at the next repeat (the repeats are 1 ms
+ * apart at first, at most 50 ms later on). Handle `EINTR` as for any
+ * interrupt.
+ *
+ * Call it from the task's worker thread, inside the work.
+ *
+ * Returns: %TRUE if this ended the outermost shield and an interrupt
+ *   signal was held back during the region (it is being sent now)
+ *
+ * Since: 1.2
+ */
+gboolean
+killable_task_shield_end (KillableTask *self)
+{
+  KillableTaskPrivate *priv;
+  TaskShield *shield;
+  gboolean deferred = FALSE;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
+  g_return_val_if_fail (killable_task_get_current () == self, FALSE);
+
+  priv = killable_task_get_instance_private (self);
+  shield = g_object_get_qdata (G_OBJECT (self), shield_quark ());
+  g_return_val_if_fail (shield != NULL && shield->depth > 0, FALSE);
+
+  g_mutex_lock (&priv->lock);
+  if (--shield->depth == 0)
+    {
+      deferred = shield->deferred;
+      shield->deferred = FALSE;
+    }
+  g_mutex_unlock (&priv->lock);
+
+  if (deferred)
+    {
+      KillableTimer *timer = killable_timer_add (0, send_held_back_cb,
+                                                 g_object_ref (self), g_object_unref);
+
+      killable_timer_unref (timer);
+    }
+
+  return deferred;
 }
 
 /**

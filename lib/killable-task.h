@@ -325,6 +325,10 @@ void                killable_task_add_cleanup           (KillableTask         *s
 KILLABLE_AVAILABLE_IN_1_0
 gboolean            killable_task_set_abandonable       (KillableTask         *self,
                                                          gboolean              abandonable);
+KILLABLE_AVAILABLE_IN_1_2
+void                killable_task_shield_begin          (KillableTask         *self);
+KILLABLE_AVAILABLE_IN_1_2
+gboolean            killable_task_shield_end            (KillableTask         *self);
 KILLABLE_AVAILABLE_IN_1_0
 KillableTask       *killable_task_get_current           (void);
 

@@ -389,6 +389,131 @@ test_interrupt_without_syscalls (void)
 
 /* }}} */
 
+/* Shields: an interrupt signal held back over a region {{{ */
+
+typedef struct
+{
+  TestGate  in_shield;        /* the worker is in the shield, about to read */
+  int       fds[2];           /* the pipe: the worker reads fds[0] */
+  int       eintr_in_shield;  /* (atomic) */
+  int       eintr_after;      /* (atomic) */
+  gssize    n_read;
+  gboolean  inner_end;        /* what the inner shield_end() returned */
+  gboolean  outer_end;        /* and the outer one */
+} ShieldData;
+
+/* A C worker that reads one byte inside two nested shields, then reads
+ * again after them, handling EINTR as it should. */
+static gboolean
+read_shielded (KillableTask  *task,
+               gpointer       user_data,
+               GError       **error)
+{
+  ShieldData *data = user_data;
+  char c;
+
+  killable_task_shield_begin (task);
+  killable_task_shield_begin (task);
+  test_gate_note_worker (&data->in_shield);
+  test_gate_enter (&data->in_shield);
+  data->n_read = read (data->fds[0], &c, 1);
+  if (data->n_read < 0 && errno == EINTR)
+    g_atomic_int_set (&data->eintr_in_shield, 1);
+  data->inner_end = killable_task_shield_end (task);
+  data->outer_end = killable_task_shield_end (task);
+
+  /* Nothing is written any more: only the held-back signal ends it. */
+  if (read (data->fds[0], &c, 1) < 0 && errno == EINTR)
+    g_atomic_int_set (&data->eintr_after, 1);
+
+  return killable_task_check (task, error);
+}
+
+static void
+test_shield_defers_eintr (void)
+{
+  g_autoptr(KillableTask) task = NULL;
+  g_autoptr(GError) error = NULL;
+  ShieldData data = { 0, };
+
+  g_assert_true (g_unix_open_pipe (data.fds, FD_CLOEXEC, NULL));
+  test_gate_init (&data.in_shield);
+  data.n_read = -2;
+
+  task = killable_task_new ("shielded reader", read_shielded, &data, NULL);
+  killable_task_set_interrupt_syscalls (task, TRUE);
+  g_assert_true (killable_task_start (task, NULL));
+  test_gate_wait_entered (&data.in_shield, 1);
+  test_wait_thread_in (data.in_shield.worker_tid, TEST_IN_READ);
+
+  killable_task_interrupt (task);
+  g_assert_true (killable_task_is_stop_requested (task));
+
+  /* Still in read(): unshielded, the signal (sent by interrupt(), then
+   * again 1, 2, 4 ms later) would end it within milliseconds, and the
+   * task with it; the bound fails only that other direction. */
+  g_assert_false (killable_task_wait (task, 100 * G_TIME_SPAN_MILLISECOND));
+  g_assert_false (g_atomic_int_get (&data.eintr_in_shield));
+
+  /* The byte ends the shielded read(); the outermost shield_end() sends
+   * the held-back signal, which ends the next read() with EINTR. */
+  g_assert_cmpint (write (data.fds[1], "x", 1), ==, 1);
+  g_assert_false (test_join_guarded (task, &error));
+  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_INTERRUPTED);
+  g_assert_cmpint (killable_task_get_state (task), ==, KILLABLE_TASK_STATE_CANCELLED);
+  g_assert_cmpint (data.n_read, ==, 1);
+  g_assert_false (g_atomic_int_get (&data.eintr_in_shield));
+  g_assert_false (data.inner_end);
+  g_assert_true (data.outer_end);
+  g_assert_true (g_atomic_int_get (&data.eintr_after));
+
+  close (data.fds[0]);
+  close (data.fds[1]);
+  test_gate_clear (&data.in_shield);
+}
+
+static gboolean
+shield_end_unbalanced (KillableTask  *task,
+                       gpointer       user_data,
+                       GError       **error)
+{
+  gboolean *ended = user_data;
+
+  /* No shield begun: a critical, and nothing changes. */
+  g_test_expect_message ("Killable", G_LOG_LEVEL_CRITICAL, "*depth > 0*");
+  *ended = killable_task_shield_end (task);
+  g_test_assert_expected_messages ();
+
+  return TRUE;
+}
+
+static void
+test_shield_bad_input (void)
+{
+  g_autoptr(KillableTask) task = killable_task_new ("unbalanced", shield_end_unbalanced,
+                                                    NULL, NULL);
+  g_autoptr(KillableTask) other = NULL;
+  gboolean ended = TRUE;
+
+  /* Not from the task's worker: criticals. */
+  g_test_expect_message ("Killable", G_LOG_LEVEL_CRITICAL, "*get_current () == self*");
+  killable_task_shield_begin (task);
+  g_test_assert_expected_messages ();
+  g_test_expect_message ("Killable", G_LOG_LEVEL_CRITICAL, "*get_current () == self*");
+  g_assert_false (killable_task_shield_end (task));
+  g_test_assert_expected_messages ();
+  g_test_expect_message ("Killable", G_LOG_LEVEL_CRITICAL, "*KILLABLE_IS_TASK*");
+  killable_task_shield_begin (NULL);
+  g_test_assert_expected_messages ();
+
+  other = killable_task_new ("unbalanced", shield_end_unbalanced, &ended, NULL);
+  g_assert_true (killable_task_start (other, NULL));
+  g_assert_true (test_join_guarded (other, NULL));
+  g_assert_false (ended);
+}
+
+/* }}} */
+
 /* Kill: abandoning a thread that never checks {{{ */
 
 typedef struct
@@ -1078,6 +1203,8 @@ main (int   argc,
   g_test_add_func ("/escalation/interrupt/syscalls", test_interrupt_syscalls);
   g_test_add_func ("/escalation/interrupt/syscalls-lost-signal", test_interrupt_syscalls_lost_signal);
   g_test_add_func ("/escalation/interrupt/no-syscalls", test_interrupt_without_syscalls);
+  g_test_add_func ("/escalation/shield/defers-eintr", test_shield_defers_eintr);
+  g_test_add_func ("/escalation/shield/bad-input", test_shield_bad_input);
   g_test_add_func ("/escalation/kill/abandon", test_kill_abandons);
   g_test_add_func ("/escalation/kill/pending", test_kill_pending);
   g_test_add_func ("/escalation/grace/ladder", test_grace_ladder);

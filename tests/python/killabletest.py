@@ -107,6 +107,54 @@ def wait_in_timed_futex(tid):
     raise AssertionError('thread %d never blocked in a timed futex wait (last: %s)' % (tid, last))
 
 
+# System call numbers, for wait_in_syscall().
+_SYSCALLS = {
+    'x86_64': {'read': 0, 'poll': 7, 'select': 23, 'accept': 43, 'recvfrom': 45,
+               'wait4': 61, 'futex': 202, 'clock_nanosleep': 230, 'epoll_wait': 232,
+               'pselect6': 270, 'ppoll': 271, 'epoll_pwait': 281, 'accept4': 288,
+               'waitid': 247},
+    'aarch64': {'read': 63, 'epoll_pwait': 22, 'pselect6': 72, 'ppoll': 73,
+                'futex': 98, 'clock_nanosleep': 115, 'accept': 202, 'recvfrom': 207,
+                'accept4': 242, 'wait4': 260, 'waitid': 95},
+}
+
+
+def syscall_of(tid):
+    """The name of the system call thread ``tid`` of this process is
+    blocked in, or None (running, gone, or not one of _SYSCALLS)."""
+    import platform
+    table = _SYSCALLS.get(platform.machine(), {})
+    try:
+        with open('/proc/self/task/%d/syscall' % tid) as f:
+            fields = f.read().split()
+    except OSError:
+        return None
+    if not fields or not fields[0].isdigit():
+        return None
+    nr = int(fields[0])
+    for name, number in table.items():
+        if number == nr:
+            return name
+    return None
+
+
+def wait_in_syscall(tid, names):
+    """Wait until thread ``tid`` of this process is blocked in one of the
+    system calls ``names`` (/proc/self/task/TID/syscall): the proof that a
+    worker is inside a blocking call, not about to enter it."""
+    import platform
+    if platform.machine() not in _SYSCALLS:
+        raise unittest.SkipTest('no system call table for %s' % platform.machine())
+    end = time.monotonic() + GUARD_SECONDS
+    last = None
+    while time.monotonic() < end:
+        last = syscall_of(tid)
+        if last in names:
+            return last
+        time.sleep(0)
+    raise AssertionError('thread %d never blocked in %s (last: %s)' % (tid, names, last))
+
+
 class TapResult(unittest.TestResult):
     """Prints one TAP line per test."""
 

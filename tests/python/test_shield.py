@@ -3,6 +3,9 @@
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
+import ctypes
+import errno
+import os
 import threading
 import unittest
 
@@ -157,6 +160,64 @@ class TestShield(unittest.TestCase):
         with self.assertRaises(Killable.TaskStopped):
             task.join()
         self.assertEqual(log, ['stopped in shield'])
+
+
+class TestShieldEintr(unittest.TestCase):
+    """A shield also holds back the interrupt signal (interrupt-syscalls):
+    a system call inside the block does not fail with EINTR; the signal
+    comes when the outermost shield ends."""
+
+    def test_eintr_deferred(self):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.read.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
+        libc.read.restype = ctypes.c_ssize_t
+        r, w = os.pipe()
+        buf = ctypes.create_string_buffer(1)
+        tid = []
+        ready = threading.Event()
+        log = []
+
+        def read_once():
+            # read() through ctypes: no retry after EINTR, unlike os.read().
+            n = libc.read(r, buf, 1)
+            return n, (ctypes.get_errno() if n < 0 else 0)
+
+        def work():
+            task = Killable.current_task()
+            try:
+                with Killable.shield():
+                    with Killable.shield():
+                        tid.append(threading.get_native_id())
+                        ready.set()
+                        log.append(('in shield',) + read_once())
+                    log.append('left inner shield')
+            except Killable.TaskInterrupted:
+                log.append('interrupted')
+            # Nothing is written any more: only the held-back signal ends it.
+            log.append(('after',) + read_once())
+            task.check()
+
+        task = Killable.Task(target=work, interrupt_syscalls=True)
+        try:
+            task.start()
+            self.assertTrue(ready.wait(GUARD_SECONDS))
+            killabletest.wait_in_syscall(tid[0], ('read',))
+            task.interrupt()
+            # Still in read(): unshielded, the signal (sent by interrupt(),
+            # then again 1, 2, 4 ms later) would end it within milliseconds,
+            # and the block with it; the bound fails only that direction.
+            task.join(0.1)
+            self.assertTrue(task.is_alive())
+            self.assertEqual(log, [])
+            os.write(w, b'x')
+            with self.assertRaises(Killable.TaskInterrupted):
+                task.join()
+        finally:
+            os.close(r)
+            os.close(w)
+        self.assertEqual(log, [('in shield', 1, 0), 'left inner shield', 'interrupted',
+                               ('after', -1, errno.EINTR)])
+        self.assertEqual(task.get_state(), State.CANCELLED)
 
 
 if __name__ == '__main__':
