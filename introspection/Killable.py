@@ -504,8 +504,9 @@ def patch_blocking_calls():
     ``queue.Queue.get()``/``put()``), ``Lock.acquire()`` of the
     ``threading.Lock`` objects created after the patch, and
     ``subprocess.Popen.wait()``/``communicate()`` return at once on a stop
-    or an interrupt, raising the task's cancellation (the child process is
-    killed, as ``subprocess.run()`` does). Outside task workers they do
+    or an interrupt, raising the task's cancellation (the child process
+    gets ``SIGKILL``, as with ``subprocess.run()``, and is reaped by the next
+    ``wait()``/``poll()``). Outside task workers they do
     what they did. Not covered: names bound before the patch (``from time
     import sleep``), locks created before it, other C calls."""
     from . import _killable_patch

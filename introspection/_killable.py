@@ -218,7 +218,7 @@ class _Worker(object):
                  'interrupt_type', 'pending', 'eaten', 'exc', 'exc_tb', 'exc_key',
                  'ptr', 'flag', 'report', 'published', 'flush_armed',
                  'publish_lock', 'result', 'thread', 'ident', 'native_id',
-                 'consumed', 'shield', 'direct', '__weakref__')
+                 'consumed', 'shield', 'direct', 'cancel_fd', '__weakref__')
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -239,6 +239,7 @@ class _Worker(object):
         self.consumed = False       # join()/result()/... read the outcome
         self.shield = 0             # depth of Killable.shield() blocks
         self.direct = 0             # Task.interrupt() calls in their C call
+        self.cancel_fd = None       # (cancellable, its fd) of patched waits
         # The hot calls (see "Hot calls" below).
         self.ptr = None             # the KillableTask *, set at first use
         self.flag = None            # its stop word, if the library has one
@@ -731,6 +732,12 @@ def _run(self):
                 exc = e
 
     _leave_thread(w, tid, thread)
+
+    held = w.cancel_fd
+    if held is not None:
+        # The fd patch_blocking_calls() took for its waits.
+        w.cancel_fd = None
+        held[0].release_fd()
 
     # The last progress and status reach the owner before the end does.
     publish_report(self, w)

@@ -15,8 +15,8 @@ task's stop at once:
   uses ``Task.wait_fd()``;
 - on a ``threading.Condition`` (so ``Event.wait()``, ``queue.Queue``) a
   stop callback of the task releases the waiter;
-- a ``threading.Lock`` created after the patch waits in short slices
-  (a lock held by another thread cannot be woken otherwise).
+- a ``threading.Lock`` created after the patch: a worker that must wait
+  blocks on a waiter of its own, opened by release() or by the stop.
 
 Then it raises the task's cancellation, as ``Task.check()`` does (the
 exception of an interrupt, ``TaskStopped``, ...)."""
@@ -40,9 +40,6 @@ Killable = get_introspection_module('Killable')
 _RUNNING = _killable.RUNNING
 _patch_lock = threading.Lock()
 _patched = False
-
-# How long a patched Lock.acquire() blocks in C before looking at the stop.
-_LOCK_SLICE = 0.005
 
 
 def _current():
@@ -84,20 +81,16 @@ def _sleep(original):
 
 # select, selectors {{{
 
-class _CancelFd(object):
-    """The fd of the task's cancellable, readable once a stop came, for the
-    time of one wait."""
-
-    def __init__(self, task):
-        self.cancellable = task.get_cancellable()
-
-    def __enter__(self):
-        self.fd = self.cancellable.get_fd()
-        return self.fd
-
-    def __exit__(self, *exc):
-        self.cancellable.release_fd()
-        return False
+def _cancel_fd(task):
+    """The fd of the task's cancellable, readable once a stop came: taken
+    at the first patched wait of the work, released when the work ends (so
+    that no wait pays a call into the library on its way out)."""
+    w = _killable.worker(task)
+    held = w.cancel_fd
+    if held is None:
+        cancellable = task.get_cancellable()
+        held = w.cancel_fd = (cancellable, cancellable.get_fd())
+    return held[1]
 
 
 def _select(original):
@@ -106,8 +99,8 @@ def _select(original):
         task = _current()
         if task is None:
             return original(rlist, wlist, xlist, timeout)
-        with _CancelFd(task) as cfd:
-            r, w, x = _blocking(task, original, list(rlist) + [cfd], wlist, xlist, timeout)
+        cfd = _cancel_fd(task)
+        r, w, x = _blocking(task, original, list(rlist) + [cfd], wlist, xlist, timeout)
         return [f for f in r if f is not cfd], w, x
     return select_
 
@@ -118,12 +111,11 @@ def _selector_select(original):
         task = _current()
         if task is None:
             return original(self, timeout)
-        with _CancelFd(task) as cfd:
-            key = self.register(cfd, selectors.EVENT_READ, _CancelFd)
-            try:
-                ready = _blocking(task, original, self, timeout)
-            finally:
-                self.unregister(cfd)
+        key = self.register(_cancel_fd(task), selectors.EVENT_READ, _cancel_fd)
+        try:
+            ready = _blocking(task, original, self, timeout)
+        finally:
+            self.unregister(key.fd)
         return [(k, ev) for k, ev in ready if k is not key]
     return select_
 
@@ -269,12 +261,19 @@ def _condition_wait(original):
 
 class _Lock(object):
     """threading.Lock() after the patch: a lock whose blocking acquire()
-    inside a task's work returns on a stop, raising its cancellation."""
+    inside a task's work returns on a stop, raising its cancellation.
 
-    __slots__ = ('_lock', '__weakref__')
+    Outside task workers it is the C lock it wraps. A task's worker that
+    must wait registers a waiter (a C lock it holds, that it then blocks
+    on): release() opens the waiters, and so does a stop callback of the
+    task; the woken worker tries the lock again. A worker blocked here
+    wakes on the stop itself, not after a polling slice."""
+
+    __slots__ = ('_lock', '_waiters', '__weakref__')
 
     def __init__(self):
         self._lock = _thread.allocate_lock()
+        self._waiters = []
 
     def acquire(self, blocking=True, timeout=-1):
         task = _current()
@@ -282,33 +281,63 @@ class _Lock(object):
             return self._lock.acquire(blocking, timeout)
         if self._lock.acquire(False):
             return True
-        if _killable.WAIT_HOOK is not None:
-            _killable.WAIT_HOOK(task)
-        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
-        while True:
-            wait = _LOCK_SLICE
-            if deadline is not None:
-                wait = min(wait, max(deadline - time.monotonic(), 0))
-            if self._lock.acquire(True, wait):
-                return True
-            if _killable.is_stop_requested(task):
-                task.check()
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
+        if timeout is not None and timeout >= 0:
+            deadline = time.monotonic() + timeout
+        elif timeout == -1:
+            deadline = None
+        else:
+            # What the C lock says about a bad timeout.
+            return self._lock.acquire(blocking, timeout)
+        waiter = _thread.allocate_lock()
+        waiter.acquire()
+        # Registered before the next try: a release after it opens the
+        # waiter, so that no wake-up is lost.
+        self._waiters.append(waiter)
+        handle = _stop_callback(task, waiter.release)
+        try:
+            if _killable.WAIT_HOOK is not None:
+                _killable.WAIT_HOOK(task)
+            while True:
+                if self._lock.acquire(False):
+                    return True
+                if _killable.is_stop_requested(task):
+                    task.check()
+                if deadline is None:
+                    _killable.wait(task, lambda t: waiter.acquire())
+                else:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    _killable.wait(task, lambda t: waiter.acquire(True, left))
+        finally:
+            if handle:
+                Killable.Task.remove_stop_callback(task, handle)
+            try:
+                self._waiters.remove(waiter)
+            except ValueError:
+                pass
 
     __enter__ = acquire
 
     def __exit__(self, *exc):
-        self._lock.release()
+        self.release()
 
     def release(self):
         self._lock.release()
+        if self._waiters:
+            # Each woken worker tries again; the others sleep on.
+            for waiter in list(self._waiters):
+                try:
+                    waiter.release()
+                except RuntimeError:   # already open
+                    pass
 
     def locked(self):
         return self._lock.locked()
 
     def _at_fork_reinit(self):
         self._lock._at_fork_reinit()
+        self._waiters = []
 
     def __repr__(self):
         return '<%s %s Killable lock>' % ('locked' if self.locked() else 'unlocked',
@@ -318,6 +347,17 @@ class _Lock(object):
 
 
 # subprocess {{{
+
+def _kill(popen):
+    """SIGKILL the child now, without waiting for it to die: the
+    cancellation is not delayed by it. Reaped as any Popen is: by the next
+    wait() or poll(), or, once the Popen object is gone, by subprocess
+    itself (its list of children still to reap)."""
+    try:
+        popen.kill()
+    except OSError:
+        pass
+
 
 def _popen_wait(original):
     @functools.wraps(original)
@@ -343,9 +383,9 @@ def _popen_wait(original):
                     raise subprocess.TimeoutExpired(self.args, timeout)
         except BaseException:
             if self.returncode is None and _killable.is_stop_requested(task):
-                # As subprocess.run() does on an exception.
-                self.kill()
-                original(self)
+                # As subprocess.run() does on an exception (which also
+                # waits for the child to die: not here, see _kill()).
+                _kill(self)
             raise
         finally:
             if fd is not None:
@@ -372,8 +412,7 @@ def _popen_communicate(original):
                     input = None   # it goes on where it was
         except _killable.TaskCancelled:
             if self.returncode is None:
-                self.kill()
-                subprocess.Popen.wait.__wrapped__(self)
+                _kill(self)
             raise
     return communicate
 

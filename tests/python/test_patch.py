@@ -8,6 +8,7 @@ import os
 import queue
 import select
 import selectors
+import signal
 import socket
 import subprocess
 import threading
@@ -173,6 +174,46 @@ class TestPatchedCalls(unittest.TestCase):
         finally:
             lock.release()
 
+    def test_lock_handed_over(self):
+        # A worker waiting for the lock gets it when the holder releases it
+        # (no stop): release() opens its waiter.
+        lock = threading.Lock()
+        lock.acquire()
+        got = []
+
+        def work():
+            got.append(lock.acquire())
+            got.append(lock.acquire(timeout=0))
+            lock.release()
+
+        task = Killable.Task(target=work)
+        self.blocked.task = task
+        task.start()
+        self.assertTrue(self.blocked.event.wait(GUARD_SECONDS), 'the acquire never blocked')
+        lock.release()
+        task.join(GUARD_SECONDS)
+        self.assertFalse(task.is_alive(), 'the waiting worker never got the lock')
+        self.assertEqual(got, [True, False])
+        self.assertFalse(lock.locked())
+
+    def test_lock_acquire_timeout(self):
+        lock = threading.Lock()
+        lock.acquire()
+        got = []
+
+        def work():
+            got.append(lock.acquire(timeout=0.001))
+            with self.assertRaises(ValueError):
+                lock.acquire(timeout=-2)
+
+        try:
+            task = Killable.Task(target=work)
+            task.start()
+            task.join()
+        finally:
+            lock.release()
+        self.assertEqual(got, [False])
+
     def test_popen_wait_kills_child(self):
         box = []
 
@@ -182,8 +223,8 @@ class TestPatchedCalls(unittest.TestCase):
             p.wait()
 
         self.run_blocked(call)
-        self.assertIsNotNone(box[0].returncode)
-        self.assertLess(box[0].returncode, 0)
+        # Killed at once (SIGKILL); reaped by the next wait().
+        self.assertEqual(box[0].wait(), -signal.SIGKILL)
 
     def test_popen_communicate_kills_child(self):
         box = []
@@ -195,7 +236,7 @@ class TestPatchedCalls(unittest.TestCase):
 
         self.run_blocked(call)
         box[0].stdout.close()
-        self.assertLess(box[0].returncode, 0)
+        self.assertEqual(box[0].wait(), -signal.SIGKILL)
 
 
 class TestOutsideTasks(unittest.TestCase):
