@@ -20,6 +20,7 @@ median of its runs.
 
 import argparse
 import ctypes
+import gc
 import itertools
 import json
 import statistics
@@ -76,6 +77,11 @@ def run_many(n, make, interrupt, join):
         w.start()
     gate.go.set()
     gate.spinning.wait()
+    # The previous run's garbage now, not in the timed part: freeing a
+    # GObject wrapper hands the GIL away (PyGObject unrefs without it),
+    # and winning it back from N spinning workers takes N/2 switch
+    # intervals, whichever side's run left that garbage.
+    gc.collect()
     t0 = time.perf_counter()
     for w in workers:
         interrupt(w)
