@@ -26,6 +26,7 @@ import functools
 import os
 import select
 import selectors
+import signal
 import socket
 import subprocess
 import threading
@@ -348,15 +349,23 @@ class _Lock(object):
 
 # subprocess {{{
 
-def _kill(popen):
+def _kill(popen, pidfd=None):
     """SIGKILL the child now, without waiting for it to die: the
-    cancellation is not delayed by it. Reaped as any Popen is: by the next
-    wait() or poll(), or, once the Popen object is gone, by subprocess
-    itself (its list of children still to reap)."""
+    cancellation is not delayed by it. Through its pidfd when there is one
+    (one system call, never a recycled PID), else as Popen.kill() does.
+    Reaped as any Popen is: by the next wait() or poll(), or, once the
+    Popen object is gone, by subprocess itself (its list of children still
+    to reap)."""
     try:
-        popen.kill()
-    except OSError:
-        pass
+        if pidfd is not None:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        else:
+            popen.kill()
+    except (AttributeError, OSError):
+        try:
+            popen.kill()
+        except OSError:
+            pass
 
 
 def _popen_wait(original):
@@ -385,7 +394,7 @@ def _popen_wait(original):
             if self.returncode is None and _killable.is_stop_requested(task):
                 # As subprocess.run() does on an exception (which also
                 # waits for the child to die: not here, see _kill()).
-                _kill(self)
+                _kill(self, fd)
             raise
         finally:
             if fd is not None:
