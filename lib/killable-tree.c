@@ -503,35 +503,108 @@ task_vec_ref_rest (TaskVec *v)
   v->n_refd = v->len;
 }
 
+/* The batched end of a task that a stop with a held lock reached, once
+ * every child of it was visited (children first): ends it at once if it is
+ * a pending task that nothing observes and that has no live child left
+ * (killable_task_end_pending_locked()). Its parent's count drops and it
+ * leaves its parent, whose reference becomes the caller's (LEFT); its item
+ * is tagged ENDED. Otherwise it takes the usual path
+ * (killable_task_request_stop_internal(), outside the lock). @notify
+ * collects (referenced) parents whose children model needs a sync, @steps
+ * (referenced) parents to end now. */
+typedef struct
+{
+  TaskVec       won;
+  KillableTree *held;    /* the designated lock of the stop's root */
+  GPtrArray    *drop;    /* references taken for a release of the lock */
+  GPtrArray    *steps;
+  GPtrArray    *notify;
+} Batch;
+
+static void
+end_pending_locked (Batch        *batch,
+                    KillableTask *task,
+                    guint         index)
+{
+  KillableTreeNode *node = NODE (task);
+  KillableTask *parent = node->parent;
+  guintptr item = (guintptr) batch->won.items[index];
+
+  if (node->n_live_children > 0 || node->failed_child != NULL ||
+      (parent != NULL &&
+       killable_tree_node_has_mark (NODE (parent), KILLABLE_TREE_MARK_KILL)) ||
+      !killable_task_end_pending_locked (task))
+    return;
+
+  /* As killable_tree_close_pending() and child_ended() do. */
+  node->complete_when_children_end = FALSE;
+  node->children_closed = TRUE;
+  item |= ENDED_TAG;
+
+  if (parent != NULL)
+    {
+      KillableTreeNode *pnode = NODE (parent);
+
+      if (node->counted_in_parent &&
+          (node->counted_in_parent = FALSE, --pnode->n_live_children == 0))
+        {
+          tree_broadcast (batch->held);
+          if (pnode->complete_when_children_end)
+            {
+              pnode->complete_when_children_end = FALSE;
+              g_ptr_array_add (batch->steps, g_object_ref (parent));
+            }
+        }
+
+      if (G_UNLIKELY (killable_tree_has_model (parent)) &&
+          (batch->notify->len == 0 ||
+           g_ptr_array_index (batch->notify, batch->notify->len - 1) != parent))
+        g_ptr_array_add (batch->notify, g_object_ref (parent));
+
+      if (!pnode->retain_children)
+        {
+          /* The parent's reference is ours now. Last: a task without
+           * children is lone from here on. */
+          item |= LEFT_TAG;
+          unlink_child (parent, task);
+        }
+    }
+
+  batch->won.items[index] = (gpointer) item;
+}
+
 /* Sets the stop flag of @root and its descendants; @won collects the tasks
  * whose request this call made, parents before children. A task already
  * stopped is not descended into: its subtree was stopped with it.
  *
- * With @held (the designated lock of @root, held), the items are not
- * referenced (the tree holds them) and the lock may be released between
- * batches for a waiting thread (tree_lock_yield()); without, every item is
- * referenced (REF_TAG) at once. The walk keeps, per task on its path, a
- * cursor in its children; across a release the items and the child under
- * each cursor are referenced (the latter in @drop, released by the caller
- * outside the lock). After it, a task on the path that left its parent
- * ends the path there (it is terminal: its children are), and a cursor
- * whose child left its parent starts that list again, skipping stopped
- * tasks. Dropping the lock mid-way is safe for the stop invariant: a task
- * whose flag is set has only children whose flags are set or that this
- * walk will visit; add_child() on a stopped parent stops the newcomer
- * itself. */
+ * Without @batch, every item is referenced (REF_TAG). With @batch (its
+ * lock held), the items are not referenced (the tree holds them), each
+ * task is ended at once if it can be, once its children were visited
+ * (end_pending_locked()), and the lock may be released between batches for
+ * a waiting thread (tree_lock_yield()).
+ *
+ * The walk keeps, per task on its path, a cursor in its children. Across a
+ * release, the items that hold no reference take one (the ones that LEFT
+ * hold their parent's), and so does the child under each cursor (in
+ * @batch->drop, released by the caller outside the lock). After it, a task
+ * on the path that left its parent ends the path there (it is terminal:
+ * so are its children), and a cursor whose child left its parent starts
+ * that list again, skipping stopped tasks. Dropping the lock mid-way is
+ * safe for the stop invariant: a task whose flag is set has only children
+ * whose flags are set or that this walk will visit; add_child() on a
+ * stopped parent stops the newcomer itself. */
 typedef struct
 {
   KillableTask *task;   /* (unowned) in @won */
   KillableTask *next;   /* the next child to visit */
+  guint         index;  /* of @task in @won */
 } WalkFrame;
 
 static void
 request_stop_locked (KillableTask  *root,
                      const GError  *reason,
                      TaskVec       *won,
-                     KillableTree **held,
-                     GPtrArray     *drop)
+                     Batch         *batch)
 {
   g_autoptr(GArray) frames = NULL;
   guint visited = 0;
@@ -545,7 +618,7 @@ request_stop_locked (KillableTask  *root,
     goto out;
 
   frames = g_array_new (FALSE, FALSE, sizeof (WalkFrame));
-  g_array_append_vals (frames, &(WalkFrame) { root, NODE (root)->first_child }, 1);
+  g_array_append_vals (frames, &(WalkFrame) { root, NODE (root)->first_child, 0 }, 1);
 
   while (frames->len > 0)
     {
@@ -555,6 +628,9 @@ request_stop_locked (KillableTask  *root,
 
       if (child == NULL)
         {
+          /* Every child of it was visited. */
+          if (batch != NULL)
+            end_pending_locked (batch, frame->task, frame->index);
           g_array_set_size (frames, frames->len - 1);
           continue;
         }
@@ -568,10 +644,12 @@ request_stop_locked (KillableTask  *root,
 
       task_vec_push (won, child);
       if (cnode->first_child != NULL)
-        g_array_append_vals (frames, &(WalkFrame) { child, cnode->first_child }, 1);
+        g_array_append_vals (frames, &(WalkFrame) { child, cnode->first_child, won->len - 1 }, 1);
+      else if (batch != NULL)
+        end_pending_locked (batch, child, won->len - 1);
 
-      if (held != NULL && ++visited % TREE_LOCK_BATCH == 0 &&
-          g_atomic_int_get (&(*held)->waiters) > 0)
+      if (batch != NULL && ++visited % TREE_LOCK_BATCH == 0 &&
+          g_atomic_int_get (&batch->held->waiters) > 0)
         {
           task_vec_ref_rest (won);
           for (guint i = 0; i < frames->len; i++)
@@ -579,9 +657,9 @@ request_stop_locked (KillableTask  *root,
               WalkFrame *f = &g_array_index (frames, WalkFrame, i);
 
               if (f->next != NULL)
-                g_ptr_array_add (drop, g_object_ref (f->next));
+                g_ptr_array_add (batch->drop, g_object_ref (f->next));
             }
-          tree_lock_yield (held, root);
+          tree_lock_yield (&batch->held, root);
           for (guint i = 0; i < frames->len; i++)
             {
               WalkFrame *f = &g_array_index (frames, WalkFrame, i);
@@ -603,104 +681,13 @@ request_stop_locked (KillableTask  *root,
     }
 
 out:
-  if (held == NULL)
-    task_vec_ref_rest (won);
-}
+  if (batch != NULL && frames == NULL)
+    end_pending_locked (batch, root, 0);
 
-/* The batched end of a stop: walks @won (parents before children)
- * backwards, so children come first, and ends at once each pending task
- * that nothing observes and that has no live child left
- * (killable_task_end_pending_locked()): its parent's count drops, it leaves
- * its parent (whose reference becomes the caller's: LEFT). Its item is
- * tagged ENDED. The others take the usual path. Holds the lock in batches
- * when a thread waits; after a release, an item that is no longer in
- * @root's tree takes the usual path. @notify collects (referenced) parents
- * whose children model needs a sync, @steps (referenced) parents to end
- * now. */
-static void
-end_pending_locked (TaskVec       *won,
-                    KillableTask  *root,
-                    KillableTree **held,
-                    GPtrArray     *steps,
-                    GPtrArray     *notify)
-{
-  guint visited = 0;
-  gboolean yielded = FALSE;
-
-  for (guint i = won->len; i-- > 0;)
-    {
-      guintptr item;
-      KillableTask *task;
-      KillableTreeNode *node;
-      KillableTask *parent;
-
-      if (G_UNLIKELY (++visited % TREE_LOCK_BATCH == 0) &&
-          g_atomic_int_get (&(*held)->waiters) > 0)
-        {
-          /* Every item is referenced from here on (the ones visited
-           * already too: see below). */
-          task_vec_ref_rest (won);
-          yielded = tree_lock_yield (held, root) || yielded;
-        }
-
-      item = (guintptr) won->items[i];
-      task = UNTAG (item);
-      node = NODE (task);
-
-      /* Moved out of this tree meanwhile: the usual path. */
-      if (G_UNLIKELY (yielded) && designated (task) != *held)
-        goto settle;
-
-      parent = node->parent;
-      if (node->n_live_children > 0 || node->failed_child != NULL ||
-          (parent != NULL &&
-           killable_tree_node_has_mark (NODE (parent), KILLABLE_TREE_MARK_KILL)) ||
-          !killable_task_end_pending_locked (task))
-        goto settle;
-
-      /* As killable_tree_close_pending() and child_ended() do. */
-      node->complete_when_children_end = FALSE;
-      node->children_closed = TRUE;
-      item |= ENDED_TAG;
-
-      if (parent != NULL)
-        {
-          KillableTreeNode *pnode = NODE (parent);
-
-          if (node->counted_in_parent &&
-              (node->counted_in_parent = FALSE, --pnode->n_live_children == 0))
-            {
-              tree_broadcast (*held);
-              if (pnode->complete_when_children_end)
-                {
-                  pnode->complete_when_children_end = FALSE;
-                  g_ptr_array_add (steps, g_object_ref (parent));
-                }
-            }
-
-          if (killable_tree_has_model (parent) &&
-              (notify->len == 0 || g_ptr_array_index (notify, notify->len - 1) != parent))
-            g_ptr_array_add (notify, g_object_ref (parent));
-
-          if (!pnode->retain_children)
-            {
-              /* The parent's reference is ours now: no other needed. */
-              unlink_child (parent, task);
-              won->items[i] = (gpointer) (item | LEFT_TAG);
-              continue;
-            }
-        }
-
-    settle:
-      /* What is returned or finished outside the lock is referenced
-       * (by the tree until now: no toggle, see the top of this file). */
-      if ((item & REF_TAG) == 0)
-        {
-          g_object_ref (task);
-          item |= REF_TAG;
-        }
-      won->items[i] = (gpointer) item;
-    }
+  /* What is returned or finished outside the lock is referenced (held by
+   * the tree until now: no toggle, see the top of this file). */
+  won->n_refd = 0;
+  task_vec_ref_rest (won);
 }
 
 static void run_parent_step (KillableTask *parent,
@@ -732,20 +719,18 @@ GPtrArray *
 killable_tree_request_stop (KillableTask *self,
                             const GError *reason)
 {
-  TaskVec won = { 0 };
   g_autoptr(GPtrArray) drop = g_ptr_array_new ();
   g_autoptr(GPtrArray) steps = g_ptr_array_new ();
   g_autoptr(GPtrArray) notify = g_ptr_array_new ();
+  Batch batch = { { 0 }, NULL, drop, steps, notify };
   GPtrArray *rest;
-  KillableTree *held;
   TaskStack session;
   gboolean own_session;
 
   g_object_ref (self);
-  held = tree_lock (self);
-  request_stop_locked (self, reason, &won, &held, drop);
-  end_pending_locked (&won, self, &held, steps, notify);
-  tree_unlock (held);
+  batch.held = tree_lock (self);
+  request_stop_locked (self, reason, &batch.won, &batch);
+  tree_unlock (batch.held);
 
   for (guint i = 0; i < steps->len; i++)
     run_parent_step (g_ptr_array_index (steps, i), 0 /* STEP_COMPLETE_PENDING */);
@@ -760,9 +745,9 @@ killable_tree_request_stop (KillableTask *self,
    * order, with their references. */
   rest = g_ptr_array_new_with_free_func (g_object_unref);
   own_session = release_session_begin (&session);
-  for (guint i = 0; i < won.len; i++)
+  for (guint i = 0; i < batch.won.len; i++)
     {
-      guintptr item = (guintptr) won.items[i];
+      guintptr item = (guintptr) batch.won.items[i];
       KillableTask *task = UNTAG (item);
 
       if ((item & ENDED_TAG) == 0)
@@ -781,7 +766,7 @@ killable_tree_request_stop (KillableTask *self,
     g_object_unref (g_ptr_array_index (drop, i));
   g_object_unref (self);
   release_session_end (&session, own_session);
-  g_free (won.items);
+  g_free (batch.won.items);
 
   return rest;
 }
@@ -1120,7 +1105,7 @@ killable_task_add_child (KillableTask  *self,
   if (killable_stop_state_is_requested (STOP (self)))
     {
       reason = killable_stop_state_dup_reason (STOP (self));
-      request_stop_locked (child, reason, &won, NULL, NULL);
+      request_stop_locked (child, reason, &won, NULL);
     }
   else if (priv->work_returned &&
            (priv->completion_reason != NULL ||
@@ -1131,7 +1116,7 @@ killable_task_add_child (KillableTask  *self,
        * the work failed). */
       if (priv->completion_reason != NULL)
         reason = g_error_copy (priv->completion_reason);
-      request_stop_locked (child, reason, &won, NULL, NULL);
+      request_stop_locked (child, reason, &won, NULL);
     }
 
   kill = killable_tree_node_has_mark (priv, KILLABLE_TREE_MARK_KILL);
@@ -1214,7 +1199,7 @@ child_ended (KillableTask *child,
                             _("Child task “%s” failed: %s"),
                             killable_task_get_name (child),
                             killable_task_get_error (child)->message);
-      request_stop_locked (parent, reason, &won, NULL, NULL);
+      request_stop_locked (parent, reason, &won, NULL);
       NODE (parent)->failed_child = g_object_ref (child);
     }
 
