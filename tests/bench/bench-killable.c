@@ -1347,10 +1347,18 @@ emit_tree_rows (const char  *shape,
   g_autofree char *name_release = g_strdup_printf ("%s: stop → joined, all released", shape);
   g_autofree char *base_stop = g_strdup_printf ("%s: cancel() alone", baseline);
   g_autofree char *base_release = g_strdup_printf ("%s: cancel → all released", baseline);
+  g_autofree char *note_stop = NULL;
+  g_autofree char *note_release = NULL;
 
-  emit_tree_row (name_stop, k->k_stop, c->c_cancel, crash_text, base_stop, target_ratio, note);
+  note_stop = g_strdup_printf ("libkillable: stop() of a running root over pending tasks (every "
+                               "flag set, the pending tasks ended); baseline: g_cancellable_cancel() "
+                               "of the root, each handler cancelling its linked child%s%s",
+                               note != NULL ? "; " : "", note != NULL ? note : "");
+  note_release = g_strdup ("libkillable: stop() until the root is joined and every task finalized; "
+                           "baseline: cancel(), then every handler and cancellable released");
+  emit_tree_row (name_stop, k->k_stop, c->c_cancel, crash_text, base_stop, target_ratio, note_stop);
   emit_tree_row (name_release, k->k_release, c->c_release, crash_text, base_release,
-                 release_target_ratio, NULL);
+                 release_target_ratio, note_release);
 }
 
 static void
@@ -1462,7 +1470,9 @@ figure_tree (void)
 
         emit_tree_row (name_kept, kept, c_wide.c_cancel, NULL,
                        "linked GCancellables: cancel() alone (kept alive)", 1.1,
-                       "the benchmark holds every child, on both sides");
+                       "the benchmark holds every child, on both sides; libkillable: stop() until "
+                       "the root is joined, every child CANCELLED; baseline: g_cancellable_cancel() "
+                       "of the root, each handler cancelling its linked child");
         emit_tree_row (name_release, wide.k_release, x_request_free,
 #ifdef HAVE_CXX_BASELINES
                        NULL,
@@ -1470,7 +1480,9 @@ figure_tree (void)
                        "not built (no C++20 <stop_token>)",
 #endif
                        "std::stop_source + std::stop_callback per child: request_stop() → all freed",
-                       1.0, NULL);
+                       1.0, "libkillable: stop() until the root is joined and every child finalized; "
+                       "C++: request_stop() of the root source, each child's std::stop_callback "
+                       "requesting its own std::stop_source, then every callback and source freed");
       }
 
       g_free (shape);
@@ -1542,7 +1554,8 @@ figure_tree (void)
         row.baseline_value = bench_median (chain ? small_chain : small_wide) / lin_small;
         row.target_kind = BENCH_TARGET_AT_MOST;
         row.target_ratio = 1.3;
-        row.note = "stop → joined, all released";
+        row.note = "both sides libkillable: stop() until the root is joined and every task "
+                   "finalized, per task, at the large size and at the small one";
         bench_emit (&row);
       }
   }
@@ -1553,7 +1566,8 @@ figure_tree (void)
 /* Figure 4b: no global stall while a big tree stops {{{ */
 
 /* A thread that keeps doing a tree operation on an unrelated task (it takes
- * the tree lock) and records the worst time one took. */
+ * the lock of that task's own tree, a small tree of its own: each tree has
+ * its own lock) and records the worst time one took. */
 typedef struct
 {
   KillableTask *other;
@@ -1645,6 +1659,7 @@ figure_stall (void)
   const guint n = scaled (200000);
   g_autoptr(GArray) at_rest = g_array_new (FALSE, FALSE, sizeof (double));
   g_autoptr(GArray) during = g_array_new (FALSE, FALSE, sizeof (double));
+  g_autoptr(KillableTask) other_root = killable_task_new ("other-root", noop_func, NULL, NULL);
   g_autoptr(KillableTask) other = killable_task_new ("other", noop_func, NULL, NULL);
   StallProbe probe = { 0 };
   GThread *thread;
@@ -1656,6 +1671,9 @@ figure_stall (void)
   g_autofree char *note = NULL;
 
   bench_progress ("stall: worst wait of an unrelated task's tree operation while %u children are stopped", n);
+
+  /* The unrelated task is in a tree (a root and its child), not lone. */
+  killable_task_add_child (other_root, other, NULL);
 
   probe.other = other;
   probe.run = 1;
@@ -1689,8 +1707,11 @@ figure_stall (void)
   name = g_strdup_printf ("no global stall: worst tree-lock wait of another task while %u children stop", n);
   target = g_strdup ("≤ 1.5× at rest + 1 ms");
   note = g_strdup_printf ("worst wait %.3f ms during the stop, %.3f ms at rest (medians of 3 windows); "
+                          "both sides: a probe thread calls dup_parent() on a child of an unrelated "
+                          "root every 20 µs, during a window where %u pending children of a running "
+                          "root are stopped and the root joined, or an idle window as long; "
                           "the baseline is the bound 1.5 × rest + 1 ms",
-                          stop / 1e6, rest / 1e6);
+                          stop / 1e6, rest / 1e6, n);
   row.name = name;
   row.value = stop / 1e6;
   row.unit = "ms";
