@@ -521,7 +521,7 @@ typedef struct
   GPtrArray    *notify;
 } Batch;
 
-static void
+G_ALWAYS_INLINE static inline void
 end_pending_locked (Batch        *batch,
                     KillableTask *task,
                     guint         index)
@@ -556,7 +556,7 @@ end_pending_locked (Batch        *batch,
             }
         }
 
-      if (G_UNLIKELY (killable_tree_has_model (parent)) &&
+      if (G_UNLIKELY (g_atomic_pointer_get (&pnode->children_model) != NULL) &&
           (batch->notify->len == 0 ||
            g_ptr_array_index (batch->notify, batch->notify->len - 1) != parent))
         g_ptr_array_add (batch->notify, g_object_ref (parent));
