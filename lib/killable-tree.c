@@ -18,6 +18,8 @@
 
 #include "config.h"
 
+#include <unistd.h>
+
 #include <glib/gi18n-lib.h>
 
 #include "killable-error-private.h"
@@ -51,10 +53,13 @@
  * The pool never shrinks: it keeps as many trees (56 bytes each) as were
  * ever in use at once.
  *
- * Lock order: by index (the stripes, then the pool's structs in creation
- * order); at most two at once, plus a fresh one (add_child() joining two
- * trees). Under a tree lock: task and stop-state locks, GLib's signal lock,
- * pool_lock, handoff_lock; never user code.
+ * Lock order: fork_gate (read), then the tree locks by index (the stripes,
+ * then the pool's structs in creation order); at most two at once, plus a
+ * fresh one (add_child() joining two trees). Under a tree lock: task and
+ * stop-state locks, GLib's signal lock, pool_lock, handoff_lock; never user
+ * code. fork() takes fork_gate for writing (killable_tree_fork_lock()): no
+ * tree is being changed while it runs, and the child starts with every
+ * tree lock free.
  *
  * Connected tasks share their tree. add_child() of a lone task takes the
  * other side's tree (O(1)); of a child with a subtree of its own to a
@@ -153,6 +158,11 @@ static int handoff_wanted;      /* (atomic) passes waiting on handoff_cond */
 
 #define TREE_LOCK_HANDOFF_USEC 2000
 
+/* Read-held around every critical section on a tree (tree_lock() to
+ * tree_unlock()), write-held across fork(). Holding every tree lock across
+ * fork() instead would hold an unbounded number of locks. */
+static GRWLock fork_gate;
+
 static void
 tree_mutex_lock (KillableTree *t)
 {
@@ -234,10 +244,11 @@ pool_take_locked (void)
   return t;
 }
 
-/* Takes the designated lock of @task. */
+/* Takes the designated lock of @task (and fork_gate for reading). */
 static KillableTree *
 tree_lock (KillableTask *task)
 {
+  g_rw_lock_reader_lock (&fork_gate);
   for (;;)
     {
       KillableTree *t = designated (task);
@@ -249,10 +260,10 @@ tree_lock (KillableTask *task)
     }
 }
 
-/* Releases a tree lock; gives the tree back to the pool when the thread
- * holding it made its last task leave it. */
+/* Releases a tree lock, keeping fork_gate; gives the tree back to the
+ * pool when the thread holding it made its last task leave it. */
 static void
-tree_unlock (KillableTree *t)
+tree_release (KillableTree *t)
 {
   gboolean dead = t->in_use && t->n_nodes == 0;
 
@@ -263,13 +274,24 @@ tree_unlock (KillableTree *t)
     pool_give_back (t);
 }
 
-/* Takes the designated locks of @a and @b (the same one, or two in order). */
+/* Releases a tree lock and fork_gate. */
+static void
+tree_unlock (KillableTree *t)
+{
+  tree_release (t);
+  g_rw_lock_reader_unlock (&fork_gate);
+}
+
+/* Takes the designated locks of @a and @b (the same one, or two in order),
+ * and fork_gate for reading: release them with tree_release() but the last
+ * one, with tree_unlock(). */
 static void
 tree_lock_pair (KillableTask  *a,
                 KillableTask  *b,
                 KillableTree **ta,
                 KillableTree **tb)
 {
+  g_rw_lock_reader_lock (&fork_gate);
   for (;;)
     {
       KillableTree *x = designated (a);
@@ -1041,7 +1063,7 @@ killable_task_add_child (KillableTask  *self,
   if (fail != NULL)
     {
       if (tc != tp)
-        tree_unlock (tc);
+        tree_release (tc);
       tree_unlock (tp);
       g_object_unref (child);
       if (g_str_equal (fail, "parent"))
@@ -1130,9 +1152,9 @@ killable_task_add_child (KillableTask  *self,
   interrupt = killable_tree_node_has_mark (priv, KILLABLE_TREE_MARK_INTERRUPT);
 
   if (fresh != NULL)
-    tree_unlock (fresh);
+    tree_release (fresh);
   if (tc != tp)
-    tree_unlock (tc);
+    tree_release (tc);
   tree_unlock (tp);
 
   stop_won (&won, reason);
@@ -1300,16 +1322,17 @@ killable_tree_before_completion (KillableTask *self,
   held = tree_lock (self);
   while (priv->n_live_children > 0)
     {
+      /* fork_gate is not held while waiting (a fork() would wait for the
+       * children); nor is it taken again under the tree lock (the order is
+       * fork_gate, then a tree lock): the lock is taken again from the
+       * start, and may be another one if @self moved to another tree
+       * meanwhile (add_child() broadcast the old one's cond). */
       held->n_cond_waiters++;
+      g_rw_lock_reader_unlock (&fork_gate);
       g_cond_wait (&held->cond, &held->lock);
       held->n_cond_waiters--;
-      /* Moved to another tree meanwhile (add_child() broadcast the old
-       * one's cond): wait on the new one. */
-      if (designated (self) != held)
-        {
-          tree_unlock (held);
-          held = tree_lock (self);
-        }
+      tree_release (held);
+      held = tree_lock (self);
     }
   priv->children_closed = TRUE;
   tree_unlock (held);
@@ -1340,15 +1363,25 @@ lock_for_dispose (KillableTask *self)
 
   for (guint i = 0; i < 10000; i++)
     {
-      KillableTree *t = designated (self);
+      KillableTree *t;
 
+      /* Not waiting for a fork() either: it waits for the holders of
+       * tree locks. */
+      if (!g_rw_lock_reader_trylock (&fork_gate))
+        {
+          g_thread_yield ();
+          continue;
+        }
+      t = designated (self);
       if (g_mutex_trylock (&t->lock))
         {
           if (designated (self) == t)
             return t;
           g_mutex_unlock (&t->lock);
+          g_rw_lock_reader_unlock (&fork_gate);
           continue;
         }
+      g_rw_lock_reader_unlock (&fork_gate);
       g_thread_yield ();
     }
 
@@ -1714,65 +1747,62 @@ killable_tree_node_init (KillableTreeNode *node,
   node->child_policy = KILLABLE_CHILD_POLICY_FAIL_FAST;
 }
 
-/* For killable-fork.c: every tree lock is held across fork() (the stripes,
- * then the pool's trees, in index order), so that the child's copy of every
- * tree is consistent; then pool_lock (no tree is taken or given back), then
- * handoff_lock (taken after a tree lock, as tree_mutex_lock() does), which
- * a yielding stop may hold. */
-/* Locks or unlocks the trees of the chunks from @first to @last included
- * (@last NULL: to the end). */
+/* In the child of a fork(): every tree lock and cond starts afresh (see
+ * killable_tree_fork_lock()). */
 static void
-fork_lock_chunks (TreeChunk *first,
-                  TreeChunk *last,
-                  gboolean   lock)
+fork_child_reset (void)
 {
-  for (TreeChunk *c = first; c != NULL; c = c == last ? NULL : LOAD (&c->next))
+  for (guint i = 0; i < N_STRIPES; i++)
+    {
+      g_mutex_init (&stripes[i].lock);
+      g_cond_init (&stripes[i].cond);
+      stripes[i].n_cond_waiters = 0;
+      stripes[i].waiters = 0;
+    }
+  for (TreeChunk *c = pool_head; c != NULL; c = c->next)
     for (guint i = 0; i < POOL_CHUNK; i++)
       {
-        if (lock)
-          g_mutex_lock (&c->trees[i].lock);
-        else
-          g_mutex_unlock (&c->trees[i].lock);
+        g_mutex_init (&c->trees[i].lock);
+        g_cond_init (&c->trees[i].cond);
+        c->trees[i].n_cond_waiters = 0;
+        c->trees[i].waiters = 0;
       }
+  handoff_wanted = 0;
 }
+
+/* For killable-fork.c: fork_gate is held for writing across fork(), so
+ * that no tree is being changed (the child's copy of every tree is
+ * consistent); then pool_lock (no tree is taken or given back), then
+ * handoff_lock (a yielding stop may hold it). In the child (told by its
+ * pid), every tree lock and cond starts afresh: a thread of the parent
+ * that waited for children (killable_tree_before_completion()) may have
+ * held its tree's lock without fork_gate for a moment, and no thread of the
+ * parent but the forking one exists there. */
+static pid_t fork_pid;   /* under fork_gate (write) */
 
 void
 killable_tree_fork_lock (gboolean lock)
 {
   if (lock)
     {
-      TreeChunk *done = NULL;
-
-      for (guint i = 0; i < N_STRIPES; i++)
-        g_mutex_lock (&stripes[i].lock);
-
-      /* Chunks are only appended, never freed: lock up to the last one,
-       * then check under pool_lock that none was added meanwhile. */
-      for (;;)
-        {
-          TreeChunk *head = done != NULL ? LOAD (&done->next) : LOAD (&pool_head);
-          TreeChunk *last = done;
-
-          for (TreeChunk *c = head; c != NULL; c = LOAD (&c->next))
-            last = c;
-          if (head != NULL)
-            fork_lock_chunks (head, last, TRUE);
-          done = last;
-
-          g_mutex_lock (&pool_lock);
-          if (pool_tail == done)
-            break;
-          g_mutex_unlock (&pool_lock);
-        }
-
+      g_rw_lock_writer_lock (&fork_gate);
+      g_mutex_lock (&pool_lock);
       g_mutex_lock (&handoff_lock);
+      fork_pid = getpid ();
     }
   else
     {
       g_mutex_unlock (&handoff_lock);
       g_mutex_unlock (&pool_lock);
-      fork_lock_chunks (LOAD (&pool_head), NULL, FALSE);
-      for (guint i = N_STRIPES; i-- > 0;)
-        g_mutex_unlock (&stripes[i].lock);
+      /* A pthread rwlock knows its writer by thread id, which the forking
+       * thread changed in the child: it cannot be unlocked there, only made
+       * afresh. */
+      if (getpid () != fork_pid)
+        {
+          g_rw_lock_init (&fork_gate);
+          fork_child_reset ();
+        }
+      else
+        g_rw_lock_writer_unlock (&fork_gate);
     }
 }
