@@ -317,9 +317,17 @@ get_run_slow (KillableTask *self)
       killable_escalation_clear (&fresh->escalation);
       g_cond_clear (&fresh->cond);
       g_free (fresh);
+      return g_atomic_pointer_get (&priv->run);
     }
 
-  return g_atomic_pointer_get (&priv->run);
+  /* Allocated after the end (a timeout set or a start after a stop while
+   * pending): no timer may be armed any more. The end reads the block
+   * after it published the state (close_escalation()): of the two, at
+   * least one sees the other, and closing twice is harmless. */
+  if (KILLABLE_TASK_STATE_IS_TERMINAL (flag_get (&priv->state)))
+    killable_escalation_close (&fresh->escalation);
+
+  return fresh;
 }
 
 /* The run block, allocated on first use. Any thread, any lock. */
@@ -333,6 +341,18 @@ get_run (KillableTask *self)
     return run;
 
   return get_run_slow (self);
+}
+
+/* At the end, after the terminal state was published: with no block yet,
+ * no timer was ever armed, and one allocated from now on starts closed
+ * (see get_run_slow()). */
+static void
+close_escalation (KillableTask *self)
+{
+  KillableTaskRun *run = peek_run (killable_task_get_instance_private (self));
+
+  if (run != NULL)
+    killable_escalation_close (&run->escalation);
 }
 
 static gboolean
@@ -657,9 +677,7 @@ complete_full (KillableTask      *self,
 
   g_mutex_unlock (&priv->lock);
 
-  /* No block: no timer was ever armed. */
-  if (run != NULL)
-    killable_escalation_close (&run->escalation);
+  close_escalation (self);
   return_waiters (waiters, peek_error (self));
   if (was_queued || had_permit)
     limiter_task_ended (self, limiter, was_queued, had_permit);
@@ -975,10 +993,7 @@ killable_task_end_pending_locked (KillableTask *self)
 void
 killable_task_end_pending_finish (KillableTask *self)
 {
-  KillableTaskRun *run = peek_run (killable_task_get_instance_private (self));
-
-  if (run != NULL)
-    killable_escalation_close (&run->escalation);
+  close_escalation (self);
 }
 
 /* The stop request, rung 1. With @propagate, the whole subtree gets the
