@@ -80,12 +80,22 @@ killable_owner_set_context (KillableOwner *owner,
 {
   GMainContext *old;
   GThread *old_thread;
+  GThread *self = g_thread_self ();
 
   g_mutex_lock (&owner_lock);
+  /* Usually the thread and context the task was created with: then no
+   * reference changes hands. */
+  if (owner->context == context && owner->thread == self)
+    {
+      /* Emissions already queued stay where they are. */
+      owner->pending = NULL;
+      g_mutex_unlock (&owner_lock);
+      return;
+    }
   old = owner->context;
   old_thread = owner->thread;
   owner->context = g_main_context_ref (context);
-  owner->thread = g_thread_ref (g_thread_self ());
+  owner->thread = g_thread_ref (self);
   /* Emissions already queued on the old context stay there. */
   owner->pending = NULL;
   g_mutex_unlock (&owner_lock);

@@ -306,8 +306,11 @@ static G_GNUC_NO_INLINE KillableTaskRun *
 get_run_slow (KillableTask *self)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
-  KillableTaskRun *fresh = g_new0 (KillableTaskRun, 1);
+  /* g_new0() is calloc(), which glibc serves without its thread cache:
+   * malloc() and a memset() cost less, on every start. */
+  KillableTaskRun *fresh = g_malloc (sizeof (KillableTaskRun));
 
+  memset (fresh, 0, sizeof (KillableTaskRun));
   g_cond_init (&fresh->cond);
   killable_escalation_init (&fresh->escalation, G_OBJECT (self), escalation_cb);
 
