@@ -60,18 +60,18 @@ typedef struct
                    guint    emissions);
 } KillableOwnerFuncs;
 
+/* Embedded in the object the emissions are about, at the same offset in
+ * every instance (see killable_owner_setup()): 24 bytes. */
 typedef struct
 {
   GMainContext             *context;   /* (owned) protected by the owner lock */
   GThread                  *thread;    /* (owned) the owner's thread, protected by the owner lock */
   KillableOwnerEntry       *pending;   /* (nullable) this object's newest queued entry, owner lock */
-  GObject                  *object;    /* (unowned) immutable: what the emissions are about */
-  const KillableOwnerFuncs *funcs;     /* immutable */
 } KillableOwner;
 
-void          killable_owner_init          (KillableOwner            *owner,
-                                            GObject                  *object,
-                                            const KillableOwnerFuncs *funcs);
+void          killable_owner_setup         (const KillableOwnerFuncs *funcs,
+                                            gssize                    offset);
+void          killable_owner_init          (KillableOwner            *owner);
 void          killable_owner_clear         (KillableOwner            *owner);
 void          killable_owner_set_context   (KillableOwner            *owner,
                                             GMainContext             *context);

@@ -52,16 +52,36 @@ typedef struct
 static GMutex owner_lock;
 static GHashTable *queues;  /* GMainContext* → OwnerQueue*, protected by owner_lock */
 
+/* Given once, before any KillableOwner is initialised (the owning class's
+ * class_init): not stored in each KillableOwner, which saves 16 bytes per
+ * object. Immutable from then. */
+static const KillableOwnerFuncs *owner_funcs;
+static gssize owner_offset;
+
+/* The object a KillableOwner is embedded in. */
+static inline GObject *
+owner_object (KillableOwner *owner)
+{
+  return (GObject *) ((guint8 *) owner - owner_offset);
+}
+
+/* @offset: where each KillableOwner lies in its object, from the start of
+ * the instance (the same for every instance of the class and its
+ * subclasses, as a GObject's private data is). */
 void
-killable_owner_init (KillableOwner            *owner,
-                     GObject                  *object,
-                     const KillableOwnerFuncs *funcs)
+killable_owner_setup (const KillableOwnerFuncs *funcs,
+                      gssize                    offset)
+{
+  owner_funcs = funcs;
+  owner_offset = offset;
+}
+
+void
+killable_owner_init (KillableOwner *owner)
 {
   owner->context = g_main_context_ref_thread_default ();
   owner->thread = g_thread_ref (g_thread_self ());
   owner->pending = NULL;
-  owner->object = object;
-  owner->funcs = funcs;
 }
 
 void
@@ -119,7 +139,7 @@ killable_owner_emit (KillableOwner *owner,
   g_mutex_unlock (&owner_lock);
 
   if (here)
-    owner->funcs->emit (owner->object, emissions);
+    owner_funcs->emit (owner_object (owner), emissions);
   else
     killable_owner_queue (owner, emissions);
 }
@@ -152,9 +172,9 @@ owner_queue_dispatch (gpointer user_data)
   while ((l = g_queue_pop_head_link (&entries)) != NULL)
     {
       KillableOwnerEntry *entry = l->data;
-      GObject *object = entry->owner->object;
+      GObject *object = owner_object (entry->owner);
 
-      entry->owner->funcs->emit (object, entry->emissions);
+      owner_funcs->emit (object, entry->emissions);
       g_free (entry);
       g_object_unref (object);
     }
@@ -185,13 +205,13 @@ killable_owner_queue (KillableOwner *owner,
   OwnerQueue *queue;
   GObject *ref;
 
-  emissions = owner->funcs->filter (owner->object, emissions);
+  emissions = owner_funcs->filter (owner_object (owner), emissions);
   if (emissions == 0)
     return;
 
   /* Taken before the lock: a reference that toggles runs a binding's
    * toggle notification (Python takes its GIL there). */
-  ref = g_object_ref (owner->object);
+  ref = g_object_ref (owner_object (owner));
 
   g_mutex_lock (&owner_lock);
 

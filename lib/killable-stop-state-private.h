@@ -61,6 +61,13 @@ typedef struct
   KillableStopStateExtra *extra;         /* (owned) (nullable) (atomic) see KillableStopStateExtra */
 } KillableStopState;
 
+/* For tests: whether the extra block was allocated. */
+static inline gboolean
+killable_stop_state_has_extra (KillableStopState *state)
+{
+  return g_atomic_pointer_get (&state->extra) != NULL;
+}
+
 void      killable_stop_state_init            (KillableStopState    *state);
 void      killable_stop_state_clear           (KillableStopState    *state);
 

@@ -224,14 +224,13 @@ typedef struct
 
   guint8              state;             /* (atomic) KillableTaskState */
   guint8              abandon;           /* (atomic) KillableAbandonState */
-  guint8              interrupt_syscalls;/* (atomic) */
-  guint8              started;           /* (atomic) */
   guint8              dispatched;        /* (atomic) 1: handed to a worker thread, 2: the worker is done */
-  guint8              kill_escalated;    /* (atomic) killed by a grace-period escalation */
-  guint8              paused;            /* (atomic) the paused property; changed under pause_lock */
   guint8              error_lazy;        /* (atomic) LazyError: a stopped pending task's error is the
                                           * stop's outcome, built from the state and the stop reason
                                           * when first read */
+  guint8              bits;              /* (atomic) KillableTaskBits */
+  guint8              cleanups_done;     /* protected by @lock */
+  guint8              group;             /* immutable after construction: new_group() */
 
   GMutex              lock;              /* the task lock */
   KillableTaskRun    *run;               /* (owned) (nullable) (atomic) see get_run() */
@@ -241,12 +240,24 @@ typedef struct
   gpointer            func_data;
   GDestroyNotify      func_notify;
 
-  guint8              cleanups_done;     /* protected by @lock */
-  guint8              group;             /* immutable after construction: new_group() */
-
   KillableOwner       owner;             /* the owner module's state */
   KillableTreeNode    node;              /* the tree's state */
 } KillableTaskPrivate;
+
+/* The boolean flags of KillableTaskPrivate.bits, changed with atomic or
+ * and and. */
+typedef enum
+{
+  BIT_STARTED            = 1 << 0,  /* set once by start() or run_async() */
+  BIT_INTERRUPT_SYSCALLS = 1 << 1,  /* the interrupt-syscalls property */
+  BIT_KILL_ESCALATED     = 1 << 2,  /* killed by a grace-period escalation */
+  BIT_PAUSED             = 1 << 3,  /* the paused property; changed under pause_lock */
+} KillableTaskBits;
+
+#define bit_get(priv, bit)     ((__atomic_load_n (&(priv)->bits, __ATOMIC_SEQ_CST) & (bit)) != 0)
+/* Both return whether @bit was set before. */
+#define bit_set(priv, bit)     ((__atomic_fetch_or (&(priv)->bits, (guint8) (bit), __ATOMIC_SEQ_CST) & (bit)) != 0)
+#define bit_clear(priv, bit)   ((__atomic_fetch_and (&(priv)->bits, (guint8) ~(bit), __ATOMIC_SEQ_CST) & (bit)) != 0)
 
 /* The byte-sized flags: atomic loads, stores and exchanges, sequentially
  * consistent as g_atomic_int_*() are. */
@@ -681,7 +692,9 @@ complete_full (KillableTask      *self,
   g_mutex_unlock (&priv->lock);
 
   close_escalation (self);
-  return_waiters (waiters, peek_error (self));
+  /* The error is built (if lazy) only for a waiter that gets it. */
+  if (waiters != NULL)
+    return_waiters (waiters, peek_error (self));
   if (was_queued || had_permit)
     limiter_task_ended (self, limiter, was_queued, had_permit);
   killable_tree_child_ended (self);
@@ -754,7 +767,7 @@ dup_stop_outcome_full (KillableTask      *self,
 
   if (kill_marked &&
       !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED) &&
-      !(flag_get (&priv->kill_escalated) &&
+      !(bit_get (priv, BIT_KILL_ESCALATED) &&
         g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_TIMED_OUT)))
     {
       g_clear_error (&error);
@@ -797,7 +810,7 @@ lazy_stop_outcome (KillableTask      *self,
 
   if (kill_mark &&
       !g_error_matches (reason, KILLABLE_ERROR, KILLABLE_ERROR_KILLED) &&
-      !(flag_get (&priv->kill_escalated) &&
+      !(bit_get (priv, BIT_KILL_ESCALATED) &&
         g_error_matches (reason, KILLABLE_ERROR, KILLABLE_ERROR_TIMED_OUT)))
     {
       *state = KILLABLE_TASK_STATE_KILLED;
@@ -1034,12 +1047,12 @@ killable_task_request_stop_internal (KillableTask *self,
   /* A stop lifts a pause: the stop state cleared its bit (check(), sleep()
    * and wait_fd() see the stop), a process task thaws its program before
    * signalling it. */
-  if (flag_get (&priv->paused))
+  if (bit_get (priv, BIT_PAUSED))
     {
       g_mutex_lock (&pause_lock);
-      if (flag_get (&priv->paused))
+      if (bit_get (priv, BIT_PAUSED))
         {
-          flag_set (&priv->paused, FALSE);
+          (void) bit_clear (priv, BIT_PAUSED);
           emissions |= KILLABLE_EMIT_PAUSED;
         }
       g_mutex_unlock (&pause_lock);
@@ -1152,7 +1165,7 @@ interrupt_syscalls (KillableTask *self)
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   int signum;
 
-  if (!flag_get (&priv->interrupt_syscalls))
+  if (!bit_get (priv, BIT_INTERRUPT_SYSCALLS))
     return;
 
   signum = killable_signal_ensure_handler ();
@@ -1211,7 +1224,7 @@ kill_escalated (KillableTask *self)
     {
       KillableTaskPrivate *tpriv = killable_task_get_instance_private (g_ptr_array_index (subtree, i));
 
-      flag_set (&tpriv->kill_escalated, 1);
+      (void) bit_set (tpriv, BIT_KILL_ESCALATED);
     }
 
   killable_task_kill (self);
@@ -1304,7 +1317,13 @@ killable_task_is_started (KillableTask *self)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
 
-  return flag_get (&priv->started) != 0;
+  return bit_get (priv, BIT_STARTED);
+}
+
+gboolean
+killable_task_has_run_block (KillableTask *self)
+{
+  return peek_run (killable_task_get_instance_private (self)) != NULL;
 }
 
 /* During construction (constructed()): replaces the name if the caller
@@ -1631,7 +1650,7 @@ start_internal (KillableTask  *self,
   KillableTaskRun *run;
   KillableLimiter *limiter;
 
-  if (!flag_cas (&priv->started, 0, 1))
+  if (bit_set (priv, BIT_STARTED))
     {
       g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
                    _("Task “%s” was already started"), priv->name);
@@ -2163,6 +2182,8 @@ killable_task_class_init (KillableTaskClass *klass)
     KillableTask_private_offset + G_STRUCT_OFFSET (KillableTaskPrivate, node);
   killable_task_stop_state_offset =
     KillableTask_private_offset + G_STRUCT_OFFSET (KillableTaskPrivate, stop);
+  killable_owner_setup (&owner_funcs,
+                        KillableTask_private_offset + G_STRUCT_OFFSET (KillableTaskPrivate, owner));
   _killable_task_fast_path.stop_flag_offset = killable_task_stop_state_offset +
     G_STRUCT_OFFSET (KillableStopState, requested);
 
@@ -2176,7 +2197,7 @@ killable_task_init (KillableTask *self)
 
   killable_stop_state_init (&priv->stop);
   g_mutex_init (&priv->lock);
-  killable_owner_init (&priv->owner, G_OBJECT (self), &owner_funcs);
+  killable_owner_init (&priv->owner);
   killable_tree_node_init (&priv->node, self);
   priv->state = KILLABLE_TASK_STATE_PENDING;
 }
@@ -2325,7 +2346,7 @@ killable_task_run_async (KillableTask        *self,
   g_task_set_source_tag (task, killable_task_run_async);
   g_task_set_name (task, "[killable] killable_task_run_async");
 
-  if (flag_get (&priv->started))
+  if (bit_get (priv, BIT_STARTED))
     {
       g_task_return_new_error (task, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
                                _("Task “%s” was already started"), priv->name);
@@ -2468,7 +2489,7 @@ killable_task_join (KillableTask  *self,
   g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
   priv = killable_task_get_instance_private (self);
-  g_return_val_if_fail (flag_get (&priv->started) ||
+  g_return_val_if_fail (bit_get (priv, BIT_STARTED) ||
                         KILLABLE_TASK_STATE_IS_TERMINAL (flag_get (&priv->state)),
                         FALSE);
   g_return_val_if_fail (killable_task_get_current () != self, FALSE);
@@ -3054,7 +3075,7 @@ killable_task_get_interrupt_syscalls (KillableTask *self)
   g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
 
   priv = killable_task_get_instance_private (self);
-  return flag_get (&priv->interrupt_syscalls) != 0;
+  return bit_get (priv, BIT_INTERRUPT_SYSCALLS);
 }
 
 /**
@@ -3080,7 +3101,8 @@ killable_task_set_interrupt_syscalls (KillableTask *self,
   g_return_if_fail (KILLABLE_IS_TASK (self));
 
   priv = killable_task_get_instance_private (self);
-  old = flag_exchange (&priv->interrupt_syscalls, !!interrupt_syscalls);
+  old = interrupt_syscalls ? bit_set (priv, BIT_INTERRUPT_SYSCALLS)
+                           : bit_clear (priv, BIT_INTERRUPT_SYSCALLS);
   if (old != !!interrupt_syscalls)
     killable_task_emit_setter (self, KILLABLE_EMIT_INTERRUPT_SYSCALLS);
 }
@@ -3281,7 +3303,7 @@ set_paused (KillableTask *self,
 
   g_mutex_lock (&pause_lock);
   /* A stopped or finished task is not paused: its stop must get through. */
-  if (!flag_get (&priv->paused) != !paused &&
+  if (!bit_get (priv, BIT_PAUSED) != !paused &&
       !(paused && (killable_stop_state_is_requested (&priv->stop) ||
                    killable_task_is_finished (self))))
     {
@@ -3289,12 +3311,15 @@ set_paused (KillableTask *self,
        * requested meanwhile sees it and lifts it (after this lock). */
       gboolean accepted;
 
-      flag_set (&priv->paused, paused);
+      if (paused)
+        (void) bit_set (priv, BIT_PAUSED);
+      else
+        (void) bit_clear (priv, BIT_PAUSED);
       accepted = klass->set_paused == NULL || klass->set_paused (self, paused);
       /* A stop that came in between lifts the pause (a process task's
        * stop signal thaws it). */
       if (paused && (!accepted || killable_stop_state_is_requested (&priv->stop)))
-        flag_set (&priv->paused, FALSE);
+        (void) bit_clear (priv, BIT_PAUSED);
       else
         changed = TRUE;
     }
@@ -3378,7 +3403,7 @@ killable_task_is_paused (KillableTask *self)
   g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
 
   priv = killable_task_get_instance_private (self);
-  return flag_get (&priv->paused);
+  return bit_get (priv, BIT_PAUSED);
 }
 
 /* }}} */
@@ -4051,7 +4076,7 @@ killable_task_set_limiter (KillableTask    *self,
   g_return_if_fail (limiter == NULL || KILLABLE_IS_LIMITER (limiter));
 
   priv = killable_task_get_instance_private (self);
-  g_return_if_fail (!flag_get (&priv->started));
+  g_return_if_fail (!bit_get (priv, BIT_STARTED));
 
   g_mutex_lock (&priv->lock);
   if (peek_run (priv) != NULL || limiter != NULL)
