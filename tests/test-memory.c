@@ -219,8 +219,9 @@ join_thread (gpointer user_data)
   JoinData *data = user_data;
 
   test_gate_note_worker (&data->gate);
-  /* Bounded, so that a missed wake-up fails the test instead of hanging. */
-  data->joined = killable_task_wait (data->task, TEST_GUARD_USEC);
+  data->joined = killable_task_wait (data->task, -1);
+  /* Returned: says so (the test fails after its guard otherwise). */
+  test_gate_enter (&data->gate);
   return NULL;
 }
 
@@ -233,11 +234,13 @@ test_join_pending (void)
   test_gate_init (&data.gate);
   thread = g_thread_new ("join", join_thread, &data);
   test_gate_wait_count (&data.gate, &data.gate.ran, 1);
-  /* Inside wait()'s wait. */
-  test_wait_thread_in (data.gate.worker_tid, TEST_IN_TIMED_FUTEX);
+  /* Inside wait()'s wait (a futex wait without a timeout). */
+  test_wait_thread_in (data.gate.worker_tid, TEST_IN_FUTEX);
   g_assert_true (killable_task_has_run_block (data.task));
 
   killable_task_stop (data.task);
+  /* Woken by the end, not by a timeout (it has none). */
+  test_gate_wait_entered (&data.gate, 1);
   g_thread_join (thread);
   g_assert_true (data.joined);
   g_assert_cmpint (killable_task_get_state (data.task), ==, KILLABLE_TASK_STATE_CANCELLED);
