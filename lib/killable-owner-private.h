@@ -48,6 +48,7 @@ typedef enum
    KILLABLE_EMIT_SETTERS)
 
 typedef struct _KillableOwnerEntry KillableOwnerEntry;
+typedef struct _KillableOwnerPlace KillableOwnerPlace;
 
 /* Given by the object that owns a KillableOwner: which of @emissions
  * someone listens to (called on any thread), and the emission itself
@@ -61,11 +62,10 @@ typedef struct
 } KillableOwnerFuncs;
 
 /* Embedded in the object the emissions are about, at the same offset in
- * every instance (see killable_owner_setup()): 24 bytes. */
+ * every instance (see killable_owner_setup()): 16 bytes. */
 typedef struct
 {
-  GMainContext             *context;   /* (owned) protected by the owner lock */
-  GThread                  *thread;    /* (owned) the owner's thread, protected by the owner lock */
+  KillableOwnerPlace       *place;     /* (owned) the owner's context and thread (shared), owner lock */
   KillableOwnerEntry       *pending;   /* (nullable) this object's newest queued entry, owner lock */
 } KillableOwner;
 

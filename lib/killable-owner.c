@@ -1,10 +1,11 @@
 /* killable-owner.c: emissions on the owner's main context
  *
- * Owns: a KillableOwner per task (its owner context and thread, its newest
+ * Owns: a KillableOwner per task (its place: owner context and thread,
+ * shared with the other tasks of that thread and context; its newest
  * queued entry), one FIFO of entries per owner context, and the release of
  * the owner's data (destroy notifies) on the owner's context.
- * Locks: owner_lock guards every queue and every KillableOwner's context,
- * thread and pending entry, and serialises the probes of
+ * Locks: owner_lock guards every queue and every KillableOwner's place
+ * and pending entry, and serialises the probes of
  * killable_owner_release(); a leaf lock (no user code, no other library
  * lock is taken under it).
  * Called by: killable-task.c. Calls back only through the
@@ -76,11 +77,64 @@ killable_owner_setup (const KillableOwnerFuncs *funcs,
   owner_offset = offset;
 }
 
+/* A thread and a context, shared by every owner that has them: the tasks
+ * a thread creates (or starts) with the same thread-default context hold
+ * one reference on one place, not two references each. Immutable but for
+ * the count. Each thread keeps its last place for the next owners. */
+struct _KillableOwnerPlace
+{
+  int           ref_count;  /* (atomic) */
+  GMainContext *context;    /* (owned) */
+  GThread      *thread;     /* (owned) */
+};
+
+static KillableOwnerPlace *
+place_ref (KillableOwnerPlace *place)
+{
+  g_atomic_int_inc (&place->ref_count);
+  return place;
+}
+
+static void
+place_unref (gpointer data)
+{
+  KillableOwnerPlace *place = data;
+
+  if (g_atomic_int_dec_and_test (&place->ref_count))
+    {
+      g_main_context_unref (place->context);
+      g_thread_unref (place->thread);
+      g_free (place);
+    }
+}
+
+/* This thread's last place, released when the thread exits. */
+static GPrivate cached_place = G_PRIVATE_INIT (place_unref);
+
+/* A reference on the place of the calling thread and @context. */
+static KillableOwnerPlace *
+place_get (GMainContext *context)
+{
+  KillableOwnerPlace *place = g_private_get (&cached_place);
+
+  if (G_LIKELY (place != NULL && place->context == context))
+    return place_ref (place);
+
+  place = g_new (KillableOwnerPlace, 1);
+  place->ref_count = 2;   /* the caller's and the cache's */
+  place->context = g_main_context_ref (context);
+  place->thread = g_thread_ref (g_thread_self ());
+  g_private_replace (&cached_place, place);
+
+  return place;
+}
+
 void
 killable_owner_init (KillableOwner *owner)
 {
-  owner->context = g_main_context_ref_thread_default ();
-  owner->thread = g_thread_ref (g_thread_self ());
+  GMainContext *context = g_main_context_get_thread_default ();
+
+  owner->place = place_get (context != NULL ? context : g_main_context_default ());
   owner->pending = NULL;
 }
 
@@ -89,8 +143,7 @@ killable_owner_clear (KillableOwner *owner)
 {
   /* A queued entry holds a reference on its object, so none is left here. */
   g_assert (owner->pending == NULL);
-  g_clear_pointer (&owner->context, g_main_context_unref);
-  g_clear_pointer (&owner->thread, g_thread_unref);
+  g_clear_pointer (&owner->place, place_unref);
 }
 
 /* The calling thread becomes the owner's thread, @context its context. */
@@ -98,30 +151,32 @@ void
 killable_owner_set_context (KillableOwner *owner,
                             GMainContext  *context)
 {
-  GMainContext *old;
-  GThread *old_thread;
-  GThread *self = g_thread_self ();
+  KillableOwnerPlace *old;
+  KillableOwnerPlace *place;
 
   g_mutex_lock (&owner_lock);
   /* Usually the thread and context the task was created with: then no
    * reference changes hands. */
-  if (owner->context == context && owner->thread == self)
+  if (owner->place->context == context && owner->place->thread == g_thread_self ())
     {
       /* Emissions already queued stay where they are. */
       owner->pending = NULL;
       g_mutex_unlock (&owner_lock);
       return;
     }
-  old = owner->context;
-  old_thread = owner->thread;
-  owner->context = g_main_context_ref (context);
-  owner->thread = g_thread_ref (self);
+  g_mutex_unlock (&owner_lock);
+
+  /* Outside the lock: it may allocate and release a place. */
+  place = place_get (context);
+
+  g_mutex_lock (&owner_lock);
+  old = owner->place;
+  owner->place = place;
   /* Emissions already queued on the old context stay there. */
   owner->pending = NULL;
   g_mutex_unlock (&owner_lock);
 
-  g_main_context_unref (old);
-  g_thread_unref (old_thread);
+  place_unref (old);
 }
 
 /* Emits @emissions at once when the calling thread is the owner's (it
@@ -135,7 +190,7 @@ killable_owner_emit (KillableOwner *owner,
   gboolean here;
 
   g_mutex_lock (&owner_lock);
-  here = owner->thread == g_thread_self () || g_main_context_is_owner (owner->context);
+  here = owner->place->thread == g_thread_self () || g_main_context_is_owner (owner->place->context);
   g_mutex_unlock (&owner_lock);
 
   if (here)
@@ -228,11 +283,11 @@ killable_owner_queue (KillableOwner *owner,
   if (queues == NULL)
     queues = g_hash_table_new_full (NULL, NULL, NULL, owner_queue_free);
 
-  queue = g_hash_table_lookup (queues, owner->context);
+  queue = g_hash_table_lookup (queues, owner->place->context);
   if (queue == NULL)
     {
       queue = g_new0 (OwnerQueue, 1);
-      queue->context = g_main_context_ref (owner->context);
+      queue->context = g_main_context_ref (owner->place->context);
       g_hash_table_insert (queues, queue->context, queue);
     }
 
@@ -341,8 +396,8 @@ killable_owner_release (KillableOwner  *owner,
    * each other for a main loop (the context's own lock is already taken
    * under owner_lock, by g_source_attach() in killable_owner_queue()). */
   g_mutex_lock (&owner_lock);
-  here = owner->thread == g_thread_self () || g_main_context_is_owner (owner->context);
-  context = g_main_context_ref (owner->context);
+  here = owner->place->thread == g_thread_self () || g_main_context_is_owner (owner->place->context);
+  context = g_main_context_ref (owner->place->context);
   if (!here)
     {
       here = g_main_context_acquire (context);

@@ -259,6 +259,10 @@ typedef enum
 #define bit_set(priv, bit)     ((__atomic_fetch_or (&(priv)->bits, (guint8) (bit), __ATOMIC_SEQ_CST) & (bit)) != 0)
 #define bit_clear(priv, bit)   ((__atomic_fetch_and (&(priv)->bits, (guint8) ~(bit), __ATOMIC_SEQ_CST) & (bit)) != 0)
 
+/* (Named so that the criticals of g_return_if_fail() keep saying
+ * "started".) */
+#define is_started(priv)       bit_get ((priv), BIT_STARTED)
+
 /* The byte-sized flags: atomic loads, stores and exchanges, sequentially
  * consistent as g_atomic_int_*() are. */
 #define flag_get(p)            __atomic_load_n ((p), __ATOMIC_SEQ_CST)
@@ -1317,7 +1321,7 @@ killable_task_is_started (KillableTask *self)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
 
-  return bit_get (priv, BIT_STARTED);
+  return is_started (priv);
 }
 
 gboolean
@@ -2346,7 +2350,7 @@ killable_task_run_async (KillableTask        *self,
   g_task_set_source_tag (task, killable_task_run_async);
   g_task_set_name (task, "[killable] killable_task_run_async");
 
-  if (bit_get (priv, BIT_STARTED))
+  if (is_started (priv))
     {
       g_task_return_new_error (task, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
                                _("Task “%s” was already started"), priv->name);
@@ -2489,7 +2493,7 @@ killable_task_join (KillableTask  *self,
   g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
   priv = killable_task_get_instance_private (self);
-  g_return_val_if_fail (bit_get (priv, BIT_STARTED) ||
+  g_return_val_if_fail (is_started (priv) ||
                         KILLABLE_TASK_STATE_IS_TERMINAL (flag_get (&priv->state)),
                         FALSE);
   g_return_val_if_fail (killable_task_get_current () != self, FALSE);
@@ -4076,7 +4080,7 @@ killable_task_set_limiter (KillableTask    *self,
   g_return_if_fail (limiter == NULL || KILLABLE_IS_LIMITER (limiter));
 
   priv = killable_task_get_instance_private (self);
-  g_return_if_fail (!bit_get (priv, BIT_STARTED));
+  g_return_if_fail (!is_started (priv));
 
   g_mutex_lock (&priv->lock);
   if (peek_run (priv) != NULL || limiter != NULL)
