@@ -175,6 +175,37 @@ typedef enum
   KILLABLE_ABANDON_DONE      = 2,   /* abandoned: the task is KILLED */
 } KillableAbandonState;
 
+/* The name and the work function, in one small allocation of the slice
+ * allocator (the name is rarely longer than a few bytes): a pointer in
+ * the task instead of four. Set during construction, then immutable. */
+typedef struct
+{
+  KillableTaskFunc    func;
+  gpointer            data;
+  GDestroyNotify      notify;
+  char                name[];            /* NUL-terminated */
+} KillableTaskWork;
+
+static KillableTaskWork *
+work_new (const char *name)
+{
+  gsize len = strlen (name) + 1;
+  KillableTaskWork *work = g_slice_alloc (G_STRUCT_OFFSET (KillableTaskWork, name) + len);
+
+  work->func = NULL;
+  work->data = NULL;
+  work->notify = NULL;
+  memcpy (work->name, name, len);
+
+  return work;
+}
+
+static void
+work_free (KillableTaskWork *work)
+{
+  g_slice_free1 (G_STRUCT_OFFSET (KillableTaskWork, name) + strlen (work->name) + 1, work);
+}
+
 /* The run block: what only matters once the task runs (or for some tasks
  * only), so that a pending task stays small. Allocated at the start or on
  * first use (get_run()), published with an atomic pointer store (the first
@@ -235,10 +266,7 @@ typedef struct
   GMutex              lock;              /* the task lock */
   KillableTaskRun    *run;               /* (owned) (nullable) (atomic) see get_run() */
 
-  char               *name;              /* (owned) immutable after construction */
-  KillableTaskFunc    func;              /* immutable after construction */
-  gpointer            func_data;
-  GDestroyNotify      func_notify;
+  KillableTaskWork   *work;              /* (owned) the name and the work function, immutable after construction */
 
   KillableOwner       owner;             /* the owner module's state */
   KillableTreeNode    node;              /* the tree's state */
@@ -262,6 +290,9 @@ typedef enum
 /* (Named so that the criticals of g_return_if_fail() keep saying
  * "started".) */
 #define is_started(priv)       bit_get ((priv), BIT_STARTED)
+
+/* The task's name: set at construction (the type name by default). */
+#define task_name(priv)        ((priv)->work != NULL ? (const char *) (priv)->work->name : "")
 
 /* The byte-sized flags: atomic loads, stores and exchanges, sequentially
  * consistent as g_atomic_int_*() are. */
@@ -303,7 +334,7 @@ make_error (KillableTask  *self,
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
 
-  return killable_error_new_for_task (code, priv->name);
+  return killable_error_new_for_task (code, task_name (priv));
 }
 
 static gboolean escalation_cb (GObject                 *object,
@@ -1338,10 +1369,18 @@ killable_task_set_default_name (KillableTask *self,
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
 
-  if (g_strcmp0 (priv->name, G_OBJECT_TYPE_NAME (self)) == 0)
+  if (g_strcmp0 (task_name (priv), G_OBJECT_TYPE_NAME (self)) == 0)
     {
-      g_free (priv->name);
-      priv->name = g_strdup (name);
+      KillableTaskWork *old = priv->work;
+
+      priv->work = work_new (name != NULL ? name : "");
+      if (old != NULL)
+        {
+          priv->work->func = old->func;
+          priv->work->data = old->data;
+          priv->work->notify = old->notify;
+          work_free (old);
+        }
     }
 }
 
@@ -1415,7 +1454,7 @@ decide_outcome (KillableTask  *self,
        * GJS refuses to call a JavaScript function on a worker and returns
        * FALSE without an error. Say so. */
       g_autofree char *what = g_strdup_printf (_("Task “%s” failed without giving a reason"),
-                                               priv->name != NULL ? priv->name : "");
+                                               task_name (priv));
 
       *error = g_error_new (KILLABLE_ERROR, KILLABLE_ERROR_FAILED, "%s %s", what,
                             _("(its work returned FALSE without an error, or could not "
@@ -1491,7 +1530,7 @@ worker_run_one (KillableTask *self)
   if (ret && error != NULL)
     {
       g_critical ("%s: run() of task “%s” returned TRUE and set an error: %s",
-                  G_STRFUNC, priv->name, error->message);
+                  G_STRFUNC, task_name (priv), error->message);
       g_clear_error (&error);
     }
 
@@ -1657,7 +1696,7 @@ start_internal (KillableTask  *self,
   if (bit_set (priv, BIT_STARTED))
     {
       g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
-                   _("Task “%s” was already started"), priv->name);
+                   _("Task “%s” was already started"), task_name (priv));
       return FALSE;
     }
 
@@ -1713,16 +1752,16 @@ killable_task_real_run (KillableTask  *self,
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
 
-  if (priv->func == NULL)
+  if (priv->work == NULL || priv->work->func == NULL)
     {
       g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
                    _("Task “%s” has no work: give a function to killable_task_new() "
                      "or override run()"),
-                   priv->name);
+                   task_name (priv));
       return FALSE;
     }
 
-  return priv->func (self, priv->func_data, error);
+  return priv->work->func (self, priv->work->data, error);
 }
 
 static void
@@ -1799,7 +1838,8 @@ killable_task_finalize (GObject *object)
 
   /* The last reference may go on a worker: the owner's data is released
    * on the owner's context (see killable_owner_release()). */
-  killable_owner_release (&priv->owner, priv->func_notify, priv->func_data);
+  if (priv->work != NULL)
+    killable_owner_release (&priv->owner, priv->work->notify, priv->work->data);
 
   run = peek_run (priv);
   if (run != NULL)
@@ -1816,7 +1856,7 @@ killable_task_finalize (GObject *object)
       g_clear_pointer (&priv->run, g_free);
     }
 
-  g_clear_pointer (&priv->name, g_free);
+  g_clear_pointer (&priv->work, work_free);
   /* Before the owner: removing the stop callbacks releases their data
    * through it. */
   killable_stop_state_clear (&priv->stop);
@@ -1898,9 +1938,9 @@ killable_task_set_property (GObject      *object,
   switch (prop_id)
     {
     case PROP_NAME:
-      priv->name = g_value_dup_string (value);
-      if (priv->name == NULL)
-        priv->name = g_strdup (G_OBJECT_TYPE_NAME (object));
+      g_assert (priv->work == NULL);
+      priv->work = work_new (g_value_get_string (value) != NULL ? g_value_get_string (value)
+                                                                : G_OBJECT_TYPE_NAME (object));
       break;
     case PROP_GRACE_PERIOD:
       killable_task_set_grace_period (self, g_value_get_int64 (value));
@@ -2241,9 +2281,9 @@ killable_task_new (const char       *name,
 
   self = g_object_new (KILLABLE_TYPE_TASK, "name", name, NULL);
   priv = killable_task_get_instance_private (self);
-  priv->func = func;
-  priv->func_data = user_data;
-  priv->func_notify = notify;
+  priv->work->func = func;
+  priv->work->data = user_data;
+  priv->work->notify = notify;
 
   return self;
 }
@@ -2296,7 +2336,7 @@ async_cancelled_cb (GCancellable *cancellable,
    * then give G_IO_ERROR_CANCELLED, the error GIO code expects from a
    * cancel it asked for. */
   reason = g_error_new (G_IO_ERROR, G_IO_ERROR_CANCELLED,
-                        _("Task “%s” was cancelled by its caller"), priv->name);
+                        _("Task “%s” was cancelled by its caller"), task_name (priv));
   killable_task_stop_with_error (self, reason);
 }
 
@@ -2353,7 +2393,7 @@ killable_task_run_async (KillableTask        *self,
   if (is_started (priv))
     {
       g_task_return_new_error (task, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
-                               _("Task “%s” was already started"), priv->name);
+                               _("Task “%s” was already started"), task_name (priv));
       return;
     }
 
@@ -2783,7 +2823,7 @@ killable_task_get_name (KillableTask *self)
   g_return_val_if_fail (KILLABLE_IS_TASK (self), NULL);
 
   priv = killable_task_get_instance_private (self);
-  return priv->name;
+  return task_name (priv);
 }
 
 /**
