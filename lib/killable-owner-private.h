@@ -62,11 +62,11 @@ typedef struct
 } KillableOwnerFuncs;
 
 /* Embedded in the object the emissions are about, at the same offset in
- * every instance (see killable_owner_setup()): 16 bytes. */
+ * every instance (see killable_owner_setup()): 8 bytes. Its newest queued
+ * entry, if any, is in a table of the module. */
 typedef struct
 {
   KillableOwnerPlace       *place;     /* (owned) the owner's context and thread (shared), owner lock */
-  KillableOwnerEntry       *pending;   /* (nullable) this object's newest queued entry, owner lock */
 } KillableOwner;
 
 void          killable_owner_setup         (const KillableOwnerFuncs *funcs,

@@ -4,8 +4,8 @@
  * shared with the other tasks of that thread and context; its newest
  * queued entry), one FIFO of entries per owner context, and the release of
  * the owner's data (destroy notifies) on the owner's context.
- * Locks: owner_lock guards every queue and every KillableOwner's place
- * and pending entry, and serialises the probes of
+ * Locks: owner_lock guards every queue, every KillableOwner's place and
+ * the table of pending entries, and serialises the probes of
  * killable_owner_release(); a leaf lock (no user code, no other library
  * lock is taken under it).
  * Called by: killable-task.c. Calls back only through the
@@ -52,6 +52,24 @@ typedef struct
 
 static GMutex owner_lock;
 static GHashTable *queues;  /* GMainContext* → OwnerQueue*, protected by owner_lock */
+/* KillableOwner* → its newest queued entry, the one later emissions may
+ * join; protected by owner_lock. A table rather than a field: only owners
+ * with something queued (something listens to them) have one, and a task
+ * nobody watches does not carry the pointer. */
+static GHashTable *pending_entries;
+
+static KillableOwnerEntry *
+pending_get_locked (KillableOwner *owner)
+{
+  return pending_entries != NULL ? g_hash_table_lookup (pending_entries, owner) : NULL;
+}
+
+static void
+pending_clear_locked (KillableOwner *owner)
+{
+  if (pending_entries != NULL)
+    g_hash_table_remove (pending_entries, owner);
+}
 
 /* Given once, before any KillableOwner is initialised (the owning class's
  * class_init): not stored in each KillableOwner, which saves 16 bytes per
@@ -135,14 +153,13 @@ killable_owner_init (KillableOwner *owner)
   GMainContext *context = g_main_context_get_thread_default ();
 
   owner->place = place_get (context != NULL ? context : g_main_context_default ());
-  owner->pending = NULL;
 }
 
 void
 killable_owner_clear (KillableOwner *owner)
 {
-  /* A queued entry holds a reference on its object, so none is left here. */
-  g_assert (owner->pending == NULL);
+  /* A queued entry holds a reference on its object, so none is left here
+   * (and none is in pending_entries). */
   g_clear_pointer (&owner->place, place_unref);
 }
 
@@ -160,7 +177,7 @@ killable_owner_set_context (KillableOwner *owner,
   if (owner->place->context == context && owner->place->thread == g_thread_self ())
     {
       /* Emissions already queued stay where they are. */
-      owner->pending = NULL;
+      pending_clear_locked (owner);
       g_mutex_unlock (&owner_lock);
       return;
     }
@@ -173,7 +190,7 @@ killable_owner_set_context (KillableOwner *owner,
   old = owner->place;
   owner->place = place;
   /* Emissions already queued on the old context stay there. */
-  owner->pending = NULL;
+  pending_clear_locked (owner);
   g_mutex_unlock (&owner_lock);
 
   place_unref (old);
@@ -214,8 +231,8 @@ owner_queue_dispatch (gpointer user_data)
     {
       KillableOwnerEntry *entry = l->data;
 
-      if (entry->owner->pending == entry)
-        entry->owner->pending = NULL;
+      if (pending_get_locked (entry->owner) == entry)
+        pending_clear_locked (entry->owner);
     }
 
   g_clear_pointer (&queue->source, g_source_unref);
@@ -270,7 +287,7 @@ killable_owner_queue (KillableOwner *owner,
 
   g_mutex_lock (&owner_lock);
 
-  entry = owner->pending;
+  entry = pending_get_locked (owner);
   if (entry != NULL &&
       ((emissions & ~KILLABLE_EMIT_UNORDERED) == 0 || entry->link.next == NULL))
     {
@@ -296,7 +313,9 @@ killable_owner_queue (KillableOwner *owner,
   entry->emissions = emissions;
   entry->link.data = entry;
   g_queue_push_tail_link (&queue->entries, &entry->link);
-  owner->pending = entry;
+  if (pending_entries == NULL)
+    pending_entries = g_hash_table_new (NULL, NULL);
+  g_hash_table_insert (pending_entries, owner, entry);
 
   if (queue->source == NULL)
     {
