@@ -175,9 +175,11 @@ typedef enum
   KILLABLE_ABANDON_DONE      = 2,   /* abandoned: the task is KILLED */
 } KillableAbandonState;
 
-/* The name and the work function, in one small allocation of the slice
- * allocator (the name is rarely longer than a few bytes): a pointer in
- * the task instead of four. Set during construction, then immutable. */
+/* The name and the work function, in one small allocation: a pointer in
+ * the task instead of four. Set during construction, then immutable. From
+ * malloc(), not the slice allocator of GLib 2.74: its thread cache costs
+ * ~150 fewer instructions per task created and freed, for 14 more bytes
+ * with a short name. */
 typedef struct
 {
   KillableTaskFunc    func;
@@ -190,7 +192,7 @@ static KillableTaskWork *
 work_new (const char *name)
 {
   gsize len = strlen (name) + 1;
-  KillableTaskWork *work = g_slice_alloc (G_STRUCT_OFFSET (KillableTaskWork, name) + len);
+  KillableTaskWork *work = g_malloc (G_STRUCT_OFFSET (KillableTaskWork, name) + len);
 
   work->func = NULL;
   work->data = NULL;
@@ -203,7 +205,7 @@ work_new (const char *name)
 static void
 work_free (KillableTaskWork *work)
 {
-  g_slice_free1 (G_STRUCT_OFFSET (KillableTaskWork, name) + strlen (work->name) + 1, work);
+  g_free (work);
 }
 
 /* The run block: what only matters once the task runs (or for some tasks
