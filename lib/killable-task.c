@@ -3,12 +3,20 @@
  * Owns: the GObject (properties, signals), the state machine, start, join,
  * run_async, results, cleanups, the worker's record (for EINTR), abandon
  * and the abandoned-thread count, the current task. Its private struct
- * embeds the sub-states of the modules it drives (stop state, owner,
- * escalation, tree node), each guarded by its own module's lock.
- * Locks: KillableTaskPrivate.lock guards the fields marked so below; the
- * state, abandon, started and dispatched words are atomic. Under it the
- * owner lock may be taken (emissions are queued under it, see
- * complete_full()); no user code runs under it.
+ * embeds the sub-states of the modules it drives (stop state, owner, tree
+ * node), each guarded by its own module's lock.
+ * Memory: a pending task carries only what it needs before it runs (160
+ * bytes of private data on x86-64); what matters once it runs (cancellable,
+ * error, cleanups, progress, status, async, the worker's record, result,
+ * waiters, limiter, and the escalation module's state) is in a run block
+ * allocated at the start or on first use (get_run()), never freed before
+ * finalize. New per-task state that a pending task does not need goes
+ * there.
+ * Locks: KillableTaskPrivate.lock guards the fields marked so below (in
+ * the run block too); the state, abandon, dispatched and lazy-error bytes,
+ * the bits byte and the run block pointer are atomic. Under it the owner
+ * lock may be taken (emissions are queued under it, see complete_full());
+ * no user code runs under it.
  * Called by: the public API, killable-tree.c and subclasses in lib/
  * (through killable-task-private.h). Calls: killable-tree.c (task and tree
  * call each other), and the leaves: stop state, owner, escalation, signal,
