@@ -1141,13 +1141,13 @@ worker_enter (KillableTask  *self,
               WorkerSignals *mask)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  /* start() allocated it. */
+  KillableTaskRun *run = get_run (self);
 
   /* The interrupt signal reaches the work whatever mask this thread got
    * (an application that blocks every signal before it creates threads, a
    * previous task on this cached thread); the mask is restored after. */
   mask->restore = killable_signal_unblock (killable_signal_get_current (), &mask->old);
-
-  KillableTaskRun *run = get_run (self);
 
   g_mutex_lock (&priv->lock);
   run->worker = pthread_self ();
@@ -1160,7 +1160,6 @@ worker_leave (KillableTask  *self,
               WorkerSignals *mask)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
-
   KillableTaskRun *run = get_run (self);
 
   g_mutex_lock (&priv->lock);
@@ -1401,7 +1400,6 @@ killable_task_set_escalation_direct_kill (KillableTask *self,
                                           gboolean      direct_kill)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
-
   KillableTaskRun *run = get_run (self);
 
   g_mutex_lock (&priv->lock);
@@ -1630,9 +1628,8 @@ static gboolean
 grant_permit (KillableTask *self)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
-  gboolean run;
-
   KillableTaskRun *block = get_run (self);
+  gboolean run;
 
   g_mutex_lock (&priv->lock);
   block->queued = FALSE;
