@@ -171,9 +171,17 @@ killable_owner_set_context (KillableOwner *owner,
   KillableOwnerPlace *old;
   KillableOwnerPlace *place;
 
+  /* Usually the place the task was created with, this thread's cached
+   * one: then no reference changes hands, and with nothing queued anywhere
+   * yet no lock is needed. Only the pointer is compared (the cached place
+   * is alive, the cache holds it): were the owner's place changed
+   * concurrently, this call is as if made before that change. */
+  place = g_private_get (&cached_place);
+  if (place != NULL && g_atomic_pointer_get (&owner->place) == place &&
+      place->context == context && g_atomic_pointer_get (&pending_entries) == NULL)
+    return;
+
   g_mutex_lock (&owner_lock);
-  /* Usually the thread and context the task was created with: then no
-   * reference changes hands. */
   if (owner->place->context == context && owner->place->thread == g_thread_self ())
     {
       /* Emissions already queued stay where they are. */
@@ -188,7 +196,7 @@ killable_owner_set_context (KillableOwner *owner,
 
   g_mutex_lock (&owner_lock);
   old = owner->place;
-  owner->place = place;
+  g_atomic_pointer_set (&owner->place, place);
   /* Emissions already queued on the old context stay there. */
   pending_clear_locked (owner);
   g_mutex_unlock (&owner_lock);
@@ -314,7 +322,7 @@ killable_owner_queue (KillableOwner *owner,
   entry->link.data = entry;
   g_queue_push_tail_link (&queue->entries, &entry->link);
   if (pending_entries == NULL)
-    pending_entries = g_hash_table_new (NULL, NULL);
+    g_atomic_pointer_set (&pending_entries, g_hash_table_new (NULL, NULL));
   g_hash_table_insert (pending_entries, owner, entry);
 
   if (queue->source == NULL)

@@ -2322,12 +2322,16 @@ gboolean
 killable_task_start (KillableTask  *self,
                      GError       **error)
 {
-  g_autoptr(GMainContext) context = NULL;
+  GMainContext *context;
 
   g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  context = g_main_context_ref_thread_default ();
+  /* No reference: the thread-default context lives at least as long as
+   * this call (the owner takes its own if it changes). */
+  context = g_main_context_get_thread_default ();
+  if (context == NULL)
+    context = g_main_context_default ();
 
   return start_internal (self, context, error);
 }
