@@ -63,5 +63,7 @@ void      killable_task_set_default_name      (KillableTask   *self,
                                                const char     *name);
 void      killable_task_set_escalation_direct_kill (KillableTask *self,
                                                     gboolean      direct_kill);
+void      killable_task_class_set_default_grace_period (KillableTaskClass *klass,
+                                                        gint64             grace_usec);
 
 G_END_DECLS

@@ -234,7 +234,6 @@ typedef struct
    * work never gets one. Protected by the task lock. */
   guint               worker_active : 1;
   guint               interrupt_armed : 1;
-  guint               escalation_direct_kill : 1; /* task lock: grace goes straight to kill */
   guint               queued : 1;        /* task lock: waiting in the limiter's queue */
   guint               holds_permit : 1;  /* task lock: holds one of the limiter's permits */
   pthread_t           worker;
@@ -290,6 +289,7 @@ typedef enum
   BIT_INTERRUPT_SYSCALLS = 1 << 1,  /* the interrupt-syscalls property */
   BIT_KILL_ESCALATED     = 1 << 2,  /* killed by a grace-period escalation */
   BIT_PAUSED             = 1 << 3,  /* the paused property; changed under pause_lock */
+  BIT_DIRECT_KILL        = 1 << 4,  /* the grace escalation goes straight to kill */
 } KillableTaskBits;
 
 #define bit_get(priv, bit)     ((__atomic_load_n (&(priv)->bits, __ATOMIC_SEQ_CST) & (bit)) != 0)
@@ -350,6 +350,7 @@ make_error (KillableTask  *self,
 static gboolean escalation_cb (GObject                 *object,
                                KillableEscalationEvent  event,
                                guint                    step);
+static gint64 default_grace_period (KillableTask *self);
 
 /* The run block, or NULL while nothing needed it. */
 static inline KillableTaskRun *
@@ -362,6 +363,7 @@ static G_GNUC_NO_INLINE KillableTaskRun *
 get_run_slow (KillableTask *self)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  gint64 grace;
   /* g_new0() is calloc(), which glibc serves without its thread cache:
    * malloc() and a memset() cost less, on every start. */
   KillableTaskRun *fresh = g_malloc (sizeof (KillableTaskRun));
@@ -369,6 +371,9 @@ get_run_slow (KillableTask *self)
   memset (fresh, 0, sizeof (KillableTaskRun));
   g_cond_init (&fresh->cond);
   killable_escalation_init (&fresh->escalation, G_OBJECT (self), escalation_cb);
+  grace = default_grace_period (self);
+  if (grace != -1)
+    killable_escalation_set_grace_period (&fresh->escalation, grace);
 
   /* With or without the task lock: the first allocation wins. */
   if (!g_atomic_pointer_compare_and_exchange (&priv->run, NULL, fresh))
@@ -1298,10 +1303,7 @@ escalation_cb (GObject                 *object,
       }
 
     case KILLABLE_ESCALATION_GRACE:
-      /* A timer fired: the block exists. */
-      g_mutex_lock (&priv->lock);
-      direct_kill = get_run (self)->escalation_direct_kill;
-      g_mutex_unlock (&priv->lock);
+      direct_kill = bit_get (priv, BIT_DIRECT_KILL);
 
       if (step == 1 && !direct_kill)
         {
@@ -1400,11 +1402,45 @@ killable_task_set_escalation_direct_kill (KillableTask *self,
                                           gboolean      direct_kill)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
-  KillableTaskRun *run = get_run (self);
 
-  g_mutex_lock (&priv->lock);
-  run->escalation_direct_kill = direct_kill;
-  g_mutex_unlock (&priv->lock);
+  if (direct_kill)
+    (void) bit_set (priv, BIT_DIRECT_KILL);
+  else
+    (void) bit_clear (priv, BIT_DIRECT_KILL);
+}
+
+/* The grace period of the tasks of @klass (and its subclasses) until one
+ * is set on the task: kept with the type, so that a pending task needs no
+ * run block for it. Call from class_init. */
+static GQuark default_grace_quark;
+
+void
+killable_task_class_set_default_grace_period (KillableTaskClass *klass,
+                                              gint64             grace_usec)
+{
+  gint64 *value = g_new (gint64, 1);
+
+  if (default_grace_quark == 0)
+    default_grace_quark = g_quark_from_static_string ("killable-default-grace-period");
+  *value = grace_usec;
+  /* Kept for the life of the type, as a type is. */
+  g_type_set_qdata (G_TYPE_FROM_CLASS (klass), default_grace_quark, value);
+}
+
+static gint64
+default_grace_period (KillableTask *self)
+{
+  GType type = G_OBJECT_TYPE (self);
+
+  for (; type != task_type && default_grace_quark != 0; type = g_type_parent (type))
+    {
+      gint64 *value = g_type_get_qdata (type, default_grace_quark);
+
+      if (value != NULL)
+        return *value;
+    }
+
+  return -1;
 }
 
 /* }}} */
@@ -3074,7 +3110,8 @@ killable_task_get_grace_period (KillableTask *self)
   g_return_val_if_fail (KILLABLE_IS_TASK (self), -1);
 
   run = peek_run (killable_task_get_instance_private (self));
-  return run != NULL ? killable_escalation_get_grace_period (&run->escalation) : -1;
+  return run != NULL ? killable_escalation_get_grace_period (&run->escalation)
+                     : default_grace_period (self);
 }
 
 /**
@@ -3102,7 +3139,7 @@ killable_task_set_grace_period (KillableTask *self,
 
   priv = killable_task_get_instance_private (self);
   /* The default on a task without a block: nothing to store. */
-  if (grace_usec == -1 && peek_run (priv) == NULL)
+  if (peek_run (priv) == NULL && grace_usec == default_grace_period (self))
     return;
   changed = killable_escalation_set_grace_period (&get_run (self)->escalation, grace_usec);
 

@@ -274,6 +274,28 @@ test_started_task (void)
   g_assert_null (killable_task_get_error (task));
 }
 
+/* A pending process task: its 5 s default grace period is its type's, so
+ * it needs no run block either; a grace period of its own does. */
+static void
+test_pending_process_task (void)
+{
+  const char *argv[] = { "true", NULL };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(KillableProcessTask) process = killable_process_task_new (argv, &error);
+  KillableTask *task = KILLABLE_TASK (process);
+
+  g_assert_no_error (error);
+  g_assert_cmpint (killable_task_get_grace_period (task), ==, 5 * G_USEC_PER_SEC);
+  killable_task_set_grace_period (task, 5 * G_USEC_PER_SEC);
+  g_assert_false (killable_task_has_run_block (task));
+
+  killable_task_set_grace_period (task, -1);
+  g_assert_true (killable_task_has_run_block (task));
+  g_assert_cmpint (killable_task_get_grace_period (task), ==, -1);
+  killable_task_set_grace_period (task, G_USEC_PER_SEC);
+  g_assert_cmpint (killable_task_get_grace_period (task), ==, G_USEC_PER_SEC);
+}
+
 /* The heap bytes of a pending task, measured as the benchmark does
  * (mallinfo2() over many tasks under one parent). An absolute bound: the
  * layout of today (254 B on x86-64 with GLib 2.74's slice allocator; 664 B
@@ -345,6 +367,7 @@ main (int   argc,
   g_test_add_func ("/memory/dispose-pending", test_dispose_pending);
   g_test_add_func ("/memory/join-pending", test_join_pending);
   g_test_add_func ("/memory/started-task", test_started_task);
+  g_test_add_func ("/memory/pending-process-task", test_pending_process_task);
   g_test_add_func ("/memory/pending-task-bytes", test_pending_task_bytes);
 
   return g_test_run ();
