@@ -289,8 +289,12 @@ test_pending_process_task (void)
   killable_task_set_grace_period (task, 5 * G_USEC_PER_SEC);
   g_assert_false (killable_task_has_run_block (task));
 
-  killable_task_set_grace_period (task, -1);
+  /* A block allocated for something else starts with the type's default. */
+  killable_task_set_status (task, "configured");
   g_assert_true (killable_task_has_run_block (task));
+  g_assert_cmpint (killable_task_get_grace_period (task), ==, 5 * G_USEC_PER_SEC);
+
+  killable_task_set_grace_period (task, -1);
   g_assert_cmpint (killable_task_get_grace_period (task), ==, -1);
   killable_task_set_grace_period (task, G_USEC_PER_SEC);
   g_assert_cmpint (killable_task_get_grace_period (task), ==, G_USEC_PER_SEC);
