@@ -756,6 +756,11 @@ killable_tree_request_stop (KillableTask *self,
   TaskStack session;
   gboolean own_session;
 
+  /* Room for a wide tree at once (a deeper one grows it), allocated
+   * before the lock: the count is only a hint. */
+  batch.won.alloc = MAX (64, LOAD (&NODE (self)->n_children) + 1);
+  batch.won.items = g_new (gpointer, batch.won.alloc);
+
   g_object_ref (self);
   batch.held = tree_lock (self);
   request_stop_locked (self, reason, &batch.won, &batch);
