@@ -1463,7 +1463,12 @@ figure_tree (void)
           }
 
       shape = g_strdup_printf ("stop %u children", n);
-      emit_tree_rows (shape, &wide, &c_wide, linked, NULL, 1.5, 0.9, NULL);
+      /* stop() alone has no target: it ends every pending child (state,
+       * error, cleanups) where cancel() only sets flags, so the two are not
+       * the same work; the kept-alive row below is the like-with-like one. */
+      emit_tree_rows (shape, &wide, &c_wide, linked, NULL, 0, 0.9,
+                      "informational: stop() also ends every pending child (state, error, "
+                      "cleanups), cancel() sets flags only; the kept-alive row compares whole jobs");
       {
         g_autofree char *name_kept = g_strdup_printf ("%s: stop → joined, children kept alive", shape);
         g_autofree char *name_release = g_strdup_printf ("%s: stop → joined, all released", shape);
