@@ -19,13 +19,21 @@ typedef enum
   KILLABLE_TREE_MARK_KILL      = 1 << 1,
 } KillableTreeMark;
 
-/* Every field is protected by the tree lock (killable-tree.c), except
- * @marks (also atomic) and @children_model (owner thread only). */
+typedef struct _KillableTree KillableTree;
+
+/* Every field is protected by the lock of the task's tree (killable-tree.c:
+ * each tree has its own), except @marks (also atomic) and @children_model
+ * (owner thread only). @tree and @parent are also read atomically before
+ * that lock is known. The children are an intrusive list of tasks. */
 typedef struct
 {
-  KillableTask *parent;             /* (unowned) */
-  GQueue        children;           /* (owned) KillableTask*, elements own a ref */
-  GList         sibling_link;       /* this task's node in parent->children */
+  KillableTree *tree;               /* (atomic) (nullable) NULL: a lone task */
+  KillableTask *parent;             /* (unowned) (atomic) */
+  KillableTask *first_child;        /* (owned) each child holds a ref */
+  KillableTask *last_child;         /* (unowned) */
+  KillableTask *prev_sibling;       /* (unowned) */
+  KillableTask *next_sibling;       /* (unowned) */
+  guint         n_children;         /* (atomic) */
   guint         n_live_children;
   guint         counted_in_parent : 1; /* counted in parent->n_live_children */
   guint         work_returned : 1;  /* the work returned: new pending children are stopped */

@@ -1,11 +1,14 @@
 /* killable-tree.c: children, stop propagation, structured completion
  *
- * Owns: a KillableTreeNode per task (parent, children, live-children
- * count, completion flags, child policy, kill/interrupt marks, the
- * owner-side children model) and the public tree API.
- * Locks: the process-wide tree_lock guards every node's links, counts and
- * flags (the marks are also atomic; children_model is owner-thread only).
- * No user code runs under it; stop-state locks may be taken under it.
+ * Owns: a KillableTreeNode per task (its tree, parent, children,
+ * live-children count, completion flags, child policy, kill/interrupt
+ * marks, the owner-side children model), the trees (KillableTree: one lock
+ * per tree, from a type-stable pool; static stripes for lone tasks) and the
+ * public tree API.
+ * Locks: the lock of a task's tree guards its node's links, counts and
+ * flags (the marks are also atomic; children_model is owner-thread only);
+ * see "Trees and their locks" below. No user code runs under it; task and
+ * stop-state locks may be taken under it.
  * Called by: killable-task.c, and the public API. Calls: killable-task.c
  * (the stop request, ending a pending task, emissions: task and tree call
  * each other), killable-stop-state.c, killable-timer.c, killable-error.c.
@@ -15,34 +18,382 @@
 
 #include "config.h"
 
+#include <unistd.h>
+
 #include <glib/gi18n-lib.h>
 
 #include "killable-error-private.h"
 #include "killable-task-private.h"
 #include "killable-timer-private.h"
 
-/* The tree links (parent, children, live-children counts) of every task are
- * protected by one process-wide lock. The invariant that makes stop
- * propagation race-free: under this lock, a task whose stop flag is set has
- * only children whose flags are set too. A stop sets the flags of the whole
- * subtree under the lock (running no user code), then fires each task's
- * callbacks outside it; add_child() checks the parent's flag under the same
- * lock. Every traversal is iterative, with an explicit stack: a chain
- * 100 000 deep cannot overflow the C stack.
- */
+/* The invariant that makes stop propagation race-free: under a tree's
+ * lock, a task whose stop flag is set has only children whose flags are set
+ * too. A stop sets the flags of the whole subtree under the lock (running no
+ * user code), then fires each task's callbacks outside it; add_child()
+ * checks the parent's flag under the same lock. Every traversal is
+ * iterative: a chain 100 000 deep cannot overflow the C stack.
+ *
+ * Trees and their locks. Each tree has its own lock, in a KillableTree that
+ * every task of the tree points to (node->tree): a stop of a big tree
+ * holds only that tree's lock, and the other trees of the process go on.
+ * A lone task (no parent, no child) points to none: its lock is one of
+ * N_STRIPES static ones, chosen by its address and shared with other lone
+ * tasks (what is done under it for a lone task is O(1)). The lock of a
+ * task, its "designated" lock, is node->tree's or else its stripe's.
+ * node->tree changes only under the designated lock (and under the new
+ * one): a thread takes the lock it read, checks that it is still the
+ * designated one, and else tries again (tree_lock()).
+ *
+ * KillableTree structs are type-stable: they come from a pool and go back
+ * to it once no task points to one (tree_unlock() of the thread that made
+ * the count drop to 0), never to malloc, so a thread that read a stale
+ * pointer locks a valid mutex and sees that it is not designated. The
+ * thread that takes one from the pool locks it with a trylock (a stale
+ * locker may hold it: then it takes another), never waiting out of order.
+ * The pool never shrinks: it keeps as many trees (56 bytes each) as were
+ * ever in use at once.
+ *
+ * Lock order: fork_gate (read), then the tree locks by index (the stripes,
+ * then the pool's structs in creation order); at most two at once, plus a
+ * fresh one (add_child() joining two trees). Under a tree lock: task and
+ * stop-state locks, GLib's signal lock, pool_lock, handoff_lock; never user
+ * code. fork() takes fork_gate for writing (killable_tree_fork_lock()): no
+ * tree is being changed while it runs, and the child starts with every
+ * tree lock free.
+ *
+ * Connected tasks share their tree. add_child() of a lone task takes the
+ * other side's tree (O(1)); of a child with a subtree of its own to a
+ * parent in another tree, it moves the child's subtree to the parent's
+ * tree (O(that subtree), both locks held). A task that leaves its parent
+ * becomes lone if it has no child; a subtree that leaves keeps the tree of
+ * its old parent (a shared lock: correct, only coarser), a parent whose
+ * last child left keeps its tree until it is disposed. */
 
-/* Bindings and tree_lock: a reference that toggles (1 ↔ 2, with a
+/* Bindings and the tree locks: a reference that toggles (1 ↔ 2, with a
  * binding's toggle reference) runs the binding's toggle notification, which
  * takes its lock (Python's GIL), and a thread holding that lock may be in a
- * task's dispose. So roots are referenced before tree_lock is taken
- * (descendants are held by their parents), and dispose never waits for
- * tree_lock for long: see killable_tree_dispose(). */
-static GMutex tree_lock;
-static GCond tree_cond;    /* n_live_children of some task dropped to 0 */
+ * task's dispose. So roots are referenced before a tree lock is taken
+ * (descendants are held by their parents), and dispose never waits for a
+ * tree lock for long: see killable_tree_dispose(). */
+
+struct _KillableTree
+{
+  GMutex        lock;
+  GCond         cond;           /* a live-children count of this tree dropped to 0, or
+                                 * tasks of this tree moved to another one */
+  guint         index;          /* lock order, immutable */
+  guint         n_nodes;        /* (lock) tasks whose node->tree is this one */
+  guint         n_cond_waiters; /* (lock) threads in g_cond_wait (&cond) */
+  gboolean      in_use;         /* (lock) taken from the pool, not given back */
+  int           waiters;        /* (atomic) threads blocked in tree_mutex_lock() */
+  int           handoffs;       /* (atomic) how many of them got the lock */
+  KillableTree *next_free;      /* (pool_lock) */
+};
+
+#define N_STRIPES 64
+static KillableTree stripes[N_STRIPES];   /* index: position */
+
+/* The pool: chunks that are never freed, linked in creation order. */
+#define POOL_CHUNK 64
+
+typedef struct _TreeChunk TreeChunk;
+struct _TreeChunk
+{
+  TreeChunk    *next;           /* (atomic) */
+  KillableTree  trees[POOL_CHUNK];
+};
+
+static GMutex pool_lock;
+static TreeChunk *pool_head;    /* (atomic) */
+static TreeChunk *pool_tail;    /* (pool_lock) */
+static guint pool_size;         /* (pool_lock) */
+static KillableTree *pool_free; /* (pool_lock) */
+
 static GPrivate release_queue;
 
 #define NODE(t) killable_task_get_tree_node (t)
 #define STOP(t) killable_task_get_stop_state (t)
+
+/* Relaxed accesses to the fields that are read before their lock is known
+ * (plain loads and stores on the usual machines; TSan sees atomics). */
+#define LOAD(p)      __atomic_load_n ((p), __ATOMIC_ACQUIRE)
+#define STORE(p, v)  __atomic_store_n ((p), (v), __ATOMIC_RELEASE)
+
+static inline guint
+tree_index (KillableTree *t)
+{
+  return t >= stripes && t < stripes + N_STRIPES ? (guint) (t - stripes) : t->index;
+}
+
+static inline KillableTree *
+designated (KillableTask *task)
+{
+  KillableTree *t = LOAD (&NODE (task)->tree);
+  guintptr h;
+
+  if (t != NULL)
+    return t;
+  h = ((guintptr) task >> 4) * G_GUINT64_CONSTANT (0x9E3779B97F4A7C15);
+  return &stripes[(h >> 32) % N_STRIPES];
+}
+
+/* Fairness: a stop of a large tree holds its lock in batches. A thread
+ * that had to wait for a tree lock is counted in it; a long pass lets such
+ * a waiter have the lock between batches (tree_lock_yield()) and waits
+ * until it took it, for a bounded while: a waiter is not starved by a pass
+ * that releases and takes the lock again (GMutex is not fair: the
+ * releasing thread usually wins the race against the woken one). */
+
+/* How many tasks a stop visits per hold of its tree lock when a thread
+ * waits for it. */
+#define TREE_LOCK_BATCH 256
+
+/* A long pass that lets a waiter in sleeps on handoff_cond until the
+ * waiter took the lock (it signals it then), for at most
+ * TREE_LOCK_HANDOFF_USEC: sleeping, not spinning, leaves the CPU to the
+ * waiter on a loaded machine. */
+static GMutex handoff_lock;
+static GCond handoff_cond;
+static int handoff_wanted;      /* (atomic) passes waiting on handoff_cond */
+
+#define TREE_LOCK_HANDOFF_USEC 2000
+
+/* Read-held around every critical section on a tree (tree_lock() to
+ * tree_unlock()), write-held across fork(). Holding every tree lock across
+ * fork() instead would hold an unbounded number of locks. */
+static GRWLock fork_gate;
+
+static void
+tree_mutex_lock (KillableTree *t)
+{
+  if (G_LIKELY (g_mutex_trylock (&t->lock)))
+    return;
+
+  g_atomic_int_inc (&t->waiters);
+  g_mutex_lock (&t->lock);
+  g_atomic_int_add (&t->waiters, -1);
+  g_atomic_int_inc (&t->handoffs);
+  if (g_atomic_int_get (&handoff_wanted) > 0)
+    {
+      g_mutex_lock (&handoff_lock);
+      g_cond_broadcast (&handoff_cond);
+      g_mutex_unlock (&handoff_lock);
+    }
+}
+
+static void
+pool_give_back (KillableTree *t)
+{
+  g_mutex_lock (&pool_lock);
+  t->next_free = pool_free;
+  pool_free = t;
+  g_mutex_unlock (&pool_lock);
+}
+
+/* A tree from the pool, locked, in use, with no node yet. */
+static KillableTree *
+pool_take_locked (void)
+{
+  KillableTree *busy = NULL;
+  KillableTree *t;
+
+  for (;;)
+    {
+      g_mutex_lock (&pool_lock);
+      if (pool_free == NULL)
+        {
+          TreeChunk *chunk = g_new0 (TreeChunk, 1);
+
+          for (guint i = POOL_CHUNK; i-- > 0;)
+            {
+              g_mutex_init (&chunk->trees[i].lock);
+              g_cond_init (&chunk->trees[i].cond);
+              chunk->trees[i].index = N_STRIPES + pool_size + i;
+              chunk->trees[i].next_free = pool_free;
+              pool_free = &chunk->trees[i];
+            }
+          pool_size += POOL_CHUNK;
+          if (pool_tail != NULL)
+            STORE (&pool_tail->next, chunk);
+          else
+            STORE (&pool_head, chunk);
+          pool_tail = chunk;
+        }
+      t = pool_free;
+      pool_free = t->next_free;
+      g_mutex_unlock (&pool_lock);
+
+      /* A stale locker may hold it (see the top of this file). */
+      if (g_mutex_trylock (&t->lock))
+        break;
+      t->next_free = busy;
+      busy = t;
+    }
+
+  while (busy != NULL)
+    {
+      KillableTree *next = busy->next_free;
+
+      pool_give_back (busy);
+      busy = next;
+    }
+
+  t->in_use = TRUE;
+  t->n_nodes = 0;
+
+  return t;
+}
+
+/* Takes the designated lock of @task (and fork_gate for reading). */
+static KillableTree *
+tree_lock (KillableTask *task)
+{
+  g_rw_lock_reader_lock (&fork_gate);
+  for (;;)
+    {
+      KillableTree *t = designated (task);
+
+      tree_mutex_lock (t);
+      if (G_LIKELY (designated (task) == t))
+        return t;
+      g_mutex_unlock (&t->lock);
+    }
+}
+
+/* Releases a tree lock, keeping fork_gate; gives the tree back to the
+ * pool when the thread holding it made its last task leave it. */
+static void
+tree_release (KillableTree *t)
+{
+  gboolean dead = t->in_use && t->n_nodes == 0;
+
+  if (dead)
+    t->in_use = FALSE;
+  g_mutex_unlock (&t->lock);
+  if (dead)
+    pool_give_back (t);
+}
+
+/* Releases a tree lock and fork_gate. */
+static void
+tree_unlock (KillableTree *t)
+{
+  tree_release (t);
+  g_rw_lock_reader_unlock (&fork_gate);
+}
+
+/* Takes the designated locks of @a and @b (the same one, or two in order),
+ * and fork_gate for reading: release them with tree_release() but the last
+ * one, with tree_unlock(). */
+static void
+tree_lock_pair (KillableTask  *a,
+                KillableTask  *b,
+                KillableTree **ta,
+                KillableTree **tb)
+{
+  g_rw_lock_reader_lock (&fork_gate);
+  for (;;)
+    {
+      KillableTree *x = designated (a);
+      KillableTree *y = designated (b);
+
+      if (x == y)
+        tree_mutex_lock (x);
+      else if (tree_index (x) < tree_index (y))
+        {
+          tree_mutex_lock (x);
+          tree_mutex_lock (y);
+        }
+      else
+        {
+          tree_mutex_lock (y);
+          tree_mutex_lock (x);
+        }
+
+      if (designated (a) == x && designated (b) == y)
+        {
+          *ta = x;
+          *tb = y;
+          return;
+        }
+
+      g_mutex_unlock (&x->lock);
+      if (y != x)
+        g_mutex_unlock (&y->lock);
+    }
+}
+
+/* Points @node to @t (NULL: lone), under the designated lock of @node and
+ * the lock of @t. */
+static inline void
+node_set_tree (KillableTreeNode *node,
+               KillableTree     *t)
+{
+  KillableTree *old = node->tree;
+
+  if (old == t)
+    return;
+  if (old != NULL)
+    old->n_nodes--;
+  if (t != NULL)
+    t->n_nodes++;
+  STORE (&node->tree, t);
+}
+
+/* Wakes the threads waiting in @t for a live-children count to drop to 0
+ * (g_cond_broadcast() is a system call even without waiters). */
+static inline void
+tree_broadcast (KillableTree *t)
+{
+  if (t->n_cond_waiters > 0)
+    g_cond_broadcast (&t->cond);
+}
+
+/* Appends @child to @parent's children (same tree, its lock held). */
+static inline void
+link_child (KillableTask *parent,
+            KillableTask *child)
+{
+  KillableTreeNode *p = NODE (parent);
+  KillableTreeNode *c = NODE (child);
+
+  c->prev_sibling = p->last_child;
+  c->next_sibling = NULL;
+  if (p->last_child != NULL)
+    NODE (p->last_child)->next_sibling = child;
+  else
+    p->first_child = child;
+  p->last_child = child;
+  STORE (&p->n_children, p->n_children + 1);
+  STORE (&c->parent, parent);
+}
+
+/* Removes @child from @parent's children, under their tree's lock: the
+ * parent's reference on it is now the caller's. A child without children
+ * of its own becomes lone: the caller must not touch it under this lock
+ * any more. */
+static inline void
+unlink_child (KillableTask *parent,
+              KillableTask *child)
+{
+  KillableTreeNode *p = NODE (parent);
+  KillableTreeNode *c = NODE (child);
+
+  if (c->prev_sibling != NULL)
+    NODE (c->prev_sibling)->next_sibling = c->next_sibling;
+  else
+    p->first_child = c->next_sibling;
+  if (c->next_sibling != NULL)
+    NODE (c->next_sibling)->prev_sibling = c->prev_sibling;
+  else
+    p->last_child = c->prev_sibling;
+  c->prev_sibling = NULL;
+  c->next_sibling = NULL;
+  STORE (&p->n_children, p->n_children - 1);
+  STORE (&c->parent, NULL);
+  if (c->first_child == NULL)
+    node_set_tree (c, NULL);
+}
 
 typedef struct _TaskStack TaskStack;
 
@@ -88,110 +439,201 @@ task_stack_clear (TaskStack *stack)
   g_clear_pointer (&stack->spill, g_ptr_array_unref);
 }
 
-/* Drops references on tasks without recursion: a task's dispose drops its
- * children, whose dispose drops theirs... With a chain 100 000 deep that
- * would be 100 000 nested finalizers. The outermost call on a thread owns a
- * stack; nested calls push onto it and return. */
-/* Fairness of tree_lock: a stop of a large tree holds it in batches, and
- * every thread takes it often. A thread that had to wait for it is
- * counted; a long pass lets such a waiter have the lock between batches
- * (tree_lock_yield()) and waits until it took it, for a bounded while: a
- * waiter is not starved by a pass that releases and takes the lock again
- * (GMutex is not fair: the releasing thread usually wins the race against
- * the woken one). */
-static int tree_lock_waiters;    /* (atomic) threads blocked in tree_lock_acquire() */
-static int tree_lock_handoffs;  /* (atomic) how many of them got the lock */
-
-/* How many tasks a stop visits per hold of tree_lock when a thread waits. */
-#define TREE_LOCK_BATCH 256
-
-/* A long pass that lets a waiter in sleeps on handoff_cond until the
- * waiter took tree_lock (it signals it then), for at most
- * TREE_LOCK_HANDOFF_USEC: sleeping, not spinning, leaves the CPU to the
- * waiter on a loaded machine. */
-static GMutex handoff_lock;
-static GCond handoff_cond;
-static int handoff_wanted;      /* (atomic) a pass waits on handoff_cond */
-
-#define TREE_LOCK_HANDOFF_USEC 2000
-
-/* Takes tree_lock, counting the threads that have to wait for it. */
-static void
-tree_lock_acquire (void)
-{
-  if (G_LIKELY (g_mutex_trylock (&tree_lock)))
-    return;
-
-  g_atomic_int_inc (&tree_lock_waiters);
-  g_mutex_lock (&tree_lock);
-  g_atomic_int_add (&tree_lock_waiters, -1);
-  g_atomic_int_inc (&tree_lock_handoffs);
-  if (g_atomic_int_get (&handoff_wanted))
-    {
-      g_mutex_lock (&handoff_lock);
-      g_cond_broadcast (&handoff_cond);
-      g_mutex_unlock (&handoff_lock);
-    }
-}
-
-/* Between batches of a long pass, with tree_lock held: lets a waiting
- * thread have it. Returns TRUE if the lock was released (the tree may have
- * changed meanwhile). */
+/* Between batches of a long pass, with *@held (the designated lock of
+ * @root) held: lets a waiting thread have it. Returns TRUE if the lock was
+ * released; *@held is then @root's designated lock again (the tree may have
+ * changed meanwhile, and @root may have moved to another tree). */
 static gboolean
-tree_lock_yield (void)
+tree_lock_yield (KillableTree **held,
+                 KillableTask  *root)
 {
+  KillableTree *t = *held;
   int seen;
   gint64 end;
 
-  if (G_LIKELY (g_atomic_int_get (&tree_lock_waiters) == 0))
+  if (G_LIKELY (g_atomic_int_get (&t->waiters) == 0))
     return FALSE;
 
-  seen = g_atomic_int_get (&tree_lock_handoffs);
+  seen = g_atomic_int_get (&t->handoffs);
   end = g_get_monotonic_time () + TREE_LOCK_HANDOFF_USEC;
-  /* Set before the release: a waiter can only take the lock after it. */
-  g_atomic_int_set (&handoff_wanted, 1);
-  g_mutex_unlock (&tree_lock);
+  /* Counted before the release: a waiter can only take the lock after it. */
+  g_atomic_int_inc (&handoff_wanted);
+  tree_unlock (t);
 
+  /* @t stays valid memory (type-stable) even if it went back to the pool. */
   g_mutex_lock (&handoff_lock);
-  while (g_atomic_int_get (&tree_lock_handoffs) == seen &&
-         g_atomic_int_get (&tree_lock_waiters) > 0)
+  while (g_atomic_int_get (&t->handoffs) == seen &&
+         g_atomic_int_get (&t->waiters) > 0)
     if (!g_cond_wait_until (&handoff_cond, &handoff_lock, end))
       break;
   g_mutex_unlock (&handoff_lock);
 
-  g_atomic_int_set (&handoff_wanted, 0);
-  g_mutex_lock (&tree_lock);
+  g_atomic_int_add (&handoff_wanted, -1);
+  *held = tree_lock (root);
 
   return TRUE;
 }
 
-/* Sets the stop flag of @root and its descendants; @won collects (with a
- * reference) the tasks whose request this call made, parents before
- * children. A task already stopped is not descended into: its subtree was
- * stopped with it.
- *
- * With @may_yield, the lock may be released between batches for a waiting
- * thread (tree_lock_yield()). The walk keeps, per task on its path (held
- * in @won), a cursor in its children; across a release the child under a
- * cursor is referenced (its parent may release it meanwhile): if it left,
- * the walk starts that children list again, skipping stopped tasks. Dropping
- * the lock mid-way is safe for the stop invariant: a task whose flag is set
- * has only children whose flags are set or that this walk will visit;
- * add_child() on a stopped parent stops the newcomer itself. References
- * taken for a release go to @drop, released by the caller outside the
- * lock. */
+/* The tasks a stop reached, parents before children: a growable array on
+ * the caller's frame, pushed without a call per task. Each item is a task
+ * pointer with tags in its low bits: REF (the array holds a reference),
+ * ENDED and LEFT (end_pending_locked()). */
+#define REF_TAG   ((guintptr) 1)
+#define ENDED_TAG ((guintptr) 2)
+#define LEFT_TAG  ((guintptr) 4)
+#define TAGS      (REF_TAG | ENDED_TAG | LEFT_TAG)
+#define UNTAG(item) ((KillableTask *) ((guintptr) (item) & ~TAGS))
+
+/* GLib places an instance at an offset aligned to 2 × sizeof (gsize) in a
+ * block malloc aligned as much: three low bits are free on every ABI. */
+G_STATIC_ASSERT (2 * sizeof (gsize) >= 8);
+
 typedef struct
 {
-  KillableTask *task;   /* (unowned) held in @won */
-  GList        *next;   /* the next child to visit */
+  gpointer *items;
+  guint     len;
+  guint     alloc;
+  guint     n_refd;   /* the items before it hold a reference (REF_TAG) */
+} TaskVec;
+
+static G_GNUC_NO_INLINE void
+task_vec_grow (TaskVec *v)
+{
+  v->alloc = MAX (64, v->alloc * 2);
+  v->items = g_renew (gpointer, v->items, v->alloc);
+}
+
+static inline void
+task_vec_push (TaskVec  *v,
+               gpointer  item)
+{
+  if (G_UNLIKELY (v->len == v->alloc))
+    task_vec_grow (v);
+  v->items[v->len++] = item;
+}
+
+/* Under the tree lock, before it is released: every item from n_refd on
+ * that does not own its parent's reference (LEFT) takes one of its own.
+ * (Held by their parents until now: these references cannot toggle a
+ * binding's, see the top of this file.) */
+static void
+task_vec_ref_rest (TaskVec *v)
+{
+  for (guint i = v->n_refd; i < v->len; i++)
+    {
+      guintptr item = (guintptr) v->items[i];
+
+      if ((item & (REF_TAG | LEFT_TAG)) == 0)
+        {
+          g_object_ref (UNTAG (item));
+          v->items[i] = (gpointer) (item | REF_TAG);
+        }
+    }
+  v->n_refd = v->len;
+}
+
+/* The batched end of a task that a stop with a held lock reached, once
+ * every child of it was visited (children first): ends it at once if it is
+ * a pending task that nothing observes and that has no live child left
+ * (killable_task_end_pending_locked()). Its parent's count drops and it
+ * leaves its parent, whose reference becomes the caller's (LEFT); its item
+ * is tagged ENDED. Otherwise it takes the usual path
+ * (killable_task_request_stop_internal(), outside the lock). @notify
+ * collects (referenced) parents whose children model needs a sync, @steps
+ * (referenced) parents to end now. */
+typedef struct
+{
+  TaskVec       won;
+  KillableTree *held;    /* the designated lock of the stop's root */
+  GPtrArray    *drop;    /* references taken for a release of the lock */
+  GPtrArray    *steps;
+  GPtrArray    *notify;
+} Batch;
+
+G_ALWAYS_INLINE static inline void
+end_pending_locked (Batch        *batch,
+                    KillableTask *task,
+                    guint         index)
+{
+  KillableTreeNode *node = NODE (task);
+  KillableTask *parent = node->parent;
+  guintptr item = (guintptr) batch->won.items[index];
+
+  if (node->n_live_children > 0 || node->failed_child != NULL ||
+      (parent != NULL &&
+       killable_tree_node_has_mark (NODE (parent), KILLABLE_TREE_MARK_KILL)) ||
+      !killable_task_end_pending_locked (task))
+    return;
+
+  /* As killable_tree_close_pending() and child_ended() do. */
+  node->complete_when_children_end = FALSE;
+  node->children_closed = TRUE;
+  item |= ENDED_TAG;
+
+  if (parent != NULL)
+    {
+      KillableTreeNode *pnode = NODE (parent);
+
+      if (node->counted_in_parent &&
+          (node->counted_in_parent = FALSE, --pnode->n_live_children == 0))
+        {
+          tree_broadcast (batch->held);
+          if (pnode->complete_when_children_end)
+            {
+              pnode->complete_when_children_end = FALSE;
+              g_ptr_array_add (batch->steps, g_object_ref (parent));
+            }
+        }
+
+      if (G_UNLIKELY (g_atomic_pointer_get (&pnode->children_model) != NULL) &&
+          (batch->notify->len == 0 ||
+           g_ptr_array_index (batch->notify, batch->notify->len - 1) != parent))
+        g_ptr_array_add (batch->notify, g_object_ref (parent));
+
+      if (!pnode->retain_children)
+        {
+          /* The parent's reference is ours now. Last: a task without
+           * children is lone from here on. */
+          item |= LEFT_TAG;
+          unlink_child (parent, task);
+        }
+    }
+
+  batch->won.items[index] = (gpointer) item;
+}
+
+/* Sets the stop flag of @root and its descendants; @won collects the tasks
+ * whose request this call made, parents before children. A task already
+ * stopped is not descended into: its subtree was stopped with it.
+ *
+ * Without @batch, every item is referenced (REF_TAG). With @batch (its
+ * lock held), the items are not referenced (the tree holds them), each
+ * task is ended at once if it can be, once its children were visited
+ * (end_pending_locked()), and the lock may be released between batches for
+ * a waiting thread (tree_lock_yield()).
+ *
+ * The walk keeps, per task on its path, a cursor in its children. Across a
+ * release, the items that hold no reference take one (the ones that LEFT
+ * hold their parent's), and so does the child under each cursor (in
+ * @batch->drop, released by the caller outside the lock). After it, a task
+ * on the path that left its parent ends the path there (it is terminal:
+ * so are its children), and a cursor whose child left its parent starts
+ * that list again, skipping stopped tasks. Dropping the lock mid-way is
+ * safe for the stop invariant: a task whose flag is set has only children
+ * whose flags are set or that this walk will visit; add_child() on a
+ * stopped parent stops the newcomer itself. */
+typedef struct
+{
+  KillableTask *task;   /* (unowned) in @won */
+  KillableTask *next;   /* the next child to visit */
+  guint         index;  /* of @task in @won */
 } WalkFrame;
 
 static void
-request_stop_locked (KillableTask *root,
-                     const GError *reason,
-                     GPtrArray    *won,
-                     gboolean      may_yield,
-                     GPtrArray    *drop)
+request_stop_locked (KillableTask  *root,
+                     const GError  *reason,
+                     TaskVec       *won,
+                     Batch         *batch)
 {
   g_autoptr(GArray) frames = NULL;
   guint visited = 0;
@@ -199,129 +641,82 @@ request_stop_locked (KillableTask *root,
   if (!killable_stop_state_request (STOP (root), reason))
     return;
 
-  g_ptr_array_add (won, g_object_ref (root));
-  if (NODE (root)->children.head == NULL)
-    return;
+  /* The root is referenced by the caller, not only by the tree. */
+  task_vec_push (won, (gpointer) ((guintptr) g_object_ref (root) | REF_TAG));
+  if (NODE (root)->first_child == NULL)
+    goto out;
 
   frames = g_array_new (FALSE, FALSE, sizeof (WalkFrame));
-  g_array_append_vals (frames, &(WalkFrame) { root, NODE (root)->children.head }, 1);
+  g_array_append_vals (frames, &(WalkFrame) { root, NODE (root)->first_child, 0 }, 1);
 
   while (frames->len > 0)
     {
       WalkFrame *frame = &g_array_index (frames, WalkFrame, frames->len - 1);
-      KillableTask *child;
+      KillableTask *child = frame->next;
+      KillableTreeNode *cnode;
 
-      if (frame->next == NULL)
+      if (child == NULL)
         {
+          /* Every child of it was visited. */
+          if (batch != NULL)
+            end_pending_locked (batch, frame->task, frame->index);
           g_array_set_size (frames, frames->len - 1);
           continue;
         }
 
-      child = frame->next->data;
-      frame->next = frame->next->next;
+      cnode = NODE (child);
+      frame->next = cnode->next_sibling;
 
       if (killable_stop_state_is_requested (STOP (child)) ||
           !killable_stop_state_request (STOP (child), reason))
         continue;
 
-      g_ptr_array_add (won, g_object_ref (child));
-      if (NODE (child)->children.head != NULL)
-        g_array_append_vals (frames, &(WalkFrame) { child, NODE (child)->children.head }, 1);
+      task_vec_push (won, child);
+      if (cnode->first_child != NULL)
+        g_array_append_vals (frames, &(WalkFrame) { child, cnode->first_child, won->len - 1 }, 1);
+      else if (batch != NULL)
+        end_pending_locked (batch, child, won->len - 1);
 
-      if (may_yield && ++visited % TREE_LOCK_BATCH == 0 &&
-          g_atomic_int_get (&tree_lock_waiters) > 0)
+      if (batch != NULL && ++visited % TREE_LOCK_BATCH == 0 &&
+          g_atomic_int_get (&batch->held->waiters) > 0)
         {
-          /* Cannot toggle a binding's reference: each child is held by
-           * its parent as well (see the top of this file). */
+          task_vec_ref_rest (won);
           for (guint i = 0; i < frames->len; i++)
             {
               WalkFrame *f = &g_array_index (frames, WalkFrame, i);
 
               if (f->next != NULL)
-                g_ptr_array_add (drop, g_object_ref (f->next->data));
+                g_ptr_array_add (batch->drop, g_object_ref (f->next));
             }
-          tree_lock_yield ();
+          tree_lock_yield (&batch->held, root);
           for (guint i = 0; i < frames->len; i++)
             {
               WalkFrame *f = &g_array_index (frames, WalkFrame, i);
 
-              /* The child is alive (referenced), and so is its link; if
-               * it left its parent, start the list again. */
-              if (f->next != NULL && NODE (f->next->data)->parent != f->task)
-                f->next = NODE (f->task)->children.head;
-            }
-        }
-    }
-}
-
-/* The batched end of a stop: walks @won (parents before children)
- * backwards, so children come first, and ends at once each pending task
- * that nothing observes and that has no live child left
- * (killable_task_end_pending_locked()): its parent's count drops, it leaves
- * its parent. Its slot in @won is then tagged: ENDED, and LEFT when the
- * parent's reference became the caller's too. The others take the usual
- * path. Holds the lock in batches when a thread waits. @notify collects
- * (referenced) parents whose children model needs a sync, @steps
- * (referenced) parents to end now. */
-#define ENDED_TAG ((guintptr) 1)
-#define LEFT_TAG  ((guintptr) 2)
-
-static void
-end_pending_locked (GPtrArray *won,
-                    GPtrArray *steps,
-                    GPtrArray *notify)
-{
-  guint visited = 0;
-
-  G_STATIC_ASSERT (G_ALIGNOF (GObject) >= 4);
-
-  for (guint i = won->len; i-- > 0;)
-    {
-      KillableTask *task = g_ptr_array_index (won, i);
-      KillableTreeNode *node = NODE (task);
-      KillableTask *parent = node->parent;
-      guintptr tags = ENDED_TAG;
-
-      if (++visited % TREE_LOCK_BATCH == 0)
-        tree_lock_yield ();
-
-      if (node->n_live_children > 0 || node->failed_child != NULL ||
-          (parent != NULL &&
-           killable_tree_node_has_mark (NODE (parent), KILLABLE_TREE_MARK_KILL)) ||
-          !killable_task_end_pending_locked (task))
-        continue;
-
-      /* As killable_tree_close_pending() and child_ended() do. */
-      node->complete_when_children_end = FALSE;
-      node->children_closed = TRUE;
-
-      if (parent != NULL)
-        {
-          if (node->counted_in_parent &&
-              (node->counted_in_parent = FALSE, --NODE (parent)->n_live_children == 0))
-            {
-              g_cond_broadcast (&tree_cond);
-              if (NODE (parent)->complete_when_children_end)
+              /* Left its parent (read before its lock is known): it and
+               * the path below it are no longer this tree's. */
+              if (i > 0 &&
+                  LOAD (&NODE (f->task)->parent) != g_array_index (frames, WalkFrame, i - 1).task)
                 {
-                  NODE (parent)->complete_when_children_end = FALSE;
-                  g_ptr_array_add (steps, g_object_ref (parent));
+                  g_array_set_size (frames, i);
+                  break;
                 }
-            }
-
-          if (killable_tree_has_model (parent) &&
-              (notify->len == 0 || g_ptr_array_index (notify, notify->len - 1) != parent))
-            g_ptr_array_add (notify, g_object_ref (parent));
-
-          if (!NODE (parent)->retain_children)
-            {
-              g_queue_unlink (&NODE (parent)->children, &node->sibling_link);
-              node->parent = NULL;
-              tags |= LEFT_TAG;
+              /* The child is alive (referenced); if it left its parent,
+               * start the list again. */
+              if (f->next != NULL && LOAD (&NODE (f->next)->parent) != f->task)
+                f->next = NODE (f->task)->first_child;
             }
         }
-
-      g_ptr_array_index (won, i) = (gpointer) ((guintptr) task | tags);
     }
+
+out:
+  if (batch != NULL && frames == NULL)
+    end_pending_locked (batch, root, 0);
+
+  /* What is returned or finished outside the lock is referenced (held by
+   * the tree until now: no toggle, see the top of this file). */
+  won->n_refd = 0;
+  task_vec_ref_rest (won);
 }
 
 static void run_parent_step (KillableTask *parent,
@@ -329,6 +724,21 @@ static void run_parent_step (KillableTask *parent,
 static gboolean release_session_begin (TaskStack *session);
 static void     release_session_end   (TaskStack *session,
                                        gboolean   owner);
+
+/* Outside the lock: the usual stop of each task a non-batched
+ * request_stop_locked() reached (all referenced), parents first. */
+static void
+stop_won (TaskVec      *won,
+          const GError *reason)
+{
+  for (guint i = 0; i < won->len; i++)
+    killable_task_request_stop_internal (UNTAG (won->items[i]), reason, FALSE);
+  for (guint i = 0; i < won->len; i++)
+    g_object_unref (UNTAG (won->items[i]));
+  g_free (won->items);
+  won->items = NULL;
+  won->len = won->alloc = won->n_refd = 0;
+}
 
 /* Stops @self's subtree: sets every flag (request_stop_locked()), ends the
  * pending tasks that nothing observes in the same pass, children first
@@ -338,19 +748,23 @@ GPtrArray *
 killable_tree_request_stop (KillableTask *self,
                             const GError *reason)
 {
-  GPtrArray *won = g_ptr_array_new ();
   g_autoptr(GPtrArray) drop = g_ptr_array_new ();
   g_autoptr(GPtrArray) steps = g_ptr_array_new ();
   g_autoptr(GPtrArray) notify = g_ptr_array_new ();
+  Batch batch = { { 0 }, NULL, drop, steps, notify };
   GPtrArray *rest;
   TaskStack session;
   gboolean own_session;
 
+  /* Room for a wide tree at once (a deeper one grows it), allocated
+   * before the lock: the count is only a hint. */
+  batch.won.alloc = MAX (64, LOAD (&NODE (self)->n_children) + 1);
+  batch.won.items = g_new (gpointer, batch.won.alloc);
+
   g_object_ref (self);
-  tree_lock_acquire ();
-  request_stop_locked (self, reason, won, TRUE, drop);
-  end_pending_locked (won, steps, notify);
-  g_mutex_unlock (&tree_lock);
+  batch.held = tree_lock (self);
+  request_stop_locked (self, reason, &batch.won, &batch);
+  tree_unlock (batch.held);
 
   for (guint i = 0; i < steps->len; i++)
     run_parent_step (g_ptr_array_index (steps, i), 0 /* STEP_COMPLETE_PENDING */);
@@ -365,26 +779,28 @@ killable_tree_request_stop (KillableTask *self,
    * order, with their references. */
   rest = g_ptr_array_new_with_free_func (g_object_unref);
   own_session = release_session_begin (&session);
-  for (guint i = 0; i < won->len; i++)
+  for (guint i = 0; i < batch.won.len; i++)
     {
-      guintptr item = (guintptr) g_ptr_array_index (won, i);
-      KillableTask *task = (KillableTask *) (item & ~(ENDED_TAG | LEFT_TAG));
+      guintptr item = (guintptr) batch.won.items[i];
+      KillableTask *task = UNTAG (item);
 
       if ((item & ENDED_TAG) == 0)
         {
+          g_assert (item & REF_TAG);
           g_ptr_array_add (rest, task);
           continue;
         }
       killable_task_end_pending_finish (task);
       if (item & LEFT_TAG)
         g_object_unref (task);
-      g_object_unref (task);
+      if (item & REF_TAG)
+        g_object_unref (task);
     }
   for (guint i = 0; i < drop->len; i++)
     g_object_unref (g_ptr_array_index (drop, i));
   g_object_unref (self);
   release_session_end (&session, own_session);
-  g_ptr_array_unref (won);
+  g_free (batch.won.items);
 
   return rest;
 }
@@ -398,9 +814,11 @@ killable_tree_collect_subtree (KillableTask *self,
 {
   GPtrArray *ret = g_ptr_array_new_with_free_func (g_object_unref);
 
+  KillableTree *held;
+
   g_ptr_array_add (ret, g_object_ref (self));
 
-  tree_lock_acquire ();
+  held = tree_lock (self);
 
   for (guint i = 0; i < ret->len; i++)
     {
@@ -409,11 +827,11 @@ killable_tree_collect_subtree (KillableTask *self,
       if (mark != 0)
         g_atomic_int_or (&NODE (task)->marks, mark);
 
-      for (GList *l = NODE (task)->children.head; l != NULL; l = l->next)
-        g_ptr_array_add (ret, g_object_ref (l->data));
+      for (KillableTask *c = NODE (task)->first_child; c != NULL; c = NODE (c)->next_sibling)
+        g_ptr_array_add (ret, g_object_ref (c));
     }
 
-  g_mutex_unlock (&tree_lock);
+  tree_unlock (held);
 
   return ret;
 }
@@ -429,14 +847,15 @@ killable_tree_close_pending (KillableTask *self,
                              gboolean     *child_failed)
 {
   KillableTreeNode *priv = NODE (self);
+  KillableTree *held;
   gboolean ret;
 
-  tree_lock_acquire ();
+  held = tree_lock (self);
   ret = priv->n_live_children == 0;
   priv->complete_when_children_end = !ret;
   priv->children_closed = ret;
   *child_failed = priv->failed_child != NULL;
-  g_mutex_unlock (&tree_lock);
+  tree_unlock (held);
 
   return ret;
 }
@@ -444,16 +863,22 @@ killable_tree_close_pending (KillableTask *self,
 gboolean
 killable_tree_has_live_children (KillableTask *self)
 {
+  KillableTree *held;
   gboolean ret;
 
-  tree_lock_acquire ();
+  held = tree_lock (self);
   ret = NODE (self)->n_live_children > 0;
-  g_mutex_unlock (&tree_lock);
+  tree_unlock (held);
 
   return ret;
 }
 
-/* A release session: while it runs on a thread, the references dropped
+/* Drops references on tasks without recursion: a task's dispose drops its
+ * children, whose dispose drops theirs... With a chain 100 000 deep that
+ * would be 100 000 nested finalizers. The outermost call on a thread owns a
+ * stack; nested calls push onto it and return.
+ *
+ * A release session: while it runs on a thread, the references dropped
  * there (g_object_unref() or release_tasks()) that end in a dispose
  * queue the children instead of recursing. Returns TRUE if this call
  * started it (then release_session_end() runs the queue). */
@@ -604,9 +1029,11 @@ killable_task_add_child (KillableTask  *self,
 {
   KillableTreeNode *priv;
   KillableTreeNode *cpriv;
-  g_autoptr(GPtrArray) won = NULL;
+  KillableTree *tp, *tc, *fresh = NULL, *moved_from = NULL;
+  TaskVec won = { 0 };
   g_autoptr(GError) reason = NULL;
   gboolean child_terminal, kill, interrupt;
+  const char *fail = NULL;
 
   g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
   g_return_val_if_fail (KILLABLE_IS_TASK (child), FALSE);
@@ -619,47 +1046,84 @@ killable_task_add_child (KillableTask  *self,
    * top of this file). */
   g_object_ref (child);
 
-  tree_lock_acquire ();
+  tree_lock_pair (self, child, &tp, &tc);
 
   if (cpriv->parent != NULL)
-    {
-      g_mutex_unlock (&tree_lock);
-      g_object_unref (child);
-      g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
-                   _("Task “%s” already has a parent"), killable_task_get_name (child));
-      return FALSE;
-    }
+    fail = "parent";
 
-  /* Only a task with children can be an ancestor of @self: building a
-   * chain downwards does not walk the whole chain at each step. */
+  /* Only a task with children can be an ancestor of @self (then both are
+   * in one tree, under tp): building a chain downwards does not walk the
+   * whole chain at each step. */
   for (KillableTask *t = self;
-       t != NULL && (t == child || cpriv->children.length > 0);
+       fail == NULL && t != NULL && (t == child || cpriv->first_child != NULL);
        t = NODE (t)->parent)
-    {
-      if (t == child)
-        {
-          g_mutex_unlock (&tree_lock);
-          g_object_unref (child);
-          g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
-                       _("Task “%s” cannot be a child of itself or of its own descendant"),
-                       killable_task_get_name (child));
-          return FALSE;
-        }
-    }
+    if (t == child)
+      fail = "cycle";
 
-  if (priv->children_closed ||
-      KILLABLE_TASK_STATE_IS_TERMINAL (killable_task_get_state (self)))
+  if (fail == NULL &&
+      (priv->children_closed ||
+       KILLABLE_TASK_STATE_IS_TERMINAL (killable_task_get_state (self))))
+    fail = "finished";
+
+  if (fail != NULL)
     {
-      g_mutex_unlock (&tree_lock);
+      if (tc != tp)
+        tree_release (tc);
+      tree_unlock (tp);
       g_object_unref (child);
-      g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
-                   _("Task “%s” already finished and cannot take children"),
-                   killable_task_get_name (self));
+      if (g_str_equal (fail, "parent"))
+        g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
+                     _("Task “%s” already has a parent"), killable_task_get_name (child));
+      else if (g_str_equal (fail, "cycle"))
+        g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
+                     _("Task “%s” cannot be a child of itself or of its own descendant"),
+                     killable_task_get_name (child));
+      else
+        g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
+                     _("Task “%s” already finished and cannot take children"),
+                     killable_task_get_name (self));
       return FALSE;
     }
 
-  cpriv->parent = self;
-  g_queue_push_tail_link (&priv->children, &cpriv->sibling_link);
+  /* One tree for both (see the top of this file). */
+  if (priv->tree == NULL && cpriv->tree == NULL)
+    {
+      fresh = pool_take_locked ();
+      node_set_tree (priv, fresh);
+      node_set_tree (cpriv, fresh);
+    }
+  else if (priv->tree == NULL)
+    node_set_tree (priv, cpriv->tree);
+  else if (cpriv->tree == NULL)
+    node_set_tree (cpriv, priv->tree);
+  else if (priv->tree != cpriv->tree)
+    {
+      /* The child's subtree moves: a walk without a stack (the links are
+       * stable under both locks). */
+      KillableTask *t = child;
+
+      moved_from = cpriv->tree;
+      for (;;)
+        {
+          KillableTreeNode *n = NODE (t);
+
+          node_set_tree (n, priv->tree);
+          if (n->first_child != NULL)
+            {
+              t = n->first_child;
+              continue;
+            }
+          while (t != child && NODE (t)->next_sibling == NULL)
+            t = NODE (t)->parent;
+          if (t == child)
+            break;
+          t = NODE (t)->next_sibling;
+        }
+      /* A thread waiting in its old tree's cond looks again. */
+      tree_broadcast (moved_from);
+    }
+
+  link_child (self, child);
 
   /* "Live" is decided here once, under the lock that child_ended() takes:
    * a child completing right now is counted here and uncounted by its own
@@ -674,9 +1138,8 @@ killable_task_add_child (KillableTask  *self,
 
   if (killable_stop_state_is_requested (STOP (self)))
     {
-      won = g_ptr_array_new_with_free_func (g_object_unref);
       reason = killable_stop_state_dup_reason (STOP (self));
-      request_stop_locked (child, reason, won, FALSE, NULL);
+      request_stop_locked (child, reason, &won, NULL);
     }
   else if (priv->work_returned &&
            (priv->completion_reason != NULL ||
@@ -685,20 +1148,21 @@ killable_task_add_child (KillableTask  *self,
       /* The parent's work already returned: treat the newcomer as its
        * completion treated the others (pending ones are stopped; all are if
        * the work failed). */
-      won = g_ptr_array_new_with_free_func (g_object_unref);
       if (priv->completion_reason != NULL)
         reason = g_error_copy (priv->completion_reason);
-      request_stop_locked (child, reason, won, FALSE, NULL);
+      request_stop_locked (child, reason, &won, NULL);
     }
 
   kill = killable_tree_node_has_mark (priv, KILLABLE_TREE_MARK_KILL);
   interrupt = killable_tree_node_has_mark (priv, KILLABLE_TREE_MARK_INTERRUPT);
 
-  g_mutex_unlock (&tree_lock);
+  if (fresh != NULL)
+    tree_release (fresh);
+  if (tc != tp)
+    tree_release (tc);
+  tree_unlock (tp);
 
-  if (won != NULL)
-    for (guint i = 0; i < won->len; i++)
-      killable_task_request_stop_internal (g_ptr_array_index (won, i), reason, FALSE);
+  stop_won (&won, reason);
 
   /* The parent was interrupted or killed: so is its new child. */
   if (kill)
@@ -725,18 +1189,19 @@ child_ended (KillableTask *child,
 {
   KillableTreeNode *cpriv = NODE (child);
   KillableTask *parent;
-  g_autoptr(GPtrArray) won = NULL;
+  KillableTree *held;
+  TaskVec won = { 0 };
   g_autoptr(GError) reason = NULL;
   gboolean released = FALSE;
   gboolean parent_pending_done = FALSE;
   gboolean parent_kill_again = FALSE;
 
-  tree_lock_acquire ();
+  held = tree_lock (child);
 
   parent = cpriv->parent;
   if (parent == NULL || (!at_add && !cpriv->counted_in_parent))
     {
-      g_mutex_unlock (&tree_lock);
+      tree_unlock (held);
       return;
     }
 
@@ -748,7 +1213,7 @@ child_ended (KillableTask *child,
   if (cpriv->counted_in_parent &&
       (cpriv->counted_in_parent = FALSE, --NODE (parent)->n_live_children == 0))
     {
-      g_cond_broadcast (&tree_cond);
+      tree_broadcast (held);
       /* A parent stopped (or killed) before it started, or killed while a
        * child could not be abandoned, ends now. */
       if (NODE (parent)->complete_when_children_end)
@@ -768,23 +1233,20 @@ child_ended (KillableTask *child,
                             _("Child task “%s” failed: %s"),
                             killable_task_get_name (child),
                             killable_task_get_error (child)->message);
-      won = g_ptr_array_new_with_free_func (g_object_unref);
-      request_stop_locked (parent, reason, won, FALSE, NULL);
+      request_stop_locked (parent, reason, &won, NULL);
       NODE (parent)->failed_child = g_object_ref (child);
     }
 
+  /* Last: a child without children is lone from here on. */
   if (!NODE (parent)->retain_children)
     {
-      g_queue_unlink (&NODE (parent)->children, &cpriv->sibling_link);
-      cpriv->parent = NULL;
+      unlink_child (parent, child);
       released = TRUE;
     }
 
-  g_mutex_unlock (&tree_lock);
+  tree_unlock (held);
 
-  if (won != NULL)
-    for (guint i = 0; i < won->len; i++)
-      killable_task_request_stop_internal (g_ptr_array_index (won, i), reason, FALSE);
+  stop_won (&won, reason);
 
   if (parent_pending_done)
     run_parent_step (g_object_ref (parent), STEP_COMPLETE_PENDING);
@@ -817,11 +1279,12 @@ killable_tree_before_completion (KillableTask *self,
   KillableTreeNode *priv = NODE (self);
   g_autoptr(GPtrArray) to_stop = g_ptr_array_new_with_free_func (g_object_unref);
   g_autoptr(GError) reason = NULL;
+  KillableTree *held;
 
   if (run_failed && run_error != NULL && !killable_error_is_cancellation (run_error))
     reason = g_error_copy (run_error);
 
-  tree_lock_acquire ();
+  held = tree_lock (self);
 
   /* From here on, add_child() treats a newcomer like the children below. */
   priv->work_returned = TRUE;
@@ -831,17 +1294,16 @@ killable_tree_before_completion (KillableTask *self,
   if (priv->n_live_children == 0)
     {
       priv->children_closed = TRUE;
-      g_mutex_unlock (&tree_lock);
+      tree_unlock (held);
       return;
     }
 
   /* Stopped: the stop that set our flag stops every child (it may still be
    * on its way, holding this lock in batches: walking a large children
    * list here would only hold the lock longer and race it). */
-  for (GList *l = killable_stop_state_is_requested (STOP (self)) ? NULL : priv->children.head;
-       l != NULL; l = l->next)
+  for (KillableTask *child = killable_stop_state_is_requested (STOP (self)) ? NULL : priv->first_child;
+       child != NULL; child = NODE (child)->next_sibling)
     {
-      KillableTask *child = l->data;
       int state = killable_task_get_state (child);
 
       /* Already stopped: by the tree invariant, whoever stopped it is
@@ -854,7 +1316,7 @@ killable_tree_before_completion (KillableTask *self,
         g_ptr_array_add (to_stop, g_object_ref (child));
     }
 
-  g_mutex_unlock (&tree_lock);
+  tree_unlock (held);
 
   for (guint i = 0; i < to_stop->len; i++)
     killable_task_request_stop_internal (g_ptr_array_index (to_stop, i), reason, TRUE);
@@ -862,11 +1324,23 @@ killable_tree_before_completion (KillableTask *self,
   /* Closed in the same critical section that sees the last child end, so
    * that no child can slip in between (cleanups and the terminal state come
    * next; add_child() then fails as for a finished parent). */
-  tree_lock_acquire ();
+  held = tree_lock (self);
   while (priv->n_live_children > 0)
-    g_cond_wait (&tree_cond, &tree_lock);
+    {
+      /* fork_gate is not held while waiting (a fork() would wait for the
+       * children); nor is it taken again under the tree lock (the order is
+       * fork_gate, then a tree lock): the lock is taken again from the
+       * start, and may be another one if @self moved to another tree
+       * meanwhile (add_child() broadcast the old one's cond). */
+      held->n_cond_waiters++;
+      g_rw_lock_reader_unlock (&fork_gate);
+      g_cond_wait (&held->cond, &held->lock);
+      held->n_cond_waiters--;
+      tree_release (held);
+      held = tree_lock (self);
+    }
   priv->children_closed = TRUE;
-  g_mutex_unlock (&tree_lock);
+  tree_unlock (held);
 }
 
 static GPrivate in_reaper;
@@ -881,28 +1355,42 @@ reap_cb (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
-/* Takes tree_lock for a dispose, or gives up after a short while. A binding
- * may dispose a task while holding its own lock (Python's GIL), and the
- * holder of tree_lock may be waiting for that lock (a toggle notification):
- * waiting here could deadlock. The timer thread, which holds no binding
- * lock, may wait. */
-static gboolean
-lock_for_dispose (void)
+/* Takes @self's tree lock for a dispose, or gives up after a short while
+ * (NULL). A binding may dispose a task while holding its own lock (Python's
+ * GIL), and the holder of the tree lock may be waiting for that lock (a
+ * toggle notification): waiting here could deadlock. The timer thread,
+ * which holds no binding lock, may wait. */
+static KillableTree *
+lock_for_dispose (KillableTask *self)
 {
   if (g_private_get (&in_reaper) != NULL)
-    {
-      tree_lock_acquire ();
-      return TRUE;
-    }
+    return tree_lock (self);
 
   for (guint i = 0; i < 10000; i++)
     {
-      if (g_mutex_trylock (&tree_lock))
-        return TRUE;
+      KillableTree *t;
+
+      /* Not waiting for a fork() either: it waits for the holders of
+       * tree locks. */
+      if (!g_rw_lock_reader_trylock (&fork_gate))
+        {
+          g_thread_yield ();
+          continue;
+        }
+      t = designated (self);
+      if (g_mutex_trylock (&t->lock))
+        {
+          if (designated (self) == t)
+            return t;
+          g_mutex_unlock (&t->lock);
+          g_rw_lock_reader_unlock (&fork_gate);
+          continue;
+        }
+      g_rw_lock_reader_unlock (&fork_gate);
       g_thread_yield ();
     }
 
-  return FALSE;
+  return NULL;
 }
 
 /* Returns FALSE if the task was handed to the timer thread, which drops it
@@ -912,14 +1400,15 @@ killable_tree_dispose (KillableTask *self)
 {
   KillableTreeNode *priv = NODE (self);
   g_autoptr(GPtrArray) children = NULL;
-  GList *link;
   KillableTask *failed_child;
+  KillableTree *held;
 
   /* Nobody can reach a task without a parent (it would hold a reference)
-   * nor children (they would point to it) but through a reference: no lock
-   * is needed. */
-  if (g_atomic_pointer_get (&priv->parent) == NULL &&
-      g_atomic_int_get (&priv->children.length) == 0 &&
+   * nor children (they would point to it) but through a reference, and a
+   * lone task is in no tree: no lock is needed. */
+  if (LOAD (&priv->tree) == NULL &&
+      LOAD (&priv->parent) == NULL &&
+      LOAD (&priv->n_children) == 0 &&
       g_atomic_pointer_get (&priv->failed_child) == NULL)
     {
       g_clear_error (&priv->completion_reason);
@@ -927,7 +1416,8 @@ killable_tree_dispose (KillableTask *self)
       return TRUE;
     }
 
-  if (!lock_for_dispose ())
+  held = lock_for_dispose (self);
+  if (held == NULL)
     {
       /* Resurrected for the timer thread: this reference does not toggle,
        * a binding's toggle reference is gone when dispose runs. */
@@ -936,20 +1426,22 @@ killable_tree_dispose (KillableTask *self)
       return FALSE;
     }
 
-  children = g_ptr_array_sized_new (priv->children.length + 1);
-  while ((link = g_queue_pop_head_link (&priv->children)) != NULL)
+  children = g_ptr_array_sized_new (priv->n_children + 1);
+  while (priv->first_child != NULL)
     {
-      KillableTask *child = link->data;
+      KillableTask *child = priv->first_child;
 
-      NODE (child)->parent = NULL;
       NODE (child)->counted_in_parent = FALSE;
       g_ptr_array_add (children, child);
+      unlink_child (self, child);
     }
   priv->n_live_children = 0;
   failed_child = g_steal_pointer (&priv->failed_child);
   g_clear_error (&priv->completion_reason);
+  /* No parent (it would hold a reference), no child: lone. */
+  node_set_tree (priv, NULL);
 
-  g_mutex_unlock (&tree_lock);
+  tree_unlock (held);
 
   if (failed_child != NULL)
     g_ptr_array_add (children, failed_child);
@@ -966,11 +1458,12 @@ static GPtrArray *
 snapshot_children (KillableTask *self)
 {
   GPtrArray *ret = g_ptr_array_new_with_free_func (g_object_unref);
+  KillableTree *held;
 
-  tree_lock_acquire ();
-  for (GList *l = NODE (self)->children.head; l != NULL; l = l->next)
-    g_ptr_array_add (ret, g_object_ref (l->data));
-  g_mutex_unlock (&tree_lock);
+  held = tree_lock (self);
+  for (KillableTask *c = NODE (self)->first_child; c != NULL; c = NODE (c)->next_sibling)
+    g_ptr_array_add (ret, g_object_ref (c));
+  tree_unlock (held);
 
   return ret;
 }
@@ -1072,13 +1565,14 @@ killable_task_get_children (KillableTask *self)
 KillableTask *
 killable_task_dup_parent (KillableTask *self)
 {
+  KillableTree *held;
   KillableTask *ret;
 
   g_return_val_if_fail (KILLABLE_IS_TASK (self), NULL);
 
-  tree_lock_acquire ();
+  held = tree_lock (self);
   ret = NODE (self)->parent != NULL ? g_object_ref (NODE (self)->parent) : NULL;
-  g_mutex_unlock (&tree_lock);
+  tree_unlock (held);
 
   return ret;
 }
@@ -1098,13 +1592,14 @@ killable_task_dup_parent (KillableTask *self)
 KillableChildPolicy
 killable_task_get_child_policy (KillableTask *self)
 {
+  KillableTree *held;
   KillableChildPolicy ret;
 
   g_return_val_if_fail (KILLABLE_IS_TASK (self), KILLABLE_CHILD_POLICY_FAIL_FAST);
 
-  tree_lock_acquire ();
+  held = tree_lock (self);
   ret = NODE (self)->child_policy;
-  g_mutex_unlock (&tree_lock);
+  tree_unlock (held);
 
   return ret;
 }
@@ -1125,16 +1620,17 @@ void
 killable_task_set_child_policy (KillableTask        *self,
                                 KillableChildPolicy  policy)
 {
+  KillableTree *held;
   gboolean changed;
 
   g_return_if_fail (KILLABLE_IS_TASK (self));
   g_return_if_fail (policy == KILLABLE_CHILD_POLICY_FAIL_FAST ||
                     policy == KILLABLE_CHILD_POLICY_ISOLATE);
 
-  tree_lock_acquire ();
+  held = tree_lock (self);
   changed = NODE (self)->child_policy != (int) policy;
   NODE (self)->child_policy = policy;
-  g_mutex_unlock (&tree_lock);
+  tree_unlock (held);
 
   if (changed)
     killable_task_emit_setter (self, KILLABLE_EMIT_CHILD_POLICY);
@@ -1155,13 +1651,14 @@ killable_task_set_child_policy (KillableTask        *self,
 gboolean
 killable_task_get_retain_children (KillableTask *self)
 {
+  KillableTree *held;
   gboolean ret;
 
   g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
 
-  tree_lock_acquire ();
+  held = tree_lock (self);
   ret = NODE (self)->retain_children;
-  g_mutex_unlock (&tree_lock);
+  tree_unlock (held);
 
   return ret;
 }
@@ -1183,14 +1680,15 @@ void
 killable_task_set_retain_children (KillableTask *self,
                                    gboolean      retain)
 {
+  KillableTree *held;
   gboolean changed;
 
   g_return_if_fail (KILLABLE_IS_TASK (self));
 
-  tree_lock_acquire ();
+  held = tree_lock (self);
   changed = NODE (self)->retain_children != !!retain;
   NODE (self)->retain_children = !!retain;
-  g_mutex_unlock (&tree_lock);
+  tree_unlock (held);
 
   if (changed)
     killable_task_emit_setter (self, KILLABLE_EMIT_RETAIN_CHILDREN);
@@ -1199,16 +1697,17 @@ killable_task_set_retain_children (KillableTask *self,
 gint64
 killable_tree_get_deadline (KillableTask *self)
 {
+  KillableTree *held;
   gint64 ret = G_MAXINT64;
 
-  tree_lock_acquire ();
+  held = tree_lock (self);
 
   for (KillableTask *t = self; t != NULL; t = NODE (t)->parent)
     {
       ret = MIN (ret, killable_task_get_own_deadline (t));
     }
 
-  g_mutex_unlock (&tree_lock);
+  tree_unlock (held);
 
   return ret;
 }
@@ -1217,11 +1716,12 @@ killable_tree_get_deadline (KillableTask *self)
 guint
 killable_tree_count_children (KillableTask *self)
 {
+  KillableTree *held;
   guint ret;
 
-  tree_lock_acquire ();
-  ret = NODE (self)->children.length;
-  g_mutex_unlock (&tree_lock);
+  held = tree_lock (self);
+  ret = NODE (self)->n_children;
+  tree_unlock (held);
 
   return ret;
 }
@@ -1229,11 +1729,12 @@ killable_tree_count_children (KillableTask *self)
 gboolean
 killable_tree_has_failed_child (KillableTask *self)
 {
+  KillableTree *held;
   gboolean ret;
 
-  tree_lock_acquire ();
+  held = tree_lock (self);
   ret = NODE (self)->failed_child != NULL;
-  g_mutex_unlock (&tree_lock);
+  tree_unlock (held);
 
   return ret;
 }
@@ -1249,23 +1750,64 @@ killable_tree_node_init (KillableTreeNode *node,
                          KillableTask     *task)
 {
   node->child_policy = KILLABLE_CHILD_POLICY_FAIL_FAST;
-  node->sibling_link.data = task;
 }
 
-/* For killable-fork.c: tree_lock is held across fork(), so that the child's
- * copy of every tree is consistent; so is handoff_lock (taken after it, as
- * tree_lock_acquire() does), which a yielding stop may hold. */
+/* In the child of a fork(): every tree lock and cond starts afresh (see
+ * killable_tree_fork_lock()). */
+static void
+fork_child_reset (void)
+{
+  for (guint i = 0; i < N_STRIPES; i++)
+    {
+      g_mutex_init (&stripes[i].lock);
+      g_cond_init (&stripes[i].cond);
+      stripes[i].n_cond_waiters = 0;
+      stripes[i].waiters = 0;
+    }
+  for (TreeChunk *c = pool_head; c != NULL; c = c->next)
+    for (guint i = 0; i < POOL_CHUNK; i++)
+      {
+        g_mutex_init (&c->trees[i].lock);
+        g_cond_init (&c->trees[i].cond);
+        c->trees[i].n_cond_waiters = 0;
+        c->trees[i].waiters = 0;
+      }
+  handoff_wanted = 0;
+}
+
+/* For killable-fork.c: fork_gate is held for writing across fork(), so
+ * that no tree is being changed (the child's copy of every tree is
+ * consistent); then pool_lock (no tree is taken or given back), then
+ * handoff_lock (a yielding stop may hold it). In the child (told by its
+ * pid), every tree lock and cond starts afresh: a thread of the parent
+ * that waited for children (killable_tree_before_completion()) may have
+ * held its tree's lock without fork_gate for a moment, and no thread of the
+ * parent but the forking one exists there. */
+static pid_t fork_pid;   /* under fork_gate (write) */
+
 void
 killable_tree_fork_lock (gboolean lock)
 {
   if (lock)
     {
-      tree_lock_acquire ();
+      g_rw_lock_writer_lock (&fork_gate);
+      g_mutex_lock (&pool_lock);
       g_mutex_lock (&handoff_lock);
+      fork_pid = getpid ();
     }
   else
     {
       g_mutex_unlock (&handoff_lock);
-      g_mutex_unlock (&tree_lock);
+      g_mutex_unlock (&pool_lock);
+      /* A pthread rwlock knows its writer by thread id, which the forking
+       * thread changed in the child: it cannot be unlocked there, only made
+       * afresh. */
+      if (getpid () != fork_pid)
+        {
+          g_rw_lock_init (&fork_gate);
+          fork_child_reset ();
+        }
+      else
+        g_rw_lock_writer_unlock (&fork_gate);
     }
 }

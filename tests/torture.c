@@ -2709,23 +2709,33 @@ parse_uint64 (const char *value,
 /* Big trees: the batched stop {{{ */
 
 /* A stop of a big tree sets the flags and ends the pending tasks that
- * nothing observes in batches under the tree lock, letting waiting threads
- * in between batches (killable-tree.c). This case builds big random trees
- * (wide fans and deep chains, some tasks with stop callbacks, handlers,
- * retain-children or a running work), stops the root while a hog thread
- * keeps taking the tree lock (so that the stop releases it between
- * batches) and an attacker adds children, starts pending tasks and stops
- * branches, then checks: every task is terminal; a task never started is
- * CANCELLED with KILLABLE_ERROR_STOPPED (the lazily built error) or
- * KILLED; each stop callback ran once; no parent ended before a child;
- * every task is finalized at the end. */
+ * nothing observes in batches under the lock of that tree (each tree has
+ * its own), letting waiting threads in between batches (killable-tree.c).
+ * This case builds several big random trees (wide fans and deep chains,
+ * some tasks with stop callbacks, handlers, retain-children or a running
+ * work) and stops their roots from as many threads at once, while a hog
+ * thread keeps taking the trees' locks (so that each stop releases its lock
+ * between batches), an attacker adds children, starts pending tasks and
+ * stops branches, and a mover works across the trees: it adds small
+ * subtrees of their own (joining two trees), adds finished tasks that left
+ * their parent to another tree (reparenting), and adds a root under
+ * another tree. Then it checks: every task is terminal; a task never
+ * started is CANCELLED with KILLABLE_ERROR_STOPPED (the lazily built
+ * error) or KILLED; each stop callback ran once; no parent ended before a
+ * child; every task is finalized at the end. */
+
+#define BIG_N_TREES 4
 
 typedef struct
 {
-  GPtrArray *tasks;          /* (owned) every task of the tree, root first */
-  GRand     *rand;           /* the attacker's, seeded */
+  GPtrArray *tasks;          /* (owned) every task of the trees, roots first */
+  GPtrArray *roots;          /* (owned) */
+  KillableTask **hogged;     /* (owned) the tasks of the trees as built (held by @tasks) */
+  guint      n_hogged;
+  GRand     *rand;           /* the attacker's and the mover's, seeded, under @sync */
   int        quit;           /* (atomic) */
   int        hog_ops;        /* (atomic) */
+  int        moves;          /* (atomic) moves that were accepted */
   int        cb_runs;        /* (atomic) */
   int        finalized;      /* (atomic) */
   Sync       sync;
@@ -2771,21 +2781,103 @@ big_notify_cb (GObject    *object,
 {
 }
 
+/* Takes the lock of a tree being stopped, again and again: a task of the
+ * trees as built, in turn (a lone task would take none of theirs). */
 static gpointer
 big_hog_main (gpointer data)
 {
   BigTree *bt = data;
-  g_autoptr(KillableTask) other = killable_task_new ("hog", big_noop_work, NULL, NULL);
 
-  while (!g_atomic_int_get (&bt->quit))
+  for (guint i = 0; !g_atomic_int_get (&bt->quit); i = (i + 7919) % bt->n_hogged)
     {
-      KillableTask *parent = killable_task_dup_parent (other);
+      KillableTask *parent = killable_task_dup_parent (bt->hogged[i]);
 
       g_clear_object (&parent);
       g_atomic_int_inc (&bt->hog_ops);
       g_atomic_int_inc (&progress);
     }
 
+  return NULL;
+}
+
+static KillableTask *
+big_new_task (BigTree    *bt,
+              const char *name)
+{
+  KillableTask *task = killable_task_new (name, big_noop_work, bt, big_finalized);
+
+  g_ptr_array_add (bt->tasks, task);
+  return task;
+}
+
+/* Across the trees, under @bt->sync: joins, reparents, moves. Any of them
+ * may be refused (a finished parent, a cycle, a parent already): fine. */
+static gpointer
+big_mover_main (gpointer data)
+{
+  BigTree *bt = data;
+
+  while (!g_atomic_int_get (&bt->quit))
+    {
+      KillableTask *target;
+      gboolean moved = FALSE;
+
+      sync_lock (&bt->sync);
+      target = g_ptr_array_index (bt->tasks, g_rand_int_range (bt->rand, 0, bt->tasks->len));
+      switch (g_rand_int_range (bt->rand, 0, 3))
+        {
+        case 0:
+          {
+            /* A small tree of its own (a parent that was lone joins its
+             * child's tree), then moved under @target: its tree joins
+             * @target's. */
+            KillableTask *top = big_new_task (bt, "mini");
+            guint n = g_rand_int_range (bt->rand, 1, 4);
+
+            for (guint i = 0; i < n; i++)
+              g_assert_true (killable_task_add_child (top, big_new_task (bt, "mini-child"), NULL));
+            if (g_rand_boolean (bt->rand))
+              {
+                KillableTask *above = big_new_task (bt, "mini-top");
+
+                g_assert_true (killable_task_add_child (above, top, NULL));
+                top = above;
+              }
+            moved = killable_task_add_child (target, top, NULL);
+          }
+          break;
+        case 1:
+          {
+            /* A finished task that left its parent goes to another one
+             * (and leaves it again at once, unless retained). */
+            KillableTask *task = g_ptr_array_index (bt->tasks, g_rand_int_range (bt->rand, 0, bt->tasks->len));
+            g_autoptr(KillableTask) parent = killable_task_dup_parent (task);
+
+            if (parent == NULL && IS_TERMINAL (killable_task_get_state (task)))
+              moved = killable_task_add_child (target, task, NULL);
+          }
+          break;
+        default:
+          /* A whole tree under another one (or under itself: refused). */
+          moved = killable_task_add_child (target,
+                                           g_ptr_array_index (bt->roots, g_rand_int_range (bt->rand, 0, bt->roots->len)),
+                                           NULL);
+          break;
+        }
+      sync_unlock (&bt->sync);
+      if (moved)
+        g_atomic_int_inc (&bt->moves);
+      g_atomic_int_inc (&progress);
+    }
+
+  return NULL;
+}
+
+static gpointer
+big_stopper_main (gpointer data)
+{
+  killable_task_stop (data);
+  g_atomic_int_inc (&progress);
   return NULL;
 }
 
@@ -2838,28 +2930,42 @@ big_tree_round (guint32 seed,
 {
   BigTree bt = { 0 };
   g_autoptr(GRand) rand = g_rand_new_with_seed (seed);
-  KillableTask *root;
-  GThread *hog, *attacker;
+  GThread *hog, *attacker, *mover, *stoppers[BIG_N_TREES];
+  GPtrArray *members[BIG_N_TREES];   /* the tasks of each tree as built */
   guint n_cbs = 0, n_cancelled = 0;
 
   bt.tasks = g_ptr_array_new_with_free_func (g_object_unref);
+  bt.roots = g_ptr_array_new ();
   bt.rand = g_rand_new_with_seed (seed ^ 0x5bd1e995);
   sync_init (&bt.sync);
 
-  root = killable_task_new ("big-root", big_sleep_work, &bt, big_finalized);
-  g_ptr_array_add (bt.tasks, root);
-  g_assert_true (killable_task_start (root, NULL));
-
-  /* Random shape: each new task goes under a random earlier one, or under
-   * the newest (chains). */
-  for (guint i = 1; i < size; i++)
+  for (guint t = 0; t < BIG_N_TREES; t++)
     {
+      KillableTask *root = killable_task_new ("big-root", big_sleep_work, &bt, big_finalized);
+
+      g_ptr_array_add (bt.tasks, root);
+      g_ptr_array_add (bt.roots, root);
+      members[t] = g_ptr_array_new ();
+      g_ptr_array_add (members[t], root);
+      g_assert_true (killable_task_start (root, NULL));
+    }
+
+  /* Random shape: each new task goes under a random earlier one of its
+   * tree, or under the newest of it (chains). The first tree is as big as
+   * the others together. */
+  for (guint i = BIG_N_TREES; i < size; i++)
+    {
+      guint tree = g_rand_int_range (rand, 0, 2 * BIG_N_TREES - 2);
       gboolean running = g_rand_int_range (rand, 0, 50) == 0;
       KillableTask *task = killable_task_new ("big", running ? big_sleep_work : big_noop_work,
                                               &bt, big_finalized);
-      KillableTask *parent = g_rand_boolean (rand)
-                               ? g_ptr_array_index (bt.tasks, bt.tasks->len - 1)
-                               : g_ptr_array_index (bt.tasks, g_rand_int_range (rand, 0, bt.tasks->len));
+      GPtrArray *m;
+      KillableTask *parent;
+
+      m = members[tree < BIG_N_TREES - 1 ? tree + 1 : 0];
+      parent = g_rand_boolean (rand)
+                 ? g_ptr_array_index (m, m->len - 1)
+                 : g_ptr_array_index (m, g_rand_int_range (rand, 0, m->len));
 
       switch (g_rand_int_range (rand, 0, 20))
         {
@@ -2884,30 +2990,50 @@ big_tree_round (guint32 seed,
       if (running)
         killable_task_start (task, NULL);
       g_ptr_array_add (bt.tasks, task);
+      g_ptr_array_add (m, task);
     }
+  for (guint t = 0; t < BIG_N_TREES; t++)
+    g_ptr_array_unref (members[t]);
 
+  bt.n_hogged = bt.tasks->len;
+  bt.hogged = g_memdup2 (bt.tasks->pdata, bt.n_hogged * sizeof (gpointer));
   hog = g_thread_new ("big-hog", big_hog_main, &bt);
   attacker = g_thread_new ("big-attacker", big_attacker_main, &bt);
+  mover = g_thread_new ("big-mover", big_mover_main, &bt);
 
-  killable_task_stop (root);
-  /* A guard, not a timing: a stopped tree that does not end is a bug. */
-  if (!killable_task_wait (root, TEST_LIMIT_USEC (60 * G_USEC_PER_SEC)))
-    violation ("big-root", "the stopped tree did not end");
+  /* The trees are stopped at once, each from a thread of its own. */
+  for (guint t = 0; t < BIG_N_TREES; t++)
+    stoppers[t] = g_thread_new ("big-stopper", big_stopper_main, g_ptr_array_index (bt.roots, t));
+  for (guint t = 0; t < BIG_N_TREES; t++)
+    {
+      g_thread_join (stoppers[t]);
+      /* A guard, not a timing: a stopped tree that does not end is a bug. */
+      if (!killable_task_wait (g_ptr_array_index (bt.roots, t), TEST_LIMIT_USEC (60 * G_USEC_PER_SEC)))
+        violation ("big-root", "the stopped tree did not end");
+    }
 
   g_atomic_int_set (&bt.quit, 1);
   g_thread_join (hog);
   g_thread_join (attacker);
+  g_thread_join (mover);
 
-  /* Every task of the tree (late ones refused by a finished parent and
-   * never started are pending: stop them, they have no parent). */
+  /* Every task of the trees (late ones and small trees refused by a
+   * finished parent and never started are pending: stop the ones without a
+   * parent first, their subtrees with them). */
+  for (guint i = 0; i < bt.tasks->len; i++)
+    {
+      KillableTask *task = g_ptr_array_index (bt.tasks, i);
+      g_autoptr(KillableTask) parent = killable_task_dup_parent (task);
+
+      if (parent == NULL && killable_task_get_state (task) == KILLABLE_TASK_STATE_PENDING)
+        killable_task_stop (task);
+    }
   for (guint i = 0; i < bt.tasks->len; i++)
     {
       KillableTask *task = g_ptr_array_index (bt.tasks, i);
       g_autoptr(KillableTask) parent = killable_task_dup_parent (task);
       KillableTaskState state;
 
-      if (parent == NULL && killable_task_get_state (task) == KILLABLE_TASK_STATE_PENDING)
-        killable_task_stop (task);
       if (!killable_task_wait (task, 10 * G_USEC_PER_SEC))
         {
           violation (killable_task_get_name (task), "not terminal after the stop");
@@ -2946,12 +3072,14 @@ big_tree_round (guint32 seed,
       }
     }
 
-  g_test_message ("big tree (seed %" G_GUINT32_FORMAT "): %u tasks, %u cancelled, "
-                  "%d of %u stop callbacks ran, %d hog operations during the stop",
-                  seed, bt.tasks->len, n_cancelled, g_atomic_int_get (&bt.cb_runs), n_cbs,
-                  g_atomic_int_get (&bt.hog_ops));
+  g_test_message ("big trees (seed %" G_GUINT32_FORMAT "): %u tasks in %u trees, %u cancelled, "
+                  "%d of %u stop callbacks ran, %d hog operations, %d moves across trees",
+                  seed, bt.tasks->len, BIG_N_TREES, n_cancelled, g_atomic_int_get (&bt.cb_runs), n_cbs,
+                  g_atomic_int_get (&bt.hog_ops), g_atomic_int_get (&bt.moves));
 
   size = bt.tasks->len;
+  g_free (bt.hogged);
+  g_ptr_array_unref (bt.roots);
   g_ptr_array_unref (bt.tasks);
   /* Queued emissions hold their task until the owner context (this
    * thread's) dispatches them; a worker drops its reference right after
@@ -2968,7 +3096,7 @@ test_big_tree_stop (void)
   guint rounds = test_under_valgrind () ? 1 : 4;
 
   for (guint i = 0; i < rounds; i++)
-    big_tree_round (opt_seed + i, test_under_valgrind () ? 300 : 3000);
+    big_tree_round (opt_seed + i, test_under_valgrind () ? 400 : 8000);
 
   g_assert_cmpint (g_atomic_int_get (&violations), ==, 0);
 }
