@@ -1904,6 +1904,7 @@ killable_task_finalize (GObject *object)
    * through it. */
   killable_stop_state_clear (&priv->stop);
   killable_owner_clear (&priv->owner);
+  killable_tree_node_clear (&priv->node);
   g_mutex_clear (&priv->lock);
 
   ((GObjectClass *) killable_task_parent_class)->finalize (object);

@@ -20,31 +20,31 @@ typedef enum
 } KillableTreeMark;
 
 typedef struct _KillableTree KillableTree;
+typedef struct _KillableTreeParent KillableTreeParent;
 
 /* Every field is protected by the lock of the task's tree (killable-tree.c:
- * each tree has its own), except @marks (also atomic) and @children_model
- * (owner thread only). @tree and @parent are also read atomically before
- * that lock is known. The children are an intrusive list of tasks. */
+ * each tree has its own), except @marks (also atomic). @tree, @parent and
+ * @as_parent are also read atomically before that lock is known. The
+ * children are an intrusive list of tasks: a child keeps its links here,
+ * what only a parent needs (its children list, counts, completion reason,
+ * failed child, children model) is in @as_parent, allocated under the
+ * tree lock when the task first needs it (its first child, its children
+ * model) and freed only at finalize: NULL means no child ever, and the
+ * defaults. 48 bytes on 64-bit targets. */
 typedef struct
 {
-  KillableTree *tree;               /* (atomic) (nullable) NULL: a lone task */
-  KillableTask *parent;             /* (unowned) (atomic) */
-  KillableTask *first_child;        /* (owned) each child holds a ref */
-  KillableTask *last_child;         /* (unowned) */
-  KillableTask *prev_sibling;       /* (unowned) */
-  KillableTask *next_sibling;       /* (unowned) */
-  guint         n_children;         /* (atomic) */
-  guint         n_live_children;
-  guint         counted_in_parent : 1; /* counted in parent->n_live_children */
-  guint         work_returned : 1;  /* the work returned: new pending children are stopped */
-  guint         children_closed : 1;/* the work returned and children ended: no new child */
-  guint         complete_when_children_end : 1; /* stopped while pending, children still live */
-  guint         retain_children : 1;
-  int           marks;              /* (atomic) KillableTreeMark */
-  int           child_policy;       /* KillableChildPolicy */
-  GError       *completion_reason;  /* (owned) (nullable) the failed work's error, for new children */
-  KillableTask *failed_child;       /* (owned) (nullable) */
-  GListStore   *children_model;     /* (owned) (nullable) owner-side mirror, owner thread only */
+  KillableTree       *tree;           /* (atomic) (nullable) NULL: a lone task */
+  KillableTask       *parent;         /* (unowned) (atomic) */
+  KillableTask       *prev_sibling;   /* (unowned) */
+  KillableTask       *next_sibling;   /* (unowned) */
+  KillableTreeParent *as_parent;      /* (owned) (nullable) (atomic) see above */
+  int                 marks;          /* (atomic) KillableTreeMark */
+  guint               counted_in_parent : 1; /* counted in the parent's live children */
+  guint               work_returned : 1;  /* the work returned: new pending children are stopped */
+  guint               children_closed : 1;/* the work returned and children ended: no new child */
+  guint               complete_when_children_end : 1; /* stopped while pending, children still live */
+  guint               retain_children : 1;
+  guint               child_policy : 1;   /* KillableChildPolicy */
 } KillableTreeNode;
 
 static inline gboolean
@@ -56,6 +56,7 @@ killable_tree_node_has_mark (KillableTreeNode *node,
 
 void       killable_tree_node_init         (KillableTreeNode *node,
                                             KillableTask     *task);
+void       killable_tree_node_clear        (KillableTreeNode *node);
 GPtrArray *killable_tree_request_stop      (KillableTask     *self,
                                             const GError     *reason);
 GPtrArray *killable_tree_collect_subtree   (KillableTask     *self,

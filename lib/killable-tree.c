@@ -119,6 +119,86 @@ static GPrivate release_queue;
 #define LOAD(p)      __atomic_load_n ((p), __ATOMIC_ACQUIRE)
 #define STORE(p, v)  __atomic_store_n ((p), (v), __ATOMIC_RELEASE)
 
+/* What only a parent needs (node->as_parent): a pending leaf task does not
+ * carry it. Allocated zeroed under the tree lock (parent_block()), then
+ * published with a release store: a reader without the lock (LOAD) sees
+ * NULL or a complete block. Never freed before finalize: a pointer read
+ * once stays valid while the task lives. Its fields follow the node's
+ * rules (the tree lock), with the same exceptions: @n_children is also
+ * read atomically (a hint, and dispose's fast path), @children_model is
+ * the owner thread's, published atomically. */
+struct _KillableTreeParent
+{
+  KillableTask *first_child;        /* (owned) each child holds a ref */
+  KillableTask *last_child;         /* (unowned) */
+  guint         n_children;         /* (atomic) */
+  guint         n_live_children;    /* children counted_in_parent */
+  GError       *completion_reason;  /* (owned) (nullable) the failed work's error, for new children */
+  KillableTask *failed_child;       /* (owned) (nullable) */
+  GListStore   *children_model;     /* (owned) (nullable) (atomic) owner-side mirror */
+};
+
+/* The node is part of every pending task: keep it small (issue 13). */
+G_STATIC_ASSERT (sizeof (KillableTreeNode) <= 5 * sizeof (gpointer) + 2 * sizeof (int));
+G_STATIC_ASSERT (KILLABLE_CHILD_POLICY_FAIL_FAST == 0 && KILLABLE_CHILD_POLICY_ISOLATE == 1);
+
+/* @node's parent block, allocated if it has none yet: under the tree
+ * lock. */
+static G_GNUC_NO_INLINE KillableTreeParent *
+parent_block_new (KillableTreeNode *node)
+{
+  KillableTreeParent *block = g_new0 (KillableTreeParent, 1);
+
+  STORE (&node->as_parent, block);
+
+  return block;
+}
+
+static inline KillableTreeParent *
+parent_block (KillableTreeNode *node)
+{
+  if (G_LIKELY (node->as_parent != NULL))
+    return node->as_parent;
+  return parent_block_new (node);
+}
+
+/* Under the tree lock: a task without a block has no child and the
+ * defaults. */
+static inline KillableTask *
+first_child (KillableTreeNode *node)
+{
+  return node->as_parent != NULL ? node->as_parent->first_child : NULL;
+}
+
+static inline guint
+n_live_children (KillableTreeNode *node)
+{
+  return node->as_parent != NULL ? node->as_parent->n_live_children : 0;
+}
+
+static inline KillableTask *
+failed_child (KillableTreeNode *node)
+{
+  return node->as_parent != NULL ? node->as_parent->failed_child : NULL;
+}
+
+/* Without the lock. */
+static inline guint
+load_n_children (KillableTreeNode *node)
+{
+  KillableTreeParent *block = LOAD (&node->as_parent);
+
+  return block != NULL ? LOAD (&block->n_children) : 0;
+}
+
+static inline GListStore *
+load_children_model (KillableTreeNode *node)
+{
+  KillableTreeParent *block = LOAD (&node->as_parent);
+
+  return block != NULL ? g_atomic_pointer_get (&block->children_model) : NULL;
+}
+
 static inline guint
 tree_index (KillableTree *t)
 {
@@ -354,7 +434,7 @@ static inline void
 link_child (KillableTask *parent,
             KillableTask *child)
 {
-  KillableTreeNode *p = NODE (parent);
+  KillableTreeParent *p = parent_block (NODE (parent));
   KillableTreeNode *c = NODE (child);
 
   c->prev_sibling = p->last_child;
@@ -376,7 +456,7 @@ static inline void
 unlink_child (KillableTask *parent,
               KillableTask *child)
 {
-  KillableTreeNode *p = NODE (parent);
+  KillableTreeParent *p = NODE (parent)->as_parent;
   KillableTreeNode *c = NODE (child);
 
   if (c->prev_sibling != NULL)
@@ -391,7 +471,7 @@ unlink_child (KillableTask *parent,
   c->next_sibling = NULL;
   STORE (&p->n_children, p->n_children - 1);
   STORE (&c->parent, NULL);
-  if (c->first_child == NULL)
+  if (first_child (c) == NULL)
     node_set_tree (c, NULL);
 }
 
@@ -559,7 +639,8 @@ end_pending_locked (Batch        *batch,
   KillableTask *parent = node->parent;
   guintptr item = (guintptr) batch->won.items[index];
 
-  if (node->n_live_children > 0 || node->failed_child != NULL ||
+  if ((node->as_parent != NULL &&
+       (node->as_parent->n_live_children > 0 || node->as_parent->failed_child != NULL)) ||
       (parent != NULL &&
        killable_tree_node_has_mark (NODE (parent), KILLABLE_TREE_MARK_KILL)) ||
       !killable_task_end_pending_locked (task))
@@ -573,9 +654,10 @@ end_pending_locked (Batch        *batch,
   if (parent != NULL)
     {
       KillableTreeNode *pnode = NODE (parent);
+      KillableTreeParent *pblock = pnode->as_parent;   /* it has a child */
 
       if (node->counted_in_parent &&
-          (node->counted_in_parent = FALSE, --pnode->n_live_children == 0))
+          (node->counted_in_parent = FALSE, --pblock->n_live_children == 0))
         {
           tree_broadcast (batch->held);
           if (pnode->complete_when_children_end)
@@ -585,7 +667,7 @@ end_pending_locked (Batch        *batch,
             }
         }
 
-      if (G_UNLIKELY (g_atomic_pointer_get (&pnode->children_model) != NULL) &&
+      if (G_UNLIKELY (g_atomic_pointer_get (&pblock->children_model) != NULL) &&
           (batch->notify->len == 0 ||
            g_ptr_array_index (batch->notify, batch->notify->len - 1) != parent))
         g_ptr_array_add (batch->notify, g_object_ref (parent));
@@ -643,11 +725,11 @@ request_stop_locked (KillableTask  *root,
 
   /* The root is referenced by the caller, not only by the tree. */
   task_vec_push (won, (gpointer) ((guintptr) g_object_ref (root) | REF_TAG));
-  if (NODE (root)->first_child == NULL)
+  if (first_child (NODE (root)) == NULL)
     goto out;
 
   frames = g_array_new (FALSE, FALSE, sizeof (WalkFrame));
-  g_array_append_vals (frames, &(WalkFrame) { root, NODE (root)->first_child, 0 }, 1);
+  g_array_append_vals (frames, &(WalkFrame) { root, NODE (root)->as_parent->first_child, 0 }, 1);
 
   while (frames->len > 0)
     {
@@ -672,8 +754,8 @@ request_stop_locked (KillableTask  *root,
         continue;
 
       task_vec_push (won, child);
-      if (cnode->first_child != NULL)
-        g_array_append_vals (frames, &(WalkFrame) { child, cnode->first_child, won->len - 1 }, 1);
+      if (cnode->as_parent != NULL && cnode->as_parent->first_child != NULL)
+        g_array_append_vals (frames, &(WalkFrame) { child, cnode->as_parent->first_child, won->len - 1 }, 1);
       else if (batch != NULL)
         end_pending_locked (batch, child, won->len - 1);
 
@@ -704,7 +786,7 @@ request_stop_locked (KillableTask  *root,
               /* The child is alive (referenced); if it left its parent,
                * start the list again. */
               if (f->next != NULL && LOAD (&NODE (f->next)->parent) != f->task)
-                f->next = NODE (f->task)->first_child;
+                f->next = first_child (NODE (f->task));
             }
         }
     }
@@ -758,7 +840,7 @@ killable_tree_request_stop (KillableTask *self,
 
   /* Room for a wide tree at once (a deeper one grows it), allocated
    * before the lock: the count is only a hint. */
-  batch.won.alloc = MAX (64, LOAD (&NODE (self)->n_children) + 1);
+  batch.won.alloc = MAX (64, load_n_children (NODE (self)) + 1);
   batch.won.items = g_new (gpointer, batch.won.alloc);
 
   g_object_ref (self);
@@ -827,7 +909,7 @@ killable_tree_collect_subtree (KillableTask *self,
       if (mark != 0)
         g_atomic_int_or (&NODE (task)->marks, mark);
 
-      for (KillableTask *c = NODE (task)->first_child; c != NULL; c = NODE (c)->next_sibling)
+      for (KillableTask *c = first_child (NODE (task)); c != NULL; c = NODE (c)->next_sibling)
         g_ptr_array_add (ret, g_object_ref (c));
     }
 
@@ -851,10 +933,10 @@ killable_tree_close_pending (KillableTask *self,
   gboolean ret;
 
   held = tree_lock (self);
-  ret = priv->n_live_children == 0;
+  ret = n_live_children (priv) == 0;
   priv->complete_when_children_end = !ret;
   priv->children_closed = ret;
-  *child_failed = priv->failed_child != NULL;
+  *child_failed = failed_child (priv) != NULL;
   tree_unlock (held);
 
   return ret;
@@ -867,7 +949,7 @@ killable_tree_has_live_children (KillableTask *self)
   gboolean ret;
 
   held = tree_lock (self);
-  ret = NODE (self)->n_live_children > 0;
+  ret = n_live_children (NODE (self)) > 0;
   tree_unlock (held);
 
   return ret;
@@ -1055,7 +1137,7 @@ killable_task_add_child (KillableTask  *self,
    * in one tree, under tp): building a chain downwards does not walk the
    * whole chain at each step. */
   for (KillableTask *t = self;
-       fail == NULL && t != NULL && (t == child || cpriv->first_child != NULL);
+       fail == NULL && t != NULL && (t == child || first_child (cpriv) != NULL);
        t = NODE (t)->parent)
     if (t == child)
       fail = "cycle";
@@ -1108,9 +1190,9 @@ killable_task_add_child (KillableTask  *self,
           KillableTreeNode *n = NODE (t);
 
           node_set_tree (n, priv->tree);
-          if (n->first_child != NULL)
+          if (first_child (n) != NULL)
             {
-              t = n->first_child;
+              t = n->as_parent->first_child;
               continue;
             }
           while (t != child && NODE (t)->next_sibling == NULL)
@@ -1132,7 +1214,7 @@ killable_task_add_child (KillableTask  *self,
   child_terminal = KILLABLE_TASK_STATE_IS_TERMINAL (killable_task_get_state (child));
   if (!child_terminal)
     {
-      priv->n_live_children++;
+      priv->as_parent->n_live_children++;
       cpriv->counted_in_parent = TRUE;
     }
 
@@ -1142,14 +1224,14 @@ killable_task_add_child (KillableTask  *self,
       request_stop_locked (child, reason, &won, NULL);
     }
   else if (priv->work_returned &&
-           (priv->completion_reason != NULL ||
+           (priv->as_parent->completion_reason != NULL ||
             killable_task_get_state (child) == KILLABLE_TASK_STATE_PENDING))
     {
       /* The parent's work already returned: treat the newcomer as its
        * completion treated the others (pending ones are stopped; all are if
        * the work failed). */
-      if (priv->completion_reason != NULL)
-        reason = g_error_copy (priv->completion_reason);
+      if (priv->as_parent->completion_reason != NULL)
+        reason = g_error_copy (priv->as_parent->completion_reason);
       request_stop_locked (child, reason, &won, NULL);
     }
 
@@ -1211,7 +1293,7 @@ child_ended (KillableTask *child,
   g_object_ref (parent);
 
   if (cpriv->counted_in_parent &&
-      (cpriv->counted_in_parent = FALSE, --NODE (parent)->n_live_children == 0))
+      (cpriv->counted_in_parent = FALSE, --NODE (parent)->as_parent->n_live_children == 0))
     {
       tree_broadcast (held);
       /* A parent stopped (or killed) before it started, or killed while a
@@ -1234,7 +1316,7 @@ child_ended (KillableTask *child,
                             killable_task_get_name (child),
                             killable_task_get_error (child)->message);
       request_stop_locked (parent, reason, &won, NULL);
-      NODE (parent)->failed_child = g_object_ref (child);
+      NODE (parent)->as_parent->failed_child = g_object_ref (child);
     }
 
   /* Last: a child without children is lone from here on. */
@@ -1288,20 +1370,23 @@ killable_tree_before_completion (KillableTask *self,
 
   /* From here on, add_child() treats a newcomer like the children below. */
   priv->work_returned = TRUE;
-  if (reason != NULL)
-    priv->completion_reason = g_error_copy (reason);
 
-  if (priv->n_live_children == 0)
+  /* No child to wait for: closed at once, nothing reads the reason. */
+  if (n_live_children (priv) == 0)
     {
       priv->children_closed = TRUE;
       tree_unlock (held);
       return;
     }
 
+  /* A live child: the block is there. */
+  if (reason != NULL)
+    priv->as_parent->completion_reason = g_error_copy (reason);
+
   /* Stopped: the stop that set our flag stops every child (it may still be
    * on its way, holding this lock in batches: walking a large children
    * list here would only hold the lock longer and race it). */
-  for (KillableTask *child = killable_stop_state_is_requested (STOP (self)) ? NULL : priv->first_child;
+  for (KillableTask *child = killable_stop_state_is_requested (STOP (self)) ? NULL : priv->as_parent->first_child;
        child != NULL; child = NODE (child)->next_sibling)
     {
       int state = killable_task_get_state (child);
@@ -1325,7 +1410,7 @@ killable_tree_before_completion (KillableTask *self,
    * that no child can slip in between (cleanups and the terminal state come
    * next; add_child() then fails as for a finished parent). */
   held = tree_lock (self);
-  while (priv->n_live_children > 0)
+  while (n_live_children (priv) > 0)
     {
       /* fork_gate is not held while waiting (a fork() would wait for the
        * children); nor is it taken again under the tree lock (the order is
@@ -1399,8 +1484,9 @@ gboolean
 killable_tree_dispose (KillableTask *self)
 {
   KillableTreeNode *priv = NODE (self);
+  KillableTreeParent *block = LOAD (&priv->as_parent);
   g_autoptr(GPtrArray) children = NULL;
-  KillableTask *failed_child;
+  KillableTask *failed;
   KillableTree *held;
 
   /* Nobody can reach a task without a parent (it would hold a reference)
@@ -1408,11 +1494,15 @@ killable_tree_dispose (KillableTask *self)
    * lone task is in no tree: no lock is needed. */
   if (LOAD (&priv->tree) == NULL &&
       LOAD (&priv->parent) == NULL &&
-      LOAD (&priv->n_children) == 0 &&
-      g_atomic_pointer_get (&priv->failed_child) == NULL)
+      (block == NULL ||
+       (LOAD (&block->n_children) == 0 &&
+        g_atomic_pointer_get (&block->failed_child) == NULL)))
     {
-      g_clear_error (&priv->completion_reason);
-      g_clear_object (&priv->children_model);
+      if (block != NULL)
+        {
+          g_clear_error (&block->completion_reason);
+          g_clear_object (&block->children_model);
+        }
       return TRUE;
     }
 
@@ -1426,42 +1516,56 @@ killable_tree_dispose (KillableTask *self)
       return FALSE;
     }
 
-  children = g_ptr_array_sized_new (priv->n_children + 1);
-  while (priv->first_child != NULL)
+  /* Read again under the lock. */
+  block = priv->as_parent;
+  children = g_ptr_array_sized_new ((block != NULL ? block->n_children : 0) + 1);
+  failed = NULL;
+  if (block != NULL)
     {
-      KillableTask *child = priv->first_child;
+      while (block->first_child != NULL)
+        {
+          KillableTask *child = block->first_child;
 
-      NODE (child)->counted_in_parent = FALSE;
-      g_ptr_array_add (children, child);
-      unlink_child (self, child);
+          NODE (child)->counted_in_parent = FALSE;
+          g_ptr_array_add (children, child);
+          unlink_child (self, child);
+        }
+      block->n_live_children = 0;
+      failed = g_steal_pointer (&block->failed_child);
+      g_clear_error (&block->completion_reason);
     }
-  priv->n_live_children = 0;
-  failed_child = g_steal_pointer (&priv->failed_child);
-  g_clear_error (&priv->completion_reason);
   /* No parent (it would hold a reference), no child: lone. */
   node_set_tree (priv, NULL);
 
   tree_unlock (held);
 
-  if (failed_child != NULL)
-    g_ptr_array_add (children, failed_child);
+  if (failed != NULL)
+    g_ptr_array_add (children, failed);
   release_tasks ((KillableTask **) children->pdata, children->len);
 
-  g_clear_object (&priv->children_model);
+  /* The block stays (until finalize); the owner thread's model goes. */
+  if (block != NULL)
+    g_clear_object (&block->children_model);
 
   return TRUE;
 }
 
 /* The owner-side mirror {{{ */
 
+/* @self's children, referenced. With a @store (a new model), also
+ * publishes it in the same critical section: a change made after the
+ * snapshot sees the model and queues a sync, one made before is in it. */
 static GPtrArray *
-snapshot_children (KillableTask *self)
+snapshot_children (KillableTask *self,
+                   GListStore   *store)
 {
   GPtrArray *ret = g_ptr_array_new_with_free_func (g_object_unref);
   KillableTree *held;
 
   held = tree_lock (self);
-  for (KillableTask *c = NODE (self)->first_child; c != NULL; c = NODE (c)->next_sibling)
+  if (store != NULL)
+    g_atomic_pointer_set (&parent_block (NODE (self))->children_model, store);
+  for (KillableTask *c = first_child (NODE (self)); c != NULL; c = NODE (c)->next_sibling)
     g_ptr_array_add (ret, g_object_ref (c));
   tree_unlock (held);
 
@@ -1473,14 +1577,15 @@ snapshot_children (KillableTask *self)
 void
 killable_tree_sync_model (KillableTask *self)
 {
-  GListModel *model = G_LIST_MODEL (NODE (self)->children_model);
+  GListStore *store = load_children_model (NODE (self));
+  GListModel *model = G_LIST_MODEL (store);
   g_autoptr(GPtrArray) now = NULL;
   guint n_old, prefix = 0, suffix = 0;
 
-  if (model == NULL)
+  if (store == NULL)
     return;
 
-  now = snapshot_children (self);
+  now = snapshot_children (self, NULL);
   n_old = g_list_model_get_n_items (model);
 
   while (prefix < n_old && prefix < now->len)
@@ -1528,24 +1633,22 @@ killable_tree_sync_model (KillableTask *self)
 GListModel *
 killable_task_get_children (KillableTask *self)
 {
-  KillableTreeNode *priv;
+  GListStore *store;
 
   g_return_val_if_fail (KILLABLE_IS_TASK (self), NULL);
 
-  priv = NODE (self);
-  if (priv->children_model == NULL)
+  /* Only this thread sets it. */
+  store = load_children_model (NODE (self));
+  if (store == NULL)
     {
       g_autoptr(GPtrArray) now = NULL;
-      GListStore *store = g_list_store_new (KILLABLE_TYPE_TASK);
 
-      /* Published before the snapshot: a change made after the snapshot
-       * queues a sync, one made before is in it. */
-      g_atomic_pointer_set (&priv->children_model, store);
-      now = snapshot_children (self);
+      store = g_list_store_new (KILLABLE_TYPE_TASK);
+      now = snapshot_children (self, store);
       g_list_store_splice (store, 0, 0, now->pdata, now->len);
     }
 
-  return G_LIST_MODEL (priv->children_model);
+  return G_LIST_MODEL (store);
 }
 
 /* }}} */
@@ -1628,7 +1731,7 @@ killable_task_set_child_policy (KillableTask        *self,
                     policy == KILLABLE_CHILD_POLICY_ISOLATE);
 
   held = tree_lock (self);
-  changed = NODE (self)->child_policy != (int) policy;
+  changed = NODE (self)->child_policy != (guint) policy;
   NODE (self)->child_policy = policy;
   tree_unlock (held);
 
@@ -1720,7 +1823,7 @@ killable_tree_count_children (KillableTask *self)
   guint ret;
 
   held = tree_lock (self);
-  ret = NODE (self)->n_children;
+  ret = NODE (self)->as_parent != NULL ? NODE (self)->as_parent->n_children : 0;
   tree_unlock (held);
 
   return ret;
@@ -1733,7 +1836,7 @@ killable_tree_has_failed_child (KillableTask *self)
   gboolean ret;
 
   held = tree_lock (self);
-  ret = NODE (self)->failed_child != NULL;
+  ret = failed_child (NODE (self)) != NULL;
   tree_unlock (held);
 
   return ret;
@@ -1742,7 +1845,7 @@ killable_tree_has_failed_child (KillableTask *self)
 gboolean
 killable_tree_has_model (KillableTask *self)
 {
-  return g_atomic_pointer_get (&NODE (self)->children_model) != NULL;
+  return load_children_model (NODE (self)) != NULL;
 }
 
 void
@@ -1750,6 +1853,20 @@ killable_tree_node_init (KillableTreeNode *node,
                          KillableTask     *task)
 {
   node->child_policy = KILLABLE_CHILD_POLICY_FAIL_FAST;
+}
+
+/* At finalize (after dispose: no child, no failed child, no model). */
+void
+killable_tree_node_clear (KillableTreeNode *node)
+{
+  KillableTreeParent *block = g_steal_pointer (&node->as_parent);
+
+  if (block == NULL)
+    return;
+  g_assert (block->first_child == NULL && block->failed_child == NULL);
+  g_clear_error (&block->completion_reason);
+  g_clear_object (&block->children_model);
+  g_free (block);
 }
 
 /* In the child of a fork(): every tree lock and cond starts afresh (see
