@@ -12,7 +12,8 @@
 G_BEGIN_DECLS
 
 /* Set on a whole subtree under the tree lock by kill() and interrupt(), so
- * that a child added later is killed or interrupted too. */
+ * that a child added later is killed or interrupted too. Two bits of a
+ * task's tree byte (see below); killable-tree.c has the other six. */
 typedef enum
 {
   KILLABLE_TREE_MARK_INTERRUPT = 1 << 0,
@@ -23,14 +24,16 @@ typedef struct _KillableTree KillableTree;
 typedef struct _KillableTreeParent KillableTreeParent;
 
 /* Every field is protected by the lock of the task's tree (killable-tree.c:
- * each tree has its own), except @marks (also atomic). @tree, @parent and
- * @as_parent are also read atomically before that lock is known. The
- * children are an intrusive list of tasks: a child keeps its links here,
- * what only a parent needs (its children list, counts, completion reason,
- * failed child, children model) is in @as_parent, allocated under the
- * tree lock when the task first needs it (its first child, its children
- * model) and freed only at finalize: NULL means no child ever, and the
- * defaults. 48 bytes on 64-bit targets. */
+ * each tree has its own). @tree, @parent and @as_parent are also read
+ * atomically before that lock is known. The children are an intrusive
+ * list of tasks: a child keeps its links here, what only a parent needs
+ * (its children list, counts, completion reason, failed child, children
+ * model) is in @as_parent, allocated under the tree lock when the task
+ * first needs it (its first child, its children model) and freed only at
+ * finalize: NULL means no child ever, and the defaults. Five pointers: the
+ * node is in every pending task (issue 13). Its flags are not here but in
+ * the task's tree byte (killable_task_get_tree_bits()), a byte of
+ * KillableTaskPrivate that was padding. */
 typedef struct
 {
   KillableTree       *tree;           /* (atomic) (nullable) NULL: a lone task */
@@ -38,20 +41,16 @@ typedef struct
   KillableTask       *prev_sibling;   /* (unowned) */
   KillableTask       *next_sibling;   /* (unowned) */
   KillableTreeParent *as_parent;      /* (owned) (nullable) (atomic) see above */
-  int                 marks;          /* (atomic) KillableTreeMark */
-  guint               counted_in_parent : 1; /* counted in the parent's live children */
-  guint               work_returned : 1;  /* the work returned: new pending children are stopped */
-  guint               children_closed : 1;/* the work returned and children ended: no new child */
-  guint               complete_when_children_end : 1; /* stopped while pending, children still live */
-  guint               retain_children : 1;
-  guint               child_policy : 1;   /* KillableChildPolicy */
 } KillableTreeNode;
 
+/* A task's tree byte: KillableTreeMark and killable-tree.c's flags. Every
+ * writer holds the task's tree lock; the store is atomic, for the readers
+ * of a mark without the lock. */
 static inline gboolean
-killable_tree_node_has_mark (KillableTreeNode *node,
-                             KillableTreeMark  mark)
+killable_tree_bits_have_mark (const guint8    *bits,
+                              KillableTreeMark  mark)
 {
-  return (g_atomic_int_get (&node->marks) & mark) != 0;
+  return (__atomic_load_n (bits, __ATOMIC_ACQUIRE) & mark) != 0;
 }
 
 void       killable_tree_node_init         (KillableTreeNode *node,

@@ -139,8 +139,59 @@ struct _KillableTreeParent
 };
 
 /* The node is part of every pending task: keep it small (issue 13). */
-G_STATIC_ASSERT (sizeof (KillableTreeNode) <= 5 * sizeof (gpointer) + 2 * sizeof (int));
-G_STATIC_ASSERT (KILLABLE_CHILD_POLICY_FAIL_FAST == 0 && KILLABLE_CHILD_POLICY_ISOLATE == 1);
+G_STATIC_ASSERT (sizeof (KillableTreeNode) == 5 * sizeof (gpointer));
+
+/* The task's tree byte (killable_task_get_tree_bits()): the two
+ * KillableTreeMark bits and these. */
+typedef enum
+{
+  TB_COUNTED          = 1 << 2,  /* counted in the parent's n_live_children */
+  TB_WORK_RETURNED    = 1 << 3,  /* the work returned: new pending children are stopped */
+  TB_CHILDREN_CLOSED  = 1 << 4,  /* the work returned and children ended: no new child */
+  TB_COMPLETE_PENDING = 1 << 5,  /* stopped while pending: complete when the children end */
+  TB_RETAIN_CHILDREN  = 1 << 6,  /* the retain-children property */
+  TB_ISOLATE          = 1 << 7,  /* the child policy is KILLABLE_CHILD_POLICY_ISOLATE */
+} TreeBit;
+
+G_STATIC_ASSERT ((KILLABLE_TREE_MARK_INTERRUPT | KILLABLE_TREE_MARK_KILL) < TB_COUNTED);
+
+#define BITS(t) killable_task_get_tree_bits (t)
+
+/* Under @t's tree lock (every writer holds it): no read-modify-write
+ * instruction is needed, only an atomic store for the readers of a mark
+ * without the lock. */
+static inline gboolean
+bit_get (KillableTask *t,
+         guint8        bit)
+{
+  return (__atomic_load_n (BITS (t), __ATOMIC_RELAXED) & bit) != 0;
+}
+
+static inline void
+bits_update (KillableTask *t,
+             guint8        clear,
+             guint8        set)
+{
+  guint8 *b = BITS (t);
+
+  __atomic_store_n (b, (guint8) ((__atomic_load_n (b, __ATOMIC_RELAXED) & ~clear) | set),
+                    __ATOMIC_RELEASE);
+}
+
+static inline void
+bit_put (KillableTask *t,
+         guint8        bit,
+         gboolean      on)
+{
+  bits_update (t, bit, on ? bit : 0);
+}
+
+static inline gboolean
+has_mark (KillableTask     *t,
+          KillableTreeMark  mark)
+{
+  return killable_tree_bits_have_mark (BITS (t), mark);
+}
 
 /* @node's parent block, allocated if it has none yet: under the tree
  * lock. */
@@ -638,17 +689,19 @@ end_pending_locked (Batch        *batch,
   KillableTreeNode *node = NODE (task);
   KillableTask *parent = node->parent;
   guintptr item = (guintptr) batch->won.items[index];
+  gboolean counted;
 
   if ((node->as_parent != NULL &&
        (node->as_parent->n_live_children > 0 || node->as_parent->failed_child != NULL)) ||
       (parent != NULL &&
-       killable_tree_node_has_mark (NODE (parent), KILLABLE_TREE_MARK_KILL)) ||
+       has_mark (parent, KILLABLE_TREE_MARK_KILL)) ||
       !killable_task_end_pending_locked (task))
     return;
 
-  /* As killable_tree_close_pending() and child_ended() do. */
-  node->complete_when_children_end = FALSE;
-  node->children_closed = TRUE;
+  /* As killable_tree_close_pending() and child_ended() do (the count in
+   * the parent is dropped below). */
+  counted = bit_get (task, TB_COUNTED);
+  bits_update (task, TB_COMPLETE_PENDING | TB_COUNTED, TB_CHILDREN_CLOSED);
   item |= ENDED_TAG;
 
   if (parent != NULL)
@@ -656,13 +709,12 @@ end_pending_locked (Batch        *batch,
       KillableTreeNode *pnode = NODE (parent);
       KillableTreeParent *pblock = pnode->as_parent;   /* it has a child */
 
-      if (node->counted_in_parent &&
-          (node->counted_in_parent = FALSE, --pblock->n_live_children == 0))
+      if (counted && --pblock->n_live_children == 0)
         {
           tree_broadcast (batch->held);
-          if (pnode->complete_when_children_end)
+          if (bit_get (parent, TB_COMPLETE_PENDING))
             {
-              pnode->complete_when_children_end = FALSE;
+              bit_put (parent, TB_COMPLETE_PENDING, FALSE);
               g_ptr_array_add (batch->steps, g_object_ref (parent));
             }
         }
@@ -672,7 +724,7 @@ end_pending_locked (Batch        *batch,
            g_ptr_array_index (batch->notify, batch->notify->len - 1) != parent))
         g_ptr_array_add (batch->notify, g_object_ref (parent));
 
-      if (!pnode->retain_children)
+      if (!bit_get (parent, TB_RETAIN_CHILDREN))
         {
           /* The parent's reference is ours now. Last: a task without
            * children is lone from here on. */
@@ -907,7 +959,7 @@ killable_tree_collect_subtree (KillableTask *self,
       KillableTask *task = g_ptr_array_index (ret, i);
 
       if (mark != 0)
-        g_atomic_int_or (&NODE (task)->marks, mark);
+        bits_update (task, 0, mark);
 
       for (KillableTask *c = first_child (NODE (task)); c != NULL; c = NODE (c)->next_sibling)
         g_ptr_array_add (ret, g_object_ref (c));
@@ -934,8 +986,8 @@ killable_tree_close_pending (KillableTask *self,
 
   held = tree_lock (self);
   ret = n_live_children (priv) == 0;
-  priv->complete_when_children_end = !ret;
-  priv->children_closed = ret;
+  bits_update (self, TB_COMPLETE_PENDING | TB_CHILDREN_CLOSED,
+               ret ? TB_CHILDREN_CLOSED : TB_COMPLETE_PENDING);
   *child_failed = failed_child (priv) != NULL;
   tree_unlock (held);
 
@@ -1143,7 +1195,7 @@ killable_task_add_child (KillableTask  *self,
       fail = "cycle";
 
   if (fail == NULL &&
-      (priv->children_closed ||
+      (bit_get (self, TB_CHILDREN_CLOSED) ||
        KILLABLE_TASK_STATE_IS_TERMINAL (killable_task_get_state (self))))
     fail = "finished";
 
@@ -1215,7 +1267,7 @@ killable_task_add_child (KillableTask  *self,
   if (!child_terminal)
     {
       priv->as_parent->n_live_children++;
-      cpriv->counted_in_parent = TRUE;
+      bit_put (child, TB_COUNTED, TRUE);
     }
 
   if (killable_stop_state_is_requested (STOP (self)))
@@ -1223,7 +1275,7 @@ killable_task_add_child (KillableTask  *self,
       reason = killable_stop_state_dup_reason (STOP (self));
       request_stop_locked (child, reason, &won, NULL);
     }
-  else if (priv->work_returned &&
+  else if (bit_get (self, TB_WORK_RETURNED) &&
            (priv->as_parent->completion_reason != NULL ||
             killable_task_get_state (child) == KILLABLE_TASK_STATE_PENDING))
     {
@@ -1235,8 +1287,8 @@ killable_task_add_child (KillableTask  *self,
       request_stop_locked (child, reason, &won, NULL);
     }
 
-  kill = killable_tree_node_has_mark (priv, KILLABLE_TREE_MARK_KILL);
-  interrupt = killable_tree_node_has_mark (priv, KILLABLE_TREE_MARK_INTERRUPT);
+  kill = has_mark (self, KILLABLE_TREE_MARK_KILL);
+  interrupt = has_mark (self, KILLABLE_TREE_MARK_INTERRUPT);
 
   if (fresh != NULL)
     tree_release (fresh);
@@ -1281,7 +1333,7 @@ child_ended (KillableTask *child,
   held = tree_lock (child);
 
   parent = cpriv->parent;
-  if (parent == NULL || (!at_add && !cpriv->counted_in_parent))
+  if (parent == NULL || (!at_add && !bit_get (child, TB_COUNTED)))
     {
       tree_unlock (held);
       return;
@@ -1292,23 +1344,23 @@ child_ended (KillableTask *child,
    * lock, see killable_tree_dispose().) */
   g_object_ref (parent);
 
-  if (cpriv->counted_in_parent &&
-      (cpriv->counted_in_parent = FALSE, --NODE (parent)->as_parent->n_live_children == 0))
+  if (bit_get (child, TB_COUNTED) &&
+      (bit_put (child, TB_COUNTED, FALSE), --NODE (parent)->as_parent->n_live_children == 0))
     {
       tree_broadcast (held);
       /* A parent stopped (or killed) before it started, or killed while a
        * child could not be abandoned, ends now. */
-      if (NODE (parent)->complete_when_children_end)
+      if (bit_get (parent, TB_COMPLETE_PENDING))
         {
-          NODE (parent)->complete_when_children_end = FALSE;
+          bit_put (parent, TB_COMPLETE_PENDING, FALSE);
           parent_pending_done = TRUE;
         }
-      else if (killable_tree_node_has_mark (NODE (parent), KILLABLE_TREE_MARK_KILL))
+      else if (has_mark (parent, KILLABLE_TREE_MARK_KILL))
         parent_kill_again = TRUE;
     }
 
   if (killable_task_get_state (child) == KILLABLE_TASK_STATE_FAILED &&
-      NODE (parent)->child_policy == KILLABLE_CHILD_POLICY_FAIL_FAST &&
+      !bit_get (parent, TB_ISOLATE) &&
       !killable_stop_state_is_requested (STOP (parent)))
     {
       reason = g_error_new (KILLABLE_ERROR, KILLABLE_ERROR_CHILD_FAILED,
@@ -1320,7 +1372,7 @@ child_ended (KillableTask *child,
     }
 
   /* Last: a child without children is lone from here on. */
-  if (!NODE (parent)->retain_children)
+  if (!bit_get (parent, TB_RETAIN_CHILDREN))
     {
       unlink_child (parent, child);
       released = TRUE;
@@ -1369,12 +1421,12 @@ killable_tree_before_completion (KillableTask *self,
   held = tree_lock (self);
 
   /* From here on, add_child() treats a newcomer like the children below. */
-  priv->work_returned = TRUE;
+  bit_put (self, TB_WORK_RETURNED, TRUE);
 
   /* No child to wait for: closed at once, nothing reads the reason. */
   if (n_live_children (priv) == 0)
     {
-      priv->children_closed = TRUE;
+      bit_put (self, TB_CHILDREN_CLOSED, TRUE);
       tree_unlock (held);
       return;
     }
@@ -1424,7 +1476,7 @@ killable_tree_before_completion (KillableTask *self,
       tree_release (held);
       held = tree_lock (self);
     }
-  priv->children_closed = TRUE;
+  bit_put (self, TB_CHILDREN_CLOSED, TRUE);
   tree_unlock (held);
 }
 
@@ -1526,7 +1578,7 @@ killable_tree_dispose (KillableTask *self)
         {
           KillableTask *child = block->first_child;
 
-          NODE (child)->counted_in_parent = FALSE;
+          bit_put (child, TB_COUNTED, FALSE);
           g_ptr_array_add (children, child);
           unlink_child (self, child);
         }
@@ -1701,7 +1753,7 @@ killable_task_get_child_policy (KillableTask *self)
   g_return_val_if_fail (KILLABLE_IS_TASK (self), KILLABLE_CHILD_POLICY_FAIL_FAST);
 
   held = tree_lock (self);
-  ret = NODE (self)->child_policy;
+  ret = bit_get (self, TB_ISOLATE) ? KILLABLE_CHILD_POLICY_ISOLATE : KILLABLE_CHILD_POLICY_FAIL_FAST;
   tree_unlock (held);
 
   return ret;
@@ -1731,8 +1783,8 @@ killable_task_set_child_policy (KillableTask        *self,
                     policy == KILLABLE_CHILD_POLICY_ISOLATE);
 
   held = tree_lock (self);
-  changed = NODE (self)->child_policy != (guint) policy;
-  NODE (self)->child_policy = policy;
+  changed = bit_get (self, TB_ISOLATE) != (policy == KILLABLE_CHILD_POLICY_ISOLATE);
+  bit_put (self, TB_ISOLATE, policy == KILLABLE_CHILD_POLICY_ISOLATE);
   tree_unlock (held);
 
   if (changed)
@@ -1760,7 +1812,7 @@ killable_task_get_retain_children (KillableTask *self)
   g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
 
   held = tree_lock (self);
-  ret = NODE (self)->retain_children;
+  ret = bit_get (self, TB_RETAIN_CHILDREN);
   tree_unlock (held);
 
   return ret;
@@ -1789,8 +1841,8 @@ killable_task_set_retain_children (KillableTask *self,
   g_return_if_fail (KILLABLE_IS_TASK (self));
 
   held = tree_lock (self);
-  changed = NODE (self)->retain_children != !!retain;
-  NODE (self)->retain_children = !!retain;
+  changed = bit_get (self, TB_RETAIN_CHILDREN) != !!retain;
+  bit_put (self, TB_RETAIN_CHILDREN, retain);
   tree_unlock (held);
 
   if (changed)
@@ -1852,7 +1904,7 @@ void
 killable_tree_node_init (KillableTreeNode *node,
                          KillableTask     *task)
 {
-  node->child_policy = KILLABLE_CHILD_POLICY_FAIL_FAST;
+  /* All zero: no child, FAIL_FAST, no mark. */
 }
 
 /* At finalize (after dispose: no child, no failed child, no model). */
