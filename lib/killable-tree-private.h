@@ -24,23 +24,24 @@ typedef struct _KillableTree KillableTree;
 typedef struct _KillableTreeParent KillableTreeParent;
 
 /* Every field is protected by the lock of the task's tree (killable-tree.c:
- * each tree has its own). @tree, @parent and @as_parent are also read
+ * each tree has its own). @tree_or_block and @parent are also read
  * atomically before that lock is known. The children are an intrusive
- * list of tasks: a child keeps its links here, what only a parent needs
+ * list of tasks: a child keeps its links here; what only a parent needs
  * (its children list, counts, completion reason, failed child, children
- * model) is in @as_parent, allocated under the tree lock when the task
- * first needs it (its first child, its children model) and freed only at
- * finalize: NULL means no child ever, and the defaults. Five pointers: the
- * node is in every pending task (issue 13). Its flags are not here but in
- * the task's tree byte (killable_task_get_tree_bits()), a byte of
- * KillableTaskPrivate that was padding. */
+ * model) is in a KillableTreeParent block, allocated under the tree lock
+ * when the task first needs it (its first child, its children model) and
+ * freed only at finalize. @tree_or_block is the task's KillableTree (NULL:
+ * a lone task) while it has no block, then the block (with the low bit
+ * set), which holds the tree. Four pointers: the node is in every pending
+ * task (issue 13). Its flags are not here but in the task's tree byte
+ * (killable_task_get_tree_bits()), a byte of KillableTaskPrivate that was
+ * padding. */
 typedef struct
 {
-  KillableTree       *tree;           /* (atomic) (nullable) NULL: a lone task */
+  guintptr            tree_or_block;  /* (atomic) see above */
   KillableTask       *parent;         /* (unowned) (atomic) */
   KillableTask       *prev_sibling;   /* (unowned) */
   KillableTask       *next_sibling;   /* (unowned) */
-  KillableTreeParent *as_parent;      /* (owned) (nullable) (atomic) see above */
 } KillableTreeNode;
 
 /* A task's tree byte: KillableTreeMark and killable-tree.c's flags. Every

@@ -34,13 +34,13 @@
  * iterative: a chain 100 000 deep cannot overflow the C stack.
  *
  * Trees and their locks. Each tree has its own lock, in a KillableTree that
- * every task of the tree points to (node->tree): a stop of a big tree
+ * every task of the tree points to (node_tree()): a stop of a big tree
  * holds only that tree's lock, and the other trees of the process go on.
  * A lone task (no parent, no child) points to none: its lock is one of
  * N_STRIPES static ones, chosen by its address and shared with other lone
  * tasks (what is done under it for a lone task is O(1)). The lock of a
- * task, its "designated" lock, is node->tree's or else its stripe's.
- * node->tree changes only under the designated lock (and under the new
+ * task, its "designated" lock, is its tree's or else its stripe's.
+ * A task's tree changes only under the designated lock (and under the new
  * one): a thread takes the lock it read, checks that it is still the
  * designated one, and else tries again (tree_lock()).
  *
@@ -82,7 +82,7 @@ struct _KillableTree
   GCond         cond;           /* a live-children count of this tree dropped to 0, or
                                  * tasks of this tree moved to another one */
   guint         index;          /* lock order, immutable */
-  guint         n_nodes;        /* (lock) tasks whose node->tree is this one */
+  guint         n_nodes;        /* (lock) tasks whose tree is this one */
   guint         n_cond_waiters; /* (lock) threads in g_cond_wait (&cond) */
   gboolean      in_use;         /* (lock) taken from the pool, not given back */
   int           waiters;        /* (atomic) threads blocked in tree_mutex_lock() */
@@ -119,7 +119,7 @@ static GPrivate release_queue;
 #define LOAD(p)      __atomic_load_n ((p), __ATOMIC_ACQUIRE)
 #define STORE(p, v)  __atomic_store_n ((p), (v), __ATOMIC_RELEASE)
 
-/* What only a parent needs (node->as_parent): a pending leaf task does not
+/* What only a parent needs (its block, block_of()): a pending leaf task does not
  * carry it. Allocated zeroed under the tree lock (parent_block()), then
  * published with a release store: a reader without the lock (LOAD) sees
  * NULL or a complete block. Never freed before finalize: a pointer read
@@ -129,6 +129,7 @@ static GPrivate release_queue;
  * the owner thread's, published atomically. */
 struct _KillableTreeParent
 {
+  KillableTree *tree;               /* (atomic) (nullable) the task's tree, NULL: lone */
   KillableTask *first_child;        /* (owned) each child holds a ref */
   KillableTask *last_child;         /* (unowned) */
   guint         n_children;         /* (atomic) */
@@ -139,7 +140,7 @@ struct _KillableTreeParent
 };
 
 /* The node is part of every pending task: keep it small (issue 13). */
-G_STATIC_ASSERT (sizeof (KillableTreeNode) == 5 * sizeof (gpointer));
+G_STATIC_ASSERT (sizeof (KillableTreeNode) == 4 * sizeof (gpointer));
 
 /* The task's tree byte (killable_task_get_tree_bits()): the two
  * KillableTreeMark bits and these. */
@@ -193,14 +194,57 @@ has_mark (KillableTask     *t,
   return killable_tree_bits_have_mark (BITS (t), mark);
 }
 
+/* node->tree_or_block: a KillableTree * (or NULL), or a block with this
+ * bit set (malloc() aligns it). */
+#define BLOCK_TAG ((guintptr) 1)
+
+/* Under the tree lock. */
+static inline KillableTreeParent *
+block_of (KillableTreeNode *node)
+{
+  guintptr v = node->tree_or_block;
+
+  return (v & BLOCK_TAG) != 0 ? (KillableTreeParent *) (v & ~BLOCK_TAG) : NULL;
+}
+
+static inline KillableTree *
+node_tree (KillableTreeNode *node)
+{
+  guintptr v = node->tree_or_block;
+
+  return (v & BLOCK_TAG) != 0 ? ((KillableTreeParent *) (v & ~BLOCK_TAG))->tree
+                              : (KillableTree *) v;
+}
+
+/* Without the lock: the block, once there, stays until finalize. */
+static inline KillableTreeParent *
+load_block (KillableTreeNode *node)
+{
+  guintptr v = LOAD (&node->tree_or_block);
+
+  return (v & BLOCK_TAG) != 0 ? (KillableTreeParent *) (v & ~BLOCK_TAG) : NULL;
+}
+
+static inline KillableTree *
+load_tree (KillableTreeNode *node)
+{
+  guintptr v = LOAD (&node->tree_or_block);
+
+  return (v & BLOCK_TAG) != 0 ? LOAD (&((KillableTreeParent *) (v & ~BLOCK_TAG))->tree)
+                              : (KillableTree *) v;
+}
+
 /* @node's parent block, allocated if it has none yet: under the tree
- * lock. */
+ * lock. It takes over the tree pointer; a reader without the lock reads
+ * the same tree through either. */
 static G_GNUC_NO_INLINE KillableTreeParent *
 parent_block_new (KillableTreeNode *node)
 {
   KillableTreeParent *block = g_new0 (KillableTreeParent, 1);
 
-  STORE (&node->as_parent, block);
+  G_STATIC_ASSERT (G_ALIGNOF (KillableTreeParent) > 1);
+  block->tree = (KillableTree *) node->tree_or_block;
+  STORE (&node->tree_or_block, (guintptr) block | BLOCK_TAG);
 
   return block;
 }
@@ -208,8 +252,10 @@ parent_block_new (KillableTreeNode *node)
 static inline KillableTreeParent *
 parent_block (KillableTreeNode *node)
 {
-  if (G_LIKELY (node->as_parent != NULL))
-    return node->as_parent;
+  KillableTreeParent *block = block_of (node);
+
+  if (G_LIKELY (block != NULL))
+    return block;
   return parent_block_new (node);
 }
 
@@ -218,26 +264,32 @@ parent_block (KillableTreeNode *node)
 static inline KillableTask *
 first_child (KillableTreeNode *node)
 {
-  return node->as_parent != NULL ? node->as_parent->first_child : NULL;
+  KillableTreeParent *block = block_of (node);
+
+  return block != NULL ? block->first_child : NULL;
 }
 
 static inline guint
 n_live_children (KillableTreeNode *node)
 {
-  return node->as_parent != NULL ? node->as_parent->n_live_children : 0;
+  KillableTreeParent *block = block_of (node);
+
+  return block != NULL ? block->n_live_children : 0;
 }
 
 static inline KillableTask *
 failed_child (KillableTreeNode *node)
 {
-  return node->as_parent != NULL ? node->as_parent->failed_child : NULL;
+  KillableTreeParent *block = block_of (node);
+
+  return block != NULL ? block->failed_child : NULL;
 }
 
 /* Without the lock. */
 static inline guint
 load_n_children (KillableTreeNode *node)
 {
-  KillableTreeParent *block = LOAD (&node->as_parent);
+  KillableTreeParent *block = load_block (node);
 
   return block != NULL ? LOAD (&block->n_children) : 0;
 }
@@ -245,7 +297,7 @@ load_n_children (KillableTreeNode *node)
 static inline GListStore *
 load_children_model (KillableTreeNode *node)
 {
-  KillableTreeParent *block = LOAD (&node->as_parent);
+  KillableTreeParent *block = load_block (node);
 
   return block != NULL ? g_atomic_pointer_get (&block->children_model) : NULL;
 }
@@ -259,7 +311,7 @@ tree_index (KillableTree *t)
 static inline KillableTree *
 designated (KillableTask *task)
 {
-  KillableTree *t = LOAD (&NODE (task)->tree);
+  KillableTree *t = load_tree (NODE (task));
   guintptr h;
 
   if (t != NULL)
@@ -460,7 +512,8 @@ static inline void
 node_set_tree (KillableTreeNode *node,
                KillableTree     *t)
 {
-  KillableTree *old = node->tree;
+  KillableTreeParent *block = block_of (node);
+  KillableTree *old = node_tree (node);
 
   if (old == t)
     return;
@@ -468,7 +521,10 @@ node_set_tree (KillableTreeNode *node,
     old->n_nodes--;
   if (t != NULL)
     t->n_nodes++;
-  STORE (&node->tree, t);
+  if (block != NULL)
+    STORE (&block->tree, t);
+  else
+    STORE (&node->tree_or_block, (guintptr) t);
 }
 
 /* Wakes the threads waiting in @t for a live-children count to drop to 0
@@ -507,7 +563,7 @@ static inline void
 unlink_child (KillableTask *parent,
               KillableTask *child)
 {
-  KillableTreeParent *p = NODE (parent)->as_parent;
+  KillableTreeParent *p = block_of (NODE (parent));
   KillableTreeNode *c = NODE (child);
 
   if (c->prev_sibling != NULL)
@@ -691,8 +747,7 @@ end_pending_locked (Batch        *batch,
   guintptr item = (guintptr) batch->won.items[index];
   gboolean counted;
 
-  if ((node->as_parent != NULL &&
-       (node->as_parent->n_live_children > 0 || node->as_parent->failed_child != NULL)) ||
+  if (n_live_children (node) > 0 || failed_child (node) != NULL ||
       (parent != NULL &&
        has_mark (parent, KILLABLE_TREE_MARK_KILL)) ||
       !killable_task_end_pending_locked (task))
@@ -707,7 +762,7 @@ end_pending_locked (Batch        *batch,
   if (parent != NULL)
     {
       KillableTreeNode *pnode = NODE (parent);
-      KillableTreeParent *pblock = pnode->as_parent;   /* it has a child */
+      KillableTreeParent *pblock = block_of (pnode);   /* it has a child */
 
       if (counted && --pblock->n_live_children == 0)
         {
@@ -781,7 +836,7 @@ request_stop_locked (KillableTask  *root,
     goto out;
 
   frames = g_array_new (FALSE, FALSE, sizeof (WalkFrame));
-  g_array_append_vals (frames, &(WalkFrame) { root, NODE (root)->as_parent->first_child, 0 }, 1);
+  g_array_append_vals (frames, &(WalkFrame) { root, block_of (NODE (root))->first_child, 0 }, 1);
 
   while (frames->len > 0)
     {
@@ -806,8 +861,8 @@ request_stop_locked (KillableTask  *root,
         continue;
 
       task_vec_push (won, child);
-      if (cnode->as_parent != NULL && cnode->as_parent->first_child != NULL)
-        g_array_append_vals (frames, &(WalkFrame) { child, cnode->as_parent->first_child, won->len - 1 }, 1);
+      if (first_child (cnode) != NULL)
+        g_array_append_vals (frames, &(WalkFrame) { child, first_child (cnode), won->len - 1 }, 1);
       else if (batch != NULL)
         end_pending_locked (batch, child, won->len - 1);
 
@@ -1220,31 +1275,31 @@ killable_task_add_child (KillableTask  *self,
     }
 
   /* One tree for both (see the top of this file). */
-  if (priv->tree == NULL && cpriv->tree == NULL)
+  if (node_tree (priv) == NULL && node_tree (cpriv) == NULL)
     {
       fresh = pool_take_locked ();
       node_set_tree (priv, fresh);
       node_set_tree (cpriv, fresh);
     }
-  else if (priv->tree == NULL)
-    node_set_tree (priv, cpriv->tree);
-  else if (cpriv->tree == NULL)
-    node_set_tree (cpriv, priv->tree);
-  else if (priv->tree != cpriv->tree)
+  else if (node_tree (priv) == NULL)
+    node_set_tree (priv, node_tree (cpriv));
+  else if (node_tree (cpriv) == NULL)
+    node_set_tree (cpriv, node_tree (priv));
+  else if (node_tree (priv) != node_tree (cpriv))
     {
       /* The child's subtree moves: a walk without a stack (the links are
        * stable under both locks). */
       KillableTask *t = child;
 
-      moved_from = cpriv->tree;
+      moved_from = node_tree (cpriv);
       for (;;)
         {
           KillableTreeNode *n = NODE (t);
 
-          node_set_tree (n, priv->tree);
+          node_set_tree (n, node_tree (priv));
           if (first_child (n) != NULL)
             {
-              t = n->as_parent->first_child;
+              t = block_of (n)->first_child;
               continue;
             }
           while (t != child && NODE (t)->next_sibling == NULL)
@@ -1266,7 +1321,7 @@ killable_task_add_child (KillableTask  *self,
   child_terminal = KILLABLE_TASK_STATE_IS_TERMINAL (killable_task_get_state (child));
   if (!child_terminal)
     {
-      priv->as_parent->n_live_children++;
+      block_of (priv)->n_live_children++;
       bit_put (child, TB_COUNTED, TRUE);
     }
 
@@ -1276,14 +1331,14 @@ killable_task_add_child (KillableTask  *self,
       request_stop_locked (child, reason, &won, NULL);
     }
   else if (bit_get (self, TB_WORK_RETURNED) &&
-           (priv->as_parent->completion_reason != NULL ||
+           (block_of (priv)->completion_reason != NULL ||
             killable_task_get_state (child) == KILLABLE_TASK_STATE_PENDING))
     {
       /* The parent's work already returned: treat the newcomer as its
        * completion treated the others (pending ones are stopped; all are if
        * the work failed). */
-      if (priv->as_parent->completion_reason != NULL)
-        reason = g_error_copy (priv->as_parent->completion_reason);
+      if (block_of (priv)->completion_reason != NULL)
+        reason = g_error_copy (block_of (priv)->completion_reason);
       request_stop_locked (child, reason, &won, NULL);
     }
 
@@ -1345,7 +1400,7 @@ child_ended (KillableTask *child,
   g_object_ref (parent);
 
   if (bit_get (child, TB_COUNTED) &&
-      (bit_put (child, TB_COUNTED, FALSE), --NODE (parent)->as_parent->n_live_children == 0))
+      (bit_put (child, TB_COUNTED, FALSE), --block_of (NODE (parent))->n_live_children == 0))
     {
       tree_broadcast (held);
       /* A parent stopped (or killed) before it started, or killed while a
@@ -1368,7 +1423,7 @@ child_ended (KillableTask *child,
                             killable_task_get_name (child),
                             killable_task_get_error (child)->message);
       request_stop_locked (parent, reason, &won, NULL);
-      NODE (parent)->as_parent->failed_child = g_object_ref (child);
+      block_of (NODE (parent))->failed_child = g_object_ref (child);
     }
 
   /* Last: a child without children is lone from here on. */
@@ -1433,12 +1488,12 @@ killable_tree_before_completion (KillableTask *self,
 
   /* A live child: the block is there. */
   if (reason != NULL)
-    priv->as_parent->completion_reason = g_error_copy (reason);
+    block_of (priv)->completion_reason = g_error_copy (reason);
 
   /* Stopped: the stop that set our flag stops every child (it may still be
    * on its way, holding this lock in batches: walking a large children
    * list here would only hold the lock longer and race it). */
-  for (KillableTask *child = killable_stop_state_is_requested (STOP (self)) ? NULL : priv->as_parent->first_child;
+  for (KillableTask *child = killable_stop_state_is_requested (STOP (self)) ? NULL : block_of (priv)->first_child;
        child != NULL; child = NODE (child)->next_sibling)
     {
       int state = killable_task_get_state (child);
@@ -1536,7 +1591,7 @@ gboolean
 killable_tree_dispose (KillableTask *self)
 {
   KillableTreeNode *priv = NODE (self);
-  KillableTreeParent *block = LOAD (&priv->as_parent);
+  KillableTreeParent *block = load_block (priv);
   g_autoptr(GPtrArray) children = NULL;
   KillableTask *failed;
   KillableTree *held;
@@ -1544,7 +1599,7 @@ killable_tree_dispose (KillableTask *self)
   /* Nobody can reach a task without a parent (it would hold a reference)
    * nor children (they would point to it) but through a reference, and a
    * lone task is in no tree: no lock is needed. */
-  if (LOAD (&priv->tree) == NULL &&
+  if (load_tree (priv) == NULL &&
       LOAD (&priv->parent) == NULL &&
       (block == NULL ||
        (LOAD (&block->n_children) == 0 &&
@@ -1569,7 +1624,7 @@ killable_tree_dispose (KillableTask *self)
     }
 
   /* Read again under the lock. */
-  block = priv->as_parent;
+  block = block_of (priv);
   children = g_ptr_array_sized_new ((block != NULL ? block->n_children : 0) + 1);
   failed = NULL;
   if (block != NULL)
@@ -1875,7 +1930,7 @@ killable_tree_count_children (KillableTask *self)
   guint ret;
 
   held = tree_lock (self);
-  ret = NODE (self)->as_parent != NULL ? NODE (self)->as_parent->n_children : 0;
+  ret = block_of (NODE (self)) != NULL ? block_of (NODE (self))->n_children : 0;
   tree_unlock (held);
 
   return ret;
@@ -1911,10 +1966,11 @@ killable_tree_node_init (KillableTreeNode *node,
 void
 killable_tree_node_clear (KillableTreeNode *node)
 {
-  KillableTreeParent *block = g_steal_pointer (&node->as_parent);
+  KillableTreeParent *block = block_of (node);
 
   if (block == NULL)
     return;
+  node->tree_or_block = 0;
   g_assert (block->first_child == NULL && block->failed_child == NULL);
   g_clear_error (&block->completion_reason);
   g_clear_object (&block->children_model);
