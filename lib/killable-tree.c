@@ -168,15 +168,25 @@ bit_get (KillableTask *t,
   return (__atomic_load_n (BITS (t), __ATOMIC_RELAXED) & bit) != 0;
 }
 
+/* Returns the bits before. */
+static inline guint8
+bits_update_at (guint8 *b,
+                guint8  clear,
+                guint8  set)
+{
+  guint8 old = __atomic_load_n (b, __ATOMIC_RELAXED);
+
+  __atomic_store_n (b, (guint8) ((old & ~clear) | set), __ATOMIC_RELEASE);
+
+  return old;
+}
+
 static inline void
 bits_update (KillableTask *t,
              guint8        clear,
              guint8        set)
 {
-  guint8 *b = BITS (t);
-
-  __atomic_store_n (b, (guint8) ((__atomic_load_n (b, __ATOMIC_RELAXED) & ~clear) | set),
-                    __ATOMIC_RELEASE);
+  bits_update_at (BITS (t), clear, set);
 }
 
 static inline void
@@ -204,7 +214,15 @@ block_of (KillableTreeNode *node)
 {
   guintptr v = node->tree_or_block;
 
-  return (v & BLOCK_TAG) != 0 ? (KillableTreeParent *) (v & ~BLOCK_TAG) : NULL;
+  return (v & BLOCK_TAG) != 0 ? (KillableTreeParent *) (v - BLOCK_TAG) : NULL;
+}
+
+/* The block of a task known to have one (it has or had a child): the
+ * untagging folds into the loads. */
+static inline KillableTreeParent *
+block_known (KillableTreeNode *node)
+{
+  return (KillableTreeParent *) (node->tree_or_block - BLOCK_TAG);
 }
 
 static inline KillableTree *
@@ -212,7 +230,7 @@ node_tree (KillableTreeNode *node)
 {
   guintptr v = node->tree_or_block;
 
-  return (v & BLOCK_TAG) != 0 ? ((KillableTreeParent *) (v & ~BLOCK_TAG))->tree
+  return (v & BLOCK_TAG) != 0 ? ((KillableTreeParent *) (v - BLOCK_TAG))->tree
                               : (KillableTree *) v;
 }
 
@@ -222,7 +240,7 @@ load_block (KillableTreeNode *node)
 {
   guintptr v = LOAD (&node->tree_or_block);
 
-  return (v & BLOCK_TAG) != 0 ? (KillableTreeParent *) (v & ~BLOCK_TAG) : NULL;
+  return (v & BLOCK_TAG) != 0 ? (KillableTreeParent *) (v - BLOCK_TAG) : NULL;
 }
 
 static inline KillableTree *
@@ -230,7 +248,7 @@ load_tree (KillableTreeNode *node)
 {
   guintptr v = LOAD (&node->tree_or_block);
 
-  return (v & BLOCK_TAG) != 0 ? LOAD (&((KillableTreeParent *) (v & ~BLOCK_TAG))->tree)
+  return (v & BLOCK_TAG) != 0 ? LOAD (&((KillableTreeParent *) (v - BLOCK_TAG))->tree)
                               : (KillableTree *) v;
 }
 
@@ -559,13 +577,11 @@ link_child (KillableTask *parent,
  * parent's reference on it is now the caller's. A child without children
  * of its own becomes lone: the caller must not touch it under this lock
  * any more. */
-static inline void
-unlink_child (KillableTask *parent,
-              KillableTask *child)
+G_ALWAYS_INLINE static inline void
+unlink_child_at (KillableTreeParent *p,
+                 KillableTreeNode   *c,
+                 KillableTreeParent *cblock)
 {
-  KillableTreeParent *p = block_of (NODE (parent));
-  KillableTreeNode *c = NODE (child);
-
   if (c->prev_sibling != NULL)
     NODE (c->prev_sibling)->next_sibling = c->next_sibling;
   else
@@ -578,8 +594,26 @@ unlink_child (KillableTask *parent,
   c->next_sibling = NULL;
   STORE (&p->n_children, p->n_children - 1);
   STORE (&c->parent, NULL);
-  if (first_child (c) == NULL)
+  if (cblock == NULL)
+    {
+      /* node_set_tree (c, NULL) of a task without a block. */
+      KillableTree *old = (KillableTree *) c->tree_or_block;
+
+      if (old != NULL)
+        old->n_nodes--;
+      STORE (&c->tree_or_block, (guintptr) NULL);
+    }
+  else if (cblock->first_child == NULL)
     node_set_tree (c, NULL);
+}
+
+G_ALWAYS_INLINE static inline void
+unlink_child (KillableTask *parent,
+              KillableTask *child)
+{
+  KillableTreeNode *c = NODE (child);
+
+  unlink_child_at (block_known (NODE (parent)), c, block_of (c));
 }
 
 typedef struct _TaskStack TaskStack;
@@ -745,31 +779,34 @@ end_pending_locked (Batch        *batch,
   KillableTreeNode *node = NODE (task);
   KillableTask *parent = node->parent;
   guintptr item = (guintptr) batch->won.items[index];
-  gboolean counted;
+  /* Each pointer computed once: a byte store may alias the offsets. */
+  guint8 *bits = BITS (task);
+  guint8 *pbits = parent != NULL ? BITS (parent) : NULL;
+  guint8 old;
 
-  if (n_live_children (node) > 0 || failed_child (node) != NULL ||
-      (parent != NULL &&
-       has_mark (parent, KILLABLE_TREE_MARK_KILL)) ||
+  KillableTreeParent *block = block_of (node);
+
+  if ((block != NULL && (block->n_live_children > 0 || block->failed_child != NULL)) ||
+      (pbits != NULL && killable_tree_bits_have_mark (pbits, KILLABLE_TREE_MARK_KILL)) ||
       !killable_task_end_pending_locked (task))
     return;
 
   /* As killable_tree_close_pending() and child_ended() do (the count in
    * the parent is dropped below). */
-  counted = bit_get (task, TB_COUNTED);
-  bits_update (task, TB_COMPLETE_PENDING | TB_COUNTED, TB_CHILDREN_CLOSED);
+  old = bits_update_at (bits, TB_COMPLETE_PENDING | TB_COUNTED, TB_CHILDREN_CLOSED);
   item |= ENDED_TAG;
 
   if (parent != NULL)
     {
-      KillableTreeNode *pnode = NODE (parent);
-      KillableTreeParent *pblock = block_of (pnode);   /* it has a child */
+      KillableTreeParent *pblock = block_known (NODE (parent));   /* it has a child */
+      guint8 pold = __atomic_load_n (pbits, __ATOMIC_RELAXED);
 
-      if (counted && --pblock->n_live_children == 0)
+      if ((old & TB_COUNTED) != 0 && --pblock->n_live_children == 0)
         {
           tree_broadcast (batch->held);
-          if (bit_get (parent, TB_COMPLETE_PENDING))
+          if ((pold & TB_COMPLETE_PENDING) != 0)
             {
-              bit_put (parent, TB_COMPLETE_PENDING, FALSE);
+              bits_update_at (pbits, TB_COMPLETE_PENDING, 0);
               g_ptr_array_add (batch->steps, g_object_ref (parent));
             }
         }
@@ -779,12 +816,12 @@ end_pending_locked (Batch        *batch,
            g_ptr_array_index (batch->notify, batch->notify->len - 1) != parent))
         g_ptr_array_add (batch->notify, g_object_ref (parent));
 
-      if (!bit_get (parent, TB_RETAIN_CHILDREN))
+      if ((pold & TB_RETAIN_CHILDREN) == 0)
         {
           /* The parent's reference is ours now. Last: a task without
            * children is lone from here on. */
           item |= LEFT_TAG;
-          unlink_child (parent, task);
+          unlink_child_at (pblock, node, block);
         }
     }
 
@@ -843,6 +880,7 @@ request_stop_locked (KillableTask  *root,
       WalkFrame *frame = &g_array_index (frames, WalkFrame, frames->len - 1);
       KillableTask *child = frame->next;
       KillableTreeNode *cnode;
+      KillableTask *cfirst;
 
       if (child == NULL)
         {
@@ -861,8 +899,8 @@ request_stop_locked (KillableTask  *root,
         continue;
 
       task_vec_push (won, child);
-      if (first_child (cnode) != NULL)
-        g_array_append_vals (frames, &(WalkFrame) { child, first_child (cnode), won->len - 1 }, 1);
+      if ((cfirst = first_child (cnode)) != NULL)
+        g_array_append_vals (frames, &(WalkFrame) { child, cfirst, won->len - 1 }, 1);
       else if (batch != NULL)
         end_pending_locked (batch, child, won->len - 1);
 
