@@ -1,12 +1,16 @@
 /* killable-tree.c: children, stop propagation, structured completion
  *
- * Owns: a KillableTreeNode per task (its tree, parent, children,
- * live-children count, completion flags, child policy, kill/interrupt
- * marks, the owner-side children model), the trees (KillableTree: one lock
- * per tree, from a type-stable pool; static stripes for lone tasks) and the
- * public tree API.
- * Locks: the lock of a task's tree guards its node's links, counts and
- * flags (the marks are also atomic; children_model is owner-thread only);
+ * Owns: a KillableTreeNode per task (its tree, parent and siblings: four
+ * pointers), a KillableTreeParent block per task that ever had a child or
+ * a children model (children, live-children count, completion reason,
+ * failed child, the owner-side children model; allocated under the tree
+ * lock, freed at finalize), the task's tree byte (completion flags, child
+ * policy, retain-children, kill/interrupt marks), the trees (KillableTree:
+ * one lock per tree, from a type-stable pool; static stripes for lone
+ * tasks) and the public tree API.
+ * Locks: the lock of a task's tree guards its node, block and tree byte
+ * (the byte's stores are atomic for the readers of the marks;
+ * children_model is the owner thread's, published under the lock);
  * see "Trees and their locks" below. No user code runs under it; task and
  * stop-state locks may be taken under it.
  * Called by: killable-task.c, and the public API. Calls: killable-task.c
@@ -2009,7 +2013,7 @@ killable_tree_node_clear (KillableTreeNode *node)
   if (block == NULL)
     return;
   node->tree_or_block = 0;
-  g_assert (block->first_child == NULL && block->failed_child == NULL);
+  g_warn_if_fail (block->first_child == NULL && block->failed_child == NULL);
   g_clear_error (&block->completion_reason);
   g_clear_object (&block->children_model);
   g_free (block);
