@@ -21,7 +21,15 @@ G_BEGIN_DECLS
 
 /* Offsets from a task's instance pointer, final once the class exists. */
 extern gssize killable_task_tree_node_offset;
+extern gssize killable_task_tree_bits_offset;
 extern gssize killable_task_stop_state_offset;
+
+/* The tree module's byte (see killable_tree_bits_have_mark()). */
+static inline guint8 *
+killable_task_get_tree_bits (KillableTask *self)
+{
+  return (guint8 *) self + killable_task_tree_bits_offset;
+}
 
 static inline KillableTreeNode *
 killable_task_get_tree_node (KillableTask *self)

@@ -272,6 +272,8 @@ typedef struct
   guint8              bits;              /* (atomic) KillableTaskBits */
   guint8              cleanups_done;     /* protected by @lock */
   guint8              group;             /* immutable after construction: new_group() */
+  guint8              tree_bits;         /* the tree module's flags and marks: a byte that
+                                          * was padding (killable_task_get_tree_bits()) */
 
   GMutex              lock;              /* the task lock */
   KillableTaskRun    *run;               /* (owned) (nullable) (atomic) see get_run() */
@@ -333,6 +335,7 @@ static int abandoned_threads;    /* (atomic) */
 static GMutex pause_lock;
 
 gssize killable_task_tree_node_offset;
+gssize killable_task_tree_bits_offset;
 gssize killable_task_stop_state_offset;
 /* Exported for the inline check (killable-task.h) */
 _KillableTaskFastPath _killable_task_fast_path = { 0, 1 };
@@ -814,7 +817,7 @@ dup_stop_outcome_full (KillableTask      *self,
   GError *error = killable_stop_state_dup_reason (&priv->stop);
   /* Read once: a kill racing with this must not give the state of a kill
    * with the error of a stop (KILLED with "was stopped"). */
-  gboolean kill_marked = killable_tree_node_has_mark (&priv->node, KILLABLE_TREE_MARK_KILL);
+  gboolean kill_marked = killable_tree_bits_have_mark (&priv->tree_bits, KILLABLE_TREE_MARK_KILL);
 
   if (kill_marked &&
       !g_error_matches (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED) &&
@@ -857,7 +860,7 @@ lazy_stop_outcome (KillableTask      *self,
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   const GError *reason = killable_stop_state_peek_reason (&priv->stop);
-  gboolean kill_mark = killable_tree_node_has_mark (&priv->node, KILLABLE_TREE_MARK_KILL);
+  gboolean kill_mark = killable_tree_bits_have_mark (&priv->tree_bits, KILLABLE_TREE_MARK_KILL);
 
   if (kill_mark &&
       !g_error_matches (reason, KILLABLE_ERROR, KILLABLE_ERROR_KILLED) &&
@@ -1937,6 +1940,7 @@ killable_task_finalize (GObject *object)
    * through it. */
   killable_stop_state_clear (&priv->stop);
   killable_owner_clear (&priv->owner);
+  killable_tree_node_clear (&priv->node);
   g_mutex_clear (&priv->lock);
 
   ((GObjectClass *) killable_task_parent_class)->finalize (object);
@@ -2302,6 +2306,8 @@ killable_task_class_init (KillableTaskClass *klass)
   task_type = G_TYPE_FROM_CLASS (klass);
   killable_task_tree_node_offset =
     KillableTask_private_offset + G_STRUCT_OFFSET (KillableTaskPrivate, node);
+  killable_task_tree_bits_offset =
+    KillableTask_private_offset + G_STRUCT_OFFSET (KillableTaskPrivate, tree_bits);
   killable_task_stop_state_offset =
     KillableTask_private_offset + G_STRUCT_OFFSET (KillableTaskPrivate, stop);
   killable_owner_setup (&owner_funcs,
@@ -3723,7 +3729,7 @@ killable_task_set_abandonable (KillableTask *self,
                                          KILLABLE_ABANDON_ALLOWED))
     {
       /* A kill that waited for the end of the section happens now. */
-      if (killable_tree_node_has_mark (&priv->node, KILLABLE_TREE_MARK_KILL))
+      if (killable_tree_bits_have_mark (&priv->tree_bits, KILLABLE_TREE_MARK_KILL))
         KILLABLE_TASK_GET_CLASS (self)->kill (self);
     }
 

@@ -12,7 +12,8 @@
 G_BEGIN_DECLS
 
 /* Set on a whole subtree under the tree lock by kill() and interrupt(), so
- * that a child added later is killed or interrupted too. */
+ * that a child added later is killed or interrupted too. Two bits of a
+ * task's tree byte (see below); killable-tree.c has the other six. */
 typedef enum
 {
   KILLABLE_TREE_MARK_INTERRUPT = 1 << 0,
@@ -20,42 +21,42 @@ typedef enum
 } KillableTreeMark;
 
 typedef struct _KillableTree KillableTree;
+typedef struct _KillableTreeParent KillableTreeParent;
 
 /* Every field is protected by the lock of the task's tree (killable-tree.c:
- * each tree has its own), except @marks (also atomic) and @children_model
- * (owner thread only). @tree and @parent are also read atomically before
- * that lock is known. The children are an intrusive list of tasks. */
+ * each tree has its own). @tree_or_block and @parent are also read
+ * atomically before that lock is known. The children are an intrusive
+ * list of tasks: a child keeps its links here; what only a parent needs
+ * (its children list, counts, completion reason, failed child, children
+ * model) is in a KillableTreeParent block, allocated under the tree lock
+ * when the task first needs it (its first child, its children model) and
+ * freed only at finalize. @tree_or_block is the task's KillableTree (NULL:
+ * a lone task) while it has no block, then the block (with the low bit
+ * set), which holds the tree. Four pointers: the node is in every pending
+ * task (issue 13). Its flags are not here but in the task's tree byte
+ * (killable_task_get_tree_bits()), a byte of KillableTaskPrivate that was
+ * padding. */
 typedef struct
 {
-  KillableTree *tree;               /* (atomic) (nullable) NULL: a lone task */
-  KillableTask *parent;             /* (unowned) (atomic) */
-  KillableTask *first_child;        /* (owned) each child holds a ref */
-  KillableTask *last_child;         /* (unowned) */
-  KillableTask *prev_sibling;       /* (unowned) */
-  KillableTask *next_sibling;       /* (unowned) */
-  guint         n_children;         /* (atomic) */
-  guint         n_live_children;
-  guint         counted_in_parent : 1; /* counted in parent->n_live_children */
-  guint         work_returned : 1;  /* the work returned: new pending children are stopped */
-  guint         children_closed : 1;/* the work returned and children ended: no new child */
-  guint         complete_when_children_end : 1; /* stopped while pending, children still live */
-  guint         retain_children : 1;
-  int           marks;              /* (atomic) KillableTreeMark */
-  int           child_policy;       /* KillableChildPolicy */
-  GError       *completion_reason;  /* (owned) (nullable) the failed work's error, for new children */
-  KillableTask *failed_child;       /* (owned) (nullable) */
-  GListStore   *children_model;     /* (owned) (nullable) owner-side mirror, owner thread only */
+  guintptr            tree_or_block;  /* (atomic) see above */
+  KillableTask       *parent;         /* (unowned) (atomic) */
+  KillableTask       *prev_sibling;   /* (unowned) */
+  KillableTask       *next_sibling;   /* (unowned) */
 } KillableTreeNode;
 
+/* A task's tree byte: KillableTreeMark and killable-tree.c's flags. Every
+ * writer holds the task's tree lock; the store is atomic, for the readers
+ * of a mark without the lock. */
 static inline gboolean
-killable_tree_node_has_mark (KillableTreeNode *node,
-                             KillableTreeMark  mark)
+killable_tree_bits_have_mark (const guint8    *bits,
+                              KillableTreeMark  mark)
 {
-  return (g_atomic_int_get (&node->marks) & mark) != 0;
+  return (__atomic_load_n (bits, __ATOMIC_ACQUIRE) & mark) != 0;
 }
 
 void       killable_tree_node_init         (KillableTreeNode *node,
                                             KillableTask     *task);
+void       killable_tree_node_clear        (KillableTreeNode *node);
 GPtrArray *killable_tree_request_stop      (KillableTask     *self,
                                             const GError     *reason);
 GPtrArray *killable_tree_collect_subtree   (KillableTask     *self,

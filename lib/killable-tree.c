@@ -1,12 +1,16 @@
 /* killable-tree.c: children, stop propagation, structured completion
  *
- * Owns: a KillableTreeNode per task (its tree, parent, children,
- * live-children count, completion flags, child policy, kill/interrupt
- * marks, the owner-side children model), the trees (KillableTree: one lock
- * per tree, from a type-stable pool; static stripes for lone tasks) and the
- * public tree API.
- * Locks: the lock of a task's tree guards its node's links, counts and
- * flags (the marks are also atomic; children_model is owner-thread only);
+ * Owns: a KillableTreeNode per task (its tree, parent and siblings: four
+ * pointers), a KillableTreeParent block per task that ever had a child or
+ * a children model (children, live-children count, completion reason,
+ * failed child, the owner-side children model; allocated under the tree
+ * lock, freed at finalize), the task's tree byte (completion flags, child
+ * policy, retain-children, kill/interrupt marks), the trees (KillableTree:
+ * one lock per tree, from a type-stable pool; static stripes for lone
+ * tasks) and the public tree API.
+ * Locks: the lock of a task's tree guards its node, block and tree byte
+ * (the byte's stores are atomic for the readers of the marks;
+ * children_model is the owner thread's, published under the lock);
  * see "Trees and their locks" below. No user code runs under it; task and
  * stop-state locks may be taken under it.
  * Called by: killable-task.c, and the public API. Calls: killable-task.c
@@ -34,13 +38,13 @@
  * iterative: a chain 100 000 deep cannot overflow the C stack.
  *
  * Trees and their locks. Each tree has its own lock, in a KillableTree that
- * every task of the tree points to (node->tree): a stop of a big tree
+ * every task of the tree points to (node_tree()): a stop of a big tree
  * holds only that tree's lock, and the other trees of the process go on.
  * A lone task (no parent, no child) points to none: its lock is one of
  * N_STRIPES static ones, chosen by its address and shared with other lone
  * tasks (what is done under it for a lone task is O(1)). The lock of a
- * task, its "designated" lock, is node->tree's or else its stripe's.
- * node->tree changes only under the designated lock (and under the new
+ * task, its "designated" lock, is its tree's or else its stripe's.
+ * A task's tree changes only under the designated lock (and under the new
  * one): a thread takes the lock it read, checks that it is still the
  * designated one, and else tries again (tree_lock()).
  *
@@ -82,7 +86,7 @@ struct _KillableTree
   GCond         cond;           /* a live-children count of this tree dropped to 0, or
                                  * tasks of this tree moved to another one */
   guint         index;          /* lock order, immutable */
-  guint         n_nodes;        /* (lock) tasks whose node->tree is this one */
+  guint         n_nodes;        /* (lock) tasks whose tree is this one */
   guint         n_cond_waiters; /* (lock) threads in g_cond_wait (&cond) */
   gboolean      in_use;         /* (lock) taken from the pool, not given back */
   int           waiters;        /* (atomic) threads blocked in tree_mutex_lock() */
@@ -119,6 +123,207 @@ static GPrivate release_queue;
 #define LOAD(p)      __atomic_load_n ((p), __ATOMIC_ACQUIRE)
 #define STORE(p, v)  __atomic_store_n ((p), (v), __ATOMIC_RELEASE)
 
+/* What only a parent needs (its block, block_of()): a pending leaf task does not
+ * carry it. Allocated zeroed under the tree lock (parent_block()), then
+ * published with a release store: a reader without the lock (LOAD) sees
+ * NULL or a complete block. Never freed before finalize: a pointer read
+ * once stays valid while the task lives. Its fields follow the node's
+ * rules (the tree lock), with the same exceptions: @n_children is also
+ * read atomically (a hint, and dispose's fast path), @children_model is
+ * the owner thread's, published atomically. */
+struct _KillableTreeParent
+{
+  KillableTree *tree;               /* (atomic) (nullable) the task's tree, NULL: lone */
+  KillableTask *first_child;        /* (owned) each child holds a ref */
+  KillableTask *last_child;         /* (unowned) */
+  guint         n_children;         /* (atomic) */
+  guint         n_live_children;    /* children counted_in_parent */
+  GError       *completion_reason;  /* (owned) (nullable) the failed work's error, for new children */
+  KillableTask *failed_child;       /* (owned) (nullable) */
+  GListStore   *children_model;     /* (owned) (nullable) (atomic) owner-side mirror */
+};
+
+/* The node is part of every pending task: keep it small (issue 13). */
+G_STATIC_ASSERT (sizeof (KillableTreeNode) == 4 * sizeof (gpointer));
+
+/* The task's tree byte (killable_task_get_tree_bits()): the two
+ * KillableTreeMark bits and these. */
+typedef enum
+{
+  TB_COUNTED          = 1 << 2,  /* counted in the parent's n_live_children */
+  TB_WORK_RETURNED    = 1 << 3,  /* the work returned: new pending children are stopped */
+  TB_CHILDREN_CLOSED  = 1 << 4,  /* the work returned and children ended: no new child */
+  TB_COMPLETE_PENDING = 1 << 5,  /* stopped while pending: complete when the children end */
+  TB_RETAIN_CHILDREN  = 1 << 6,  /* the retain-children property */
+  TB_ISOLATE          = 1 << 7,  /* the child policy is KILLABLE_CHILD_POLICY_ISOLATE */
+} TreeBit;
+
+G_STATIC_ASSERT ((KILLABLE_TREE_MARK_INTERRUPT | KILLABLE_TREE_MARK_KILL) < TB_COUNTED);
+
+#define BITS(t) killable_task_get_tree_bits (t)
+
+/* Under @t's tree lock (every writer holds it): no read-modify-write
+ * instruction is needed, only an atomic store for the readers of a mark
+ * without the lock. */
+static inline gboolean
+bit_get (KillableTask *t,
+         guint8        bit)
+{
+  return (__atomic_load_n (BITS (t), __ATOMIC_RELAXED) & bit) != 0;
+}
+
+/* Returns the bits before. */
+static inline guint8
+bits_update_at (guint8 *b,
+                guint8  clear,
+                guint8  set)
+{
+  guint8 old = __atomic_load_n (b, __ATOMIC_RELAXED);
+
+  __atomic_store_n (b, (guint8) ((old & ~clear) | set), __ATOMIC_RELEASE);
+
+  return old;
+}
+
+static inline void
+bits_update (KillableTask *t,
+             guint8        clear,
+             guint8        set)
+{
+  bits_update_at (BITS (t), clear, set);
+}
+
+static inline void
+bit_put (KillableTask *t,
+         guint8        bit,
+         gboolean      on)
+{
+  bits_update (t, bit, on ? bit : 0);
+}
+
+static inline gboolean
+has_mark (KillableTask     *t,
+          KillableTreeMark  mark)
+{
+  return killable_tree_bits_have_mark (BITS (t), mark);
+}
+
+/* node->tree_or_block: a KillableTree * (or NULL), or a block with this
+ * bit set (malloc() aligns it). */
+#define BLOCK_TAG ((guintptr) 1)
+
+/* Under the tree lock. */
+static inline KillableTreeParent *
+block_of (KillableTreeNode *node)
+{
+  guintptr v = node->tree_or_block;
+
+  return (v & BLOCK_TAG) != 0 ? (KillableTreeParent *) (v - BLOCK_TAG) : NULL;
+}
+
+/* The block of a task known to have one (it has or had a child): the
+ * untagging folds into the loads. */
+static inline KillableTreeParent *
+block_known (KillableTreeNode *node)
+{
+  return (KillableTreeParent *) (node->tree_or_block - BLOCK_TAG);
+}
+
+static inline KillableTree *
+node_tree (KillableTreeNode *node)
+{
+  guintptr v = node->tree_or_block;
+
+  return (v & BLOCK_TAG) != 0 ? ((KillableTreeParent *) (v - BLOCK_TAG))->tree
+                              : (KillableTree *) v;
+}
+
+/* Without the lock: the block, once there, stays until finalize. */
+static inline KillableTreeParent *
+load_block (KillableTreeNode *node)
+{
+  guintptr v = LOAD (&node->tree_or_block);
+
+  return (v & BLOCK_TAG) != 0 ? (KillableTreeParent *) (v - BLOCK_TAG) : NULL;
+}
+
+static inline KillableTree *
+load_tree (KillableTreeNode *node)
+{
+  guintptr v = LOAD (&node->tree_or_block);
+
+  return (v & BLOCK_TAG) != 0 ? LOAD (&((KillableTreeParent *) (v - BLOCK_TAG))->tree)
+                              : (KillableTree *) v;
+}
+
+/* @node's parent block, allocated if it has none yet: under the tree
+ * lock. It takes over the tree pointer; a reader without the lock reads
+ * the same tree through either. */
+static G_GNUC_NO_INLINE KillableTreeParent *
+parent_block_new (KillableTreeNode *node)
+{
+  KillableTreeParent *block = g_new0 (KillableTreeParent, 1);
+
+  G_STATIC_ASSERT (G_ALIGNOF (KillableTreeParent) > 1);
+  block->tree = (KillableTree *) node->tree_or_block;
+  STORE (&node->tree_or_block, (guintptr) block | BLOCK_TAG);
+
+  return block;
+}
+
+static inline KillableTreeParent *
+parent_block (KillableTreeNode *node)
+{
+  KillableTreeParent *block = block_of (node);
+
+  if (G_LIKELY (block != NULL))
+    return block;
+  return parent_block_new (node);
+}
+
+/* Under the tree lock: a task without a block has no child and the
+ * defaults. */
+static inline KillableTask *
+first_child (KillableTreeNode *node)
+{
+  KillableTreeParent *block = block_of (node);
+
+  return block != NULL ? block->first_child : NULL;
+}
+
+static inline guint
+n_live_children (KillableTreeNode *node)
+{
+  KillableTreeParent *block = block_of (node);
+
+  return block != NULL ? block->n_live_children : 0;
+}
+
+static inline KillableTask *
+failed_child (KillableTreeNode *node)
+{
+  KillableTreeParent *block = block_of (node);
+
+  return block != NULL ? block->failed_child : NULL;
+}
+
+/* Without the lock. */
+static inline guint
+load_n_children (KillableTreeNode *node)
+{
+  KillableTreeParent *block = load_block (node);
+
+  return block != NULL ? LOAD (&block->n_children) : 0;
+}
+
+static inline GListStore *
+load_children_model (KillableTreeNode *node)
+{
+  KillableTreeParent *block = load_block (node);
+
+  return block != NULL ? g_atomic_pointer_get (&block->children_model) : NULL;
+}
+
 static inline guint
 tree_index (KillableTree *t)
 {
@@ -128,7 +333,7 @@ tree_index (KillableTree *t)
 static inline KillableTree *
 designated (KillableTask *task)
 {
-  KillableTree *t = LOAD (&NODE (task)->tree);
+  KillableTree *t = load_tree (NODE (task));
   guintptr h;
 
   if (t != NULL)
@@ -329,7 +534,8 @@ static inline void
 node_set_tree (KillableTreeNode *node,
                KillableTree     *t)
 {
-  KillableTree *old = node->tree;
+  KillableTreeParent *block = block_of (node);
+  KillableTree *old = node_tree (node);
 
   if (old == t)
     return;
@@ -337,7 +543,10 @@ node_set_tree (KillableTreeNode *node,
     old->n_nodes--;
   if (t != NULL)
     t->n_nodes++;
-  STORE (&node->tree, t);
+  if (block != NULL)
+    STORE (&block->tree, t);
+  else
+    STORE (&node->tree_or_block, (guintptr) t);
 }
 
 /* Wakes the threads waiting in @t for a live-children count to drop to 0
@@ -354,7 +563,7 @@ static inline void
 link_child (KillableTask *parent,
             KillableTask *child)
 {
-  KillableTreeNode *p = NODE (parent);
+  KillableTreeParent *p = parent_block (NODE (parent));
   KillableTreeNode *c = NODE (child);
 
   c->prev_sibling = p->last_child;
@@ -372,13 +581,11 @@ link_child (KillableTask *parent,
  * parent's reference on it is now the caller's. A child without children
  * of its own becomes lone: the caller must not touch it under this lock
  * any more. */
-static inline void
-unlink_child (KillableTask *parent,
-              KillableTask *child)
+G_ALWAYS_INLINE static inline void
+unlink_child_at (KillableTreeParent *p,
+                 KillableTreeNode   *c,
+                 KillableTreeParent *cblock)
 {
-  KillableTreeNode *p = NODE (parent);
-  KillableTreeNode *c = NODE (child);
-
   if (c->prev_sibling != NULL)
     NODE (c->prev_sibling)->next_sibling = c->next_sibling;
   else
@@ -391,8 +598,26 @@ unlink_child (KillableTask *parent,
   c->next_sibling = NULL;
   STORE (&p->n_children, p->n_children - 1);
   STORE (&c->parent, NULL);
-  if (c->first_child == NULL)
+  if (cblock == NULL)
+    {
+      /* node_set_tree (c, NULL) of a task without a block. */
+      KillableTree *old = (KillableTree *) c->tree_or_block;
+
+      if (old != NULL)
+        old->n_nodes--;
+      STORE (&c->tree_or_block, (guintptr) NULL);
+    }
+  else if (cblock->first_child == NULL)
     node_set_tree (c, NULL);
+}
+
+G_ALWAYS_INLINE static inline void
+unlink_child (KillableTask *parent,
+              KillableTask *child)
+{
+  KillableTreeNode *c = NODE (child);
+
+  unlink_child_at (block_known (NODE (parent)), c, block_of (c));
 }
 
 typedef struct _TaskStack TaskStack;
@@ -558,44 +783,49 @@ end_pending_locked (Batch        *batch,
   KillableTreeNode *node = NODE (task);
   KillableTask *parent = node->parent;
   guintptr item = (guintptr) batch->won.items[index];
+  /* Each pointer computed once: a byte store may alias the offsets. */
+  guint8 *bits = BITS (task);
+  guint8 *pbits = parent != NULL ? BITS (parent) : NULL;
+  guint8 old;
 
-  if (node->n_live_children > 0 || node->failed_child != NULL ||
-      (parent != NULL &&
-       killable_tree_node_has_mark (NODE (parent), KILLABLE_TREE_MARK_KILL)) ||
+  KillableTreeParent *block = block_of (node);
+
+  if ((block != NULL && (block->n_live_children > 0 || block->failed_child != NULL)) ||
+      (pbits != NULL && killable_tree_bits_have_mark (pbits, KILLABLE_TREE_MARK_KILL)) ||
       !killable_task_end_pending_locked (task))
     return;
 
-  /* As killable_tree_close_pending() and child_ended() do. */
-  node->complete_when_children_end = FALSE;
-  node->children_closed = TRUE;
+  /* As killable_tree_close_pending() and child_ended() do (the count in
+   * the parent is dropped below). */
+  old = bits_update_at (bits, TB_COMPLETE_PENDING | TB_COUNTED, TB_CHILDREN_CLOSED);
   item |= ENDED_TAG;
 
   if (parent != NULL)
     {
-      KillableTreeNode *pnode = NODE (parent);
+      KillableTreeParent *pblock = block_known (NODE (parent));   /* it has a child */
+      guint8 pold = __atomic_load_n (pbits, __ATOMIC_RELAXED);
 
-      if (node->counted_in_parent &&
-          (node->counted_in_parent = FALSE, --pnode->n_live_children == 0))
+      if ((old & TB_COUNTED) != 0 && --pblock->n_live_children == 0)
         {
           tree_broadcast (batch->held);
-          if (pnode->complete_when_children_end)
+          if ((pold & TB_COMPLETE_PENDING) != 0)
             {
-              pnode->complete_when_children_end = FALSE;
+              bits_update_at (pbits, TB_COMPLETE_PENDING, 0);
               g_ptr_array_add (batch->steps, g_object_ref (parent));
             }
         }
 
-      if (G_UNLIKELY (g_atomic_pointer_get (&pnode->children_model) != NULL) &&
+      if (G_UNLIKELY (g_atomic_pointer_get (&pblock->children_model) != NULL) &&
           (batch->notify->len == 0 ||
            g_ptr_array_index (batch->notify, batch->notify->len - 1) != parent))
         g_ptr_array_add (batch->notify, g_object_ref (parent));
 
-      if (!pnode->retain_children)
+      if ((pold & TB_RETAIN_CHILDREN) == 0)
         {
           /* The parent's reference is ours now. Last: a task without
            * children is lone from here on. */
           item |= LEFT_TAG;
-          unlink_child (parent, task);
+          unlink_child_at (pblock, node, block);
         }
     }
 
@@ -643,17 +873,18 @@ request_stop_locked (KillableTask  *root,
 
   /* The root is referenced by the caller, not only by the tree. */
   task_vec_push (won, (gpointer) ((guintptr) g_object_ref (root) | REF_TAG));
-  if (NODE (root)->first_child == NULL)
+  if (first_child (NODE (root)) == NULL)
     goto out;
 
   frames = g_array_new (FALSE, FALSE, sizeof (WalkFrame));
-  g_array_append_vals (frames, &(WalkFrame) { root, NODE (root)->first_child, 0 }, 1);
+  g_array_append_vals (frames, &(WalkFrame) { root, block_of (NODE (root))->first_child, 0 }, 1);
 
   while (frames->len > 0)
     {
       WalkFrame *frame = &g_array_index (frames, WalkFrame, frames->len - 1);
       KillableTask *child = frame->next;
       KillableTreeNode *cnode;
+      KillableTask *cfirst;
 
       if (child == NULL)
         {
@@ -672,8 +903,8 @@ request_stop_locked (KillableTask  *root,
         continue;
 
       task_vec_push (won, child);
-      if (cnode->first_child != NULL)
-        g_array_append_vals (frames, &(WalkFrame) { child, cnode->first_child, won->len - 1 }, 1);
+      if ((cfirst = first_child (cnode)) != NULL)
+        g_array_append_vals (frames, &(WalkFrame) { child, cfirst, won->len - 1 }, 1);
       else if (batch != NULL)
         end_pending_locked (batch, child, won->len - 1);
 
@@ -704,7 +935,7 @@ request_stop_locked (KillableTask  *root,
               /* The child is alive (referenced); if it left its parent,
                * start the list again. */
               if (f->next != NULL && LOAD (&NODE (f->next)->parent) != f->task)
-                f->next = NODE (f->task)->first_child;
+                f->next = first_child (NODE (f->task));
             }
         }
     }
@@ -758,7 +989,7 @@ killable_tree_request_stop (KillableTask *self,
 
   /* Room for a wide tree at once (a deeper one grows it), allocated
    * before the lock: the count is only a hint. */
-  batch.won.alloc = MAX (64, LOAD (&NODE (self)->n_children) + 1);
+  batch.won.alloc = MAX (64, load_n_children (NODE (self)) + 1);
   batch.won.items = g_new (gpointer, batch.won.alloc);
 
   g_object_ref (self);
@@ -825,9 +1056,9 @@ killable_tree_collect_subtree (KillableTask *self,
       KillableTask *task = g_ptr_array_index (ret, i);
 
       if (mark != 0)
-        g_atomic_int_or (&NODE (task)->marks, mark);
+        bits_update (task, 0, mark);
 
-      for (KillableTask *c = NODE (task)->first_child; c != NULL; c = NODE (c)->next_sibling)
+      for (KillableTask *c = first_child (NODE (task)); c != NULL; c = NODE (c)->next_sibling)
         g_ptr_array_add (ret, g_object_ref (c));
     }
 
@@ -851,10 +1082,10 @@ killable_tree_close_pending (KillableTask *self,
   gboolean ret;
 
   held = tree_lock (self);
-  ret = priv->n_live_children == 0;
-  priv->complete_when_children_end = !ret;
-  priv->children_closed = ret;
-  *child_failed = priv->failed_child != NULL;
+  ret = n_live_children (priv) == 0;
+  bits_update (self, TB_COMPLETE_PENDING | TB_CHILDREN_CLOSED,
+               ret ? TB_CHILDREN_CLOSED : TB_COMPLETE_PENDING);
+  *child_failed = failed_child (priv) != NULL;
   tree_unlock (held);
 
   return ret;
@@ -867,7 +1098,7 @@ killable_tree_has_live_children (KillableTask *self)
   gboolean ret;
 
   held = tree_lock (self);
-  ret = NODE (self)->n_live_children > 0;
+  ret = n_live_children (NODE (self)) > 0;
   tree_unlock (held);
 
   return ret;
@@ -1055,13 +1286,13 @@ killable_task_add_child (KillableTask  *self,
    * in one tree, under tp): building a chain downwards does not walk the
    * whole chain at each step. */
   for (KillableTask *t = self;
-       fail == NULL && t != NULL && (t == child || cpriv->first_child != NULL);
+       fail == NULL && t != NULL && (t == child || first_child (cpriv) != NULL);
        t = NODE (t)->parent)
     if (t == child)
       fail = "cycle";
 
   if (fail == NULL &&
-      (priv->children_closed ||
+      (bit_get (self, TB_CHILDREN_CLOSED) ||
        KILLABLE_TASK_STATE_IS_TERMINAL (killable_task_get_state (self))))
     fail = "finished";
 
@@ -1086,31 +1317,31 @@ killable_task_add_child (KillableTask  *self,
     }
 
   /* One tree for both (see the top of this file). */
-  if (priv->tree == NULL && cpriv->tree == NULL)
+  if (node_tree (priv) == NULL && node_tree (cpriv) == NULL)
     {
       fresh = pool_take_locked ();
       node_set_tree (priv, fresh);
       node_set_tree (cpriv, fresh);
     }
-  else if (priv->tree == NULL)
-    node_set_tree (priv, cpriv->tree);
-  else if (cpriv->tree == NULL)
-    node_set_tree (cpriv, priv->tree);
-  else if (priv->tree != cpriv->tree)
+  else if (node_tree (priv) == NULL)
+    node_set_tree (priv, node_tree (cpriv));
+  else if (node_tree (cpriv) == NULL)
+    node_set_tree (cpriv, node_tree (priv));
+  else if (node_tree (priv) != node_tree (cpriv))
     {
       /* The child's subtree moves: a walk without a stack (the links are
        * stable under both locks). */
       KillableTask *t = child;
 
-      moved_from = cpriv->tree;
+      moved_from = node_tree (cpriv);
       for (;;)
         {
           KillableTreeNode *n = NODE (t);
 
-          node_set_tree (n, priv->tree);
-          if (n->first_child != NULL)
+          node_set_tree (n, node_tree (priv));
+          if (first_child (n) != NULL)
             {
-              t = n->first_child;
+              t = block_of (n)->first_child;
               continue;
             }
           while (t != child && NODE (t)->next_sibling == NULL)
@@ -1132,8 +1363,8 @@ killable_task_add_child (KillableTask  *self,
   child_terminal = KILLABLE_TASK_STATE_IS_TERMINAL (killable_task_get_state (child));
   if (!child_terminal)
     {
-      priv->n_live_children++;
-      cpriv->counted_in_parent = TRUE;
+      block_of (priv)->n_live_children++;
+      bit_put (child, TB_COUNTED, TRUE);
     }
 
   if (killable_stop_state_is_requested (STOP (self)))
@@ -1141,20 +1372,20 @@ killable_task_add_child (KillableTask  *self,
       reason = killable_stop_state_dup_reason (STOP (self));
       request_stop_locked (child, reason, &won, NULL);
     }
-  else if (priv->work_returned &&
-           (priv->completion_reason != NULL ||
+  else if (bit_get (self, TB_WORK_RETURNED) &&
+           (block_of (priv)->completion_reason != NULL ||
             killable_task_get_state (child) == KILLABLE_TASK_STATE_PENDING))
     {
       /* The parent's work already returned: treat the newcomer as its
        * completion treated the others (pending ones are stopped; all are if
        * the work failed). */
-      if (priv->completion_reason != NULL)
-        reason = g_error_copy (priv->completion_reason);
+      if (block_of (priv)->completion_reason != NULL)
+        reason = g_error_copy (block_of (priv)->completion_reason);
       request_stop_locked (child, reason, &won, NULL);
     }
 
-  kill = killable_tree_node_has_mark (priv, KILLABLE_TREE_MARK_KILL);
-  interrupt = killable_tree_node_has_mark (priv, KILLABLE_TREE_MARK_INTERRUPT);
+  kill = has_mark (self, KILLABLE_TREE_MARK_KILL);
+  interrupt = has_mark (self, KILLABLE_TREE_MARK_INTERRUPT);
 
   if (fresh != NULL)
     tree_release (fresh);
@@ -1199,7 +1430,7 @@ child_ended (KillableTask *child,
   held = tree_lock (child);
 
   parent = cpriv->parent;
-  if (parent == NULL || (!at_add && !cpriv->counted_in_parent))
+  if (parent == NULL || (!at_add && !bit_get (child, TB_COUNTED)))
     {
       tree_unlock (held);
       return;
@@ -1210,23 +1441,23 @@ child_ended (KillableTask *child,
    * lock, see killable_tree_dispose().) */
   g_object_ref (parent);
 
-  if (cpriv->counted_in_parent &&
-      (cpriv->counted_in_parent = FALSE, --NODE (parent)->n_live_children == 0))
+  if (bit_get (child, TB_COUNTED) &&
+      (bit_put (child, TB_COUNTED, FALSE), --block_of (NODE (parent))->n_live_children == 0))
     {
       tree_broadcast (held);
       /* A parent stopped (or killed) before it started, or killed while a
        * child could not be abandoned, ends now. */
-      if (NODE (parent)->complete_when_children_end)
+      if (bit_get (parent, TB_COMPLETE_PENDING))
         {
-          NODE (parent)->complete_when_children_end = FALSE;
+          bit_put (parent, TB_COMPLETE_PENDING, FALSE);
           parent_pending_done = TRUE;
         }
-      else if (killable_tree_node_has_mark (NODE (parent), KILLABLE_TREE_MARK_KILL))
+      else if (has_mark (parent, KILLABLE_TREE_MARK_KILL))
         parent_kill_again = TRUE;
     }
 
   if (killable_task_get_state (child) == KILLABLE_TASK_STATE_FAILED &&
-      NODE (parent)->child_policy == KILLABLE_CHILD_POLICY_FAIL_FAST &&
+      !bit_get (parent, TB_ISOLATE) &&
       !killable_stop_state_is_requested (STOP (parent)))
     {
       reason = g_error_new (KILLABLE_ERROR, KILLABLE_ERROR_CHILD_FAILED,
@@ -1234,11 +1465,11 @@ child_ended (KillableTask *child,
                             killable_task_get_name (child),
                             killable_task_get_error (child)->message);
       request_stop_locked (parent, reason, &won, NULL);
-      NODE (parent)->failed_child = g_object_ref (child);
+      block_of (NODE (parent))->failed_child = g_object_ref (child);
     }
 
   /* Last: a child without children is lone from here on. */
-  if (!NODE (parent)->retain_children)
+  if (!bit_get (parent, TB_RETAIN_CHILDREN))
     {
       unlink_child (parent, child);
       released = TRUE;
@@ -1287,21 +1518,24 @@ killable_tree_before_completion (KillableTask *self,
   held = tree_lock (self);
 
   /* From here on, add_child() treats a newcomer like the children below. */
-  priv->work_returned = TRUE;
-  if (reason != NULL)
-    priv->completion_reason = g_error_copy (reason);
+  bit_put (self, TB_WORK_RETURNED, TRUE);
 
-  if (priv->n_live_children == 0)
+  /* No child to wait for: closed at once, nothing reads the reason. */
+  if (n_live_children (priv) == 0)
     {
-      priv->children_closed = TRUE;
+      bit_put (self, TB_CHILDREN_CLOSED, TRUE);
       tree_unlock (held);
       return;
     }
 
+  /* A live child: the block is there. */
+  if (reason != NULL)
+    block_of (priv)->completion_reason = g_error_copy (reason);
+
   /* Stopped: the stop that set our flag stops every child (it may still be
    * on its way, holding this lock in batches: walking a large children
    * list here would only hold the lock longer and race it). */
-  for (KillableTask *child = killable_stop_state_is_requested (STOP (self)) ? NULL : priv->first_child;
+  for (KillableTask *child = killable_stop_state_is_requested (STOP (self)) ? NULL : block_of (priv)->first_child;
        child != NULL; child = NODE (child)->next_sibling)
     {
       int state = killable_task_get_state (child);
@@ -1325,7 +1559,7 @@ killable_tree_before_completion (KillableTask *self,
    * that no child can slip in between (cleanups and the terminal state come
    * next; add_child() then fails as for a finished parent). */
   held = tree_lock (self);
-  while (priv->n_live_children > 0)
+  while (n_live_children (priv) > 0)
     {
       /* fork_gate is not held while waiting (a fork() would wait for the
        * children); nor is it taken again under the tree lock (the order is
@@ -1339,7 +1573,7 @@ killable_tree_before_completion (KillableTask *self,
       tree_release (held);
       held = tree_lock (self);
     }
-  priv->children_closed = TRUE;
+  bit_put (self, TB_CHILDREN_CLOSED, TRUE);
   tree_unlock (held);
 }
 
@@ -1399,20 +1633,25 @@ gboolean
 killable_tree_dispose (KillableTask *self)
 {
   KillableTreeNode *priv = NODE (self);
+  KillableTreeParent *block = load_block (priv);
   g_autoptr(GPtrArray) children = NULL;
-  KillableTask *failed_child;
+  KillableTask *failed;
   KillableTree *held;
 
   /* Nobody can reach a task without a parent (it would hold a reference)
    * nor children (they would point to it) but through a reference, and a
    * lone task is in no tree: no lock is needed. */
-  if (LOAD (&priv->tree) == NULL &&
+  if (load_tree (priv) == NULL &&
       LOAD (&priv->parent) == NULL &&
-      LOAD (&priv->n_children) == 0 &&
-      g_atomic_pointer_get (&priv->failed_child) == NULL)
+      (block == NULL ||
+       (LOAD (&block->n_children) == 0 &&
+        g_atomic_pointer_get (&block->failed_child) == NULL)))
     {
-      g_clear_error (&priv->completion_reason);
-      g_clear_object (&priv->children_model);
+      if (block != NULL)
+        {
+          g_clear_error (&block->completion_reason);
+          g_clear_object (&block->children_model);
+        }
       return TRUE;
     }
 
@@ -1426,42 +1665,56 @@ killable_tree_dispose (KillableTask *self)
       return FALSE;
     }
 
-  children = g_ptr_array_sized_new (priv->n_children + 1);
-  while (priv->first_child != NULL)
+  /* Read again under the lock. */
+  block = block_of (priv);
+  children = g_ptr_array_sized_new ((block != NULL ? block->n_children : 0) + 1);
+  failed = NULL;
+  if (block != NULL)
     {
-      KillableTask *child = priv->first_child;
+      while (block->first_child != NULL)
+        {
+          KillableTask *child = block->first_child;
 
-      NODE (child)->counted_in_parent = FALSE;
-      g_ptr_array_add (children, child);
-      unlink_child (self, child);
+          bit_put (child, TB_COUNTED, FALSE);
+          g_ptr_array_add (children, child);
+          unlink_child (self, child);
+        }
+      block->n_live_children = 0;
+      failed = g_steal_pointer (&block->failed_child);
+      g_clear_error (&block->completion_reason);
     }
-  priv->n_live_children = 0;
-  failed_child = g_steal_pointer (&priv->failed_child);
-  g_clear_error (&priv->completion_reason);
   /* No parent (it would hold a reference), no child: lone. */
   node_set_tree (priv, NULL);
 
   tree_unlock (held);
 
-  if (failed_child != NULL)
-    g_ptr_array_add (children, failed_child);
+  if (failed != NULL)
+    g_ptr_array_add (children, failed);
   release_tasks ((KillableTask **) children->pdata, children->len);
 
-  g_clear_object (&priv->children_model);
+  /* The block stays (until finalize); the owner thread's model goes. */
+  if (block != NULL)
+    g_clear_object (&block->children_model);
 
   return TRUE;
 }
 
 /* The owner-side mirror {{{ */
 
+/* @self's children, referenced. With a @store (a new model), also
+ * publishes it in the same critical section: a change made after the
+ * snapshot sees the model and queues a sync, one made before is in it. */
 static GPtrArray *
-snapshot_children (KillableTask *self)
+snapshot_children (KillableTask *self,
+                   GListStore   *store)
 {
   GPtrArray *ret = g_ptr_array_new_with_free_func (g_object_unref);
   KillableTree *held;
 
   held = tree_lock (self);
-  for (KillableTask *c = NODE (self)->first_child; c != NULL; c = NODE (c)->next_sibling)
+  if (store != NULL)
+    g_atomic_pointer_set (&parent_block (NODE (self))->children_model, store);
+  for (KillableTask *c = first_child (NODE (self)); c != NULL; c = NODE (c)->next_sibling)
     g_ptr_array_add (ret, g_object_ref (c));
   tree_unlock (held);
 
@@ -1473,14 +1726,15 @@ snapshot_children (KillableTask *self)
 void
 killable_tree_sync_model (KillableTask *self)
 {
-  GListModel *model = G_LIST_MODEL (NODE (self)->children_model);
+  GListStore *store = load_children_model (NODE (self));
+  GListModel *model = G_LIST_MODEL (store);
   g_autoptr(GPtrArray) now = NULL;
   guint n_old, prefix = 0, suffix = 0;
 
-  if (model == NULL)
+  if (store == NULL)
     return;
 
-  now = snapshot_children (self);
+  now = snapshot_children (self, NULL);
   n_old = g_list_model_get_n_items (model);
 
   while (prefix < n_old && prefix < now->len)
@@ -1528,24 +1782,22 @@ killable_tree_sync_model (KillableTask *self)
 GListModel *
 killable_task_get_children (KillableTask *self)
 {
-  KillableTreeNode *priv;
+  GListStore *store;
 
   g_return_val_if_fail (KILLABLE_IS_TASK (self), NULL);
 
-  priv = NODE (self);
-  if (priv->children_model == NULL)
+  /* Only this thread sets it. */
+  store = load_children_model (NODE (self));
+  if (store == NULL)
     {
       g_autoptr(GPtrArray) now = NULL;
-      GListStore *store = g_list_store_new (KILLABLE_TYPE_TASK);
 
-      /* Published before the snapshot: a change made after the snapshot
-       * queues a sync, one made before is in it. */
-      g_atomic_pointer_set (&priv->children_model, store);
-      now = snapshot_children (self);
+      store = g_list_store_new (KILLABLE_TYPE_TASK);
+      now = snapshot_children (self, store);
       g_list_store_splice (store, 0, 0, now->pdata, now->len);
     }
 
-  return G_LIST_MODEL (priv->children_model);
+  return G_LIST_MODEL (store);
 }
 
 /* }}} */
@@ -1598,7 +1850,7 @@ killable_task_get_child_policy (KillableTask *self)
   g_return_val_if_fail (KILLABLE_IS_TASK (self), KILLABLE_CHILD_POLICY_FAIL_FAST);
 
   held = tree_lock (self);
-  ret = NODE (self)->child_policy;
+  ret = bit_get (self, TB_ISOLATE) ? KILLABLE_CHILD_POLICY_ISOLATE : KILLABLE_CHILD_POLICY_FAIL_FAST;
   tree_unlock (held);
 
   return ret;
@@ -1628,8 +1880,8 @@ killable_task_set_child_policy (KillableTask        *self,
                     policy == KILLABLE_CHILD_POLICY_ISOLATE);
 
   held = tree_lock (self);
-  changed = NODE (self)->child_policy != (int) policy;
-  NODE (self)->child_policy = policy;
+  changed = bit_get (self, TB_ISOLATE) != (policy == KILLABLE_CHILD_POLICY_ISOLATE);
+  bit_put (self, TB_ISOLATE, policy == KILLABLE_CHILD_POLICY_ISOLATE);
   tree_unlock (held);
 
   if (changed)
@@ -1657,7 +1909,7 @@ killable_task_get_retain_children (KillableTask *self)
   g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
 
   held = tree_lock (self);
-  ret = NODE (self)->retain_children;
+  ret = bit_get (self, TB_RETAIN_CHILDREN);
   tree_unlock (held);
 
   return ret;
@@ -1686,8 +1938,8 @@ killable_task_set_retain_children (KillableTask *self,
   g_return_if_fail (KILLABLE_IS_TASK (self));
 
   held = tree_lock (self);
-  changed = NODE (self)->retain_children != !!retain;
-  NODE (self)->retain_children = !!retain;
+  changed = bit_get (self, TB_RETAIN_CHILDREN) != !!retain;
+  bit_put (self, TB_RETAIN_CHILDREN, retain);
   tree_unlock (held);
 
   if (changed)
@@ -1720,7 +1972,7 @@ killable_tree_count_children (KillableTask *self)
   guint ret;
 
   held = tree_lock (self);
-  ret = NODE (self)->n_children;
+  ret = block_of (NODE (self)) != NULL ? block_of (NODE (self))->n_children : 0;
   tree_unlock (held);
 
   return ret;
@@ -1733,7 +1985,7 @@ killable_tree_has_failed_child (KillableTask *self)
   gboolean ret;
 
   held = tree_lock (self);
-  ret = NODE (self)->failed_child != NULL;
+  ret = failed_child (NODE (self)) != NULL;
   tree_unlock (held);
 
   return ret;
@@ -1742,14 +1994,29 @@ killable_tree_has_failed_child (KillableTask *self)
 gboolean
 killable_tree_has_model (KillableTask *self)
 {
-  return g_atomic_pointer_get (&NODE (self)->children_model) != NULL;
+  return load_children_model (NODE (self)) != NULL;
 }
 
 void
 killable_tree_node_init (KillableTreeNode *node,
                          KillableTask     *task)
 {
-  node->child_policy = KILLABLE_CHILD_POLICY_FAIL_FAST;
+  /* All zero: no child, FAIL_FAST, no mark. */
+}
+
+/* At finalize (after dispose: no child, no failed child, no model). */
+void
+killable_tree_node_clear (KillableTreeNode *node)
+{
+  KillableTreeParent *block = block_of (node);
+
+  if (block == NULL)
+    return;
+  node->tree_or_block = 0;
+  g_warn_if_fail (block->first_child == NULL && block->failed_child == NULL);
+  g_clear_error (&block->completion_reason);
+  g_clear_object (&block->children_model);
+  g_free (block);
 }
 
 /* In the child of a fork(): every tree lock and cond starts afresh (see
