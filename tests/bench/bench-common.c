@@ -130,8 +130,15 @@ bench_emit (const BenchRow *row)
     target = g_strdup_printf ("≤ %g×", row->target_ratio);
   else if (row->target_kind == BENCH_TARGET_BELOW)
     target = g_strdup_printf ("< %g×", row->target_ratio);
+  else if (row->target_kind == BENCH_TARGET_VALUE_AT_MOST)
+    target = g_strdup_printf ("≤ %g %s (absolute)", row->target_ratio, row->unit);
 
-  if (met < 0 && row->target_kind != BENCH_TARGET_NONE && have_ratio)
+  if (row->target_kind == BENCH_TARGET_VALUE_AT_MOST)
+    {
+      if (row->value_text == NULL && isfinite (row->value))
+        met = row->value <= row->target_ratio;
+    }
+  else if (met < 0 && row->target_kind != BENCH_TARGET_NONE && have_ratio)
     {
       if (row->target_kind == BENCH_TARGET_AT_MOST)
         met = ratio <= row->target_ratio;
@@ -163,7 +170,8 @@ bench_emit (const BenchRow *row)
   g_string_append (out, ", \"met\": ");
   g_string_append (out, met < 0 ? "null" : met ? "true" : "false");
   /* A target without two measured values: not compared, never met. */
-  if (row->target_kind != BENCH_TARGET_NONE && !have_ratio)
+  if (row->target_kind != BENCH_TARGET_NONE && met < 0 &&
+      (row->target_kind == BENCH_TARGET_VALUE_AT_MOST || !have_ratio))
     g_string_append (out, ", \"compared\": false");
   if (row->note != NULL)
     {

@@ -17,14 +17,16 @@ G_BEGIN_DECLS
  * Whether a target is met is only ever computed, by bench_emit(), from the
  * two measured values of the row: a row whose baseline (or own value) is
  * missing, crashed or failed is "not compared" (met null, compared false),
- * never met. A goal that is not a comparison (an absolute bound) goes in
- * @target as text on an informational row. */
+ * never met. An absolute bound (memory, counts: BENCH_TARGET_VALUE_AT_MOST)
+ * is met from the row's own measured value; the baseline is then only
+ * shown beside it. */
 
 typedef enum
 {
   BENCH_TARGET_NONE,      /* informational row */
   BENCH_TARGET_AT_MOST,   /* ratio <= target_ratio */
   BENCH_TARGET_BELOW,     /* ratio < target_ratio */
+  BENCH_TARGET_VALUE_AT_MOST, /* value <= target_ratio, in the row's unit (absolute) */
 } BenchTargetKind;
 
 typedef struct

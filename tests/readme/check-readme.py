@@ -4,8 +4,9 @@ Performance table claims a target met that its own figures do not show.
 
 The table is tests/bench/run-benchmarks.py's --markdown output, pasted: a
 row says "yes" or "**no**" only where it has a measured ratio and a ratio
-target (≤ X× or < X×), and the word follows from them; a row whose baseline
-was not measured says "not compared" and has no ratio.
+target (≤ X× or < X×), or a measured value and an absolute bound ("≤ N unit
+(absolute)"), and the word follows from them; a row whose baseline was not
+measured says "not compared" and has no ratio.
 """
 import re
 import sys
@@ -29,14 +30,24 @@ else:
         if len(cells) != 6:
             problems.append(f"malformed table row: {line}")
             continue
-        name, _, _, ratio_text, target, met = cells
+        name, value_text, _, ratio_text, target, met = cells
         ratio = re.fullmatch(r"([0-9.]+)×", ratio_text)
         goal = re.match(r"(≤|<) ([0-9.]+)×", target)
+        absolute = re.fullmatch(r"≤ ([0-9.]+) (\S+) \(absolute\)", target)
         if met == "not compared":
             if ratio:
                 problems.append(f"{name}: 'not compared' but it shows a ratio")
             continue
         if met not in ("yes", "**no**"):
+            continue
+        if absolute:
+            measured = re.fullmatch(r"([0-9.]+) (\S+)", value_text.replace("\u202f", " "))
+            if not measured or measured.group(2) != absolute.group(2):
+                problems.append(f"{name}: says '{met}' without a value in {absolute.group(2)}")
+                continue
+            value, bound = float(measured.group(1)), float(absolute.group(1))
+            if (met == "yes") != (value <= bound) and abs(value - bound) > 0.01 * bound:
+                problems.append(f"{name}: value {value_text} and target {target}, yet met says '{met}'")
             continue
         if not ratio or not goal:
             problems.append(f"{name}: says '{met}' without a measured ratio and a ratio target")
