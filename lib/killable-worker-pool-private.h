@@ -9,8 +9,9 @@
 
 G_BEGIN_DECLS
 
-/* Runs @func (@data) on an idle cached thread, or on a new thread when none
- * is idle: there is no queue, a job never waits behind another.
+/* Runs @func (@data) on an idle thread of the pool (one that searches for
+ * jobs, or a sleeping one woken for it), or on a new thread when none is
+ * idle: a job never waits behind another.
  * Returns FALSE with @error set when no thread could be created.
  */
 gboolean killable_worker_pool_run              (GFunc     func,
@@ -19,6 +20,12 @@ gboolean killable_worker_pool_run              (GFunc     func,
 
 gboolean killable_worker_pool_after_job        (GFunc     func,
                                                 gpointer  data);
+
+/* For a thread about to sleep until *@word >= @value (a joiner): spins a
+ * moment first, when that has been paying off lately and a CPU is free.
+ * Returns TRUE if *@word reached @value meanwhile. */
+gboolean killable_worker_pool_spin_until       (const gint *word,
+                                                gint        value);
 
 /* For tests and benchmarks. */
 guint    killable_worker_pool_get_n_threads    (void);
