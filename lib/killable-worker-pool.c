@@ -24,9 +24,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <sched.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -112,7 +112,6 @@ get_n_cpus (void)
       if (n <= 0)
         n = (int) sysconf (_SC_NPROCESSORS_ONLN);
       n_cpus = (guint) MAX (n, 1);
-      if (g_getenv ("KILLABLE_DEV_NCPUS")) n_cpus = atoi (g_getenv ("KILLABLE_DEV_NCPUS")); /* DEV */
       g_once_init_leave (&once, 1);
     }
 
@@ -190,6 +189,53 @@ futex_wake (gint *word)
 #define SPIN_PREEMPTED_NS (20 * 1000)
 #define SPIN_PROBE_EVERY  16
 
+/* How often the machine's load is looked at (by a thread about to spin). */
+#define LOAD_SAMPLE_MS    2
+
+static gint load_sampled_at;     /* (atomic) in ms of now_ns(), wrapping */
+static gint load_has_room = 1;   /* (atomic) */
+
+/* Whether a CPU is free for a spin: the runnable threads of the whole
+ * machine (the 4th field of /proc/loadavg, this thread and the one it waits
+ * for included) fit in this process's CPUs. Sampled at most every
+ * LOAD_SAMPLE_NS; a spinner on a saturated machine takes the CPU that the
+ * thread it waits for needs. */
+static gboolean
+machine_has_room (void)
+{
+  gint now = (gint) (guint) (now_ns () / 1000000);
+  gint then = g_atomic_int_get (&load_sampled_at);
+  char buf[128];
+  const char *slash;
+  ssize_t len;
+  int fd;
+  gint64 runnable;
+
+  if ((guint) now - (guint) then < LOAD_SAMPLE_MS ||
+      !g_atomic_int_compare_and_exchange (&load_sampled_at, then, now))
+    return g_atomic_int_get (&load_has_room);
+
+  fd = open ("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return g_atomic_int_get (&load_has_room);
+  len = read (fd, buf, sizeof buf - 1);
+  close (fd);
+  if (len <= 0)
+    return g_atomic_int_get (&load_has_room);
+  buf[len] = '\0';
+
+  /* "0.52 0.58 0.59 3/512 12345": runnable/total */
+  slash = strchr (buf, '/');
+  if (slash == NULL)
+    return g_atomic_int_get (&load_has_room);
+  while (slash > buf && g_ascii_isdigit (slash[-1]))
+    slash--;
+  runnable = g_ascii_strtoll (slash, NULL, 10);
+  g_atomic_int_set (&load_has_room, runnable <= (gint64) n_cpus);
+
+  return runnable <= (gint64) n_cpus;
+}
+
 typedef struct
 {
   gint budget_ns;   /* (atomic) */
@@ -264,7 +310,7 @@ killable_worker_pool_spin_until (const gint *word,
   if (get_n_cpus () < 2)
     return FALSE;
   /* The running jobs have a CPU each, and this thread one more. */
-  if ((guint) g_atomic_int_get (&n_running) >= n_cpus)
+  if ((guint) g_atomic_int_get (&n_running) >= n_cpus || !machine_has_room ())
     return FALSE;
 
   budget = g_atomic_int_get (&join_spin.budget_ns);
@@ -438,6 +484,8 @@ next_job (Worker *worker,
   gint64 idle_since = now_ns ();
   gint budget;
   gboolean may_spin;
+  /* Outside the lock: now and then it reads /proc. */
+  gboolean room = get_n_cpus () > 1 && machine_has_room ();
 
   g_mutex_lock (&pool_lock);
   n_idle++;
@@ -467,7 +515,7 @@ next_job (Worker *worker,
     }
 
   budget = g_atomic_int_get (&idle_spin.budget_ns);
-  may_spin = budget > 0 && get_n_cpus () > 1 && n_searching < MAX (1, n_cpus - 1);
+  may_spin = room && budget > 0 && n_searching < MAX (1, n_cpus - 1);
   if (may_spin)
     {
       n_searching++;
