@@ -2275,9 +2275,9 @@ wait_until (KillableTask *self,
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   gboolean ret;
 
-  /* A short task often ends within microseconds: a moment of spinning
-   * (adaptive, see the pool) spares two context switches. */
-  if (!KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)) &&
+  /* join(): a short task often ends within microseconds, and a moment of
+   * spinning (adaptive, see the pool) spares two context switches. */
+  if (end_time < 0 && !KILLABLE_TASK_STATE_IS_TERMINAL (g_atomic_int_get (&priv->state)) &&
       killable_worker_pool_spin_until (&priv->state, KILLABLE_TASK_STATE_SUCCEEDED))
     return TRUE;
 

@@ -173,7 +173,8 @@ futex_wake (gint *word)
  * - a wait that slept but ended within SPIN_MAX_NS (the wake-up of a sleeper
  *   measures it; a joiner that did not spin probes every SPIN_PROBE_EVERY
  *   waits) sets it to twice that wait;
- * - nothing spins on a single CPU.
+ * - nothing spins on a single CPU, nor while the machine's runnable
+ *   threads fill its CPUs (machine_has_room()).
  *
  * On an idle machine the budgets stay up and a hand-off costs no system
  * call; on a loaded one they fall to 0 within a few waits, and the pool is
@@ -198,7 +199,7 @@ static gint load_has_room = 1;   /* (atomic) */
 /* Whether a CPU is free for a spin: the runnable threads of the whole
  * machine (the 4th field of /proc/loadavg, this thread and the one it waits
  * for included) fit in this process's CPUs. Sampled at most every
- * LOAD_SAMPLE_NS; a spinner on a saturated machine takes the CPU that the
+ * LOAD_SAMPLE_MS; a spinner on a saturated machine takes the CPU that the
  * thread it waits for needs. */
 static gboolean
 machine_has_room (void)
@@ -689,10 +690,11 @@ killable_worker_pool_set_idle_timeout (gint64 usec)
  * the job list and counts is consistent. In the child no worker thread
  * exists: the sleepers are forgotten, and so are the queued jobs (like the
  * job of a busy thread, they run in the parent only: their tasks stay
- * RUNNING in the child); the counts restart at 0, so the next job gets a new
- * thread. The records of the sleepers and of busy threads are leaked there,
- * never touched (a record may be half-way through a futex wake-up).
+ * RUNNING in the child); the counts restart at 0 (or at one running thread,
+ * when a job forked), so the next job gets a new thread. The records of the
+ * sleepers and of busy threads are leaked there, never touched.
  */
+
 /* The section gate: see killable-fork.c. A fork waits this long at most
  * for library threads inside a GObject section (a bound, because Python
  * holds its GIL across os.fork() and a section may wait for it): 100 ms
@@ -781,13 +783,17 @@ killable_worker_pool_fork_parent (void)
 void
 killable_worker_pool_fork_child (void)
 {
+  /* A job that forked: its thread is the child's only one, and comes back
+   * to the pool when the job returns. */
+  guint n = current_worker != NULL ? 1 : 0;
+
   sleepers = NULL;
   g_atomic_int_set (&n_queued, 0);
   ring_head = 0;
-  n_threads = 0;
+  n_threads = n;
   n_idle = 0;
   n_searching = 0;
-  g_atomic_int_set (&n_running, 0);
+  g_atomic_int_set (&n_running, (gint) n);
 
   g_mutex_unlock (&pool_lock);
 }
