@@ -182,10 +182,10 @@ futex_wake (gint *word)
  * no CPU: a worker spins once, at most SPIN_MAX_NS, after its last job.
  */
 
-#define SPIN_MAX_NS       (30 * 1000)
+#define SPIN_MAX_NS       (20 * 1000)
 #define SPIN_MIN_NS       (1000)
 /* After this long the spin yields the CPU between looks. */
-#define SPIN_YIELD_NS     (8 * 1000)
+#define SPIN_YIELD_NS     (5 * 1000)
 /* A look that took longer than this was descheduled. */
 #define SPIN_PREEMPTED_NS (20 * 1000)
 #define SPIN_PROBE_EVERY  16
@@ -198,7 +198,9 @@ static gint load_has_room = 1;   /* (atomic) */
 
 /* Whether a CPU is free for a spin: the runnable threads of the whole
  * machine (the 4th field of /proc/loadavg, this thread and the one it waits
- * for included) fit in this process's CPUs. Sampled at most every
+ * for included) fit in this process's CPUs, and did over the last minute
+ * (the load average: runnable threads and those blocked in the kernel
+ * sample but rarely while a build runs). Sampled at most every
  * LOAD_SAMPLE_MS; a spinner on a saturated machine takes the CPU that the
  * thread it waits for needs. */
 static gboolean
@@ -211,6 +213,8 @@ machine_has_room (void)
   ssize_t len;
   int fd;
   gint64 runnable;
+  double load;
+  gboolean room;
 
   if ((guint) now - (guint) then < LOAD_SAMPLE_MS ||
       !g_atomic_int_compare_and_exchange (&load_sampled_at, then, now))
@@ -225,16 +229,22 @@ machine_has_room (void)
     return g_atomic_int_get (&load_has_room);
   buf[len] = '\0';
 
-  /* "0.52 0.58 0.59 3/512 12345": runnable/total */
+  /* "0.52 0.58 0.59 3/512 12345": the load average over a minute, then
+   * runnable/total now */
+  load = g_ascii_strtod (buf, NULL);
   slash = strchr (buf, '/');
   if (slash == NULL)
     return g_atomic_int_get (&load_has_room);
   while (slash > buf && g_ascii_isdigit (slash[-1]))
     slash--;
   runnable = g_ascii_strtoll (slash, NULL, 10);
-  g_atomic_int_set (&load_has_room, runnable <= (gint64) n_cpus);
+  /* Now, and over the last minute: a spinning pair of threads counts 2 in
+   * the average by itself, so more than one CPU's worth besides means
+   * that other processes wait for CPUs. */
+  room = runnable <= (gint64) n_cpus && load < n_cpus + 1.0;
+  g_atomic_int_set (&load_has_room, room);
 
-  return runnable <= (gint64) n_cpus;
+  return room;
 }
 
 typedef struct
