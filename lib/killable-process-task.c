@@ -191,7 +191,7 @@ struct _KillableProcessTask
   gboolean              containment_notified; /* owner thread only */
   char                 *cgroup_parent; /* (owned) (nullable) protected by @lock */
   guint64               memory_limit;  /* protected by @lock */
-  guint                 max_processes; /* protected by @lock */
+  guint64               max_processes; /* protected by @lock; a guint */
   guint64               capture_limit; /* protected by @lock; 0: none */
 
   /* Pipes asked for before the start: the program's end (-1 once given to
@@ -1175,7 +1175,7 @@ killable_process_task_run (KillableTask  *task,
   envp = g_strdupv (self->envp);
   flags = self->flags;
   memory_limit = self->memory_limit;
-  max_processes = self->max_processes;
+  max_processes = (guint) self->max_processes;
   capture_limit = self->capture_limit;
   g_mutex_unlock (&self->lock);
 
@@ -2512,6 +2512,38 @@ killable_process_task_set_containment (KillableProcessTask *self,
     g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CONTAINMENT]);
 }
 
+/* The limits (memory, processes, capture): read and set under @lock; a
+ * change is notified after it is released. */
+static guint64
+get_limit (KillableProcessTask *self,
+           const guint64       *field)
+{
+  guint64 ret;
+
+  g_mutex_lock (&self->lock);
+  ret = *field;
+  g_mutex_unlock (&self->lock);
+
+  return ret;
+}
+
+static void
+set_limit (KillableProcessTask *self,
+           guint64             *field,
+           guint64              value,
+           int                  prop)
+{
+  gboolean changed;
+
+  g_mutex_lock (&self->lock);
+  changed = *field != value;
+  *field = value;
+  g_mutex_unlock (&self->lock);
+
+  if (changed)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[prop]);
+}
+
 /**
  * killable_process_task_get_cgroup_parent:
  * @self: a process task
@@ -2584,15 +2616,9 @@ killable_process_task_set_cgroup_parent (KillableProcessTask *self,
 guint64
 killable_process_task_get_memory_limit (KillableProcessTask *self)
 {
-  guint64 ret;
-
   g_return_val_if_fail (KILLABLE_IS_PROCESS_TASK (self), 0);
 
-  g_mutex_lock (&self->lock);
-  ret = self->memory_limit;
-  g_mutex_unlock (&self->lock);
-
-  return ret;
+  return get_limit (self, &self->memory_limit);
 }
 
 /**
@@ -2611,18 +2637,10 @@ void
 killable_process_task_set_memory_limit (KillableProcessTask *self,
                                         guint64              bytes)
 {
-  gboolean changed;
-
   g_return_if_fail (KILLABLE_IS_PROCESS_TASK (self));
   g_return_if_fail (!was_started (self));
 
-  g_mutex_lock (&self->lock);
-  changed = self->memory_limit != bytes;
-  self->memory_limit = bytes;
-  g_mutex_unlock (&self->lock);
-
-  if (changed)
-    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MEMORY_LIMIT]);
+  set_limit (self, &self->memory_limit, bytes, PROP_MEMORY_LIMIT);
 }
 
 /**
@@ -2640,15 +2658,9 @@ killable_process_task_set_memory_limit (KillableProcessTask *self,
 guint
 killable_process_task_get_max_processes (KillableProcessTask *self)
 {
-  guint ret;
-
   g_return_val_if_fail (KILLABLE_IS_PROCESS_TASK (self), 0);
 
-  g_mutex_lock (&self->lock);
-  ret = self->max_processes;
-  g_mutex_unlock (&self->lock);
-
-  return ret;
+  return (guint) get_limit (self, &self->max_processes);
 }
 
 /**
@@ -2667,18 +2679,10 @@ void
 killable_process_task_set_max_processes (KillableProcessTask *self,
                                          guint                max_processes)
 {
-  gboolean changed;
-
   g_return_if_fail (KILLABLE_IS_PROCESS_TASK (self));
   g_return_if_fail (!was_started (self));
 
-  g_mutex_lock (&self->lock);
-  changed = self->max_processes != max_processes;
-  self->max_processes = max_processes;
-  g_mutex_unlock (&self->lock);
-
-  if (changed)
-    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MAX_PROCESSES]);
+  set_limit (self, &self->max_processes, max_processes, PROP_MAX_PROCESSES);
 }
 
 /**
@@ -2697,15 +2701,9 @@ killable_process_task_set_max_processes (KillableProcessTask *self,
 guint64
 killable_process_task_get_capture_limit (KillableProcessTask *self)
 {
-  guint64 ret;
-
   g_return_val_if_fail (KILLABLE_IS_PROCESS_TASK (self), 0);
 
-  g_mutex_lock (&self->lock);
-  ret = self->capture_limit;
-  g_mutex_unlock (&self->lock);
-
-  return ret;
+  return get_limit (self, &self->capture_limit);
 }
 
 /**
@@ -2725,18 +2723,10 @@ void
 killable_process_task_set_capture_limit (KillableProcessTask *self,
                                          guint64              bytes)
 {
-  gboolean changed;
-
   g_return_if_fail (KILLABLE_IS_PROCESS_TASK (self));
   g_return_if_fail (!was_started (self));
 
-  g_mutex_lock (&self->lock);
-  changed = self->capture_limit != bytes;
-  self->capture_limit = bytes;
-  g_mutex_unlock (&self->lock);
-
-  if (changed)
-    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CAPTURE_LIMIT]);
+  set_limit (self, &self->capture_limit, bytes, PROP_CAPTURE_LIMIT);
 }
 
 /**
