@@ -48,6 +48,7 @@ typedef enum
    KILLABLE_EMIT_SETTERS)
 
 typedef struct _KillableOwnerEntry KillableOwnerEntry;
+typedef struct _KillableOwnerPlace KillableOwnerPlace;
 
 /* Given by the object that owns a KillableOwner: which of @emissions
  * someone listens to (called on any thread), and the emission itself
@@ -60,18 +61,17 @@ typedef struct
                    guint    emissions);
 } KillableOwnerFuncs;
 
+/* Embedded in the object the emissions are about, at the same offset in
+ * every instance (see killable_owner_setup()): 8 bytes. Its newest queued
+ * entry, if any, is in a table of the module. */
 typedef struct
 {
-  GMainContext             *context;   /* (owned) protected by the owner lock */
-  GThread                  *thread;    /* (owned) the owner's thread, protected by the owner lock */
-  KillableOwnerEntry       *pending;   /* (nullable) this object's newest queued entry, owner lock */
-  GObject                  *object;    /* (unowned) immutable: what the emissions are about */
-  const KillableOwnerFuncs *funcs;     /* immutable */
+  KillableOwnerPlace       *place;     /* (owned) the owner's context and thread (shared), owner lock */
 } KillableOwner;
 
-void          killable_owner_init          (KillableOwner            *owner,
-                                            GObject                  *object,
-                                            const KillableOwnerFuncs *funcs);
+void          killable_owner_setup         (const KillableOwnerFuncs *funcs,
+                                            gssize                    offset);
+void          killable_owner_init          (KillableOwner            *owner);
 void          killable_owner_clear         (KillableOwner            *owner);
 void          killable_owner_set_context   (KillableOwner            *owner,
                                             GMainContext             *context);

@@ -1,10 +1,11 @@
 /* killable-owner.c: emissions on the owner's main context
  *
- * Owns: a KillableOwner per task (its owner context and thread, its newest
+ * Owns: a KillableOwner per task (its place: owner context and thread,
+ * shared with the other tasks of that thread and context; its newest
  * queued entry), one FIFO of entries per owner context, and the release of
  * the owner's data (destroy notifies) on the owner's context.
- * Locks: owner_lock guards every queue and every KillableOwner's context,
- * thread and pending entry, and serialises the probes of
+ * Locks: owner_lock guards every queue, every KillableOwner's place and
+ * the table of pending entries, and serialises the probes of
  * killable_owner_release(); a leaf lock (no user code, no other library
  * lock is taken under it).
  * Called by: killable-task.c. Calls back only through the
@@ -51,26 +52,115 @@ typedef struct
 
 static GMutex owner_lock;
 static GHashTable *queues;  /* GMainContext* → OwnerQueue*, protected by owner_lock */
+/* KillableOwner* → its newest queued entry, the one later emissions may
+ * join; protected by owner_lock. A table rather than a field: only owners
+ * with something queued (something listens to them) have one, and a task
+ * nobody watches does not carry the pointer. */
+static GHashTable *pending_entries;
+
+static KillableOwnerEntry *
+pending_get_locked (KillableOwner *owner)
+{
+  return pending_entries != NULL ? g_hash_table_lookup (pending_entries, owner) : NULL;
+}
+
+static void
+pending_clear_locked (KillableOwner *owner)
+{
+  if (pending_entries != NULL)
+    g_hash_table_remove (pending_entries, owner);
+}
+
+/* Given once, before any KillableOwner is initialised (the owning class's
+ * class_init): not stored in each KillableOwner, which saves 16 bytes per
+ * object. Immutable from then. */
+static const KillableOwnerFuncs *owner_funcs;
+static gssize owner_offset;
+
+/* The object a KillableOwner is embedded in. */
+static inline GObject *
+owner_object (KillableOwner *owner)
+{
+  return (GObject *) ((guint8 *) owner - owner_offset);
+}
+
+/* @offset: where each KillableOwner lies in its object, from the start of
+ * the instance (the same for every instance of the class and its
+ * subclasses, as a GObject's private data is). */
+void
+killable_owner_setup (const KillableOwnerFuncs *funcs,
+                      gssize                    offset)
+{
+  owner_funcs = funcs;
+  owner_offset = offset;
+}
+
+/* A thread and a context, shared by every owner that has them: the tasks
+ * a thread creates (or starts) with the same thread-default context hold
+ * one reference on one place, not two references each. Immutable but for
+ * the count. Each thread keeps its last place for the next owners. */
+struct _KillableOwnerPlace
+{
+  int           ref_count;  /* (atomic) */
+  GMainContext *context;    /* (owned) */
+  GThread      *thread;     /* (owned) */
+};
+
+static KillableOwnerPlace *
+place_ref (KillableOwnerPlace *place)
+{
+  g_atomic_int_inc (&place->ref_count);
+  return place;
+}
+
+static void
+place_unref (gpointer data)
+{
+  KillableOwnerPlace *place = data;
+
+  if (g_atomic_int_dec_and_test (&place->ref_count))
+    {
+      g_main_context_unref (place->context);
+      g_thread_unref (place->thread);
+      g_free (place);
+    }
+}
+
+/* This thread's last place, released when the thread exits. */
+static GPrivate cached_place = G_PRIVATE_INIT (place_unref);
+
+/* A reference on the place of the calling thread and @context. */
+static KillableOwnerPlace *
+place_get (GMainContext *context)
+{
+  KillableOwnerPlace *place = g_private_get (&cached_place);
+
+  if (G_LIKELY (place != NULL && place->context == context))
+    return place_ref (place);
+
+  place = g_new (KillableOwnerPlace, 1);
+  place->ref_count = 2;   /* the caller's and the cache's */
+  place->context = g_main_context_ref (context);
+  place->thread = g_thread_ref (g_thread_self ());
+  g_private_replace (&cached_place, place);
+
+  return place;
+}
 
 void
-killable_owner_init (KillableOwner            *owner,
-                     GObject                  *object,
-                     const KillableOwnerFuncs *funcs)
+killable_owner_init (KillableOwner *owner)
 {
-  owner->context = g_main_context_ref_thread_default ();
-  owner->thread = g_thread_ref (g_thread_self ());
-  owner->pending = NULL;
-  owner->object = object;
-  owner->funcs = funcs;
+  GMainContext *context = g_main_context_get_thread_default ();
+
+  owner->place = place_get (context != NULL ? context : g_main_context_default ());
 }
 
 void
 killable_owner_clear (KillableOwner *owner)
 {
-  /* A queued entry holds a reference on its object, so none is left here. */
-  g_assert (owner->pending == NULL);
-  g_clear_pointer (&owner->context, g_main_context_unref);
-  g_clear_pointer (&owner->thread, g_thread_unref);
+  /* A queued entry holds a reference on its object, so none is left here
+   * (and none is in pending_entries). */
+  g_clear_pointer (&owner->place, place_unref);
 }
 
 /* The calling thread becomes the owner's thread, @context its context. */
@@ -78,20 +168,40 @@ void
 killable_owner_set_context (KillableOwner *owner,
                             GMainContext  *context)
 {
-  GMainContext *old;
-  GThread *old_thread;
+  KillableOwnerPlace *old;
+  KillableOwnerPlace *place;
+
+  /* Usually the place the task was created with, this thread's cached
+   * one: then no reference changes hands, and with nothing queued anywhere
+   * yet no lock is needed. Only the pointer is compared (the cached place
+   * is alive, the cache holds it): were the owner's place changed
+   * concurrently, this call is as if made before that change. */
+  place = g_private_get (&cached_place);
+  if (place != NULL && g_atomic_pointer_get (&owner->place) == place &&
+      place->context == context && g_atomic_pointer_get (&pending_entries) == NULL)
+    return;
 
   g_mutex_lock (&owner_lock);
-  old = owner->context;
-  old_thread = owner->thread;
-  owner->context = g_main_context_ref (context);
-  owner->thread = g_thread_ref (g_thread_self ());
-  /* Emissions already queued on the old context stay there. */
-  owner->pending = NULL;
+  if (owner->place->context == context && owner->place->thread == g_thread_self ())
+    {
+      /* Emissions already queued stay where they are. */
+      pending_clear_locked (owner);
+      g_mutex_unlock (&owner_lock);
+      return;
+    }
   g_mutex_unlock (&owner_lock);
 
-  g_main_context_unref (old);
-  g_thread_unref (old_thread);
+  /* Outside the lock: it may allocate and release a place. */
+  place = place_get (context);
+
+  g_mutex_lock (&owner_lock);
+  old = owner->place;
+  g_atomic_pointer_set (&owner->place, place);
+  /* Emissions already queued on the old context stay there. */
+  pending_clear_locked (owner);
+  g_mutex_unlock (&owner_lock);
+
+  place_unref (old);
 }
 
 /* Emits @emissions at once when the calling thread is the owner's (it
@@ -105,11 +215,11 @@ killable_owner_emit (KillableOwner *owner,
   gboolean here;
 
   g_mutex_lock (&owner_lock);
-  here = owner->thread == g_thread_self () || g_main_context_is_owner (owner->context);
+  here = owner->place->thread == g_thread_self () || g_main_context_is_owner (owner->place->context);
   g_mutex_unlock (&owner_lock);
 
   if (here)
-    owner->funcs->emit (owner->object, emissions);
+    owner_funcs->emit (owner_object (owner), emissions);
   else
     killable_owner_queue (owner, emissions);
 }
@@ -129,8 +239,8 @@ owner_queue_dispatch (gpointer user_data)
     {
       KillableOwnerEntry *entry = l->data;
 
-      if (entry->owner->pending == entry)
-        entry->owner->pending = NULL;
+      if (pending_get_locked (entry->owner) == entry)
+        pending_clear_locked (entry->owner);
     }
 
   g_clear_pointer (&queue->source, g_source_unref);
@@ -142,9 +252,9 @@ owner_queue_dispatch (gpointer user_data)
   while ((l = g_queue_pop_head_link (&entries)) != NULL)
     {
       KillableOwnerEntry *entry = l->data;
-      GObject *object = entry->owner->object;
+      GObject *object = owner_object (entry->owner);
 
-      entry->owner->funcs->emit (object, entry->emissions);
+      owner_funcs->emit (object, entry->emissions);
       g_free (entry);
       g_object_unref (object);
     }
@@ -175,17 +285,17 @@ killable_owner_queue (KillableOwner *owner,
   OwnerQueue *queue;
   GObject *ref;
 
-  emissions = owner->funcs->filter (owner->object, emissions);
+  emissions = owner_funcs->filter (owner_object (owner), emissions);
   if (emissions == 0)
     return;
 
   /* Taken before the lock: a reference that toggles runs a binding's
    * toggle notification (Python takes its GIL there). */
-  ref = g_object_ref (owner->object);
+  ref = g_object_ref (owner_object (owner));
 
   g_mutex_lock (&owner_lock);
 
-  entry = owner->pending;
+  entry = pending_get_locked (owner);
   if (entry != NULL &&
       ((emissions & ~KILLABLE_EMIT_UNORDERED) == 0 || entry->link.next == NULL))
     {
@@ -198,11 +308,11 @@ killable_owner_queue (KillableOwner *owner,
   if (queues == NULL)
     queues = g_hash_table_new_full (NULL, NULL, NULL, owner_queue_free);
 
-  queue = g_hash_table_lookup (queues, owner->context);
+  queue = g_hash_table_lookup (queues, owner->place->context);
   if (queue == NULL)
     {
       queue = g_new0 (OwnerQueue, 1);
-      queue->context = g_main_context_ref (owner->context);
+      queue->context = g_main_context_ref (owner->place->context);
       g_hash_table_insert (queues, queue->context, queue);
     }
 
@@ -211,7 +321,9 @@ killable_owner_queue (KillableOwner *owner,
   entry->emissions = emissions;
   entry->link.data = entry;
   g_queue_push_tail_link (&queue->entries, &entry->link);
-  owner->pending = entry;
+  if (pending_entries == NULL)
+    g_atomic_pointer_set (&pending_entries, g_hash_table_new (NULL, NULL));
+  g_hash_table_insert (pending_entries, owner, entry);
 
   if (queue->source == NULL)
     {
@@ -311,8 +423,8 @@ killable_owner_release (KillableOwner  *owner,
    * each other for a main loop (the context's own lock is already taken
    * under owner_lock, by g_source_attach() in killable_owner_queue()). */
   g_mutex_lock (&owner_lock);
-  here = owner->thread == g_thread_self () || g_main_context_is_owner (owner->context);
-  context = g_main_context_ref (owner->context);
+  here = owner->place->thread == g_thread_self () || g_main_context_is_owner (owner->place->context);
+  context = g_main_context_ref (owner->place->context);
   if (!here)
     {
       here = g_main_context_acquire (context);

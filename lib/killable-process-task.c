@@ -1710,6 +1710,9 @@ killable_process_task_class_init (KillableProcessTaskClass *klass)
   object_class->get_property = killable_process_task_get_property;
   object_class->set_property = killable_process_task_set_property;
 
+  /* Kept with the type: a pending process task needs no run block for it. */
+  killable_task_class_set_default_grace_period (task_class, DEFAULT_GRACE_PERIOD);
+
   task_class->run = killable_process_task_run;
   task_class->interrupt = killable_process_task_interrupt;
   task_class->kill = killable_process_task_kill;
@@ -1883,9 +1886,8 @@ killable_process_task_init (KillableProcessTask *self)
   g_signal_connect (self, "notify::state", G_CALLBACK (state_notify_cb), NULL);
 
   /* Stop (SIGTERM), then kill (SIGKILL): a process has no interrupt rung
-   * worth waiting for. Nobody is connected yet: no notification is seen. */
+   * worth waiting for. (The grace period's default is the class's.) */
   killable_task_set_escalation_direct_kill (KILLABLE_TASK (self), TRUE);
-  killable_task_set_grace_period (KILLABLE_TASK (self), DEFAULT_GRACE_PERIOD);
 }
 
 /* }}} */

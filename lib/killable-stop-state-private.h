@@ -25,28 +25,48 @@ typedef struct _KillableStopCallback KillableStopCallback;
 #define KILLABLE_STOP_FLAG_REQUESTED 1   /* set once, never cleared */
 #define KILLABLE_STOP_FLAG_PAUSED    2   /* set while paused (killable_stop_state_set_paused), cleared by a stop */
 
+/* What only a task that has stop callbacks, sleeps, waits on an fd or is
+ * paused needs: allocated on first use (killable_stop_state_get_extra(),
+ * under @cb_lock), published with an atomic store, freed only with the
+ * state. A pending task that is only stopped never has one. */
 typedef struct
 {
-  int                   requested;       /* (atomic) KILLABLE_STOP_FLAG_* bits; first: the inline check reads it */
   GMutex                lock;
-  GCond                 cond;            /* sleepers, remove_stop_callback() waiters */
+  GCond                 cond;            /* sleepers, remove_stop_callback() waiters, wait_fired() */
   guint                 n_waiters;       /* protected by @lock: threads in a wait on @cond */
-  GError               *reason;          /* (owned) (nullable) protected by @lock, immutable once @requested */
-  /* The callbacks have their own lock, a short spin lock (no user code, no
-   * allocation but a rare one, and no wait under it): an add + remove pair
-   * costs two atomic instructions, as std::stop_callback's do. */
-  int                   cb_lock;         /* (atomic) 0 free, 1 held */
-  int                   n_cb_waiters;    /* (atomic) remove_callback() calls waiting for a running callback */
-  KillableStopCallback *head;            /* (owned) intrusive list, oldest first, ids growing; protected by @cb_lock */
-  KillableStopCallback *tail;            /* (unowned) protected by @cb_lock */
-  KillableStopCallback *spare;           /* (nullable) removed nodes, linked by ->next, for the next adds; protected by @cb_lock */
-  gpointer              chunks;          /* (owned) (nullable) the node blocks (see stop-state.c); protected by @cb_lock */
-  gulong                running_id;      /* protected by @cb_lock: the callback being run, 0 if none */
-  GThread              *running_thread;  /* protected by @cb_lock */
-  gulong                last_id;         /* protected by @cb_lock */
   gboolean              firing;          /* protected by @lock: requested, callbacks not all run yet */
   int                   wake_fd;         /* (owned) eventfd for wait_fd(), -1 until needed; protected by @lock */
+  int                   n_cb_waiters;    /* (atomic) remove_callback() calls waiting for a running callback */
+  KillableStopCallback *head;            /* (owned) intrusive list, oldest first, ids growing; protected by the state's cb_lock */
+  KillableStopCallback *tail;            /* (unowned) protected by cb_lock */
+  KillableStopCallback *spare;           /* (nullable) removed nodes, linked by ->next, for the next adds; protected by cb_lock */
+  gpointer              chunks;          /* (owned) (nullable) the node blocks (see stop-state.c); protected by cb_lock */
+  gulong                running_id;      /* protected by cb_lock: the callback being run, 0 if none */
+  GThread              *running_thread;  /* protected by cb_lock */
+  gulong                last_id;         /* protected by cb_lock */
+} KillableStopStateExtra;
+
+/* 24 bytes in every task. The reason is written once, under @cb_lock,
+ * before the flag is set, and is immutable from then: whoever saw the
+ * flag set reads it without a lock. */
+typedef struct
+{
+  int                     requested;     /* (atomic) KILLABLE_STOP_FLAG_* bits; first: the inline check reads it */
+  /* A short spin lock (no user code, no wait under it; an allocation at
+   * most): guards the publication of @reason and the flag, the allocation
+   * of @extra, and the callback list in @extra. An add + remove pair costs
+   * two atomic instructions, as std::stop_callback's do. */
+  int                     cb_lock;       /* (atomic) 0 free, 1 held */
+  GError                 *reason;        /* (owned) (nullable) see above */
+  KillableStopStateExtra *extra;         /* (owned) (nullable) (atomic) see KillableStopStateExtra */
 } KillableStopState;
+
+/* For tests: whether the extra block was allocated. */
+static inline gboolean
+killable_stop_state_has_extra (KillableStopState *state)
+{
+  return g_atomic_pointer_get (&state->extra) != NULL;
+}
 
 void      killable_stop_state_init            (KillableStopState    *state);
 void      killable_stop_state_clear           (KillableStopState    *state);
@@ -87,7 +107,9 @@ GError   *killable_stop_state_dup_reason      (KillableStopState    *state);
 static inline gboolean
 killable_stop_state_has_callbacks_to_fire (KillableStopState *state)
 {
-  return state->firing;
+  KillableStopStateExtra *extra = g_atomic_pointer_get (&state->extra);
+
+  return extra != NULL && extra->firing;
 }
 
 /* The reason, without a copy or a lock: only once the flag was seen set

@@ -4,13 +4,20 @@
  * stop-callback list with its exact semantics, the wake-up of blocked
  * waits (sleep, wait_fd), and the pause of thread tasks (check, sleep and
  * wait_fd block while KILLABLE_STOP_FLAG_PAUSED is set; a stop clears it).
- * Locks: KillableStopState.lock (a GMutex) guards the reason, the wake-up
- * fd (and its counter: a pause writes it, a resume drains it), `firing`, the
- * changes of the paused bit and the condition variable's waits; KillableStopState.cb_lock
- * (a spin lock held for a few instructions: list links, ids) guards the
- * callback list and which callback runs. The flag is atomic. No user code
- * runs under either (callbacks run outside both, one at a time); cb_lock is
- * never held while taking lock (remove_callback() drops it first).
+ * Memory: 24 bytes in each task (the flag, a spin lock, the reason, a
+ * pointer); what only tasks with callbacks, sleeps, fd waits or pauses
+ * need is in a KillableStopStateExtra allocated on first use, so that a
+ * pending task that is only stopped never allocates it.
+ * Locks: KillableStopState.cb_lock (a spin lock held for a few
+ * instructions: list links, ids, an allocation at most) guards the
+ * publication of the reason with the flag, the allocation of the extra
+ * block, the callback list and which callback runs. The extra block's
+ * lock (a GMutex) guards the wake-up fd (and its counter: a pause writes
+ * it, a resume drains it), `firing`, the changes of the paused bit and the
+ * condition variable's waits. The flag is atomic; the reason is immutable
+ * once the flag is set. No user code runs under either lock (callbacks run
+ * outside both, one at a time); the order is the extra's lock, then
+ * cb_lock, never the reverse (remove_callback() drops cb_lock first).
  * Called by: killable-task.c and killable-tree.c. Calls nothing of the
  * library: a leaf.
  *
@@ -49,29 +56,29 @@ struct _KillableStopCallback
  * waits, and a stop of a large tree broadcasts several times per task: only
  * wake when a thread waits (@n_waiters, protected by the same lock). */
 static void
-wake_waiters_locked (KillableStopState *state)
+wake_waiters_locked (KillableStopStateExtra *extra)
 {
-  if (state->n_waiters > 0)
-    g_cond_broadcast (&state->cond);
+  if (extra->n_waiters > 0)
+    g_cond_broadcast (&extra->cond);
 }
 
 static void
-wait_locked (KillableStopState *state)
+wait_locked (KillableStopStateExtra *extra)
 {
-  state->n_waiters++;
-  g_cond_wait (&state->cond, &state->lock);
-  state->n_waiters--;
+  extra->n_waiters++;
+  g_cond_wait (&extra->cond, &extra->lock);
+  extra->n_waiters--;
 }
 
 static gboolean
-wait_until_locked (KillableStopState *state,
-                   gint64             end_time)
+wait_until_locked (KillableStopStateExtra *extra,
+                   gint64                  end_time)
 {
   gboolean ret;
 
-  state->n_waiters++;
-  ret = g_cond_wait_until (&state->cond, &state->lock, end_time);
-  state->n_waiters--;
+  extra->n_waiters++;
+  ret = g_cond_wait_until (&extra->cond, &extra->lock, end_time);
+  extra->n_waiters--;
 
   return ret;
 }
@@ -145,12 +152,52 @@ chunks_free (NodeChunk *chunk)
     }
 }
 
+/* Called with cb_lock held: the extra block, allocated (no user code) on
+ * first use. */
+static G_GNUC_NO_INLINE KillableStopStateExtra *
+extra_new_locked (KillableStopState *state)
+{
+  KillableStopStateExtra *extra = g_new0 (KillableStopStateExtra, 1);
+
+  g_mutex_init (&extra->lock);
+  g_cond_init (&extra->cond);
+  extra->wake_fd = -1;
+  g_atomic_pointer_set (&state->extra, extra);
+
+  return extra;
+}
+
+static inline KillableStopStateExtra *
+get_extra_locked (KillableStopState *state)
+{
+  KillableStopStateExtra *extra = state->extra;
+
+  return G_LIKELY (extra != NULL) ? extra : extra_new_locked (state);
+}
+
+/* The extra block, allocated on first use. Takes cb_lock only the first
+ * time; never call it with cb_lock held (use get_extra_locked()). */
+static KillableStopStateExtra *
+get_extra (KillableStopState *state)
+{
+  KillableStopStateExtra *extra = g_atomic_pointer_get (&state->extra);
+
+  if (G_LIKELY (extra != NULL))
+    return extra;
+
+  cb_lock (state);
+  extra = get_extra_locked (state);
+  cb_unlock (state);
+
+  return extra;
+}
+
 /* Called with cb_lock held; allocates (no user code) when the blocks are
  * full. */
 static G_GNUC_NO_INLINE KillableStopCallback *
-stop_callback_new_slow (KillableStopState *state)
+stop_callback_new_slow (KillableStopStateExtra *extra)
 {
-  NodeChunk *chunk = state->chunks;
+  NodeChunk *chunk = extra->chunks;
 
   if (chunk == NULL || chunk->used == chunk->size)
     {
@@ -160,96 +207,124 @@ stop_callback_new_slow (KillableStopState *state)
       fresh->next = chunk;
       fresh->used = 0;
       fresh->size = size;
-      state->chunks = chunk = fresh;
+      extra->chunks = chunk = fresh;
     }
 
   return &chunk->nodes[chunk->used++];
 }
 
 static void
-unlink_locked (KillableStopState    *state,
-               KillableStopCallback *cb)
+unlink_locked (KillableStopStateExtra *extra,
+               KillableStopCallback   *cb)
 {
   if (cb->prev != NULL)
     cb->prev->next = cb->next;
   else
-    state->head = cb->next;
+    extra->head = cb->next;
   if (cb->next != NULL)
     cb->next->prev = cb->prev;
   else
-    state->tail = cb->prev;
+    extra->tail = cb->prev;
 }
 
 void
 killable_stop_state_init (KillableStopState *state)
 {
-  g_mutex_init (&state->lock);
-  g_cond_init (&state->cond);
+  state->requested = 0;
   state->cb_lock = 0;
-  state->n_cb_waiters = 0;
-  state->head = state->tail = state->spare = NULL;
-  state->n_waiters = 0;
-  state->wake_fd = -1;
+  state->reason = NULL;
+  state->extra = NULL;
 }
 
 void
 killable_stop_state_clear (KillableStopState *state)
 {
+  KillableStopStateExtra *extra = state->extra;
   KillableStopCallback *cb;
+
+  g_clear_error (&state->reason);
+  if (extra == NULL)
+    return;
 
   /* Nobody else can reach the state any more: callbacks that were never
    * fired are only released. */
-  for (cb = state->head; cb != NULL; cb = cb->next)
+  for (cb = extra->head; cb != NULL; cb = cb->next)
     stop_callback_notify (cb);
-  state->head = state->tail = state->spare = NULL;
-  chunks_free (state->chunks);
-  state->chunks = NULL;
+  chunks_free (extra->chunks);
 
-  g_clear_error (&state->reason);
-  if (state->wake_fd >= 0)
-    close (state->wake_fd);
-  g_cond_clear (&state->cond);
-  g_mutex_clear (&state->lock);
+  if (extra->wake_fd >= 0)
+    close (extra->wake_fd);
+  g_cond_clear (&extra->cond);
+  g_mutex_clear (&extra->lock);
+  g_free (extra);
+  state->extra = NULL;
 }
 
 /* Publishes the request: the reason first, then the flag, then wakes every
  * sleeper. Runs no user code, so it may be called under the tree lock.
- * Returns TRUE for the one call that made the request. */
+ * Returns TRUE for the one call that made the request. Without an extra
+ * block (nobody sleeps, waits or registered a callback: a pending task in
+ * a big tree), it costs the reason's copy and one spin-lock hold. */
 gboolean
 killable_stop_state_request (KillableStopState *state,
                              const GError      *reason)
 {
-  g_mutex_lock (&state->lock);
+  GError *copy;
+  KillableStopStateExtra *extra;
+
+  if (killable_stop_state_is_requested (state))
+    return FALSE;
+
+  /* Copied outside the spin lock; dropped if another request won. */
+  copy = reason != NULL ? g_error_copy (reason) : NULL;
+
+  for (;;)
+    {
+      extra = g_atomic_pointer_get (&state->extra);
+      if (extra != NULL)
+        g_mutex_lock (&extra->lock);
+      cb_lock (state);
+      /* Allocated meanwhile (under cb_lock): take its lock first. */
+      if (extra != NULL || state->extra == NULL)
+        break;
+      cb_unlock (state);
+    }
 
   if (killable_stop_state_is_requested (state))
     {
-      g_mutex_unlock (&state->lock);
+      cb_unlock (state);
+      if (extra != NULL)
+        g_mutex_unlock (&extra->lock);
+      g_clear_error (&copy);
       return FALSE;
     }
 
-  state->reason = reason != NULL ? g_error_copy (reason) : NULL;
+  state->reason = copy;
   /* Set before the flag is visible: the worker may wake at once, and must
    * not end the task while the callbacks of this stop still run. Only
    * callbacks registered before the flag is set fire (an add that takes
    * cb_lock later runs its own): with none, nothing is to be waited for,
    * and fire() takes no lock. */
-  cb_lock (state);
-  state->firing = state->head != NULL;
+  if (extra != NULL)
+    extra->firing = extra->head != NULL;
   g_atomic_int_or ((guint *) &state->requested, KILLABLE_STOP_FLAG_REQUESTED);
-  cb_unlock (state);
   /* A stop lifts a pause (the word stays non-zero in between); the
    * wake-up fd stays readable, now for the stop. */
   g_atomic_int_and ((guint *) &state->requested, ~(guint) KILLABLE_STOP_FLAG_PAUSED);
-  wake_waiters_locked (state);
-  if (state->wake_fd >= 0)
+  cb_unlock (state);
+
+  if (extra != NULL)
     {
-      guint64 one = 1;
+      wake_waiters_locked (extra);
+      if (extra->wake_fd >= 0)
+        {
+          guint64 one = 1;
 
-      while (write (state->wake_fd, &one, sizeof one) < 0 && errno == EINTR)
-        ;
+          while (write (extra->wake_fd, &one, sizeof one) < 0 && errno == EINTR)
+            ;
+        }
+      g_mutex_unlock (&extra->lock);
     }
-
-  g_mutex_unlock (&state->lock);
 
   return TRUE;
 }
@@ -257,11 +332,11 @@ killable_stop_state_request (KillableStopState *state,
 /* Wakes remove_callback() calls waiting for the callback that just
  * returned. */
 static G_GNUC_NO_INLINE void
-wake_cb_waiters (KillableStopState *state)
+wake_cb_waiters (KillableStopStateExtra *extra)
 {
-  g_mutex_lock (&state->lock);
-  wake_waiters_locked (state);
-  g_mutex_unlock (&state->lock);
+  g_mutex_lock (&extra->lock);
+  wake_waiters_locked (extra);
+  g_mutex_unlock (&extra->lock);
 }
 
 /* Runs the stop callbacks, each once, in the calling thread, oldest first.
@@ -273,57 +348,64 @@ void
 killable_stop_state_fire (KillableStopState *state,
                           KillableTask      *task)
 {
-  GThread *self = g_thread_self ();
+  KillableStopStateExtra *extra = g_atomic_pointer_get (&state->extra);
+  GThread *self;
   KillableStopCallback *cb;
   NodeChunk *chunks;
   gboolean wake = FALSE;
 
+  /* No extra block when the flag was set: no callback was registered
+   * then, and one added from then on ran at once in its adding thread. */
+  if (extra == NULL)
+    return;
+
+  self = g_thread_self ();
   cb_lock (state);
 
-  while ((cb = state->head) != NULL)
+  while ((cb = extra->head) != NULL)
     {
-      state->head = cb->next;
-      if (state->head != NULL)
-        state->head->prev = NULL;
+      extra->head = cb->next;
+      if (extra->head != NULL)
+        extra->head->prev = NULL;
       else
-        state->tail = NULL;
-      state->running_id = cb->id;
-      state->running_thread = self;
+        extra->tail = NULL;
+      extra->running_id = cb->id;
+      extra->running_thread = self;
       cb_unlock (state);
 
       if (wake)
-        wake_cb_waiters (state);
+        wake_cb_waiters (extra);
 
       /* @reason is immutable once requested: no lock needed to read it. */
       cb->func (task, state->reason, cb->user_data);
       stop_callback_notify (cb);
 
       cb_lock (state);
-      state->running_id = 0;
-      state->running_thread = NULL;
+      extra->running_id = 0;
+      extra->running_thread = NULL;
       /* Read under cb_lock: a waiter counts itself before it takes cb_lock
        * to look at running_id. */
-      wake = g_atomic_int_get (&state->n_cb_waiters) > 0;
+      wake = g_atomic_int_get (&extra->n_cb_waiters) > 0;
     }
 
   /* Every node has fired or was removed, and no add allocates any more
    * (the flag is set): the blocks go. */
-  chunks = state->chunks;
-  state->chunks = NULL;
-  state->spare = NULL;
+  chunks = extra->chunks;
+  extra->chunks = NULL;
+  extra->spare = NULL;
   cb_unlock (state);
 
   chunks_free (chunks);
 
   /* Written only by request() and here, both in the requesting thread:
    * read without the lock. */
-  if (!state->firing)
+  if (!extra->firing)
     return;
 
-  g_mutex_lock (&state->lock);
-  state->firing = FALSE;
-  wake_waiters_locked (state);
-  g_mutex_unlock (&state->lock);
+  g_mutex_lock (&extra->lock);
+  extra->firing = FALSE;
+  wake_waiters_locked (extra);
+  g_mutex_unlock (&extra->lock);
 }
 
 /* Waits until the callbacks of the stop request, if any, have all returned:
@@ -332,23 +414,28 @@ killable_stop_state_fire (KillableStopState *state,
 void
 killable_stop_state_wait_fired (KillableStopState *state)
 {
-  g_mutex_lock (&state->lock);
-  while (state->firing)
-    wait_locked (state);
-  g_mutex_unlock (&state->lock);
+  KillableStopStateExtra *extra = g_atomic_pointer_get (&state->extra);
+
+  /* No block: no callback to fire (firing is only set in a block that
+   * existed, with callbacks, when the flag was set). */
+  if (extra == NULL)
+    return;
+
+  g_mutex_lock (&extra->lock);
+  while (extra->firing)
+    wait_locked (extra);
+  g_mutex_unlock (&extra->lock);
 }
 
+/* The reason is written before the flag and immutable once it is set: no
+ * lock. */
 GError *
 killable_stop_state_dup_reason (KillableStopState *state)
 {
-  GError *ret = NULL;
+  if (!killable_stop_state_is_requested (state) || state->reason == NULL)
+    return NULL;
 
-  g_mutex_lock (&state->lock);
-  if (state->reason != NULL)
-    ret = g_error_copy (state->reason);
-  g_mutex_unlock (&state->lock);
-
-  return ret;
+  return g_error_copy (state->reason);
 }
 
 gboolean
@@ -356,13 +443,8 @@ killable_stop_state_reason_matches (KillableStopState *state,
                                     GQuark             domain,
                                     int                code)
 {
-  gboolean ret;
-
-  g_mutex_lock (&state->lock);
-  ret = g_error_matches (state->reason, domain, code);
-  g_mutex_unlock (&state->lock);
-
-  return ret;
+  return killable_stop_state_is_requested (state) &&
+         g_error_matches (state->reason, domain, code);
 }
 
 /* The cold path of add_callback, out of line. */
@@ -386,6 +468,7 @@ killable_stop_state_add_callback (KillableStopState *state,
                                   gpointer           user_data,
                                   GDestroyNotify     notify)
 {
+  KillableStopStateExtra *extra;
   KillableStopCallback *cb;
   gulong id;
 
@@ -398,26 +481,28 @@ killable_stop_state_add_callback (KillableStopState *state,
       return 0;
     }
 
+  extra = get_extra_locked (state);
+
   /* The node a remove left behind, if any: add + remove pairs in a loop
    * then cost no allocation. Allocating under the lock otherwise runs no
    * user code. */
-  cb = state->spare;
+  cb = extra->spare;
   if (G_LIKELY (cb != NULL))
-    state->spare = cb->next;
+    extra->spare = cb->next;
   else
-    cb = stop_callback_new_slow (state);
+    cb = stop_callback_new_slow (extra);
 
-  cb->id = id = ++state->last_id;
+  cb->id = id = ++extra->last_id;
   cb->func = func;
   cb->user_data = user_data;
   cb->notify = notify;
   cb->next = NULL;
-  cb->prev = state->tail;
-  if (state->tail != NULL)
-    state->tail->next = cb;
+  cb->prev = extra->tail;
+  if (extra->tail != NULL)
+    extra->tail->next = cb;
   else
-    state->head = cb;
-  state->tail = cb;
+    extra->head = cb;
+  extra->tail = cb;
 
   cb_unlock (state);
 
@@ -428,6 +513,7 @@ void
 killable_stop_state_remove_callback (KillableStopState *state,
                                      gulong             id)
 {
+  KillableStopStateExtra *extra;
   KillableStopCallback *found = NULL;
   KillableStopCallback *cb;
   GDestroyNotify notify = NULL;
@@ -438,13 +524,21 @@ killable_stop_state_remove_callback (KillableStopState *state,
 
   cb_lock (state);
 
+  /* No block: no callback was ever added. */
+  extra = state->extra;
+  if (extra == NULL)
+    {
+      cb_unlock (state);
+      return;
+    }
+
   /* Newest first: scoped callbacks are removed in reverse order. */
-  for (cb = state->tail; cb != NULL; cb = cb->prev)
+  for (cb = extra->tail; cb != NULL; cb = cb->prev)
     {
       if (cb->id == id)
         {
           found = cb;
-          unlink_locked (state, cb);
+          unlink_locked (extra, cb);
           break;
         }
       if (cb->id < id)
@@ -455,11 +549,11 @@ killable_stop_state_remove_callback (KillableStopState *state,
     {
       notify = found->notify;
       user_data = found->user_data;
-      found->next = state->spare;
-      state->spare = found;
+      found->next = extra->spare;
+      extra->spare = found;
       cb_unlock (state);
     }
-  else if (state->running_id == id && state->running_thread != g_thread_self ())
+  else if (extra->running_id == id && extra->running_thread != g_thread_self ())
     {
       /* Running in another thread: wait until it returned, so the caller
        * may free what the callback uses. From inside the callback itself:
@@ -470,19 +564,19 @@ killable_stop_state_remove_callback (KillableStopState *state,
       gboolean running;
 
       cb_unlock (state);
-      g_mutex_lock (&state->lock);
-      g_atomic_int_inc (&state->n_cb_waiters);
+      g_mutex_lock (&extra->lock);
+      g_atomic_int_inc (&extra->n_cb_waiters);
       for (;;)
         {
           cb_lock (state);
-          running = state->running_id == id;
+          running = extra->running_id == id;
           cb_unlock (state);
           if (!running)
             break;
-          wait_locked (state);
+          wait_locked (extra);
         }
-      g_atomic_int_dec_and_test (&state->n_cb_waiters);
-      g_mutex_unlock (&state->lock);
+      g_atomic_int_dec_and_test (&extra->n_cb_waiters);
+      g_mutex_unlock (&extra->lock);
     }
   else
     cb_unlock (state);
@@ -497,9 +591,16 @@ gboolean
 killable_stop_state_sleep (KillableStopState *state,
                            gint64             end_time)
 {
+  KillableStopStateExtra *extra;
   gboolean stopped;
 
-  g_mutex_lock (&state->lock);
+  if (killable_stop_state_is_requested (state))
+    return FALSE;
+
+  /* Allocated (under cb_lock) before the flag is read under its lock: a
+   * request either saw it and wakes this wait, or set the flag first. */
+  extra = get_extra (state);
+  g_mutex_lock (&extra->lock);
 
   /* The deadline keeps running while paused: a sleep whose time passed
    * while paused returns as soon as the task is resumed. */
@@ -510,16 +611,16 @@ killable_stop_state_sleep (KillableStopState *state,
       if (word & KILLABLE_STOP_FLAG_REQUESTED)
         break;
       if (word & KILLABLE_STOP_FLAG_PAUSED)
-        wait_locked (state);
+        wait_locked (extra);
       else if (g_get_monotonic_time () >= end_time)
         break;
       else
-        (void) wait_until_locked (state, end_time);
+        (void) wait_until_locked (extra, end_time);
     }
 
   stopped = killable_stop_state_is_requested (state);
 
-  g_mutex_unlock (&state->lock);
+  g_mutex_unlock (&extra->lock);
 
   return !stopped;
 }
@@ -532,11 +633,13 @@ gboolean
 killable_stop_state_set_paused (KillableStopState *state,
                                 gboolean           paused)
 {
-  g_mutex_lock (&state->lock);
+  KillableStopStateExtra *extra = get_extra (state);
+
+  g_mutex_lock (&extra->lock);
 
   if (killable_stop_state_is_requested (state))
     {
-      g_mutex_unlock (&state->lock);
+      g_mutex_unlock (&extra->lock);
       return !paused;
     }
 
@@ -544,28 +647,28 @@ killable_stop_state_set_paused (KillableStopState *state,
     {
       g_atomic_int_or ((guint *) &state->requested, KILLABLE_STOP_FLAG_PAUSED);
       /* wait_fd()'s poll wakes and blocks on the condition instead. */
-      if (state->wake_fd >= 0)
+      if (extra->wake_fd >= 0)
         {
           guint64 one = 1;
 
-          while (write (state->wake_fd, &one, sizeof one) < 0 && errno == EINTR)
+          while (write (extra->wake_fd, &one, sizeof one) < 0 && errno == EINTR)
             ;
         }
     }
   else if (!paused && killable_stop_state_is_paused (state))
     {
       g_atomic_int_and ((guint *) &state->requested, ~(guint) KILLABLE_STOP_FLAG_PAUSED);
-      if (state->wake_fd >= 0)
+      if (extra->wake_fd >= 0)
         {
           guint64 count;
 
-          while (read (state->wake_fd, &count, sizeof count) < 0 && errno == EINTR)
+          while (read (extra->wake_fd, &count, sizeof count) < 0 && errno == EINTR)
             ;
         }
-      wake_waiters_locked (state);
+      wake_waiters_locked (extra);
     }
 
-  g_mutex_unlock (&state->lock);
+  g_mutex_unlock (&extra->lock);
 
   return TRUE;
 }
@@ -577,11 +680,14 @@ killable_stop_state_wait_paused (KillableStopState *state)
 {
   if (G_UNLIKELY (killable_stop_state_is_paused (state)))
     {
-      g_mutex_lock (&state->lock);
+      /* Paused: set_paused() allocated the block. */
+      KillableStopStateExtra *extra = get_extra (state);
+
+      g_mutex_lock (&extra->lock);
       while ((g_atomic_int_get (&state->requested) &
               (KILLABLE_STOP_FLAG_PAUSED | KILLABLE_STOP_FLAG_REQUESTED)) == KILLABLE_STOP_FLAG_PAUSED)
-        wait_locked (state);
-      g_mutex_unlock (&state->lock);
+        wait_locked (extra);
+      g_mutex_unlock (&extra->lock);
     }
 
   return !killable_stop_state_is_requested (state);
@@ -594,18 +700,19 @@ killable_stop_state_wait_paused (KillableStopState *state)
 int
 killable_stop_state_get_wake_fd (KillableStopState *state)
 {
+  KillableStopStateExtra *extra = get_extra (state);
   int fd;
 
-  g_mutex_lock (&state->lock);
+  g_mutex_lock (&extra->lock);
 
-  if (state->wake_fd < 0)
+  if (extra->wake_fd < 0)
     {
-      state->wake_fd = eventfd (g_atomic_int_get (&state->requested) != 0 ? 1 : 0,
+      extra->wake_fd = eventfd (g_atomic_int_get (&state->requested) != 0 ? 1 : 0,
                                EFD_CLOEXEC | EFD_NONBLOCK);
     }
-  fd = state->wake_fd;
+  fd = extra->wake_fd;
 
-  g_mutex_unlock (&state->lock);
+  g_mutex_unlock (&extra->lock);
 
   return fd;
 }

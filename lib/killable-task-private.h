@@ -53,11 +53,17 @@ gint64    killable_task_get_own_deadline      (KillableTask   *self);
 gboolean  killable_task_has_abandoned_thread  (KillableTask   *self);
 void      killable_task_set_abandoned_returned_func (void (*func) (void));
 
+/* For tests: whether the task's run block (what only a started task, or
+ * one that needed it, has) was allocated. */
+gboolean  killable_task_has_run_block         (KillableTask   *self);
+
 /* Protected: for subclasses in lib/ */
 gboolean  killable_task_is_started            (KillableTask   *self);
 void      killable_task_set_default_name      (KillableTask   *self,
                                                const char     *name);
 void      killable_task_set_escalation_direct_kill (KillableTask *self,
                                                     gboolean      direct_kill);
+void      killable_task_class_set_default_grace_period (KillableTaskClass *klass,
+                                                        gint64             grace_usec);
 
 G_END_DECLS

@@ -21,11 +21,13 @@ gboolean killable_worker_pool_run              (GFunc     func,
 gboolean killable_worker_pool_after_job        (GFunc     func,
                                                 gpointer  data);
 
-/* For a thread about to sleep until *@word >= @value (a joiner): spins a
- * moment first, when that has been paying off lately and a CPU is free.
- * Returns TRUE if *@word reached @value meanwhile. */
-gboolean killable_worker_pool_spin_until       (const gint *word,
-                                                gint        value);
+/* For a thread about to sleep until @done (@data) (a joiner): spins a
+ * moment first, calling @done between looks, when that has been paying off
+ * lately and a CPU is free. Returns TRUE if @done returned TRUE meanwhile. */
+typedef gboolean (*KillableWorkerPoolSpinDone) (gconstpointer data);
+
+gboolean killable_worker_pool_spin_until       (KillableWorkerPoolSpinDone done,
+                                                gconstpointer              data);
 
 /* For tests and benchmarks. */
 guint    killable_worker_pool_get_n_threads    (void);

@@ -276,19 +276,19 @@ spin_paid (SpinPolicy *policy,
   g_atomic_int_set (&policy->budget_ns, (gint) MIN (SPIN_MAX_NS, MAX (SPIN_MIN_NS, 2 * wait_ns)));
 }
 
-/* Spins until *@word >= @value (TRUE) or for at most @budget_ns (FALSE:
+/* Spins until @done (@data) (TRUE) or for at most @budget_ns (FALSE:
  * the policy learned it). */
 static gboolean
-spin (SpinPolicy *policy,
-      const gint *word,
-      gint        value,
-      gint        budget_ns)
+spin (SpinPolicy               *policy,
+      KillableWorkerPoolSpinDone done,
+      gconstpointer             data,
+      gint                      budget_ns)
 {
   gint64 start = now_ns (), last = start;
 
   for (guint i = 1;; i++)
     {
-      if (g_atomic_int_get (word) >= value)
+      if (done (data))
         {
           spin_paid (policy, now_ns () - start);
           return TRUE;
@@ -310,11 +310,11 @@ spin (SpinPolicy *policy,
   return FALSE;
 }
 
-/* Spins a moment while *@word < @value (a joiner waiting for a task's
- * terminal state); TRUE when it was reached. */
+/* Spins a moment until @done (@data) (a joiner waiting for a task's
+ * terminal state); TRUE when it came. */
 gboolean
-killable_worker_pool_spin_until (const gint *word,
-                                 gint        value)
+killable_worker_pool_spin_until (KillableWorkerPoolSpinDone done,
+                                 gconstpointer              data)
 {
   gint budget;
 
@@ -332,12 +332,18 @@ killable_worker_pool_spin_until (const gint *word,
       budget = SPIN_MAX_NS;
     }
 
-  return spin (&join_spin, word, value, budget);
+  return spin (&join_spin, done, data, budget);
 }
 
 /* }}} */
 
 /* The job list {{{ */
+
+static gboolean
+job_queued (gconstpointer unused)
+{
+  return g_atomic_int_get (&n_queued) > 0;
+}
 
 static void
 queue_push_locked (GFunc    func,
@@ -531,7 +537,7 @@ next_job (Worker *worker,
     {
       n_searching++;
       g_mutex_unlock (&pool_lock);
-      spin (&idle_spin, &n_queued, 1, budget);
+      spin (&idle_spin, job_queued, NULL, budget);
       g_mutex_lock (&pool_lock);
       n_searching--;
       /* Also after a failed spin: this thread was counted as searching, so

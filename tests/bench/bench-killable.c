@@ -1759,18 +1759,25 @@ figure_stall (void)
 
 /* Figure 5: memory {{{ */
 
-/* In a fresh process: RSS and heap growth for @n pending items of @kind. */
+/* In a fresh process: RSS and heap growth for @n pending items of @kind.
+ * The tasks are made as a program that splits work makes them: named, each
+ * with a destroy notify, under one parent (itself pending), not started.
+ * The heap growth (mallinfo2(): what malloc handed out, GLib's slice
+ * magazines included) divided by @n is what one pending task costs. */
 static int
 memory_sample_main (const char *kind,
                     guint       n)
 {
   g_autofree gpointer *items = g_new0 (gpointer, n);
+  g_autoptr(KillableTask) parent = NULL;
   gsize rss0, heap0, rss1, heap1;
 
   /* Types registered and the first instances made before measuring. */
   g_object_unref (killable_task_new ("warm", noop_func, NULL, NULL));
   g_object_unref (g_cancellable_new ());
   g_object_unref (g_object_new (G_TYPE_OBJECT, NULL));
+  if (g_str_equal (kind, "killable"))
+    parent = killable_task_new ("parent", noop_func, NULL, NULL);
 
   rss0 = bench_rss_bytes ();
   heap0 = bench_heap_bytes ();
@@ -1778,7 +1785,11 @@ memory_sample_main (const char *kind,
   for (guint i = 0; i < n; i++)
     {
       if (g_str_equal (kind, "killable"))
-        items[i] = killable_task_new ("pending", noop_func, NULL, NULL);
+        {
+          items[i] = killable_task_new ("pending", noop_func, NULL, count_finalized);
+          if (!killable_task_add_child (parent, items[i], NULL))
+            g_error ("add_child failed");
+        }
       else if (g_str_equal (kind, "gobject"))
         items[i] = g_object_new (G_TYPE_OBJECT, NULL);
       else if (g_str_equal (kind, "gcancellable"))
@@ -1790,9 +1801,20 @@ memory_sample_main (const char *kind,
   rss1 = bench_rss_bytes ();
   heap1 = bench_heap_bytes ();
 
-  g_print ("%.1f %.1f\n",
-           ((double) rss1 - (double) rss0) / n,
-           ((double) heap1 - (double) heap0) / n);
+  {
+    /* The static part: the instance with its private data, as GType
+     * allocates it (the private data lies before the instance). */
+    GTypeQuery query;
+    gpointer klass = g_type_class_ref (KILLABLE_TYPE_TASK);
+
+    g_type_query (KILLABLE_TYPE_TASK, &query);
+    g_print ("%.1f %.1f %u %d\n",
+             ((double) rss1 - (double) rss0) / n,
+             ((double) heap1 - (double) heap0) / n,
+             query.instance_size,
+             -g_type_class_get_instance_private_offset (klass));
+    g_type_class_unref (klass);
+  }
 
   for (guint i = 0; i < n; i++)
     g_object_unref (items[i]);
@@ -1804,7 +1826,9 @@ static gboolean
 memory_sample (const char *kind,
                guint       n,
                double     *rss_per_item,
-               double     *heap_per_item)
+               double     *heap_per_item,
+               guint      *instance_size,
+               guint      *private_size)
 {
   g_autofree char *self = dup_self_exe ();
   g_autofree char *n_text = g_strdup_printf ("%u", n);
@@ -1821,7 +1845,7 @@ memory_sample (const char *kind,
       return FALSE;
     }
 
-  return sscanf (out, "%lf %lf", rss_per_item, heap_per_item) == 2;
+  return sscanf (out, "%lf %lf %u %u", rss_per_item, heap_per_item, instance_size, private_size) == 4;
 }
 
 typedef struct
@@ -1909,6 +1933,7 @@ figure_memory (void)
   const guint n_churn = scaled (1000000);
   const char *kinds[] = { "killable", "gobject", "gcancellable" };
   GArray *rss[3], *heap[3];
+  guint instance_size = 0, private_size = 0;
   g_autofree char *self = dup_self_exe ();
   g_autofree char *n_text = g_strdup_printf ("%u", n_churn);
   const char *argv[] = { self, "memory-churn", n_text, NULL };
@@ -1917,7 +1942,7 @@ figure_memory (void)
   int status;
   BenchRow row = { 0 };
 
-  bench_progress ("memory: %u pending tasks vs GObjects vs GCancellables; %u finished-and-released children", n, n_churn);
+  bench_progress ("memory: %u pending tasks under one parent vs GObjects vs GCancellables; %u finished-and-released children", n, n_churn);
 
   for (int k = 0; k < 3; k++)
     {
@@ -1930,15 +1955,48 @@ figure_memory (void)
       {
         int k = (j + r) % 3;
         double rss_item, heap_item;
+        guint inst, priv;
 
-        if (memory_sample (kinds[k], n, &rss_item, &heap_item))
+        if (memory_sample (kinds[k], n, &rss_item, &heap_item, &inst, &priv))
           {
             g_array_append_val (rss[k], rss_item);
             g_array_append_val (heap[k], heap_item);
+            if (k == 0)
+              {
+                instance_size = inst;
+                private_size = priv;
+              }
           }
         else
           failures++;
       }
+
+  /* Issue 13, target 5: an absolute bound, so an informational row (met
+   * is only ever computed from a ratio); the bound is in its target text.
+   * What malloc handed out per task, GLib's slice magazines and the name
+   * included, is the figure: RSS moves by whole pages. */
+  {
+    g_autofree char *note = g_strdup_printf ("%u of them under one pending parent, named, not started; "
+                                             "statically %u B (instance %u B + private data %u B) "
+                                             "plus the name; RSS per task %.0f B",
+                                             n, instance_size + private_size, instance_size,
+                                             private_size, bench_median (rss[0]));
+
+    row.name = "malloc'd bytes per pending task";
+    row.value = bench_median (heap[0]);
+    row.unit = "B";
+    row.baseline = "bare GObject";
+    row.baseline_value = bench_median (heap[1]);
+    row.target_kind = BENCH_TARGET_NONE;
+    row.target = "≤ 200 B (absolute)";
+    row.note = note;
+    bench_emit (&row);
+
+    row.baseline = "GCancellable";
+    row.baseline_value = bench_median (heap[2]);
+    row.note = NULL;
+    bench_emit (&row);
+  }
 
   {
     g_autofree char *note = g_strdup_printf ("malloc'd bytes per task %.0f (GObject %.0f, GCancellable %.0f)",
