@@ -2555,6 +2555,15 @@ killable_task_run_finish (KillableTask  *self,
   return g_task_propagate_boolean (G_TASK (result), error);
 }
 
+/* For killable_worker_pool_spin_until(): @data is the private struct. */
+static gboolean
+state_is_terminal (gconstpointer data)
+{
+  const KillableTaskPrivate *priv = data;
+
+  return KILLABLE_TASK_STATE_IS_TERMINAL (flag_get (&priv->state));
+}
+
 static gboolean
 wait_until (KillableTask *self,
             gint64        end_time)
@@ -2565,6 +2574,11 @@ wait_until (KillableTask *self,
 
   /* Already over: no block needed. */
   if (KILLABLE_TASK_STATE_IS_TERMINAL (flag_get (&priv->state)))
+    return TRUE;
+
+  /* join(): a short task often ends within microseconds, and a moment of
+   * spinning (adaptive, see the pool) spares two context switches. */
+  if (end_time < 0 && killable_worker_pool_spin_until (state_is_terminal, priv))
     return TRUE;
 
   /* Allocated before the lock: complete_full() reads it under the lock. */

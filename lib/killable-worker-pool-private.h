@@ -9,8 +9,9 @@
 
 G_BEGIN_DECLS
 
-/* Runs @func (@data) on an idle cached thread, or on a new thread when none
- * is idle: there is no queue, a job never waits behind another.
+/* Runs @func (@data) on an idle thread of the pool (one that searches for
+ * jobs, or a sleeping one woken for it), or on a new thread when none is
+ * idle: a job never waits behind another.
  * Returns FALSE with @error set when no thread could be created.
  */
 gboolean killable_worker_pool_run              (GFunc     func,
@@ -19,6 +20,14 @@ gboolean killable_worker_pool_run              (GFunc     func,
 
 gboolean killable_worker_pool_after_job        (GFunc     func,
                                                 gpointer  data);
+
+/* For a thread about to sleep until @done (@data) (a joiner): spins a
+ * moment first, calling @done between looks, when that has been paying off
+ * lately and a CPU is free. Returns TRUE if @done returned TRUE meanwhile. */
+typedef gboolean (*KillableWorkerPoolSpinDone) (gconstpointer data);
+
+gboolean killable_worker_pool_spin_until       (KillableWorkerPoolSpinDone done,
+                                                gconstpointer              data);
 
 /* For tests and benchmarks. */
 guint    killable_worker_pool_get_n_threads    (void);

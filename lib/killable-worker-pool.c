@@ -1,122 +1,589 @@
-/* killable-worker-pool.c: the process-wide cache of idle threads
+/* killable-worker-pool.c: the process-wide pool of worker threads
  *
- * Owns: the idle workers and the thread count; the section gate of fork()
- * (killable-fork.c): how many library threads are inside a section.
- * Locks: pool_lock guards the idle workers, the count, each worker's
- * sleeping flag and the hand-over of a job (the job word is also atomic);
- * gate_lock the gate's waits (its counters are atomics). Leaf
+ * Owns: the worker threads, the list of jobs handed to idle ones, the
+ * counts (threads, idle, searching), the sleeping workers, the adaptive spin
+ * budgets (an idle worker's and a joiner's, killable_worker_pool_spin_until());
+ * the section gate of fork() (killable-fork.c): how many library threads are
+ * inside a section.
+ * Locks: pool_lock guards the job list, the counts, the sleeping workers,
+ * each worker's claimed flag and the free Worker records (n_queued is also
+ * read without it, atomically, by spinning workers; each worker's futex word
+ * is atomic). gate_lock the gate's waits (its counters are atomics). Leaf
  * locks.
- * Called by: killable-task.c (a task's work, its end as a section),
- * killable-timer.c (timer dispatchers, each timer function a section),
- * killable-fork.c (fork handlers). Calls nothing of the
- * library.
+ * Called by: killable-task.c (a task's work, its end as a section, the spin
+ * of join), killable-timer.c (timer dispatchers, each timer function a
+ * section), killable-fork.c (fork handlers). Calls nothing of the library.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
+#ifndef _GNU_SOURCE
+# define _GNU_SOURCE   /* sched_getaffinity() */
+#endif
+
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sched.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "killable-worker-pool-private.h"
 
-/* Each job gets a thread of its own at once: an idle cached thread if there
- * is one, a new one otherwise. There is deliberately no queue, so a parent
- * task that waits for its children can never starve them (the livelock of a
- * bounded pool). A thread that stays idle for idle_timeout exits.
+/* Jobs and threads {{{
+ *
+ * A job never waits behind another: it is queued only when an idle thread
+ * (not running a job) is there for it, n_queued <= n_idle at all times;
+ * otherwise it gets a new thread at once. So a parent task that waits for
+ * its children can never starve them (the livelock of a bounded pool). A
+ * thread that stays idle for idle_timeout exits, unless a queued job needs
+ * it.
+ *
+ * Which idle thread runs a queued job is Go's scheduler's "searching
+ * thread" rule: a worker that finished its job searches the list for a
+ * moment (spins, a bounded and adaptive time, see "Spinning") before it
+ * sleeps on its futex. A job queued while nobody searches wakes one
+ * sleeping worker, which then searches; a worker that takes a job while
+ * others are still queued and nobody searches wakes one more (before it
+ * runs its job, so no queued job waits for a running one). A burst of short
+ * jobs is so run by the few threads that are awake, with few wake-ups, and
+ * a task started right after another ended finds a worker spinning: no
+ * system call on either side.
  */
 
 typedef struct
 {
-  GCond     cond;
-  GFunc     func;     /* (atomic) set (after @data) by a dispatcher under pool_lock; NULL while idle */
-  gpointer  data;
-  gboolean  sleeping; /* protected by pool_lock: waits on @cond (else it runs, or is about to wait) */
-  GList     link;     /* in idle_workers while idle */
-  GFunc     after;    /* worker thread only: killable_worker_pool_after_job() */
+  GFunc    func;
+  gpointer data;
+} Job;
+
+typedef struct _Worker Worker;
+
+struct _Worker
+{
+  gint      futex;      /* (atomic) 1 once woken; reset to 0 under pool_lock before each sleep */
+  gboolean  claimed;    /* protected by pool_lock: taken off the sleepers by a waker, counted in n_searching */
+  gboolean  sleeping;   /* protected by pool_lock: in sleepers */
+  Worker   *next;       /* protected by pool_lock: in sleepers, or in free_workers */
+  Worker   *prev;       /* protected by pool_lock: in sleepers */
+  Job       first;      /* the job a new thread starts with */
+  GFunc     after;      /* worker thread only: killable_worker_pool_after_job() */
   gpointer  after_data;
-} Worker;
+};
 
 static __thread Worker *current_worker;
 
 static GMutex pool_lock;
-static GQueue idle_workers = G_QUEUE_INIT;    /* most recently idle first */
-static guint n_threads;                       /* protected by pool_lock */
-static gint64 idle_timeout = 15 * G_USEC_PER_SEC;
+/* The queued jobs: a ring buffer, protected by pool_lock (n_queued is
+ * written under it with atomics, and read without it by spinners). */
+static Job *ring;
+static guint ring_size, ring_head;
+static gint n_queued;
+static guint n_threads;     /* protected by pool_lock */
+static guint n_idle;        /* protected by pool_lock: threads not running a job */
+static guint n_searching;   /* protected by pool_lock: spinning, or woken and not yet looking */
+static gint n_running;      /* (atomic) threads running a job (written under pool_lock) */
+static Worker *sleepers;    /* protected by pool_lock: most recently asleep first */
+/* Records of exited threads, reused by new ones: a waker may still write
+ * the futex word of a worker that went on meanwhile, so a record is never
+ * freed (a stray wake-up is harmless: the sleeper looks at its claimed
+ * flag). Bounded by the most threads the process ever had at once. */
+static Worker *free_workers;
+static gint64 idle_timeout = 15 * G_USEC_PER_SEC;   /* protected by pool_lock */
+
+static guint n_cpus;        /* set once (g_once): CPUs this process may run on */
+
+static guint
+get_n_cpus (void)
+{
+  static gsize once = 0;
+
+  if (g_once_init_enter (&once))
+    {
+      cpu_set_t set;
+      int n = 0;
+
+      if (sched_getaffinity (0, sizeof set, &set) == 0)
+        n = CPU_COUNT (&set);
+      if (n <= 0)
+        n = (int) sysconf (_SC_NPROCESSORS_ONLN);
+      n_cpus = (guint) MAX (n, 1);
+      g_once_init_leave (&once, 1);
+    }
+
+  return n_cpus;
+}
+
+static inline gint64
+now_ns (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (gint64) ts.tv_sec * G_GINT64_CONSTANT (1000000000) + ts.tv_nsec;
+}
+
+static inline void
+cpu_relax (void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause ();
+#elif defined(__aarch64__)
+  __asm__ __volatile__ ("yield" ::: "memory");
+#else
+  __asm__ __volatile__ ("" ::: "memory");
+#endif
+}
+
+static void
+futex_wait (gint   *word,
+            gint    value,
+            gint64  timeout_usec)
+{
+  struct timespec ts;
+
+  ts.tv_sec = timeout_usec / G_USEC_PER_SEC;
+  ts.tv_nsec = (timeout_usec % G_USEC_PER_SEC) * 1000;
+  syscall (SYS_futex, word, FUTEX_WAIT_PRIVATE, value, &ts, NULL, 0);
+}
+
+static void
+futex_wake (gint *word)
+{
+  syscall (SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* }}} */
+
+/* Spinning {{{
+ *
+ * A spin pays when what it waits for comes within a few microseconds (the
+ * next task of a loop, the end of a short task), and costs a whole CPU
+ * otherwise, which on a loaded machine is taken from the very thread that
+ * would end the wait. So each kind of wait (an idle worker's, a joiner's)
+ * keeps a budget learned from what its last waits took:
+ *
+ * - a spin that was not long enough halves it (below SPIN_MIN_NS: no spin);
+ * - a spin that was descheduled (a gap between two looks far above what
+ *   the loop takes: another thread needed this CPU) counts as failed at once;
+ * - a wait that slept but ended within SPIN_MAX_NS (the wake-up of a sleeper
+ *   measures it; a joiner that did not spin probes every SPIN_PROBE_EVERY
+ *   waits) sets it to twice that wait;
+ * - nothing spins on a single CPU, nor while the machine's runnable
+ *   threads fill its CPUs (machine_has_room()).
+ *
+ * On an idle machine the budgets stay up and a hand-off costs no system
+ * call; on a loaded one they fall to 0 within a few waits, and the pool is
+ * back to the futex hand-off of a plain thread pool. An idle process burns
+ * no CPU: a worker spins once, at most SPIN_MAX_NS, after its last job.
+ */
+
+#define SPIN_MAX_NS       (20 * 1000)
+#define SPIN_MIN_NS       (1000)
+/* After this long the spin yields the CPU between looks. */
+#define SPIN_YIELD_NS     (5 * 1000)
+/* A look that took longer than this was descheduled. */
+#define SPIN_PREEMPTED_NS (20 * 1000)
+#define SPIN_PROBE_EVERY  16
+
+/* How often the machine's load is looked at (by a thread about to spin). */
+#define LOAD_SAMPLE_MS    2
+
+static gint load_sampled_at;     /* (atomic) in ms of now_ns(), wrapping */
+static gint load_has_room = 1;   /* (atomic) */
+
+/* Whether a CPU is free for a spin: the runnable threads of the whole
+ * machine (the 4th field of /proc/loadavg, this thread and the one it waits
+ * for included) fit in this process's CPUs, and did over the last minute
+ * (the load average: runnable threads and those blocked in the kernel
+ * sample but rarely while a build runs). Sampled at most every
+ * LOAD_SAMPLE_MS; a spinner on a saturated machine takes the CPU that the
+ * thread it waits for needs. */
+static gboolean
+machine_has_room (void)
+{
+  gint now = (gint) (guint) (now_ns () / 1000000);
+  gint then = g_atomic_int_get (&load_sampled_at);
+  char buf[128];
+  const char *slash;
+  ssize_t len;
+  int fd;
+  gint64 runnable;
+  double load;
+  gboolean room;
+
+  if ((guint) now - (guint) then < LOAD_SAMPLE_MS ||
+      !g_atomic_int_compare_and_exchange (&load_sampled_at, then, now))
+    return g_atomic_int_get (&load_has_room);
+
+  fd = open ("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return g_atomic_int_get (&load_has_room);
+  len = read (fd, buf, sizeof buf - 1);
+  close (fd);
+  if (len <= 0)
+    return g_atomic_int_get (&load_has_room);
+  buf[len] = '\0';
+
+  /* "0.52 0.58 0.59 3/512 12345": the load average over a minute, then
+   * runnable/total now */
+  load = g_ascii_strtod (buf, NULL);
+  slash = strchr (buf, '/');
+  if (slash == NULL)
+    return g_atomic_int_get (&load_has_room);
+  while (slash > buf && g_ascii_isdigit (slash[-1]))
+    slash--;
+  runnable = g_ascii_strtoll (slash, NULL, 10);
+  /* Now, and over the last minute: a spinning pair of threads counts 2 in
+   * the average by itself, so more than one CPU's worth besides means
+   * that other processes wait for CPUs. */
+  room = runnable <= (gint64) n_cpus && load < n_cpus + 1.0;
+  g_atomic_int_set (&load_has_room, room);
+
+  return room;
+}
+
+typedef struct
+{
+  gint budget_ns;   /* (atomic) */
+  gint probe;       /* (atomic) waits since the budget fell to 0 */
+} SpinPolicy;
+
+static SpinPolicy idle_spin = { SPIN_MAX_NS, 0 };
+static SpinPolicy join_spin = { SPIN_MAX_NS, 0 };
+
+static void
+spin_failed (SpinPolicy *policy)
+{
+  gint budget = g_atomic_int_get (&policy->budget_ns) / 2;
+
+  g_atomic_int_set (&policy->budget_ns, budget < SPIN_MIN_NS ? 0 : budget);
+}
+
+/* A wait that ended after @wait_ns: spinning that long pays. */
+static void
+spin_paid (SpinPolicy *policy,
+           gint64      wait_ns)
+{
+  gint budget = g_atomic_int_get (&policy->budget_ns);
+
+  if (wait_ns >= SPIN_MAX_NS || 2 * wait_ns <= budget)
+    return;
+  g_atomic_int_set (&policy->budget_ns, (gint) MIN (SPIN_MAX_NS, MAX (SPIN_MIN_NS, 2 * wait_ns)));
+}
+
+/* Spins until @done (@data) (TRUE) or for at most @budget_ns (FALSE:
+ * the policy learned it). */
+static gboolean
+spin (SpinPolicy               *policy,
+      KillableWorkerPoolSpinDone done,
+      gconstpointer             data,
+      gint                      budget_ns)
+{
+  gint64 start = now_ns (), last = start;
+
+  for (guint i = 1;; i++)
+    {
+      if (done (data))
+        {
+          spin_paid (policy, now_ns () - start);
+          return TRUE;
+        }
+      cpu_relax ();
+      if (i % 16 == 0)
+        {
+          gint64 t = now_ns ();
+
+          if (t - start >= budget_ns || t - last >= SPIN_PREEMPTED_NS)
+            break;
+          last = t;
+          if (t - start >= SPIN_YIELD_NS)
+            sched_yield ();
+        }
+    }
+
+  spin_failed (policy);
+  return FALSE;
+}
+
+/* Spins a moment until @done (@data) (a joiner waiting for a task's
+ * terminal state); TRUE when it came. */
+gboolean
+killable_worker_pool_spin_until (KillableWorkerPoolSpinDone done,
+                                 gconstpointer              data)
+{
+  gint budget;
+
+  if (get_n_cpus () < 2)
+    return FALSE;
+  /* The running jobs have a CPU each, and this thread one more. */
+  if ((guint) g_atomic_int_get (&n_running) >= n_cpus || !machine_has_room ())
+    return FALSE;
+
+  budget = g_atomic_int_get (&join_spin.budget_ns);
+  if (budget == 0)
+    {
+      if (g_atomic_int_add (&join_spin.probe, 1) % SPIN_PROBE_EVERY != SPIN_PROBE_EVERY - 1)
+        return FALSE;
+      budget = SPIN_MAX_NS;
+    }
+
+  return spin (&join_spin, done, data, budget);
+}
+
+/* }}} */
+
+/* The job list {{{ */
+
+static gboolean
+job_queued (gconstpointer unused)
+{
+  return g_atomic_int_get (&n_queued) > 0;
+}
+
+static void
+queue_push_locked (GFunc    func,
+                   gpointer data)
+{
+  guint n = (guint) n_queued;
+
+  if (n == ring_size)
+    {
+      guint new_size = MAX (64, ring_size * 2);
+      Job *new_ring = g_new (Job, new_size);
+
+      for (guint i = 0; i < n; i++)
+        new_ring[i] = ring[(ring_head + i) % ring_size];
+      g_free (ring);
+      ring = new_ring;
+      ring_size = new_size;
+      ring_head = 0;
+    }
+
+  ring[(ring_head + n) % ring_size] = (Job) { func, data };
+  g_atomic_int_set (&n_queued, (gint) n + 1);
+}
+
+/* Takes a sleeping worker off the list to search for the queued jobs: the
+ * caller wakes it after unlocking (wake_worker()). */
+static Worker *
+claim_sleeper_locked (void)
+{
+  Worker *worker = sleepers;
+
+  if (worker == NULL)
+    return NULL;
+
+  sleepers = worker->next;
+  if (sleepers != NULL)
+    sleepers->prev = NULL;
+  worker->next = worker->prev = NULL;
+  worker->sleeping = FALSE;
+  worker->claimed = TRUE;
+  n_searching++;
+
+  return worker;
+}
+
+static void
+wake_worker (Worker *worker)
+{
+  if (worker != NULL)
+    {
+      g_atomic_int_set (&worker->futex, 1);
+      futex_wake (&worker->futex);
+    }
+}
+
+/* The calling idle thread (not counted in n_searching) takes the first
+ * queued job, if any; *@to_wake is the worker to wake after unlocking. */
+static gboolean
+take_job_locked (Job     *job,
+                 Worker **to_wake)
+{
+  guint n = (guint) n_queued;
+
+  *to_wake = NULL;
+  if (n == 0)
+    return FALSE;
+
+  *job = ring[ring_head];
+  ring_head = (ring_head + 1) % ring_size;
+  g_atomic_int_set (&n_queued, (gint) n - 1);
+  n_idle--;
+  g_atomic_int_inc (&n_running);
+
+  /* Others still wait and nobody looks for them: one more thread. */
+  if (n > 1 && n_searching == 0)
+    *to_wake = claim_sleeper_locked ();
+
+  return TRUE;
+}
+
+static void
+sleepers_remove_locked (Worker *worker)
+{
+  if (worker->prev != NULL)
+    worker->prev->next = worker->next;
+  else
+    sleepers = worker->next;
+  if (worker->next != NULL)
+    worker->next->prev = worker->prev;
+  worker->next = worker->prev = NULL;
+  worker->sleeping = FALSE;
+}
+
+/* Sleeps until claimed (TRUE) or idle for idle_timeout with no queued job
+ * needing this thread (FALSE: it is no longer counted, and must exit).
+ * Called and returns with pool_lock held. */
+static gboolean
+sleep_locked (Worker *worker,
+              gint64  idle_since_usec)
+{
+  worker->next = sleepers;
+  worker->prev = NULL;
+  if (sleepers != NULL)
+    sleepers->prev = worker;
+  sleepers = worker;
+  worker->sleeping = TRUE;
+
+  for (;;)
+    {
+      gint64 left;
+
+      g_atomic_int_set (&worker->futex, 0);
+      /* idle_timeout is read on each wake-up, so a new value applies at once */
+      left = idle_since_usec + idle_timeout - g_get_monotonic_time ();
+      if (left > 0)
+        {
+          g_mutex_unlock (&pool_lock);
+          futex_wait (&worker->futex, 0, left);
+          g_mutex_lock (&pool_lock);
+        }
+
+      if (worker->claimed)
+        {
+          worker->claimed = FALSE;
+          n_searching--;
+          return TRUE;
+        }
+
+      if (left > 0 && idle_since_usec + idle_timeout > g_get_monotonic_time ())
+        continue;   /* a stray wake-up, or a new idle_timeout */
+
+      /* Idle for too long: leave, unless a queued job counts on this
+       * thread (then it is as good as claimed). */
+      sleepers_remove_locked (worker);
+      if ((guint) n_queued < n_idle)
+        {
+          n_idle--;
+          n_threads--;
+          worker->next = free_workers;
+          free_workers = worker;
+          return FALSE;
+        }
+      return TRUE;
+    }
+}
 
 /* Waits for the next job of @worker: FALSE when it idled for too long and
- * must exit (it is then freed). */
+ * must exit (its record is then free). */
 static gboolean
-wait_for_job (Worker *worker)
+next_job (Worker *worker,
+          Job    *job)
 {
-  gint64 idle_since;
-
+  Worker *to_wake;
   GFunc after = worker->after;
+  gint64 idle_since = now_ns ();
+  gint budget;
+  gboolean may_spin;
+  /* Outside the lock: now and then it reads /proc. */
+  gboolean room = get_n_cpus () > 1 && machine_has_room ();
 
   g_mutex_lock (&pool_lock);
-  g_queue_push_head_link (&idle_workers, &worker->link);
-  g_mutex_unlock (&pool_lock);
+  n_idle++;
+  g_atomic_int_add (&n_running, -1);
 
   /* Idle from here on: what the job asked to run after it (a limiter
-   * permit given back) can hand a job to this very thread. */
+   * permit given back) can hand a job to this very thread, which looks
+   * for it next: counted as searching, so no sleeper is woken for it. */
   if (after != NULL)
     {
       gpointer after_data = worker->after_data;
 
       worker->after = NULL;
       worker->after_data = NULL;
-      after (after_data, NULL);
-    }
-
-  g_mutex_lock (&pool_lock);
-  idle_since = g_get_monotonic_time ();
-  worker->sleeping = TRUE;
-
-  /* idle_timeout is read on each wake-up, so a new value applies at once */
-  while (worker->func == NULL)
-    {
-      if (!g_cond_wait_until (&worker->cond, &pool_lock, idle_since + idle_timeout))
-        break;
-    }
-  worker->sleeping = FALSE;
-
-  if (worker->func == NULL)
-    {
-      /* Idle for too long: leave. Still in the queue, since only a
-       * dispatcher handing over a job unlinks a worker. */
-      g_queue_unlink (&idle_workers, &worker->link);
-      n_threads--;
+      n_searching++;
       g_mutex_unlock (&pool_lock);
-      g_cond_clear (&worker->cond);
-      g_free (worker);
-      return FALSE;
+      after (after_data, NULL);
+      g_mutex_lock (&pool_lock);
+      n_searching--;
     }
 
-  g_mutex_unlock (&pool_lock);
+  if (take_job_locked (job, &to_wake))
+    {
+      g_mutex_unlock (&pool_lock);
+      wake_worker (to_wake);
+      return TRUE;
+    }
 
-  return TRUE;
+  budget = g_atomic_int_get (&idle_spin.budget_ns);
+  may_spin = room && budget > 0 && n_searching < MAX (1, n_cpus - 1);
+  if (may_spin)
+    {
+      n_searching++;
+      g_mutex_unlock (&pool_lock);
+      spin (&idle_spin, job_queued, NULL, budget);
+      g_mutex_lock (&pool_lock);
+      n_searching--;
+      /* Also after a failed spin: this thread was counted as searching, so
+       * a job queued meanwhile woke nobody. */
+      if (take_job_locked (job, &to_wake))
+        {
+          g_mutex_unlock (&pool_lock);
+          wake_worker (to_wake);
+          return TRUE;
+        }
+    }
+
+  for (;;)
+    {
+      if (!sleep_locked (worker, g_get_monotonic_time ()))
+        {
+          g_mutex_unlock (&pool_lock);
+          return FALSE;
+        }
+      if (take_job_locked (job, &to_wake))
+        {
+          g_mutex_unlock (&pool_lock);
+          wake_worker (to_wake);
+          /* A sleep that ended this soon: spinning (longer) would have
+           * paid. */
+          spin_paid (&idle_spin, now_ns () - idle_since);
+          return TRUE;
+        }
+      /* Woken, but another thread took the job: back to sleep. */
+    }
 }
 
 static gpointer
 worker_main (gpointer user_data)
 {
   Worker *worker = user_data;
+  Job job = worker->first;
 
   current_worker = worker;
+  worker->first = (Job) { NULL, NULL };
 
   do
-    {
-      /* Handed over by a dispatcher that unlinked this worker: nobody else
-       * touches the job fields until this worker is idle again. */
-      GFunc func = g_atomic_pointer_get (&worker->func);
-      gpointer data = worker->data;
+    job.func (job.data, NULL);
+  while (next_job (worker, &job));
 
-      worker->data = NULL;
-      g_atomic_pointer_set (&worker->func, NULL);
-
-      func (data, NULL);
-    }
-  while (wait_for_job (worker));
+  current_worker = NULL;
 
   return NULL;
 }
@@ -126,32 +593,35 @@ killable_worker_pool_run (GFunc     func,
                           gpointer  data,
                           GError  **error)
 {
-  GList *link;
   Worker *worker;
   GThread *thread;
 
   g_mutex_lock (&pool_lock);
 
-  link = g_queue_pop_head_link (&idle_workers);
-  if (link != NULL)
+  /* An idle thread is there for it: queued, for a searching worker or one
+   * woken now. */
+  if ((guint) n_queued < n_idle)
     {
-      worker = link->data;
-      worker->data = data;
-      /* Published last: a worker about to wait reads @data after it. */
-      g_atomic_pointer_set (&worker->func, func);
-      /* A worker not yet waiting sees it by itself: no wake-up. */
-      if (worker->sleeping)
-        g_cond_signal (&worker->cond);
+      Worker *to_wake = NULL;
+
+      queue_push_locked (func, data);
+      if (n_searching == 0)
+        to_wake = claim_sleeper_locked ();
       g_mutex_unlock (&pool_lock);
+      wake_worker (to_wake);
       return TRUE;
     }
 
-  worker = g_new0 (Worker, 1);
-  g_cond_init (&worker->cond);
-  worker->func = func;
-  worker->data = data;
-  worker->link.data = worker;
+  /* None: a new thread, at once. */
+  worker = free_workers;
+  if (worker != NULL)
+    free_workers = worker->next;
+  else
+    worker = g_new0 (Worker, 1);
+  worker->next = NULL;
+  worker->first = (Job) { func, data };
   n_threads++;
+  g_atomic_int_inc (&n_running);
   g_mutex_unlock (&pool_lock);
 
   thread = g_thread_try_new ("killable-worker", worker_main, worker, error);
@@ -159,9 +629,11 @@ killable_worker_pool_run (GFunc     func,
     {
       g_mutex_lock (&pool_lock);
       n_threads--;
+      g_atomic_int_add (&n_running, -1);
+      worker->first = (Job) { NULL, NULL };
+      worker->next = free_workers;
+      free_workers = worker;
       g_mutex_unlock (&pool_lock);
-      g_cond_clear (&worker->cond);
-      g_free (worker);
       return FALSE;
     }
 
@@ -206,7 +678,7 @@ killable_worker_pool_get_n_idle (void)
   guint ret;
 
   g_mutex_lock (&pool_lock);
-  ret = idle_workers.length;
+  ret = n_idle;
   g_mutex_unlock (&pool_lock);
 
   return ret;
@@ -215,24 +687,28 @@ killable_worker_pool_get_n_idle (void)
 void
 killable_worker_pool_set_idle_timeout (gint64 usec)
 {
-  GList *l;
-
   g_mutex_lock (&pool_lock);
   idle_timeout = usec;
-  /* Wake idle workers so that they apply the new timeout now. */
-  for (l = idle_workers.head; l != NULL; l = l->next)
-    g_cond_signal (&((Worker *) l->data)->cond);
+  /* Wake the sleepers so that they apply the new timeout now. */
+  for (Worker *w = sleepers; w != NULL; w = w->next)
+    {
+      g_atomic_int_set (&w->futex, 1);
+      futex_wake (&w->futex);
+    }
   g_mutex_unlock (&pool_lock);
 }
+
+/* }}} */
 
 /* fork() {{{
  *
  * pool_lock is held across fork() (killable-fork.c), so the child's copy of
- * the idle queue is consistent. In the child no worker thread exists: the
- * idle ones are forgotten (a job handed to one would never run) and the
- * count restarts at 0, so the next job gets a new thread. The Worker of a
- * busy thread belongs to that thread, which does not exist in the child: it
- * is leaked there, never touched.
+ * the job list and counts is consistent. In the child no worker thread
+ * exists: the sleepers are forgotten, and so are the queued jobs (like the
+ * job of a busy thread, they run in the parent only: their tasks stay
+ * RUNNING in the child); the counts restart at 0 (or at one running thread,
+ * when a job forked), so the next job gets a new thread. The records of the
+ * sleepers and of busy threads are leaked there, never touched.
  */
 
 /* The section gate: see killable-fork.c. A fork waits this long at most
@@ -323,11 +799,17 @@ killable_worker_pool_fork_parent (void)
 void
 killable_worker_pool_fork_child (void)
 {
-  GList *link;
+  /* A job that forked: its thread is the child's only one, and comes back
+   * to the pool when the job returns. */
+  guint n = current_worker != NULL ? 1 : 0;
 
-  while ((link = g_queue_pop_head_link (&idle_workers)) != NULL)
-    g_free (link->data);   /* its GCond holds no resource (a futex word) */
-  n_threads = 0;
+  sleepers = NULL;
+  g_atomic_int_set (&n_queued, 0);
+  ring_head = 0;
+  n_threads = n;
+  n_idle = 0;
+  n_searching = 0;
+  g_atomic_int_set (&n_running, (gint) n);
 
   g_mutex_unlock (&pool_lock);
 }

@@ -3103,6 +3103,392 @@ test_big_tree_stop (void)
 
 /* }}} */
 
+/* The worker pool: many short tasks from several threads {{{ */
+
+/* Several starter threads start short tasks as fast as they can (work that
+ * returns at once, fails, spins with check(), sleeps a moment, starts and
+ * joins a child, or meets others at a barrier), and each then joins it,
+ * stops and joins it, abandons it (drops its reference unjoined) or hands
+ * it to another starter, which joins or stops it. Checks: each task's work
+ * ran at most once, and once if it was not stopped; its cleanup ran exactly
+ * once (the end of a started task); join() agrees with the state; every
+ * task is finalized; the tasks of a barrier all arrive (a job queued behind
+ * a running one would never run: a barrier waits forever); at the end every
+ * worker is idle and /proc/self/task holds exactly the threads from before
+ * plus the pool's idle ones, and none once the pool emptied. */
+
+#define POOL_STARTERS 4
+
+typedef enum
+{
+  POOL_WORK_RETURN,
+  POOL_WORK_FAIL,
+  POOL_WORK_SPIN,
+  POOL_WORK_SLEEP,
+  POOL_WORK_NESTED,
+  POOL_WORK_BARRIER,
+  N_POOL_WORK
+} PoolWork;
+
+typedef struct
+{
+  Sync sync;
+  int  size;
+  int  arrived;   /* protected by sync */
+} PoolBarrier;
+
+typedef struct _PoolRec PoolRec;
+
+struct _PoolRec
+{
+  PoolWork     work;
+  PoolBarrier *barrier;     /* POOL_WORK_BARRIER: shared, owned by the starter */
+  PoolRec     *parent;      /* of a child started by POOL_WORK_NESTED */
+  int          runs;        /* (atomic) */
+  int          cleanups;    /* (atomic) */
+  int          finalized;   /* (atomic) */
+  int          stopped;     /* (atomic) a stop was requested by the test */
+};
+
+typedef struct
+{
+  Sync       sync;
+  GQueue     handed;        /* protected by sync: tasks (owned) for another starter */
+  GPtrArray *recs;          /* protected by sync: every PoolRec (owned) */
+  int        quit;          /* (atomic) */
+  int        started;       /* (atomic) */
+} PoolTorture;
+
+static PoolTorture pool_torture;
+
+static KillableTask *pool_new_task (PoolWork     work,
+                                    PoolBarrier *barrier,
+                                    PoolRec     *parent);
+
+static gboolean
+pool_work (KillableTask  *task,
+           gpointer       data,
+           GError       **error)
+{
+  PoolRec *rec = data;
+
+  g_atomic_int_inc (&rec->runs);
+  g_atomic_int_inc (&progress);
+
+  switch (rec->work)
+    {
+    case POOL_WORK_RETURN:
+      return TRUE;
+    case POOL_WORK_FAIL:
+      g_set_error_literal (error, TEST_ERROR, 1, "pool work failed");
+      return FALSE;
+    case POOL_WORK_SPIN:
+      for (int i = 0; i < 200; i++)
+        {
+          if (!killable_task_check (task, error))
+            return FALSE;
+          spin (50);
+        }
+      return TRUE;
+    case POOL_WORK_SLEEP:
+      return killable_task_sleep (task, 100, error);
+    case POOL_WORK_NESTED:
+      {
+        KillableTask *child = pool_new_task (POOL_WORK_SPIN, NULL, rec);
+        gboolean ok;
+
+        if (killable_task_add_child (task, child, NULL))
+          {
+            g_assert_true (killable_task_start (child, NULL));
+            ok = killable_task_join (child, error);
+          }
+        else
+          {
+            /* Refused: this task is being stopped. The child never runs
+             * (its cleanup runs in finalize). */
+            ok = killable_task_check (task, error);
+            if (ok)
+              violation ("pool-child", "add_child() refused while the parent was not stopped");
+          }
+        g_object_unref (child);
+        return ok;
+      }
+    case POOL_WORK_BARRIER:
+      {
+        PoolBarrier *b = rec->barrier;
+        gint64 end = g_get_monotonic_time () + TEST_GUARD_USEC;
+        gboolean all = TRUE;
+
+        sync_lock (&b->sync);
+        b->arrived++;
+        sync_broadcast (&b->sync);
+        while (b->arrived < b->size && all)
+          all = sync_wait_until (&b->sync, end) || b->arrived >= b->size;
+        sync_unlock (&b->sync);
+        if (!all)
+          violation ("pool-barrier", "only %d of %d barrier tasks ran at once: a job waited behind another",
+                     b->arrived, b->size);
+        return TRUE;
+      }
+    default:
+      g_assert_not_reached ();
+    }
+}
+
+static void
+pool_cleanup (KillableTask *task,
+              gpointer      data)
+{
+  g_atomic_int_inc (&((PoolRec *) data)->cleanups);
+}
+
+static void
+pool_finalized (gpointer  data,
+                GObject  *object)
+{
+  g_atomic_int_inc (&((PoolRec *) data)->finalized);
+}
+
+static KillableTask *
+pool_new_task (PoolWork     work,
+               PoolBarrier *barrier,
+               PoolRec     *parent)
+{
+  PoolRec *rec = g_new0 (PoolRec, 1);
+  KillableTask *task;
+
+  rec->work = work;
+  rec->barrier = barrier;
+  rec->parent = parent;
+  sync_lock (&pool_torture.sync);
+  g_ptr_array_add (pool_torture.recs, rec);
+  sync_unlock (&pool_torture.sync);
+
+  task = killable_task_new ("pool", pool_work, rec, NULL);
+  g_object_set_data (G_OBJECT (task), "pool-rec", rec);
+  g_object_weak_ref (G_OBJECT (task), pool_finalized, rec);
+  killable_task_add_cleanup (task, pool_cleanup, rec, NULL);
+
+  return task;
+}
+
+/* Joins @task (owned) and checks what join() says against its state. */
+static void
+pool_join (KillableTask *task,
+           gboolean      stop)
+{
+  PoolRec *rec = g_object_get_data (G_OBJECT (task), "pool-rec");
+  g_autoptr(GError) error = NULL;
+  KillableTaskState state;
+  gboolean ok;
+
+  if (stop)
+    {
+      g_atomic_int_set (&rec->stopped, 1);
+      killable_task_stop (task);
+    }
+  ok = killable_task_join (task, &error);
+  state = killable_task_get_state (task);
+  if (ok != (state == KILLABLE_TASK_STATE_SUCCEEDED) || ok == (error != NULL))
+    violation ("pool", "join() returned %d (error %s) in state %s", ok,
+               error != NULL ? error->message : "none", state_name (state));
+  if (!g_atomic_int_get (&rec->stopped) &&
+      state != (rec->work == POOL_WORK_FAIL ? KILLABLE_TASK_STATE_FAILED : KILLABLE_TASK_STATE_SUCCEEDED))
+    violation ("pool", "not stopped, ended %s", state_name (state));
+  g_object_unref (task);
+}
+
+static void
+pool_count_started (int n)
+{
+  int now = g_atomic_int_add (&pool_torture.started, n) + n;
+
+  /* Every 1000 tasks, and at the end. */
+  if (now / 1000 != (now - n) / 1000)
+    {
+      sync_lock (&pool_torture.sync);
+      sync_broadcast (&pool_torture.sync);
+      sync_unlock (&pool_torture.sync);
+    }
+}
+
+static gpointer
+pool_starter_main (gpointer data)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (opt_seed ^ GPOINTER_TO_UINT (data));
+
+  while (!g_atomic_int_get (&pool_torture.quit))
+    {
+      KillableTask *task, *other = NULL;
+      guint op = g_rand_int_range (rand, 0, 100);
+
+      g_atomic_int_inc (&progress);
+
+      /* Now and then a barrier: all its tasks must run at once. */
+      if (op < 3)
+        {
+          PoolBarrier barrier;
+          KillableTask *tasks[12];
+          int size = g_rand_int_range (rand, 2, G_N_ELEMENTS (tasks) + 1);
+
+          sync_init (&barrier.sync);
+          barrier.size = size;
+          barrier.arrived = 0;
+          for (int i = 0; i < size; i++)
+            {
+              tasks[i] = pool_new_task (POOL_WORK_BARRIER, &barrier, NULL);
+              g_assert_true (killable_task_start (tasks[i], NULL));
+            }
+          for (int i = 0; i < size; i++)
+            pool_join (tasks[i], FALSE);
+          sync_clear (&barrier.sync);
+          pool_count_started (size);
+          continue;
+        }
+
+      task = pool_new_task (g_rand_int_range (rand, 0, POOL_WORK_BARRIER), NULL, NULL);
+      g_assert_true (killable_task_start (task, NULL));
+      pool_count_started (1);
+
+      if (op < 35)
+        pool_join (task, FALSE);
+      else if (op < 55)
+        pool_join (task, TRUE);
+      else if (op < 75)
+        {
+          /* Abandoned: it still ends, and is finalized. */
+          if (g_rand_boolean (rand))
+            {
+              g_atomic_int_set (&((PoolRec *) g_object_get_data (G_OBJECT (task), "pool-rec"))->stopped, 1);
+              killable_task_stop (task);
+            }
+          g_object_unref (task);
+        }
+      else
+        {
+          /* To another starter; and maybe take one handed over. */
+          sync_lock (&pool_torture.sync);
+          g_queue_push_tail (&pool_torture.handed, task);
+          if (g_queue_get_length (&pool_torture.handed) > 1)
+            other = g_queue_pop_head (&pool_torture.handed);
+          sync_unlock (&pool_torture.sync);
+          if (other != NULL)
+            pool_join (other, g_rand_boolean (rand));
+        }
+    }
+
+  return NULL;
+}
+
+static guint
+count_threads (void)
+{
+  DIR *dir = opendir ("/proc/self/task");
+  struct dirent *entry;
+  guint n = 0;
+
+  g_assert_nonnull (dir);
+  while ((entry = readdir (dir)) != NULL)
+    if (entry->d_name[0] != '.')
+      n++;
+  closedir (dir);
+
+  return n;
+}
+
+static void
+test_pool (void)
+{
+  GThread *starters[POOL_STARTERS];
+  KillableTask *task;
+  guint threads_before, n_pool;
+  gint64 end;
+  /* A multiple of 1000: see pool_count_started(). */
+  int target = test_under_valgrind () ? 2000 : MAX (20, (int) (opt_ops * 4 / 1000)) * 1000;
+
+  /* From an empty pool (an earlier case may have left idle threads, or set
+   * the idle timeout to 0). */
+  killable_worker_pool_set_idle_timeout (0);
+  TEST_POLL_UNTIL (killable_worker_pool_get_n_threads () == 0);
+  killable_worker_pool_set_idle_timeout (15 * G_USEC_PER_SEC);
+  threads_before = count_threads ();
+
+  sync_init (&pool_torture.sync);
+  g_queue_init (&pool_torture.handed);
+  pool_torture.recs = g_ptr_array_new_with_free_func (g_free);
+  g_atomic_int_set (&pool_torture.quit, 0);
+
+  for (guint i = 0; i < POOL_STARTERS; i++)
+    starters[i] = g_thread_new ("pool-starter", pool_starter_main, GUINT_TO_POINTER (i + 1));
+  /* The starters run until this many tasks were started (a guard, not a
+   * timing: a stall of 3 guards is a deadlock, and the barriers report it
+   * first). */
+  sync_lock (&pool_torture.sync);
+  while (g_atomic_int_get (&pool_torture.started) < target)
+    {
+      int before = g_atomic_int_get (&pool_torture.started);
+
+      if (!sync_wait_until (&pool_torture.sync, g_get_monotonic_time () + 3 * TEST_GUARD_USEC) &&
+          g_atomic_int_get (&pool_torture.started) == before)
+        {
+          violation ("pool", "no task started for %.0f s: stalled at %d of %d", 3 * TEST_GUARD_USEC / 1e6,
+                     before, target);
+          g_assert_cmpint (g_atomic_int_get (&violations), ==, 0);
+        }
+    }
+  sync_unlock (&pool_torture.sync);
+  g_atomic_int_set (&pool_torture.quit, 1);
+  for (guint i = 0; i < POOL_STARTERS; i++)
+    g_thread_join (starters[i]);
+  while ((task = g_queue_pop_head (&pool_torture.handed)) != NULL)
+    pool_join (task, FALSE);
+
+  /* Abandoned tasks end on their own; then each record is complete. */
+  for (guint i = 0; i < pool_torture.recs->len; i++)
+    {
+      PoolRec *rec = g_ptr_array_index (pool_torture.recs, i);
+
+      TEST_POLL_UNTIL (g_atomic_int_get (&rec->finalized) == 1);
+      gboolean stopped = g_atomic_int_get (&rec->stopped) ||
+                         (rec->parent != NULL && g_atomic_int_get (&rec->parent->stopped));
+
+      if (g_atomic_int_get (&rec->runs) > 1 || (g_atomic_int_get (&rec->runs) == 0 && !stopped))
+        violation ("pool", "work %d ran %d times (stopped: %d)", rec->work,
+                   g_atomic_int_get (&rec->runs), g_atomic_int_get (&rec->stopped));
+      if (g_atomic_int_get (&rec->cleanups) != 1)
+        violation ("pool", "cleanup ran %d times", g_atomic_int_get (&rec->cleanups));
+    }
+
+  /* No thread leaked: every worker goes idle, and the process has the
+   * threads it had before plus the idle workers... */
+  TEST_POLL_UNTIL (killable_worker_pool_get_n_idle () == killable_worker_pool_get_n_threads ());
+  n_pool = killable_worker_pool_get_n_threads ();
+  end = g_get_monotonic_time () + TEST_GUARD_USEC;
+  while (count_threads () != threads_before + n_pool && g_get_monotonic_time () < end)
+    g_thread_yield ();   /* a worker that left a moment ago may still be exiting */
+  if (count_threads () != threads_before + n_pool)
+    violation ("pool", "%u threads, expected %u + %u idle workers",
+               count_threads (), threads_before, n_pool);
+
+  /* ... and just those from before once the idle workers left. */
+  killable_worker_pool_set_idle_timeout (0);
+  TEST_POLL_UNTIL (killable_worker_pool_get_n_threads () == 0);
+  end = g_get_monotonic_time () + TEST_GUARD_USEC;
+  while (count_threads () != threads_before && g_get_monotonic_time () < end)
+    g_thread_yield ();
+  if (count_threads () != threads_before)
+    violation ("pool", "%u threads after the pool emptied, %u before", count_threads (), threads_before);
+
+  g_test_message ("pool: %d tasks started from %d threads (%u records), at most %u idle workers at the end",
+                  g_atomic_int_get (&pool_torture.started), POOL_STARTERS, pool_torture.recs->len, n_pool);
+
+  g_ptr_array_unref (pool_torture.recs);
+  sync_clear (&pool_torture.sync);
+  g_assert_cmpint (g_atomic_int_get (&violations), ==, 0);
+}
+
+/* }}} */
+
 int
 main (int   argc,
       char *argv[])
@@ -3171,6 +3557,7 @@ main (int   argc,
   g_test_summary ("Random trees of tasks (and process tasks) attacked from several threads; invariants checked after every operation.");
   g_test_add_func ("/torture/random", test_torture);
   g_test_add_func ("/torture/big-tree-stop", test_big_tree_stop);
+  g_test_add_func ("/torture/pool", test_pool);
 
   return g_test_run ();
 }
