@@ -182,31 +182,6 @@ static const char escapee_script[] =
   "echo \"$pid\"\n"
   "echo hi\n";
 
-typedef struct
-{
-  char *dir;
-  char *fifo;
-} Fifo;
-
-static void
-fifo_init (Fifo *f)
-{
-  g_autoptr(GError) error = NULL;
-
-  f->dir = g_dir_make_tmp ("killable-capture-XXXXXX", &error);
-  g_assert_no_error (error);
-  f->fifo = g_build_filename (f->dir, "pid", NULL);
-  g_assert_cmpint (mkfifo (f->fifo, 0600), ==, 0);
-}
-
-static void
-fifo_clear (Fifo *f)
-{
-  (void) g_unlink (f->fifo);
-  (void) g_rmdir (f->dir);
-  g_free (f->fifo);
-  g_free (f->dir);
-}
 
 /* Runs the escapee script in @mode; returns its output, and the escapee's
  * pid in @escapee. */
@@ -215,15 +190,15 @@ run_escapee (KillableContainment  mode,
              GBytes             **out,
              int                 *escapee)
 {
-  Fifo f;
+  TestFifo f;
   const char *argv[] = { "sh", "-c", escapee_script, "sh", NULL, NULL };
   KillableProcessTask *task;
   g_autoptr(GError) error = NULL;
   g_autofree char *text = NULL;
   gboolean ok;
 
-  fifo_init (&f);
-  argv[4] = f.fifo;
+  test_fifo_open (&f);
+  argv[4] = f.path;
   task = new_task (mode, argv);
   killable_process_task_set_flags (task, KILLABLE_PROCESS_FLAGS_STDOUT_PIPE |
                                          KILLABLE_PROCESS_FLAGS_STDIN_PIPE);
@@ -240,7 +215,7 @@ run_escapee (KillableContainment  mode,
   g_assert_nonnull (*out);
   text = g_strndup (g_bytes_get_data (*out, NULL), g_bytes_get_size (*out));
   *escapee = atoi (text);
-  fifo_clear (&f);
+  test_fifo_close (&f);
 
   g_assert_no_error (error);
   g_assert_true (ok);

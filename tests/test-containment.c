@@ -35,6 +35,8 @@
 #include "killable.h"
 #include "killable-cgroup-private.h"
 
+#include "test-core-util.h"
+
 static char *self_exe;
 static GThread *main_thread;
 
@@ -151,57 +153,12 @@ run_alloc (const char *bytes)
 
 /* Helpers {{{ */
 
-typedef struct
-{
-  char *dir;
-  char *path;
-} Fifo;
-
-static void
-fifo_open (Fifo *fifo)
-{
-  g_autoptr(GError) error = NULL;
-
-  fifo->dir = g_dir_make_tmp ("killable-containment-XXXXXX", &error);
-  g_assert_no_error (error);
-  fifo->path = g_build_filename (fifo->dir, "fifo", NULL);
-  g_assert_cmpint (mkfifo (fifo->path, 0600), ==, 0);
-}
-
-static void
-fifo_close (Fifo *fifo)
-{
-  g_unlink (fifo->path);
-  g_rmdir (fifo->dir);
-  g_clear_pointer (&fifo->path, g_free);
-  g_clear_pointer (&fifo->dir, g_free);
-}
-
 /* Reads one line from @fifo (bounded: a program that never writes it fails
  * the test instead of hanging it). */
 static char *
-fifo_read_line (Fifo *fifo)
+fifo_read_line (TestFifo *fifo)
 {
-  GString *line = g_string_new (NULL);
-  gint64 deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
-  int fd = open (fifo->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-
-  g_assert_cmpint (fd, >=, 0);
-  while (strchr (line->str, '\n') == NULL)
-    {
-      struct pollfd pfd = { fd, POLLIN, 0 };
-      char buf[256];
-      ssize_t n;
-
-      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
-      (void) poll (&pfd, 1, 100);
-      n = read (fd, buf, sizeof buf);
-      if (n > 0)
-        g_string_append_len (line, buf, n);
-    }
-  close (fd);
-
-  return g_string_free (line, FALSE);
+  return test_fifo_read_line (fifo, TEST_LIMIT_USEC (30 * G_USEC_PER_SEC));
 }
 
 static int
@@ -367,12 +324,12 @@ test_escapees (gconstpointer data)
   g_autofree char *line = NULL;
   g_auto(GStrv) pids = NULL;
   int pidfds[4];
-  Fifo fifo;
+  TestFifo fifo;
 
   if (c->mode == KILLABLE_CONTAINMENT_CGROUP && (base = cgroup_base_or_skip ()) == NULL)
     return;
 
-  fifo_open (&fifo);
+  test_fifo_open (&fifo);
   task = new_self_task (c->mode, "--escapees", fifo.path, c->end == END_EXIT ? "exit" : "stay");
   /* The escapees keep the captured stdout: the end must not wait for it.
    * The program exits (END_EXIT) when told to on stdin. */
@@ -427,7 +384,7 @@ test_escapees (gconstpointer data)
   g_assert_cmpint (killable_process_task_get_containment (task), ==, c->mode);
   g_assert_cmpuint (count_leaves (base), ==, 0);
 
-  fifo_close (&fifo);
+  test_fifo_close (&fifo);
 }
 
 /* The contrast that shows the test can fail: a process group does not hold
@@ -439,9 +396,9 @@ test_group_lets_escapees_go (void)
   g_autofree char *line = NULL;
   g_auto(GStrv) pids = NULL;
   guint survivors = 0;
-  Fifo fifo;
+  TestFifo fifo;
 
-  fifo_open (&fifo);
+  test_fifo_open (&fifo);
   task = new_self_task (KILLABLE_CONTAINMENT_GROUP, "--escapees", fifo.path, "stay");
   start (task);
   line = fifo_read_line (&fifo);
@@ -461,7 +418,7 @@ test_group_lets_escapees_go (void)
     }
   g_assert_cmpuint (survivors, ==, 3);
 
-  fifo_close (&fifo);
+  test_fifo_close (&fifo);
 }
 
 /* }}} */
@@ -475,16 +432,16 @@ run_owner (const char *mode_nick)
   GEnumValue *value = g_enum_get_value_by_nick (klass, mode_nick);
   g_autoptr(KillableProcessTask) task = NULL;
   g_autofree char *line = NULL;
-  Fifo fifo;
+  TestFifo fifo;
 
-  fifo_open (&fifo);
+  test_fifo_open (&fifo);
   task = new_self_task (value->value, "--escapees", fifo.path, "stay");
   start (task);
   line = fifo_read_line (&fifo);
-  fifo_close (&fifo);
+  test_fifo_close (&fifo);
 
   /* Still running when the test kills us. */
-  printf ("%s", line);
+  printf ("%s\n", line);
   fflush (stdout);
   while (!killable_task_is_finished (KILLABLE_TASK (task)))
     pause ();

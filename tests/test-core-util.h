@@ -18,9 +18,12 @@
 
 #pragma once
 
+#include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -513,6 +516,78 @@ test_counter_wait (TestCounter *counter,
 {
   TEST_ITERATE_UNTIL (NULL, test_counter_get (counter) >= n);
   g_assert_cmpuint (test_counter_get (counter), ==, n);
+}
+
+/* }}} */
+
+/* A FIFO for programs to report to the test {{{ */
+
+typedef struct
+{
+  char *dir;
+  char *path;
+  int   fd;
+} TestFifo;
+
+/* Makes a FIFO in a fresh temporary directory. It is opened before any
+ * program, so that a program's open for writing never blocks; read and
+ * write (Linux allows it on a FIFO), so that it never reports an end of
+ * file between two writers. */
+static inline void
+test_fifo_open (TestFifo *fifo)
+{
+  g_autoptr(GError) error = NULL;
+
+  fifo->dir = g_dir_make_tmp ("killable-test-XXXXXX", &error);
+  g_assert_no_error (error);
+  fifo->path = g_build_filename (fifo->dir, "fifo", NULL);
+  g_assert_cmpint (mkfifo (fifo->path, 0600), ==, 0);
+  fifo->fd = open (fifo->path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  g_assert_cmpint (fifo->fd, >=, 0);
+}
+
+static inline void
+test_fifo_close (TestFifo *fifo)
+{
+  close (fifo->fd);
+  g_assert_cmpint (unlink (fifo->path), ==, 0);
+  g_assert_cmpint (rmdir (fifo->dir), ==, 0);
+  g_clear_pointer (&fifo->path, g_free);
+  g_clear_pointer (&fifo->dir, g_free);
+}
+
+/* Reads one line written by a program, without its newline, waiting for it
+ * at most @timeout_usec: a program that never writes it fails the test
+ * instead of hanging it. */
+static inline char *
+test_fifo_read_line (TestFifo *fifo,
+                     gint64    timeout_usec)
+{
+  GString *line = g_string_new (NULL);
+  gint64 end = g_get_monotonic_time () + timeout_usec;
+
+  for (;;)
+    {
+      struct pollfd pfd = { .fd = fifo->fd, .events = POLLIN };
+      char c;
+      gssize n;
+
+      n = read (fifo->fd, &c, 1);
+      if (n == 1)
+        {
+          if (c == '\n')
+            break;
+          g_string_append_c (line, c);
+          continue;
+        }
+      g_assert_cmpint (n, <, 0);
+      g_assert_cmpint (errno, ==, EAGAIN);
+
+      g_assert_cmpint (g_get_monotonic_time (), <, end);
+      g_assert_cmpint (poll (&pfd, 1, (int) ((end - g_get_monotonic_time ()) / 1000) + 1), ==, 1);
+    }
+
+  return g_string_free (line, FALSE);
 }
 
 /* }}} */

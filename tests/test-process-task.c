@@ -36,70 +36,11 @@
 
 /* Helpers {{{ */
 
-typedef struct
-{
-  char *dir;
-  char *path;
-  int   fd;
-} Fifo;
-
-static void
-fifo_open (Fifo *fifo)
-{
-  g_autoptr(GError) error = NULL;
-
-  fifo->dir = g_dir_make_tmp ("killable-process-XXXXXX", &error);
-  g_assert_no_error (error);
-  fifo->path = g_build_filename (fifo->dir, "fifo", NULL);
-  g_assert_cmpint (mkfifo (fifo->path, 0600), ==, 0);
-  /* Open before the child, so its open for writing never blocks; read and
-   * write (Linux allows it on a FIFO), so that the FIFO never reports an
-   * end of file between two children. */
-  fifo->fd = open (fifo->path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
-  g_assert_cmpint (fifo->fd, >=, 0);
-}
-
-static void
-fifo_close (Fifo *fifo)
-{
-  close (fifo->fd);
-  g_assert_cmpint (unlink (fifo->path), ==, 0);
-  g_assert_cmpint (rmdir (fifo->dir), ==, 0);
-  g_clear_pointer (&fifo->path, g_free);
-  g_clear_pointer (&fifo->dir, g_free);
-}
-
 /* Reads one line written by a child, waiting for it (bounded). */
 static char *
-fifo_read_line (Fifo *fifo)
+fifo_read_line (TestFifo *fifo)
 {
-  GString *line = g_string_new (NULL);
-  gint64 end = g_get_monotonic_time () + GUARD_USEC;
-
-  for (;;)
-    {
-      struct pollfd pfd = { .fd = fifo->fd, .events = POLLIN };
-      char c;
-      gssize n;
-      int ret;
-
-      n = read (fifo->fd, &c, 1);
-      if (n == 1)
-        {
-          if (c == '\n')
-            break;
-          g_string_append_c (line, c);
-          continue;
-        }
-      g_assert_cmpint (n, <, 0);
-      g_assert_cmpint (errno, ==, EAGAIN);
-
-      g_assert_cmpint (g_get_monotonic_time (), <, end);
-      ret = poll (&pfd, 1, GUARD_MSEC);
-      g_assert_cmpint (ret, ==, 1);
-    }
-
-  return g_string_free (line, FALSE);
+  return test_fifo_read_line (fifo, GUARD_USEC);
 }
 
 static KillableProcessTask *
@@ -159,7 +100,7 @@ wait_end (KillableProcessTask *task)
 /* Starts @task, and returns the first line its program writes to @fifo. */
 static char *
 start_and_read_line (KillableProcessTask *task,
-                     Fifo                *fifo)
+                     TestFifo            *fifo)
 {
   start (task);
   return fifo_read_line (fifo);
@@ -721,12 +662,12 @@ test_stop_before_start (void)
 static void
 test_stop_cooperative (void)
 {
-  Fifo fifo;
+  TestFifo fifo;
   g_autoptr(KillableProcessTask) task = NULL;
   g_autoptr(GError) error = NULL;
   g_autofree char *line = NULL;
 
-  fifo_open (&fifo);
+  test_fifo_open (&fifo);
   task = new_sh_printf ("echo ready > '%s'; exec sleep 1000", fifo.path);
   line = start_and_read_line (task, &fifo);
   g_assert_cmpstr (line, ==, "ready");
@@ -737,7 +678,7 @@ test_stop_cooperative (void)
   g_assert_true (killable_process_task_get_if_signaled (task));
   g_assert_cmpint (killable_process_task_get_term_sig (task), ==, SIGTERM);
 
-  fifo_close (&fifo);
+  test_fifo_close (&fifo);
 }
 
 static void
@@ -746,14 +687,14 @@ test_stop_with_sigterm_ignored_here (void)
   /* The test process ignores SIGTERM; the child must not inherit that, or
    * stop() would be useless until the kill. */
   struct sigaction ign = { .sa_handler = SIG_IGN }, old;
-  Fifo fifo;
+  TestFifo fifo;
   g_autoptr(KillableProcessTask) task = NULL;
   g_autofree char *line = NULL;
 
   sigemptyset (&ign.sa_mask);
   g_assert_cmpint (sigaction (SIGTERM, &ign, &old), ==, 0);
 
-  fifo_open (&fifo);
+  test_fifo_open (&fifo);
   task = new_sh_printf ("echo ready > '%s'; exec sleep 1000", fifo.path);
   line = start_and_read_line (task, &fifo);
   killable_task_stop (KILLABLE_TASK (task));
@@ -762,20 +703,20 @@ test_stop_with_sigterm_ignored_here (void)
   g_assert_cmpint (killable_process_task_get_term_sig (task), ==, SIGTERM);
 
   g_assert_cmpint (sigaction (SIGTERM, &old, NULL), ==, 0);
-  fifo_close (&fifo);
+  test_fifo_close (&fifo);
 }
 
 static void
 test_term_ignored_killed_after_grace (void)
 {
   const gint64 grace = 200 * G_TIME_SPAN_MILLISECOND;
-  Fifo fifo;
+  TestFifo fifo;
   g_autoptr(KillableProcessTask) task = NULL;
   g_autoptr(GError) error = NULL;
   g_autofree char *line = NULL;
   gint64 t0, elapsed;
 
-  fifo_open (&fifo);
+  test_fifo_open (&fifo);
   /* The trap is set before the line is written: the stop comes after. */
   task = new_sh_printf ("trap '' TERM; echo ready > '%s'; sleep 1000", fifo.path);
   killable_task_set_grace_period (KILLABLE_TASK (task), grace);
@@ -794,19 +735,19 @@ test_term_ignored_killed_after_grace (void)
   g_assert_true (killable_process_task_get_if_signaled (task));
   g_assert_cmpint (killable_process_task_get_term_sig (task), ==, SIGKILL);
 
-  fifo_close (&fifo);
+  test_fifo_close (&fifo);
 }
 
 static void
 test_kill (void)
 {
-  Fifo fifo;
+  TestFifo fifo;
   g_autoptr(KillableProcessTask) task = NULL;
   g_autoptr(GError) error = NULL;
   g_autofree char *line = NULL;
   int pgid, pid;
 
-  fifo_open (&fifo);
+  test_fifo_open (&fifo);
   task = new_sh_printf ("trap '' TERM; echo $$ > '%s'; sleep 1000", fifo.path);
   line = start_and_read_line (task, &fifo);
   pgid = atoi (line);
@@ -826,18 +767,18 @@ test_kill (void)
   /* Killed, not abandoned: nothing is left running. */
   g_assert_cmpuint (killable_get_abandoned_thread_count (), ==, 0);
 
-  fifo_close (&fifo);
+  test_fifo_close (&fifo);
 }
 
 static void
 test_interrupt_sends_sigint (void)
 {
-  Fifo fifo;
+  TestFifo fifo;
   g_autoptr(KillableProcessTask) task = NULL;
   g_autoptr(GError) error = NULL;
   g_autofree char *line = NULL;
 
-  fifo_open (&fifo);
+  test_fifo_open (&fifo);
   /* Deaf to SIGTERM, leaves with status 7 on SIGINT. The `wait` builtin,
    * unlike a foreground command, is cut short by a trapped signal; the
    * background sleep ignores SIGINT and SIGTERM and dies with the group. */
@@ -853,7 +794,7 @@ test_interrupt_sends_sigint (void)
   g_assert_true (killable_process_task_get_if_exited (task));
   g_assert_cmpint (killable_process_task_get_exit_status (task), ==, 7);
 
-  fifo_close (&fifo);
+  test_fifo_close (&fifo);
 }
 
 static void
@@ -861,12 +802,12 @@ test_stop_stopped_program (void)
 {
   /* A program stopped with SIGSTOP acts on SIGTERM once continued: the
    * stop continues it. */
-  Fifo fifo;
+  TestFifo fifo;
   g_autoptr(KillableProcessTask) task = NULL;
   g_autofree char *line = NULL;
   int pid;
 
-  fifo_open (&fifo);
+  test_fifo_open (&fifo);
   task = new_sh_printf ("echo $$ > '%s'; exec sleep 1000", fifo.path);
   line = start_and_read_line (task, &fifo);
   pid = atoi (line);
@@ -876,7 +817,7 @@ test_stop_stopped_program (void)
   stop_and_join (task, NULL);
   g_assert_cmpint (killable_process_task_get_term_sig (task), ==, SIGTERM);
 
-  fifo_close (&fifo);
+  test_fifo_close (&fifo);
 }
 
 static void
@@ -909,14 +850,14 @@ static void
 test_child_of_thread_task (void)
 {
   /* A stop of the parent reaches the process, with its cause. */
-  Fifo fifo;
+  TestFifo fifo;
   g_autoptr(KillableTask) parent = killable_task_new ("parent", wait_for_stop, NULL, NULL);
   g_autoptr(KillableProcessTask) child = NULL;
   g_autoptr(GError) reason = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, "shutdown");
   g_autoptr(GError) error = NULL;
   g_autofree char *line = NULL;
 
-  fifo_open (&fifo);
+  test_fifo_open (&fifo);
   child = new_sh_printf ("echo ready > '%s'; exec sleep 1000", fifo.path);
   g_assert_true (killable_task_add_child (parent, KILLABLE_TASK (child), NULL));
   g_assert_true (killable_task_start (parent, NULL));
@@ -929,7 +870,7 @@ test_child_of_thread_task (void)
   g_assert_cmpint (killable_process_task_get_term_sig (child), ==, SIGTERM);
   g_assert_cmpuint (count_children (), ==, 0);
 
-  fifo_close (&fifo);
+  test_fifo_close (&fifo);
 }
 
 static void
@@ -953,7 +894,7 @@ test_timeout (void)
 static void
 test_grandchildren_die_on_stop (void)
 {
-  Fifo fifo;
+  TestFifo fifo;
   g_autoptr(KillableProcessTask) task = NULL;
   g_autofree char *line = NULL;
   g_auto(GStrv) pids = NULL;
@@ -961,7 +902,7 @@ test_grandchildren_die_on_stop (void)
   int pgid;
   gint64 t0;
 
-  fifo_open (&fifo);
+  test_fifo_open (&fifo);
   /* Two grandchildren deaf to SIGTERM: only the group SIGKILL that
    * follows the leader's end can take them. */
   task = new_sh_printf ("(trap '' TERM; exec sleep 1000) & a=$!; "
@@ -997,7 +938,7 @@ test_grandchildren_die_on_stop (void)
   assert_group_ends (pgid);
   g_assert_cmpuint (count_children (), ==, 0);
 
-  fifo_close (&fifo);
+  test_fifo_close (&fifo);
 }
 
 static void
@@ -1033,13 +974,13 @@ static void
 test_start_kill_cycles (void)
 {
   const char *sleep_argv[] = { "sleep", "1000", NULL };
-  Fifo fifo;
+  TestFifo fifo;
   g_autofree char *script = NULL;
   guint fds_before, fds_after;
   guint spawned_running = 0;   /* killed once the program surely ran */
   guint spawned_at_once = 0;   /* killed at once, yet it had been spawned */
 
-  fifo_open (&fifo);
+  test_fifo_open (&fifo);
   script = g_strdup_printf ("echo x > '%s'; exec sleep 1000", fifo.path);
 
   /* Warm up the lazily made things (worker threads, timer thread, ...). */
@@ -1107,7 +1048,7 @@ test_start_kill_cycles (void)
   g_assert_cmpuint (count_children (), ==, 0);
   g_assert_cmpuint (killable_get_abandoned_thread_count (), ==, 0);
 
-  fifo_close (&fifo);
+  test_fifo_close (&fifo);
 }
 
 /* }}} */
@@ -1283,9 +1224,9 @@ test_stop_kill_from_threads (void)
   guint n_killed = 0, n_cancelled = 0;
   guint fds_before;
   TestGate go;
-  Fifo fifo;
+  TestFifo fifo;
 
-  fifo_open (&fifo);
+  test_fifo_open (&fifo);
   test_gate_init (&go);
 
   /* Warm up the lazily made things (worker threads, timer thread, ...). */
@@ -1366,7 +1307,7 @@ test_stop_kill_from_threads (void)
   g_assert_cmpuint (count_fds (), ==, fds_before);
 
   test_gate_clear (&go);
-  fifo_close (&fifo);
+  test_fifo_close (&fifo);
 }
 
 /* }}} */
