@@ -739,8 +739,9 @@ def _run(self):
         w.cancel_fd = None
         held[0].release_fd()
 
-    # The last progress and status reach the owner before the end does.
-    publish_report(self, w)
+    # The last progress and status reach the owner before the end does,
+    # including a value the flusher thread is publishing at this moment.
+    publish_report(self, w, final=True)
 
     if not returned and sent is not None and type(exc) is sent and \
             _landed_after_user_code(exc):
@@ -1168,13 +1169,15 @@ def _publish_one(task, key, value):
         Killable.Task.set_status(task, value)
 
 
-def publish_report(task, w=None, now=None):
-    """Publish what set_report() kept. Any thread."""
+def publish_report(task, w=None, now=None, final=False):
+    """Publish what set_report() kept. Any thread. With final, also wait
+    for a publication in progress on another thread (the flusher pops a
+    value, then publishes it: an empty report does not mean published)."""
     if w is None:
         w = task.__dict__.get('_killable_worker')
         if w is None:
             return
-    if not w.report:
+    if not w.report and not final:
         return
     with w.publish_lock:
         w.published = time.monotonic() if now is None else now

@@ -9,7 +9,7 @@ import unittest
 import killabletest
 from killabletest import GUARD_SECONDS, run_loop_until
 
-from gi.repository import Killable  # noqa: E402
+from gi.repository import GLib, Killable  # noqa: E402
 
 State = Killable.TaskState
 
@@ -124,6 +124,57 @@ class TestHotCalls(unittest.TestCase):
         before = events[:end]
         self.assertIn(('progress', 1.0), before)
         self.assertIn(('status', 'step 4'), before)
+
+    def test_value_being_published_by_the_flusher_comes_before_the_end(self):
+        # The flusher thread has taken the worker's last value and is
+        # publishing it when the worker returns: the end waits for it.
+        from gi.overrides import _killable
+        flusher_in = threading.Event()
+        go = threading.Event()
+        original = _killable._publish_one
+
+        def held(task, key, value):
+            if threading.current_thread() is not worker_thread[0]:
+                flusher_in.set()
+                go.wait(GUARD_SECONDS)
+            original(task, key, value)
+
+        worker_thread = [None]
+        events = []
+
+        def work():
+            worker_thread[0] = threading.current_thread()
+            task = Killable.current_task()
+            task.set_progress(0.25)     # published at once
+            task.set_progress(0.5)      # coalesced: left to the flusher
+            self.assertTrue(flusher_in.wait(GUARD_SECONDS))
+
+        _killable._publish_one = held
+        try:
+            task = Killable.Task(target=work)
+            task.connect('notify::progress',
+                         lambda t, p: events.append(('progress', t.get_progress())))
+            task.connect('notify::state',
+                         lambda t, p: events.append(('state', t.get_state())))
+            task.start()
+            # Without the wait at the end, SUCCEEDED arrives while the
+            # flusher is held; give it a moment to show, then let go.
+            context = GLib.MainContext.default()
+            moment = []
+            source = GLib.timeout_source_new(300)
+            source.set_callback(lambda *a: moment.append(1) or GLib.SOURCE_REMOVE)
+            source.attach(context)
+            while not moment and ('state', State.SUCCEEDED) not in events:
+                context.iteration(True)
+            source.destroy()
+            go.set()
+            run_loop_until(lambda: ('state', State.SUCCEEDED) in events)
+            task.join()
+        finally:
+            go.set()
+            _killable._publish_one = original
+        end = events.index(('state', State.SUCCEEDED))
+        self.assertIn(('progress', 0.5), events[:end])
 
     def test_value_left_by_a_quiet_worker_is_published(self):
         # The worker sets two values at once (the second is coalesced), then
