@@ -973,7 +973,15 @@ def interrupt(task, exc_type):
         w.interrupt_type = exc_type
         w.direct += 1
     try:
-        if _c_interrupt is not None:
+        if _c_interrupt_self_default is not None and \
+                getattr(type(task), 'do_interrupt', None) is do_interrupt:
+            # The task's own vfunc is do_interrupt(): the library runs the
+            # default handler in its place, and its Python part is done
+            # here, without the way from C back into Python.
+            if _c_interrupt_self_default(w.ptr or _pointer(task, w)):
+                with w.lock:
+                    _request_locked(w, exc_type)
+        elif _c_interrupt is not None:
             _c_interrupt(w.ptr or _pointer(task, w))
         else:
             Killable.Task.interrupt(task)
@@ -1054,6 +1062,20 @@ if _lib is not None:
         _c_get_interrupt_syscalls.argtypes = [ctypes.c_void_p]
     except AttributeError:
         _c_interrupt = _c_get_interrupt_syscalls = None
+
+# killable_task_interrupt() for a task whose interrupt vfunc is
+# do_interrupt(): the library runs the default handler (EINTR for a worker
+# that opted in) in place of the vfunc and returns whether the vfunc would
+# have run; interrupt() then does do_interrupt()'s own part. Not API (in no
+# header, not in the typelib): a library without it takes the usual path.
+_c_interrupt_self_default = None
+if _c_interrupt is not None:
+    try:
+        _c_interrupt_self_default = _lib._killable_task_interrupt_self_default
+        _c_interrupt_self_default.restype = ctypes.c_int
+        _c_interrupt_self_default.argtypes = [ctypes.c_void_p]
+    except AttributeError:
+        _c_interrupt_self_default = None
 
 # join() and the override's other waits on the end hand the GIL away only
 # once, in the wait itself: killable_task_get_state() and

@@ -341,6 +341,9 @@ gssize killable_task_stop_state_offset;
 _KillableTaskFastPath _killable_task_fast_path = { 0, 1 };
 
 static const GError *peek_error (KillableTask *self);
+static gboolean interrupt_internal (KillableTask *self,
+                                    gboolean      self_default);
+static void killable_task_real_interrupt (KillableTask *self);
 
 static GError *
 make_error (KillableTask  *self,
@@ -2752,23 +2755,80 @@ killable_task_stop_with_error (KillableTask *self,
 void
 killable_task_interrupt (KillableTask *self)
 {
-  g_autoptr(GError) reason = NULL;
-  g_autoptr(GPtrArray) subtree = NULL;
-
   g_return_if_fail (KILLABLE_IS_TASK (self));
 
-  reason = make_error (self, KILLABLE_ERROR_INTERRUPTED);
-  killable_task_request_stop_internal (self, reason, TRUE);
+  (void) interrupt_internal (self, FALSE);
+}
 
-  /* Marked under the tree lock, so a child added later is interrupted too. */
+/* killable_task_interrupt(); with @self_default, @self gets the default
+ * handler instead of its vfunc (see _killable_task_interrupt_self_default()).
+ * Returns whether @self's vfunc would have run (it had not ended). */
+static gboolean
+interrupt_internal (KillableTask *self,
+                    gboolean      self_default)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  g_autoptr(GPtrArray) subtree = NULL;
+  gboolean self_live = FALSE;
+
+  /* A task already stopped has its stopped descendants (a stop reaches
+   * every descendant, and a child added later to a stopped parent is
+   * stopped): the request would change nothing, so the reason (a
+   * translation lookup and two allocations) is not built. */
+  if (!killable_stop_state_is_requested (&priv->stop))
+    {
+      g_autoptr(GError) reason = make_error (self, KILLABLE_ERROR_INTERRUPTED);
+
+      killable_task_request_stop_internal (self, reason, TRUE);
+    }
+
+  /* Marked under the tree lock, so a child added later is interrupted too.
+   * @self comes first. */
   subtree = killable_tree_collect_subtree (self, KILLABLE_TREE_MARK_INTERRUPT);
   for (guint i = 0; i < subtree->len; i++)
     {
       KillableTask *task = g_ptr_array_index (subtree, i);
 
-      if (!KILLABLE_TASK_STATE_IS_TERMINAL (killable_task_get_state (task)))
-        KILLABLE_TASK_GET_CLASS (task)->interrupt (task);
+      if (KILLABLE_TASK_STATE_IS_TERMINAL (killable_task_get_state (task)))
+        continue;
+      if (i == 0 && self_default)
+        {
+          killable_task_real_interrupt (task);
+          self_live = TRUE;
+        }
+      else
+        {
+          KILLABLE_TASK_GET_CLASS (task)->interrupt (task);
+        }
     }
+
+  return self_live;
+}
+
+/* _killable_task_interrupt_self_default:
+ * @self: a task whose interrupt vfunc chains up to the default handler,
+ *   then does the binding's own part
+ *
+ * For the Python override; exported, but in no public header and not in
+ * the GIR: not API. killable_task_interrupt(), except that @self gets the
+ * default handler (EINTR for a worker that opted in) in place of its
+ * vfunc; the caller does its vfunc's own part after this returns. A
+ * Python caller of Task.interrupt() then does not go through C back into
+ * Python (PyGObject's vfunc marshalling was most of the call's cost). The
+ * descendants' vfuncs run as usual.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: %TRUE where @self's vfunc would have run (@self had not ended)
+ */
+_KILLABLE_EXTERN gboolean _killable_task_interrupt_self_default (KillableTask *self);
+
+gboolean
+_killable_task_interrupt_self_default (KillableTask *self)
+{
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
+
+  return interrupt_internal (self, TRUE);
 }
 
 /**
