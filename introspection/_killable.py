@@ -704,6 +704,10 @@ def _run(self):
 
     # Before w.tid is set: nothing can be sent to this thread yet.
     thread = _enter_thread(self, w, tid)
+    if w.ptr is None:
+        # Here rather than in the first interrupt(), join() or check(),
+        # which would pay for it with the GIL held (two foreign calls).
+        _pointer(self, w)
 
     try:
         with w.lock:
@@ -969,19 +973,24 @@ def interrupt(task, exc_type):
     gets the GIL, after the stop, without waiting for anything. (The C call
     keeps the GIL: the worker is paused until this returns.)"""
     w = task.__dict__.get('_killable_worker') or worker(task)
+    if _c_interrupt_self_default is not None and type(task).do_interrupt is do_interrupt:
+        # The task's own vfunc is do_interrupt(): the library runs the
+        # default handler in its place and returns whether the vfunc would
+        # have run; its Python part is done here, without the way from C
+        # back into Python. (A single store: the vfunc that another
+        # thread's interrupt of an ancestor may run reads it.)
+        w.interrupt_type = exc_type
+        if _c_interrupt_self_default(w.ptr or _pointer(task, w)):
+            with w.lock:
+                _request_locked(w, exc_type)
+        if w.pending is not None:
+            raise_self_pending()
+        return
     with w.lock:
         w.interrupt_type = exc_type
         w.direct += 1
     try:
-        if _c_interrupt_self_default is not None and \
-                getattr(type(task), 'do_interrupt', None) is do_interrupt:
-            # The task's own vfunc is do_interrupt(): the library runs the
-            # default handler in its place, and its Python part is done
-            # here, without the way from C back into Python.
-            if _c_interrupt_self_default(w.ptr or _pointer(task, w)):
-                with w.lock:
-                    _request_locked(w, exc_type)
-        elif _c_interrupt is not None:
+        if _c_interrupt is not None:
             _c_interrupt(w.ptr or _pointer(task, w))
         else:
             Killable.Task.interrupt(task)
