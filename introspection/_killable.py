@@ -109,9 +109,14 @@ _CODE_FOR_CLASS = (
 )
 
 
+# The domain's name, compared as a string: GLib.quark_from_string() is an
+# introspected call, which hands the GIL away (a worker that the stop just
+# woke would then wait for the owner to give it back).
+_KILLABLE_DOMAIN = GLib.quark_to_string(_KILLABLE_ERROR)
+
+
 def is_killable_error(error):
-    return (error is not None and
-            GLib.quark_from_string(error.domain) == _KILLABLE_ERROR)
+    return error is not None and error.domain == _KILLABLE_DOMAIN
 
 
 def _is_interruption(error):
@@ -930,8 +935,10 @@ def wait(task, func, *args):
         raise _instantiate(exc_type, error or _stop_reason(task)) from None
     if error is not None:
         # The stop's cause: a TaskCancelled. (wait_fd() also fails with a
-        # G_IO_ERROR when it cannot poll.)
-        if Killable.Task.is_stop_requested(task):
+        # G_IO_ERROR when it cannot poll.) Asked without handing the GIL
+        # away: the owner that just stopped the task would take it, and
+        # this worker wait for it back before it could raise.
+        if is_stop_requested(task):
             raise _cancellation(error) from None
         raise error
     return ret
