@@ -163,6 +163,107 @@ class TestInterrupt(unittest.TestCase):
         self.assertEqual([phase for phase, _ in caught], ['phase 1'])
 
 
+from gi.overrides import _killable  # noqa: E402
+
+
+class Counted(Busy):
+    """A Busy task whose interrupt vfunc is its own (counting, then doing
+    the override's part): interrupt() must still go through it."""
+
+    def __init__(self):
+        super().__init__()
+        self.vfunc_calls = 0
+
+    def do_interrupt(self):
+        self.vfunc_calls += 1
+        _killable.do_interrupt(self)
+
+
+class TestInterruptPaths(unittest.TestCase):
+    """Task.interrupt() from Python on a Python task: the library runs the
+    task's default handler in place of its vfunc, and the override sends
+    the exception itself (no way from C back into Python); descendants and
+    tasks with a vfunc of their own still get their vfunc."""
+
+    def setUp(self):
+        self.calls = []
+        original = _killable._c_interrupt_self_default
+        self.assertIsNotNone(original)
+
+        def counted(ptr):
+            self.calls.append(ptr)
+            return original(ptr)
+        _killable._c_interrupt_self_default = counted
+        self.addCleanup(setattr, _killable, '_c_interrupt_self_default', original)
+
+    def test_direct_path(self):
+        t = Busy()
+        t.start()
+        self.assertTrue(t.running.wait(GUARD_SECONDS))
+        t.interrupt()
+        with self.assertRaises(Killable.TaskInterrupted):
+            t.join(GUARD_SECONDS)
+        self.assertEqual(len(self.calls), 1)
+        self.assertIsInstance(t.seen, Killable.TaskInterrupted)
+        self.assertTrue(t.get_error().matches(Killable.error_quark(),
+                                              Killable.Error.INTERRUPTED))
+
+    def test_own_vfunc_kept(self):
+        t = Counted()
+        t.start()
+        self.assertTrue(t.running.wait(GUARD_SECONDS))
+        t.interrupt()
+        with self.assertRaises(Killable.TaskInterrupted):
+            t.join(GUARD_SECONDS)
+        self.assertEqual(self.calls, [])
+        self.assertEqual(t.vfunc_calls, 1)
+        self.assertIsInstance(t.seen, Killable.TaskInterrupted)
+
+    def test_descendants_get_their_vfunc(self):
+        parent = Busy()
+        child = Counted()
+        parent.add_child(child)
+        parent.start()
+        child.start()
+        self.assertTrue(parent.running.wait(GUARD_SECONDS))
+        self.assertTrue(child.running.wait(GUARD_SECONDS))
+        parent.interrupt()
+        for t in (parent, child):
+            with self.assertRaises(Killable.TaskInterrupted):
+                t.join(GUARD_SECONDS)
+            self.assertIsInstance(t.seen, Killable.TaskInterrupted)
+        self.assertEqual(len(self.calls), 1)
+        self.assertEqual(child.vfunc_calls, 1)
+
+    def test_after_stop(self):
+        # Already stopped: the library builds no reason for the interrupt,
+        # and the exception still lands; the task keeps the stop's cause.
+        t = Busy()
+        t.start()
+        self.assertTrue(t.running.wait(GUARD_SECONDS))
+        t.stop()
+        t.interrupt()
+        with self.assertRaises(Killable.TaskStopped):
+            t.join(GUARD_SECONDS)
+        self.assertIsInstance(t.seen, Killable.TaskInterrupted)
+        self.assertTrue(t.get_error().matches(Killable.error_quark(),
+                                              Killable.Error.STOPPED))
+
+    def test_ended(self):
+        # Harmless on a task that ended: nothing is sent or kept.
+        t = Killable.Task(target=lambda: 'done')
+        t.start()
+        t.join(GUARD_SECONDS)
+        w = _killable.worker(t)
+        before = w.async_state
+        t.interrupt()
+        self.assertEqual(len(self.calls), 1)
+        self.assertIsNone(w.pending)
+        self.assertEqual(w.async_state, before)
+        self.assertEqual(t.get_state(), State.SUCCEEDED)
+        t.join(GUARD_SECONDS)
+
+
 def capture_output():
     """Redirect what could be printed (Python's stderr, fd 2, the
     unraisable hook); returns a function that restores them and returns
