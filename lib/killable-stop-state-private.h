@@ -26,11 +26,18 @@ typedef struct _KillableStopCallback KillableStopCallback;
 #define KILLABLE_STOP_FLAG_REQUESTED 1   /* set once, never cleared */
 #define KILLABLE_STOP_FLAG_PAUSED    2   /* set while paused (killable_stop_state_set_paused), cleared by a stop */
 
-/* The links of the callback list: a circular doubly linked list through a
- * sentinel (KillableStopStateExtra.callbacks, whose @id is always 0), so
- * that linking and unlinking take no branch. Ids grow from the oldest
- * callback (sentinel->next) to the newest (sentinel->prev); 0 is never a
- * callback's id. */
+/* Where the registered callbacks are: the newest in a slot of the extra
+ * block (KillableStopStateExtra.newest), the older ones in a list. Scoped
+ * callbacks (added, then removed in the reverse order, std::stop_callback's
+ * use) then only fill and empty the slot: no node, no link. An add that
+ * finds the slot taken first moves its callback to the list's end.
+ *
+ * The list: circular and doubly linked through a sentinel
+ * (KillableStopStateExtra.callbacks, whose @id is always 0), so that
+ * linking and unlinking take no branch. Ids grow from the oldest callback
+ * (sentinel->next) to the newest of the list (sentinel->prev), and the
+ * slot's, when it is taken, is above them all; 0 is never a callback's
+ * id. */
 struct _KillableStopLink
 {
   KillableStopLink *prev;
@@ -50,6 +57,15 @@ struct _KillableStopCallback
   GDestroyNotify        notify;
 };
 
+/* A callback in the slot; @id is 0 when the slot is free. */
+typedef struct
+{
+  gulong                id;
+  KillableStopFunc      func;
+  gpointer              user_data;
+  GDestroyNotify        notify;
+} KillableStopSlot;
+
 /* What only a task that has stop callbacks, sleeps, waits on an fd or is
  * paused needs: allocated on first use (killable_stop_state_get_extra(),
  * under @cb_lock), published with an atomic store, freed only with the
@@ -57,9 +73,10 @@ struct _KillableStopCallback
  * an add + remove pair come first (one cache line). */
 typedef struct
 {
-  KillableStopLink      callbacks;       /* the sentinel (id 0) of the callback list; protected by the state's cb_lock */
-  KillableStopCallback *spare;           /* (nullable) free nodes, linked by ->link.next, for the next adds; protected by cb_lock */
+  KillableStopSlot      newest;          /* the newest callback, if its slot is taken; protected by the state's cb_lock */
   gulong                last_id;         /* protected by cb_lock */
+  KillableStopLink      callbacks;       /* the sentinel (id 0) of the list of the older ones; protected by cb_lock */
+  KillableStopCallback *spare;           /* (nullable) free nodes, linked by ->link.next, for the next adds; protected by cb_lock */
   gulong                running_id;      /* protected by cb_lock: the callback being run, 0 if none */
   GThread              *running_thread;  /* protected by cb_lock */
   gpointer              chunks;          /* (owned) (nullable) the node blocks (see stop-state.c); protected by cb_lock */
@@ -162,35 +179,10 @@ void      killable_stop_state_remove_callback_slow (KillableStopState *state,
                                                     gulong             id,
                                                     gboolean           locked);
 
-/* Called with cb_lock held, on an unstopped state with a spare node:
- * links a node for @func as the newest callback; returns its id. */
-static inline gulong
-killable_stop_state_push_locked (KillableStopStateExtra *extra,
-                                 KillableStopFunc        func,
-                                 gpointer                user_data,
-                                 GDestroyNotify          notify)
-{
-  KillableStopCallback *cb = extra->spare;
-  KillableStopLink *tail = extra->callbacks.prev;
-  gulong id = ++extra->last_id;
-
-  extra->spare = (KillableStopCallback *) cb->link.next;
-  cb->func = func;
-  cb->user_data = user_data;
-  cb->notify = notify;
-  cb->link.id = id;
-  cb->link.prev = tail;
-  cb->link.next = &extra->callbacks;
-  tail->next = &cb->link;
-  extra->callbacks.prev = &cb->link;
-
-  return id;
-}
-
 /* Registers @func, or runs it at once (and returns 0) if the stop was
- * already requested. The common path: an unstopped task whose extra block
- * has a free node (a remove left one, or a block was cut into nodes): one
- * atomic exchange, a few links, one store. */
+ * already requested. The common path: an unstopped task whose slot is
+ * free (the first callback after the extra block exists, or the callback
+ * of a scope that ended): one atomic exchange, five stores, one store. */
 static inline gulong
 killable_stop_state_add_callback (KillableStopState *state,
                                   KillableTask      *task,
@@ -206,11 +198,14 @@ killable_stop_state_add_callback (KillableStopState *state,
 
   /* Read under cb_lock: it is published under cb_lock. */
   extra = state->extra;
-  if (G_UNLIKELY (extra == NULL || extra->spare == NULL ||
+  if (G_UNLIKELY (extra == NULL || extra->newest.id != 0 ||
                   (g_atomic_int_get (&state->requested) & KILLABLE_STOP_FLAG_REQUESTED) != 0))
     return killable_stop_state_add_callback_slow (state, task, func, user_data, notify, TRUE);
 
-  id = killable_stop_state_push_locked (extra, func, user_data, notify);
+  extra->newest.id = id = ++extra->last_id;
+  extra->newest.func = func;
+  extra->newest.user_data = user_data;
+  extra->newest.notify = notify;
 
   __atomic_store_n (&state->cb_lock, 0, __ATOMIC_RELEASE);
 
@@ -219,16 +214,13 @@ killable_stop_state_add_callback (KillableStopState *state,
 
 /* Unregisters the callback @id (non-zero); see
  * killable_task_remove_stop_callback(). The common path: it is the newest
- * callback (scoped callbacks are removed in the reverse order of their
- * adding), and no stop runs it: one atomic exchange, a few links, one
- * store. */
+ * callback and no stop runs it (a stop takes it out of the slot first):
+ * one atomic exchange, one store, one store. */
 static inline void
 killable_stop_state_remove_callback (KillableStopState *state,
                                      gulong             id)
 {
   KillableStopStateExtra *extra;
-  KillableStopLink *last;
-  KillableStopCallback *cb;
   GDestroyNotify notify;
   gpointer user_data;
 
@@ -239,21 +231,15 @@ killable_stop_state_remove_callback (KillableStopState *state,
     }
 
   extra = state->extra;
-  /* The sentinel's id is 0: an empty list goes the slow way too. */
-  if (G_UNLIKELY (extra == NULL || extra->callbacks.prev->id != id))
+  if (G_UNLIKELY (extra == NULL || extra->newest.id != id))
     {
       killable_stop_state_remove_callback_slow (state, id, TRUE);
       return;
     }
 
-  last = extra->callbacks.prev;
-  cb = (KillableStopCallback *) last;
-  last->prev->next = &extra->callbacks;
-  extra->callbacks.prev = last->prev;
-  last->next = (KillableStopLink *) extra->spare;
-  extra->spare = cb;
-  notify = cb->notify;
-  user_data = cb->user_data;
+  notify = extra->newest.notify;
+  user_data = extra->newest.user_data;
+  extra->newest.id = 0;
 
   __atomic_store_n (&state->cb_lock, 0, __ATOMIC_RELEASE);
 

@@ -231,6 +231,8 @@ killable_stop_state_clear (KillableStopState *state)
    * fired are only released. */
   for (KillableStopLink *link = extra->callbacks.next; link != &extra->callbacks; link = link->next)
     stop_callback_notify ((KillableStopCallback *) link);
+  if (extra->newest.id != 0 && extra->newest.notify != NULL)
+    extra->newest.notify (extra->newest.user_data);
   chunks_free (extra->chunks);
 
   if (extra->wake_fd >= 0)
@@ -287,7 +289,7 @@ killable_stop_state_request (KillableStopState *state,
    * cb_lock later runs its own): with none, nothing is to be waited for,
    * and fire() takes no lock. */
   if (extra != NULL)
-    extra->firing = extra->callbacks.next != &extra->callbacks;
+    extra->firing = extra->newest.id != 0 || extra->callbacks.next != &extra->callbacks;
   g_atomic_int_or ((guint *) &state->requested, KILLABLE_STOP_FLAG_REQUESTED);
   /* A stop lifts a pause (the word stays non-zero in between); the
    * wake-up fd stays readable, now for the stop. */
@@ -331,7 +333,7 @@ killable_stop_state_fire (KillableStopState *state,
 {
   KillableStopStateExtra *extra = g_atomic_pointer_get (&state->extra);
   GThread *self;
-  KillableStopCallback *cb;
+  KillableStopSlot run;
   NodeChunk *chunks;
   gboolean wake = FALSE;
 
@@ -343,11 +345,30 @@ killable_stop_state_fire (KillableStopState *state,
   self = g_thread_self ();
   cb_lock (state);
 
-  while (extra->callbacks.next != &extra->callbacks)
+  /* Oldest first: the list, then the slot (the newest). Each is taken
+   * out (copied) under cb_lock, so that a remove_callback() meanwhile sees
+   * it running, not registered. */
+  for (;;)
     {
-      cb = (KillableStopCallback *) extra->callbacks.next;
-      unlink_locked (&cb->link);
-      extra->running_id = cb->link.id;
+      if (extra->callbacks.next != &extra->callbacks)
+        {
+          KillableStopCallback *cb = (KillableStopCallback *) extra->callbacks.next;
+
+          unlink_locked (&cb->link);
+          run.id = cb->link.id;
+          run.func = cb->func;
+          run.user_data = cb->user_data;
+          run.notify = cb->notify;
+        }
+      else if (extra->newest.id != 0)
+        {
+          run = extra->newest;
+          extra->newest.id = 0;
+        }
+      else
+        break;
+
+      extra->running_id = run.id;
       extra->running_thread = self;
       cb_unlock (state);
 
@@ -355,8 +376,9 @@ killable_stop_state_fire (KillableStopState *state,
         wake_cb_waiters (extra);
 
       /* @reason is immutable once requested: no lock needed to read it. */
-      cb->func (task, state->reason, cb->user_data);
-      stop_callback_notify (cb);
+      run.func (task, state->reason, run.user_data);
+      if (run.notify != NULL)
+        run.notify (run.user_data);
 
       cb_lock (state);
       extra->running_id = 0;
@@ -465,9 +487,32 @@ killable_stop_state_add_callback_slow (KillableStopState *state,
     }
 
   extra = get_extra_locked (state);
-  if (extra->spare == NULL)
-    spare_refill_locked (extra);
-  id = killable_stop_state_push_locked (extra, func, user_data, notify);
+
+  /* The slot is taken: its callback, older than this one, goes to the
+   * list's end (a node: allocated under the lock, no user code). */
+  if (extra->newest.id != 0)
+    {
+      KillableStopCallback *cb;
+      KillableStopLink *tail = extra->callbacks.prev;
+
+      if (extra->spare == NULL)
+        spare_refill_locked (extra);
+      cb = extra->spare;
+      extra->spare = (KillableStopCallback *) cb->link.next;
+      cb->link.id = extra->newest.id;
+      cb->func = extra->newest.func;
+      cb->user_data = extra->newest.user_data;
+      cb->notify = extra->newest.notify;
+      cb->link.prev = tail;
+      cb->link.next = &extra->callbacks;
+      tail->next = &cb->link;
+      extra->callbacks.prev = &cb->link;
+    }
+
+  extra->newest.id = id = ++extra->last_id;
+  extra->newest.func = func;
+  extra->newest.user_data = user_data;
+  extra->newest.notify = notify;
 
   cb_unlock (state);
 
@@ -505,14 +550,24 @@ killable_stop_state_remove_callback_slow (KillableStopState *state,
       return;
     }
 
-  /* Newest first: scoped callbacks are removed in reverse order. Ids grow
-   * along the list and the sentinel's is 0 (never a callback's): the walk
-   * stops at @id's place, at the latest on the sentinel. */
+  /* The slot: the inline path takes it when it got cb_lock at once. */
+  if (extra->newest.id == id)
+    {
+      notify = extra->newest.notify;
+      user_data = extra->newest.user_data;
+      extra->newest.id = 0;
+      cb_unlock (state);
+      goto out;
+    }
+
+  /* Then the list, newest first: scoped callbacks are removed in reverse
+   * order. Ids grow along the list and the sentinel's is 0 (never a
+   * callback's): the walk stops at @id's place, at the latest on the
+   * sentinel. */
   for (link = extra->callbacks.prev; link->id > id; link = link->prev)
     ;
 
-  if (link->id == id)
-    {
+  if (link->id == id)    {
       KillableStopCallback *found = (KillableStopCallback *) link;
 
       unlink_locked (link);
@@ -550,6 +605,7 @@ killable_stop_state_remove_callback_slow (KillableStopState *state,
   else
     cb_unlock (state);
 
+out:
   if (notify != NULL)
     notify (user_data);
 }
