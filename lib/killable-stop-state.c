@@ -333,7 +333,8 @@ killable_stop_state_fire (KillableStopState *state,
 {
   KillableStopStateExtra *extra = g_atomic_pointer_get (&state->extra);
   GThread *self;
-  KillableStopSlot run;
+  KillableStopCallback *cb;
+  KillableStopCallback slot_copy;
   NodeChunk *chunks;
   gboolean wake = FALSE;
 
@@ -346,29 +347,29 @@ killable_stop_state_fire (KillableStopState *state,
   cb_lock (state);
 
   /* Oldest first: the list, then the slot (the newest). Each is taken
-   * out (copied) under cb_lock, so that a remove_callback() meanwhile sees
-   * it running, not registered. */
+   * out under cb_lock (an unlinked node is not reused before the blocks
+   * are freed, below; the slot is copied), so that a remove_callback()
+   * meanwhile sees it running, not registered. */
   for (;;)
     {
       if (extra->callbacks.next != &extra->callbacks)
         {
-          KillableStopCallback *cb = (KillableStopCallback *) extra->callbacks.next;
-
+          cb = (KillableStopCallback *) extra->callbacks.next;
           unlink_locked (&cb->link);
-          run.id = cb->link.id;
-          run.func = cb->func;
-          run.user_data = cb->user_data;
-          run.notify = cb->notify;
         }
       else if (extra->newest.id != 0)
         {
-          run = extra->newest;
+          cb = &slot_copy;
+          cb->link.id = extra->newest.id;
+          cb->func = extra->newest.func;
+          cb->user_data = extra->newest.user_data;
+          cb->notify = extra->newest.notify;
           extra->newest.id = 0;
         }
       else
         break;
 
-      extra->running_id = run.id;
+      extra->running_id = cb->link.id;
       extra->running_thread = self;
       cb_unlock (state);
 
@@ -376,9 +377,8 @@ killable_stop_state_fire (KillableStopState *state,
         wake_cb_waiters (extra);
 
       /* @reason is immutable once requested: no lock needed to read it. */
-      run.func (task, state->reason, run.user_data);
-      if (run.notify != NULL)
-        run.notify (run.user_data);
+      cb->func (task, state->reason, cb->user_data);
+      stop_callback_notify (cb);
 
       cb_lock (state);
       extra->running_id = 0;
