@@ -8,10 +8,16 @@
  * pointer); what only tasks with callbacks, sleeps, fd waits or pauses
  * need is in a KillableStopStateExtra allocated on first use, so that a
  * pending task that is only stopped never allocates it.
+ * Callbacks: the newest in a slot of the extra block, the older ones in a
+ * list of nodes cut from blocks (see killable-stop-state-private.h). The
+ * common add and remove are inline in the private header (the public
+ * functions of killable-task.c reach them without another call); what
+ * they do not take (a contended lock, a stopped task, a taken slot, a
+ * callback that is not the newest) is the out-of-line *_slow() here.
  * Locks: KillableStopState.cb_lock (a spin lock held for a few
- * instructions: list links, ids, an allocation at most) guards the
- * publication of the reason with the flag, the allocation of the extra
- * block, the callback list and which callback runs. The extra block's
+ * instructions: the slot, list links, ids, an allocation at most) guards
+ * the publication of the reason with the flag, the allocation of the
+ * extra block, the slot, the callback list and which callback runs. The extra block's
  * lock (a GMutex) guards the wake-up fd (and its counter: a pause writes
  * it, a resume drains it), `firing`, the changes of the paused bit and the
  * condition variable's waits. The flag is atomic; the reason is immutable
