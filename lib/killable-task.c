@@ -3896,30 +3896,6 @@ killable_task_get_current (void)
   return g_private_get (&current_task);
 }
 
-/**
- * killable_task_add_stop_callback:
- * @self: a task
- * @func: (scope notified) (closure user_data) (destroy notify): the callback
- * @user_data: data for @func
- * @notify: (nullable): frees @user_data once @func ran or was removed
- *
- * Adds a callback run when a stop of the task is requested. It runs
- * synchronously, exactly once, in the thread that requested the stop (or
- * stopped an ancestor, or in the timer thread for a timeout), before the
- * request returns. It is the place to unblock a foreign library
- * (`sqlite3_interrupt()`, `curl`'s abort, closing a socket); it must not
- * block nor wait for the worker.
- *
- * If a stop was already requested, @func runs at once in the calling thread
- * and 0 is returned.
- *
- * This function is thread-safe.
- *
- * Returns: an id for [method@Killable.Task.remove_stop_callback], or 0 if
- *   @func already ran
- *
- * Since: 1.0
- */
 typedef struct
 {
   KillableStopFunc  func;
@@ -3977,6 +3953,30 @@ add_stop_callback_full (KillableTask     *self,
                                            data, stop_callback_data_free);
 }
 
+/**
+ * killable_task_add_stop_callback:
+ * @self: a task
+ * @func: (scope notified) (closure user_data) (destroy notify): the callback
+ * @user_data: data for @func
+ * @notify: (nullable): frees @user_data once @func ran or was removed
+ *
+ * Adds a callback run when a stop of the task is requested. It runs
+ * synchronously, exactly once, in the thread that requested the stop (or
+ * stopped an ancestor, or in the timer thread for a timeout), before the
+ * request returns. It is the place to unblock a foreign library
+ * (`sqlite3_interrupt()`, `curl`'s abort, closing a socket); it must not
+ * block nor wait for the worker.
+ *
+ * If a stop was already requested, @func runs at once in the calling thread
+ * and 0 is returned.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: an id for [method@Killable.Task.remove_stop_callback], or 0 if
+ *   @func already ran
+ *
+ * Since: 1.0
+ */
 gulong
 killable_task_add_stop_callback (KillableTask     *self,
                                  KillableStopFunc  func,
@@ -3988,10 +3988,29 @@ killable_task_add_stop_callback (KillableTask     *self,
    * that it saves no register. */
   if (G_LIKELY (self != NULL && G_TYPE_FROM_INSTANCE (self) == task_type &&
                 func != NULL && notify == NULL))
-    return killable_stop_state_add_callback (&((KillableTaskPrivate *) killable_task_get_instance_private (self))->stop,
-                                             self, func, user_data, NULL);
+    {
+      KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+      return killable_stop_state_add_callback (&priv->stop, self, func, user_data, NULL);
+    }
 
   return add_stop_callback_full (self, func, user_data, notify);
+}
+
+/* A subclass, or a bad argument. */
+static G_GNUC_NO_INLINE void
+remove_stop_callback_full (KillableTask *self,
+                           gulong        id)
+{
+  KillableTaskPrivate *priv;
+
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+
+  if (id == 0)
+    return;
+
+  priv = killable_task_get_instance_private (self);
+  killable_stop_state_remove_callback (&priv->stop, id);
 }
 
 /**
@@ -4009,22 +4028,6 @@ killable_task_add_stop_callback (KillableTask     *self,
  *
  * Since: 1.0
  */
-/* A subclass, or a bad argument. */
-static G_GNUC_NO_INLINE void
-remove_stop_callback_full (KillableTask *self,
-                           gulong        id)
-{
-  KillableTaskPrivate *priv;
-
-  g_return_if_fail (KILLABLE_IS_TASK (self));
-
-  if (id == 0)
-    return;
-
-  priv = killable_task_get_instance_private (self);
-  killable_stop_state_remove_callback (&priv->stop, id);
-}
-
 void
 killable_task_remove_stop_callback (KillableTask *self,
                                     gulong        id)
@@ -4033,9 +4036,10 @@ killable_task_remove_stop_callback (KillableTask *self,
    * only call (the notify, if any) comes last. */
   if (G_LIKELY (self != NULL && G_TYPE_FROM_INSTANCE (self) == task_type))
     {
+      KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
       if (id != 0)
-        killable_stop_state_remove_callback (&((KillableTaskPrivate *) killable_task_get_instance_private (self))->stop,
-                                             id);
+        killable_stop_state_remove_callback (&priv->stop, id);
       return;
     }
 
