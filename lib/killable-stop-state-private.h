@@ -30,7 +30,7 @@ typedef struct _KillableStopCallback KillableStopCallback;
  * block (KillableStopStateExtra.newest), the older ones in a list. Scoped
  * callbacks (added, then removed in the reverse order, std::stop_callback's
  * use) then only fill and empty the slot: no node, no link. An add that
- * finds the slot taken first moves its callback to the list's end.
+ * finds the slot taken first moves the slot's callback to the list's end.
  *
  * The list: circular and doubly linked through a sentinel
  * (KillableStopStateExtra.callbacks, whose @id is always 0), so that
@@ -70,7 +70,7 @@ typedef struct
  * paused needs: allocated on first use (killable_stop_state_get_extra(),
  * under @cb_lock), published with an atomic store, freed only with the
  * state. A pending task that is only stopped never has one. The fields of
- * an add + remove pair come first (one cache line). */
+ * an add + remove pair come first. */
 typedef struct
 {
   KillableStopSlot      newest;          /* the newest callback, if its slot is taken; protected by the state's cb_lock */
@@ -96,7 +96,7 @@ typedef struct
   int                     requested;     /* (atomic) KILLABLE_STOP_FLAG_* bits; first: the inline check reads it */
   /* A short spin lock (no user code, no wait under it; an allocation at
    * most): guards the publication of @reason and the flag, the allocation
-   * of @extra, and the callback list in @extra. An add + remove pair costs
+   * of @extra, and the callbacks in @extra. An add + remove pair costs
    * two atomic instructions (std::stop_callback's cost six). */
   int                     cb_lock;       /* (atomic) 0 free, 1 held */
   GError                 *reason;        /* (owned) (nullable) see above */
@@ -182,7 +182,8 @@ void      killable_stop_state_remove_callback_slow (KillableStopState *state,
 /* Registers @func, or runs it at once (and returns 0) if the stop was
  * already requested. The common path: an unstopped task whose slot is
  * free (the first callback after the extra block exists, or the callback
- * of a scope that ended): one atomic exchange, five stores, one store. */
+ * of a scope that ended): one atomic exchange, the id and the slot's
+ * stores, one releasing store. */
 static inline gulong
 killable_stop_state_add_callback (KillableStopState *state,
                                   KillableTask      *task,
@@ -215,7 +216,7 @@ killable_stop_state_add_callback (KillableStopState *state,
 /* Unregisters the callback @id (non-zero); see
  * killable_task_remove_stop_callback(). The common path: it is the newest
  * callback and no stop runs it (a stop takes it out of the slot first):
- * one atomic exchange, one store, one store. */
+ * one atomic exchange, the slot emptied, one releasing store. */
 static inline void
 killable_stop_state_remove_callback (KillableStopState *state,
                                      gulong             id)

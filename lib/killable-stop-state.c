@@ -17,10 +17,10 @@
  * Locks: KillableStopState.cb_lock (a spin lock held for a few
  * instructions: the slot, list links, ids, an allocation at most) guards
  * the publication of the reason with the flag, the allocation of the
- * extra block, the slot, the callback list and which callback runs. The extra block's
- * lock (a GMutex) guards the wake-up fd (and its counter: a pause writes
- * it, a resume drains it), `firing`, the changes of the paused bit and the
- * condition variable's waits. The flag is atomic; the reason is immutable
+ * extra block, the slot, the callback list and which callback runs. The
+ * extra block's lock (a GMutex) guards the wake-up fd (and its counter: a
+ * pause writes it, a resume drains it), `firing`, the changes of the
+ * paused bit and the condition variable's waits. The flag is atomic; the reason is immutable
  * once the flag is set. No user code runs under either lock (callbacks run
  * outside both, one at a time); the order is the extra's lock, then
  * cb_lock, never the reverse (remove_callback() drops cb_lock first).
@@ -112,9 +112,9 @@ cb_unlock (KillableStopState *state)
 /* Nodes come from blocks owned by the state (each twice the size of the
  * one before, from 1 to 1024 nodes): firing N callbacks then frees a few
  * blocks, not N nodes (the frees were most of a fired callback's cost). A
- * new block is cut into nodes at once, all on the @spare list, so that the
- * inline add only ever pops @spare; a removed node goes back there. The
- * blocks are freed once the callbacks have fired, or with the state. */
+ * new block is cut into nodes at once, all on the @spare list; a removed
+ * node goes back there. The blocks are freed once the callbacks have
+ * fired, or with the state. */
 typedef struct _NodeChunk NodeChunk;
 struct _NodeChunk
 {
@@ -468,9 +468,10 @@ run_at_once (KillableStopState *state,
 }
 
 /* The whole add, for what the inline path does not take: a contended
- * cb_lock, a stopped task, the first callback (no extra block yet), no
- * spare node (the next block is allocated, under the lock: no user code
- * runs there). */
+ * cb_lock, a stopped task, the first callback (no extra block yet), a
+ * taken slot (its callback moves to a node of the list; a block of nodes
+ * is allocated under the lock when none is spare: no user code runs
+ * there). */
 gulong
 killable_stop_state_add_callback_slow (KillableStopState *state,
                                        KillableTask      *task,
@@ -573,7 +574,8 @@ killable_stop_state_remove_callback_slow (KillableStopState *state,
   for (link = extra->callbacks.prev; link->id > id; link = link->prev)
     ;
 
-  if (link->id == id)    {
+  if (link->id == id)
+    {
       KillableStopCallback *found = (KillableStopCallback *) link;
 
       unlink_locked (link);
