@@ -326,6 +326,39 @@ class TestExceptions(unittest.TestCase):
         self.assertEqual(seen[0].error.message, 'user quit')
         self.assertEqual(t.get_state(), State.CANCELLED)
 
+    def test_check_after_stop_with_cause(self):
+        # check() in a stopped worker asks the library keeping the GIL and
+        # builds the GLib.Error itself: the same domain, code and message
+        # as the cause.
+        cause = GLib.Error.new_literal(GLib.quark_from_string('test-cause'), 'user quit', 3)
+        ready = threading.Event()
+        go = threading.Event()
+        seen = []
+
+        def work():
+            task = Killable.current_task()
+            ready.set()
+            go.wait(GUARD_SECONDS)
+            try:
+                task.check()
+            except BaseException as e:
+                seen.append(e)
+                raise
+
+        t = Killable.Task(target=work)
+        t.start()
+        self.assertTrue(ready.wait(GUARD_SECONDS))
+        t.stop_with_error(cause)
+        go.set()
+        with self.assertRaises(Killable.TaskStopped):
+            t.join()
+        self.assertEqual(len(seen), 1)
+        self.assertIsInstance(seen[0], Killable.TaskStopped)
+        error = seen[0].error
+        self.assertIsInstance(error, GLib.Error)
+        self.assertEqual((error.domain, error.code, error.message),
+                         ('test-cause', 3, 'user quit'))
+
     def test_gio_call_with_cancellable(self):
         r, w = os.pipe()
         running = threading.Event()
