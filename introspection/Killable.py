@@ -211,7 +211,7 @@ class Task(Killable.Task):
         requested; return at once otherwise. Call it often in long work:
         it keeps the GIL (no call into the library until a stop came)."""
         if _killable.slow_path_wanted(self):
-            self._wait(_killable.check)
+            self._wait(Killable.Task.check)
 
     def stopped(self):
         """Whether a stop was requested (the ``StoppableThread`` idiom).

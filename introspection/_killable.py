@@ -616,7 +616,7 @@ def _instantiate(exc_type, error=None):
 
 def _stop_reason(task):
     try:
-        check(task)
+        Killable.Task.check(task)
     except GLib.Error as e:
         return e
     return None
@@ -1166,51 +1166,6 @@ def is_stop_requested(task):
     if flag is not None and not flag.value:
         return False
     return bool(_c_is_stop_requested(ptr))
-
-
-class _GError(ctypes.Structure):
-    _fields_ = [('domain', ctypes.c_uint32), ('code', ctypes.c_int), ('message', ctypes.c_char_p)]
-
-
-# killable_task_check() through the PyDLL, once a stop was requested (see
-# check() below), and what turns its GError into a GLib.Error as PyGObject
-# does (GLib.Error(message, domain, code)).
-_c_check = _c_quark_to_string = _c_error_free = None
-if _lib is not None:
-    try:
-        _c_check = _lib.killable_task_check
-        _c_check.restype = ctypes.c_int
-        _c_check.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.POINTER(_GError))]
-        _glib = ctypes.PyDLL('libglib-2.0.so.0')
-        _c_quark_to_string = _glib.g_quark_to_string
-        _c_quark_to_string.restype = ctypes.c_char_p
-        _c_quark_to_string.argtypes = [ctypes.c_uint32]
-        _c_error_free = _glib.g_error_free
-        _c_error_free.restype = None
-        _c_error_free.argtypes = [ctypes.POINTER(_GError)]
-    except (OSError, AttributeError):
-        _c_check = None
-
-
-def check(task):
-    """Killable.Task.check(task). Once a stop was requested it returns at
-    once (a stop lifts a pause): then called keeping the GIL, so that a
-    worker woken by the stop raises without handing the GIL to the owner
-    and waiting for it back. Otherwise (it may block while the task is
-    paused) introspected, the GIL released."""
-    if _c_check is None or not is_stop_requested(task):
-        return Killable.Task.check(task)
-    w = task.__dict__.get('_killable_worker') or worker(task)
-    error = ctypes.POINTER(_GError)()
-    if _c_check(w.ptr or _pointer(task, w), ctypes.byref(error)):
-        return True
-    if not error:
-        raise GLib.Error.new_literal(_KILLABLE_ERROR, "task stopped", int(Killable.Error.STOPPED))
-    e = error.contents
-    exc = GLib.Error((e.message or b'').decode('utf-8', 'replace'),
-                     (_c_quark_to_string(e.domain) or b'').decode(), e.code)
-    _c_error_free(error)
-    raise exc
 
 
 def slow_path_wanted(task):
