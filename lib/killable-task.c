@@ -237,6 +237,7 @@ typedef struct
   guint               interrupt_armed : 1;
   guint               queued : 1;        /* task lock: waiting in the limiter's queue */
   guint               holds_permit : 1;  /* task lock: holds one of the limiter's permits */
+  guint8              release;           /* (atomic) ReleaseBits: who drops the worker's reference */
   pthread_t           worker;
 
   GCancellable       *cancellable;       /* (owned) (nullable) created lazily, protected by the task lock */
@@ -1583,6 +1584,43 @@ killable_task_has_abandoned_thread (KillableTask *self)
  * that the end returns is passed on with the thread (see dispatch()). */
 static GPrivate handoff;
 
+/* The worker's reference on its task, and a joiner (KillableTaskRun.release):
+ * a joiner that waits says it takes that reference (RELEASE_JOINER); the
+ * worker, done with the task, then gives it (RELEASE_GIVEN) instead of
+ * dropping it. The task's last reference so goes on the joiner's thread,
+ * whose caller holds one, rather than on the worker: a worker never
+ * finalizes a joined task (user code: dispose, weak references, a binding's
+ * toggle reference) and is back among the idle threads right after the
+ * end, ready for the next task, rather than a sleeping thread being woken
+ * for it. */
+typedef enum
+{
+  RELEASE_JOINER = 1 << 0,   /* a joiner takes the worker's reference */
+  RELEASE_DONE   = 1 << 1,   /* the worker is done with the task */
+  RELEASE_GIVEN  = 1 << 2,   /* ... and gave its reference to the joiner */
+} ReleaseBits;
+
+/* The worker, done with @self: TRUE if its reference went to a joiner,
+ * FALSE if it is the caller's to drop. */
+static gboolean
+worker_release (KillableTask *self)
+{
+  KillableTaskRun *run = peek_run (killable_task_get_instance_private (self));
+  guint8 old, bits;
+
+  /* start() allocated it. */
+  if (G_UNLIKELY (run == NULL))
+    return FALSE;
+
+  old = flag_get (&run->release);
+  do
+    bits = old | RELEASE_DONE | ((old & RELEASE_JOINER) ? RELEASE_GIVEN : 0);
+  while (!__atomic_compare_exchange_n (&run->release, &old, bits, FALSE,
+                                       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+
+  return (bits & RELEASE_GIVEN) != 0;
+}
+
 /* Runs one task; returns the next one to run on this thread (with a
  * reference), or NULL. */
 static KillableTask *
@@ -1639,7 +1677,10 @@ worker_run_one (KillableTask *self)
   g_private_set (&handoff, NULL);
 
   g_private_set (&current_task, NULL);
-  g_object_unref (self);
+  /* The last look at the task: its reference goes to a joiner, if one
+   * takes it. */
+  if (!worker_release (self))
+    g_object_unref (self);
   killable_worker_pool_section_leave ();
 
   return next;
@@ -2564,25 +2605,74 @@ state_is_terminal (gconstpointer data)
   return KILLABLE_TASK_STATE_IS_TERMINAL (flag_get (&priv->state));
 }
 
+/* @data is the run block. */
+static gboolean
+worker_released (gconstpointer data)
+{
+  const KillableTaskRun *run = data;
+
+  return (flag_get (&run->release) & RELEASE_DONE) != 0;
+}
+
+/* A joiner that starts to wait takes the worker's reference (see
+ * worker_release()), unless another joiner did or the worker is done. */
+static gboolean
+joiner_enter (KillableTaskRun *run)
+{
+  return __atomic_compare_exchange_n (&run->release, &(guint8) { 0 }, RELEASE_JOINER, FALSE,
+                                      __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+
+/* The joiner is done waiting (@ended: the task is terminal). A worker
+ * that is still finishing the task is waited for a moment (when a spin
+ * pays), so that its reference comes here; the reference, if given, is
+ * dropped: the caller of join() holds one. */
+static void
+joiner_leave (KillableTask    *self,
+              KillableTaskRun *run,
+              gboolean         ended)
+{
+  guint8 old;
+
+  if (ended && !worker_released (run))
+    (void) killable_worker_pool_spin_until (KILLABLE_WORKER_POOL_SPIN_RELEASE,
+                                            worker_released, run);
+
+  old = flag_get (&run->release);
+  while (!__atomic_compare_exchange_n (&run->release, &old,
+                                       old & ~(RELEASE_JOINER | RELEASE_GIVEN), FALSE,
+                                       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+    ;
+
+  if (old & RELEASE_GIVEN)
+    g_object_unref (self);
+}
+
 static gboolean
 wait_until (KillableTask *self,
             gint64        end_time)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   KillableTaskRun *run;
-  gboolean ret;
+  gboolean ret, takes;
 
   /* Already over: no block needed. */
   if (KILLABLE_TASK_STATE_IS_TERMINAL (flag_get (&priv->state)))
     return TRUE;
 
-  /* join(): a short task often ends within microseconds, and a moment of
-   * spinning (adaptive, see the pool) spares two context switches. */
-  if (end_time < 0 && killable_worker_pool_spin_until (state_is_terminal, priv))
-    return TRUE;
-
   /* Allocated before the lock: complete_full() reads it under the lock. */
   run = get_run (self);
+  takes = joiner_enter (run);
+
+  /* join(): a short task often ends within microseconds, and a moment of
+   * spinning (adaptive, see the pool) spares two context switches. */
+  if (end_time < 0 &&
+      killable_worker_pool_spin_until (KILLABLE_WORKER_POOL_SPIN_JOIN, state_is_terminal, priv))
+    {
+      if (takes)
+        joiner_leave (self, run, TRUE);
+      return TRUE;
+    }
 
   g_mutex_lock (&priv->lock);
   while (!KILLABLE_TASK_STATE_IS_TERMINAL (flag_get (&priv->state)))
@@ -2601,6 +2691,9 @@ wait_until (KillableTask *self,
     }
   ret = KILLABLE_TASK_STATE_IS_TERMINAL (flag_get (&priv->state));
   g_mutex_unlock (&priv->lock);
+
+  if (takes)
+    joiner_leave (self, run, ret);
 
   return ret;
 }

@@ -252,7 +252,10 @@ typedef struct
 } SpinPolicy;
 
 static SpinPolicy idle_spin = { SPIN_MAX_NS, 0 };
-static SpinPolicy join_spin = { SPIN_MAX_NS, 0 };
+/* One per KillableWorkerPoolSpin. */
+static SpinPolicy wait_spins[KILLABLE_WORKER_POOL_N_SPINS] = {
+  { SPIN_MAX_NS, 0 }, { SPIN_MAX_NS, 0 }, { SPIN_MAX_NS, 0 },
+};
 
 static void
 spin_failed (SpinPolicy *policy)
@@ -309,12 +312,17 @@ spin (SpinPolicy               *policy,
 }
 
 /* Spins a moment until @done (@data) (a joiner waiting for a task's
- * terminal state); TRUE when it came. */
+ * terminal state, or for its worker to let go of it; a main loop waiting
+ * for an outcome); TRUE when it came. */
 gboolean
-killable_worker_pool_spin_until (KillableWorkerPoolSpinDone done,
+killable_worker_pool_spin_until (KillableWorkerPoolSpin     kind,
+                                 KillableWorkerPoolSpinDone done,
                                  gconstpointer              data)
 {
+  SpinPolicy *policy;
   gint budget;
+
+  g_return_val_if_fail ((guint) kind < KILLABLE_WORKER_POOL_N_SPINS, FALSE);
 
   if (get_n_cpus () < 2)
     return FALSE;
@@ -322,15 +330,16 @@ killable_worker_pool_spin_until (KillableWorkerPoolSpinDone done,
   if ((guint) g_atomic_int_get (&n_running) >= n_cpus || !machine_has_room ())
     return FALSE;
 
-  budget = g_atomic_int_get (&join_spin.budget_ns);
+  policy = &wait_spins[kind];
+  budget = g_atomic_int_get (&policy->budget_ns);
   if (budget == 0)
     {
-      if (g_atomic_int_add (&join_spin.probe, 1) % SPIN_PROBE_EVERY != SPIN_PROBE_EVERY - 1)
+      if (g_atomic_int_add (&policy->probe, 1) % SPIN_PROBE_EVERY != SPIN_PROBE_EVERY - 1)
         return FALSE;
       budget = SPIN_MAX_NS;
     }
 
-  return spin (&join_spin, done, data, budget);
+  return spin (policy, done, data, budget);
 }
 
 /* }}} */
