@@ -541,6 +541,10 @@ steal_async_task (KillableTask *self)
   run->async_cancel_id = 0;
   g_mutex_unlock (&priv->lock);
 
+  /* The outcome run_async() announced is taken. */
+  if (task != NULL)
+    killable_owner_expect (&priv->owner, -1);
+
   if (cancel_id != 0)
     g_cancellable_disconnect (cancellable, cancel_id);
 
@@ -2516,8 +2520,10 @@ killable_task_run_async (KillableTask        *self,
 
   priv = killable_task_get_instance_private (self);
   task = g_task_new (self, NULL, callback, user_data);
-  g_task_set_source_tag (task, killable_task_run_async);
+  /* The name first: the g_task_set_source_tag() macro then does not set
+   * (and copy) one of its own. */
   g_task_set_name (task, "[killable] killable_task_run_async");
+  g_task_set_source_tag (task, killable_task_run_async);
 
   if (is_started (priv))
     {
@@ -2538,6 +2544,9 @@ killable_task_run_async (KillableTask        *self,
   run->async_task = g_object_ref (task);
   already_terminal = KILLABLE_TASK_STATE_IS_TERMINAL (flag_get (&priv->state));
   g_mutex_unlock (&priv->lock);
+  /* Until steal_async_task() takes it, the owner's main loop expects an
+   * outcome (it spins a moment for it before it polls). */
+  killable_owner_expect (&priv->owner, 1);
 
   /* Connected before the start: an already cancelled cancellable stops the
    * task while it is still pending, so its work never runs. */
