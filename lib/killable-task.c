@@ -2624,11 +2624,15 @@ worker_released (gconstpointer data)
 }
 
 /* A joiner that starts to wait takes the worker's reference (see
- * worker_release()), unless another joiner did or the worker is done. */
+ * worker_release()): only of a task on a worker (not a group, nor one
+ * waiting for a limiter's permit), unless another joiner did or the worker
+ * is done. */
 static gboolean
-joiner_enter (KillableTaskRun *run)
+joiner_enter (KillableTaskPrivate *priv,
+              KillableTaskRun     *run)
 {
-  return __atomic_compare_exchange_n (&run->release, &(guint8) { 0 }, RELEASE_JOINER, FALSE,
+  return flag_get (&priv->dispatched) == 1 &&
+         __atomic_compare_exchange_n (&run->release, &(guint8) { 0 }, RELEASE_JOINER, FALSE,
                                       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 }
 
@@ -2641,9 +2645,11 @@ joiner_leave (KillableTask    *self,
               KillableTaskRun *run,
               gboolean         ended)
 {
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   guint8 old;
 
-  if (ended && !worker_released (run))
+  /* Not for an abandoned worker: it is still running the work. */
+  if (ended && !worker_released (run) && flag_get (&priv->abandon) != KILLABLE_ABANDON_DONE)
     (void) killable_worker_pool_spin_until (KILLABLE_WORKER_POOL_SPIN_RELEASE,
                                             worker_released, run);
 
@@ -2671,7 +2677,7 @@ wait_until (KillableTask *self,
 
   /* Allocated before the lock: complete_full() reads it under the lock. */
   run = get_run (self);
-  takes = joiner_enter (run);
+  takes = joiner_enter (priv, run);
 
   /* join(): a short task often ends within microseconds, and a moment of
    * spinning (adaptive, see the pool) spares two context switches. */
