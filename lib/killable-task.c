@@ -2677,7 +2677,11 @@ wait_until (KillableTask *self,
 
   /* Allocated before the lock: complete_full() reads it under the lock. */
   run = get_run (self);
-  takes = joiner_enter (priv, run);
+  /* With every CPU running a job, the worker rather finalizes the task
+   * itself, in parallel with this thread (many tasks in flight): the
+   * hand-over only pays for a joiner that keeps a worker waiting for its
+   * next task. */
+  takes = killable_worker_pool_has_free_cpu () && joiner_enter (priv, run);
 
   /* join(): a short task often ends within microseconds, and a moment of
    * spinning (adaptive, see the pool) spares two context switches. */

@@ -39,6 +39,10 @@ gboolean killable_worker_pool_spin_until       (KillableWorkerPoolSpin     kind,
                                                 KillableWorkerPoolSpinDone done,
                                                 gconstpointer              data);
 
+/* Whether a CPU is free of running jobs (more than one CPU, fewer jobs
+ * running than CPUs): a thread that waits for one may spin for it. */
+gboolean killable_worker_pool_has_free_cpu     (void);
+
 /* For tests and benchmarks. */
 guint    killable_worker_pool_get_n_threads    (void);
 guint    killable_worker_pool_get_n_idle       (void);

@@ -311,6 +311,12 @@ spin (SpinPolicy               *policy,
   return FALSE;
 }
 
+gboolean
+killable_worker_pool_has_free_cpu (void)
+{
+  return get_n_cpus () > 1 && (guint) g_atomic_int_get (&n_running) < n_cpus;
+}
+
 /* Spins a moment until @done (@data) (a joiner waiting for a task's
  * terminal state, or for its worker to let go of it; a main loop waiting
  * for an outcome); TRUE when it came. */
@@ -324,10 +330,8 @@ killable_worker_pool_spin_until (KillableWorkerPoolSpin     kind,
 
   g_return_val_if_fail ((guint) kind < KILLABLE_WORKER_POOL_N_SPINS, FALSE);
 
-  if (get_n_cpus () < 2)
-    return FALSE;
   /* The running jobs have a CPU each, and this thread one more. */
-  if ((guint) g_atomic_int_get (&n_running) >= n_cpus || !machine_has_room ())
+  if (!killable_worker_pool_has_free_cpu () || !machine_has_room ())
     return FALSE;
 
   policy = &wait_spins[kind];
