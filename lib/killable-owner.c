@@ -82,17 +82,31 @@ static GHashTable *queues;  /* GMainContext* → OwnerQueue*, protected by owner
  * nobody watches does not carry the pointer. */
 static GHashTable *pending_entries;
 
+/* How many entries pending_entries holds: written under owner_lock, read
+ * without it by killable_owner_set_context() (none: no lock needed). */
+static gint n_pending;
+
 static KillableOwnerEntry *
 pending_get_locked (KillableOwner *owner)
 {
-  return pending_entries != NULL ? g_hash_table_lookup (pending_entries, owner) : NULL;
+  return n_pending > 0 ? g_hash_table_lookup (pending_entries, owner) : NULL;
 }
 
 static void
 pending_clear_locked (KillableOwner *owner)
 {
-  if (pending_entries != NULL)
-    g_hash_table_remove (pending_entries, owner);
+  if (n_pending > 0 && g_hash_table_remove (pending_entries, owner))
+    g_atomic_int_add (&n_pending, -1);
+}
+
+static void
+pending_set_locked (KillableOwner      *owner,
+                    KillableOwnerEntry *entry)
+{
+  if (pending_entries == NULL)
+    pending_entries = g_hash_table_new (NULL, NULL);
+  if (g_hash_table_insert (pending_entries, owner, entry))
+    g_atomic_int_inc (&n_pending);
 }
 
 /* Given once, before any KillableOwner is initialised (the owning class's
@@ -198,13 +212,13 @@ killable_owner_set_context (KillableOwner *owner,
   KillableOwnerPlace *place;
 
   /* Usually the place the task was created with, this thread's cached
-   * one: then no reference changes hands, and with nothing queued anywhere
-   * yet no lock is needed. Only the pointer is compared (the cached place
+   * one: then no reference changes hands, and with no entry pending
+   * anywhere (none that later emissions may join) no lock is needed. Only the pointer is compared (the cached place
    * is alive, the cache holds it): were the owner's place changed
    * concurrently, this call is as if made before that change. */
   place = g_private_get (&cached_place);
   if (place != NULL && g_atomic_pointer_get (&owner->place) == place &&
-      place->context == context && g_atomic_pointer_get (&pending_entries) == NULL)
+      place->context == context && g_atomic_int_get (&n_pending) == 0)
     return;
 
   g_mutex_lock (&owner_lock);
@@ -441,9 +455,7 @@ killable_owner_queue (KillableOwner *owner,
    * whether the context's thread will see this entry without a wake-up. */
   wake = g_atomic_int_add (&queue->n_entries, 1) == 0 &&
          !g_atomic_int_get (&queue->spinning);
-  if (pending_entries == NULL)
-    g_atomic_pointer_set (&pending_entries, g_hash_table_new (NULL, NULL));
-  g_hash_table_insert (pending_entries, owner, entry);
+  pending_set_locked (owner, entry);
 
   /* Under the lock: the context lives while a task of it is queued
    * (entry → task → place → context), and once the lock is let go the
