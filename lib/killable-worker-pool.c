@@ -2,7 +2,9 @@
  *
  * Owns: the worker threads, the list of jobs handed to idle ones, the
  * counts (threads, idle, searching), the sleeping workers, the adaptive spin
- * budgets (an idle worker's and a joiner's, killable_worker_pool_spin_until());
+ * budgets (an idle worker's, and one per kind of wait of
+ * killable_worker_pool_spin_until(): a joiner's for the end, a joiner's for
+ * the worker's release, an owner main loop's for a run_async() outcome);
  * the section gate of fork() (killable-fork.c): how many library threads are
  * inside a section.
  * Locks: pool_lock guards the job list, the counts, the sleeping workers,
@@ -10,9 +12,10 @@
  * read without it, atomically, by spinning workers; each worker's futex word
  * is atomic). gate_lock the gate's waits (its counters are atomics). Leaf
  * locks.
- * Called by: killable-task.c (a task's work, its end as a section, the spin
- * of join), killable-timer.c (timer dispatchers, each timer function a
- * section), killable-fork.c (fork handlers). Calls nothing of the library.
+ * Called by: killable-task.c (a task's work, its end as a section, the spins
+ * of join), killable-owner.c (the spin of a main loop awaiting an outcome),
+ * killable-timer.c (timer dispatchers, each timer function a section),
+ * killable-fork.c (fork handlers). Calls nothing of the library.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -164,8 +167,10 @@ futex_wake (gint *word)
  * A spin pays when what it waits for comes within a few microseconds (the
  * next task of a loop, the end of a short task), and costs a whole CPU
  * otherwise, which on a loaded machine is taken from the very thread that
- * would end the wait. So each kind of wait (an idle worker's, a joiner's)
- * keeps a budget learned from what its last waits took:
+ * would end the wait. So each kind of wait (an idle worker's, and each
+ * KillableWorkerPoolSpin: a joiner's, a joiner's for the worker to let go
+ * of the task, an owner main loop's) keeps a budget learned from what its
+ * last waits took:
  *
  * - a spin that was not long enough halves it (below SPIN_MIN_NS: no spin);
  * - a spin that was descheduled (a gap between two looks far above what
