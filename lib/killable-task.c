@@ -1635,7 +1635,7 @@ worker_run_one (KillableTask *self)
   KillableTaskState state;
   WorkerSignals mask;
   gboolean ret = FALSE;
-  gboolean stopped_before_end;
+  gboolean stopped_before_end, given;
   KillableTask *next = NULL;
 
   g_private_set (&current_task, self);
@@ -1678,12 +1678,15 @@ worker_run_one (KillableTask *self)
   flag_set (&priv->dispatched, 2);
   if (flag_get (&priv->abandon) == KILLABLE_ABANDON_DONE)
     notify_abandoned_returned ();
-  g_private_set (&handoff, NULL);
 
-  g_private_set (&current_task, NULL);
   /* The last look at the task: its reference goes to a joiner, if one
-   * takes it. */
-  if (!worker_release (self))
+   * takes it (as early as can be: the joiner waits for it); otherwise it
+   * is dropped here, once this thread no longer names the task as its
+   * current one (the last reference runs dispose and finalize). */
+  given = worker_release (self);
+  g_private_set (&handoff, NULL);
+  g_private_set (&current_task, NULL);
+  if (!given)
     g_object_unref (self);
   killable_worker_pool_section_leave ();
 
