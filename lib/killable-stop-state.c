@@ -8,13 +8,19 @@
  * pointer); what only tasks with callbacks, sleeps, fd waits or pauses
  * need is in a KillableStopStateExtra allocated on first use, so that a
  * pending task that is only stopped never allocates it.
+ * Callbacks: the newest in a slot of the extra block, the older ones in a
+ * list of nodes cut from blocks (see killable-stop-state-private.h). The
+ * common add and remove are inline in the private header (the public
+ * functions of killable-task.c reach them without another call); what
+ * they do not take (a contended lock, a stopped task, a taken slot, a
+ * callback that is not the newest) is the out-of-line *_slow() here.
  * Locks: KillableStopState.cb_lock (a spin lock held for a few
- * instructions: list links, ids, an allocation at most) guards the
- * publication of the reason with the flag, the allocation of the extra
- * block, the callback list and which callback runs. The extra block's
- * lock (a GMutex) guards the wake-up fd (and its counter: a pause writes
- * it, a resume drains it), `firing`, the changes of the paused bit and the
- * condition variable's waits. The flag is atomic; the reason is immutable
+ * instructions: the slot, list links, ids, an allocation at most) guards
+ * the publication of the reason with the flag, the allocation of the
+ * extra block, the slot, the callback list and which callback runs. The
+ * extra block's lock (a GMutex) guards the wake-up fd (and its counter: a
+ * pause writes it, a resume drains it), `firing`, the changes of the
+ * paused bit and the condition variable's waits. The flag is atomic; the reason is immutable
  * once the flag is set. No user code runs under either lock (callbacks run
  * outside both, one at a time); the order is the extra's lock, then
  * cb_lock, never the reverse (remove_callback() drops cb_lock first).
@@ -37,20 +43,6 @@
 
 /* How often wait_fd() looks at the stop flag when it has no wake-up fd. */
 #define WAIT_FD_SLICE_MS 50
-
-/* A registered callback: a node of an intrusive doubly linked list (one
- * allocation per callback, none for the list), like the nodes of
- * std::stop_callback. remove_callback() searches from the tail: callbacks
- * are usually removed in the reverse order of their adding (scopes). */
-struct _KillableStopCallback
-{
-  KillableStopCallback *prev;
-  KillableStopCallback *next;
-  gulong                id;
-  KillableStopFunc      func;
-  gpointer              user_data;
-  GDestroyNotify        notify;
-};
 
 /* GLib's g_cond_broadcast() makes a futex system call even when nobody
  * waits, and a stop of a large tree broadcasts several times per task: only
@@ -120,14 +112,14 @@ cb_unlock (KillableStopState *state)
 /* Nodes come from blocks owned by the state (each twice the size of the
  * one before, from 1 to 1024 nodes): firing N callbacks then frees a few
  * blocks, not N nodes (the frees were most of a fired callback's cost). A
- * removed node goes to the @spare list for the next add; the blocks are
- * freed once the callbacks have fired, or with the state. */
+ * new block is cut into nodes at once, all on the @spare list; a removed
+ * node goes back there. The blocks are freed once the callbacks have
+ * fired, or with the state. */
 typedef struct _NodeChunk NodeChunk;
 struct _NodeChunk
 {
   NodeChunk            *next;
-  guint                 used;
-  guint                 size;
+  gsize                 size;
   KillableStopCallback  nodes[];
 };
 
@@ -162,6 +154,7 @@ extra_new_locked (KillableStopState *state)
   g_mutex_init (&extra->lock);
   g_cond_init (&extra->cond);
   extra->wake_fd = -1;
+  extra->callbacks.prev = extra->callbacks.next = &extra->callbacks;
   g_atomic_pointer_set (&state->extra, extra);
 
   return extra;
@@ -192,39 +185,34 @@ get_extra (KillableStopState *state)
   return extra;
 }
 
-/* Called with cb_lock held; allocates (no user code) when the blocks are
- * full. */
-static G_GNUC_NO_INLINE KillableStopCallback *
-stop_callback_new_slow (KillableStopStateExtra *extra)
+/* Called with cb_lock held and @spare empty; allocates (no user code) the
+ * next block and cuts it into spare nodes. */
+static G_GNUC_NO_INLINE void
+spare_refill_locked (KillableStopStateExtra *extra)
 {
   NodeChunk *chunk = extra->chunks;
+  gsize size = chunk == NULL ? 1 : MIN (chunk->size * 2, CHUNK_MAX_NODES);
+  NodeChunk *fresh = g_malloc (sizeof (NodeChunk) + size * sizeof (KillableStopCallback));
+  KillableStopCallback *spare = NULL;
 
-  if (chunk == NULL || chunk->used == chunk->size)
+  fresh->next = chunk;
+  fresh->size = size;
+  extra->chunks = fresh;
+
+  /* Handed out in address order. */
+  for (gsize i = size; i-- > 0;)
     {
-      guint size = chunk == NULL ? 1 : MIN (chunk->size * 2, CHUNK_MAX_NODES);
-      NodeChunk *fresh = g_malloc (sizeof (NodeChunk) + size * sizeof (KillableStopCallback));
-
-      fresh->next = chunk;
-      fresh->used = 0;
-      fresh->size = size;
-      extra->chunks = chunk = fresh;
+      fresh->nodes[i].link.next = (KillableStopLink *) spare;
+      spare = &fresh->nodes[i];
     }
-
-  return &chunk->nodes[chunk->used++];
+  extra->spare = spare;
 }
 
-static void
-unlink_locked (KillableStopStateExtra *extra,
-               KillableStopCallback   *cb)
+static inline void
+unlink_locked (KillableStopLink *link)
 {
-  if (cb->prev != NULL)
-    cb->prev->next = cb->next;
-  else
-    extra->head = cb->next;
-  if (cb->next != NULL)
-    cb->next->prev = cb->prev;
-  else
-    extra->tail = cb->prev;
+  link->prev->next = link->next;
+  link->next->prev = link->prev;
 }
 
 void
@@ -240,7 +228,6 @@ void
 killable_stop_state_clear (KillableStopState *state)
 {
   KillableStopStateExtra *extra = state->extra;
-  KillableStopCallback *cb;
 
   g_clear_error (&state->reason);
   if (extra == NULL)
@@ -248,8 +235,10 @@ killable_stop_state_clear (KillableStopState *state)
 
   /* Nobody else can reach the state any more: callbacks that were never
    * fired are only released. */
-  for (cb = extra->head; cb != NULL; cb = cb->next)
-    stop_callback_notify (cb);
+  for (KillableStopLink *link = extra->callbacks.next; link != &extra->callbacks; link = link->next)
+    stop_callback_notify ((KillableStopCallback *) link);
+  if (extra->newest.id != 0 && extra->newest.notify != NULL)
+    extra->newest.notify (extra->newest.user_data);
   chunks_free (extra->chunks);
 
   if (extra->wake_fd >= 0)
@@ -306,7 +295,7 @@ killable_stop_state_request (KillableStopState *state,
    * cb_lock later runs its own): with none, nothing is to be waited for,
    * and fire() takes no lock. */
   if (extra != NULL)
-    extra->firing = extra->head != NULL;
+    extra->firing = extra->newest.id != 0 || extra->callbacks.next != &extra->callbacks;
   g_atomic_int_or ((guint *) &state->requested, KILLABLE_STOP_FLAG_REQUESTED);
   /* A stop lifts a pause (the word stays non-zero in between); the
    * wake-up fd stays readable, now for the stop. */
@@ -351,6 +340,7 @@ killable_stop_state_fire (KillableStopState *state,
   KillableStopStateExtra *extra = g_atomic_pointer_get (&state->extra);
   GThread *self;
   KillableStopCallback *cb;
+  KillableStopCallback slot_copy;
   NodeChunk *chunks;
   gboolean wake = FALSE;
 
@@ -362,14 +352,30 @@ killable_stop_state_fire (KillableStopState *state,
   self = g_thread_self ();
   cb_lock (state);
 
-  while ((cb = extra->head) != NULL)
+  /* Oldest first: the list, then the slot (the newest). Each is taken
+   * out under cb_lock (an unlinked node is not reused before the blocks
+   * are freed, below; the slot is copied), so that a remove_callback()
+   * meanwhile sees it running, not registered. */
+  for (;;)
     {
-      extra->head = cb->next;
-      if (extra->head != NULL)
-        extra->head->prev = NULL;
+      if (extra->callbacks.next != &extra->callbacks)
+        {
+          cb = (KillableStopCallback *) extra->callbacks.next;
+          unlink_locked (&cb->link);
+        }
+      else if (extra->newest.id != 0)
+        {
+          cb = &slot_copy;
+          cb->link.id = extra->newest.id;
+          cb->func = extra->newest.func;
+          cb->user_data = extra->newest.user_data;
+          cb->notify = extra->newest.notify;
+          extra->newest.id = 0;
+        }
       else
-        extra->tail = NULL;
-      extra->running_id = cb->id;
+        break;
+
+      extra->running_id = cb->link.id;
       extra->running_thread = self;
       cb_unlock (state);
 
@@ -461,18 +467,24 @@ run_at_once (KillableStopState *state,
     notify (user_data);
 }
 
+/* The whole add, for what the inline path does not take: a contended
+ * cb_lock, a stopped task, the first callback (no extra block yet), a
+ * taken slot (its callback moves to a node of the list; a block of nodes
+ * is allocated under the lock when none is spare: no user code runs
+ * there). */
 gulong
-killable_stop_state_add_callback (KillableStopState *state,
-                                  KillableTask      *task,
-                                  KillableStopFunc   func,
-                                  gpointer           user_data,
-                                  GDestroyNotify     notify)
+killable_stop_state_add_callback_slow (KillableStopState *state,
+                                       KillableTask      *task,
+                                       KillableStopFunc   func,
+                                       gpointer           user_data,
+                                       GDestroyNotify     notify,
+                                       gboolean           locked)
 {
   KillableStopStateExtra *extra;
-  KillableStopCallback *cb;
   gulong id;
 
-  cb_lock (state);
+  if (!locked)
+    cb_lock (state);
 
   if (G_UNLIKELY (killable_stop_state_is_requested (state)))
     {
@@ -483,46 +495,59 @@ killable_stop_state_add_callback (KillableStopState *state,
 
   extra = get_extra_locked (state);
 
-  /* The node a remove left behind, if any: add + remove pairs in a loop
-   * then cost no allocation. Allocating under the lock otherwise runs no
-   * user code. */
-  cb = extra->spare;
-  if (G_LIKELY (cb != NULL))
-    extra->spare = cb->next;
-  else
-    cb = stop_callback_new_slow (extra);
+  /* The slot is taken: its callback, older than this one, goes to the
+   * list's end (a node: allocated under the lock, no user code). */
+  if (extra->newest.id != 0)
+    {
+      KillableStopCallback *cb;
+      KillableStopLink *tail = extra->callbacks.prev;
 
-  cb->id = id = ++extra->last_id;
-  cb->func = func;
-  cb->user_data = user_data;
-  cb->notify = notify;
-  cb->next = NULL;
-  cb->prev = extra->tail;
-  if (extra->tail != NULL)
-    extra->tail->next = cb;
-  else
-    extra->head = cb;
-  extra->tail = cb;
+      if (extra->spare == NULL)
+        spare_refill_locked (extra);
+      cb = extra->spare;
+      extra->spare = (KillableStopCallback *) cb->link.next;
+      cb->link.id = extra->newest.id;
+      cb->func = extra->newest.func;
+      cb->user_data = extra->newest.user_data;
+      cb->notify = extra->newest.notify;
+      cb->link.prev = tail;
+      cb->link.next = &extra->callbacks;
+      tail->next = &cb->link;
+      extra->callbacks.prev = &cb->link;
+    }
+
+  extra->newest.id = id = ++extra->last_id;
+  extra->newest.func = func;
+  extra->newest.user_data = user_data;
+  extra->newest.notify = notify;
 
   cb_unlock (state);
 
   return id;
 }
 
+/* The whole remove, for what the inline path does not take: a contended
+ * cb_lock, a callback that is not the newest, one that runs or ran, an
+ * unknown id. */
 void
-killable_stop_state_remove_callback (KillableStopState *state,
-                                     gulong             id)
+killable_stop_state_remove_callback_slow (KillableStopState *state,
+                                          gulong             id,
+                                          gboolean           locked)
 {
   KillableStopStateExtra *extra;
-  KillableStopCallback *found = NULL;
-  KillableStopCallback *cb;
+  KillableStopLink *link;
   GDestroyNotify notify = NULL;
   gpointer user_data = NULL;
 
   if (id == 0)
-    return;
+    {
+      if (locked)
+        cb_unlock (state);
+      return;
+    }
 
-  cb_lock (state);
+  if (!locked)
+    cb_lock (state);
 
   /* No block: no callback was ever added. */
   extra = state->extra;
@@ -532,24 +557,31 @@ killable_stop_state_remove_callback (KillableStopState *state,
       return;
     }
 
-  /* Newest first: scoped callbacks are removed in reverse order. */
-  for (cb = extra->tail; cb != NULL; cb = cb->prev)
+  /* The slot: the inline path takes it when it got cb_lock at once. */
+  if (extra->newest.id == id)
     {
-      if (cb->id == id)
-        {
-          found = cb;
-          unlink_locked (extra, cb);
-          break;
-        }
-      if (cb->id < id)
-        break;    /* ids grow along the list: not there */
+      notify = extra->newest.notify;
+      user_data = extra->newest.user_data;
+      extra->newest.id = 0;
+      cb_unlock (state);
+      goto out;
     }
 
-  if (found != NULL)
+  /* Then the list, newest first: scoped callbacks are removed in reverse
+   * order. Ids grow along the list and the sentinel's is 0 (never a
+   * callback's): the walk stops at @id's place, at the latest on the
+   * sentinel. */
+  for (link = extra->callbacks.prev; link->id > id; link = link->prev)
+    ;
+
+  if (link->id == id)
     {
+      KillableStopCallback *found = (KillableStopCallback *) link;
+
+      unlink_locked (link);
       notify = found->notify;
       user_data = found->user_data;
-      found->next = extra->spare;
+      link->next = (KillableStopLink *) extra->spare;
       extra->spare = found;
       cb_unlock (state);
     }
@@ -581,6 +613,7 @@ killable_stop_state_remove_callback (KillableStopState *state,
   else
     cb_unlock (state);
 
+out:
   if (notify != NULL)
     notify (user_data);
 }

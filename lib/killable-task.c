@@ -4011,30 +4011,6 @@ killable_task_get_current (void)
   return g_private_get (&current_task);
 }
 
-/**
- * killable_task_add_stop_callback:
- * @self: a task
- * @func: (scope notified) (closure user_data) (destroy notify): the callback
- * @user_data: data for @func
- * @notify: (nullable): frees @user_data once @func ran or was removed
- *
- * Adds a callback run when a stop of the task is requested. It runs
- * synchronously, exactly once, in the thread that requested the stop (or
- * stopped an ancestor, or in the timer thread for a timeout), before the
- * request returns. It is the place to unblock a foreign library
- * (`sqlite3_interrupt()`, `curl`'s abort, closing a socket); it must not
- * block nor wait for the worker.
- *
- * If a stop was already requested, @func runs at once in the calling thread
- * and 0 is returned.
- *
- * This function is thread-safe.
- *
- * Returns: an id for [method@Killable.Task.remove_stop_callback], or 0 if
- *   @func already ran
- *
- * Since: 1.0
- */
 typedef struct
 {
   KillableStopFunc  func;
@@ -4062,19 +4038,19 @@ stop_callback_data_free (gpointer user_data)
   g_free (data);
 }
 
-gulong
-killable_task_add_stop_callback (KillableTask     *self,
-                                 KillableStopFunc  func,
-                                 gpointer          user_data,
-                                 GDestroyNotify    notify)
+/* Everything but the common case: a bad argument, or a @notify (the data
+ * is then released on the owner's context: a stop from a timer or a
+ * worker must not free a GJS closure there). */
+static G_GNUC_NO_INLINE gulong
+add_stop_callback_full (KillableTask     *self,
+                        KillableStopFunc  func,
+                        gpointer          user_data,
+                        GDestroyNotify    notify)
 {
   KillableTaskPrivate *priv;
   StopCallbackData *data;
 
-  /* The exact type without a call first (scoped callbacks are added and
-   * removed in loops); anything else gets the full check. */
-  if (G_UNLIKELY (self == NULL || G_TYPE_FROM_INSTANCE (self) != task_type))
-    g_return_val_if_fail (KILLABLE_IS_TASK (self), 0);
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), 0);
   g_return_val_if_fail (func != NULL, 0);
 
   priv = killable_task_get_instance_private (self);
@@ -4082,8 +4058,6 @@ killable_task_add_stop_callback (KillableTask     *self,
   if (notify == NULL)
     return killable_stop_state_add_callback (&priv->stop, self, func, user_data, NULL);
 
-  /* The data is released on the owner's context (a stop from a timer or
-   * a worker must not free a GJS closure there). */
   data = g_new (StopCallbackData, 1);
   data->func = func;
   data->user_data = user_data;
@@ -4092,6 +4066,66 @@ killable_task_add_stop_callback (KillableTask     *self,
 
   return killable_stop_state_add_callback (&priv->stop, self, stop_callback_trampoline,
                                            data, stop_callback_data_free);
+}
+
+/**
+ * killable_task_add_stop_callback:
+ * @self: a task
+ * @func: (scope notified) (closure user_data) (destroy notify): the callback
+ * @user_data: data for @func
+ * @notify: (nullable): frees @user_data once @func ran or was removed
+ *
+ * Adds a callback run when a stop of the task is requested. It runs
+ * synchronously, exactly once, in the thread that requested the stop (or
+ * stopped an ancestor, or in the timer thread for a timeout), before the
+ * request returns. It is the place to unblock a foreign library
+ * (`sqlite3_interrupt()`, `curl`'s abort, closing a socket); it must not
+ * block nor wait for the worker.
+ *
+ * If a stop was already requested, @func runs at once in the calling thread
+ * and 0 is returned.
+ *
+ * This function is thread-safe.
+ *
+ * Returns: an id for [method@Killable.Task.remove_stop_callback], or 0 if
+ *   @func already ran
+ *
+ * Since: 1.0
+ */
+gulong
+killable_task_add_stop_callback (KillableTask     *self,
+                                 KillableStopFunc  func,
+                                 gpointer          user_data,
+                                 GDestroyNotify    notify)
+{
+  /* Scoped callbacks are added and removed in loops: the common case (the
+   * exact type, no notify) calls nothing on its way to the inline add, so
+   * that it saves no register. */
+  if (G_LIKELY (self != NULL && G_TYPE_FROM_INSTANCE (self) == task_type &&
+                func != NULL && notify == NULL))
+    {
+      KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+
+      return killable_stop_state_add_callback (&priv->stop, self, func, user_data, NULL);
+    }
+
+  return add_stop_callback_full (self, func, user_data, notify);
+}
+
+/* A subclass, or a bad argument. */
+static G_GNUC_NO_INLINE void
+remove_stop_callback_full (KillableTask *self,
+                           gulong        id)
+{
+  KillableTaskPrivate *priv;
+
+  g_return_if_fail (KILLABLE_IS_TASK (self));
+
+  if (id == 0)
+    return;
+
+  priv = killable_task_get_instance_private (self);
+  killable_stop_state_remove_callback (&priv->stop, id);
 }
 
 /**
@@ -4113,16 +4147,18 @@ void
 killable_task_remove_stop_callback (KillableTask *self,
                                     gulong        id)
 {
-  KillableTaskPrivate *priv;
+  /* As add: the common case calls nothing before the inline remove, whose
+   * only call (the notify, if any) comes last. */
+  if (G_LIKELY (self != NULL && G_TYPE_FROM_INSTANCE (self) == task_type))
+    {
+      KillableTaskPrivate *priv = killable_task_get_instance_private (self);
 
-  if (G_UNLIKELY (self == NULL || G_TYPE_FROM_INSTANCE (self) != task_type))
-    g_return_if_fail (KILLABLE_IS_TASK (self));
+      if (id != 0)
+        killable_stop_state_remove_callback (&priv->stop, id);
+      return;
+    }
 
-  if (id == 0)
-    return;
-
-  priv = killable_task_get_instance_private (self);
-  killable_stop_state_remove_callback (&priv->stop, id);
+  remove_stop_callback_full (self, id);
 }
 
 /* }}} */

@@ -3,8 +3,11 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
+#include "config.h"
+
 #include <killable.h>
 
+#include "killable-task-private.h"
 #include "test-core-util.h"
 
 /* One callback's record {{{ */
@@ -380,15 +383,19 @@ remover_main (gpointer data)
   return NULL;
 }
 
+/* @data: TRUE to register a second callback after the waited one (the
+ * library keeps the newest callback apart from the older ones: both
+ * places are run by a stop). */
 static void
-test_remove_waits_for_running (void)
+test_remove_waits_for_running (gconstpointer data)
 {
+  gboolean with_newer = GPOINTER_TO_INT (data);
   g_autoptr(KillableTask) task = killable_task_new ("cb-wait", work_nothing, NULL, NULL);
   TestGate cb_gate;
   GThread *stopper, *remover;
   StopThread st = { task, NULL };
   Remover r;
-  Cb cb;
+  Cb cb, newer;
 
   test_gate_init (&cb_gate);
   memset (&r, 0, sizeof r);
@@ -397,8 +404,12 @@ test_remove_waits_for_running (void)
   cb_init (&cb, task);
   cb.gate = &cb_gate;
   cb_add (&cb);
+  cb_init (&newer, task);
+  if (with_newer)
+    cb_add (&newer);
 
-  /* The callback runs in the stopper and waits at its gate. */
+  /* The callback runs in the stopper and waits at its gate (the oldest
+   * runs first). */
   stopper = g_thread_new ("stopper", stop_thread_main, &st);
   test_gate_wait_entered (&cb_gate, 1);
 
@@ -424,10 +435,13 @@ test_remove_waits_for_running (void)
   g_assert_cmpint (r.ran_at_remove, ==, 1);
   g_assert_cmpint (cb.ran, ==, 1);
   g_assert_cmpint (cb.notified, ==, 1);
+  g_assert_cmpint (newer.ran, ==, with_newer ? 1 : 0);
+  g_assert_cmpint (newer.notified, ==, with_newer ? 1 : 0);
 
   test_gate_clear (&r.gate);
   test_gate_clear (&cb_gate);
   cb_clear (&cb);
+  cb_clear (&newer);
 }
 
 /* From inside the callback itself: does not wait for itself. */
@@ -516,11 +530,21 @@ test_released_in_finalize (void)
   KillableTask *task;
   Cb pending, ended;
 
+  Cb older[2];
+
   task = killable_task_new ("cb-finalize", work_nothing, NULL, NULL);
+  cb_setup (&older[0], task);
+  cb_setup (&older[1], task);
   cb_setup (&pending, task);
   g_object_unref (task);
   g_assert_cmpint (pending.ran, ==, 0);
   g_assert_cmpint (pending.notified, ==, 1);
+  for (guint i = 0; i < G_N_ELEMENTS (older); i++)
+    {
+      g_assert_cmpint (older[i].ran, ==, 0);
+      g_assert_cmpint (older[i].notified, ==, 1);
+      cb_clear (&older[i]);
+    }
 
   /* Ran to completion without a stop: same. */
   task = killable_task_new ("cb-finalize-ended", work_nothing, NULL, NULL);
@@ -536,6 +560,224 @@ test_released_in_finalize (void)
 
   cb_clear (&pending);
   cb_clear (&ended);
+}
+
+/* Sequences of adds and removes checked against a model. The library
+ * keeps the newest callback in a slot and the older ones in a list (see
+ * killable-stop-state.c); these sequences move callbacks between the two
+ * in every order: adds with and without a notify (two paths through the
+ * API), removes of the newest, of an older one, of a removed one and of an
+ * unknown id, then a stop or the task's finalize. Run twice: through the
+ * API (the inline common paths where they apply), and through the
+ * out-of-line paths alone (what an add or a remove does when another
+ * thread holds the stop state's spin lock). Whatever the sequence:
+ * ids are distinct and non-zero; a removed callback is released at once
+ * and never runs; a stop runs every registered one exactly once, oldest
+ * first; a finalize runs none and releases each once. */
+
+typedef struct _Seq Seq;
+
+typedef struct
+{
+  Seq      *seq;
+  gulong    id;
+  gboolean  with_notify;
+  gboolean  live;          /* registered and not removed */
+  int       ran;
+  int       run_position;  /* -1 until it ran */
+  int       notified;
+} SeqCb;
+
+#define SEQ_MAX_OPS 48
+
+struct _Seq
+{
+  SeqCb cbs[SEQ_MAX_OPS];
+  guint n;
+  int   next_position;
+};
+
+static void
+seq_func (KillableTask *task,
+          const GError *reason,
+          gpointer      data)
+{
+  SeqCb *cb = data;
+
+  cb->ran++;
+  cb->run_position = cb->seq->next_position++;
+}
+
+static void
+seq_notify (gpointer data)
+{
+  SeqCb *cb = data;
+
+  cb->notified++;
+}
+
+static void
+seq_check_removed (SeqCb *cb)
+{
+  g_assert_false (cb->live);
+  g_assert_cmpint (cb->ran, ==, 0);
+  g_assert_cmpint (cb->notified, ==, cb->with_notify ? 1 : 0);
+}
+
+/* Through the out-of-line paths alone (@data TRUE), or the API. */
+static gboolean seq_slow_paths;
+
+static gulong
+seq_add (KillableTask   *task,
+         SeqCb          *cb,
+         GDestroyNotify  notify)
+{
+  if (seq_slow_paths)
+    return killable_stop_state_add_callback_slow (killable_task_get_stop_state (task), task,
+                                                  seq_func, cb, notify, FALSE);
+  return killable_task_add_stop_callback (task, seq_func, cb, notify);
+}
+
+static void
+seq_remove_id (KillableTask *task,
+               gulong        id)
+{
+  if (seq_slow_paths)
+    killable_stop_state_remove_callback_slow (killable_task_get_stop_state (task), id, FALSE);
+  else
+    killable_task_remove_stop_callback (task, id);
+}
+
+static void
+seq_remove (KillableTask *task,
+            Seq          *seq,
+            SeqCb        *cb)
+{
+  seq_remove_id (task, cb->id);
+  cb->live = FALSE;
+  seq_check_removed (cb);
+}
+
+/* The newest live callback, or a random one, or NULL if none is live. */
+static SeqCb *
+seq_pick_live (Seq      *seq,
+               GRand    *rand,
+               gboolean  newest)
+{
+  SeqCb *live[SEQ_MAX_OPS];
+  guint n_live = 0;
+
+  for (guint i = 0; i < seq->n; i++)
+    if (seq->cbs[i].live)
+      live[n_live++] = &seq->cbs[i];
+
+  if (n_live == 0)
+    return NULL;
+
+  return newest ? live[n_live - 1] : live[g_rand_int_range (rand, 0, (gint32) n_live)];
+}
+
+static void
+test_sequences (gconstpointer data)
+{
+  guint n_sequences = test_scale (400, 40);
+  guint n_stopped = 0, n_finalized = 0, n_removes = 0;
+
+  seq_slow_paths = GPOINTER_TO_INT (data);
+
+  for (guint s = 0; s < n_sequences; s++)
+    {
+      g_autoptr(GRand) rand = g_rand_new_with_seed (s);
+      KillableTask *task = killable_task_new ("cb-sequence", work_nothing, NULL, NULL);
+      guint n_ops = (guint) g_rand_int_range (rand, 1, SEQ_MAX_OPS + 1);
+      gboolean stop = g_rand_boolean (rand);
+      gulong max_id = 0;
+      int n_ran = 0;
+      Seq seq;
+
+      memset (&seq, 0, sizeof seq);
+
+      for (guint op = 0; op < n_ops; op++)
+        {
+          int kind = g_rand_int_range (rand, 0, 10);
+          SeqCb *cb;
+
+          if (kind < 5)
+            {
+              cb = &seq.cbs[seq.n++];
+              cb->seq = &seq;
+              cb->run_position = -1;
+              cb->with_notify = g_rand_boolean (rand);
+              cb->id = seq_add (task, cb, cb->with_notify ? seq_notify : NULL);
+              g_assert_cmpuint (cb->id, !=, 0);
+              /* Distinct: every id is above the ones given before. */
+              g_assert_cmpuint (cb->id, >, max_id);
+              max_id = cb->id;
+              cb->live = TRUE;
+            }
+          else if (kind < 9 && (cb = seq_pick_live (&seq, rand, kind < 7)) != NULL)
+            {
+              seq_remove (task, &seq, cb);
+              n_removes++;
+            }
+          else
+            {
+              /* A removed id, or an unknown one: nothing changes. */
+              SeqCb *removed = NULL;
+
+              for (guint i = 0; i < seq.n && removed == NULL; i++)
+                if (!seq.cbs[i].live)
+                  removed = &seq.cbs[i];
+              seq_remove_id (task, removed != NULL ? removed->id : max_id + 1);
+              for (guint i = 0; i < seq.n; i++)
+                {
+                  g_assert_cmpint (seq.cbs[i].ran, ==, 0);
+                  if (seq.cbs[i].live)
+                    g_assert_cmpint (seq.cbs[i].notified, ==, 0);
+                  else
+                    seq_check_removed (&seq.cbs[i]);
+                }
+            }
+        }
+
+      if (stop)
+        {
+          killable_task_stop (task);
+          n_stopped++;
+        }
+      g_object_unref (task);
+      n_finalized += !stop;
+
+      for (guint i = 0; i < seq.n; i++)
+        {
+          SeqCb *cb = &seq.cbs[i];
+
+          if (!cb->live)
+            {
+              seq_check_removed (cb);
+              continue;
+            }
+
+          g_assert_cmpint (cb->notified, ==, cb->with_notify ? 1 : 0);
+          if (stop)
+            {
+              /* Oldest first: the live ones in the order of their adds. */
+              g_assert_cmpint (cb->ran, ==, 1);
+              g_assert_cmpint (cb->run_position, ==, n_ran);
+              n_ran++;
+            }
+          else
+            {
+              g_assert_cmpint (cb->ran, ==, 0);
+            }
+        }
+      g_assert_cmpint (seq.next_position, ==, n_ran);
+    }
+
+  g_test_message ("%u sequences: %u stopped, %u finalized, %u removes",
+                  n_sequences, n_stopped, n_finalized, n_removes);
+  g_assert_cmpuint (n_stopped, >, 0);
+  g_assert_cmpuint (n_finalized, >, 0);
 }
 
 /* Stopped by the task's own cancellable, from another thread: the callback
@@ -879,11 +1121,16 @@ main (int   argc,
   g_test_add_func ("/stop-callbacks/restop", test_restop);
   g_test_add_func ("/stop-callbacks/remove-before-stop", test_remove_before_stop);
   g_test_add_func ("/stop-callbacks/add-after-stop", test_add_after_stop);
-  g_test_add_func ("/stop-callbacks/remove-waits-for-running", test_remove_waits_for_running);
+  g_test_add_data_func ("/stop-callbacks/remove-waits-for-running", GINT_TO_POINTER (FALSE),
+                        test_remove_waits_for_running);
+  g_test_add_data_func ("/stop-callbacks/remove-waits-for-running-older", GINT_TO_POINTER (TRUE),
+                        test_remove_waits_for_running);
   g_test_add_func ("/stop-callbacks/remove-from-inside", test_remove_from_inside);
   g_test_add_func ("/stop-callbacks/remove-other-from-inside", test_remove_other_from_inside);
   g_test_add_func ("/stop-callbacks/add-from-inside", test_add_from_inside);
   g_test_add_func ("/stop-callbacks/released-in-finalize", test_released_in_finalize);
+  g_test_add_data_func ("/stop-callbacks/sequences", GINT_TO_POINTER (FALSE), test_sequences);
+  g_test_add_data_func ("/stop-callbacks/sequences-out-of-line", GINT_TO_POINTER (TRUE), test_sequences);
   g_test_add_func ("/stop-callbacks/cancellable-thread", test_cancellable_thread);
   g_test_add_func ("/stop-callbacks/timeout-thread", test_timeout_thread);
   g_test_add_func ("/stop-callbacks/task-ends-after-callbacks", test_task_ends_after_callbacks);
