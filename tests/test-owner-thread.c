@@ -247,6 +247,13 @@ outcome_cb (GObject      *source,
   *done = TRUE;
 }
 
+static gboolean
+not_woken_cb (gpointer data)
+{
+  g_error ("%s: the outcome never woke the main loop blocked in poll()", (const char *) data);
+  return G_SOURCE_REMOVE;
+}
+
 static void
 test_outcome_wakes_blocked_loop (void)
 {
@@ -272,7 +279,7 @@ test_outcome_wakes_blocked_loop (void)
   /* The only other source: a guard that fails the test, which the loop
    * would sleep until without the wake-up. */
   guard = g_timeout_source_new_seconds (60);
-  g_source_set_callback (guard, guard_cb, (gpointer) G_STRFUNC, NULL);
+  g_source_set_callback (guard, not_woken_cb, (gpointer) G_STRFUNC, NULL);
   g_source_attach (guard, context);
   while (!done)
     g_main_context_iteration (context, TRUE);
