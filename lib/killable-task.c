@@ -4080,7 +4080,8 @@ add_stop_callback_full (KillableTask     *self,
  * stopped an ancestor, or in the timer thread for a timeout), before the
  * request returns. It is the place to unblock a foreign library
  * (`sqlite3_interrupt()`, `curl`'s abort, closing a socket); it must not
- * block nor wait for the worker.
+ * block nor wait for the worker. The callbacks of one task run in the
+ * order they were added (as the handlers of #GCancellable::cancelled do).
  *
  * If a stop was already requested, @func runs at once in the calling thread
  * and 0 is returned.

@@ -401,6 +401,43 @@ test_guard_cb (gpointer data)
     g_assert_true (expr);                                                     \
   } G_STMT_END
 
+/* Polls @expr like TEST_POLL_UNTIL, dispatching what is ready on the
+ * thread-default context meanwhile (a queued emission holds a reference on
+ * its task). Bounded by the guard. */
+#define TEST_POLL_ITERATING_UNTIL(expr)                                       \
+  G_STMT_START {                                                              \
+    gint64 end_ = g_get_monotonic_time () + TEST_GUARD_USEC;                  \
+                                                                              \
+    while (!(expr) && g_get_monotonic_time () < end_)                         \
+      {                                                                       \
+        g_main_context_iteration (NULL, FALSE);                               \
+        g_thread_yield ();                                                    \
+      }                                                                       \
+    g_assert_true (expr);                                                     \
+  } G_STMT_END
+
+static inline void
+test_set_flag_on_finalize (gpointer  data,
+                           GObject  *where_the_object_was)
+{
+  g_atomic_int_set ((int *) data, 1);
+}
+
+/* Drops @object's reference, the caller's last one, and returns once
+ * @object is finalized: the worker drops its own reference a moment after
+ * a join, and a queued emission holds one. Tests that count fds or threads
+ * call this so that what the object holds until then (a task's stop-state
+ * wake-up fd) is not counted as theirs. */
+static inline void
+test_unref_until_finalized (gpointer object)
+{
+  int finalized = 0;
+
+  g_object_weak_ref (G_OBJECT (object), test_set_flag_on_finalize, &finalized);
+  g_object_unref (object);
+  TEST_POLL_ITERATING_UNTIL (g_atomic_int_get (&finalized));
+}
+
 /* Dispatches whatever is ready on @ctx; returns how many iterations
  * dispatched something. */
 static inline guint

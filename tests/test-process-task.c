@@ -970,46 +970,21 @@ test_grandchildren_die_on_exit (void)
   assert_group_ends (pgid);
 }
 
-/* Polls @expr, which a worker thread makes true without waking the main
- * context, while dispatching what is ready on it (a queued emission holds a
- * reference on its task). Bounded by the guard. */
-#define POLL_ITERATING_UNTIL(expr)                                            \
-  G_STMT_START {                                                              \
-    gint64 end_ = g_get_monotonic_time () + GUARD_USEC;                       \
-                                                                              \
-    while (!(expr) && g_get_monotonic_time () < end_)                         \
-      {                                                                       \
-        g_main_context_iteration (NULL, FALSE);                               \
-        g_thread_yield ();                                                    \
-      }                                                                       \
-    g_assert_true (expr);                                                     \
-  } G_STMT_END
-
-static void
-set_flag (gpointer  data,
-          GObject  *where_the_object_was)
-{
-  g_atomic_int_set ((int *) data, 1);
-}
-
 /* Runs and kills one task, so that what is made lazily (worker threads,
  * the timer thread, ...) exists before a test counts fds. Returns once the
  * task is finalized (a queued emission holds a reference, and the worker
- * drops its own a moment after the join): what the task holds until then (its stop state's wake-up fd)
- * would otherwise be counted as the test's. */
+ * drops its own a moment after the join): what the task holds until then
+ * (its stop state's wake-up fd) would otherwise be counted as the test's. */
 static void
 warm_up (void)
 {
   const char *sleep_argv[] = { "sleep", "1000", NULL };
   KillableProcessTask *task = new_task (sleep_argv);
-  int finalized = 0;
 
-  g_object_weak_ref (G_OBJECT (task), set_flag, &finalized);
   start (task);
   killable_task_kill (KILLABLE_TASK (task));
   wait_end (task);
-  g_object_unref (task);
-  POLL_ITERATING_UNTIL (g_atomic_int_get (&finalized));
+  test_unref_until_finalized (task);
 }
 
 static void
@@ -1080,7 +1055,7 @@ test_start_kill_cycles (void)
 
   /* The last workers drop their tasks (and so their fds) a moment after
    * the joins. */
-  POLL_ITERATING_UNTIL (count_fds () <= fds_before);
+  TEST_POLL_ITERATING_UNTIL (count_fds () <= fds_before);
   fds_after = count_fds ();
   g_assert_cmpuint (fds_after, ==, fds_before);
   g_assert_cmpuint (count_children (), ==, 0);
@@ -1336,7 +1311,7 @@ test_stop_kill_from_threads (void)
   g_assert_cmpuint (count_children (), ==, 0);
   /* The last workers drop their tasks (and so their fds) a moment after
    * the joins. */
-  POLL_ITERATING_UNTIL (count_fds () <= fds_before);
+  TEST_POLL_ITERATING_UNTIL (count_fds () <= fds_before);
   g_assert_cmpuint (count_fds (), ==, fds_before);
 
   test_gate_clear (&go);
