@@ -79,6 +79,8 @@ void          killable_owner_queue         (KillableOwner            *owner,
                                             guint                     emissions);
 void          killable_owner_emit          (KillableOwner            *owner,
                                             guint                     emissions);
+void          killable_owner_expect        (KillableOwner            *owner,
+                                            gint                      delta);
 void          killable_owner_release       (KillableOwner            *owner,
                                             GDestroyNotify            notify,
                                             gpointer                  data);

@@ -2,15 +2,19 @@
  *
  * Owns: a KillableOwner per task (its place: owner context and thread,
  * shared with the other tasks of that thread and context; its newest
- * queued entry), one FIFO of entries per owner context, and the release of
- * the owner's data (destroy notifies) on the owner's context.
- * Locks: owner_lock guards every queue, every KillableOwner's place and
- * the table of pending entries, and serialises the probes of
- * killable_owner_release(); a leaf lock (no user code, no other library
- * lock is taken under it).
+ * queued entry), one FIFO of entries per owner context (a GSource attached
+ * to that context for as long as it lives), the count of run_async()
+ * outcomes each context waits for, and the release of the owner's data
+ * (destroy notifies) on the owner's context.
+ * Locks: owner_lock guards every queue's entries, every KillableOwner's
+ * place, each place's queue, the table of queues and the table of pending
+ * entries, and serialises the probes of killable_owner_release(); a leaf
+ * lock (no user code, no other library lock is taken under it). A queue's
+ * entry count is also read without it (atomically) by its prepare().
  * Called by: killable-task.c. Calls back only through the
  * KillableOwnerFuncs its owner gave at init, and the destroy notifies
- * given to killable_owner_release(): a leaf.
+ * given to killable_owner_release(); calls killable-worker-pool.c for the
+ * spin of a main loop that waits for an outcome.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -18,9 +22,10 @@
 #include "config.h"
 
 #include "killable-owner-private.h"
+#include "killable-worker-pool-private.h"
 
 /* Signals and notifications of a task are never emitted on a worker
- * thread: they are queued here and emitted by an idle source on the owner's
+ * thread: they are queued here and emitted by a source on the owner's
  * main context (the thread-default context of the thread that called
  * start() or run_async()).
  *
@@ -31,8 +36,20 @@
  * coalesce into its newest entry wherever it stands, so a worker reporting
  * progress in a loop adds at most one entry.
  *
+ * The FIFO is a source of its own type, created with the first emission
+ * or run_async() on a context and attached to it until the context is
+ * freed: an emission costs an entry and, into an empty FIFO, one wake-up
+ * of the context (none when its thread is spinning for it, see below), not
+ * an idle source created, attached, dispatched and destroyed.
+ *
+ * A main loop that waits for a run_async() outcome (the context counts
+ * them) spins a moment in the FIFO's prepare() before it polls, as a
+ * joiner does (adaptive, see killable-worker-pool.c): a short task's
+ * outcome then comes without a wake-up on either side. No outcome waited
+ * for, no spin; an idle main loop is blocked in poll() and spins not.
+ *
  * Emissions nobody listens to are dropped before they are queued, so a
- * program that never runs its main loop does not pile up sources and
+ * program that never runs its main loop does not pile up entries and
  * references.
  */
 
@@ -43,11 +60,18 @@ struct _KillableOwnerEntry
   GList         link;
 };
 
+/* A context's FIFO: a source attached to the context, owned by it (freed
+ * with it: queue_finalize()). The tasks of a context hold a reference on
+ * it (their place's), so the queue outlives every place of its context
+ * and every task that may queue there. */
 typedef struct
 {
-  GMainContext *context;    /* (owned) */
-  GSource      *source;     /* (owned) (nullable) armed while @entries is not empty */
-  GQueue        entries;
+  GSource       source;
+  GMainContext *context;    /* the context it is attached to; the key in queues */
+  GQueue        entries;    /* owner_lock */
+  gint          n_entries;  /* (atomic) the length of @entries, written under owner_lock */
+  gint          n_expected; /* (atomic) run_async() outcomes not delivered yet */
+  gint          spinning;   /* (atomic) its thread spins in prepare(): no wake-up needed */
 } OwnerQueue;
 
 static GMutex owner_lock;
@@ -58,17 +82,31 @@ static GHashTable *queues;  /* GMainContext* → OwnerQueue*, protected by owner
  * nobody watches does not carry the pointer. */
 static GHashTable *pending_entries;
 
+/* How many entries pending_entries holds: written under owner_lock, read
+ * without it by killable_owner_set_context() (none: no lock needed). */
+static gint n_pending;
+
 static KillableOwnerEntry *
 pending_get_locked (KillableOwner *owner)
 {
-  return pending_entries != NULL ? g_hash_table_lookup (pending_entries, owner) : NULL;
+  return n_pending > 0 ? g_hash_table_lookup (pending_entries, owner) : NULL;
 }
 
 static void
 pending_clear_locked (KillableOwner *owner)
 {
-  if (pending_entries != NULL)
-    g_hash_table_remove (pending_entries, owner);
+  if (n_pending > 0 && g_hash_table_remove (pending_entries, owner))
+    g_atomic_int_add (&n_pending, -1);
+}
+
+static void
+pending_set_locked (KillableOwner      *owner,
+                    KillableOwnerEntry *entry)
+{
+  if (pending_entries == NULL)
+    pending_entries = g_hash_table_new (NULL, NULL);
+  if (g_hash_table_insert (pending_entries, owner, entry))
+    g_atomic_int_inc (&n_pending);
 }
 
 /* Given once, before any KillableOwner is initialised (the owning class's
@@ -104,6 +142,7 @@ struct _KillableOwnerPlace
   int           ref_count;  /* (atomic) */
   GMainContext *context;    /* (owned) */
   GThread      *thread;     /* (owned) */
+  OwnerQueue   *queue;      /* (nullable) owner_lock: @context's, once looked up */
 };
 
 static KillableOwnerPlace *
@@ -142,6 +181,7 @@ place_get (GMainContext *context)
   place->ref_count = 2;   /* the caller's and the cache's */
   place->context = g_main_context_ref (context);
   place->thread = g_thread_ref (g_thread_self ());
+  place->queue = NULL;
   g_private_replace (&cached_place, place);
 
   return place;
@@ -172,13 +212,13 @@ killable_owner_set_context (KillableOwner *owner,
   KillableOwnerPlace *place;
 
   /* Usually the place the task was created with, this thread's cached
-   * one: then no reference changes hands, and with nothing queued anywhere
-   * yet no lock is needed. Only the pointer is compared (the cached place
+   * one: then no reference changes hands, and with no entry pending
+   * anywhere (none that later emissions may join) no lock is needed. Only the pointer is compared (the cached place
    * is alive, the cache holds it): were the owner's place changed
    * concurrently, this call is as if made before that change. */
   place = g_private_get (&cached_place);
   if (place != NULL && g_atomic_pointer_get (&owner->place) == place &&
-      place->context == context && g_atomic_pointer_get (&pending_entries) == NULL)
+      place->context == context && g_atomic_int_get (&n_pending) == 0)
     return;
 
   g_mutex_lock (&owner_lock);
@@ -225,30 +265,76 @@ killable_owner_emit (KillableOwner *owner,
 }
 
 static gboolean
-owner_queue_dispatch (gpointer user_data)
+queue_has_entries (gconstpointer data)
 {
-  OwnerQueue *queue = user_data;
-  GQueue entries;
-  GList *l;
+  const OwnerQueue *queue = data;
 
-  g_mutex_lock (&owner_lock);
+  return g_atomic_int_get (&queue->n_entries) > 0;
+}
 
-  entries = queue->entries;
+static gboolean
+queue_prepare (GSource *source,
+               gint    *timeout)
+{
+  OwnerQueue *queue = (OwnerQueue *) source;
+  gboolean ready;
+
+  *timeout = -1;
+  if (queue_has_entries (queue))
+    return TRUE;
+  if (g_atomic_int_get (&queue->n_expected) <= 0)
+    return FALSE;
+
+  /* An outcome is awaited: a moment of spinning before the poll. The flag
+   * is set before the looks and the worker reads it after it queued (both
+   * sequentially consistent): either this thread sees the entry, or the
+   * worker sees no spinner and wakes the context. */
+  g_atomic_int_set (&queue->spinning, 1);
+  ready = killable_worker_pool_spin_until (KILLABLE_WORKER_POOL_SPIN_OWNER, queue_has_entries, queue);
+  g_atomic_int_set (&queue->spinning, 0);
+
+  return ready || queue_has_entries (queue);
+}
+
+static gboolean
+queue_check (GSource *source)
+{
+  return queue_has_entries ((OwnerQueue *) source);
+}
+
+/* Takes the queued entries out (under owner_lock); they are no longer
+ * anyone's pending entry. */
+static void
+queue_take_locked (OwnerQueue *queue,
+                   GQueue     *entries)
+{
+  *entries = queue->entries;
   g_queue_init (&queue->entries);
-  for (l = entries.head; l != NULL; l = l->next)
+  g_atomic_int_set (&queue->n_entries, 0);
+  for (GList *l = entries->head; l != NULL; l = l->next)
     {
       KillableOwnerEntry *entry = l->data;
 
       if (pending_get_locked (entry->owner) == entry)
         pending_clear_locked (entry->owner);
     }
+}
 
-  g_clear_pointer (&queue->source, g_source_unref);
-  g_hash_table_remove (queues, queue->context);
+static gboolean
+queue_dispatch (GSource     *source,
+                GSourceFunc  callback,
+                gpointer     user_data)
+{
+  OwnerQueue *queue = (OwnerQueue *) source;
+  GQueue entries;
+  GList *l;
 
+  g_mutex_lock (&owner_lock);
+  queue_take_locked (queue, &entries);
   g_mutex_unlock (&owner_lock);
 
-  /* @queue is gone: later emissions start a new one. */
+  /* Emissions queued by the handlers go to the queue again, for the next
+   * dispatch (a nested main loop included: the source may recurse). */
   while ((l = g_queue_pop_head_link (&entries)) != NULL)
     {
       KillableOwnerEntry *entry = l->data;
@@ -259,22 +345,74 @@ owner_queue_dispatch (gpointer user_data)
       g_object_unref (object);
     }
 
-  return G_SOURCE_REMOVE;
+  return G_SOURCE_CONTINUE;
 }
 
+/* The context is being freed (the source is destroyed with it): nothing
+ * can be emitted there any more. Entries can be left only for tasks that
+ * moved to another context since (killable_owner_set_context()); they are
+ * dropped. */
 static void
-owner_queue_free (gpointer data)
+queue_finalize (GSource *source)
 {
-  OwnerQueue *queue = data;
+  OwnerQueue *queue = (OwnerQueue *) source;
+  GQueue entries;
+  GList *l;
 
-  g_assert (queue->entries.length == 0);
-  if (queue->source != NULL)
+  g_mutex_lock (&owner_lock);
+  if (queues != NULL && g_hash_table_lookup (queues, queue->context) == queue)
+    g_hash_table_remove (queues, queue->context);
+  queue_take_locked (queue, &entries);
+  g_mutex_unlock (&owner_lock);
+
+  while ((l = g_queue_pop_head_link (&entries)) != NULL)
     {
-      g_source_destroy (queue->source);
-      g_source_unref (queue->source);
+      KillableOwnerEntry *entry = l->data;
+      GObject *object = owner_object (entry->owner);
+
+      g_free (entry);
+      g_object_unref (object);
     }
-  g_main_context_unref (queue->context);
-  g_free (queue);
+}
+
+static GSourceFuncs queue_funcs = {
+  .prepare = queue_prepare,
+  .check = queue_check,
+  .dispatch = queue_dispatch,
+  .finalize = queue_finalize,
+};
+
+/* The queue of @place's context, created and attached on first use. */
+static OwnerQueue *
+queue_get_locked (KillableOwnerPlace *place)
+{
+  OwnerQueue *queue = place->queue;
+
+  if (G_LIKELY (queue != NULL))
+    return queue;
+
+  if (queues == NULL)
+    queues = g_hash_table_new (NULL, NULL);
+
+  queue = g_hash_table_lookup (queues, place->context);
+  if (queue == NULL)
+    {
+      GSource *source = g_source_new (&queue_funcs, sizeof (OwnerQueue));
+
+      queue = (OwnerQueue *) source;
+      queue->context = place->context;
+      g_queue_init (&queue->entries);
+      g_source_set_priority (source, G_PRIORITY_DEFAULT);
+      g_source_set_can_recurse (source, TRUE);
+      g_source_set_static_name (source, "[killable] owner emissions");
+      g_hash_table_insert (queues, place->context, queue);
+      /* The context holds the only reference from here on. */
+      g_source_attach (source, place->context);
+      g_source_unref (source);
+    }
+  place->queue = queue;
+
+  return queue;
 }
 
 void
@@ -284,6 +422,7 @@ killable_owner_queue (KillableOwner *owner,
   KillableOwnerEntry *entry;
   OwnerQueue *queue;
   GObject *ref;
+  gboolean wake;
 
   emissions = owner_funcs->filter (owner_object (owner), emissions);
   if (emissions == 0)
@@ -305,35 +444,42 @@ killable_owner_queue (KillableOwner *owner,
       return;
     }
 
-  if (queues == NULL)
-    queues = g_hash_table_new_full (NULL, NULL, NULL, owner_queue_free);
+  queue = queue_get_locked (owner->place);
 
-  queue = g_hash_table_lookup (queues, owner->place->context);
-  if (queue == NULL)
-    {
-      queue = g_new0 (OwnerQueue, 1);
-      queue->context = g_main_context_ref (owner->place->context);
-      g_hash_table_insert (queues, queue->context, queue);
-    }
-
-  entry = g_new0 (KillableOwnerEntry, 1);
+  entry = g_new (KillableOwnerEntry, 1);
   entry->owner = owner;
   entry->emissions = emissions;
-  entry->link.data = entry;
+  entry->link = (GList) { entry, NULL, NULL };
   g_queue_push_tail_link (&queue->entries, &entry->link);
-  if (pending_entries == NULL)
-    g_atomic_pointer_set (&pending_entries, g_hash_table_new (NULL, NULL));
-  g_hash_table_insert (pending_entries, owner, entry);
+  /* Sequentially consistent: read after it, the spinning flag tells
+   * whether the context's thread will see this entry without a wake-up. */
+  wake = g_atomic_int_add (&queue->n_entries, 1) == 0 &&
+         !g_atomic_int_get (&queue->spinning);
+  pending_set_locked (owner, entry);
 
-  if (queue->source == NULL)
-    {
-      queue->source = g_idle_source_new ();
-      g_source_set_priority (queue->source, G_PRIORITY_DEFAULT);
-      g_source_set_static_name (queue->source, "[killable] owner emissions");
-      g_source_set_callback (queue->source, owner_queue_dispatch, queue, NULL);
-      g_source_attach (queue->source, queue->context);
-    }
+  /* Under the lock: the context lives while a task of it is queued
+   * (entry → task → place → context), and once the lock is let go the
+   * entry may already be dispatched. The first entry wakes the context,
+   * unless this thread owns it (it is not in poll(), and looks at the
+   * queue before it polls again). */
+  if (wake && !g_main_context_is_owner (queue->context))
+    g_main_context_wakeup (queue->context);
 
+  g_mutex_unlock (&owner_lock);
+}
+
+/* run_async() expects an outcome on the owner's context (@delta 1), or
+ * took it (-1): while some are expected, the context's main loop spins a
+ * moment before it polls. */
+void
+killable_owner_expect (KillableOwner *owner,
+                       gint           delta)
+{
+  OwnerQueue *queue;
+
+  g_mutex_lock (&owner_lock);
+  queue = queue_get_locked (owner->place);
+  g_atomic_int_add (&queue->n_expected, delta);
   g_mutex_unlock (&owner_lock);
 }
 

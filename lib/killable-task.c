@@ -237,6 +237,7 @@ typedef struct
   guint               interrupt_armed : 1;
   guint               queued : 1;        /* task lock: waiting in the limiter's queue */
   guint               holds_permit : 1;  /* task lock: holds one of the limiter's permits */
+  guint8              release;           /* (atomic) ReleaseBits: who drops the worker's reference */
   pthread_t           worker;
 
   GCancellable       *cancellable;       /* (owned) (nullable) created lazily, protected by the task lock */
@@ -542,6 +543,10 @@ steal_async_task (KillableTask *self)
   cancel_id = run->async_cancel_id;
   run->async_cancel_id = 0;
   g_mutex_unlock (&priv->lock);
+
+  /* The outcome run_async() announced is taken. */
+  if (task != NULL)
+    killable_owner_expect (&priv->owner, -1);
 
   if (cancel_id != 0)
     g_cancellable_disconnect (cancellable, cancel_id);
@@ -1586,6 +1591,43 @@ killable_task_has_abandoned_thread (KillableTask *self)
  * that the end returns is passed on with the thread (see dispatch()). */
 static GPrivate handoff;
 
+/* The worker's reference on its task, and a joiner (KillableTaskRun.release):
+ * a joiner that waits says it takes that reference (RELEASE_JOINER); the
+ * worker, done with the task, then gives it (RELEASE_GIVEN) instead of
+ * dropping it. The task's last reference so goes on the joiner's thread,
+ * whose caller holds one, rather than on the worker: a worker never
+ * finalizes a joined task (user code: dispose, weak references, a binding's
+ * toggle reference) and is back among the idle threads right after the
+ * end, ready for the next task, rather than a sleeping thread being woken
+ * for it. */
+typedef enum
+{
+  RELEASE_JOINER = 1 << 0,   /* a joiner takes the worker's reference */
+  RELEASE_DONE   = 1 << 1,   /* the worker is done with the task */
+  RELEASE_GIVEN  = 1 << 2,   /* ... and gave its reference to the joiner */
+} ReleaseBits;
+
+/* The worker, done with @self: TRUE if its reference went to a joiner,
+ * FALSE if it is the caller's to drop. */
+static gboolean
+worker_release (KillableTask *self)
+{
+  KillableTaskRun *run = peek_run (killable_task_get_instance_private (self));
+  guint8 old, bits;
+
+  /* start() allocated it. */
+  if (G_UNLIKELY (run == NULL))
+    return FALSE;
+
+  old = flag_get (&run->release);
+  do
+    bits = old | RELEASE_DONE | ((old & RELEASE_JOINER) ? RELEASE_GIVEN : 0);
+  while (!__atomic_compare_exchange_n (&run->release, &old, bits, FALSE,
+                                       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+
+  return (bits & RELEASE_GIVEN) != 0;
+}
+
 /* Runs one task; returns the next one to run on this thread (with a
  * reference), or NULL. */
 static KillableTask *
@@ -1596,7 +1638,7 @@ worker_run_one (KillableTask *self)
   KillableTaskState state;
   WorkerSignals mask;
   gboolean ret = FALSE;
-  gboolean stopped_before_end;
+  gboolean stopped_before_end, given;
   KillableTask *next = NULL;
 
   g_private_set (&current_task, self);
@@ -1639,10 +1681,16 @@ worker_run_one (KillableTask *self)
   flag_set (&priv->dispatched, 2);
   if (flag_get (&priv->abandon) == KILLABLE_ABANDON_DONE)
     notify_abandoned_returned ();
-  g_private_set (&handoff, NULL);
 
+  /* The last look at the task: its reference goes to a joiner, if one
+   * takes it (as early as can be: the joiner waits for it); otherwise it
+   * is dropped here, once this thread no longer names the task as its
+   * current one (the last reference runs dispose and finalize). */
+  given = worker_release (self);
+  g_private_set (&handoff, NULL);
   g_private_set (&current_task, NULL);
-  g_object_unref (self);
+  if (!given)
+    g_object_unref (self);
   killable_worker_pool_section_leave ();
 
   return next;
@@ -2478,8 +2526,10 @@ killable_task_run_async (KillableTask        *self,
 
   priv = killable_task_get_instance_private (self);
   task = g_task_new (self, NULL, callback, user_data);
-  g_task_set_source_tag (task, killable_task_run_async);
+  /* The name first: the g_task_set_source_tag() macro then does not set
+   * (and copy) one of its own. */
   g_task_set_name (task, "[killable] killable_task_run_async");
+  g_task_set_source_tag (task, killable_task_run_async);
 
   if (is_started (priv))
     {
@@ -2500,6 +2550,9 @@ killable_task_run_async (KillableTask        *self,
   run->async_task = g_object_ref (task);
   already_terminal = KILLABLE_TASK_STATE_IS_TERMINAL (flag_get (&priv->state));
   g_mutex_unlock (&priv->lock);
+  /* Until steal_async_task() takes it, the owner's main loop expects an
+   * outcome (it spins a moment for it before it polls). */
+  killable_owner_expect (&priv->owner, 1);
 
   /* Connected before the start: an already cancelled cancellable stops the
    * task while it is still pending, so its work never runs. */
@@ -2567,25 +2620,84 @@ state_is_terminal (gconstpointer data)
   return KILLABLE_TASK_STATE_IS_TERMINAL (flag_get (&priv->state));
 }
 
+/* @data is the run block. */
+static gboolean
+worker_released (gconstpointer data)
+{
+  const KillableTaskRun *run = data;
+
+  return (flag_get (&run->release) & RELEASE_DONE) != 0;
+}
+
+/* A joiner that starts to wait takes the worker's reference (see
+ * worker_release()): only of a task on a worker (not a group, nor one
+ * waiting for a limiter's permit), unless another joiner did or the worker
+ * is done. */
+static gboolean
+joiner_enter (KillableTaskPrivate *priv,
+              KillableTaskRun     *run)
+{
+  return flag_get (&priv->dispatched) == 1 &&
+         __atomic_compare_exchange_n (&run->release, &(guint8) { 0 }, RELEASE_JOINER, FALSE,
+                                      __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+
+/* The joiner is done waiting (@ended: the task is terminal). A worker
+ * that is still finishing the task is waited for a moment (when a spin
+ * pays), so that its reference comes here; the reference, if given, is
+ * dropped: the caller of join() holds one. */
+static void
+joiner_leave (KillableTask    *self,
+              KillableTaskRun *run,
+              gboolean         ended)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (self);
+  guint8 old;
+
+  /* Not for an abandoned worker: it is still running the work. */
+  if (ended && !worker_released (run) && flag_get (&priv->abandon) != KILLABLE_ABANDON_DONE)
+    (void) killable_worker_pool_spin_until (KILLABLE_WORKER_POOL_SPIN_RELEASE,
+                                            worker_released, run);
+
+  old = flag_get (&run->release);
+  while (!__atomic_compare_exchange_n (&run->release, &old,
+                                       old & ~(RELEASE_JOINER | RELEASE_GIVEN), FALSE,
+                                       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+    ;
+
+  if (old & RELEASE_GIVEN)
+    g_object_unref (self);
+}
+
 static gboolean
 wait_until (KillableTask *self,
             gint64        end_time)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   KillableTaskRun *run;
-  gboolean ret;
+  gboolean ret, takes;
 
   /* Already over: no block needed. */
   if (KILLABLE_TASK_STATE_IS_TERMINAL (flag_get (&priv->state)))
     return TRUE;
 
-  /* join(): a short task often ends within microseconds, and a moment of
-   * spinning (adaptive, see the pool) spares two context switches. */
-  if (end_time < 0 && killable_worker_pool_spin_until (state_is_terminal, priv))
-    return TRUE;
-
   /* Allocated before the lock: complete_full() reads it under the lock. */
   run = get_run (self);
+  /* With every CPU running a job, the worker rather finalizes the task
+   * itself, in parallel with this thread (many tasks in flight): the
+   * hand-over only pays for a joiner that keeps a worker waiting for its
+   * next task. */
+  takes = killable_worker_pool_has_free_cpu () && joiner_enter (priv, run);
+
+  /* join(): a short task often ends within microseconds, and a moment of
+   * spinning (adaptive, see the pool) spares two context switches. */
+  if (end_time < 0 &&
+      killable_worker_pool_spin_until (KILLABLE_WORKER_POOL_SPIN_JOIN, state_is_terminal, priv))
+    {
+      if (takes)
+        joiner_leave (self, run, TRUE);
+      return TRUE;
+    }
 
   g_mutex_lock (&priv->lock);
   while (!KILLABLE_TASK_STATE_IS_TERMINAL (flag_get (&priv->state)))
@@ -2604,6 +2716,9 @@ wait_until (KillableTask *self,
     }
   ret = KILLABLE_TASK_STATE_IS_TERMINAL (flag_get (&priv->state));
   g_mutex_unlock (&priv->lock);
+
+  if (takes)
+    joiner_leave (self, run, ret);
 
   return ret;
 }

@@ -23,11 +23,25 @@ gboolean killable_worker_pool_after_job        (GFunc     func,
 
 /* For a thread about to sleep until @done (@data) (a joiner): spins a
  * moment first, calling @done between looks, when that has been paying off
- * lately and a CPU is free. Returns TRUE if @done returned TRUE meanwhile. */
+ * lately and a CPU is free. Returns TRUE if @done returned TRUE meanwhile.
+ * Each kind of wait learns its own budget. */
 typedef gboolean (*KillableWorkerPoolSpinDone) (gconstpointer data);
 
-gboolean killable_worker_pool_spin_until       (KillableWorkerPoolSpinDone done,
+typedef enum
+{
+  KILLABLE_WORKER_POOL_SPIN_JOIN,     /* join()/wait(-1): the task's end */
+  KILLABLE_WORKER_POOL_SPIN_RELEASE,  /* a joiner, after the end: its worker lets go of the task */
+  KILLABLE_WORKER_POOL_SPIN_OWNER,    /* an owner's main loop: a run_async() outcome */
+  KILLABLE_WORKER_POOL_N_SPINS
+} KillableWorkerPoolSpin;
+
+gboolean killable_worker_pool_spin_until       (KillableWorkerPoolSpin     kind,
+                                                KillableWorkerPoolSpinDone done,
                                                 gconstpointer              data);
+
+/* Whether a CPU is free of running jobs (more than one CPU, fewer jobs
+ * running than CPUs): a thread that waits for one may spin for it. */
+gboolean killable_worker_pool_has_free_cpu     (void);
 
 /* For tests and benchmarks. */
 guint    killable_worker_pool_get_n_threads    (void);

@@ -2,7 +2,9 @@
  *
  * Owns: the worker threads, the list of jobs handed to idle ones, the
  * counts (threads, idle, searching), the sleeping workers, the adaptive spin
- * budgets (an idle worker's and a joiner's, killable_worker_pool_spin_until());
+ * budgets (an idle worker's, and one per kind of wait of
+ * killable_worker_pool_spin_until(): a joiner's for the end, a joiner's for
+ * the worker's release, an owner main loop's for a run_async() outcome);
  * the section gate of fork() (killable-fork.c): how many library threads are
  * inside a section.
  * Locks: pool_lock guards the job list, the counts, the sleeping workers,
@@ -10,9 +12,10 @@
  * read without it, atomically, by spinning workers; each worker's futex word
  * is atomic). gate_lock the gate's waits (its counters are atomics). Leaf
  * locks.
- * Called by: killable-task.c (a task's work, its end as a section, the spin
- * of join), killable-timer.c (timer dispatchers, each timer function a
- * section), killable-fork.c (fork handlers). Calls nothing of the library.
+ * Called by: killable-task.c (a task's work, its end as a section, the spins
+ * of join), killable-owner.c (the spin of a main loop awaiting an outcome),
+ * killable-timer.c (timer dispatchers, each timer function a section),
+ * killable-fork.c (fork handlers). Calls nothing of the library.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -164,8 +167,10 @@ futex_wake (gint *word)
  * A spin pays when what it waits for comes within a few microseconds (the
  * next task of a loop, the end of a short task), and costs a whole CPU
  * otherwise, which on a loaded machine is taken from the very thread that
- * would end the wait. So each kind of wait (an idle worker's, a joiner's)
- * keeps a budget learned from what its last waits took:
+ * would end the wait. So each kind of wait (an idle worker's, and each
+ * KillableWorkerPoolSpin: a joiner's, a joiner's for the worker to let go
+ * of the task, an owner main loop's) keeps a budget learned from what its
+ * last waits took:
  *
  * - a spin that was not long enough halves it (below SPIN_MIN_NS: no spin);
  * - a spin that was descheduled (a gap between two looks far above what
@@ -252,7 +257,10 @@ typedef struct
 } SpinPolicy;
 
 static SpinPolicy idle_spin = { SPIN_MAX_NS, 0 };
-static SpinPolicy join_spin = { SPIN_MAX_NS, 0 };
+/* One per KillableWorkerPoolSpin. */
+static SpinPolicy wait_spins[KILLABLE_WORKER_POOL_N_SPINS] = {
+  { SPIN_MAX_NS, 0 }, { SPIN_MAX_NS, 0 }, { SPIN_MAX_NS, 0 },
+};
 
 static void
 spin_failed (SpinPolicy *policy)
@@ -308,29 +316,39 @@ spin (SpinPolicy               *policy,
   return FALSE;
 }
 
-/* Spins a moment until @done (@data) (a joiner waiting for a task's
- * terminal state); TRUE when it came. */
 gboolean
-killable_worker_pool_spin_until (KillableWorkerPoolSpinDone done,
+killable_worker_pool_has_free_cpu (void)
+{
+  return get_n_cpus () > 1 && (guint) g_atomic_int_get (&n_running) < n_cpus;
+}
+
+/* Spins a moment until @done (@data) (a joiner waiting for a task's
+ * terminal state, or for its worker to let go of it; a main loop waiting
+ * for an outcome); TRUE when it came. */
+gboolean
+killable_worker_pool_spin_until (KillableWorkerPoolSpin     kind,
+                                 KillableWorkerPoolSpinDone done,
                                  gconstpointer              data)
 {
+  SpinPolicy *policy;
   gint budget;
 
-  if (get_n_cpus () < 2)
-    return FALSE;
+  g_return_val_if_fail ((guint) kind < KILLABLE_WORKER_POOL_N_SPINS, FALSE);
+
   /* The running jobs have a CPU each, and this thread one more. */
-  if ((guint) g_atomic_int_get (&n_running) >= n_cpus || !machine_has_room ())
+  if (!killable_worker_pool_has_free_cpu () || !machine_has_room ())
     return FALSE;
 
-  budget = g_atomic_int_get (&join_spin.budget_ns);
+  policy = &wait_spins[kind];
+  budget = g_atomic_int_get (&policy->budget_ns);
   if (budget == 0)
     {
-      if (g_atomic_int_add (&join_spin.probe, 1) % SPIN_PROBE_EVERY != SPIN_PROBE_EVERY - 1)
+      if (g_atomic_int_add (&policy->probe, 1) % SPIN_PROBE_EVERY != SPIN_PROBE_EVERY - 1)
         return FALSE;
       budget = SPIN_MAX_NS;
     }
 
-  return spin (&join_spin, done, data, budget);
+  return spin (policy, done, data, budget);
 }
 
 /* }}} */

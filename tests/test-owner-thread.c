@@ -8,6 +8,9 @@
  * The test connects a `notify::` handler per property on the owner's
  * thread, calls every such setter from another thread while the owner runs
  * its main loop, and looks at the thread each handler ran on.
+ *
+ * An outcome queued while the owner's main loop is blocked in poll() wakes
+ * the loop.
  */
 
 #include "config.h"
@@ -183,6 +186,117 @@ test_setters_on_owner_thread (void)
   g_clear_object (&f.task);
 }
 
+/* A run_async() outcome and a main loop blocked in poll() {{{ */
+
+typedef struct
+{
+  GMutex   lock;
+  GCond    cond;
+  gboolean open;
+} Gate;
+
+/* Opened by the poll function of the loop below: owner thread only. */
+static Gate *poll_gate;
+static guint n_gated_polls;
+
+/* The context's poll function: the work may end only once the loop is
+ * about to block in poll(), past any moment of spinning before it. */
+static gint
+gate_opening_poll (GPollFD *fds,
+                   guint    n_fds,
+                   gint     timeout)
+{
+  if (timeout != 0 && poll_gate != NULL)
+    {
+      g_mutex_lock (&poll_gate->lock);
+      poll_gate->open = TRUE;
+      g_cond_broadcast (&poll_gate->cond);
+      g_mutex_unlock (&poll_gate->lock);
+      poll_gate = NULL;
+      n_gated_polls++;
+    }
+
+  return g_poll (fds, n_fds, timeout);
+}
+
+static gboolean
+work_wait_gate (KillableTask  *task,
+                gpointer       user_data,
+                GError       **error)
+{
+  Gate *gate = user_data;
+
+  g_mutex_lock (&gate->lock);
+  while (!gate->open)
+    g_cond_wait (&gate->cond, &gate->lock);
+  g_mutex_unlock (&gate->lock);
+
+  return TRUE;
+}
+
+static void
+outcome_cb (GObject      *source,
+            GAsyncResult *result,
+            gpointer      user_data)
+{
+  gboolean *done = user_data;
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (killable_task_run_finish (KILLABLE_TASK (source), result, &error));
+  g_assert_no_error (error);
+  *done = TRUE;
+}
+
+static gboolean
+not_woken_cb (gpointer data)
+{
+  g_error ("%s: the outcome never woke the main loop blocked in poll()", (const char *) data);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+test_outcome_wakes_blocked_loop (void)
+{
+  g_autoptr(GMainContext) context = g_main_context_new ();
+  g_autoptr(KillableTask) task = NULL;
+  GSource *guard;
+  Gate gate = { 0 };
+  gboolean done = FALSE;
+
+  g_test_summary ("A run_async() outcome that comes while the owner's main loop is blocked "
+                  "in poll() wakes the loop (nothing else would)");
+
+  g_mutex_init (&gate.lock);
+  g_cond_init (&gate.cond);
+  g_main_context_push_thread_default (context);
+  g_main_context_set_poll_func (context, gate_opening_poll);
+
+  task = killable_task_new ("wakes-the-loop", work_wait_gate, &gate, NULL);
+  poll_gate = &gate;
+  n_gated_polls = 0;
+  killable_task_run_async (task, NULL, outcome_cb, &done);
+
+  /* The only other source: a guard that fails the test, which the loop
+   * would sleep until without the wake-up. */
+  guard = g_timeout_source_new_seconds (60);
+  g_source_set_callback (guard, not_woken_cb, (gpointer) G_STRFUNC, NULL);
+  g_source_attach (guard, context);
+  while (!done)
+    g_main_context_iteration (context, TRUE);
+  g_source_destroy (guard);
+  g_source_unref (guard);
+
+  /* The work ended after the loop went to poll(), once. */
+  g_assert_cmpuint (n_gated_polls, ==, 1);
+  g_assert_cmpint (killable_task_get_state (task), ==, KILLABLE_TASK_STATE_SUCCEEDED);
+
+  g_main_context_pop_thread_default (context);
+  g_cond_clear (&gate.cond);
+  g_mutex_clear (&gate.lock);
+}
+
+/* }}} */
+
 int
 main (int   argc,
       char *argv[])
@@ -191,6 +305,7 @@ main (int   argc,
 
   g_test_add_func ("/owner-thread/setters-from-other-thread", test_setters_from_other_thread);
   g_test_add_func ("/owner-thread/setters-on-owner-thread", test_setters_on_owner_thread);
+  g_test_add_func ("/owner-thread/outcome-wakes-blocked-loop", test_outcome_wakes_blocked_loop);
 
   return g_test_run ();
 }
