@@ -17,6 +17,16 @@ State = Killable.TaskState
 Introspected = Killable.Task.__mro__[1]
 
 
+def terminal_notification(events):
+    """The index in @events of the end's own notify::state: the last one
+    before "finished" (emitted right after it). A handler reads the current
+    state, so the notification of RUNNING, dispatched after a quick task
+    ended, also reads SUCCEEDED: the first SUCCEEDED is not the end's."""
+    finished = events.index(('finished',))
+    before = events[:finished]
+    return finished - 1 - before[::-1].index(('state', State.SUCCEEDED))
+
+
 class CountingCalls(object):
     """Counts the calls of introspected Killable.Task functions made on one
     thread (each one releases and takes back the GIL)."""
@@ -117,11 +127,11 @@ class TestHotCalls(unittest.TestCase):
         task.connect('notify::progress', lambda t, p: events.append(('progress', t.get_progress())))
         task.connect('notify::status', lambda t, p: events.append(('status', t.dup_status())))
         task.connect('notify::state', lambda t, p: events.append(('state', t.get_state())))
+        task.connect('finished', lambda t: events.append(('finished',)))
         task.start()
-        run_loop_until(lambda: ('state', State.SUCCEEDED) in events)
+        run_loop_until(lambda: ('finished',) in events)
         task.join()
-        end = events.index(('state', State.SUCCEEDED))
-        before = events[:end]
+        before = events[:terminal_notification(events)]
         self.assertIn(('progress', 1.0), before)
         self.assertIn(('status', 'step 4'), before)
 
@@ -156,6 +166,7 @@ class TestHotCalls(unittest.TestCase):
                          lambda t, p: events.append(('progress', t.get_progress())))
             task.connect('notify::state',
                          lambda t, p: events.append(('state', t.get_state())))
+            task.connect('finished', lambda t: events.append(('finished',)))
             task.start()
             # Without the wait at the end, SUCCEEDED arrives while the
             # flusher is held; give it a moment to show, then let go.
@@ -168,13 +179,12 @@ class TestHotCalls(unittest.TestCase):
                 context.iteration(True)
             source.destroy()
             go.set()
-            run_loop_until(lambda: ('state', State.SUCCEEDED) in events)
+            run_loop_until(lambda: ('finished',) in events)
             task.join()
         finally:
             go.set()
             _killable._publish_one = original
-        end = events.index(('state', State.SUCCEEDED))
-        self.assertIn(('progress', 0.5), events[:end])
+        self.assertIn(('progress', 0.5), events[:terminal_notification(events)])
 
     def test_value_left_by_a_quiet_worker_is_published(self):
         # The worker sets two values at once (the second is coalesced), then
