@@ -66,6 +66,7 @@ typedef struct
   int                saw_eintr;         /* (atomic) */
 
   /* Stuck loop */
+  int                spinning;          /* (atomic) its run() began */
   int                cleanup_ran;       /* (atomic) */
 
   /* Process tree */
@@ -524,9 +525,13 @@ stuck_loop_run (KillableTask  *task,
                 gpointer       user_data,
                 GError       **error)
 {
+  DemoInfo *info = user_data;
   volatile guint64 sink = 0;
 
   killable_task_set_status (task, _("spinning; never checks the task"));
+  /* Ready for the rung once the loop runs: a stop that came before the
+   * worker entered run() would end the task CANCELLED without running it. */
+  g_atomic_int_set (&info->spinning, 1);
 
   while (!g_atomic_int_get (&stuck_release))
     {
@@ -830,6 +835,7 @@ demo_task_is_ready (KillableTask *task)
     case DEMO_WORKLOAD_PROCESS_TREE:
       return process_tree_read_pids (info, task);
     case DEMO_WORKLOAD_STUCK_LOOP:
+      return g_atomic_int_get (&info->spinning);
     case DEMO_WORKLOAD_TIMEOUT:
     case DEMO_N_WORKLOADS:
     default:
