@@ -592,6 +592,15 @@ test_fork_while_churning (void)
 
   if (skip_fork_under_tool ())
     return;
+#ifdef __SANITIZE_ADDRESS__
+  /* Seen in CI: the child's first new thread blocked for good in the
+   * sanitizer's calloc(), on an allocator region lock that a churning
+   * thread of the parent held at the fork(). */
+  g_test_skip ("AddressSanitizer's allocator (GCC 12's libasan) takes no lock around "
+               "fork(): a child forked while another thread allocates can deadlock "
+               "in it; this test runs in the other builds");
+  return;
+#endif
 
   g_mutex_init (&churn.app_lock);
   thread = g_thread_new ("churn", churn_thread, &churn);
