@@ -575,9 +575,12 @@ test_cycles (gconstpointer data)
         g_object_unref (task);
     }
 
+  /* No descriptor left behind by the cycles: the count does not grow. Not
+   * "equal": a descriptor still open when the count before was taken (seen
+   * under ThreadSanitizer, 6 before and 5 after) may be gone since. */
   TEST_POLL_ITERATING_UNTIL (count_fds () <= fds_before);
   g_assert_cmpuint (count_children (), ==, 0);
-  g_assert_cmpuint (count_fds (), ==, fds_before);
+  g_assert_cmpuint (count_fds (), <=, fds_before);
   g_assert_cmpuint (count_leaves (base), ==, 0);
 }
 

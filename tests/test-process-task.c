@@ -1054,10 +1054,11 @@ test_start_kill_cycles (void)
   g_assert_cmpuint (spawned_running, ==, 100);
 
   /* The last workers drop their tasks (and so their fds) a moment after
-   * the joins. */
+   * the joins. The count does not grow ("equal" could fail on a descriptor
+   * that was still closing when the count before was taken). */
   TEST_POLL_ITERATING_UNTIL (count_fds () <= fds_before);
   fds_after = count_fds ();
-  g_assert_cmpuint (fds_after, ==, fds_before);
+  g_assert_cmpuint (fds_after, <=, fds_before);
   g_assert_cmpuint (count_children (), ==, 0);
   g_assert_cmpuint (killable_get_abandoned_thread_count (), ==, 0);
 
@@ -1310,9 +1311,10 @@ test_stop_kill_from_threads (void)
   g_assert_cmpuint (n_killed + n_cancelled, ==, N_ATTACKED);
   g_assert_cmpuint (count_children (), ==, 0);
   /* The last workers drop their tasks (and so their fds) a moment after
-   * the joins. */
+   * the joins. The count does not grow ("equal" could fail on a descriptor
+   * that was still closing when the count before was taken). */
   TEST_POLL_ITERATING_UNTIL (count_fds () <= fds_before);
-  g_assert_cmpuint (count_fds (), ==, fds_before);
+  g_assert_cmpuint (count_fds (), <=, fds_before);
 
   test_gate_clear (&go);
   test_fifo_close (&fifo);
