@@ -17,6 +17,8 @@
 
 #include <killable.h>
 
+#include "test-core-util.h"
+
 typedef struct
 {
   const char *property;
@@ -188,15 +190,8 @@ test_setters_on_owner_thread (void)
 
 /* A run_async() outcome and a main loop blocked in poll() {{{ */
 
-typedef struct
-{
-  GMutex   lock;
-  GCond    cond;
-  gboolean open;
-} Gate;
-
 /* Opened by the poll function of the loop below: owner thread only. */
-static Gate *poll_gate;
+static TestGate *poll_gate;
 static guint n_gated_polls;
 
 /* The context's poll function: the work may end only once the loop is
@@ -208,10 +203,7 @@ gate_opening_poll (GPollFD *fds,
 {
   if (timeout != 0 && poll_gate != NULL)
     {
-      g_mutex_lock (&poll_gate->lock);
-      poll_gate->open = TRUE;
-      g_cond_broadcast (&poll_gate->cond);
-      g_mutex_unlock (&poll_gate->lock);
+      test_gate_open (poll_gate);
       poll_gate = NULL;
       n_gated_polls++;
     }
@@ -224,12 +216,7 @@ work_wait_gate (KillableTask  *task,
                 gpointer       user_data,
                 GError       **error)
 {
-  Gate *gate = user_data;
-
-  g_mutex_lock (&gate->lock);
-  while (!gate->open)
-    g_cond_wait (&gate->cond, &gate->lock);
-  g_mutex_unlock (&gate->lock);
+  test_gate_enter_and_wait (user_data);
 
   return TRUE;
 }
@@ -260,14 +247,13 @@ test_outcome_wakes_blocked_loop (void)
   g_autoptr(GMainContext) context = g_main_context_new ();
   g_autoptr(KillableTask) task = NULL;
   GSource *guard;
-  Gate gate = { 0 };
+  TestGate gate;
   gboolean done = FALSE;
 
   g_test_summary ("A run_async() outcome that comes while the owner's main loop is blocked "
                   "in poll() wakes the loop (nothing else would)");
 
-  g_mutex_init (&gate.lock);
-  g_cond_init (&gate.cond);
+  test_gate_init (&gate);
   g_main_context_push_thread_default (context);
   g_main_context_set_poll_func (context, gate_opening_poll);
 
@@ -291,8 +277,7 @@ test_outcome_wakes_blocked_loop (void)
   g_assert_cmpint (killable_task_get_state (task), ==, KILLABLE_TASK_STATE_SUCCEEDED);
 
   g_main_context_pop_thread_default (context);
-  g_cond_clear (&gate.cond);
-  g_mutex_clear (&gate.lock);
+  test_gate_clear (&gate);
 }
 
 /* }}} */
