@@ -807,6 +807,14 @@ killable_worker_pool_section_leave (void)
     }
 }
 
+/* For tests: whether a fork() is being prepared (from the first fork
+ * handler until the last). */
+gboolean
+killable_worker_pool_is_fork_pending (void)
+{
+  return g_atomic_int_get (&gate_forking) != 0;
+}
+
 /* A worker thread about to return: from here on, a fork waits until the
  * thread is gone (see exited_thread). */
 static void
