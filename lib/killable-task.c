@@ -329,7 +329,10 @@ static GType task_type;     /* KILLABLE_TYPE_TASK, without a call */
 static GParamSpec *properties[N_PROPS];
 static guint signals[N_SIGNALS];
 static guint notify_signal_id;
-static GPrivate current_task;
+/* The task whose work runs on this thread: a thread-local variable, not a
+ * GPrivate (no destructor is needed, and a worker sets and clears it for
+ * every task: a g_private_set() costs a call and a lookup). */
+static __thread KillableTask *current_task;
 static int abandoned_threads;    /* (atomic) */
 /* Serializes pause(), resume() and the pause a stop lifts, across all
  * tasks (rare calls): the set_paused vfunc runs under it, nothing else. */
@@ -1588,8 +1591,9 @@ killable_task_has_abandoned_thread (KillableTask *self)
 }
 
 /* Set on a worker thread while it completes its task: a limiter permit
- * that the end returns is passed on with the thread (see dispatch()). */
-static GPrivate handoff;
+ * that the end returns is passed on with the thread (see dispatch()).
+ * Thread-local, as current_task. */
+static __thread KillableTask **handoff;
 
 /* The worker's reference on its task, and a joiner (KillableTaskRun.release):
  * a joiner that waits says it takes that reference (RELEASE_JOINER); the
@@ -1641,7 +1645,7 @@ worker_run_one (KillableTask *self)
   gboolean stopped_before_end, given;
   KillableTask *next = NULL;
 
-  g_private_set (&current_task, self);
+  current_task = self;
 
   worker_enter (self, &mask);
   if (!killable_stop_state_is_requested (&priv->stop))
@@ -1669,7 +1673,7 @@ worker_run_one (KillableTask *self)
   run_cleanups (self);
 
   state = decide_outcome (self, ret, stopped_before_end, &error);
-  g_private_set (&handoff, &next);
+  handoff = &next;
   if (!complete (self, state, g_steal_pointer (&error)))
     {
       /* Killed before its work returned: the late result is dropped, and
@@ -1687,8 +1691,8 @@ worker_run_one (KillableTask *self)
    * is dropped here, once this thread no longer names the task as its
    * current one (the last reference runs dispose and finalize). */
   given = worker_release (self);
-  g_private_set (&handoff, NULL);
-  g_private_set (&current_task, NULL);
+  handoff = NULL;
+  current_task = NULL;
   if (!given)
     g_object_unref (self);
   killable_worker_pool_section_leave ();
@@ -1716,7 +1720,7 @@ dispatch (KillableTask  *self,
           GError       **error)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
-  KillableTask **slot = g_private_get (&handoff);
+  KillableTask **slot = handoff;
   GError *local_error = NULL;
 
   killable_owner_queue (&priv->owner, KILLABLE_EMIT_STATE_RUNNING);
@@ -2414,8 +2418,13 @@ killable_task_new (const char       *name,
   g_return_val_if_fail (func != NULL, NULL);
   g_return_val_if_fail (name == NULL || g_utf8_validate (name, -1, NULL), NULL);
 
-  self = g_object_new (KILLABLE_TYPE_TASK, "name", name, NULL);
+  /* The name is set here rather than through the construct-only property
+   * (which only a subclass or g_object_new() gives): the property costs a
+   * pspec lookup and a GValue round trip on every task, and for this
+   * class it does the same (set_property()). */
+  self = g_object_new (KILLABLE_TYPE_TASK, NULL);
   priv = killable_task_get_instance_private (self);
+  priv->work = work_new (name != NULL ? name : G_OBJECT_TYPE_NAME (self));
   priv->work->func = func;
   priv->work->data = user_data;
   priv->work->notify = notify;
@@ -4068,7 +4077,7 @@ killable_task_shield_end (KillableTask *self)
 KillableTask *
 killable_task_get_current (void)
 {
-  return g_private_get (&current_task);
+  return current_task;
 }
 
 typedef struct
