@@ -333,6 +333,11 @@ static guint notify_signal_id;
  * GPrivate (no destructor is needed, and a worker sets and clears it for
  * every task: a g_private_set() costs a call and a lookup). */
 static __thread KillableTask *current_task;
+/* The name killable_task_new() gives the task it is constructing: set
+ * around its g_object_new() call, read by set_property() (the construct-only
+ * "name" property is set, to NULL, during every construction). Cheaper
+ * than a "name" argument, which g_object_new() looks up by name. */
+static __thread const char *new_name;
 static int abandoned_threads;    /* (atomic) */
 /* Serializes pause(), resume() and the pause a stop lifts, across all
  * tasks (rare calls): the set_paused vfunc runs under it, nothing else. */
@@ -475,8 +480,11 @@ static guint
 filter_emissions (GObject *object,
                   guint    emissions)
 {
-  KillableTask *self = KILLABLE_TASK (object);
-  KillableTaskClass *klass = KILLABLE_TASK_GET_CLASS (self);
+  /* Only ever given tasks (killable-owner.c calls back with the object
+   * its KillableOwner is in): no checked casts on this path, taken twice
+   * by every task. */
+  KillableTask *self = (KillableTask *) object;
+  KillableTaskClass *klass = (KillableTaskClass *) ((GTypeInstance *) object)->g_class;
   guint wanted = emissions & KILLABLE_EMIT_ASYNC_RETURN;
   gboolean any_handler = FALSE;
 
@@ -489,7 +497,18 @@ filter_emissions (GObject *object,
     any_handler = g_signal_handler_find (self, G_SIGNAL_MATCH_UNBLOCKED,
                                          0, 0, NULL, NULL, NULL) != 0;
   if (!any_handler)
-    emissions &= ~NOTIFY_EMISSIONS;
+    {
+      /* Nobody connected: only class handlers and the children model can
+       * want something (what the general path below gives then, without
+       * its walk over every kind of notification). */
+      if ((emissions & KILLABLE_EMIT_STOP_REQUESTED) && klass->stop_requested != NULL)
+        wanted |= KILLABLE_EMIT_STOP_REQUESTED;
+      if ((emissions & KILLABLE_EMIT_CHILDREN) && killable_tree_has_model (self))
+        wanted |= KILLABLE_EMIT_CHILDREN;
+      if ((emissions & KILLABLE_EMIT_FINISHED) && klass->finished != NULL)
+        wanted |= KILLABLE_EMIT_FINISHED;
+      return wanted;
+    }
 
   if ((emissions & KILLABLE_EMIT_STOP_REQUESTED) &&
       (klass->stop_requested != NULL ||
@@ -1980,7 +1999,8 @@ killable_task_finalize (GObject *object)
     {
       g_assert (run->async_task == NULL);
       g_assert (run->waiters == NULL);
-      if (G_IS_VALUE (&run->result))
+      /* G_IS_VALUE() is a call into GType; a zeroed GValue has no type. */
+      if (G_VALUE_TYPE (&run->result) != G_TYPE_INVALID)
         g_value_unset (&run->result);
       g_clear_object (&run->limiter);
       g_clear_pointer (&run->status, g_free);
@@ -2073,9 +2093,16 @@ killable_task_set_property (GObject      *object,
   switch (prop_id)
     {
     case PROP_NAME:
-      g_assert (priv->work == NULL);
-      priv->work = work_new (g_value_get_string (value) != NULL ? g_value_get_string (value)
-                                                                : G_OBJECT_TYPE_NAME (object));
+      {
+        const char *name = g_value_get_string (value);
+
+        g_assert (priv->work == NULL);
+        /* No name given: from killable_task_new() (new_name), else the
+         * type name. */
+        if (name == NULL)
+          name = new_name != NULL ? new_name : G_OBJECT_TYPE_NAME (object);
+        priv->work = work_new (name);
+      }
       break;
     case PROP_GRACE_PERIOD:
       killable_task_set_grace_period (self, g_value_get_int64 (value));
@@ -2418,13 +2445,12 @@ killable_task_new (const char       *name,
   g_return_val_if_fail (func != NULL, NULL);
   g_return_val_if_fail (name == NULL || g_utf8_validate (name, -1, NULL), NULL);
 
-  /* The name is set here rather than through the construct-only property
-   * (which only a subclass or g_object_new() gives): the property costs a
-   * pspec lookup and a GValue round trip on every task, and for this
-   * class it does the same (set_property()). */
+  /* The name reaches set_property() without a "name" argument (see
+   * new_name): g_object_new() then looks up no pspec by name. */
+  new_name = name;
   self = g_object_new (KILLABLE_TYPE_TASK, NULL);
+  new_name = NULL;
   priv = killable_task_get_instance_private (self);
-  priv->work = work_new (name != NULL ? name : G_OBJECT_TYPE_NAME (self));
   priv->work->func = func;
   priv->work->data = user_data;
   priv->work->notify = notify;
