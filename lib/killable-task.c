@@ -386,7 +386,7 @@ get_run_slow (KillableTask *self)
 
   memset (fresh, 0, sizeof (KillableTaskRun));
   g_cond_init (&fresh->cond);
-  killable_escalation_init (&fresh->escalation, G_OBJECT (self), escalation_cb);
+  killable_escalation_init (&fresh->escalation, (GObject *) self, escalation_cb);
   grace = default_grace_period (self);
   if (grace != -1)
     killable_escalation_set_grace_period (&fresh->escalation, grace);
@@ -594,7 +594,7 @@ static void
 emit (GObject *object,
       guint    emissions)
 {
-  KillableTask *self = KILLABLE_TASK (object);
+  KillableTask *self = (KillableTask *) object;   /* a task: see filter_emissions() */
 
   if (emissions & KILLABLE_EMIT_STOP_REQUESTED)
     {
@@ -2087,7 +2087,7 @@ killable_task_set_property (GObject      *object,
                             const GValue *value,
                             GParamSpec   *pspec)
 {
-  KillableTask *self = KILLABLE_TASK (object);
+  KillableTask *self = (KillableTask *) object;   /* GObject gives a task */
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
 
   switch (prop_id)
