@@ -309,17 +309,8 @@ class Task(Killable.Task):
             deadline = time.monotonic() + _to_usec(timeout, 'timeout') / 1e6
         else:
             deadline = None
-        _killable.join_prologue(self)
-        while True:
-            wait = _WAIT_SLICE
-            if deadline is not None:
-                wait = min(wait, max(deadline - time.monotonic(), 0))
-            if _killable.wait_end(self, int(wait * 1e6)):
-                break
-            _killable.raise_self_pending()
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
-        self._raise_outcome()
+        if _killable.join(self, deadline, _WAIT_SLICE):
+            self._raise_outcome()
         return None
 
     def _raise_outcome(self):
@@ -378,7 +369,8 @@ class Task(Killable.Task):
         the task's cancellable gets it at once. If ``exc`` is not a
         :class:`TaskCancelled` subclass and escapes ``run()``, the task
         fails with it. Harmless on a task that already ended."""
-        _killable.interrupt(self, _killable.check_exc_type(exc, TaskInterrupted))
+        _killable.interrupt(self, TaskInterrupted if exc is None else
+                            _killable.check_exc_type(exc, TaskInterrupted))
 
     def kill(self):
         """Release the owner at once: the task (and its descendants) end
