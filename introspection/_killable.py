@@ -10,6 +10,7 @@ Importing it changes no process-wide hook: the ``sys.excepthook`` it needs
 is installed at the first asynchronous exception sent, chaining to the hook
 in place then (see _install_excepthook())."""
 
+import atexit
 import collections
 import ctypes
 import dis
@@ -19,6 +20,7 @@ import queue
 import sys
 import threading
 import time
+import weakref
 
 from gi.repository import GLib
 
@@ -338,7 +340,52 @@ def worker(task):
         if w is None:
             w = _Worker()
             task._killable_worker = w
+            _known_tasks.add(task)
     return w
+
+
+# Exit {{{
+#
+# A task's last reference may go on a worker thread: the worker drops its
+# own after the end (unless a joiner took it), a parent's worker drops its
+# children's. With a wrapper alive, PyGObject's toggle notification then
+# calls PyGILState_Ensure() on that thread; once the interpreter is gone
+# (a worker finishing while the program exits), that crashes in
+# PyThreadState_New() (tests/python/exit_helper.py). So at exit, before
+# the interpreter is torn down (an atexit function: after threading's
+# shutdown and the functions registered later), every task this module
+# knows that someone besides its wrapper still references gets one more
+# reference, never dropped: no reference it has then is its last, whatever
+# thread drops it (nor is its dispose run during the teardown). The process
+# is exiting: nothing is lost.
+
+_known_tasks = weakref.WeakSet()   # every task with a _Worker
+
+_g_object_ref = None
+try:
+    # A CDLL: the GIL is released around it (a reference that goes from one
+    # to two calls PyGObject's toggle notification, which takes the GIL).
+    _g_object_ref = ctypes.CDLL('libgobject-2.0.so.0').g_object_ref
+    _g_object_ref.restype = ctypes.c_void_p
+    _g_object_ref.argtypes = [ctypes.c_void_p]
+except (OSError, AttributeError):
+    _g_object_ref = None
+
+
+def _hold_at_exit():
+    if _g_object_ref is None:
+        return
+    for task in list(_known_tasks):
+        try:
+            if task.__grefcount__ > 1:
+                _g_object_ref(_capsule_pointer(task.__gpointer__, None))
+        except Exception:
+            pass
+
+
+atexit.register(_hold_at_exit)
+
+# }}}
 
 
 def _request_locked(w, exc_type):
