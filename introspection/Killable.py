@@ -211,7 +211,7 @@ class Task(Killable.Task):
         requested; return at once otherwise. Call it often in long work:
         it keeps the GIL (no call into the library until a stop came)."""
         if _killable.slow_path_wanted(self):
-            self._wait(Killable.Task.check)
+            _killable.wait(self, Killable.Task.check)
 
     def stopped(self):
         """Whether a stop was requested (the ``StoppableThread`` idiom).
@@ -239,7 +239,7 @@ class Task(Killable.Task):
     def sleep(self, seconds):
         """Sleep for ``seconds``, or until a stop is requested: then raise
         like :meth:`check`, at once. The GIL is released while sleeping."""
-        self._wait(Killable.Task.sleep, _to_usec(seconds, 'seconds'))
+        _killable.wait(self, Killable.Task.sleep, _to_usec(seconds, 'seconds'))
 
     def wait_fd(self, fd, condition, timeout=None):
         """Wait until ``fd`` satisfies ``condition`` (``GLib.IOCondition``),
@@ -249,7 +249,7 @@ class Task(Killable.Task):
         if not isinstance(fd, int):
             fd = fd.fileno()
         usec = -1 if timeout is None else _to_usec(timeout, 'timeout')
-        return self._wait(Killable.Task.wait_fd, fd, condition, usec)
+        return _killable.wait(self, Killable.Task.wait_fd, fd, condition, usec)
 
     def _wait(self, func, *args):
         return _killable.wait(self, func, *args)

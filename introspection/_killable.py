@@ -989,9 +989,8 @@ def wait(task, func, *args):
     """Task.sleep()/check()/wait_fd(): call ``func(task, *args)``, a wait
     that a stop wakes, raising the task's cancellation (or the exception an
     interrupt asked for) instead of its GError."""
-    w = worker(task)
-    me = threading.get_ident()
-    mine = w.tid == me
+    w = task.__dict__.get('_killable_worker') or worker(task)
+    mine = w.tid == _get_ident()
     if w.report:
         publish_report(task, w)
     if mine:
@@ -1013,7 +1012,10 @@ def wait(task, func, *args):
         if mine:
             with w.lock:
                 w.in_wait -= 1
-                exc_type = _take_pending(w)
+                # (_take_pending() has nothing to take in the usual case.)
+                exc_type = None
+                if w.pending is not None or w.async_state != _ASYNC_NONE:
+                    exc_type = _take_pending(w)
                 if (exc_type is None and w.async_state == _ASYNC_NONE and
                         _is_interruption(error)):
                     # The stop of interrupt() woke us before its interrupt
@@ -1027,8 +1029,9 @@ def wait(task, func, *args):
         # The stop's cause: a TaskCancelled. (wait_fd() also fails with a
         # G_IO_ERROR when it cannot poll.) Asked without handing the GIL
         # away: the owner that just stopped the task would take it, and
-        # this worker wait for it back before it could raise.
-        if is_stop_requested(task):
+        # this worker wait for it back before it could raise. An error of
+        # the library's domain is the stop's cause: no need to ask.
+        if is_killable_error(error) or is_stop_requested(task):
             raise _cancellation(error) from None
         raise error
     return ret
