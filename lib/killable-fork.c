@@ -22,14 +22,24 @@
  *
  * GLib 2.74 holds none of its own locks across fork() (GObject's global
  * notify lock, taken by every last g_object_unref(); its signal lock;
- * GSlice's): a thread inside one at the fork leaves it locked in the child.
- * The library's own threads call GObject in a few known places (a timer's
- * function and notify on a dispatcher, the end of a task on its worker):
- * those are "sections" (killable_worker_pool_section_enter()), and
- * fork_prepare() waits until no library thread is inside one (new ones wait until the fork is done). The wait is
- * bounded (SECTION_WAIT_USEC): a section may be waiting for a lock the
- * forking thread holds (Python's GIL during os.fork()), and a fork never
- * deadlocks. Application threads inside GLib at the fork are the
+ * GSlice's, taken now and then by any g_slice_alloc() or g_slice_free(),
+ * so by every GObject and GError): a thread inside one at the fork leaves
+ * it locked in the child, whose first g_object_new() then hangs. The
+ * library's own threads call GLib in a few known places:
+ * - a timer's function and notify on a dispatcher, the end of a task on
+ *   its worker, the stop error a worker's check() or sleep() builds, and a
+ *   worker's first GThread (g_thread_self()): those are "sections"
+ *   (killable_worker_pool_section_enter()), and fork_prepare() waits until
+ *   no library thread is inside one (new ones wait until the fork is done);
+ * - a worker thread's start and exit: workers are plain pthreads (a
+ *   GThread is a GSlice block), and an exiting worker, which still hands
+ *   its GSlice caches back after its function returned, is joined before
+ *   the fork (killable-worker-pool.c).
+ * The timer thread is created under the timer's lock, which the fork takes.
+ * The wait is bounded (SECTION_WAIT_USEC): a section may be waiting for a
+ * lock the forking thread holds (Python's GIL during os.fork()), and a
+ * fork never deadlocks. Application threads inside GLib at the fork, and
+ * the application's own code run() runs on a worker, are the
  * application's business, as with any GLib program.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later

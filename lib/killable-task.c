@@ -3491,9 +3491,13 @@ set_stop_error (KillableTask  *self,
   if (error == NULL)
     return FALSE;
 
+  /* A GError is a GSlice block (GLib 2.74): on a worker, a fork waits
+   * until it is built (see killable-fork.c). */
+  killable_worker_pool_section_enter ();
   reason = killable_stop_state_dup_reason (&priv->stop);
   if (reason == NULL)
     reason = make_error (self, KILLABLE_ERROR_STOPPED);
+  killable_worker_pool_section_leave ();
   g_propagate_error (error, reason);
 
   return FALSE;

@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -586,11 +587,21 @@ next_job (Worker *worker,
     }
 }
 
+static void thread_exiting (void);
+
 static gpointer
 worker_main (gpointer user_data)
 {
   Worker *worker = user_data;
   Job job = worker->first;
+
+  pthread_setname_np (pthread_self (), "killable-worker");
+  /* GLib gives a thread its GThread on first use (g_thread_self(), a
+   * GSlice block that GMainContext and others ask for): here, in a
+   * section, rather than on first use somewhere outside one. */
+  killable_worker_pool_section_enter ();
+  (void) g_thread_self ();
+  killable_worker_pool_section_leave ();
 
   current_worker = worker;
   worker->first = (Job) { NULL, NULL };
@@ -600,6 +611,7 @@ worker_main (gpointer user_data)
   while (next_job (worker, &job));
 
   current_worker = NULL;
+  thread_exiting ();
 
   return NULL;
 }
@@ -610,7 +622,8 @@ killable_worker_pool_run (GFunc     func,
                           GError  **error)
 {
   Worker *worker;
-  GThread *thread;
+  pthread_t thread;
+  int err;
 
   g_mutex_lock (&pool_lock);
 
@@ -640,9 +653,15 @@ killable_worker_pool_run (GFunc     func,
   g_atomic_int_inc (&n_running);
   g_mutex_unlock (&pool_lock);
 
-  thread = g_thread_try_new ("killable-worker", worker_main, worker, error);
-  if (thread == NULL)
+  /* A thread of our own, not a GThread: g_thread_try_new() takes a GSlice
+   * block (GLib 2.74), which a fork() copying GSlice's lock held would
+   * leave locked in the child. */
+  err = pthread_create (&thread, NULL, worker_main, worker);
+  if (err != 0)
     {
+      /* GLib's own message (and translation) for this failure. */
+      g_set_error (error, G_THREAD_ERROR, G_THREAD_ERROR_AGAIN,
+                   g_dgettext ("glib20", "Error creating thread: %s"), g_strerror (err));
       g_mutex_lock (&pool_lock);
       n_threads--;
       g_atomic_int_add (&n_running, -1);
@@ -652,8 +671,6 @@ killable_worker_pool_run (GFunc     func,
       g_mutex_unlock (&pool_lock);
       return FALSE;
     }
-
-  g_thread_unref (thread);
 
   return TRUE;
 }
@@ -738,10 +755,23 @@ static GMutex gate_lock;
 static GCond gate_cond;
 static gint gate_active;     /* (atomic) library threads inside a section */
 static gint gate_forking;    /* (atomic) a fork() is being prepared */
+static __thread guint section_depth;   /* this thread's sections, nested */
+/* The worker that exited last, not yet joined (protected by gate_lock):
+ * after its function returns, a thread still runs GLib's clean-ups (its
+ * GThread and GSlice's per-thread caches go back under GSlice's locks), so
+ * a fork waits until it is gone, and each exiting worker joins the one
+ * before it. */
+static pthread_t exited_thread;
+static gboolean have_exited;
 
+/* Sections nest: an inner one never waits for a fork (the fork would be
+ * waiting for the outer one). */
 void
 killable_worker_pool_section_enter (void)
 {
+  if (section_depth++ > 0)
+    return;
+
   for (;;)
     {
       g_atomic_int_inc (&gate_active);
@@ -749,7 +779,12 @@ killable_worker_pool_section_enter (void)
         return;
 
       /* A fork is being prepared: wait outside until it is done. */
-      killable_worker_pool_section_leave ();
+      if (g_atomic_int_dec_and_test (&gate_active))
+        {
+          g_mutex_lock (&gate_lock);
+          g_cond_broadcast (&gate_cond);
+          g_mutex_unlock (&gate_lock);
+        }
       g_mutex_lock (&gate_lock);
       while (g_atomic_int_get (&gate_forking))
         g_cond_wait (&gate_cond, &gate_lock);
@@ -760,6 +795,10 @@ killable_worker_pool_section_enter (void)
 void
 killable_worker_pool_section_leave (void)
 {
+  g_assert (section_depth > 0);
+  if (--section_depth > 0)
+    return;
+
   if (g_atomic_int_dec_and_test (&gate_active) && g_atomic_int_get (&gate_forking))
     {
       g_mutex_lock (&gate_lock);
@@ -768,8 +807,59 @@ killable_worker_pool_section_leave (void)
     }
 }
 
+/* For tests: whether a fork() is being prepared (from the first fork
+ * handler until the last). */
+gboolean
+killable_worker_pool_is_fork_pending (void)
+{
+  return g_atomic_int_get (&gate_forking) != 0;
+}
+
+/* A worker thread about to return: from here on, a fork waits until the
+ * thread is gone (see exited_thread). */
+static void
+thread_exiting (void)
+{
+  pthread_t prev = 0;
+  gboolean have_prev;
+
+  g_mutex_lock (&gate_lock);
+  while (g_atomic_int_get (&gate_forking))
+    g_cond_wait (&gate_cond, &gate_lock);
+  have_prev = have_exited;
+  if (have_prev)
+    prev = exited_thread;
+  exited_thread = pthread_self ();
+  have_exited = TRUE;
+  g_mutex_unlock (&gate_lock);
+
+  if (have_prev)
+    pthread_join (prev, NULL);
+}
+
+/* At exit: the last exited worker is joined too (bounded), so that no
+ * finished thread is left unjoined (ThreadSanitizer reports one). */
+static void __attribute__((destructor))
+join_last_exited (void)
+{
+  struct timespec abs;
+
+  if (!g_mutex_trylock (&gate_lock))
+    return;
+
+  if (have_exited)
+    {
+      clock_gettime (CLOCK_REALTIME, &abs);
+      abs.tv_sec += 1;
+      if (pthread_timedjoin_np (exited_thread, NULL, &abs) == 0)
+        have_exited = FALSE;
+    }
+  g_mutex_unlock (&gate_lock);
+}
+
 /* First of the fork handlers: waits (bounded) until no library thread is
- * inside a section, and keeps new ones out until killable_worker_pool_fork_resume(). */
+ * inside a section and the last exiting worker is gone, and keeps new ones
+ * out until killable_worker_pool_fork_resume(). */
 void
 killable_worker_pool_fork_quiesce (void)
 {
@@ -777,10 +867,28 @@ killable_worker_pool_fork_quiesce (void)
 
   g_mutex_lock (&gate_lock);
   g_atomic_int_set (&gate_forking, 1);
-  while (g_atomic_int_get (&gate_active) > 0)
+  /* Not for the forking thread's own section, if it is in one. */
+  while (g_atomic_int_get (&gate_active) > (section_depth > 0 ? 1 : 0))
     {
       if (!g_cond_wait_until (&gate_cond, &gate_lock, end))
         break;
+    }
+
+  if (have_exited)
+    {
+      gint64 left = MAX (end - g_get_monotonic_time (), 0);
+      struct timespec abs;
+
+      clock_gettime (CLOCK_REALTIME, &abs);
+      abs.tv_sec += left / G_USEC_PER_SEC;
+      abs.tv_nsec += (left % G_USEC_PER_SEC) * 1000;
+      if (abs.tv_nsec >= 1000000000)
+        {
+          abs.tv_sec++;
+          abs.tv_nsec -= 1000000000;
+        }
+      if (pthread_timedjoin_np (exited_thread, NULL, &abs) == 0)
+        have_exited = FALSE;
     }
   /* gate_lock stays held until killable_worker_pool_fork_resume(). */
 }
@@ -791,9 +899,11 @@ killable_worker_pool_fork_resume (gboolean in_child)
   if (in_child)
     {
       /* The threads that were inside a section are gone, so are the
-       * waiters. */
-      g_atomic_int_set (&gate_active, 0);
+       * waiters and the exited thread; only this thread's own section (a
+       * fork from a signal handler, say) is left. */
+      g_atomic_int_set (&gate_active, section_depth > 0 ? 1 : 0);
       memset (&gate_cond, 0, sizeof gate_cond);
+      have_exited = FALSE;
     }
   g_atomic_int_set (&gate_forking, 0);
   g_cond_broadcast (&gate_cond);

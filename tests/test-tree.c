@@ -945,7 +945,10 @@ test_inherited_deadline (void)
 
   parent = killable_task_new ("parent", wait_for_stop, &gate, NULL);
   child = killable_task_new ("child", wait_for_stop, &gate, NULL);
-  killable_task_set_timeout (parent, 100 * G_TIME_SPAN_MILLISECOND);
+  /* An hour first, so that nothing fires while the deadlines are read (a
+   * 100 ms timeout fired before the reads under valgrind on a loaded
+   * machine); then 100 ms, which the child obeys. */
+  killable_task_set_timeout (parent, G_TIME_SPAN_HOUR);
   g_assert_true (killable_task_add_child (parent, child, NULL));
 
   g_assert_cmpint (killable_task_get_timeout (child), ==, -1);
@@ -958,9 +961,16 @@ test_inherited_deadline (void)
 
   deadline = killable_task_get_deadline (parent);
   g_assert_cmpint (deadline, !=, G_MAXINT64);
-  g_assert_cmpint (deadline, >=, t0 + 100 * G_TIME_SPAN_MILLISECOND);
+  g_assert_cmpint (deadline, >=, t0 + G_TIME_SPAN_HOUR);
   g_assert_cmpint (killable_task_get_deadline (child), ==, deadline);
   g_assert_cmpint (killable_task_get_timeout (child), ==, -1);
+
+  /* A new timeout counts from the start too: the child's deadline moves
+   * with its parent's. */
+  killable_task_set_timeout (parent, 100 * G_TIME_SPAN_MILLISECOND);
+  deadline = killable_task_get_deadline (parent);
+  g_assert_cmpint (deadline, <, t0 + G_TIME_SPAN_HOUR);
+  g_assert_cmpint (deadline, >=, t0 + 100 * G_TIME_SPAN_MILLISECOND);
 
   g_assert_false (test_join_guarded (child, &error));
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_TIMED_OUT);

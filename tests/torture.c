@@ -2681,7 +2681,9 @@ test_torture (void)
   }
 
   g_assert_cmpint (n_finalized, ==, n_created);
-  g_assert_cmpuint (fds_after, ==, fds_before);
+  /* Not more: a descriptor of the warm-up may still have been closing when
+   * the count before was taken (ThreadSanitizer, 5 after against 6). */
+  g_assert_cmpuint (fds_after, <=, fds_before);
   g_assert_cmpint (g_atomic_int_get (&violations), ==, 0);
   g_assert_cmpint (g_atomic_int_get (&ops_done), >=, opt_ops);
 
