@@ -340,7 +340,7 @@ def worker(task):
         if w is None:
             w = _Worker()
             task._killable_worker = w
-            _known_tasks.add(task)
+            _know(task)
     return w
 
 
@@ -359,7 +359,21 @@ def worker(task):
 # thread drops it (nor is its dispose run during the teardown). The process
 # is exiting: nothing is lost.
 
-_known_tasks = weakref.WeakSet()   # every task with a _Worker
+# Every task with a _Worker, as weak references without a callback (a
+# WeakSet's callback would run Python code wherever a task is freed, maybe
+# on a worker where an asynchronous exception is due); the dead ones are
+# dropped when the list has doubled.
+_known_tasks = []
+_known_limit = 64
+
+
+def _know(task):
+    """Called with _worker_lock held."""
+    global _known_limit
+    _known_tasks.append(weakref.ref(task))
+    if len(_known_tasks) > _known_limit:
+        _known_tasks[:] = [r for r in _known_tasks if r() is not None]
+        _known_limit = max(64, 2 * len(_known_tasks))
 
 _g_object_ref = None
 try:
@@ -375,7 +389,10 @@ except (OSError, AttributeError):
 def _hold_at_exit():
     if _g_object_ref is None:
         return
-    for task in list(_known_tasks):
+    for ref in list(_known_tasks):
+        task = ref()
+        if task is None:
+            continue
         try:
             if task.__grefcount__ > 1:
                 _g_object_ref(_capsule_pointer(task.__gpointer__, None))
