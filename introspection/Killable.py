@@ -211,7 +211,7 @@ class Task(Killable.Task):
         requested; return at once otherwise. Call it often in long work:
         it keeps the GIL (no call into the library until a stop came)."""
         if _killable.slow_path_wanted(self):
-            self._wait(Killable.Task.check)
+            _killable.wait(self, Killable.Task.check)
 
     def stopped(self):
         """Whether a stop was requested (the ``StoppableThread`` idiom).
@@ -239,7 +239,7 @@ class Task(Killable.Task):
     def sleep(self, seconds):
         """Sleep for ``seconds``, or until a stop is requested: then raise
         like :meth:`check`, at once. The GIL is released while sleeping."""
-        self._wait(Killable.Task.sleep, _to_usec(seconds, 'seconds'))
+        _killable.wait(self, Killable.Task.sleep, _to_usec(seconds, 'seconds'))
 
     def wait_fd(self, fd, condition, timeout=None):
         """Wait until ``fd`` satisfies ``condition`` (``GLib.IOCondition``),
@@ -249,7 +249,7 @@ class Task(Killable.Task):
         if not isinstance(fd, int):
             fd = fd.fileno()
         usec = -1 if timeout is None else _to_usec(timeout, 'timeout')
-        return self._wait(Killable.Task.wait_fd, fd, condition, usec)
+        return _killable.wait(self, Killable.Task.wait_fd, fd, condition, usec)
 
     def _wait(self, func, *args):
         return _killable.wait(self, func, *args)
@@ -309,17 +309,8 @@ class Task(Killable.Task):
             deadline = time.monotonic() + _to_usec(timeout, 'timeout') / 1e6
         else:
             deadline = None
-        _killable.join_prologue(self)
-        while True:
-            wait = _WAIT_SLICE
-            if deadline is not None:
-                wait = min(wait, max(deadline - time.monotonic(), 0))
-            if _killable.wait_end(self, int(wait * 1e6)):
-                break
-            _killable.raise_self_pending()
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
-        self._raise_outcome()
+        if _killable.join(self, deadline, _WAIT_SLICE):
+            self._raise_outcome()
         return None
 
     def _raise_outcome(self):
@@ -378,7 +369,8 @@ class Task(Killable.Task):
         the task's cancellable gets it at once. If ``exc`` is not a
         :class:`TaskCancelled` subclass and escapes ``run()``, the task
         fails with it. Harmless on a task that already ended."""
-        _killable.interrupt(self, _killable.check_exc_type(exc, TaskInterrupted))
+        _killable.interrupt(self, TaskInterrupted if exc is None else
+                            _killable.check_exc_type(exc, TaskInterrupted))
 
     def kill(self):
         """Release the owner at once: the task (and its descendants) end

@@ -10,6 +10,7 @@ Importing it changes no process-wide hook: the ``sys.excepthook`` it needs
 is installed at the first asynchronous exception sent, chaining to the hook
 in place then (see _install_excepthook())."""
 
+import atexit
 import collections
 import ctypes
 import dis
@@ -19,6 +20,7 @@ import queue
 import sys
 import threading
 import time
+import weakref
 
 from gi.repository import GLib
 
@@ -219,16 +221,17 @@ class _Worker(object):
     """The Python side of a task: the worker's thread while the user's code
     runs, and what happened to it. Guarded by ``lock``."""
 
-    __slots__ = ('lock', 'tid', 'tstate', 'in_wait', 'async_state', 'async_type',
+    __slots__ = ('lock', 'tid', 'ctid', 'tstate', 'in_wait', 'async_state', 'async_type',
                  'interrupt_type', 'pending', 'eaten', 'exc', 'exc_tb', 'exc_key',
-                 'ptr', 'flag', 'report', 'published', 'flush_armed',
+                 'ptr', 'cptr', 'flag', 'report', 'published', 'flush_armed',
                  'publish_lock', 'result', 'thread', 'ident', 'native_id',
                  'consumed', 'shield', 'direct', 'cancel_fd', '__weakref__')
 
     def __init__(self):
         self.lock = threading.Lock()
         self.tid = None             # the worker's thread while run() runs
-        self.tstate = None          # and its PyThreadState *
+        self.ctid = None            # the same as a ctypes.c_ulong
+        self.tstate = None          # and its PyThreadState * (a c_void_p)
         self.in_wait = 0            # inside sleep()/check()/wait_fd()
         self.async_state = _ASYNC_NONE
         self.async_type = None      # what is scheduled or was sent
@@ -247,6 +250,7 @@ class _Worker(object):
         self.cancel_fd = None       # (cancellable, its fd) of patched waits
         # The hot calls (see "Hot calls" below).
         self.ptr = None             # the KillableTask *, set at first use
+        self.cptr = None            # the same as a ctypes.c_void_p (converts faster)
         self.flag = None            # its stop word, if the library has one
         self.report = {}            # progress/status not published yet
         self.published = 0.0        # when they were last published
@@ -336,7 +340,69 @@ def worker(task):
         if w is None:
             w = _Worker()
             task._killable_worker = w
+            _know(task)
     return w
+
+
+# Exit {{{
+#
+# A task's last reference may go on a worker thread: the worker drops its
+# own after the end (unless a joiner took it), a parent's worker drops its
+# children's. With a wrapper alive, PyGObject's toggle notification then
+# calls PyGILState_Ensure() on that thread; once the interpreter is gone
+# (a worker finishing while the program exits), that crashes in
+# PyThreadState_New() (tests/python/exit_helper.py). So at exit, before
+# the interpreter is torn down (an atexit function: after threading's
+# shutdown and the functions registered later), every task this module
+# knows that someone besides its wrapper still references gets one more
+# reference, never dropped: no reference it has then is its last, whatever
+# thread drops it (nor is its dispose run during the teardown). The process
+# is exiting: nothing is lost.
+
+# Every task with a _Worker, as weak references without a callback (a
+# WeakSet's callback would run Python code wherever a task is freed, maybe
+# on a worker where an asynchronous exception is due); the dead ones are
+# dropped when the list has doubled.
+_known_tasks = []
+_known_limit = 64
+
+
+def _know(task):
+    """Called with _worker_lock held."""
+    global _known_limit
+    _known_tasks.append(weakref.ref(task))
+    if len(_known_tasks) > _known_limit:
+        _known_tasks[:] = [r for r in _known_tasks if r() is not None]
+        _known_limit = max(64, 2 * len(_known_tasks))
+
+_g_object_ref = None
+try:
+    # A CDLL: the GIL is released around it (a reference that goes from one
+    # to two calls PyGObject's toggle notification, which takes the GIL).
+    _g_object_ref = ctypes.CDLL('libgobject-2.0.so.0').g_object_ref
+    _g_object_ref.restype = ctypes.c_void_p
+    _g_object_ref.argtypes = [ctypes.c_void_p]
+except (OSError, AttributeError):
+    _g_object_ref = None
+
+
+def _hold_at_exit():
+    if _g_object_ref is None:
+        return
+    for ref in list(_known_tasks):
+        task = ref()
+        if task is None:
+            continue
+        try:
+            if task.__grefcount__ > 1:
+                _g_object_ref(_capsule_pointer(task.__gpointer__, None))
+        except Exception:
+            pass
+
+
+atexit.register(_hold_at_exit)
+
+# }}}
 
 
 def _request_locked(w, exc_type):
@@ -364,6 +430,45 @@ def _request_locked(w, exc_type):
     # helper looks again later.
     if not _send_locked(w, False):
         _sender.schedule(w)
+
+
+def _send_first_locked(w, exc_type):
+    """_request_locked() then _send_locked() for the usual case of
+    interrupt(): nothing asked yet, the worker in the user's code (not in
+    a wait, a shield, an interrupt() call of its own), paused at a
+    bytecode that is not a call. Inlined (interrupt() is timed against
+    the bare recipe); the same rules. Returns False, having changed
+    nothing, when the case is not that one: the caller then takes the
+    general way. Called with w.lock held, holding the GIL."""
+    tid = w.tid
+    if (tid is None or w.async_state != _ASYNC_NONE or w.pending is not None or
+            w.in_wait or w.shield or w.direct or _previous_excepthook is None or
+            tid == _get_ident()):
+        return False
+    try:
+        frame = _thread_frame(w.tstate)
+    except ValueError:
+        return False
+    module = frame.f_globals.get('__name__') or ''
+    if module.startswith('gi.') and _is_pygobject_module(module):
+        return False
+    code = frame.f_code.co_code
+    i = frame.f_lasti
+    del frame
+    if 0 <= i < len(code) and code[i] in _CALL_OPS:
+        return False
+    w.async_type = exc_type
+    n = _set_async_exc(w.ctid, exc_type)
+    if n == 1:
+        w.async_state = _ASYNC_SENT
+        return True
+    if n > 1:
+        _clear_async_exc(w.ctid, None)
+    w.async_state = _ASYNC_DONE
+    return True
+
+
+_get_ident = threading.get_ident
 
 
 def _worker_frame(w):
@@ -420,7 +525,7 @@ def _send_locked(w, force):
         return False
     if _previous_excepthook is None:
         _install_excepthook()
-    n = _set_async_exc(w.tid, w.async_type)
+    n = _set_async_exc(w.ctid, w.async_type)
     if n == 1:
         w.async_state = _ASYNC_SENT
         return True
@@ -428,7 +533,7 @@ def _send_locked(w, force):
         # "If it returns a number greater than one, you're in trouble,
         # and you should call it again with exc=NULL to revert the
         # effect."
-        _clear_async_exc(w.tid, None)
+        _clear_async_exc(w.ctid, None)
     w.async_state = _ASYNC_DONE
     return True
 
@@ -717,7 +822,8 @@ def _run(self):
     try:
         with w.lock:
             w.tid = tid
-            w.tstate = _thread_state()
+            w.ctid = ctypes.c_ulong(tid)
+            w.tstate = ctypes.c_void_p(_thread_state())
             early, w.pending = w.pending, None
         if early is not None:
             # Interrupted between the start and now: the code never runs.
@@ -859,6 +965,7 @@ def _leave(w, tid):
     sent = None
     with w.lock:
         w.tid = None
+        w.ctid = None
         w.tstate = None
         w.pending = None
         if w.async_state == _ASYNC_SENT:
@@ -899,9 +1006,8 @@ def wait(task, func, *args):
     """Task.sleep()/check()/wait_fd(): call ``func(task, *args)``, a wait
     that a stop wakes, raising the task's cancellation (or the exception an
     interrupt asked for) instead of its GError."""
-    w = worker(task)
-    me = threading.get_ident()
-    mine = w.tid == me
+    w = task.__dict__.get('_killable_worker') or worker(task)
+    mine = w.tid == _get_ident()
     if w.report:
         publish_report(task, w)
     if mine:
@@ -923,7 +1029,10 @@ def wait(task, func, *args):
         if mine:
             with w.lock:
                 w.in_wait -= 1
-                exc_type = _take_pending(w)
+                # (_take_pending() has nothing to take in the usual case.)
+                exc_type = None
+                if w.pending is not None or w.async_state != _ASYNC_NONE:
+                    exc_type = _take_pending(w)
                 if (exc_type is None and w.async_state == _ASYNC_NONE and
                         _is_interruption(error)):
                     # The stop of interrupt() woke us before its interrupt
@@ -937,8 +1046,9 @@ def wait(task, func, *args):
         # The stop's cause: a TaskCancelled. (wait_fd() also fails with a
         # G_IO_ERROR when it cannot poll.) Asked without handing the GIL
         # away: the owner that just stopped the task would take it, and
-        # this worker wait for it back before it could raise.
-        if is_stop_requested(task):
+        # this worker wait for it back before it could raise. An error of
+        # the library's domain is the stop's cause: no need to ask.
+        if is_killable_error(error) or is_stop_requested(task):
             raise _cancellation(error) from None
         raise error
     return ret
@@ -987,9 +1097,10 @@ def interrupt(task, exc_type):
         # back into Python. (A single store: the vfunc that another
         # thread's interrupt of an ancestor may run reads it.)
         w.interrupt_type = exc_type
-        if _c_interrupt_self_default(w.ptr or _pointer(task, w)):
+        if _c_interrupt_self_default(w.cptr or _cpointer(task, w)):
             with w.lock:
-                _request_locked(w, exc_type)
+                if not _send_first_locked(w, exc_type):
+                    _request_locked(w, exc_type)
         if w.pending is not None:
             raise_self_pending()
         return
@@ -1117,29 +1228,50 @@ if _lib is not None:
 _PENDING = int(_State.PENDING)
 
 
-def join_prologue(task):
-    """join()'s checks: RuntimeError before the start or in the task's own
-    worker. Keeps the GIL."""
-    if _c_get_state is None:
+def join(task, deadline, slice_seconds):
+    """Task.join()'s wait: RuntimeError before the start or in the task's
+    own worker; then waits in slices of ``slice_seconds`` (so that signal
+    handlers and asynchronous exceptions get a chance), until the task
+    ended (returns True) or the monotonic ``deadline``, if not None,
+    passed (returns False). The GIL is handed away only in the waits."""
+    w = task.__dict__.get('_killable_worker') or worker(task)
+    if _c_wait is None:
         if task.get_state() == _State.PENDING:
             raise RuntimeError("cannot join task %r before it is started" % task.get_name())
         if Killable.Task.get_current() is task:
             raise RuntimeError("a task cannot join itself")
-        return
-    w = task.__dict__.get('_killable_worker') or worker(task)
-    ptr = w.ptr or _pointer(task, w)
-    if _c_get_state(ptr) == _PENDING:
-        raise RuntimeError("cannot join task %r before it is started" % task.get_name())
-    if _c_get_current() == ptr:
-        raise RuntimeError("a task cannot join itself")
+        wait = Killable.Task.wait
+    else:
+        cptr = w.cptr or _cpointer(task, w)
+        if _c_get_state(cptr) == _PENDING:
+            raise RuntimeError("cannot join task %r before it is started" % task.get_name())
+        # The main thread is never a task's worker: no call to ask.
+        if _get_ident() != _main_ident and _c_get_current() == w.ptr:
+            raise RuntimeError("a task cannot join itself")
+        task = cptr
+        wait = _c_wait
+    usec = int(slice_seconds * 1e6)
+    while True:
+        if deadline is not None:
+            usec = int(min(slice_seconds, max(deadline - time.monotonic(), 0)) * 1e6)
+        if wait(task, usec):
+            return True
+        raise_self_pending()
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
 
 
-def wait_end(task, usec):
-    """Killable.Task.wait(task, usec), the GIL released while it waits."""
-    if _c_wait is None:
-        return Killable.Task.wait(task, usec)
-    w = task.__dict__.get('_killable_worker') or worker(task)
-    return bool(_c_wait(w.ptr or _pointer(task, w), usec))
+# The main thread's ident (never a task's worker); None in a child after
+# fork() (its main thread is the thread that forked, maybe a worker).
+_main_ident = threading.main_thread().ident
+
+
+def _forget_main_ident():
+    global _main_ident
+    _main_ident = None
+
+
+os.register_at_fork(after_in_child=_forget_main_ident)
 
 
 _capsule_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
@@ -1150,10 +1282,21 @@ def _pointer(task, w):
     """The task's KillableTask * (its wrapper keeps it alive)."""
     ptr = w.ptr
     if ptr is None:
-        ptr = w.ptr = _capsule_pointer(task.__gpointer__, None)
+        ptr = _capsule_pointer(task.__gpointer__, None)
+        w.cptr = ctypes.c_void_p(ptr)
         if _c_get_stop_flag is not None:
-            w.flag = ctypes.c_int.from_address(_c_get_stop_flag(ptr))
+            w.flag = ctypes.c_int.from_address(_c_get_stop_flag(w.cptr))
+        w.ptr = ptr
     return ptr
+
+
+def _cpointer(task, w):
+    """The task's KillableTask * as a ctypes.c_void_p."""
+    cptr = w.cptr
+    if cptr is None:
+        _pointer(task, w)
+        cptr = w.cptr
+    return cptr
 
 
 def is_stop_requested(task):
