@@ -2789,12 +2789,6 @@ static gpointer
 big_hog_main (gpointer data)
 {
   BigTree *bt = data;
-  /* valgrind runs one thread at a time and hands over at the end of a
-   * time slice, often with this tight loop holding the tree lock: the
-   * stoppers, woken, found it held again and again (a CI run spent over 15
-   * minutes here, 175 million operations, the stop not done). Under
-   * valgrind the hog gives the others a turn after each operation. */
-  gboolean yield = test_under_valgrind ();
 
   for (guint i = 0; !g_atomic_int_get (&bt->quit); i = (i + 7919) % bt->n_hogged)
     {
@@ -2803,8 +2797,6 @@ big_hog_main (gpointer data)
       g_clear_object (&parent);
       g_atomic_int_inc (&bt->hog_ops);
       g_atomic_int_inc (&progress);
-      if (yield)
-        g_thread_yield ();
     }
 
   return NULL;
