@@ -458,13 +458,7 @@ def _send_first_locked(w, exc_type):
     if 0 <= i < len(code) and code[i] in _CALL_OPS:
         return False
     w.async_type = exc_type
-    n = _set_async_exc(w.ctid, exc_type)
-    if n == 1:
-        w.async_state = _ASYNC_SENT
-        return True
-    if n > 1:
-        _clear_async_exc(w.ctid, None)
-    w.async_state = _ASYNC_DONE
+    _deliver_locked(w)
     return True
 
 
@@ -525,17 +519,23 @@ def _send_locked(w, force):
         return False
     if _previous_excepthook is None:
         _install_excepthook()
+    _deliver_locked(w)
+    return True
+
+
+def _deliver_locked(w):
+    """Raises w.async_type in the worker's thread (the worker paused, at a
+    bytecode where it may land), holding the GIL and w.lock."""
     n = _set_async_exc(w.ctid, w.async_type)
     if n == 1:
         w.async_state = _ASYNC_SENT
-        return True
+        return
     if n > 1:
         # "If it returns a number greater than one, you're in trouble,
         # and you should call it again with exc=NULL to revert the
         # effect."
         _clear_async_exc(w.ctid, None)
     w.async_state = _ASYNC_DONE
-    return True
 
 
 class _DueQueue(object):

@@ -764,6 +764,19 @@ static __thread guint section_depth;   /* this thread's sections, nested */
 static pthread_t exited_thread;
 static gboolean have_exited;
 
+/* A thread leaves the gate's count: the last one out wakes a fork that
+ * waits for the count to drop. */
+static void
+gate_out (void)
+{
+  if (g_atomic_int_dec_and_test (&gate_active) && g_atomic_int_get (&gate_forking))
+    {
+      g_mutex_lock (&gate_lock);
+      g_cond_broadcast (&gate_cond);
+      g_mutex_unlock (&gate_lock);
+    }
+}
+
 /* Sections nest: an inner one never waits for a fork (the fork would be
  * waiting for the outer one). */
 void
@@ -779,12 +792,7 @@ killable_worker_pool_section_enter (void)
         return;
 
       /* A fork is being prepared: wait outside until it is done. */
-      if (g_atomic_int_dec_and_test (&gate_active))
-        {
-          g_mutex_lock (&gate_lock);
-          g_cond_broadcast (&gate_cond);
-          g_mutex_unlock (&gate_lock);
-        }
+      gate_out ();
       g_mutex_lock (&gate_lock);
       while (g_atomic_int_get (&gate_forking))
         g_cond_wait (&gate_cond, &gate_lock);
@@ -799,12 +807,7 @@ killable_worker_pool_section_leave (void)
   if (--section_depth > 0)
     return;
 
-  if (g_atomic_int_dec_and_test (&gate_active) && g_atomic_int_get (&gate_forking))
-    {
-      g_mutex_lock (&gate_lock);
-      g_cond_broadcast (&gate_cond);
-      g_mutex_unlock (&gate_lock);
-    }
+  gate_out ();
 }
 
 /* For tests: whether a fork() is being prepared (from the first fork
@@ -837,23 +840,37 @@ thread_exiting (void)
     pthread_join (prev, NULL);
 }
 
+/* Joins the exited worker, if any, waiting @usec at most. Called with
+ * gate_lock held. */
+static void
+join_exited_locked (gint64 usec)
+{
+  struct timespec abs;
+
+  if (!have_exited)
+    return;
+
+  clock_gettime (CLOCK_REALTIME, &abs);
+  abs.tv_sec += usec / G_USEC_PER_SEC;
+  abs.tv_nsec += (usec % G_USEC_PER_SEC) * 1000;
+  if (abs.tv_nsec >= 1000000000)
+    {
+      abs.tv_sec++;
+      abs.tv_nsec -= 1000000000;
+    }
+  if (pthread_timedjoin_np (exited_thread, NULL, &abs) == 0)
+    have_exited = FALSE;
+}
+
 /* At exit: the last exited worker is joined too (bounded), so that no
  * finished thread is left unjoined (ThreadSanitizer reports one). */
 static void __attribute__((destructor))
 join_last_exited (void)
 {
-  struct timespec abs;
-
   if (!g_mutex_trylock (&gate_lock))
     return;
 
-  if (have_exited)
-    {
-      clock_gettime (CLOCK_REALTIME, &abs);
-      abs.tv_sec += 1;
-      if (pthread_timedjoin_np (exited_thread, NULL, &abs) == 0)
-        have_exited = FALSE;
-    }
+  join_exited_locked (G_USEC_PER_SEC);
   g_mutex_unlock (&gate_lock);
 }
 
@@ -874,22 +891,7 @@ killable_worker_pool_fork_quiesce (void)
         break;
     }
 
-  if (have_exited)
-    {
-      gint64 left = MAX (end - g_get_monotonic_time (), 0);
-      struct timespec abs;
-
-      clock_gettime (CLOCK_REALTIME, &abs);
-      abs.tv_sec += left / G_USEC_PER_SEC;
-      abs.tv_nsec += (left % G_USEC_PER_SEC) * 1000;
-      if (abs.tv_nsec >= 1000000000)
-        {
-          abs.tv_sec++;
-          abs.tv_nsec -= 1000000000;
-        }
-      if (pthread_timedjoin_np (exited_thread, NULL, &abs) == 0)
-        have_exited = FALSE;
-    }
+  join_exited_locked (MAX (end - g_get_monotonic_time (), 0));
   /* gate_lock stays held until killable_worker_pool_fork_resume(). */
 }
 
