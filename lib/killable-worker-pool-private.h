@@ -48,6 +48,7 @@ guint    killable_worker_pool_get_n_threads    (void);
 guint    killable_worker_pool_get_n_idle       (void);
 void     killable_worker_pool_set_idle_timeout (gint64    usec);
 gboolean killable_worker_pool_is_fork_pending  (void);
+guint    killable_worker_pool_reap_exited      (void);
 
 /* Around the GObject calls of library threads (see killable-fork.c): a
  * fork waits (a bounded time) until no thread is inside. Cheap: two

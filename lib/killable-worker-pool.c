@@ -98,6 +98,9 @@ static Worker *sleepers;    /* protected by pool_lock: most recently asleep firs
  * flag). Bounded by the most threads the process ever had at once. */
 static Worker *free_workers;
 static gint64 idle_timeout = 15 * G_USEC_PER_SEC;   /* protected by pool_lock */
+/* (atomic) Workers that left the count of threads and are not joined
+ * yet (see thread_exiting()). */
+static gint n_unjoined;
 
 static guint n_cpus;        /* set once (g_once): CPUs this process may run on */
 
@@ -499,6 +502,7 @@ sleep_locked (Worker *worker,
         {
           n_idle--;
           n_threads--;
+          g_atomic_int_inc (&n_unjoined);
           worker->next = free_workers;
           free_workers = worker;
           return FALSE;
@@ -836,8 +840,8 @@ thread_exiting (void)
   have_exited = TRUE;
   g_mutex_unlock (&gate_lock);
 
-  if (have_prev)
-    pthread_join (prev, NULL);
+  if (have_prev && pthread_join (prev, NULL) == 0)
+    g_atomic_int_add (&n_unjoined, -1);
 }
 
 /* Joins the exited worker, if any, waiting @usec at most. Called with
@@ -859,7 +863,23 @@ join_exited_locked (gint64 usec)
       abs.tv_nsec -= 1000000000;
     }
   if (pthread_timedjoin_np (exited_thread, NULL, &abs) == 0)
-    have_exited = FALSE;
+    {
+      have_exited = FALSE;
+      g_atomic_int_add (&n_unjoined, -1);
+    }
+}
+
+/* For tests: joins the last exited worker (bounded) and returns how many
+ * workers that left the pool are still not joined (0: every one of them
+ * is gone from the process). */
+guint
+killable_worker_pool_reap_exited (void)
+{
+  g_mutex_lock (&gate_lock);
+  join_exited_locked (G_USEC_PER_SEC);
+  g_mutex_unlock (&gate_lock);
+
+  return (guint) g_atomic_int_get (&n_unjoined);
 }
 
 /* At exit: the last exited worker is joined too (bounded), so that no
@@ -906,6 +926,7 @@ killable_worker_pool_fork_resume (gboolean in_child)
       g_atomic_int_set (&gate_active, section_depth > 0 ? 1 : 0);
       memset (&gate_cond, 0, sizeof gate_cond);
       have_exited = FALSE;
+      g_atomic_int_set (&n_unjoined, 0);
     }
   g_atomic_int_set (&gate_forking, 0);
   g_cond_broadcast (&gate_cond);
