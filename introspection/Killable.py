@@ -211,7 +211,10 @@ class Task(Killable.Task):
         requested; return at once otherwise. Call it often in long work:
         it keeps the GIL (no call into the library until a stop came)."""
         if _killable.slow_path_wanted(self):
-            _killable.wait(self, Killable.Task.check)
+            if _killable._c_check is not None:
+                _killable.wait_c(self, _killable._c_check)
+            else:
+                _killable.wait(self, Killable.Task.check)
 
     def stopped(self):
         """Whether a stop was requested (the ``StoppableThread`` idiom).
@@ -239,7 +242,11 @@ class Task(Killable.Task):
     def sleep(self, seconds):
         """Sleep for ``seconds``, or until a stop is requested: then raise
         like :meth:`check`, at once. The GIL is released while sleeping."""
-        _killable.wait(self, Killable.Task.sleep, _to_usec(seconds, 'seconds'))
+        usec = _to_usec(seconds, 'seconds')
+        if _killable._c_sleep is not None:
+            _killable.wait_c(self, _killable._c_sleep, usec)
+        else:
+            _killable.wait(self, Killable.Task.sleep, usec)
 
     def wait_fd(self, fd, condition, timeout=None):
         """Wait until ``fd`` satisfies ``condition`` (``GLib.IOCondition``),
@@ -249,6 +256,9 @@ class Task(Killable.Task):
         if not isinstance(fd, int):
             fd = fd.fileno()
         usec = -1 if timeout is None else _to_usec(timeout, 'timeout')
+        if _killable._c_wait_fd is not None:
+            return GLib.IOCondition(_killable.wait_c(self, _killable._c_wait_fd, fd,
+                                                     int(condition), usec))
         return _killable.wait(self, Killable.Task.wait_fd, fd, condition, usec)
 
     def _wait(self, func, *args):
@@ -359,6 +369,14 @@ class Task(Killable.Task):
         raises ``asyncio.CancelledError`` there."""
         from . import _killable_aio
         return _killable_aio.wait(self).__await__()
+
+    def stop(self):
+        """Ask the task, and every descendant, to stop (rung 1): the
+        task's cancellable is cancelled, stop callbacks run in this thread,
+        a worker in :meth:`sleep`, :meth:`check` or :meth:`wait_fd` raises
+        :class:`TaskStopped` at once. Only the first stop of a task has an
+        effect. Thread-safe."""
+        _killable.stop(self)
 
     def interrupt(self, exc=None):
         """Stop the task (with ``INTERRUPTED`` as the cause) and raise

@@ -1027,19 +1027,7 @@ def wait(task, func, *args):
         error = e
     finally:
         if mine:
-            with w.lock:
-                w.in_wait -= 1
-                # (_take_pending() has nothing to take in the usual case.)
-                exc_type = None
-                if w.pending is not None or w.async_state != _ASYNC_NONE:
-                    exc_type = _take_pending(w)
-                if (exc_type is None and w.async_state == _ASYNC_NONE and
-                        _is_interruption(error)):
-                    # The stop of interrupt() woke us before its interrupt
-                    # vfunc ran: the exception is raised here, and that
-                    # vfunc then sends nothing.
-                    exc_type = w.interrupt_type or TaskInterrupted
-                    w.async_state = _ASYNC_DONE
+            exc_type = _wait_left(w, error)
     if mine and exc_type is not None:
         raise _instantiate(exc_type, error or _stop_reason(task)) from None
     if error is not None:
@@ -1048,6 +1036,65 @@ def wait(task, func, *args):
         # away: the owner that just stopped the task would take it, and
         # this worker wait for it back before it could raise. An error of
         # the library's domain is the stop's cause: no need to ask.
+        if is_killable_error(error) or is_stop_requested(task):
+            raise _cancellation(error) from None
+        raise error
+    return ret
+
+
+def _wait_left(w, error):
+    """In the worker, leaving a wait that ended with ``error`` (a
+    GLib.Error or None): what an interrupt wants raised now, or None."""
+    with w.lock:
+        w.in_wait -= 1
+        # (_take_pending() has nothing to take in the usual case.)
+        exc_type = None
+        if w.pending is not None or w.async_state != _ASYNC_NONE:
+            exc_type = _take_pending(w)
+        if (exc_type is None and w.async_state == _ASYNC_NONE and
+                _is_interruption(error)):
+            # The stop of interrupt() woke us before its interrupt vfunc
+            # ran: the exception is raised here, and that vfunc then
+            # sends nothing.
+            exc_type = w.interrupt_type or TaskInterrupted
+            w.async_state = _ASYNC_DONE
+    return exc_type
+
+
+def wait_c(task, cfunc, *args):
+    """wait() for the library's own waits called through ctypes (see
+    "The worker's waits" below): ``cfunc(task pointer, *args, GError **)``
+    releases the GIL as introspection would; its GError becomes a
+    GLib.Error here, never raised and caught on the way. Sleep, check and
+    wait_fd of Task go here when the library was found."""
+    w = task.__dict__.get('_killable_worker') or worker(task)
+    ptr = w.cptr or _cpointer(task, w)
+    mine = w.tid == _get_ident()
+    if w.report:
+        publish_report(task, w)
+    if mine:
+        with w.lock:
+            exc_type = _take_pending(w)
+            if exc_type is None:
+                w.in_wait += 1
+        if exc_type is not None:
+            raise _instantiate(exc_type, _stop_reason(task)) from None
+    error = None
+    ret = None
+    if WAIT_HOOK is not None:
+        WAIT_HOOK(task)
+    errp = _GErrorPointer()
+    try:
+        ret = cfunc(ptr, *args, _byref(errp))
+        if errp:
+            error = _take_error(errp)
+    finally:
+        if mine:
+            exc_type = _wait_left(w, error)
+    if mine and exc_type is not None:
+        raise _instantiate(exc_type, error or _stop_reason(task)) from None
+    if error is not None:
+        # As in wait().
         if is_killable_error(error) or is_stop_requested(task):
             raise _cancellation(error) from None
         raise error
@@ -1226,6 +1273,82 @@ if _lib is not None:
         _c_get_state = _c_get_current = _c_wait = None
 
 _PENDING = int(_State.PENDING)
+
+# The worker's waits {{{
+#
+# Task.sleep(), check() (once stopped or paused) and wait_fd() call the
+# library through a CDLL (the GIL released around the call, as
+# introspection does) and read the GError themselves: a stopped wait then
+# raises its TaskCancelled without PyGObject's marshalling and without a
+# GLib.Error raised and caught on the way (wait_c()). The stop() of the
+# owner goes the same way.
+
+
+class _GError(ctypes.Structure):
+    _fields_ = [('domain', ctypes.c_uint32), ('code', ctypes.c_int),
+                ('message', ctypes.c_char_p)]
+
+
+_GErrorPointer = ctypes.POINTER(_GError)
+_GErrorOut = ctypes.POINTER(_GErrorPointer)
+_byref = ctypes.byref
+
+_c_sleep = _c_check = _c_wait_fd = _c_stop = None
+_g_error_free = _g_quark_to_string = None
+if _lib is not None:
+    try:
+        _glib = ctypes.PyDLL('libglib-2.0.so.0')
+        _g_error_free = _glib.g_error_free
+        _g_error_free.restype = None
+        _g_error_free.argtypes = [_GErrorPointer]
+        _g_quark_to_string = _glib.g_quark_to_string
+        _g_quark_to_string.restype = ctypes.c_char_p
+        _g_quark_to_string.argtypes = [ctypes.c_uint32]
+        _cdll = ctypes.CDLL(_lib._name)
+        _c_sleep = _cdll.killable_task_sleep
+        _c_sleep.restype = ctypes.c_int
+        _c_sleep.argtypes = [ctypes.c_void_p, ctypes.c_int64, _GErrorOut]
+        _c_check = _cdll.killable_task_check
+        _c_check.restype = ctypes.c_int
+        _c_check.argtypes = [ctypes.c_void_p, _GErrorOut]
+        _c_wait_fd = _cdll.killable_task_wait_fd
+        _c_wait_fd.restype = ctypes.c_uint
+        _c_wait_fd.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint, ctypes.c_int64,
+                               _GErrorOut]
+        _c_stop = _cdll.killable_task_stop
+        _c_stop.restype = None
+        _c_stop.argtypes = [ctypes.c_void_p]
+    except (OSError, AttributeError):
+        _c_sleep = _c_check = _c_wait_fd = _c_stop = None
+
+_KILLABLE_QUARK = int(_KILLABLE_ERROR)
+
+
+def _take_error(errp):
+    """The GLib.Error of the GError ``errp`` points to, which is freed
+    (what PyGObject would have built)."""
+    e = errp.contents
+    if e.domain == _KILLABLE_QUARK:
+        domain = _KILLABLE_DOMAIN
+    else:
+        domain = (_g_quark_to_string(e.domain) or b'').decode('utf-8', 'replace')
+    message = e.message
+    error = GLib.Error('' if message is None else message.decode('utf-8', 'replace'),
+                       domain, e.code)
+    _g_error_free(errp)
+    return error
+
+
+def stop(task):
+    """Task.stop(): killable_task_stop() through the CDLL (less
+    marshalling than introspection; the GIL released the same way)."""
+    if _c_stop is None:
+        Killable.Task.stop(task)
+        return
+    w = task.__dict__.get('_killable_worker') or worker(task)
+    _c_stop(w.cptr or _cpointer(task, w))
+
+# }}}
 
 
 def join(task, deadline, slice_seconds):
