@@ -212,7 +212,9 @@ class Task(Killable.Task):
         it keeps the GIL (no call into the library until a stop came)."""
         if _killable.slow_path_wanted(self):
             if _killable._c_check is not None:
-                _killable.wait_c(self, _killable._c_check)
+                exc = _killable.wait_c(self, _killable._c_check)
+                if exc.__class__ is not int:
+                    raise exc from None
             else:
                 _killable.wait(self, Killable.Task.check)
 
@@ -244,7 +246,11 @@ class Task(Killable.Task):
         like :meth:`check`, at once. The GIL is released while sleeping."""
         usec = _to_usec(seconds, 'seconds')
         if _killable._c_sleep is not None:
-            _killable.wait_c(self, _killable._c_sleep, usec)
+            # wait_c() returns the exception: raised here, one frame of the
+            # override in the traceback (a stopped wait raises in a hurry).
+            exc = _killable.wait_c(self, _killable._c_sleep, usec)
+            if exc.__class__ is not int:
+                raise exc from None
         else:
             _killable.wait(self, Killable.Task.sleep, usec)
 
@@ -257,8 +263,10 @@ class Task(Killable.Task):
             fd = fd.fileno()
         usec = -1 if timeout is None else _to_usec(timeout, 'timeout')
         if _killable._c_wait_fd is not None:
-            return GLib.IOCondition(_killable.wait_c(self, _killable._c_wait_fd, fd,
-                                                     int(condition), usec))
+            ret = _killable.wait_c(self, _killable._c_wait_fd, fd, int(condition), usec)
+            if ret.__class__ is not int:
+                raise ret from None
+            return GLib.IOCondition(ret)
         return _killable.wait(self, Killable.Task.wait_fd, fd, condition, usec)
 
     def _wait(self, func, *args):

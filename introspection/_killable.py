@@ -135,7 +135,11 @@ def _class_for_error(error):
 def _cancellation(error, cls=None):
     if cls is None:
         cls = _class_for_error(error)
-    return cls(error=error)
+    # cls(error=error) without running TaskCancelled.__init__ (a Python
+    # frame, on the way of every stopped wait): the same object.
+    exc = cls.__new__(cls)
+    exc.error = error
+    return exc
 
 
 def _error_for_cancellation(exc):
@@ -1065,8 +1069,10 @@ def wait_c(task, cfunc, *args):
     """wait() for the library's own waits called through ctypes (see
     "The worker's waits" below): ``cfunc(task pointer, *args, GError **)``
     releases the GIL as introspection would; its GError becomes a
-    GLib.Error here, never raised and caught on the way. Sleep, check and
-    wait_fd of Task go here when the library was found."""
+    GLib.Error here, never raised and caught on the way. Returns the C
+    call's result (an int), or the exception to raise: the caller (Task's
+    sleep(), check(), wait_fd()) raises it, so that the user's traceback
+    gets one frame of the override, not two."""
     w = task.__dict__.get('_killable_worker') or worker(task)
     ptr = w.cptr or _cpointer(task, w)
     mine = w.tid == _get_ident()
@@ -1078,26 +1084,26 @@ def wait_c(task, cfunc, *args):
             if exc_type is None:
                 w.in_wait += 1
         if exc_type is not None:
-            raise _instantiate(exc_type, _stop_reason(task)) from None
+            return _instantiate(exc_type, _stop_reason(task))
     error = None
     ret = None
     if WAIT_HOOK is not None:
         WAIT_HOOK(task)
-    errp = _GErrorPointer()
+    errp = _c_void_p()
     try:
         ret = cfunc(ptr, *args, _byref(errp))
-        if errp:
-            error = _take_error(errp)
+        if errp.value:
+            error = _take_error(errp.value)
     finally:
         if mine:
             exc_type = _wait_left(w, error)
     if mine and exc_type is not None:
-        raise _instantiate(exc_type, error or _stop_reason(task)) from None
+        return _instantiate(exc_type, error or _stop_reason(task))
     if error is not None:
         # As in wait().
         if is_killable_error(error) or is_stop_requested(task):
-            raise _cancellation(error) from None
-        raise error
+            return _cancellation(error)
+        return error
     return ret
 
 
@@ -1289,8 +1295,7 @@ class _GError(ctypes.Structure):
                 ('message', ctypes.c_char_p)]
 
 
-_GErrorPointer = ctypes.POINTER(_GError)
-_GErrorOut = ctypes.POINTER(_GErrorPointer)
+_c_void_p = ctypes.c_void_p
 _byref = ctypes.byref
 
 _c_sleep = _c_check = _c_wait_fd = _c_stop = None
@@ -1300,21 +1305,21 @@ if _lib is not None:
         _glib = ctypes.PyDLL('libglib-2.0.so.0')
         _g_error_free = _glib.g_error_free
         _g_error_free.restype = None
-        _g_error_free.argtypes = [_GErrorPointer]
+        _g_error_free.argtypes = [ctypes.c_void_p]
         _g_quark_to_string = _glib.g_quark_to_string
         _g_quark_to_string.restype = ctypes.c_char_p
         _g_quark_to_string.argtypes = [ctypes.c_uint32]
         _cdll = ctypes.CDLL(_lib._name)
         _c_sleep = _cdll.killable_task_sleep
         _c_sleep.restype = ctypes.c_int
-        _c_sleep.argtypes = [ctypes.c_void_p, ctypes.c_int64, _GErrorOut]
+        _c_sleep.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.POINTER(ctypes.c_void_p)]
         _c_check = _cdll.killable_task_check
         _c_check.restype = ctypes.c_int
-        _c_check.argtypes = [ctypes.c_void_p, _GErrorOut]
+        _c_check.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]
         _c_wait_fd = _cdll.killable_task_wait_fd
         _c_wait_fd.restype = ctypes.c_uint
         _c_wait_fd.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint, ctypes.c_int64,
-                               _GErrorOut]
+                               ctypes.POINTER(ctypes.c_void_p)]
         _c_stop = _cdll.killable_task_stop
         _c_stop.restype = None
         _c_stop.argtypes = [ctypes.c_void_p]
@@ -1324,19 +1329,27 @@ if _lib is not None:
 _KILLABLE_QUARK = int(_KILLABLE_ERROR)
 
 
-def _take_error(errp):
-    """The GLib.Error of the GError ``errp`` points to, which is freed
-    (what PyGObject would have built)."""
-    e = errp.contents
+def _take_error(address):
+    """The GLib.Error of the GError at ``address``, which is freed (what
+    PyGObject would have built)."""
+    e = _GError.from_address(address)
     if e.domain == _KILLABLE_QUARK:
         domain = _KILLABLE_DOMAIN
     else:
         domain = (_g_quark_to_string(e.domain) or b'').decode('utf-8', 'replace')
     message = e.message
-    error = GLib.Error('' if message is None else message.decode('utf-8', 'replace'),
-                       domain, e.code)
-    _g_error_free(errp)
+    message = '' if message is None else message.decode('utf-8', 'replace')
+    # GLib.Error(message, domain, code) without running its __init__ (a
+    # Python frame): the same object.
+    error = _GLibError.__new__(_GLibError, message)
+    error.message = message
+    error.domain = domain
+    error.code = e.code
+    _g_error_free(address)
     return error
+
+
+_GLibError = GLib.Error
 
 
 def stop(task):
