@@ -248,7 +248,7 @@ class Task(Killable.Task):
         if _killable._c_sleep is not None:
             # wait_c() returns the exception: raised here, one frame of the
             # override in the traceback (a stopped wait raises in a hurry).
-            exc = _killable.wait_c(self, _killable._c_sleep, usec)
+            exc = _killable.wait_c(self, _killable._c_sleep, _killable.c_int64(usec))
             if exc.__class__ is not int:
                 raise exc from None
         else:
@@ -262,8 +262,11 @@ class Task(Killable.Task):
         if not isinstance(fd, int):
             fd = fd.fileno()
         usec = -1 if timeout is None else _to_usec(timeout, 'timeout')
-        if _killable._c_wait_fd is not None:
-            ret = _killable.wait_c(self, _killable._c_wait_fd, fd, int(condition), usec)
+        if _killable._c_wait_fd is not None and 0 <= fd <= 0x7fffffff and \
+                0 <= condition <= 0xffffffff:
+            # (Out of those ranges, introspection reports the bad value.)
+            ret = _killable.wait_c(self, _killable._c_wait_fd, _killable.c_int(fd),
+                                   _killable.c_uint(int(condition)), _killable.c_int64(usec))
             if ret.__class__ is not int:
                 raise ret from None
             return GLib.IOCondition(ret)

@@ -1068,7 +1068,8 @@ def _wait_left(w, error):
 def wait_c(task, cfunc, *args):
     """wait() for the library's own waits called through ctypes (see
     "The worker's waits" below): ``cfunc(task pointer, *args, GError **)``
-    releases the GIL as introspection would; its GError becomes a
+    releases the GIL as introspection would (``args`` are ctypes objects:
+    c_int64, c_int, c_uint); its GError becomes a
     GLib.Error here, never raised and caught on the way. Returns the C
     call's result (an int), or the exception to raise: the caller (Task's
     sleep(), check(), wait_fd()) raises it, so that the user's traceback
@@ -1093,7 +1094,7 @@ def wait_c(task, cfunc, *args):
     try:
         ret = cfunc(ptr, *args, _byref(errp))
         if errp.value:
-            error = _take_error(errp.value)
+            error = _take_error(errp)
     finally:
         if mine:
             exc_type = _wait_left(w, error)
@@ -1296,6 +1297,9 @@ class _GError(ctypes.Structure):
 
 
 _c_void_p = ctypes.c_void_p
+c_int64 = ctypes.c_int64
+c_int = ctypes.c_int
+c_uint = ctypes.c_uint
 _byref = ctypes.byref
 
 _c_sleep = _c_check = _c_wait_fd = _c_stop = None
@@ -1304,22 +1308,19 @@ if _lib is not None:
     try:
         _glib = ctypes.PyDLL('libglib-2.0.so.0')
         _g_error_free = _glib.g_error_free
+        # No argtypes here and below: the callers pass ctypes objects (a
+        # call then converts nothing through Python code).
         _g_error_free.restype = None
-        _g_error_free.argtypes = [ctypes.c_void_p]
         _g_quark_to_string = _glib.g_quark_to_string
         _g_quark_to_string.restype = ctypes.c_char_p
         _g_quark_to_string.argtypes = [ctypes.c_uint32]
         _cdll = ctypes.CDLL(_lib._name)
         _c_sleep = _cdll.killable_task_sleep
         _c_sleep.restype = ctypes.c_int
-        _c_sleep.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.POINTER(ctypes.c_void_p)]
         _c_check = _cdll.killable_task_check
         _c_check.restype = ctypes.c_int
-        _c_check.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]
         _c_wait_fd = _cdll.killable_task_wait_fd
         _c_wait_fd.restype = ctypes.c_uint
-        _c_wait_fd.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint, ctypes.c_int64,
-                               ctypes.POINTER(ctypes.c_void_p)]
         _c_stop = _cdll.killable_task_stop
         _c_stop.restype = None
         _c_stop.argtypes = [ctypes.c_void_p]
@@ -1329,10 +1330,10 @@ if _lib is not None:
 _KILLABLE_QUARK = int(_KILLABLE_ERROR)
 
 
-def _take_error(address):
-    """The GLib.Error of the GError at ``address``, which is freed (what
-    PyGObject would have built)."""
-    e = _GError.from_address(address)
+def _take_error(errp):
+    """The GLib.Error of the GError ``errp`` (a c_void_p) points to, which
+    is freed (what PyGObject would have built)."""
+    e = _GError.from_address(errp.value)
     if e.domain == _KILLABLE_QUARK:
         domain = _KILLABLE_DOMAIN
     else:
@@ -1345,7 +1346,7 @@ def _take_error(address):
     error.message = message
     error.domain = domain
     error.code = e.code
-    _g_error_free(address)
+    _g_error_free(errp)
     return error
 
 
