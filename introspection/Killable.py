@@ -211,12 +211,9 @@ class Task(Killable.Task):
         requested; return at once otherwise. Call it often in long work:
         it keeps the GIL (no call into the library until a stop came)."""
         if _killable.slow_path_wanted(self):
-            if _killable._c_check is not None:
-                exc = _killable.wait_c(self, _killable._c_check)
-                if exc.__class__ is not int:
-                    raise exc from None
-            else:
-                _killable.wait(self, Killable.Task.check)
+            exc = _killable.check_slow(self)
+            if exc is not None:
+                raise exc from None
 
     def stopped(self):
         """Whether a stop was requested (the ``StoppableThread`` idiom).

@@ -1108,6 +1108,65 @@ def wait_c(task, cfunc, *args):
     return ret
 
 
+def wait_woken(task, func, *args):
+    """patch_blocking_calls()'s waits: ``func(*args)``, a wait that a stop
+    wakes (the task's cancel fd, a waiter a stop callback releases), as
+    wait() calls its ``func``; then, if a stop came, the exception that
+    Task.check() would raise, without a second wait's bookkeeping (the
+    stop's cause asked keeping the GIL). Returns (the result, the
+    exception to raise or None)."""
+    w = task.__dict__.get('_killable_worker') or worker(task)
+    mine = w.tid == _get_ident()
+    if w.report:
+        publish_report(task, w)
+    if mine:
+        with w.lock:
+            exc_type = _take_pending(w)
+            if exc_type is None:
+                w.in_wait += 1
+        if exc_type is not None:
+            return None, _instantiate(exc_type, _stop_reason(task))
+    error = None
+    ret = None
+    if WAIT_HOOK is not None:
+        WAIT_HOOK(task)
+    try:
+        ret = func(*args)
+        if _c_check_held is not None and is_stop_requested(task):
+            errp = _c_void_p()
+            if not _c_check_held(w.cptr or _cpointer(task, w), _byref(errp)) and errp.value:
+                error = _take_error(errp)
+    finally:
+        if mine:
+            exc_type = _wait_left(w, error)
+    if mine and exc_type is not None:
+        return ret, _instantiate(exc_type, error or _stop_reason(task))
+    if error is not None:
+        return ret, _cancellation(error)
+    if is_stop_requested(task):
+        return ret, check_slow(task)
+    return ret, None
+
+
+def check_slow(task):
+    """Task.check() once its stop word is set (stopped or paused): the
+    exception to raise, or None. Once a stop was requested the library's
+    check() returns at once: called keeping the GIL (the woken worker does
+    not hand it away on its way to raising); paused, it blocks: called
+    releasing it."""
+    if _c_check_held is not None and is_stop_requested(task):
+        r = wait_c(task, _c_check_held)
+    elif _c_check is not None:
+        r = wait_c(task, _c_check)
+    else:
+        try:
+            wait(task, Killable.Task.check)
+        except BaseException as e:
+            return e
+        return None
+    return None if r.__class__ is int else r
+
+
 def raise_outcome(task):
     """Raise what join() raises for a task that ended; return if it
     succeeded. The outcome counts as read."""
@@ -1302,7 +1361,7 @@ c_int = ctypes.c_int
 c_uint = ctypes.c_uint
 _byref = ctypes.byref
 
-_c_sleep = _c_check = _c_wait_fd = _c_stop = None
+_c_sleep = _c_check = _c_check_held = _c_wait_fd = _c_stop = None
 _g_error_free = _g_quark_to_string = None
 if _lib is not None:
     try:
@@ -1319,13 +1378,15 @@ if _lib is not None:
         _c_sleep.restype = ctypes.c_int
         _c_check = _cdll.killable_task_check
         _c_check.restype = ctypes.c_int
+        _c_check_held = _lib.killable_task_check   # the PyDLL: keeps the GIL
+        _c_check_held.restype = ctypes.c_int
         _c_wait_fd = _cdll.killable_task_wait_fd
         _c_wait_fd.restype = ctypes.c_uint
         _c_stop = _cdll.killable_task_stop
         _c_stop.restype = None
         _c_stop.argtypes = [ctypes.c_void_p]
     except (OSError, AttributeError):
-        _c_sleep = _c_check = _c_wait_fd = _c_stop = None
+        _c_sleep = _c_check = _c_check_held = _c_wait_fd = _c_stop = None
 
 _KILLABLE_QUARK = int(_KILLABLE_ERROR)
 

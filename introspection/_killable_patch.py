@@ -52,9 +52,9 @@ def _blocking(task, func, *args):
     """Run ``func(*args)``, a wait the stop wakes, as the override's own
     waits do (an interrupt's exception is raised after it, never inside),
     then raise the task's cancellation if a stop came."""
-    ret = _killable.wait(task, lambda t: func(*args))
-    if _killable.is_stop_requested(task):
-        task.check()
+    ret, exc = _killable.wait_woken(task, func, *args)
+    if exc is not None:
+        raise exc from None
     return ret
 
 
@@ -131,8 +131,7 @@ def _sock_wait(task, sock, condition):
     timeout = sock.gettimeout()
     if timeout == 0.0:
         return
-    ready = _killable.wait(task, Killable.Task.wait_fd, sock.fileno(), condition,
-                           -1 if timeout is None else int(timeout * 1e6))
+    ready = task.wait_fd(sock.fileno(), condition, timeout)
     if not ready:
         raise socket.timeout('timed out')
 
@@ -351,16 +350,19 @@ class _Lock(object):
 
 def _kill(popen, pidfd=None):
     """SIGKILL the child now, without waiting for it to die: the
-    cancellation is not delayed by it. Through its pidfd when there is one
-    (one system call, never a recycled PID), else as Popen.kill() does.
-    Reaped as any Popen is: by the next wait() or poll(), or, once the
-    Popen object is gone, by subprocess itself (its list of children still
-    to reap)."""
+    cancellation is not delayed by it. Through its pidfd when there is one,
+    else with os.kill() while the Popen has no return code: one system
+    call. (Popen.kill() also polls first, a waitpid() more. The PID cannot
+    be recycled meanwhile: until Popen reaps the child, which sets the
+    return code, the PID stays the child's, a zombie's at worst.) Reaped
+    as any Popen is: by the next wait() or poll(), or, once the Popen
+    object is gone, by subprocess itself (its list of children still to
+    reap)."""
     try:
         if pidfd is not None:
             signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-        else:
-            popen.kill()
+        elif popen.returncode is None:
+            os.kill(popen.pid, signal.SIGKILL)
     except (AttributeError, OSError):
         try:
             popen.kill()
@@ -383,8 +385,7 @@ def _popen_wait(original):
             while self.poll() is None:
                 if fd is not None:
                     left = _remaining(deadline)
-                    ready = _killable.wait(task, Killable.Task.wait_fd, fd,
-                                           _IN, -1 if left is None else int(left * 1e6))
+                    ready = task.wait_fd(fd, _IN, left)
                 else:
                     task.sleep(min(0.005, _remaining(deadline) if deadline else 0.005))
                     ready = True
