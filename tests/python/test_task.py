@@ -359,6 +359,43 @@ class TestExceptions(unittest.TestCase):
         self.assertEqual((error.domain, error.code, error.message),
                          ('test-cause', 3, 'user quit'))
 
+    def test_waits_after_stop_with_cause(self):
+        # sleep() and wait_fd() read the stop's GError through ctypes and
+        # build the GLib.Error themselves: the cause's domain (not the
+        # library's), code and message reach the TaskStopped.
+        cause = GLib.Error.new_literal(GLib.quark_from_string('test-cause'), 'user quit', 3)
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        self.addCleanup(os.close, w)
+        for name, call in (('sleep', lambda task: task.sleep(3600)),
+                           ('wait_fd', lambda task: task.wait_fd(r, GLib.IOCondition.IN))):
+            with self.subTest(name):
+                ready = threading.Event()
+                seen = []
+
+                def work():
+                    task = Killable.current_task()
+                    ready.set()
+                    try:
+                        call(task)
+                    except BaseException as e:
+                        seen.append(e)
+                        raise
+
+                t = Killable.Task(target=work)
+                t.start()
+                self.assertTrue(ready.wait(GUARD_SECONDS))
+                t.stop_with_error(cause)
+                with self.assertRaises(Killable.TaskStopped):
+                    t.join()
+                self.assertEqual(len(seen), 1)
+                self.assertIs(type(seen[0]), Killable.TaskStopped)
+                error = seen[0].error
+                self.assertIsInstance(error, GLib.Error)
+                self.assertEqual((error.domain, error.code, error.message),
+                                 ('test-cause', 3, 'user quit'))
+                self.assertEqual(str(seen[0]), 'user quit')
+
     def test_gio_call_with_cancellable(self):
         r, w = os.pipe()
         running = threading.Event()
