@@ -191,8 +191,13 @@ def _error_key(error):
 # - in the worker's own thread (it interrupts itself or an ancestor), the
 #   exception is raised synchronously when the override's call returns.
 
-_set_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.py_object)(
-    ('PyThreadState_SetAsyncExc', ctypes.pythonapi))
+# _set_async_exc and _thread_frame are called with ctypes objects (a
+# c_ulong, a py_object; a c_void_p) and have no argtypes: a call then runs
+# no conversion in Python code (interrupt() is timed against the bare
+# recipe, and 200 of them must fit in a switch interval, see
+# bench-python-interrupt.py).
+_set_async_exc = ctypes.PyDLL(None).PyThreadState_SetAsyncExc
+_set_async_exc.restype = ctypes.c_int
 _clear_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(
     ('PyThreadState_SetAsyncExc', ctypes.pythonapi))
 _thread_state = ctypes.PYFUNCTYPE(ctypes.c_void_p)(('PyThreadState_Get', ctypes.pythonapi))
@@ -201,8 +206,8 @@ _thread_state = ctypes.PYFUNCTYPE(ctypes.c_void_p)(('PyThreadState_Get', ctypes.
 # a GObject wrapper can wait for the GIL with that lock held.
 # It returns a new reference, which a py_object result takes over (ctypes
 # drops the one it adds); ValueError when the thread has no frame.
-_thread_frame = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p)(
-    ('PyThreadState_GetFrame', ctypes.pythonapi))
+_thread_frame = ctypes.PyDLL(None).PyThreadState_GetFrame
+_thread_frame.restype = ctypes.py_object
 
 # _Worker.async_state
 _ASYNC_NONE = 0        # nothing asked yet
@@ -527,10 +532,15 @@ def _send_locked(w, force):
     return True
 
 
+# The override's exception classes as ctypes.py_object, for _set_async_exc().
+_PY_OBJECTS = {cls: ctypes.py_object(cls) for cls in EXCEPTIONS}
+
+
 def _deliver_locked(w):
     """Raises w.async_type in the worker's thread (the worker paused, at a
     bytecode where it may land), holding the GIL and w.lock."""
-    n = _set_async_exc(w.ctid, w.async_type)
+    exc_type = w.async_type
+    n = _set_async_exc(w.ctid, _PY_OBJECTS.get(exc_type) or ctypes.py_object(exc_type))
     if n == 1:
         w.async_state = _ASYNC_SENT
         return
@@ -1313,7 +1323,7 @@ if _c_interrupt is not None:
     try:
         _c_interrupt_self_default = _lib._killable_task_interrupt_self_default
         _c_interrupt_self_default.restype = ctypes.c_int
-        _c_interrupt_self_default.argtypes = [ctypes.c_void_p]
+        # (No argtypes: called with the task's c_void_p.)
     except AttributeError:
         _c_interrupt_self_default = None
 
