@@ -574,7 +574,11 @@ link_child (KillableTask *parent,
     p->first_child = child;
   p->last_child = child;
   STORE (&p->n_children, p->n_children + 1);
-  STORE (&c->parent, parent);
+  /* Sequentially consistent, as the read of the child's state that
+   * follows in add_child(): a child that completes now reads its parent
+   * without the lock (killable_tree_child_ended()) after it published its
+   * terminal state, so one of the two sees the other. */
+  __atomic_store_n (&c->parent, parent, __ATOMIC_SEQ_CST);
 }
 
 /* Removes @child from @parent's children, under their tree's lock: the
@@ -1496,6 +1500,14 @@ child_ended (KillableTask *child,
 void
 killable_tree_child_ended (KillableTask *child)
 {
+  /* A child without a parent (a lone task, the common case) has nothing
+   * to do here: no lock. Called after @child published its terminal state
+   * (sequentially consistent), as add_child() publishes the parent before
+   * it reads the child's state (link_child()): a parent linked after this
+   * read saw the terminal state and gave the child its end itself. */
+  if (__atomic_load_n (&NODE (child)->parent, __ATOMIC_SEQ_CST) == NULL)
+    return;
+
   child_ended (child, FALSE);
 }
 
@@ -1508,7 +1520,8 @@ killable_tree_before_completion (KillableTask *self,
                                  const GError *run_error)
 {
   KillableTreeNode *priv = NODE (self);
-  g_autoptr(GPtrArray) to_stop = g_ptr_array_new_with_free_func (g_object_unref);
+  /* Allocated for the first child to stop: most tasks have none. */
+  g_autoptr(GPtrArray) to_stop = NULL;
   g_autoptr(GError) reason = NULL;
   KillableTree *held;
 
@@ -1547,12 +1560,16 @@ killable_tree_before_completion (KillableTask *self,
 
       if (run_failed ? !KILLABLE_TASK_STATE_IS_TERMINAL (state)
                      : state == KILLABLE_TASK_STATE_PENDING)
-        g_ptr_array_add (to_stop, g_object_ref (child));
+        {
+          if (to_stop == NULL)
+            to_stop = g_ptr_array_new_with_free_func (g_object_unref);
+          g_ptr_array_add (to_stop, g_object_ref (child));
+        }
     }
 
   tree_unlock (held);
 
-  for (guint i = 0; i < to_stop->len; i++)
+  for (guint i = 0; to_stop != NULL && i < to_stop->len; i++)
     killable_task_request_stop_internal (g_ptr_array_index (to_stop, i), reason, TRUE);
 
   /* Closed in the same critical section that sees the last child end, so
@@ -1983,6 +2000,12 @@ killable_tree_has_failed_child (KillableTask *self)
 {
   KillableTree *held;
   gboolean ret;
+
+  /* No block: it never had a child, so none failed (the block, once
+   * published, stays; a child being added now is as if added after this
+   * call). No lock for a task without children. */
+  if (load_block (NODE (self)) == NULL)
+    return FALSE;
 
   held = tree_lock (self);
   ret = failed_child (NODE (self)) != NULL;

@@ -668,6 +668,50 @@ race_stopper_thread (gpointer user_data)
   return NULL;
 }
 
+/* A child added while it ends: add_child() publishes the parent, then reads
+ * the child's state; the child publishes its terminal state, then reads its
+ * parent without the tree lock (a lone task takes no lock at its end). One
+ * of the two sees the other, so every child is uncounted once and the
+ * parent, whose work returns after the last add, ends and releases them
+ * all. A child whose end was missed would keep the parent waiting for it. */
+static void
+test_add_child_while_ending (void)
+{
+  g_autoptr(KillableTask) parent = NULL;
+  g_autoptr(GError) error = NULL;
+  TestCounter finalized;
+  TestGate gate;
+  guint n = scaled (5000);
+
+  test_gate_init (&gate);
+  test_counter_init (&finalized);
+  parent = killable_task_new ("parent", test_work_pass_gate, &gate, NULL);
+  g_assert_true (killable_task_start (parent, NULL));
+  test_gate_wait_entered (&gate, 1);
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(KillableTask) child = killable_task_new ("ending", return_true, NULL, NULL);
+
+      test_counter_watch (&finalized, child);
+      g_assert_true (killable_task_start (child, NULL));
+      /* Any time: before, while or after the child ends. */
+      g_assert_true (killable_task_add_child (parent, child, &error));
+      g_assert_no_error (error);
+    }
+
+  test_gate_open (&gate);
+  g_assert_true (test_join_guarded (parent, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (killable_tree_count_children (parent), ==, 0);
+  test_counter_wait (&finalized, n);
+
+  test_drain (NULL);
+  g_clear_object (&parent);
+  test_counter_clear (&finalized);
+  test_gate_clear (&gate);
+}
+
 static void
 test_stop_races_add_child (void)
 {
@@ -1334,6 +1378,7 @@ main (int   argc,
   g_test_add_func ("/tree/children-model/retain", test_children_model_retain);
   g_test_add_func ("/tree/add-child/stopped-parent", test_add_child_to_stopped_parent);
   g_test_add_func ("/tree/add-child/errors", test_add_child_errors);
+  g_test_add_func ("/tree/add-child/while-ending", test_add_child_while_ending);
   g_test_add_func ("/tree/propagation/depth3", test_propagation_depth3);
   g_test_add_func ("/tree/propagation/deep-chain", test_deep_chain_stop);
   g_test_add_func ("/tree/propagation/deep-chain-default", test_deep_chain_stop_default);
