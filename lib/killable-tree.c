@@ -668,6 +668,26 @@ task_stack_clear (TaskStack *stack)
   g_clear_pointer (&stack->spill, g_ptr_array_unref);
 }
 
+/* For tests (killable_tree_set_yield_hook()). */
+static KillableTreeYieldHook yield_hook;   /* (atomic) */
+static gpointer yield_hook_data;
+
+void
+killable_tree_set_yield_hook (KillableTreeYieldHook hook,
+                              gpointer              data)
+{
+  yield_hook_data = data;
+  g_atomic_pointer_set (&yield_hook, hook);
+}
+
+/* Whether a long pass should let another thread have *@held now. */
+static inline gboolean
+tree_lock_contended (KillableTree *t)
+{
+  return g_atomic_int_get (&t->waiters) > 0 ||
+         G_UNLIKELY (g_atomic_pointer_get (&yield_hook) != NULL);
+}
+
 /* Between batches of a long pass, with *@held (the designated lock of
  * @root) held: lets a waiting thread have it. Returns TRUE if the lock was
  * released; *@held is then @root's designated lock again (the tree may have
@@ -677,8 +697,18 @@ tree_lock_yield (KillableTree **held,
                  KillableTask  *root)
 {
   KillableTree *t = *held;
+  KillableTreeYieldHook hook = g_atomic_pointer_get (&yield_hook);
   int seen;
   gint64 end;
+
+  if (G_UNLIKELY (hook != NULL))
+    {
+      /* A test's: it runs where a waiter would. */
+      tree_unlock (t);
+      hook (yield_hook_data);
+      *held = tree_lock (root);
+      return TRUE;
+    }
 
   if (G_LIKELY (g_atomic_int_get (&t->waiters) == 0))
     return FALSE;
@@ -913,7 +943,7 @@ request_stop_locked (KillableTask  *root,
         end_pending_locked (batch, child, won->len - 1);
 
       if (batch != NULL && ++visited % TREE_LOCK_BATCH == 0 &&
-          g_atomic_int_get (&batch->held->waiters) > 0)
+          tree_lock_contended (batch->held))
         {
           task_vec_ref_rest (won);
           for (guint i = 0; i < frames->len; i++)
@@ -937,8 +967,15 @@ request_stop_locked (KillableTask  *root,
                   break;
                 }
               /* The child is alive (referenced); if it left its parent,
-               * start the list again. */
-              if (f->next != NULL && LOAD (&NODE (f->next)->parent) != f->task)
+               * start the list again. Also if it is terminal: only a
+               * terminal task leaves its parent, and one that left may be
+               * back, added again to the same parent, at the end of its
+               * list (and not yet gone again, or retained): going on from
+               * there would skip the siblings that were after it. The
+               * list's stopped tasks are skipped at once. */
+              if (f->next != NULL &&
+                  (LOAD (&NODE (f->next)->parent) != f->task ||
+                   KILLABLE_TASK_STATE_IS_TERMINAL (killable_task_get_state (f->next))))
                 f->next = first_child (NODE (f->task));
             }
         }
