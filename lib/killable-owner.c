@@ -165,14 +165,28 @@ place_unref (gpointer data)
     }
 }
 
-/* This thread's last place, released when the thread exits. */
-static GPrivate cached_place = G_PRIVATE_INIT (place_unref);
+/* This thread's last place: read through a thread-local variable (each
+ * task created or started reads it: g_private_get() costs a call and a
+ * lookup), owned by a GPrivate, whose destructor releases it when the
+ * thread exits (and clears the variable: a destructor of another key that
+ * runs later may still create a task). */
+static __thread KillableOwnerPlace *cached_place_fast;
+
+static void
+cached_place_free (gpointer data)
+{
+  if (cached_place_fast == data)
+    cached_place_fast = NULL;
+  place_unref (data);
+}
+
+static GPrivate cached_place = G_PRIVATE_INIT (cached_place_free);
 
 /* A reference on the place of the calling thread and @context. */
 static KillableOwnerPlace *
 place_get (GMainContext *context)
 {
-  KillableOwnerPlace *place = g_private_get (&cached_place);
+  KillableOwnerPlace *place = cached_place_fast;
 
   if (G_LIKELY (place != NULL && place->context == context))
     return place_ref (place);
@@ -183,6 +197,7 @@ place_get (GMainContext *context)
   place->thread = g_thread_ref (g_thread_self ());
   place->queue = NULL;
   g_private_replace (&cached_place, place);
+  cached_place_fast = place;
 
   return place;
 }
@@ -216,7 +231,7 @@ killable_owner_set_context (KillableOwner *owner,
    * anywhere (none that later emissions may join) no lock is needed. Only the pointer is compared (the cached place
    * is alive, the cache holds it): were the owner's place changed
    * concurrently, this call is as if made before that change. */
-  place = g_private_get (&cached_place);
+  place = cached_place_fast;
   if (place != NULL && g_atomic_pointer_get (&owner->place) == place &&
       place->context == context && g_atomic_int_get (&n_pending) == 0)
     return;

@@ -329,7 +329,15 @@ static GType task_type;     /* KILLABLE_TYPE_TASK, without a call */
 static GParamSpec *properties[N_PROPS];
 static guint signals[N_SIGNALS];
 static guint notify_signal_id;
-static GPrivate current_task;
+/* The task whose work runs on this thread: a thread-local variable, not a
+ * GPrivate (no destructor is needed, and a worker sets and clears it for
+ * every task: a g_private_set() costs a call and a lookup). */
+static __thread KillableTask *current_task;
+/* The name killable_task_new() gives the task it is constructing: set
+ * around its g_object_new() call, read by set_property() (the construct-only
+ * "name" property is set, to NULL, during every construction). Cheaper
+ * than a "name" argument, which g_object_new() looks up by name. */
+static __thread const char *new_name;
 static int abandoned_threads;    /* (atomic) */
 /* Serializes pause(), resume() and the pause a stop lifts, across all
  * tasks (rare calls): the set_paused vfunc runs under it, nothing else. */
@@ -378,7 +386,7 @@ get_run_slow (KillableTask *self)
 
   memset (fresh, 0, sizeof (KillableTaskRun));
   g_cond_init (&fresh->cond);
-  killable_escalation_init (&fresh->escalation, G_OBJECT (self), escalation_cb);
+  killable_escalation_init (&fresh->escalation, (GObject *) self, escalation_cb);
   grace = default_grace_period (self);
   if (grace != -1)
     killable_escalation_set_grace_period (&fresh->escalation, grace);
@@ -472,8 +480,11 @@ static guint
 filter_emissions (GObject *object,
                   guint    emissions)
 {
-  KillableTask *self = KILLABLE_TASK (object);
-  KillableTaskClass *klass = KILLABLE_TASK_GET_CLASS (self);
+  /* Only ever given tasks (killable-owner.c calls back with the object
+   * its KillableOwner is in): no checked casts on this path, taken twice
+   * by every task. */
+  KillableTask *self = (KillableTask *) object;
+  KillableTaskClass *klass = (KillableTaskClass *) ((GTypeInstance *) object)->g_class;
   guint wanted = emissions & KILLABLE_EMIT_ASYNC_RETURN;
   gboolean any_handler = FALSE;
 
@@ -486,7 +497,18 @@ filter_emissions (GObject *object,
     any_handler = g_signal_handler_find (self, G_SIGNAL_MATCH_UNBLOCKED,
                                          0, 0, NULL, NULL, NULL) != 0;
   if (!any_handler)
-    emissions &= ~NOTIFY_EMISSIONS;
+    {
+      /* Nobody connected: only class handlers and the children model can
+       * want something (what the general path below gives then, without
+       * its walk over every kind of notification). */
+      if ((emissions & KILLABLE_EMIT_STOP_REQUESTED) && klass->stop_requested != NULL)
+        wanted |= KILLABLE_EMIT_STOP_REQUESTED;
+      if ((emissions & KILLABLE_EMIT_CHILDREN) && killable_tree_has_model (self))
+        wanted |= KILLABLE_EMIT_CHILDREN;
+      if ((emissions & KILLABLE_EMIT_FINISHED) && klass->finished != NULL)
+        wanted |= KILLABLE_EMIT_FINISHED;
+      return wanted;
+    }
 
   if ((emissions & KILLABLE_EMIT_STOP_REQUESTED) &&
       (klass->stop_requested != NULL ||
@@ -572,7 +594,7 @@ static void
 emit (GObject *object,
       guint    emissions)
 {
-  KillableTask *self = KILLABLE_TASK (object);
+  KillableTask *self = (KillableTask *) object;   /* a task: see filter_emissions() */
 
   if (emissions & KILLABLE_EMIT_STOP_REQUESTED)
     {
@@ -1588,8 +1610,9 @@ killable_task_has_abandoned_thread (KillableTask *self)
 }
 
 /* Set on a worker thread while it completes its task: a limiter permit
- * that the end returns is passed on with the thread (see dispatch()). */
-static GPrivate handoff;
+ * that the end returns is passed on with the thread (see dispatch()).
+ * Thread-local, as current_task. */
+static __thread KillableTask **handoff;
 
 /* The worker's reference on its task, and a joiner (KillableTaskRun.release):
  * a joiner that waits says it takes that reference (RELEASE_JOINER); the
@@ -1641,7 +1664,7 @@ worker_run_one (KillableTask *self)
   gboolean stopped_before_end, given;
   KillableTask *next = NULL;
 
-  g_private_set (&current_task, self);
+  current_task = self;
 
   worker_enter (self, &mask);
   if (!killable_stop_state_is_requested (&priv->stop))
@@ -1669,7 +1692,7 @@ worker_run_one (KillableTask *self)
   run_cleanups (self);
 
   state = decide_outcome (self, ret, stopped_before_end, &error);
-  g_private_set (&handoff, &next);
+  handoff = &next;
   if (!complete (self, state, g_steal_pointer (&error)))
     {
       /* Killed before its work returned: the late result is dropped, and
@@ -1687,8 +1710,8 @@ worker_run_one (KillableTask *self)
    * is dropped here, once this thread no longer names the task as its
    * current one (the last reference runs dispose and finalize). */
   given = worker_release (self);
-  g_private_set (&handoff, NULL);
-  g_private_set (&current_task, NULL);
+  handoff = NULL;
+  current_task = NULL;
   if (!given)
     g_object_unref (self);
   killable_worker_pool_section_leave ();
@@ -1716,7 +1739,7 @@ dispatch (KillableTask  *self,
           GError       **error)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
-  KillableTask **slot = g_private_get (&handoff);
+  KillableTask **slot = handoff;
   GError *local_error = NULL;
 
   killable_owner_queue (&priv->owner, KILLABLE_EMIT_STATE_RUNNING);
@@ -1976,7 +1999,8 @@ killable_task_finalize (GObject *object)
     {
       g_assert (run->async_task == NULL);
       g_assert (run->waiters == NULL);
-      if (G_IS_VALUE (&run->result))
+      /* G_IS_VALUE() is a call into GType; a zeroed GValue has no type. */
+      if (G_VALUE_TYPE (&run->result) != G_TYPE_INVALID)
         g_value_unset (&run->result);
       g_clear_object (&run->limiter);
       g_clear_pointer (&run->status, g_free);
@@ -2063,15 +2087,22 @@ killable_task_set_property (GObject      *object,
                             const GValue *value,
                             GParamSpec   *pspec)
 {
-  KillableTask *self = KILLABLE_TASK (object);
+  KillableTask *self = (KillableTask *) object;   /* GObject gives a task */
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
 
   switch (prop_id)
     {
     case PROP_NAME:
-      g_assert (priv->work == NULL);
-      priv->work = work_new (g_value_get_string (value) != NULL ? g_value_get_string (value)
-                                                                : G_OBJECT_TYPE_NAME (object));
+      {
+        const char *name = g_value_get_string (value);
+
+        g_assert (priv->work == NULL);
+        /* No name given: from killable_task_new() (new_name), else the
+         * type name. */
+        if (name == NULL)
+          name = new_name != NULL ? new_name : G_OBJECT_TYPE_NAME (object);
+        priv->work = work_new (name);
+      }
       break;
     case PROP_GRACE_PERIOD:
       killable_task_set_grace_period (self, g_value_get_int64 (value));
@@ -2414,7 +2445,11 @@ killable_task_new (const char       *name,
   g_return_val_if_fail (func != NULL, NULL);
   g_return_val_if_fail (name == NULL || g_utf8_validate (name, -1, NULL), NULL);
 
-  self = g_object_new (KILLABLE_TYPE_TASK, "name", name, NULL);
+  /* The name reaches set_property() without a "name" argument (see
+   * new_name): g_object_new() then looks up no pspec by name. */
+  new_name = name;
+  self = g_object_new (KILLABLE_TYPE_TASK, NULL);
+  new_name = NULL;
   priv = killable_task_get_instance_private (self);
   priv->work->func = func;
   priv->work->data = user_data;
@@ -4072,7 +4107,7 @@ killable_task_shield_end (KillableTask *self)
 KillableTask *
 killable_task_get_current (void)
 {
-  return g_private_get (&current_task);
+  return current_task;
 }
 
 typedef struct

@@ -77,4 +77,14 @@ guint      killable_tree_count_children    (KillableTask     *self);
 
 void       killable_tree_fork_lock         (gboolean          lock);
 
+/* For tests: while set, a batched stop (killable_tree_request_stop())
+ * releases its tree lock at each point where it would let a waiting thread
+ * have it (every TREE_LOCK_BATCH tasks it stopped), waiter or not, and
+ * calls @hook there, on its own thread, without the lock. NULL turns it
+ * off. Set it while no stop runs. */
+typedef void (*KillableTreeYieldHook) (gpointer data);
+
+void       killable_tree_set_yield_hook    (KillableTreeYieldHook hook,
+                                            gpointer              data);
+
 G_END_DECLS

@@ -574,7 +574,11 @@ link_child (KillableTask *parent,
     p->first_child = child;
   p->last_child = child;
   STORE (&p->n_children, p->n_children + 1);
-  STORE (&c->parent, parent);
+  /* Sequentially consistent, as the read of the child's state that
+   * follows in add_child(): a child that completes now reads its parent
+   * without the lock (killable_tree_child_ended()) after it published its
+   * terminal state, so one of the two sees the other. */
+  __atomic_store_n (&c->parent, parent, __ATOMIC_SEQ_CST);
 }
 
 /* Removes @child from @parent's children, under their tree's lock: the
@@ -664,6 +668,26 @@ task_stack_clear (TaskStack *stack)
   g_clear_pointer (&stack->spill, g_ptr_array_unref);
 }
 
+/* For tests (killable_tree_set_yield_hook()). */
+static KillableTreeYieldHook yield_hook;   /* (atomic) */
+static gpointer yield_hook_data;
+
+void
+killable_tree_set_yield_hook (KillableTreeYieldHook hook,
+                              gpointer              data)
+{
+  yield_hook_data = data;
+  g_atomic_pointer_set (&yield_hook, hook);
+}
+
+/* Whether a long pass should let another thread have *@held now. */
+static inline gboolean
+tree_lock_contended (KillableTree *t)
+{
+  return g_atomic_int_get (&t->waiters) > 0 ||
+         G_UNLIKELY (g_atomic_pointer_get (&yield_hook) != NULL);
+}
+
 /* Between batches of a long pass, with *@held (the designated lock of
  * @root) held: lets a waiting thread have it. Returns TRUE if the lock was
  * released; *@held is then @root's designated lock again (the tree may have
@@ -673,8 +697,18 @@ tree_lock_yield (KillableTree **held,
                  KillableTask  *root)
 {
   KillableTree *t = *held;
+  KillableTreeYieldHook hook = g_atomic_pointer_get (&yield_hook);
   int seen;
   gint64 end;
+
+  if (G_UNLIKELY (hook != NULL))
+    {
+      /* A test's: it runs where a waiter would. */
+      tree_unlock (t);
+      hook (yield_hook_data);
+      *held = tree_lock (root);
+      return TRUE;
+    }
 
   if (G_LIKELY (g_atomic_int_get (&t->waiters) == 0))
     return FALSE;
@@ -909,7 +943,7 @@ request_stop_locked (KillableTask  *root,
         end_pending_locked (batch, child, won->len - 1);
 
       if (batch != NULL && ++visited % TREE_LOCK_BATCH == 0 &&
-          g_atomic_int_get (&batch->held->waiters) > 0)
+          tree_lock_contended (batch->held))
         {
           task_vec_ref_rest (won);
           for (guint i = 0; i < frames->len; i++)
@@ -933,8 +967,15 @@ request_stop_locked (KillableTask  *root,
                   break;
                 }
               /* The child is alive (referenced); if it left its parent,
-               * start the list again. */
-              if (f->next != NULL && LOAD (&NODE (f->next)->parent) != f->task)
+               * start the list again. Also if it is terminal: only a
+               * terminal task leaves its parent, and one that left may be
+               * back, added again to the same parent, at the end of its
+               * list (and not yet gone again, or retained): going on from
+               * there would skip the siblings that were after it. The
+               * list's stopped tasks are skipped at once. */
+              if (f->next != NULL &&
+                  (LOAD (&NODE (f->next)->parent) != f->task ||
+                   KILLABLE_TASK_STATE_IS_TERMINAL (killable_task_get_state (f->next))))
                 f->next = first_child (NODE (f->task));
             }
         }
@@ -1496,6 +1537,14 @@ child_ended (KillableTask *child,
 void
 killable_tree_child_ended (KillableTask *child)
 {
+  /* A child without a parent (a lone task, the common case) has nothing
+   * to do here: no lock. Called after @child published its terminal state
+   * (sequentially consistent), as add_child() publishes the parent before
+   * it reads the child's state (link_child()): a parent linked after this
+   * read saw the terminal state and gave the child its end itself. */
+  if (__atomic_load_n (&NODE (child)->parent, __ATOMIC_SEQ_CST) == NULL)
+    return;
+
   child_ended (child, FALSE);
 }
 
@@ -1508,7 +1557,8 @@ killable_tree_before_completion (KillableTask *self,
                                  const GError *run_error)
 {
   KillableTreeNode *priv = NODE (self);
-  g_autoptr(GPtrArray) to_stop = g_ptr_array_new_with_free_func (g_object_unref);
+  /* Allocated for the first child to stop: most tasks have none. */
+  g_autoptr(GPtrArray) to_stop = NULL;
   g_autoptr(GError) reason = NULL;
   KillableTree *held;
 
@@ -1547,12 +1597,16 @@ killable_tree_before_completion (KillableTask *self,
 
       if (run_failed ? !KILLABLE_TASK_STATE_IS_TERMINAL (state)
                      : state == KILLABLE_TASK_STATE_PENDING)
-        g_ptr_array_add (to_stop, g_object_ref (child));
+        {
+          if (to_stop == NULL)
+            to_stop = g_ptr_array_new_with_free_func (g_object_unref);
+          g_ptr_array_add (to_stop, g_object_ref (child));
+        }
     }
 
   tree_unlock (held);
 
-  for (guint i = 0; i < to_stop->len; i++)
+  for (guint i = 0; to_stop != NULL && i < to_stop->len; i++)
     killable_task_request_stop_internal (g_ptr_array_index (to_stop, i), reason, TRUE);
 
   /* Closed in the same critical section that sees the last child end, so
@@ -1983,6 +2037,12 @@ killable_tree_has_failed_child (KillableTask *self)
 {
   KillableTree *held;
   gboolean ret;
+
+  /* No block: it never had a child, so none failed (the block, once
+   * published, stays; a child being added now is as if added after this
+   * call). No lock for a task without children. */
+  if (load_block (NODE (self)) == NULL)
+    return FALSE;
 
   held = tree_lock (self);
   ret = failed_child (NODE (self)) != NULL;

@@ -668,6 +668,137 @@ race_stopper_thread (gpointer user_data)
   return NULL;
 }
 
+/* A child added while it ends: add_child() publishes the parent, then reads
+ * the child's state; the child publishes its terminal state, then reads its
+ * parent without the tree lock (a lone task takes no lock at its end). One
+ * of the two sees the other, so every child is uncounted once and the
+ * parent, whose work returns after the last add, ends and releases them
+ * all. A child whose end was missed would keep the parent waiting for it. */
+static void
+test_add_child_while_ending (void)
+{
+  g_autoptr(KillableTask) parent = NULL;
+  g_autoptr(GError) error = NULL;
+  TestCounter finalized;
+  TestGate gate;
+  guint n = scaled (5000);
+
+  test_gate_init (&gate);
+  test_counter_init (&finalized);
+  parent = killable_task_new ("parent", test_work_pass_gate, &gate, NULL);
+  g_assert_true (killable_task_start (parent, NULL));
+  test_gate_wait_entered (&gate, 1);
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(KillableTask) child = killable_task_new ("ending", return_true, NULL, NULL);
+
+      test_counter_watch (&finalized, child);
+      g_assert_true (killable_task_start (child, NULL));
+      /* Any time: before, while or after the child ends. */
+      g_assert_true (killable_task_add_child (parent, child, &error));
+      g_assert_no_error (error);
+    }
+
+  test_gate_open (&gate);
+  g_assert_true (test_join_guarded (parent, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (killable_tree_count_children (parent), ==, 0);
+  test_counter_wait (&finalized, n);
+
+  test_drain (NULL);
+  g_clear_object (&parent);
+  test_counter_clear (&finalized);
+  test_gate_clear (&gate);
+}
+
+/* A batched stop that lets another thread have the tree lock mid-way
+ * (tree_lock_yield(), forced here by the test hook) resumes at the child
+ * it was about to visit. If that child meanwhile ended, left its parent
+ * and was added to the same parent again (at the end of its list; it
+ * stays there when the parent retains its children), the stop must not go
+ * on from the child's new place: the siblings that were after it would
+ * never be stopped, and the parent, waiting for them, would never end. */
+typedef struct
+{
+  KillableTask  *parent;
+  KillableTask **children;
+  guint          n;
+  guint          calls;
+  KillableTask  *moved;
+} YieldMoveData;
+
+static void
+yield_move_hook (gpointer data)
+{
+  YieldMoveData *d = data;
+  g_autoptr(GError) error = NULL;
+
+  if (d->calls++ > 0)
+    return;
+
+  /* The first child not stopped yet: the one the stop visits next. */
+  for (guint i = 0; i < d->n && d->moved == NULL; i++)
+    if (!killable_task_is_stop_requested (d->children[i]))
+      d->moved = d->children[i];
+  g_assert_nonnull (d->moved);
+  g_assert_true (d->moved != d->children[d->n - 1]);
+
+  /* It ends and leaves its parent (which does not retain children yet),
+   * then comes back, finished, at the end of the list, and stays. */
+  killable_task_stop (d->moved);
+  g_assert_true (killable_task_is_finished (d->moved));
+  {
+    g_autoptr(KillableTask) gone = killable_task_dup_parent (d->moved);
+
+    g_assert_null (gone);
+  }
+  killable_task_set_retain_children (d->parent, TRUE);
+  g_assert_true (killable_task_add_child (d->parent, d->moved, &error));
+  g_assert_no_error (error);
+  {
+    g_autoptr(KillableTask) back = killable_task_dup_parent (d->moved);
+
+    g_assert_true (back == d->parent);
+  }
+}
+
+static void
+test_stop_resume_after_move (void)
+{
+  g_autoptr(KillableTask) parent = killable_task_new ("parent", return_true, NULL, NULL);
+  g_autoptr(GError) error = NULL;
+  YieldMoveData d = { parent, NULL, 600, 0, NULL };
+
+  d.children = g_new0 (KillableTask *, d.n);
+  for (guint i = 0; i < d.n; i++)
+    {
+      d.children[i] = killable_task_new ("child", return_true, NULL, NULL);
+      g_assert_true (killable_task_add_child (parent, d.children[i], NULL));
+    }
+
+  killable_tree_set_yield_hook (yield_move_hook, &d);
+  killable_task_stop (parent);
+  killable_tree_set_yield_hook (NULL, NULL);
+
+  /* The stop released its lock at least once, and a child moved then. */
+  g_assert_cmpuint (d.calls, >=, 1);
+  g_assert_nonnull (d.moved);
+  for (guint i = 0; i < d.n; i++)
+    if (!killable_task_is_stop_requested (d.children[i]))
+      g_error ("child %u of %u was not stopped (the stop resumed past it)", i, d.n);
+
+  g_assert_false (test_join_guarded (parent, &error));
+  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
+  for (guint i = 0; i < d.n; i++)
+    {
+      g_assert_true (killable_task_is_finished (d.children[i]));
+      g_object_unref (d.children[i]);
+    }
+  g_free (d.children);
+  test_drain (NULL);
+}
+
 static void
 test_stop_races_add_child (void)
 {
@@ -1334,12 +1465,14 @@ main (int   argc,
   g_test_add_func ("/tree/children-model/retain", test_children_model_retain);
   g_test_add_func ("/tree/add-child/stopped-parent", test_add_child_to_stopped_parent);
   g_test_add_func ("/tree/add-child/errors", test_add_child_errors);
+  g_test_add_func ("/tree/add-child/while-ending", test_add_child_while_ending);
   g_test_add_func ("/tree/propagation/depth3", test_propagation_depth3);
   g_test_add_func ("/tree/propagation/deep-chain", test_deep_chain_stop);
   g_test_add_func ("/tree/propagation/deep-chain-default", test_deep_chain_stop_default);
   g_test_add_func ("/tree/propagation/deep-chain-release", test_deep_chain_release);
   g_test_add_func ("/tree/propagation/wide", test_wide_stop);
   g_test_add_func ("/tree/propagation/races-add-child", test_stop_races_add_child);
+  g_test_add_func ("/tree/propagation/resume-after-move", test_stop_resume_after_move);
   g_test_add_func ("/tree/policy/fail-fast", test_fail_fast);
   g_test_add_func ("/tree/policy/fail-fast-pending-parent", test_fail_fast_pending_parent);
   g_test_add_func ("/tree/policy/isolate", test_isolate);

@@ -3,7 +3,9 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
  * Usage: bench-killable [--quick] FIGURE
- *   FIGURE: check, callbacks, wake, start, tree, stall, memory, or all
+ *   FIGURE: check, callbacks, wake, start, tree, stall, memory, or all;
+ *   start-one or start-64: half of start (one at a time, 64 in flight);
+ *   tree-linearity: the linearity rows of tree only
  *
  * Each figure measures libkillable and its baselines in the same process,
  * side by side: the repetitions of the variants are interleaved (round r
@@ -1055,6 +1057,10 @@ threads_cpu_ns (const char *name,
   return total;
 }
 
+/* "start-one" or "start-64" on the command line: one half of the start
+ * figure ("one" at a time, or "64" in flight), for quicker comparisons. */
+static const char *only_batch;
+
 static void
 figure_start (void)
 {
@@ -1063,8 +1069,10 @@ figure_start (void)
   guint n_workers0, n_workers1;
   g_autofree char *note = NULL;
 
-  start_figure_batch (1);
-  start_figure_batch (64);
+  if (g_strcmp0 (only_batch, "64") != 0)
+    start_figure_batch (1);
+  if (g_strcmp0 (only_batch, "one") != 0)
+    start_figure_batch (64);
 
   /* An idle process burns no CPU: the workers that just ran the figure
    * are idle now (their spin after a job is bounded). */
@@ -1423,6 +1431,28 @@ emit_tree_rows (const char  *shape,
                  release_target_ratio, note_release);
 }
 
+static void figure_tree_linearity (void);
+
+static double
+array_min (GArray *values)
+{
+  double ret = values->len > 0 ? g_array_index (values, double, 0) : 0;
+
+  for (guint i = 1; i < values->len; i++)
+    ret = MIN (ret, g_array_index (values, double, i));
+  return ret;
+}
+
+static double
+array_max (GArray *values)
+{
+  double ret = values->len > 0 ? g_array_index (values, double, 0) : 0;
+
+  for (guint i = 1; i < values->len; i++)
+    ret = MAX (ret, g_array_index (values, double, i));
+  return ret;
+}
+
 static void
 figure_tree (void)
 {
@@ -1578,9 +1608,16 @@ figure_tree (void)
       tree_samples_clear (&c_chain_big);
     }
 
-  /* Linearity: the cost per task from 1 000 to 1 000 000 tasks, wide and
-   * chain, interleaved (the large runs are few: each builds a million
-   * tasks). */
+  (void) per_node;
+  figure_tree_linearity ();
+}
+
+/* Linearity: the cost per task from 1 000 to 1 000 000 tasks, wide and
+ * chain, interleaved (the large runs are few: each builds a million
+ * tasks). */
+static void
+figure_tree_linearity (void)
+{
   {
     const guint lin_small = scaled (1000), lin_large = scaled (1000000);
     g_autoptr(GArray) small_wide = g_array_new (FALSE, FALSE, sizeof (double));
@@ -1588,13 +1625,16 @@ figure_tree (void)
     g_autoptr(GArray) large_wide = g_array_new (FALSE, FALSE, sizeof (double));
     g_autoptr(GArray) large_chain = g_array_new (FALSE, FALSE, sizeof (double));
 
-    (void) per_node;
     bench_progress ("tree: linearity, %u and %u tasks", lin_small, lin_large);
     for (guint r = 0; r < 3; r++)
       {
         double t, stop_ns;
 
-        for (guint k = 0; k < 5; k++)
+        /* The small side is cheap (about a millisecond a run) and its
+         * runs are dominated by fixed costs on a loaded machine (waking the
+         * root's worker: 0.3–21 µs/task over the runs of one session): 15
+         * per round, so that its median holds. */
+        for (guint k = 0; k < 15; k++)
           {
             t = tree_killable (lin_small, FALSE, &stop_ns);
             g_array_append_val (small_wide, t);
@@ -1610,6 +1650,9 @@ figure_tree (void)
     for (int chain = 0; chain < 2; chain++)
       {
         BenchRow row = { 0 };
+        GArray *large = chain ? large_chain : large_wide;
+        GArray *small = chain ? small_chain : small_wide;
+        g_autofree char *note = NULL;
         g_autofree char *name = g_strdup_printf ("tree stop linearity (%s), cost per task at %u",
                                                  chain ? "chain" : "children", lin_large);
         g_autofree char *baseline = g_strdup_printf ("cost per task at %u", lin_small);
@@ -1621,8 +1664,13 @@ figure_tree (void)
         row.baseline_value = bench_median (chain ? small_chain : small_wide) / lin_small;
         row.target_kind = BENCH_TARGET_AT_MOST;
         row.target_ratio = 1.3;
-        row.note = "both sides libkillable: stop() until the root is joined and every task "
-                   "finalized, per task, at the large size and at the small one";
+        note = g_strdup_printf ("both sides libkillable: stop() until the root is joined and every "
+                                "task finalized, per task, at the large size and at the small one; "
+                                "medians of %u and %u runs; ranges %.0f–%.0f and %.0f–%.0f ns/task",
+                                large->len, small->len,
+                                array_min (large) / lin_large, array_max (large) / lin_large,
+                                array_min (small) / lin_small, array_max (small) / lin_small);
+        row.note = note;
         bench_emit (&row);
       }
   }
@@ -2541,7 +2589,8 @@ main (int   argc,
 
   if (argc <= i)
     {
-      g_printerr ("usage: %s [--quick] check|callbacks|wake|start|tree|stall|memory|all\n", argv[0]);
+      g_printerr ("usage: %s [--quick] check|callbacks|wake|start|start-one|start-64|tree|"
+                  "tree-linearity|stall|memory|all\n", argv[0]);
       return 2;
     }
 
@@ -2564,10 +2613,17 @@ main (int   argc,
     figure_callbacks ();
   if (g_str_equal (figure, "wake") || g_str_equal (figure, "all"))
     figure_wake ();
+  if (g_str_equal (figure, "start-one") || g_str_equal (figure, "start-64"))
+    {
+      only_batch = figure + strlen ("start-");
+      figure_start ();
+    }
   if (g_str_equal (figure, "start") || g_str_equal (figure, "all"))
     figure_start ();
   if (g_str_equal (figure, "tree") || g_str_equal (figure, "all"))
     figure_tree ();
+  if (g_str_equal (figure, "tree-linearity"))
+    figure_tree_linearity ();
   if (g_str_equal (figure, "stall") || g_str_equal (figure, "all"))
     figure_stall ();
   if (g_str_equal (figure, "memory") || g_str_equal (figure, "all"))
