@@ -6,12 +6,16 @@
  * killable_worker_pool_spin_until(): a joiner's for the end, a joiner's for
  * the worker's release, an owner main loop's for a run_async() outcome);
  * the section gate of fork() (killable-fork.c): how many library threads are
- * inside a section.
+ * inside a section; the one worker thread that has left the pool and is
+ * not yet joined (workers are plain pthreads: an exiting worker joins the
+ * one before it, fork()'s first handler and the process's exit join the
+ * last one, bounded, so that no thread is inside GLib's exit code when the
+ * process forks).
  * Locks: pool_lock guards the job list, the counts, the sleeping workers,
  * each worker's claimed flag and the free Worker records (n_queued is also
  * read without it, atomically, by spinning workers; each worker's futex word
- * is atomic). gate_lock the gate's waits (its counters are atomics). Leaf
- * locks.
+ * is atomic). gate_lock the gate's waits (its counters are atomics) and the
+ * exited worker's slot. Leaf locks.
  * Called by: killable-task.c (a task's work, its end as a section, the spins
  * of join), killable-owner.c (the spin of a main loop awaiting an outcome),
  * killable-timer.c (timer dispatchers, each timer function a section),
