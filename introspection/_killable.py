@@ -1016,12 +1016,15 @@ def do_kill(self):
 WAIT_HOOK = None
 
 
-def wait(task, func, *args):
-    """Task.sleep()/check()/wait_fd(): call ``func(task, *args)``, a wait
-    that a stop wakes, raising the task's cancellation (or the exception an
-    interrupt asked for) instead of its GError."""
+def _wait_enter(task):
+    """Entering a wait (wait(), wait_c(), wait_woken()): returns the
+    task's worker record, whether the calling thread is its worker, and
+    the exception type an interrupt already asked for (then the wait is
+    not entered: the caller raises it) or None (then, in the worker, the
+    wait is counted in ``in_wait`` until _wait_left())."""
     w = task.__dict__.get('_killable_worker') or worker(task)
     mine = w.tid == _get_ident()
+    exc_type = None
     if w.report:
         publish_report(task, w)
     if mine:
@@ -1029,12 +1032,20 @@ def wait(task, func, *args):
             exc_type = _take_pending(w)
             if exc_type is None:
                 w.in_wait += 1
-        if exc_type is not None:
-            raise _instantiate(exc_type, _stop_reason(task)) from None
+    if exc_type is None and WAIT_HOOK is not None:
+        WAIT_HOOK(task)
+    return w, mine, exc_type
+
+
+def wait(task, func, *args):
+    """Task.sleep()/check()/wait_fd(): call ``func(task, *args)``, a wait
+    that a stop wakes, raising the task's cancellation (or the exception an
+    interrupt asked for) instead of its GError."""
+    w, mine, exc_type = _wait_enter(task)
+    if exc_type is not None:
+        raise _instantiate(exc_type, _stop_reason(task)) from None
     error = None
     ret = None
-    if WAIT_HOOK is not None:
-        WAIT_HOOK(task)
     try:
         ret = func(task, *args)
     except GLib.Error as e:
@@ -1084,22 +1095,12 @@ def wait_c(task, cfunc, *args):
     call's result (an int), or the exception to raise: the caller (Task's
     sleep(), check(), wait_fd()) raises it, so that the user's traceback
     gets one frame of the override, not two."""
-    w = task.__dict__.get('_killable_worker') or worker(task)
+    w, mine, exc_type = _wait_enter(task)
+    if exc_type is not None:
+        return _instantiate(exc_type, _stop_reason(task))
     ptr = w.cptr or _cpointer(task, w)
-    mine = w.tid == _get_ident()
-    if w.report:
-        publish_report(task, w)
-    if mine:
-        with w.lock:
-            exc_type = _take_pending(w)
-            if exc_type is None:
-                w.in_wait += 1
-        if exc_type is not None:
-            return _instantiate(exc_type, _stop_reason(task))
     error = None
     ret = None
-    if WAIT_HOOK is not None:
-        WAIT_HOOK(task)
     errp = _c_void_p()
     try:
         ret = cfunc(ptr, *args, _byref(errp))
@@ -1125,21 +1126,11 @@ def wait_woken(task, func, *args):
     Task.check() would raise, without a second wait's bookkeeping (the
     stop's cause asked keeping the GIL). Returns (the result, the
     exception to raise or None)."""
-    w = task.__dict__.get('_killable_worker') or worker(task)
-    mine = w.tid == _get_ident()
-    if w.report:
-        publish_report(task, w)
-    if mine:
-        with w.lock:
-            exc_type = _take_pending(w)
-            if exc_type is None:
-                w.in_wait += 1
-        if exc_type is not None:
-            return None, _instantiate(exc_type, _stop_reason(task))
+    w, mine, exc_type = _wait_enter(task)
+    if exc_type is not None:
+        return None, _instantiate(exc_type, _stop_reason(task))
     error = None
     ret = None
-    if WAIT_HOOK is not None:
-        WAIT_HOOK(task)
     try:
         ret = func(*args)
         if _c_check_held is not None and is_stop_requested(task):
