@@ -1433,24 +1433,22 @@ emit_tree_rows (const char  *shape,
 
 static void figure_tree_linearity (void);
 
-static double
-array_min (GArray *values)
+/* The smallest and largest of @values, each divided by @divisor (0 and 0
+ * for none). */
+static void
+array_range (GArray *values,
+             double  divisor,
+             double *min,
+             double *max)
 {
-  double ret = values->len > 0 ? g_array_index (values, double, 0) : 0;
-
+  *min = *max = values->len > 0 ? g_array_index (values, double, 0) : 0;
   for (guint i = 1; i < values->len; i++)
-    ret = MIN (ret, g_array_index (values, double, i));
-  return ret;
-}
-
-static double
-array_max (GArray *values)
-{
-  double ret = values->len > 0 ? g_array_index (values, double, 0) : 0;
-
-  for (guint i = 1; i < values->len; i++)
-    ret = MAX (ret, g_array_index (values, double, i));
-  return ret;
+    {
+      *min = MIN (*min, g_array_index (values, double, i));
+      *max = MAX (*max, g_array_index (values, double, i));
+    }
+  *min /= divisor;
+  *max /= divisor;
 }
 
 static void
@@ -1656,7 +1654,10 @@ figure_tree_linearity (void)
         g_autofree char *name = g_strdup_printf ("tree stop linearity (%s), cost per task at %u",
                                                  chain ? "chain" : "children", lin_large);
         g_autofree char *baseline = g_strdup_printf ("cost per task at %u", lin_small);
+        double large_min, large_max, small_min, small_max;
 
+        array_range (large, lin_large, &large_min, &large_max);
+        array_range (small, lin_small, &small_min, &small_max);
         row.name = name;
         row.value = bench_median (chain ? large_chain : large_wide) / lin_large;
         row.unit = "ns/task";
@@ -1668,8 +1669,7 @@ figure_tree_linearity (void)
                                 "task finalized, per task, at the large size and at the small one; "
                                 "medians of %u and %u runs; ranges %.0f–%.0f and %.0f–%.0f ns/task",
                                 large->len, small->len,
-                                array_min (large) / lin_large, array_max (large) / lin_large,
-                                array_min (small) / lin_small, array_max (small) / lin_small);
+                                large_min, large_max, small_min, small_max);
         row.note = note;
         bench_emit (&row);
       }
