@@ -924,7 +924,20 @@ request_stop_locked (KillableTask  *root,
         {
           /* Every child of it was visited. */
           if (batch != NULL)
-            end_pending_locked (batch, frame->task, frame->index);
+            {
+              /* A cursor started again after a release of the lock (below)
+               * may be this very task: it moves on before the task may
+               * leave the list (an unlinked task has no next sibling, and
+               * the siblings after it would never be visited). */
+              if (frames->len > 1)
+                {
+                  WalkFrame *up = &g_array_index (frames, WalkFrame, frames->len - 2);
+
+                  if (up->next == frame->task)
+                    up->next = NODE (frame->task)->next_sibling;
+                }
+              end_pending_locked (batch, frame->task, frame->index);
+            }
           g_array_set_size (frames, frames->len - 1);
           continue;
         }
@@ -972,7 +985,9 @@ request_stop_locked (KillableTask  *root,
                * back, added again to the same parent, at the end of its
                * list (and not yet gone again, or retained): going on from
                * there would skip the siblings that were after it. The
-               * list's stopped tasks are skipped at once. */
+               * list's stopped tasks are skipped at once; the new cursor
+               * may be the task of the frame below, which moves it on
+               * when it is done with (see the top of the loop). */
               if (f->next != NULL &&
                   (LOAD (&NODE (f->next)->parent) != f->task ||
                    KILLABLE_TASK_STATE_IS_TERMINAL (killable_task_get_state (f->next))))

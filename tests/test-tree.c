@@ -799,6 +799,77 @@ test_stop_resume_after_move (void)
   test_drain (NULL);
 }
 
+/* The same resume, where the list starts again at the child the stop is
+ * descending into: the cursor then stays on that child until the stop is
+ * done with its subtree, and the child, pending and unobserved, ends and
+ * leaves the list at that moment (an unlinked task has no next sibling).
+ * The cursor must move on before: the siblings after that child were
+ * never stopped, and their stopped parent never ended (found by the
+ * torture's big-tree round). */
+typedef struct
+{
+  KillableTask *gone;    /* ends and leaves during the yield */
+  guint         calls;
+} YieldRestartData;
+
+static void
+yield_restart_hook (gpointer data)
+{
+  YieldRestartData *d = data;
+
+  if (d->calls++ > 0)
+    return;
+
+  /* The cursor of the stop's root is on it: it leaves, and the root's
+   * list starts again, at the child being descended into. */
+  g_assert_false (killable_task_is_stop_requested (d->gone));
+  killable_task_stop (d->gone);
+  g_assert_true (killable_task_is_finished (d->gone));
+}
+
+static void
+test_stop_restart_at_descended_child (void)
+{
+  g_autoptr(KillableTask) parent = killable_task_new ("parent", return_true, NULL, NULL);
+  g_autoptr(KillableTask) big = killable_task_new ("big", return_true, NULL, NULL);
+  g_autoptr(KillableTask) gone = killable_task_new ("gone", return_true, NULL, NULL);
+  g_autoptr(KillableTask) last = killable_task_new ("last", return_true, NULL, NULL);
+  g_autoptr(GError) error = NULL;
+  YieldRestartData d = { gone, 0 };
+  /* More grandchildren than one batch: the lock is released under @big. */
+  guint n = 300;
+  KillableTask **grandchildren = g_new0 (KillableTask *, n);
+
+  g_assert_true (killable_task_add_child (parent, big, NULL));
+  g_assert_true (killable_task_add_child (parent, gone, NULL));
+  g_assert_true (killable_task_add_child (parent, last, NULL));
+  for (guint i = 0; i < n; i++)
+    {
+      grandchildren[i] = killable_task_new ("grandchild", return_true, NULL, NULL);
+      g_assert_true (killable_task_add_child (big, grandchildren[i], NULL));
+    }
+
+  killable_tree_set_yield_hook (yield_restart_hook, &d);
+  killable_task_stop (parent);
+  killable_tree_set_yield_hook (NULL, NULL);
+
+  g_assert_cmpuint (d.calls, >=, 1);
+  g_assert_true (killable_task_is_finished (big));
+  if (!killable_task_is_stop_requested (last))
+    g_error ("the child after a restarted cursor was not stopped");
+
+  g_assert_false (test_join_guarded (parent, &error));
+  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
+  g_assert_true (killable_task_is_finished (last));
+  for (guint i = 0; i < n; i++)
+    {
+      g_assert_true (killable_task_is_finished (grandchildren[i]));
+      g_object_unref (grandchildren[i]);
+    }
+  g_free (grandchildren);
+  test_drain (NULL);
+}
+
 static void
 test_stop_races_add_child (void)
 {
@@ -1473,6 +1544,7 @@ main (int   argc,
   g_test_add_func ("/tree/propagation/wide", test_wide_stop);
   g_test_add_func ("/tree/propagation/races-add-child", test_stop_races_add_child);
   g_test_add_func ("/tree/propagation/resume-after-move", test_stop_resume_after_move);
+  g_test_add_func ("/tree/propagation/restart-at-descended-child", test_stop_restart_at_descended_child);
   g_test_add_func ("/tree/policy/fail-fast", test_fail_fast);
   g_test_add_func ("/tree/policy/fail-fast-pending-parent", test_fail_fast_pending_parent);
   g_test_add_func ("/tree/policy/isolate", test_isolate);
