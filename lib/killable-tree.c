@@ -1035,13 +1035,52 @@ GPtrArray *
 killable_tree_request_stop (KillableTask *self,
                             const GError *reason)
 {
-  g_autoptr(GPtrArray) drop = g_ptr_array_new ();
-  g_autoptr(GPtrArray) steps = g_ptr_array_new ();
-  g_autoptr(GPtrArray) notify = g_ptr_array_new ();
-  Batch batch = { { 0 }, NULL, drop, steps, notify };
+  g_autoptr(GPtrArray) drop = NULL;
+  g_autoptr(GPtrArray) steps = NULL;
+  g_autoptr(GPtrArray) notify = NULL;
+  Batch batch = { { 0 } };
   GPtrArray *rest;
   TaskStack session;
   gboolean own_session;
+
+  /* A leaf (no child) that was started, the usual target of a stop or an
+   * interrupt: the same critical section, without the batch nor its
+   * arrays. The task goes back to the caller, which stops it the usual
+   * way: what end_pending_locked() does for a task that is still pending
+   * (the batch's point), killable_task_request_stop_internal() does too
+   * for one that start() is leaving PENDING. The child count is a hint,
+   * checked again under the lock; a child added meanwhile sends the call
+   * down the general path. */
+  if (load_n_children (NODE (self)) == 0 && killable_task_is_started (self))
+    {
+      gpointer item = NULL;
+      TaskVec won = { &item, 0, 1, 0 };
+      gboolean leaf;
+
+      /* Referenced before the lock, as below. */
+      g_object_ref (self);
+      batch.held = tree_lock (self);
+      leaf = first_child (NODE (self)) == NULL;
+      if (leaf)
+        request_stop_locked (self, reason, &won, NULL);   /* pushes one item at most */
+      tree_unlock (batch.held);
+      g_object_unref (self);
+
+      if (leaf)
+        {
+          rest = g_ptr_array_new_full (1, g_object_unref);
+          if (won.len > 0)
+            g_ptr_array_add (rest, UNTAG (item));   /* with its reference (REF_TAG) */
+          return rest;
+        }
+    }
+
+  drop = g_ptr_array_new ();
+  steps = g_ptr_array_new ();
+  notify = g_ptr_array_new ();
+  batch.drop = drop;
+  batch.steps = steps;
+  batch.notify = notify;
 
   /* Room for a wide tree at once (a deeper one grows it), allocated
    * before the lock: the count is only a hint. */
@@ -1099,13 +1138,22 @@ GPtrArray *
 killable_tree_collect_subtree (KillableTask *self,
                                KillableTreeMark  mark)
 {
-  GPtrArray *ret = g_ptr_array_new_with_free_func (g_object_unref);
+  GPtrArray *ret = g_ptr_array_new_full (1, g_object_unref);
 
   KillableTree *held;
 
   g_ptr_array_add (ret, g_object_ref (self));
 
   held = tree_lock (self);
+
+  /* A leaf (no child), the usual case: no walk. */
+  if (first_child (NODE (self)) == NULL)
+    {
+      if (mark != 0)
+        bits_update (self, 0, mark);
+      tree_unlock (held);
+      return ret;
+    }
 
   for (guint i = 0; i < ret->len; i++)
     {
