@@ -252,8 +252,11 @@ def main():
     recipe_sleep = [trial_recipe_sleep() for _ in range(GIVE_UP_TRIALS)]
 
     us = 1e-3
+    # Issue 15's acceptance: a single interrupt's median within 1.5x the
+    # bare recipe's.
     emit("Python interrupt() → exception, busy loop, median", round(statistics.median(k_int) * us, 2), "µs",
-         "threading + PyThreadState_SetAsyncExc", round(statistics.median(r_int) * us, 2))
+         "threading + PyThreadState_SetAsyncExc", round(statistics.median(r_int) * us, 2),
+         target_ratio=1.5)
     emit("Python interrupt() → exception, busy loop, p99", round(percentile(k_int, 0.99) * us, 2), "µs",
          "threading + PyThreadState_SetAsyncExc", round(percentile(r_int, 0.99) * us, 2))
 
