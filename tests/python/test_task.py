@@ -206,6 +206,39 @@ class TestExceptions(unittest.TestCase):
         self.assertTrue(issubclass(Killable.TaskCancelled, BaseException))
         self.assertFalse(issubclass(Killable.TaskCancelled, Exception))
 
+    def test_construction(self):
+        # The arguments, the error (None by default) and the message, for
+        # the override's classes, whose __init__ is lean (issue 15), and
+        # for a subclass whose MRO puts a mixin's __init__ after it: that
+        # one still runs.
+        error = GLib.Error.new_literal(Killable.error_quark(), 'why', 1)
+        for cls in (Killable.TaskCancelled, Killable.TaskStopped,
+                    Killable.TaskInterrupted, Killable.TaskTimedOut, Killable.TaskKilled):
+            e = cls()
+            self.assertEqual(e.args, ())
+            self.assertIsNone(e.error)
+            self.assertEqual(str(e), cls.default_message)
+            e = cls('a', 2, error=error)
+            self.assertEqual(e.args, ('a', 2))
+            self.assertIs(e.error, error)
+            self.assertEqual(str(e), "('a', 2)")
+            self.assertEqual(str(cls(error=error)), 'why')
+
+        seen = []
+
+        class Mixin(BaseException):
+            def __init__(self, *args, **kwargs):
+                seen.append(args)
+                super().__init__(*args, **kwargs)
+
+        class Mine(Killable.TaskInterrupted, Mixin):
+            pass
+
+        e = Mine('x', error=error)
+        self.assertEqual(seen, [('x',)])
+        self.assertEqual(e.args, ('x',))
+        self.assertIs(e.error, error)
+
     def test_except_exception_does_not_catch_interrupt(self):
         running = threading.Event()
         caught = []
