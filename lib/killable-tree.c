@@ -876,10 +876,11 @@ end_pending_locked (Batch        *batch,
  * (end_pending_locked()), and the lock may be released between batches for
  * a waiting thread (tree_lock_yield()).
  *
- * The walk keeps its path as the indices in @won of the tasks on it (4
- * bytes a level: a chain a million deep touches 4 MB of fresh memory for
- * it, not 24, and a fresh page costs a fault, 18–26 µs on a VM), and one
- * cursor: the next child to visit of the task on top. The cursor of a task
+ * The walk keeps its path as the indices in @won of the tasks on it, in
+ * runs of consecutive indices (WalkPath: a chain's path is one run, however
+ * deep; a 24-byte frame per level made a chain a million deep touch 24 MB
+ * of fresh memory, and a fresh page costs a fault, 18–26 µs on a VM), and
+ * one cursor: the next child to visit of the task on top. The cursor of a task
  * below is not kept: when the walk is done with a task, the cursor of the
  * task under it is the next sibling of the task it is done with, read
  * before that task may leave the list (end_pending_locked()).
@@ -894,7 +895,88 @@ end_pending_locked (Batch        *batch,
  * lock mid-way is safe for the stop invariant: a task whose flag is set has
  * only children whose flags are set or that this walk will visit;
  * add_child() on a stopped parent stops the newcomer itself. */
-#define WALK_TASK(won, frames, i) UNTAG ((won)->items[g_array_index ((frames), guint, (i))])
+typedef struct
+{
+  guint start;   /* an index in @won */
+  guint len;
+} PathRun;
+
+typedef struct
+{
+  GArray *runs;    /* of PathRun */
+  guint   depth;   /* tasks on the path */
+} WalkPath;
+
+static inline void
+path_push (WalkPath *path,
+           guint     index)
+{
+  if (path->runs->len > 0)
+    {
+      PathRun *run = &g_array_index (path->runs, PathRun, path->runs->len - 1);
+
+      if (run->start + run->len == index)
+        {
+          run->len++;
+          path->depth++;
+          return;
+        }
+    }
+  g_array_append_vals (path->runs, &(PathRun) { index, 1 }, 1);
+  path->depth++;
+}
+
+/* The index in @won of the task on top. */
+static inline guint
+path_top (WalkPath *path)
+{
+  PathRun *run = &g_array_index (path->runs, PathRun, path->runs->len - 1);
+
+  return run->start + run->len - 1;
+}
+
+static inline void
+path_pop (WalkPath *path)
+{
+  PathRun *run = &g_array_index (path->runs, PathRun, path->runs->len - 1);
+
+  if (--run->len == 0)
+    g_array_set_size (path->runs, path->runs->len - 1);
+  path->depth--;
+}
+
+/* After a release of the lock: cuts the path at the first task that left
+ * its parent (the task under it on the path). Returns whether it did. */
+static gboolean
+path_cut_where_left (WalkPath *path,
+                     TaskVec  *won)
+{
+  KillableTask *prev = NULL;
+  guint depth = 0;
+
+  for (guint i = 0; i < path->runs->len; i++)
+    {
+      PathRun *run = &g_array_index (path->runs, PathRun, i);
+
+      for (guint j = 0; j < run->len; j++, depth++)
+        {
+          KillableTask *task = UNTAG (won->items[run->start + j]);
+
+          /* Left its parent (read before its lock is known): it and the
+           * path above it are no longer this tree's. */
+          if (prev != NULL && LOAD (&NODE (task)->parent) != prev)
+            {
+              run->len = j;
+              g_array_set_size (path->runs, j > 0 ? i + 1 : i);
+              path->depth = depth;
+              return TRUE;
+            }
+          prev = task;
+        }
+    }
+
+  return FALSE;
+}
 
 static void
 request_stop_locked (KillableTask  *root,
@@ -902,7 +984,8 @@ request_stop_locked (KillableTask  *root,
                      TaskVec       *won,
                      Batch         *batch)
 {
-  g_autoptr(GArray) frames = NULL;
+  g_autoptr(GArray) runs = NULL;
+  WalkPath path;
   KillableTask *next;   /* the cursor of the task on top of the path */
   guint visited = 0;
 
@@ -914,11 +997,12 @@ request_stop_locked (KillableTask  *root,
   if (first_child (NODE (root)) == NULL)
     goto out;
 
-  frames = g_array_new (FALSE, FALSE, sizeof (guint));
-  g_array_append_vals (frames, &(guint) { 0 }, 1);
+  runs = g_array_new (FALSE, FALSE, sizeof (PathRun));
+  path = (WalkPath) { runs, 0 };
+  path_push (&path, 0);
   next = block_of (NODE (root))->first_child;
 
-  while (frames->len > 0)
+  while (path.depth > 0)
     {
       KillableTask *child = next;
       KillableTreeNode *cnode;
@@ -927,7 +1011,7 @@ request_stop_locked (KillableTask  *root,
       if (child == NULL)
         {
           /* Every child of the task on top was visited. */
-          guint index = g_array_index (frames, guint, frames->len - 1);
+          guint index = path_top (&path);
           KillableTask *task = UNTAG (won->items[index]);
 
           /* The cursor of the task under it: read before the task may
@@ -935,7 +1019,7 @@ request_stop_locked (KillableTask  *root,
           next = NODE (task)->next_sibling;
           if (batch != NULL)
             end_pending_locked (batch, task, index);
-          g_array_set_size (frames, frames->len - 1);
+          path_pop (&path);
           continue;
         }
 
@@ -949,11 +1033,9 @@ request_stop_locked (KillableTask  *root,
       task_vec_push (won, child);
       if ((cfirst = first_child (cnode)) != NULL)
         {
-          guint index = won->len - 1;
-
           /* The child's next sibling is read again when the walk is done
            * with it (above). */
-          g_array_append_vals (frames, &index, 1);
+          path_push (&path, won->len - 1);
           next = cfirst;
         }
       else if (batch != NULL)
@@ -969,18 +1051,8 @@ request_stop_locked (KillableTask  *root,
           if (next != NULL)
             g_ptr_array_add (batch->drop, g_object_ref (next));
           tree_lock_yield (&batch->held, root);
-          for (guint i = 1; i < frames->len; i++)
-            {
-              /* Left its parent (read before its lock is known): it and
-               * the path above it are no longer this tree's. */
-              if (LOAD (&NODE (WALK_TASK (won, frames, i))->parent) != WALK_TASK (won, frames, i - 1))
-                {
-                  g_array_set_size (frames, i);
-                  cut = TRUE;
-                  break;
-                }
-            }
-          top = WALK_TASK (won, frames, frames->len - 1);
+          cut = path_cut_where_left (&path, won);
+          top = UNTAG (won->items[path_top (&path)]);
           /* The cursor's child is alive (referenced); if it left its
            * parent, start the list again. Also if it is terminal: only a
            * terminal task leaves its parent, and one that left may be
@@ -998,7 +1070,7 @@ request_stop_locked (KillableTask  *root,
     }
 
 out:
-  if (batch != NULL && frames == NULL)
+  if (batch != NULL && runs == NULL)
     end_pending_locked (batch, root, 0);
 
   /* What is returned or finished outside the lock is referenced (held by
@@ -1007,7 +1079,6 @@ out:
   task_vec_ref_rest (won);
 }
 
-#undef WALK_TASK
 
 static void run_parent_step (KillableTask *parent,
                              int           step);
