@@ -895,6 +895,23 @@ end_pending_locked (Batch        *batch,
  * lock mid-way is safe for the stop invariant: a task whose flag is set has
  * only children whose flags are set or that this walk will visit;
  * add_child() on a stopped parent stops the newcomer itself. */
+/* Memory, not instructions, makes a big stop slower per task than a small
+ * one: a chain a million deep is far larger than the caches, and its walk
+ * goes down it (setting flags), back up (ending tasks children first) and
+ * over it once more outside the lock (finishing and releasing them), each
+ * time a few cache misses per task. The way up and the last pass know the
+ * tasks ahead (on the path, in @won): their lines are asked for a few
+ * tasks early, so that the misses overlap. A hint: no effect on what is
+ * done. */
+#define PREFETCH_AHEAD 6
+
+static inline void
+prefetch_task (KillableTask *task)
+{
+  __builtin_prefetch (STOP (task), 1);
+  __builtin_prefetch (NODE (task), 1);
+}
+
 typedef struct
 {
   guint start;   /* an index in @won */
@@ -1013,6 +1030,18 @@ request_stop_locked (KillableTask  *root,
           /* Every child of the task on top was visited. */
           guint index = path_top (&path);
           KillableTask *task = UNTAG (won->items[index]);
+          PathRun *run = &g_array_index (path.runs, PathRun, path.runs->len - 1);
+
+          /* The tasks the way up reaches next (a chain: the run below). */
+          if (run->len > PREFETCH_AHEAD)
+            prefetch_task (UNTAG (won->items[index - PREFETCH_AHEAD]));
+          if (run->len > PREFETCH_AHEAD / 2)
+            {
+              KillableTreeParent *ahead = block_of (NODE (UNTAG (won->items[index - PREFETCH_AHEAD / 2])));
+
+              if (ahead != NULL)
+                __builtin_prefetch (ahead, 1);
+            }
 
           /* The cursor of the task under it: read before the task may
            * leave the list (an unlinked task has no next sibling). */
@@ -1145,6 +1174,8 @@ killable_tree_request_stop (KillableTask *self,
       guintptr item = (guintptr) batch.won.items[i];
       KillableTask *task = UNTAG (item);
 
+      if (i + PREFETCH_AHEAD < batch.won.len)
+        prefetch_task (UNTAG (batch.won.items[i + PREFETCH_AHEAD]));
       if ((item & ENDED_TAG) == 0)
         {
           g_assert (item & REF_TAG);
