@@ -262,7 +262,12 @@ typedef struct
  * ints. */
 typedef struct
 {
-  KillableStopState   stop;              /* first: killable_task_check() reads it */
+  /* The node, the stop state and the flags share the first 64 bytes: the
+   * walk of a big stop reads the node and sets the stop flag of each task
+   * on its way down, and reads them with the flags on its way up; on a
+   * tree far larger than the caches, each line is a miss. */
+  KillableTreeNode    node;              /* the tree's state */
+  KillableStopState   stop;              /* killable_task_check() reads it (through its offset) */
 
   guint8              state;             /* (atomic) KillableTaskState */
   guint8              abandon;           /* (atomic) KillableAbandonState */
@@ -282,7 +287,6 @@ typedef struct
   KillableTaskWork   *work;              /* (owned) the name and the work function, immutable after construction */
 
   KillableOwner       owner;             /* the owner module's state */
-  KillableTreeNode    node;              /* the tree's state */
 } KillableTaskPrivate;
 
 /* The boolean flags of KillableTaskPrivate.bits, changed with atomic or
