@@ -66,7 +66,9 @@ typedef struct
  * entry, if any, is in a table of the module. */
 typedef struct
 {
-  KillableOwnerPlace       *place;     /* (owned) the owner's context and thread (shared), owner lock */
+  /* (owned) the owner's context and thread (shared), owner lock; while
+   * an entry of the owner is pending, that entry, tagged (killable-owner.c) */
+  KillableOwnerPlace       *place;
 } KillableOwner;
 
 void          killable_owner_setup         (const KillableOwnerFuncs *funcs,

@@ -3081,6 +3081,21 @@ big_tree_round (guint32 seed,
       g_autoptr(KillableTask) parent = killable_task_dup_parent (task);
       KillableTaskState state;
 
+      /* Structured completion: a parent (not killed) never ends before its
+       * child (check_structure()). The child is looked at first: one that
+       * is not terminal has not left its parent (only a terminal task
+       * leaves), so a terminal parent seen after it ended first. (A child
+       * seen terminal while its parent is not is no violation: the parent
+       * ends after it, maybe an instant later on another thread; each
+       * parent is waited for on its own.) */
+      if (parent != NULL && !IS_TERMINAL (killable_task_get_state (task)))
+        {
+          KillableTaskState pstate = killable_task_get_state (parent);
+
+          if (IS_TERMINAL (pstate) && pstate != KILLABLE_TASK_STATE_KILLED)
+            violation (killable_task_get_name (task), "not terminal while its parent is");
+        }
+
       if (!killable_task_wait (task, 10 * G_USEC_PER_SEC))
         {
           violation (killable_task_get_name (task), "not terminal after the stop");
@@ -3102,8 +3117,6 @@ big_tree_round (guint32 seed,
                state != KILLABLE_TASK_STATE_FAILED)
         violation (killable_task_get_name (task), "ended %d", state);
 
-      if (parent != NULL && !IS_TERMINAL (killable_task_get_state (parent)))
-        violation (killable_task_get_name (task), "terminal while its parent is not");
       if (state == KILLABLE_TASK_STATE_CANCELLED)
         n_cancelled++;
 
