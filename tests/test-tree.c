@@ -870,6 +870,87 @@ test_stop_restart_at_descended_child (void)
   test_drain (NULL);
 }
 
+/* The same resume, where a task on the stop's path itself ended and left
+ * its parent meanwhile (a started task whose work returned once its
+ * children were gone): the path is cut back to the parent, whose list
+ * must start again. Here the release comes just after the walk visited
+ * the last of that task's children: the cursor it held was NULL, and
+ * going on from it would end the parent's list there, never stopping the
+ * sibling after the task that left. */
+typedef struct
+{
+  KillableTask *runner;   /* on the path; ends and leaves during the yield */
+  TestGate     *gate;
+  guint         calls;
+} YieldCutData;
+
+static void
+yield_cut_hook (gpointer data)
+{
+  YieldCutData *d = data;
+
+  if (d->calls++ > 0)
+    return;
+
+  /* Its children were all ended by the walk: once its work returns, it
+   * ends (CANCELLED: stopped) and leaves its parent. */
+  g_assert_true (killable_task_is_stop_requested (d->runner));
+  g_assert_cmpuint (killable_tree_count_children (d->runner), ==, 0);
+  test_gate_open (d->gate);
+  TEST_POLL_UNTIL (({ g_autoptr(KillableTask) p = killable_task_dup_parent (d->runner); p == NULL; }));
+}
+
+static void
+test_stop_resume_after_path_cut (void)
+{
+  g_autoptr(KillableTask) parent = killable_task_new ("parent", return_true, NULL, NULL);
+  g_autoptr(KillableTask) runner = NULL;
+  g_autoptr(KillableTask) sibling = killable_task_new ("sibling", return_true, NULL, NULL);
+  g_autoptr(GError) error = NULL;
+  TestGate gate;
+  YieldCutData d;
+  /* The walk visits the runner, then its children: the 256th visit (one
+   * batch) is its last child, where the lock is released. */
+  const guint n = 255;
+  KillableTask **grandchildren = g_new0 (KillableTask *, n);
+
+  test_gate_init (&gate);
+  runner = killable_task_new ("runner", test_work_pass_gate, &gate, NULL);
+  d = (YieldCutData) { runner, &gate, 0 };
+
+  g_assert_true (killable_task_add_child (parent, runner, NULL));
+  g_assert_true (killable_task_add_child (parent, sibling, NULL));
+  for (guint i = 0; i < n; i++)
+    {
+      grandchildren[i] = killable_task_new ("grandchild", return_true, NULL, NULL);
+      g_assert_true (killable_task_add_child (runner, grandchildren[i], NULL));
+    }
+  g_assert_true (killable_task_start (runner, NULL));
+  test_gate_wait_entered (&gate, 1);
+
+  killable_tree_set_yield_hook (yield_cut_hook, &d);
+  killable_task_stop (parent);
+  killable_tree_set_yield_hook (NULL, NULL);
+
+  g_assert_cmpuint (d.calls, ==, 1);
+  g_assert_true (killable_task_is_finished (runner));
+  if (!killable_task_is_stop_requested (sibling))
+    g_error ("the sibling after a task that left the stop's path was not stopped");
+
+  g_assert_false (test_join_guarded (parent, &error));
+  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
+  g_assert_true (killable_task_is_finished (sibling));
+  for (guint i = 0; i < n; i++)
+    {
+      g_assert_true (killable_task_is_finished (grandchildren[i]));
+      g_object_unref (grandchildren[i]);
+    }
+  g_free (grandchildren);
+  test_drain (NULL);
+  g_clear_object (&runner);
+  test_gate_clear (&gate);
+}
+
 static void
 test_stop_races_add_child (void)
 {
@@ -1545,6 +1626,7 @@ main (int   argc,
   g_test_add_func ("/tree/propagation/races-add-child", test_stop_races_add_child);
   g_test_add_func ("/tree/propagation/resume-after-move", test_stop_resume_after_move);
   g_test_add_func ("/tree/propagation/restart-at-descended-child", test_stop_restart_at_descended_child);
+  g_test_add_func ("/tree/propagation/resume-after-path-cut", test_stop_resume_after_path_cut);
   g_test_add_func ("/tree/policy/fail-fast", test_fail_fast);
   g_test_add_func ("/tree/policy/fail-fast-pending-parent", test_fail_fast_pending_parent);
   g_test_add_func ("/tree/policy/isolate", test_isolate);
