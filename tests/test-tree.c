@@ -712,6 +712,35 @@ test_add_child_while_ending (void)
   test_gate_clear (&gate);
 }
 
+/* @n pending tasks called @name added to @parent, held by the array (the
+ * yield tests below: a stop ends each of them at once). */
+static GPtrArray *
+add_pending_tasks (KillableTask *parent,
+                   const char   *name,
+                   guint         n)
+{
+  GPtrArray *tasks = g_ptr_array_new_full (n, g_object_unref);
+
+  for (guint i = 0; i < n; i++)
+    {
+      KillableTask *task = killable_task_new (name, return_true, NULL, NULL);
+
+      g_ptr_array_add (tasks, task);
+      g_assert_true (killable_task_add_child (parent, task, NULL));
+    }
+
+  return tasks;
+}
+
+/* Asserts that every task of @tasks finished, then releases them. */
+static void
+assert_finished_and_free (GPtrArray *tasks)
+{
+  for (guint i = 0; i < tasks->len; i++)
+    g_assert_true (killable_task_is_finished (g_ptr_array_index (tasks, i)));
+  g_ptr_array_unref (tasks);
+}
+
 /* A batched stop that lets another thread have the tree lock mid-way
  * (tree_lock_yield(), forced here by the test hook) resumes at the child
  * it was about to visit. If that child meanwhile ended, left its parent
@@ -722,8 +751,7 @@ test_add_child_while_ending (void)
 typedef struct
 {
   KillableTask  *parent;
-  KillableTask **children;
-  guint          n;
+  GPtrArray     *children;
   guint          calls;
   KillableTask  *moved;
 } YieldMoveData;
@@ -738,11 +766,11 @@ yield_move_hook (gpointer data)
     return;
 
   /* The first child not stopped yet: the one the stop visits next. */
-  for (guint i = 0; i < d->n && d->moved == NULL; i++)
-    if (!killable_task_is_stop_requested (d->children[i]))
-      d->moved = d->children[i];
+  for (guint i = 0; i < d->children->len && d->moved == NULL; i++)
+    if (!killable_task_is_stop_requested (g_ptr_array_index (d->children, i)))
+      d->moved = g_ptr_array_index (d->children, i);
   g_assert_nonnull (d->moved);
-  g_assert_true (d->moved != d->children[d->n - 1]);
+  g_assert_true (d->moved != g_ptr_array_index (d->children, d->children->len - 1));
 
   /* It ends and leaves its parent (which does not retain children yet),
    * then comes back, finished, at the end of the list, and stays. */
@@ -768,14 +796,7 @@ test_stop_resume_after_move (void)
 {
   g_autoptr(KillableTask) parent = killable_task_new ("parent", return_true, NULL, NULL);
   g_autoptr(GError) error = NULL;
-  YieldMoveData d = { parent, NULL, 600, 0, NULL };
-
-  d.children = g_new0 (KillableTask *, d.n);
-  for (guint i = 0; i < d.n; i++)
-    {
-      d.children[i] = killable_task_new ("child", return_true, NULL, NULL);
-      g_assert_true (killable_task_add_child (parent, d.children[i], NULL));
-    }
+  YieldMoveData d = { parent, add_pending_tasks (parent, "child", 600), 0, NULL };
 
   killable_tree_set_yield_hook (yield_move_hook, &d);
   killable_task_stop (parent);
@@ -784,18 +805,13 @@ test_stop_resume_after_move (void)
   /* The stop released its lock at least once, and a child moved then. */
   g_assert_cmpuint (d.calls, >=, 1);
   g_assert_nonnull (d.moved);
-  for (guint i = 0; i < d.n; i++)
-    if (!killable_task_is_stop_requested (d.children[i]))
-      g_error ("child %u of %u was not stopped (the stop resumed past it)", i, d.n);
+  for (guint i = 0; i < d.children->len; i++)
+    if (!killable_task_is_stop_requested (g_ptr_array_index (d.children, i)))
+      g_error ("child %u of %u was not stopped (the stop resumed past it)", i, d.children->len);
 
   g_assert_false (test_join_guarded (parent, &error));
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
-  for (guint i = 0; i < d.n; i++)
-    {
-      g_assert_true (killable_task_is_finished (d.children[i]));
-      g_object_unref (d.children[i]);
-    }
-  g_free (d.children);
+  assert_finished_and_free (d.children);
   test_drain (NULL);
 }
 
@@ -836,18 +852,13 @@ test_stop_restart_at_descended_child (void)
   g_autoptr(KillableTask) last = killable_task_new ("last", return_true, NULL, NULL);
   g_autoptr(GError) error = NULL;
   YieldRestartData d = { gone, 0 };
-  /* More grandchildren than one batch: the lock is released under @big. */
-  guint n = 300;
-  KillableTask **grandchildren = g_new0 (KillableTask *, n);
+  GPtrArray *grandchildren;
 
   g_assert_true (killable_task_add_child (parent, big, NULL));
   g_assert_true (killable_task_add_child (parent, gone, NULL));
   g_assert_true (killable_task_add_child (parent, last, NULL));
-  for (guint i = 0; i < n; i++)
-    {
-      grandchildren[i] = killable_task_new ("grandchild", return_true, NULL, NULL);
-      g_assert_true (killable_task_add_child (big, grandchildren[i], NULL));
-    }
+  /* More grandchildren than one batch: the lock is released under @big. */
+  grandchildren = add_pending_tasks (big, "grandchild", 300);
 
   killable_tree_set_yield_hook (yield_restart_hook, &d);
   killable_task_stop (parent);
@@ -861,12 +872,7 @@ test_stop_restart_at_descended_child (void)
   g_assert_false (test_join_guarded (parent, &error));
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
   g_assert_true (killable_task_is_finished (last));
-  for (guint i = 0; i < n; i++)
-    {
-      g_assert_true (killable_task_is_finished (grandchildren[i]));
-      g_object_unref (grandchildren[i]);
-    }
-  g_free (grandchildren);
+  assert_finished_and_free (grandchildren);
   test_drain (NULL);
 }
 
@@ -909,10 +915,7 @@ test_stop_resume_after_path_cut (void)
   g_autoptr(GError) error = NULL;
   TestGate gate;
   YieldCutData d;
-  /* The walk visits the runner, then its children: the 256th visit (one
-   * batch) is its last child, where the lock is released. */
-  const guint n = 255;
-  KillableTask **grandchildren = g_new0 (KillableTask *, n);
+  GPtrArray *grandchildren;
 
   test_gate_init (&gate);
   runner = killable_task_new ("runner", test_work_pass_gate, &gate, NULL);
@@ -920,11 +923,9 @@ test_stop_resume_after_path_cut (void)
 
   g_assert_true (killable_task_add_child (parent, runner, NULL));
   g_assert_true (killable_task_add_child (parent, sibling, NULL));
-  for (guint i = 0; i < n; i++)
-    {
-      grandchildren[i] = killable_task_new ("grandchild", return_true, NULL, NULL);
-      g_assert_true (killable_task_add_child (runner, grandchildren[i], NULL));
-    }
+  /* The walk visits the runner, then its children: the 256th visit (one
+   * batch) is its last child, where the lock is released. */
+  grandchildren = add_pending_tasks (runner, "grandchild", 255);
   g_assert_true (killable_task_start (runner, NULL));
   test_gate_wait_entered (&gate, 1);
 
@@ -940,12 +941,7 @@ test_stop_resume_after_path_cut (void)
   g_assert_false (test_join_guarded (parent, &error));
   g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
   g_assert_true (killable_task_is_finished (sibling));
-  for (guint i = 0; i < n; i++)
-    {
-      g_assert_true (killable_task_is_finished (grandchildren[i]));
-      g_object_unref (grandchildren[i]);
-    }
-  g_free (grandchildren);
+  assert_finished_and_free (grandchildren);
   test_drain (NULL);
   g_clear_object (&runner);
   test_gate_clear (&gate);
