@@ -359,11 +359,15 @@ class TestExceptions(unittest.TestCase):
         self.assertEqual(seen[0].error.message, 'user quit')
         self.assertEqual(t.get_state(), State.CANCELLED)
 
-    def test_check_after_stop_with_cause(self):
-        # check() in a stopped worker asks the library keeping the GIL and
-        # builds the GLib.Error itself: the same domain, code and message
-        # as the cause.
-        cause = GLib.Error.new_literal(GLib.quark_from_string('test-cause'), 'user quit', 3)
+    _CAUSE = ('test-cause', 3, 'user quit')
+
+    def _raised_after_stop_with_cause(self, call, blocks):
+        """What ``call(task)`` raised in a worker stopped with a cause
+        (domain, code and message: _CAUSE): a call that ``blocks`` until
+        the stop is made first, another one after the stop. join() raised
+        TaskStopped, and the call raised exactly once."""
+        domain, code, message = self._CAUSE
+        cause = GLib.Error.new_literal(GLib.quark_from_string(domain), message, code)
         ready = threading.Event()
         go = threading.Event()
         seen = []
@@ -371,9 +375,10 @@ class TestExceptions(unittest.TestCase):
         def work():
             task = Killable.current_task()
             ready.set()
-            go.wait(GUARD_SECONDS)
+            if not blocks:
+                go.wait(GUARD_SECONDS)
             try:
-                task.check()
+                call(task)
             except BaseException as e:
                 seen.append(e)
                 raise
@@ -386,48 +391,34 @@ class TestExceptions(unittest.TestCase):
         with self.assertRaises(Killable.TaskStopped):
             t.join()
         self.assertEqual(len(seen), 1)
-        self.assertIsInstance(seen[0], Killable.TaskStopped)
-        error = seen[0].error
+        return seen[0]
+
+    def test_check_after_stop_with_cause(self):
+        # check() in a stopped worker asks the library keeping the GIL and
+        # builds the GLib.Error itself: the same domain, code and message
+        # as the cause.
+        exc = self._raised_after_stop_with_cause(lambda task: task.check(), blocks=False)
+        self.assertIsInstance(exc, Killable.TaskStopped)
+        error = exc.error
         self.assertIsInstance(error, GLib.Error)
-        self.assertEqual((error.domain, error.code, error.message),
-                         ('test-cause', 3, 'user quit'))
+        self.assertEqual((error.domain, error.code, error.message), self._CAUSE)
 
     def test_waits_after_stop_with_cause(self):
         # sleep() and wait_fd() read the stop's GError through ctypes and
         # build the GLib.Error themselves: the cause's domain (not the
         # library's), code and message reach the TaskStopped.
-        cause = GLib.Error.new_literal(GLib.quark_from_string('test-cause'), 'user quit', 3)
         r, w = os.pipe()
         self.addCleanup(os.close, r)
         self.addCleanup(os.close, w)
         for name, call in (('sleep', lambda task: task.sleep(3600)),
                            ('wait_fd', lambda task: task.wait_fd(r, GLib.IOCondition.IN))):
             with self.subTest(name):
-                ready = threading.Event()
-                seen = []
-
-                def work():
-                    task = Killable.current_task()
-                    ready.set()
-                    try:
-                        call(task)
-                    except BaseException as e:
-                        seen.append(e)
-                        raise
-
-                t = Killable.Task(target=work)
-                t.start()
-                self.assertTrue(ready.wait(GUARD_SECONDS))
-                t.stop_with_error(cause)
-                with self.assertRaises(Killable.TaskStopped):
-                    t.join()
-                self.assertEqual(len(seen), 1)
-                self.assertIs(type(seen[0]), Killable.TaskStopped)
-                error = seen[0].error
+                exc = self._raised_after_stop_with_cause(call, blocks=True)
+                self.assertIs(type(exc), Killable.TaskStopped)
+                error = exc.error
                 self.assertIsInstance(error, GLib.Error)
-                self.assertEqual((error.domain, error.code, error.message),
-                                 ('test-cause', 3, 'user quit'))
-                self.assertEqual(str(seen[0]), 'user quit')
+                self.assertEqual((error.domain, error.code, error.message), self._CAUSE)
+                self.assertEqual(str(exc), 'user quit')
 
     def test_gio_call_with_cancellable(self):
         r, w = os.pipe()
