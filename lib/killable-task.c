@@ -500,24 +500,20 @@ filter_emissions (GObject *object,
   if (emissions & ~(KILLABLE_EMIT_ASYNC_RETURN | KILLABLE_EMIT_CHILDREN))
     any_handler = g_signal_handler_find (self, G_SIGNAL_MATCH_UNBLOCKED,
                                          0, 0, NULL, NULL, NULL) != 0;
+  /* What no connected handler decides: class handlers and the children
+   * model. Nobody connected: that is all (no walk over every kind of
+   * notification). */
+  if ((emissions & KILLABLE_EMIT_STOP_REQUESTED) && klass->stop_requested != NULL)
+    wanted |= KILLABLE_EMIT_STOP_REQUESTED;
+  if ((emissions & KILLABLE_EMIT_CHILDREN) && killable_tree_has_model (self))
+    wanted |= KILLABLE_EMIT_CHILDREN;
+  if ((emissions & KILLABLE_EMIT_FINISHED) && klass->finished != NULL)
+    wanted |= KILLABLE_EMIT_FINISHED;
   if (!any_handler)
-    {
-      /* Nobody connected: only class handlers and the children model can
-       * want something (what the general path below gives then, without
-       * its walk over every kind of notification). */
-      if ((emissions & KILLABLE_EMIT_STOP_REQUESTED) && klass->stop_requested != NULL)
-        wanted |= KILLABLE_EMIT_STOP_REQUESTED;
-      if ((emissions & KILLABLE_EMIT_CHILDREN) && killable_tree_has_model (self))
-        wanted |= KILLABLE_EMIT_CHILDREN;
-      if ((emissions & KILLABLE_EMIT_FINISHED) && klass->finished != NULL)
-        wanted |= KILLABLE_EMIT_FINISHED;
-      return wanted;
-    }
+    return wanted;
 
-  if ((emissions & KILLABLE_EMIT_STOP_REQUESTED) &&
-      (klass->stop_requested != NULL ||
-       (any_handler &&
-        g_signal_has_handler_pending (self, signals[STOP_REQUESTED], 0, FALSE))))
+  if ((emissions & ~wanted & KILLABLE_EMIT_STOP_REQUESTED) &&
+      g_signal_has_handler_pending (self, signals[STOP_REQUESTED], 0, FALSE))
     wanted |= KILLABLE_EMIT_STOP_REQUESTED;
 
   if ((emissions & (KILLABLE_EMIT_STATE_RUNNING | KILLABLE_EMIT_STATE_STOPPING |
@@ -534,16 +530,12 @@ filter_emissions (GObject *object,
     wanted |= KILLABLE_EMIT_ERROR;
   if ((emissions & KILLABLE_EMIT_PARENT) && has_notify_handler (self, PROP_PARENT))
     wanted |= KILLABLE_EMIT_PARENT;
-  if ((emissions & KILLABLE_EMIT_CHILDREN) && killable_tree_has_model (self))
-    wanted |= KILLABLE_EMIT_CHILDREN;
   for (guint i = 0; i < G_N_ELEMENTS (setter_props); i++)
     if ((emissions & setter_props[i].emission) && has_notify_handler (self, setter_props[i].prop))
       wanted |= setter_props[i].emission;
 
-  if ((emissions & KILLABLE_EMIT_FINISHED) &&
-      (klass->finished != NULL ||
-       (any_handler &&
-        g_signal_has_handler_pending (self, signals[FINISHED], 0, FALSE))))
+  if ((emissions & ~wanted & KILLABLE_EMIT_FINISHED) &&
+      g_signal_has_handler_pending (self, signals[FINISHED], 0, FALSE))
     wanted |= KILLABLE_EMIT_FINISHED;
 
   return wanted;
