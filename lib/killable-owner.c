@@ -466,6 +466,7 @@ killable_owner_queue (KillableOwner *owner,
                       guint          emissions)
 {
   KillableOwnerEntry *entry;
+  KillableOwnerPlace *place;
   OwnerQueue *queue;
   GObject *ref;
   gboolean wake;
@@ -490,11 +491,12 @@ killable_owner_queue (KillableOwner *owner,
       return;
     }
 
-  queue = queue_get_locked (owner_place_locked (owner));
+  place = owner_place_locked (owner);
+  queue = queue_get_locked (place);
 
   entry = g_new (KillableOwnerEntry, 1);
   entry->owner = owner;
-  entry->place = owner_place_locked (owner);
+  entry->place = place;
   entry->emissions = emissions;
   entry->link = (GList) { entry, NULL, NULL };
   g_queue_push_tail_link (&queue->entries, &entry->link);

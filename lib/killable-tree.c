@@ -866,35 +866,6 @@ end_pending_locked (Batch        *batch,
   batch->won.items[index] = (gpointer) item;
 }
 
-/* Sets the stop flag of @root and its descendants; @won collects the tasks
- * whose request this call made, parents before children. A task already
- * stopped is not descended into: its subtree was stopped with it.
- *
- * Without @batch, every item is referenced (REF_TAG). With @batch (its
- * lock held), the items are not referenced (the tree holds them), each
- * task is ended at once if it can be, once its children were visited
- * (end_pending_locked()), and the lock may be released between batches for
- * a waiting thread (tree_lock_yield()).
- *
- * The walk keeps its path as the indices in @won of the tasks on it, in
- * runs of consecutive indices (WalkPath: a chain's path is one run, however
- * deep; a 24-byte frame per level made a chain a million deep touch 24 MB
- * of fresh memory, and a fresh page costs a fault, 18–26 µs on a VM), and
- * one cursor: the next child to visit of the task on top. The cursor of a task
- * below is not kept: when the walk is done with a task, the cursor of the
- * task under it is the next sibling of the task it is done with, read
- * before that task may leave the list (end_pending_locked()).
- *
- * Across a release of the lock, the items that hold no reference take one
- * (the ones that LEFT hold their parent's), and so does the cursor's child
- * (in @batch->drop, released by the caller outside the lock). After it, a
- * task on the path that left its parent ends the path there (it is
- * terminal: so are its children), and the list of the task on top starts
- * again, skipping stopped tasks, when that task's cursor left its parent
- * or is terminal, or when the path ended at a task that left. Dropping the
- * lock mid-way is safe for the stop invariant: a task whose flag is set has
- * only children whose flags are set or that this walk will visit;
- * add_child() on a stopped parent stops the newcomer itself. */
 /* Memory, not instructions, makes a big stop slower per task than a small
  * one: a chain a million deep is far larger than the caches, and its walk
  * goes down it (setting flags), back up (ending tasks children first) and
@@ -995,6 +966,35 @@ path_cut_where_left (WalkPath *path,
   return FALSE;
 }
 
+/* Sets the stop flag of @root and its descendants; @won collects the tasks
+ * whose request this call made, parents before children. A task already
+ * stopped is not descended into: its subtree was stopped with it.
+ *
+ * Without @batch, every item is referenced (REF_TAG). With @batch (its
+ * lock held), the items are not referenced (the tree holds them), each
+ * task is ended at once if it can be, once its children were visited
+ * (end_pending_locked()), and the lock may be released between batches for
+ * a waiting thread (tree_lock_yield()).
+ *
+ * The walk keeps its path as the indices in @won of the tasks on it, in
+ * runs of consecutive indices (WalkPath: a chain's path is one run, however
+ * deep; a 24-byte frame per level made a chain a million deep touch 24 MB
+ * of fresh memory, and a fresh page costs a fault, 18–26 µs on a VM), and
+ * one cursor: the next child to visit of the task on top. The cursor of a task
+ * below is not kept: when the walk is done with a task, the cursor of the
+ * task under it is the next sibling of the task it is done with, read
+ * before that task may leave the list (end_pending_locked()).
+ *
+ * Across a release of the lock, the items that hold no reference take one
+ * (the ones that LEFT hold their parent's), and so does the cursor's child
+ * (in @batch->drop, released by the caller outside the lock). After it, a
+ * task on the path that left its parent ends the path there (it is
+ * terminal: so are its children), and the list of the task on top starts
+ * again, skipping stopped tasks, when that task's cursor left its parent
+ * or is terminal, or when the path ended at a task that left. Dropping the
+ * lock mid-way is safe for the stop invariant: a task whose flag is set has
+ * only children whose flags are set or that this walk will visit;
+ * add_child() on a stopped parent stops the newcomer itself. */
 static void
 request_stop_locked (KillableTask  *root,
                      const GError  *reason,
@@ -1073,7 +1073,7 @@ request_stop_locked (KillableTask  *root,
       if (batch != NULL && ++visited % TREE_LOCK_BATCH == 0 &&
           tree_lock_contended (batch->held))
         {
-          gboolean cut = FALSE;
+          gboolean cut;
           KillableTask *top;
 
           task_vec_ref_rest (won);
@@ -1107,7 +1107,6 @@ out:
   won->n_refd = 0;
   task_vec_ref_rest (won);
 }
-
 
 static void run_parent_step (KillableTask *parent,
                              int           step);
