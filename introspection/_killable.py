@@ -476,14 +476,7 @@ def _send_first_locked(w, exc_type):
     if 0 <= i < len(code) and code[i] in _CALL_OPS:
         return False
     w.async_type = exc_type
-    # _deliver_locked(w), inlined.
-    n = _set_async_exc(w.ctid, _PY_OBJECTS.get(exc_type) or ctypes.py_object(exc_type))
-    if n == 1:
-        w.async_state = _ASYNC_SENT
-        return True
-    if n > 1:
-        _clear_async_exc(w.ctid, None)
-    w.async_state = _ASYNC_DONE
+    _deliver_locked(w)
     return True
 
 
