@@ -2799,6 +2799,19 @@ big_interfering (BigTree *bt)
   return !g_atomic_int_get (&bt->quit) && !g_atomic_int_get (&bt->capped);
 }
 
+/* Under @bt->sync, before the attacker or the mover creates @n_new tasks:
+ * whether that would pass @bt->max_tasks. Then nothing is created, and
+ * the interference stops (big_interfering()). */
+static gboolean
+big_at_bound (BigTree *bt,
+              guint    n_new)
+{
+  if (bt->tasks->len + n_new <= bt->max_tasks)
+    return FALSE;
+  g_atomic_int_inc (&bt->capped);
+  return TRUE;
+}
+
 /* Takes the lock of a tree being stopped, again and again: a task of the
  * trees as built, in turn (a lone task would take none of theirs). */
 static gpointer
@@ -2852,11 +2865,9 @@ big_mover_main (gpointer data)
             KillableTask *top;
             guint n;
 
-            if (bt->tasks->len + 5 > bt->max_tasks)
-              {
-                g_atomic_int_inc (&bt->capped);
-                break;
-              }
+            /* At most 5: a top, 3 children, one above. */
+            if (big_at_bound (bt, 5))
+              break;
             top = big_new_task (bt, "mini");
             n = g_rand_int_range (bt->rand, 1, 4);
 
@@ -2926,11 +2937,8 @@ big_attacker_main (gpointer data)
       switch (g_rand_int_range (bt->rand, 0, 4))
         {
         case 0:
-          if (n >= bt->max_tasks)
-            {
-              g_atomic_int_inc (&bt->capped);
-              break;
-            }
+          if (big_at_bound (bt, 1))
+            break;
           {
             KillableTask *child = killable_task_new ("late", big_noop_work, bt, big_finalized);
 
