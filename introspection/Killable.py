@@ -242,7 +242,14 @@ class Task(Killable.Task):
         """Sleep for ``seconds``, or until a stop is requested: then raise
         like :meth:`check`, at once. The GIL is released while sleeping."""
         usec = _to_usec(seconds, 'seconds')
-        if _killable._c_sleep is not None:
+        if _killable._c_sleep_code is not None:
+            # wait_code() returns the exception: raised here, one frame of
+            # the override in the traceback (a stopped wait raises in a
+            # hurry; its error is built when read).
+            exc = _killable.wait_code(self, _killable._c_sleep_code, _killable.c_int64(usec))
+            if exc.__class__ is not int:
+                raise exc from None
+        elif _killable._c_sleep is not None:
             # wait_c() returns the exception: raised here, one frame of the
             # override in the traceback (a stopped wait raises in a hurry).
             exc = _killable.wait_c(self, _killable._c_sleep, _killable.c_int64(usec))
@@ -259,6 +266,9 @@ class Task(Killable.Task):
         if not isinstance(fd, int):
             fd = fd.fileno()
         usec = -1 if timeout is None else _to_usec(timeout, 'timeout')
+        if _killable._c_wait_fd_code is not None and 0 <= fd <= 0x7fffffff and \
+                0 <= condition <= 0xffffffff:
+            return _killable.wait_fd_code(self, fd, int(condition), usec)
         if _killable._c_wait_fd is not None and 0 <= fd <= 0x7fffffff and \
                 0 <= condition <= 0xffffffff:
             # (Out of those ranges, introspection reports the bad value.)

@@ -46,11 +46,26 @@ class TaskCancelled(BaseException):
     of ``run()`` (``finally`` blocks and context managers still run).
 
     :ivar error: the ``GLib.Error`` that says why (the stop's cause), or
-        ``None`` when the exception was raised asynchronously.
+        ``None`` when the exception was raised asynchronously. Raised by a
+        stopped wait, the exception builds it when it is first read (its
+        message translated then), and holds the task until then.
     """
 
     default_message = "the task was cancelled"
-    error = None
+
+    # No class attribute ``error``: __getattr__() gives it. An exception a
+    # stopped wait raised holds (task, code) in _killable_lazy until its
+    # error is first read: building the GLib.Error (a translation lookup,
+    # the GError, its conversion) was most of a stopped wait's way to the
+    # worker's except (issue 15).
+    def __getattr__(self, name):
+        if name != 'error':
+            raise AttributeError("%r object has no attribute %r"
+                                 % (type(self).__name__, name))
+        lazy = self.__dict__.pop('_killable_lazy', None)
+        error = None if lazy is None else _stop_error(lazy)
+        self.error = error
+        return error
 
     def __init__(self, *args, error=None):
         # Lean: an interrupt instantiates the class in the worker, and that
@@ -149,6 +164,45 @@ def _cancellation(error, cls=None):
     exc = cls.__new__(cls)
     exc.error = error
     return exc
+
+
+def _lazy_cancellation(task, code, cls=None):
+    """The TaskCancelled that a wait stopped with ``code`` (the library's
+    code of the stop's cause, see _c_get_stop_code) raises: its error is
+    built when read (TaskCancelled.__getattr__), from ``task``."""
+    if cls is None:
+        cls = _CLASS_FOR_CODE.get(code, TaskStopped)
+    exc = cls.__new__(cls)
+    exc._killable_lazy = task
+    return exc
+
+
+def _lazy_instance(exc_type, task):
+    """_instantiate(exc_type, _stop_reason(task)), with the error built
+    when read."""
+    if not issubclass(exc_type, TaskCancelled):
+        return exc_type()
+    exc = exc_type()
+    if 'error' not in exc.__dict__ and is_stop_requested(task):
+        exc._killable_lazy = task
+    return exc
+
+
+def _set_error(exc, error):
+    """exc.error = error, for a TaskCancelled that may hold a lazy one."""
+    exc.__dict__.pop('_killable_lazy', None)
+    exc.error = error
+
+
+def _stop_error(task):
+    """The GLib.Error of the stop of ``task`` (stopped), built now."""
+    if _c_check_held is not None:
+        w = task.__dict__.get('_killable_worker') or worker(task)
+        errp = _c_void_p()
+        if not _c_check_held(w.cptr or _cpointer(task, w), _byref(errp)) and errp.value:
+            return _take_error(errp)
+        return None
+    return _stop_reason(task)
 
 
 def _error_for_cancellation(exc):
@@ -1061,7 +1115,7 @@ def wait(task, func, *args):
         error = e
     finally:
         if mine:
-            exc_type = _wait_left(w, error)
+            exc_type = _wait_left(w, _is_interruption(error))
     if mine and exc_type is not None:
         raise _instantiate(exc_type, error or _stop_reason(task)) from None
     if error is not None:
@@ -1076,17 +1130,16 @@ def wait(task, func, *args):
     return ret
 
 
-def _wait_left(w, error):
-    """In the worker, leaving a wait that ended with ``error`` (a
-    GLib.Error or None): what an interrupt wants raised now, or None."""
+def _wait_left(w, interrupted):
+    """In the worker, leaving a wait that ``interrupted`` (the stop of an
+    interrupt() ended it): what an interrupt wants raised now, or None."""
     with w.lock:
         w.in_wait -= 1
         # (_take_pending() has nothing to take in the usual case.)
         exc_type = None
         if w.pending is not None or w.async_state != _ASYNC_NONE:
             exc_type = _take_pending(w)
-        if (exc_type is None and w.async_state == _ASYNC_NONE and
-                _is_interruption(error)):
+        if exc_type is None and w.async_state == _ASYNC_NONE and interrupted:
             # The stop of interrupt() woke us before its interrupt vfunc
             # ran: the exception is raised here, and that vfunc then
             # sends nothing.
@@ -1117,7 +1170,7 @@ def wait_c(task, cfunc, *args):
             error = _take_error(errp)
     finally:
         if mine:
-            exc_type = _wait_left(w, error)
+            exc_type = _wait_left(w, _is_interruption(error))
     if mine and exc_type is not None:
         return _instantiate(exc_type, error or _stop_reason(task))
     if error is not None:
@@ -1137,25 +1190,66 @@ def wait_woken(task, func, *args):
     exception to raise or None)."""
     w, mine, exc_type = _wait_enter(task)
     if exc_type is not None:
-        return None, _instantiate(exc_type, _stop_reason(task))
-    error = None
+        return None, _lazy_instance(exc_type, task)
+    code = _STOP_CODE_NONE
     ret = None
     try:
         ret = func(*args)
-        if _c_check_held is not None and is_stop_requested(task):
-            errp = _c_void_p()
-            if not _c_check_held(w.cptr or _cpointer(task, w), _byref(errp)) and errp.value:
-                error = _take_error(errp)
+        if _c_get_stop_code is not None:
+            code = _c_get_stop_code(w.cptr or _cpointer(task, w))
     finally:
         if mine:
-            exc_type = _wait_left(w, error)
+            exc_type = _wait_left(w, code == _INTERRUPTED)
     if mine and exc_type is not None:
-        return ret, _instantiate(exc_type, error or _stop_reason(task))
-    if error is not None:
-        return ret, _cancellation(error)
-    if is_stop_requested(task):
+        return ret, _lazy_instance(exc_type, task)
+    if code != _STOP_CODE_NONE:
+        return ret, _lazy_cancellation(task, code)
+    if _c_get_stop_code is None and is_stop_requested(task):
         return ret, check_slow(task)
     return ret, None
+
+
+def wait_code(task, cfunc, *args):
+    """wait_c() for the library's waits that return the code of the stop's
+    cause (_c_sleep_code, _c_wait_fd_code): ``cfunc(task pointer, *args)``
+    releases the GIL as introspection would. Returns the code
+    (_STOP_CODE_NONE: no stop), or the exception to raise, whose error is
+    built when read."""
+    w, mine, exc_type = _wait_enter(task)
+    if exc_type is not None:
+        return _lazy_instance(exc_type, task)
+    code = _STOP_CODE_NONE
+    try:
+        code = cfunc(w.cptr or _cpointer(task, w), *args)
+    finally:
+        if mine:
+            exc_type = _wait_left(w, code == _INTERRUPTED)
+    if mine and exc_type is not None:
+        return _lazy_instance(exc_type, task)
+    if code != _STOP_CODE_NONE:
+        return _lazy_cancellation(task, code)
+    return code
+
+
+def wait_fd_code(task, fd, condition, usec):
+    """Task.wait_fd() through _c_wait_fd_code: the conditions ``fd``
+    satisfies (0 on a timeout) as a GLib.IOCondition; raises the task's
+    cancellation on a stop, the G_IO_ERROR if polling failed."""
+    out = c_uint()
+    errp = _c_void_p()
+    r = wait_code(task, _c_wait_fd_code, c_int(fd), c_uint(condition), c_int64(usec),
+                  _byref(out), _byref(errp))
+    if r.__class__ is not int:
+        if errp.value:
+            _g_error_free(errp)
+        raise r from None
+    if errp.value:
+        error = _take_error(errp)
+        if is_stop_requested(task):
+            raise _lazy_cancellation(task, _c_get_stop_code(_cpointer(task, worker(task)))) \
+                from None
+        raise error
+    return GLib.IOCondition(out.value)
 
 
 def check_slow(task):
@@ -1164,7 +1258,9 @@ def check_slow(task):
     check() returns at once: called keeping the GIL (the woken worker does
     not hand it away on its way to raising); paused, it blocks: called
     releasing it."""
-    if _c_check_held is not None and is_stop_requested(task):
+    if _c_get_stop_code is not None and is_stop_requested(task):
+        r = wait_code(task, _c_get_stop_code)
+    elif _c_check_held is not None and is_stop_requested(task):
         r = wait_c(task, _c_check_held)
     elif _c_check is not None:
         r = wait_c(task, _c_check)
@@ -1201,7 +1297,7 @@ def raise_outcome(task):
         raise error
     cls = TaskKilled if state == _State.KILLED else _class_for_error(error)
     if state != _State.KILLED and type(exc) is cls:
-        exc.error = error
+        _set_error(exc, error)
         raise exc.with_traceback(w.exc_tb)
     raise _cancellation(error, cls) from None
 
@@ -1408,6 +1504,25 @@ if _lib is not None:
         _c_sleep = _c_check = _c_check_held = _c_wait_fd = _c_stop = None
 
 _KILLABLE_QUARK = int(_KILLABLE_ERROR)
+
+# The same waits returning the code of the stop's cause, not a GError:
+# the exception a stopped wait raises builds its error when read (see
+# TaskCancelled). Not API (in no header, not in the typelib): without
+# them, the waits above.
+_STOP_CODE_NONE = -1            # the wait ended without a stop
+_INTERRUPTED = int(Killable.Error.INTERRUPTED)
+_c_get_stop_code = _c_sleep_code = _c_wait_fd_code = None
+if _c_sleep is not None:
+    try:
+        # The PyDLL: it keeps the GIL (a load, no lock).
+        _c_get_stop_code = _lib._killable_task_get_stop_code
+        _c_get_stop_code.restype = ctypes.c_int
+        _c_sleep_code = _cdll._killable_task_sleep_code
+        _c_sleep_code.restype = ctypes.c_int
+        _c_wait_fd_code = _cdll._killable_task_wait_fd_code
+        _c_wait_fd_code.restype = ctypes.c_int
+    except AttributeError:
+        _c_get_stop_code = _c_sleep_code = _c_wait_fd_code = None
 
 
 def _take_error(errp):

@@ -3873,6 +3873,141 @@ killable_task_wait_fd (KillableTask  *self,
   return ret;
 }
 
+/* The waits of the Python override, with the stop's cause as a code {{{
+ *
+ * Exported, but in no public header and not in the GIR: not API. A stopped
+ * wait of a Python worker raises its TaskCancelled at once; the GError (a
+ * translation lookup, a formatted message, two allocations, then a
+ * GLib.Error built from it) was most of the way from the stop to the
+ * worker's except. These return the code of the stop's cause instead; the
+ * override builds the error only when someone reads it (through
+ * killable_task_check(), which then returns the same error at once).
+ *
+ * The code: %_KILLABLE_STOP_CODE_NONE when the wait ended without a stop,
+ * the #KillableError code of the stop's cause when it is of that domain
+ * (%KILLABLE_ERROR_STOPPED for a plain stop), %_KILLABLE_STOP_CODE_OTHER
+ * for a cause of another domain (stop_with_error()). */
+
+#define _KILLABLE_STOP_CODE_NONE  (-1)
+#define _KILLABLE_STOP_CODE_OTHER (-2)
+
+static int
+stop_code (KillableTaskPrivate *priv)
+{
+  const GError *reason;
+
+  if (!killable_stop_state_is_requested (&priv->stop))
+    return _KILLABLE_STOP_CODE_NONE;
+
+  reason = killable_stop_state_peek_reason (&priv->stop);
+  if (reason == NULL)
+    return KILLABLE_ERROR_STOPPED;
+  if (reason->domain == KILLABLE_ERROR && reason->code >= 0)
+    return reason->code;
+
+  return _KILLABLE_STOP_CODE_OTHER;
+}
+
+/* _killable_task_get_stop_code:
+ * @self: a task
+ *
+ * The code of the stop's cause (see above), or %_KILLABLE_STOP_CODE_NONE
+ * while no stop was requested. Blocks nothing, takes no lock (the cause
+ * is immutable once the flag is set): a binding may call it holding its
+ * interpreter lock.
+ *
+ * This function is thread-safe.
+ */
+_KILLABLE_EXTERN int _killable_task_get_stop_code (KillableTask *self);
+
+int
+_killable_task_get_stop_code (KillableTask *self)
+{
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), _KILLABLE_STOP_CODE_NONE);
+
+  return stop_code (killable_task_get_instance_private (self));
+}
+
+/* _killable_task_sleep_code:
+ * @self: a task
+ * @usec: how long to sleep, in microseconds
+ *
+ * killable_task_sleep(), returning the code of the stop's cause instead of
+ * a GError: %_KILLABLE_STOP_CODE_NONE if it slept the whole time.
+ *
+ * This function is thread-safe; it is meant for the worker.
+ */
+_KILLABLE_EXTERN int _killable_task_sleep_code (KillableTask *self,
+                                                gint64        usec);
+
+int
+_killable_task_sleep_code (KillableTask *self,
+                           gint64        usec)
+{
+  KillableTaskPrivate *priv;
+
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), _KILLABLE_STOP_CODE_NONE);
+  g_return_val_if_fail (usec >= 0, _KILLABLE_STOP_CODE_NONE);
+
+  priv = killable_task_get_instance_private (self);
+  if (!killable_stop_state_sleep (&priv->stop,
+                                  killable_time_add (g_get_monotonic_time (), usec)))
+    return stop_code (priv);
+
+  return _KILLABLE_STOP_CODE_NONE;
+}
+
+/* _killable_task_wait_fd_code:
+ * @self: a task
+ * @fd: a file descriptor
+ * @condition: what to wait for
+ * @timeout_usec: how long to wait in microseconds, or -1
+ * @out: (out): the conditions @fd satisfies (0 on a timeout or a stop)
+ * @error: return location for a polling failure (a %G_IO_ERROR) only
+ *
+ * killable_task_wait_fd(), returning the code of the stop's cause instead
+ * of a GError: %_KILLABLE_STOP_CODE_NONE when @fd was ready, the timeout
+ * passed, or polling failed (then with @error set).
+ *
+ * This function is thread-safe; it is meant for the worker.
+ */
+_KILLABLE_EXTERN int _killable_task_wait_fd_code (KillableTask  *self,
+                                                  int            fd,
+                                                  GIOCondition   condition,
+                                                  gint64         timeout_usec,
+                                                  GIOCondition  *out,
+                                                  GError       **error);
+
+int
+_killable_task_wait_fd_code (KillableTask  *self,
+                             int            fd,
+                             GIOCondition   condition,
+                             gint64         timeout_usec,
+                             GIOCondition  *out,
+                             GError       **error)
+{
+  KillableTaskPrivate *priv;
+  gint64 end_time = -1;
+
+  g_return_val_if_fail (out != NULL, _KILLABLE_STOP_CODE_NONE);
+  *out = 0;
+  g_return_val_if_fail (KILLABLE_IS_TASK (self), _KILLABLE_STOP_CODE_NONE);
+  g_return_val_if_fail (fd >= 0, _KILLABLE_STOP_CODE_NONE);
+  g_return_val_if_fail (timeout_usec >= -1, _KILLABLE_STOP_CODE_NONE);
+  g_return_val_if_fail (error == NULL || *error == NULL, _KILLABLE_STOP_CODE_NONE);
+
+  priv = killable_task_get_instance_private (self);
+  if (timeout_usec >= 0)
+    end_time = killable_time_add (g_get_monotonic_time (), timeout_usec);
+
+  if (!killable_stop_state_wait_fd (&priv->stop, fd, condition, end_time, out, error))
+    return stop_code (priv);
+
+  return _KILLABLE_STOP_CODE_NONE;
+}
+
+/* }}} */
+
 /**
  * killable_task_add_cleanup:
  * @self: a task
