@@ -268,7 +268,7 @@ class Task(Killable.Task):
         usec = -1 if timeout is None else _to_usec(timeout, 'timeout')
         if _killable._c_wait_fd_code is not None and 0 <= fd <= 0x7fffffff and \
                 0 <= condition <= 0xffffffff:
-            return _killable.wait_fd_code(self, fd, int(condition), usec)
+            return GLib.IOCondition(_killable.wait_fd_code(self, fd, int(condition), usec))
         if _killable._c_wait_fd is not None and 0 <= fd <= 0x7fffffff and \
                 0 <= condition <= 0xffffffff:
             # (Out of those ranges, introspection reports the bad value.)

@@ -297,7 +297,7 @@ class _Worker(object):
                  'interrupt_type', 'pending', 'eaten', 'exc', 'exc_tb', 'exc_key',
                  'ptr', 'cptr', 'flag', 'report', 'published', 'flush_armed',
                  'publish_lock', 'result', 'thread', 'ident', 'native_id',
-                 'consumed', 'shield', 'direct', 'cancel_fd', '__weakref__')
+                 'consumed', 'shield', 'direct', 'patch', '__weakref__')
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -319,7 +319,7 @@ class _Worker(object):
         self.consumed = False       # join()/result()/... read the outcome
         self.shield = 0             # depth of Killable.shield() blocks
         self.direct = 0             # Task.interrupt() calls in their C call
-        self.cancel_fd = None       # (cancellable, its fd) of patched waits
+        self.patch = None           # the fds of patched waits (_killable_patch)
         # The hot calls (see "Hot calls" below).
         self.ptr = None             # the KillableTask *, set at first use
         self.cptr = None            # the same as a ctypes.c_void_p (converts faster)
@@ -925,11 +925,11 @@ def _run(self):
 
     _leave_thread(w, tid, thread)
 
-    held = w.cancel_fd
+    held = w.patch
     if held is not None:
-        # The fd patch_blocking_calls() took for its waits.
-        w.cancel_fd = None
-        held[0].release_fd()
+        # The fds patch_blocking_calls() took for its waits.
+        w.patch = None
+        held.close()
 
     # The last progress and status reach the owner before the end does,
     # including a value the flusher thread is publishing at this moment.
@@ -1233,8 +1233,8 @@ def wait_code(task, cfunc, *args):
 
 def wait_fd_code(task, fd, condition, usec):
     """Task.wait_fd() through _c_wait_fd_code: the conditions ``fd``
-    satisfies (0 on a timeout) as a GLib.IOCondition; raises the task's
-    cancellation on a stop, the G_IO_ERROR if polling failed."""
+    satisfies (0 on a timeout), an int; raises the task's cancellation on
+    a stop, the G_IO_ERROR if polling failed."""
     out = c_uint()
     errp = _c_void_p()
     r = wait_code(task, _c_wait_fd_code, c_int(fd), c_uint(condition), c_int64(usec),
@@ -1249,7 +1249,7 @@ def wait_fd_code(task, fd, condition, usec):
             raise _lazy_cancellation(task, _c_get_stop_code(_cpointer(task, worker(task)))) \
                 from None
         raise error
-    return GLib.IOCondition(out.value)
+    return out.value
 
 
 def check_slow(task):

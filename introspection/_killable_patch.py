@@ -13,10 +13,11 @@ task's stop at once:
 - on file descriptors (``select``, ``selectors``, sockets, a child's pidfd)
   it adds the fd of the task's ``GCancellable`` (cancelled by every stop) or
   uses ``Task.wait_fd()``;
-- on a ``threading.Condition`` (so ``Event.wait()``, ``queue.Queue``) a
-  stop callback of the task releases the waiter;
-- a ``threading.Lock`` created after the patch: a worker that must wait
-  blocks on a waiter of its own, opened by release() or by the stop.
+- on a ``threading.Condition`` (so ``Event.wait()``, ``queue.Queue``) and
+  a ``threading.Lock`` created after the patch, the worker's waiter is an
+  fd of its own (an eventfd) that notify() or release() makes readable: it
+  waits on it with ``Task.wait_fd()``, which the stop wakes directly (no
+  stop callback, no Python code run by the stopping thread).
 
 Then it raises the task's cancellation, as ``Task.check()`` does (the
 exception of an interrupt, ``TaskStopped``, ...)."""
@@ -29,14 +30,12 @@ import selectors
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import _thread
 
-from ..module import get_introspection_module
 from . import _killable
-
-Killable = get_introspection_module('Killable')
 
 _RUNNING = _killable.RUNNING
 _patch_lock = threading.Lock()
@@ -46,6 +45,43 @@ _patched = False
 def _current():
     """The task whose work runs on this thread, or None (a dict lookup)."""
     return _RUNNING.get(_thread.get_ident())
+
+
+class _Held(object):
+    """The fds a worker's patched waits keep for the time of the work
+    (_Worker.patch), closed by _killable._run() when the work ended: the
+    task's cancellable's fd, the worker's waiter fd (read end, write end),
+    and fds whose closing was put off (a child's pidfd, closed after the
+    cancellation it raised rather than on its way)."""
+
+    __slots__ = ('cancel', 'notify', 'later')
+
+    def __init__(self):
+        self.cancel = None   # (cancellable, its fd)
+        self.notify = None   # (read fd, write fd): one eventfd, or a pipe
+        self.later = []
+
+    def close(self):
+        if self.cancel is not None:
+            self.cancel[0].release_fd()
+        if self.notify is not None:
+            rfd, wfd = self.notify
+            os.close(rfd)
+            if wfd != rfd:
+                os.close(wfd)
+        for fd in self.later:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _held(task):
+    w = _killable.worker(task)
+    held = w.patch
+    if held is None:
+        held = w.patch = _Held()
+    return held
 
 
 def _blocking(task, func, *args):
@@ -86,12 +122,12 @@ def _cancel_fd(task):
     """The fd of the task's cancellable, readable once a stop came: taken
     at the first patched wait of the work, released when the work ends (so
     that no wait pays a call into the library on its way out)."""
-    w = _killable.worker(task)
-    held = w.cancel_fd
-    if held is None:
+    held = _held(task)
+    cancel = held.cancel
+    if cancel is None:
         cancellable = task.get_cancellable()
-        held = w.cancel_fd = (cancellable, cancellable.get_fd())
-    return held[1]
+        cancel = held.cancel = (cancellable, cancellable.get_fd())
+    return cancel[1]
 
 
 def _select(original):
@@ -112,7 +148,28 @@ def _selector_select(original):
         task = _current()
         if task is None:
             return original(self, timeout)
-        key = self.register(_cancel_fd(task), selectors.EVENT_READ, _cancel_fd)
+        cfd = _cancel_fd(task)
+        inner = self.__dict__.get('_selector')
+        event = getattr(self, '_EVENT_READ', None)
+        if inner is not None and event is not None:
+            # A poll-like selector (poll, epoll, devpoll): the fd goes to
+            # the system object only, not to the selector's map, whose
+            # select() then skips it (no key) - no SelectorKey, no
+            # filtering on the way out.
+            inner.register(cfd, event)
+            try:
+                return _blocking(task, original, self, timeout)
+            finally:
+                inner.unregister(cfd)
+        readers = self.__dict__.get('_readers')
+        if readers.__class__ is set:
+            # SelectSelector: the same, through its set of readers.
+            readers.add(cfd)
+            try:
+                return _blocking(task, original, self, timeout)
+            finally:
+                readers.discard(cfd)
+        key = self.register(cfd, selectors.EVENT_READ, _cancel_fd)
         try:
             ready = _blocking(task, original, self, timeout)
         finally:
@@ -125,14 +182,23 @@ def _selector_select(original):
 
 # socket {{{
 
+def _wait_fd(task, fd, condition, timeout):
+    """Task.wait_fd(): the conditions ``fd`` satisfies, as an int (0 on a
+    timeout); raises the task's cancellation on a stop. ``condition`` is
+    an int, ``timeout`` seconds or None."""
+    if _killable._c_wait_fd_code is None:
+        return int(task.wait_fd(fd, condition, timeout))
+    usec = -1 if timeout is None else max(int(timeout * 1e6), 0)
+    return _killable.wait_fd_code(task, fd, condition, usec)
+
+
 def _sock_wait(task, sock, condition):
     """Wait until ``sock`` is ready for ``condition`` within its timeout;
     raise socket.timeout after it, the cancellation on a stop."""
     timeout = sock.gettimeout()
     if timeout == 0.0:
         return
-    ready = task.wait_fd(sock.fileno(), condition, timeout)
-    if not ready:
+    if not _wait_fd(task, sock.fileno(), condition, timeout):
         raise socket.timeout('timed out')
 
 
@@ -214,15 +280,51 @@ def _sock_connect(original, return_error):
 
 # threading {{{
 
-def _stop_callback(task, func):
-    """Call ``func()`` when the task is stopped (at once if it is). Returns
-    the handle to remove it."""
-    def on_stop(*args):
-        try:
-            func()
-        except RuntimeError:  # already released
-            pass
-    return Killable.Task.add_stop_callback(task, on_stop)
+_ONE = (1).to_bytes(8, sys.byteorder)
+
+
+def _notify_fds(task):
+    """The worker's waiter fd (read end, write end): an eventfd (a pipe
+    without one), non-blocking, created at the first wait that needs it,
+    closed when the work ends. Empty between waits."""
+    held = _held(task)
+    fds = held.notify
+    if fds is None:
+        if hasattr(os, 'eventfd'):
+            fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+            fds = (fd, fd)
+        else:
+            fds = os.pipe()
+            for fd in fds:
+                os.set_blocking(fd, False)
+        held.notify = fds
+    return fds
+
+
+def _drain(rfd):
+    try:
+        os.read(rfd, 512)
+    except BlockingIOError:
+        pass
+
+
+class _FdWaiter(object):
+    """What a worker's patched wait puts in the waiters of a Condition or
+    a Lock: release() (called by notify(), Lock.release()) makes the
+    worker's waiter fd readable. Its writer holds the lock that the worker
+    takes before it leaves (the Condition's, the Lock's _wlock), so that
+    no write comes after the worker left: ``released`` then says whether
+    one came, and the fd is emptied only then."""
+
+    __slots__ = ('fd', 'released')
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.released = False
+
+    def release(self):
+        self.released = True
+        os.write(self.fd, _ONE)
 
 
 def _condition_wait(original):
@@ -233,29 +335,25 @@ def _condition_wait(original):
             return original(self, timeout)
         if not self._is_owned():
             raise RuntimeError("cannot wait on un-acquired lock")
-        waiter = _thread.allocate_lock()
-        waiter.acquire()
+        rfd, wfd = _notify_fds(task)
+        waiter = _FdWaiter(wfd)
         self._waiters.append(waiter)
         saved = self._release_save()
         got = False
-        handle = _stop_callback(task, waiter.release)
         try:
-            if timeout is None:
-                got = _killable.wait(task, lambda t: waiter.acquire())
-            else:
-                got = _killable.wait(task, lambda t: waiter.acquire(True, max(timeout, 0)))
+            got = _wait_fd(task, rfd, _IN, timeout) != 0
             return got
         finally:
-            if handle:
-                Killable.Task.remove_stop_callback(task, handle)
+            # notify() runs under the Condition's lock: once it is taken
+            # again, no release() of this waiter is to come.
             self._acquire_restore(saved)
-            if not got or _killable.is_stop_requested(task):
+            if not got:
                 try:
                     self._waiters.remove(waiter)
                 except ValueError:
                     pass
-            if _killable.is_stop_requested(task):
-                task.check()
+            if waiter.released:
+                _drain(rfd)
     return wait
 
 
@@ -264,16 +362,18 @@ class _Lock(object):
     inside a task's work returns on a stop, raising its cancellation.
 
     Outside task workers it is the C lock it wraps. A task's worker that
-    must wait registers a waiter (a C lock it holds, that it then blocks
-    on): release() opens the waiters, and so does a stop callback of the
-    task; the woken worker tries the lock again. A worker blocked here
-    wakes on the stop itself, not after a polling slice."""
+    must wait registers a waiter (see _FdWaiter) and waits on its fd with
+    Task.wait_fd(): release() makes the fds of the waiters readable, the
+    stop wakes the wait itself; the woken worker tries the lock again."""
 
-    __slots__ = ('_lock', '_waiters', '__weakref__')
+    __slots__ = ('_lock', '_waiters', '_wlock', '__weakref__')
 
     def __init__(self):
         self._lock = _thread.allocate_lock()
         self._waiters = []
+        # Guards _waiters and the writes to their fds (held briefly, never
+        # over a wait).
+        self._wlock = _thread.allocate_lock()
 
     def acquire(self, blocking=True, timeout=-1):
         task = _current()
@@ -288,34 +388,30 @@ class _Lock(object):
         else:
             # What the C lock says about a bad timeout.
             return self._lock.acquire(blocking, timeout)
-        waiter = _thread.allocate_lock()
-        waiter.acquire()
-        # Registered before the next try: a release after it opens the
+        rfd, wfd = _notify_fds(task)
+        waiter = _FdWaiter(wfd)
+        # Registered before the next try: a release after it writes to the
         # waiter, so that no wake-up is lost.
-        self._waiters.append(waiter)
-        handle = _stop_callback(task, waiter.release)
+        with self._wlock:
+            self._waiters.append(waiter)
         try:
-            if _killable.WAIT_HOOK is not None:
-                _killable.WAIT_HOOK(task)
             while True:
                 if self._lock.acquire(False):
                     return True
-                if _killable.is_stop_requested(task):
-                    task.check()
-                if deadline is None:
-                    _killable.wait(task, lambda t: waiter.acquire())
-                else:
+                left = None
+                if deadline is not None:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         return False
-                    _killable.wait(task, lambda t: waiter.acquire(True, left))
+                if _wait_fd(task, rfd, _IN, left):
+                    with self._wlock:
+                        waiter.released = False
+                        _drain(rfd)
         finally:
-            if handle:
-                Killable.Task.remove_stop_callback(task, handle)
-            try:
+            with self._wlock:
                 self._waiters.remove(waiter)
-            except ValueError:
-                pass
+            if waiter.released:
+                _drain(rfd)
 
     __enter__ = acquire
 
@@ -325,18 +421,17 @@ class _Lock(object):
     def release(self):
         self._lock.release()
         if self._waiters:
-            # Each woken worker tries again; the others sleep on.
-            for waiter in list(self._waiters):
-                try:
+            # Each woken worker tries again; the others wait on.
+            with self._wlock:
+                for waiter in self._waiters:
                     waiter.release()
-                except RuntimeError:   # already open
-                    pass
 
     def locked(self):
         return self._lock.locked()
 
     def _at_fork_reinit(self):
         self._lock._at_fork_reinit()
+        self._wlock._at_fork_reinit()
         self._waiters = []
 
     def __repr__(self):
@@ -436,8 +531,8 @@ def patch_blocking_calls():
             return
         _patched = True
     from gi.repository import GLib
-    _IN = GLib.IOCondition.IN
-    _OUT = GLib.IOCondition.OUT
+    _IN = int(GLib.IOCondition.IN)
+    _OUT = int(GLib.IOCondition.OUT)
 
     time.sleep = _sleep(time.sleep)
     select.select = _select(select.select)

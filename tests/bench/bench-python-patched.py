@@ -58,6 +58,8 @@ FUTEX = ('futex',)
 POLL = ('poll', 'ppoll')
 SELECT = ('select', 'pselect6', 'poll', 'ppoll')
 EPOLL = ('epoll_wait', 'epoll_pwait', 'poll', 'ppoll')
+# A patched threading wait polls its waiter fd (and the stop's).
+WAITER = POLL
 
 
 def blocked_in(tid):
@@ -134,7 +136,7 @@ def v_accept():
 
 
 def v_event_wait():
-    return threading.Event().wait, None, FUTEX
+    return threading.Event().wait, None, WAITER
 
 
 def v_condition_wait():
@@ -143,23 +145,23 @@ def v_condition_wait():
     def call():
         with cond:
             cond.wait()
-    return call, None, FUTEX
+    return call, None, WAITER
 
 
 def v_lock_acquire():
     lock = threading.Lock()      # created after the patch
     lock.acquire()
-    return lock.acquire, lock.release, FUTEX
+    return lock.acquire, lock.release, WAITER
 
 
 def v_queue_get():
-    return queue.Queue().get, None, FUTEX
+    return queue.Queue().get, None, WAITER
 
 
 def v_queue_put():
     q = queue.Queue(maxsize=1)
     q.put(0)
-    return (lambda: q.put(1)), None, FUTEX
+    return (lambda: q.put(1)), None, WAITER
 
 
 def v_popen_wait():
