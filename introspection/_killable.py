@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import weakref
+import _thread
 
 from gi.repository import GLib
 
@@ -300,7 +301,10 @@ class _Worker(object):
                  'consumed', 'shield', 'direct', 'patch', '__weakref__')
 
     def __init__(self):
-        self.lock = threading.Lock()
+        # C locks, not threading.Lock: after patch_blocking_calls(), that
+        # one waits through the override's waits (and their bookkeeping,
+        # which takes this lock) when a worker finds it taken.
+        self.lock = _thread.allocate_lock()
         self.tid = None             # the worker's thread while run() runs
         self.ctid = None            # the same as a ctypes.c_ulong
         self.tstate = None          # and its PyThreadState * (a c_void_p)
@@ -327,7 +331,7 @@ class _Worker(object):
         self.report = {}            # progress/status not published yet
         self.published = 0.0        # when they were last published
         self.flush_armed = False    # the flusher will publish them
-        self.publish_lock = threading.Lock()
+        self.publish_lock = _thread.allocate_lock()
         self.exc_key = None         # the GError it became
 
 
@@ -626,7 +630,8 @@ class _DueQueue(object):
 
     def _reset(self):
         # Also in a child after fork(): the thread did not come along.
-        self._cond = threading.Condition(threading.Lock())
+        # (A C lock: see _Worker.lock; a worker's set_progress() takes it.)
+        self._cond = threading.Condition(_thread.allocate_lock())
         self._queue = []
         self._thread = None
 

@@ -22,6 +22,7 @@ task's stop at once:
 Then it raises the task's cancellation, as ``Task.check()`` does (the
 exception of an interrupt, ``TaskStopped``, ...)."""
 
+import ctypes
 import errno
 import functools
 import os
@@ -69,7 +70,22 @@ class _Held(object):
             os.close(rfd)
             if wfd != rfd:
                 os.close(wfd)
-        for fd in self.later:
+        for item in self.later:
+            if item.__class__ is tuple:
+                # (task pointer, stop callback, pidfd): see _Child.kill().
+                # The work may end before the stopping thread came to the
+                # callback: removed, it never runs; the signal is sent
+                # here then (else it is a second SIGKILL, which costs
+                # little). Not through the module's _pidfd_send_signal,
+                # which tests replace to see what the worker sends.
+                ptr, callback, fd = item
+                _c_remove_callback(ptr, callback)
+                try:
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+                except OSError:
+                    pass
+            else:
+                fd = item
             try:
                 os.close(fd)
             except OSError:
@@ -443,26 +459,97 @@ class _Lock(object):
 
 # subprocess {{{
 
-def _kill(popen, pidfd=None):
-    """SIGKILL the child now, without waiting for it to die: the
-    cancellation is not delayed by it. Through its pidfd when there is one,
-    else with os.kill() while the Popen has no return code: one system
-    call. (Popen.kill() also polls first, a waitpid() more. The PID cannot
-    be recycled meanwhile: until Popen reaps the child, which sets the
-    return code, the PID stays the child's, a zombie's at worst.) Reaped
-    as any Popen is: by the next wait() or poll(), or, once the Popen
-    object is gone, by subprocess itself (its list of children still to
-    reap)."""
+_pidfd_open = getattr(os, 'pidfd_open', None)
+_pidfd_send_signal = getattr(signal, 'pidfd_send_signal', None)
+if _pidfd_send_signal is None:
+    _pidfd_open = None
+
+# _killable_task_add_kill_on_stop() (not API: in no header, not in the
+# typelib) and killable_task_remove_stop_callback(), through the PyDLL
+# (the GIL kept: they take the stop state's spin lock briefly; a remove
+# waits for the callback if it is running, a kill() that calls no binding).
+_c_add_kill = _c_remove_callback = None
+if _killable._lib is not None:
     try:
-        if pidfd is not None:
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-        elif popen.returncode is None:
-            os.kill(popen.pid, signal.SIGKILL)
-    except (AttributeError, OSError):
+        _c_add_kill = _killable._lib._killable_task_add_kill_on_stop
+        _c_add_kill.restype = ctypes.c_ulong
+        _c_add_kill.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        _c_remove_callback = _killable._lib.killable_task_remove_stop_callback
+        _c_remove_callback.restype = None
+        _c_remove_callback.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
+    except AttributeError:
+        _c_add_kill = _c_remove_callback = None
+
+# Whether a child's kill goes through the stop (tools/benchmarks compare).
+_KILL_ON_STOP = True
+
+
+class _Child(object):
+    """A child a worker's patched wait waits for: its pidfd (or None), and
+    the stop callback that SIGKILLs the child through it (0 if none): the
+    stopping thread then sends the signal, after it woke the worker."""
+
+    __slots__ = ('popen', 'fd', 'callback', 'ptr')
+
+    def __init__(self, task, popen):
+        self.popen = popen
+        self.fd = None
+        self.callback = 0
+        self.ptr = None
+        if _pidfd_open is None:
+            return
         try:
-            popen.kill()
+            self.fd = _pidfd_open(popen.pid)
+        except OSError:
+            return
+        if _c_add_kill is not None and _KILL_ON_STOP:
+            w = _killable.worker(task)
+            self.ptr = w.ptr or _killable._pointer(task, w)
+            self.callback = _c_add_kill(self.ptr, self.fd)
+
+    def kill(self, task):
+        """On the cancellation: SIGKILL the child, without waiting for it
+        to die (the cancellation is not delayed by it). Reaped as any Popen
+        is: by the next wait() or poll(), or, once the Popen object is
+        gone, by subprocess itself (its list of children still to reap).
+
+        With the stop callback, the stopping thread sends it before its
+        stop() returns (the cancellation comes from that stop, which runs
+        the callbacks registered before its flag was set): the worker
+        sends nothing, and leaves the callback and the pidfd to the end of
+        the work (_Held.close(), which sends it if the work ended before
+        the stop came to the callback). Otherwise the worker sends it now,
+        and its pidfd is closed when the work ends, not on the
+        cancellation's way."""
+        if self.callback:
+            _held(task).later.append((self.ptr, self.callback, self.fd))
+            self.callback = 0
+            self.fd = None
+            return
+        fd = self.fd
+        popen = self.popen
+        try:
+            if fd is not None:
+                _pidfd_send_signal(fd, signal.SIGKILL)
+            elif popen.returncode is None:
+                # One system call. (Popen.kill() also polls first, a
+                # waitpid() more. The PID cannot be recycled meanwhile:
+                # until Popen reaps the child, which sets the return code,
+                # the PID stays the child's, a zombie's at worst.)
+                os.kill(popen.pid, signal.SIGKILL)
         except OSError:
             pass
+        if fd is not None:
+            self.fd = None
+            _held(task).later.append(fd)
+
+    def close(self):
+        if self.callback:
+            _c_remove_callback(self.ptr, self.callback)
+            self.callback = 0
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def _popen_wait(original):
@@ -471,32 +558,59 @@ def _popen_wait(original):
         task = _current()
         if task is None or self.returncode is not None:
             return original(self, timeout)
+        child = _Child(task, self)
+        deadline = _deadline(timeout)
         try:
-            fd = os.pidfd_open(self.pid)
-        except (AttributeError, OSError):
-            fd = None
-        try:
-            deadline = _deadline(timeout)
+            # (Not the subprocess module's own _wait() loops: the pidfd,
+            # readable once the child ended, waited on with the stop.)
             while self.poll() is None:
-                if fd is not None:
-                    left = _remaining(deadline)
-                    ready = task.wait_fd(fd, _IN, left)
+                if child.fd is not None:
+                    ready = _wait_fd(task, child.fd, _IN, _remaining(deadline))
                 else:
                     task.sleep(min(0.005, _remaining(deadline) if deadline else 0.005))
                     ready = True
                 if not ready and deadline is not None and time.monotonic() >= deadline:
                     raise subprocess.TimeoutExpired(self.args, timeout)
+            # The stop's SIGKILL may have ended the child before the wait
+            # saw the stop: it raises all the same, as the other patched
+            # waits do when a stop came.
+            _raise_if_stopped(task)
         except BaseException:
-            if self.returncode is None and _killable.is_stop_requested(task):
-                # As subprocess.run() does on an exception (which also
-                # waits for the child to die: not here, see _kill()).
-                _kill(self, fd)
+            # The task's cancellation (or an interrupt's exception): as
+            # subprocess.run() does on an exception (which also waits for
+            # the child to die: not here).
+            if _killable.is_stop_requested(task):
+                child.kill(task)
             raise
         finally:
-            if fd is not None:
-                os.close(fd)
+            child.close()
         return self.returncode
     return wait
+
+
+def _raise_if_stopped(task):
+    if _killable.is_stop_requested(task):
+        exc = _killable.check_slow(task)
+        if exc is not None:
+            raise exc
+
+
+def _read_to_end(task, f):
+    """What ``f.read()`` of a binary pipe returns, read as it becomes
+    readable (Task.wait_fd()); then ``f`` is closed."""
+    fd = f.fileno()
+    read = getattr(f, 'read1', None) or f.read   # (raw with bufsize=0)
+    chunks = []
+    while True:
+        _wait_fd(task, fd, _IN, None)
+        data = read(65536)
+        if data is None:      # a non-blocking fd, not ready after all
+            continue
+        if not data:
+            break
+        chunks.append(data)
+    f.close()
+    return b''.join(chunks)
 
 
 def _popen_communicate(original):
@@ -505,20 +619,38 @@ def _popen_communicate(original):
         task = _current()
         if task is None:
             return original(self, input, timeout)
+        child = _Child(task, self) if self.returncode is None else None
         try:
-            if timeout is not None:
+            if timeout is None and input is None and self.stdin is None and \
+                    not self._communication_started and not self.text_mode and \
+                    (self.stdout is None) != (self.stderr is None):
+                # communicate()'s own shortcut for one pipe (a read to the
+                # end, then wait()), made of waits the stop wakes.
+                if self.stdout is not None:
+                    out = _read_to_end(task, self.stdout), None
+                else:
+                    out = None, _read_to_end(task, self.stderr)
+                # (The end of the output may be the stop's SIGKILL.)
+                _raise_if_stopped(task)
+            elif timeout is not None:
                 return original(self, input, timeout)
-            # With a timeout, communicate() always waits through a
-            # selector (patched); without, it may block in a read.
-            while True:
-                try:
-                    return original(self, input, 86400)
-                except subprocess.TimeoutExpired:
-                    input = None   # it goes on where it was
-        except _killable.TaskCancelled:
-            if self.returncode is None:
-                _kill(self)
+            else:
+                # With a timeout, communicate() always waits through a
+                # selector (patched); without, it may block in a read.
+                while True:
+                    try:
+                        return original(self, input, 86400)
+                    except subprocess.TimeoutExpired:
+                        input = None   # it goes on where it was
+        except BaseException:
+            if child is not None and _killable.is_stop_requested(task):
+                child.kill(task)
             raise
+        finally:
+            if child is not None:
+                child.close()
+        self.wait()
+        return out
     return communicate
 
 # }}}

@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 import unittest
+import _thread
 
 import killabletest
 from killabletest import GUARD_SECONDS
@@ -21,6 +22,7 @@ from killabletest import GUARD_SECONDS
 from gi.repository import Killable  # noqa: E402
 
 import gi.overrides._killable as _killable  # noqa: E402
+import gi.overrides._killable_patch  # noqa: E402
 
 Killable.patch_blocking_calls()
 
@@ -157,6 +159,42 @@ class TestPatchedCalls(unittest.TestCase):
         task.join()
         self.assertEqual(got[-1], True)
 
+    def test_condition_waits_again_after_notify(self):
+        # A notified wait leaves nothing behind: the next wait of the same
+        # worker times out (no stale wake-up), and the one after that is
+        # notified again.
+        cond = threading.Condition()
+        got = []
+        waits = []
+        blocked = threading.Condition(_thread.allocate_lock())
+
+        def hook(task):
+            with blocked:
+                waits.append(task)
+                blocked.notify_all()
+
+        def wait_for_waits(n):
+            with blocked:
+                self.assertTrue(blocked.wait_for(lambda: len(waits) >= n, GUARD_SECONDS))
+
+        def work():
+            with cond:
+                got.append(cond.wait(GUARD_SECONDS))
+                got.append(cond.wait(0.001))
+                got.append(cond.wait(GUARD_SECONDS))
+
+        _killable.WAIT_HOOK = hook
+        task = Killable.Task(target=work)
+        task.start()
+        wait_for_waits(1)
+        with cond:
+            cond.notify()
+        wait_for_waits(3)
+        with cond:
+            cond.notify()
+        task.join(GUARD_SECONDS)
+        self.assertEqual(got, [True, False, True])
+
     def test_queue_get(self):
         q = queue.Queue()
         self.run_blocked(q.get)
@@ -237,6 +275,189 @@ class TestPatchedCalls(unittest.TestCase):
         self.run_blocked(call)
         box[0].stdout.close()
         self.assertEqual(box[0].wait(), -signal.SIGKILL)
+
+
+class TestPatchedSubprocess(unittest.TestCase):
+    """The child of a patched subprocess wait that a stop ends is killed
+    by the stop itself, in the stopping thread."""
+
+    def setUp(self):
+        self.blocked = Blocked()
+        _killable.WAIT_HOOK = self.blocked
+
+    def tearDown(self):
+        _killable.WAIT_HOOK = None
+
+    def stop_blocked(self, call, popen):
+        """Run ``call()`` in a task, stop it once blocked; the worker may
+        not send a signal itself (its SIGKILL is recorded instead). The
+        child must then die of the stop's SIGKILL."""
+        sent = []
+        patch = gi.overrides._killable_patch
+        saved = patch._pidfd_send_signal, patch.os
+        seen = []
+
+        class NoKill(object):
+            def __getattr__(self, name):
+                return getattr(os, name)
+
+            @staticmethod
+            def kill(pid, sig):
+                sent.append(('kill', pid, sig))
+
+        # Holds the worker in its except until the child died: the end of
+        # the work would send a SIGKILL of its own (for a work that ended
+        # before the stop came to its callback).
+        gate = _thread.allocate_lock()
+        gate.acquire()
+
+        def work():
+            try:
+                call()
+            except BaseException as e:
+                seen.append(e)
+                gate.acquire()
+                raise
+
+        task = Killable.Task(target=work)
+        self.blocked.task = task
+        patch._pidfd_send_signal = lambda fd, sig: sent.append(('pidfd', fd, sig))
+        patch.os = NoKill()
+        self.addCleanup(self.reap, popen)
+        try:
+            task.start()
+            self.assertTrue(self.blocked.event.wait(GUARD_SECONDS), 'the call never blocked')
+            task.stop()
+            pidfd = os.pidfd_open(popen.pid)
+            try:
+                # The child dies of the stop's SIGKILL, the worker's own
+                # signal being a no-op here.
+                ready, _, _ = select.select([pidfd], [], [], GUARD_SECONDS)
+            finally:
+                os.close(pidfd)
+            gate.release()
+            self.assertTrue(ready, 'the stop did not kill the child')
+            with self.assertRaises(Killable.TaskStopped):
+                task.join(GUARD_SECONDS)
+        finally:
+            patch._pidfd_send_signal, patch.os = saved
+        self.assertEqual(len(seen), 1)
+        self.assertIsInstance(seen[0], Killable.TaskStopped)
+        self.assertEqual(sent, [])
+        self.assertEqual(popen.wait(), -signal.SIGKILL)
+
+    @staticmethod
+    def reap(popen):
+        # (A child that a failure left behind would hold the test's
+        # output open.)
+        if popen.poll() is None:
+            popen.kill()
+            popen.wait()
+
+    @unittest.skipUnless(hasattr(os, 'pidfd_open'), 'no pidfd_open()')
+    def test_popen_wait_killed_by_stop(self):
+        p = subprocess.Popen(['sleep', '3600'])
+        self.stop_blocked(p.wait, p)
+
+    @unittest.skipUnless(hasattr(os, 'pidfd_open'), 'no pidfd_open()')
+    def test_popen_communicate_killed_by_stop(self):
+        p = subprocess.Popen(['sleep', '3600'], stdout=subprocess.PIPE)
+        try:
+            self.stop_blocked(p.communicate, p)
+        finally:
+            p.stdout.close()
+
+    @unittest.skipUnless(hasattr(os, 'pidfd_open'), 'no pidfd_open()')
+    def test_popen_killed_when_work_ends_first(self):
+        # The work ends before the stopping thread comes to the stop
+        # callback that kills the child (an earlier callback holds it
+        # until then): the end of the work kills it.
+        p = subprocess.Popen(['sleep', '3600'])
+        self.addCleanup(TestPatchedSubprocess.reap, p)
+        hold = _thread.allocate_lock()
+        hold.acquire()
+
+        def work():
+            Killable.current_task().add_stop_callback(lambda *args: hold.acquire())
+            p.wait()
+
+        task = Killable.Task(target=work)
+        self.blocked.task = task
+        task.start()
+        self.assertTrue(self.blocked.event.wait(GUARD_SECONDS), 'the call never blocked')
+        ended = []
+
+        def release_after_end():
+            # The work ended: its worker left the task (the outcome is
+            # set after the callbacks).
+            end = time.monotonic() + GUARD_SECONDS
+            while _killable.worker(task).tid is not None and time.monotonic() < end:
+                time.sleep(0.001)
+            pidfd = os.pidfd_open(p.pid)
+            try:
+                ended.append(select.select([pidfd], [], [], GUARD_SECONDS)[0])
+            finally:
+                os.close(pidfd)
+                hold.release()
+
+        helper = threading.Thread(target=release_after_end)
+        helper.start()
+        task.stop()
+        helper.join()
+        self.assertTrue(ended[0], 'the child was not killed when the work ended')
+        with self.assertRaises(Killable.TaskStopped):
+            task.join(GUARD_SECONDS)
+        self.assertEqual(p.wait(), -signal.SIGKILL)
+
+    def test_popen_wait_raises_once_stopped(self):
+        # The child already ended (not reaped): a wait of a stopped task
+        # raises all the same (the stop's SIGKILL may be what ended a
+        # child), as the other patched waits do; the exit status is the
+        # child's own.
+        p = subprocess.Popen(['true'])
+        os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
+        seen = []
+
+        def work():
+            Killable.current_task().stop()
+            try:
+                p.wait()
+            except BaseException as e:
+                seen.append(e)
+                raise
+
+        task = Killable.Task(target=work)
+        task.start()
+        with self.assertRaises(Killable.TaskStopped):
+            task.join(GUARD_SECONDS)
+        self.assertEqual(len(seen), 1)
+        self.assertIsInstance(seen[0], Killable.TaskStopped)
+        self.assertEqual(p.wait(), 0)
+
+    def test_communicate_in_task(self):
+        # communicate() of a task: the output as outside tasks (one pipe,
+        # read through the stop's waits; or several, through a selector).
+        got = {}
+        cases = {
+            'stdout': (dict(stdout=subprocess.PIPE), (b'hi\n', None)),
+            'stderr': (dict(stderr=subprocess.PIPE), (None, b'hi\n')),
+            'unbuffered': (dict(stdout=subprocess.PIPE, bufsize=0), (b'hi\n', None)),
+            'text': (dict(stdout=subprocess.PIPE, text=True), ('hi\n', None)),
+            'both': (dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE), (b'hi\n', b'')),
+        }
+
+        def work():
+            for name, (kwargs, _) in cases.items():
+                err = kwargs.get('stderr') is not None and kwargs.get('stdout') is None
+                argv = ['sh', '-c', 'echo hi >&2'] if err else ['echo', 'hi']
+                p = subprocess.Popen(argv, **kwargs)
+                got[name] = (p.communicate(), p.returncode)
+
+        task = Killable.Task(target=work)
+        task.start()
+        task.join(GUARD_SECONDS)
+        for name, (_, expected) in cases.items():
+            self.assertEqual(got[name], (expected, 0), name)
 
 
 class TestOutsideTasks(unittest.TestCase):
