@@ -25,9 +25,10 @@
  *
  * Only Python's limited C API is used (Py_LIMITED_API 3.11): no CPython
  * structure is read (the worker's frame and code are read as attributes);
- * the only layouts known here are this module's own types. The library's functions are called through the
- * addresses _killable.py gives setup() (ctypes found them in the copy of
- * libkillable that GI loaded): this module links to nothing but Python.
+ * the only layouts known here are this module's own types. The library's
+ * functions are called through the addresses _killable.py gives setup()
+ * (ctypes found them in the copy of libkillable that GI loaded): this
+ * module links to nothing but Python.
  *
  * Threads: every function runs holding the GIL; join() and a contended
  * Lock.acquire() release it while they block. The _Worker fields are
@@ -71,14 +72,11 @@ typedef struct
 
 static HelperState state;
 
-/* Interned attribute names. */
-static PyObject *s_killable_worker, *s_dict, *s_do_interrupt, *s_ptr, *s_lock,
-                *s_tid, *s_tstate, *s_value, *s_async_state, *s_async_type,
-                *s_pending, *s_in_wait, *s_shield, *s_direct, *s_ident,
-                *s_interrupt_type, *s_f_globals, *s_f_lasti, *s_co_code,
-                *s_name, *s_error, *s_init, *s_previous_excepthook,
-                *s_task_interrupted, *s_main_ident, *s_request_locked,
-                *s_raise_self_pending, *s_interrupt_py, *s_join_py;
+/* Interned names. */
+static PyObject *s_killable_worker, *s_dict, *s_do_interrupt, *s_value, *s_f_globals,
+                *s_f_lasti, *s_co_code, *s_name, *s_error, *s_init,
+                *s_previous_excepthook, *s_task_interrupted, *s_main_ident,
+                *s_request_locked, *s_raise_self_pending, *s_interrupt_py, *s_join_py;
 
 /* Lock {{{ */
 
@@ -630,6 +628,11 @@ task_worker (PyObject *task)
 static PyObject *
 ns_get (PyObject *name)
 {
+  if (state.ns == NULL)
+    {
+      PyErr_SetString (PyExc_RuntimeError, "_gi_killable.setup() was not called");
+      return NULL;
+    }
   return PyDict_GetItemWithError (state.ns, name);
 }
 
@@ -1038,19 +1041,7 @@ intern_names (void)
   INTERN (s_killable_worker, "_killable_worker");
   INTERN (s_dict, "__dict__");
   INTERN (s_do_interrupt, "do_interrupt");
-  INTERN (s_ptr, "ptr");
-  INTERN (s_lock, "lock");
-  INTERN (s_tid, "tid");
-  INTERN (s_tstate, "tstate");
   INTERN (s_value, "value");
-  INTERN (s_async_state, "async_state");
-  INTERN (s_async_type, "async_type");
-  INTERN (s_pending, "pending");
-  INTERN (s_in_wait, "in_wait");
-  INTERN (s_shield, "shield");
-  INTERN (s_direct, "direct");
-  INTERN (s_ident, "ident");
-  INTERN (s_interrupt_type, "interrupt_type");
   INTERN (s_f_globals, "f_globals");
   INTERN (s_f_lasti, "f_lasti");
   INTERN (s_co_code, "co_code");
