@@ -405,8 +405,7 @@ class Task(Killable.Task):
         the task's cancellable gets it at once. If ``exc`` is not a
         :class:`TaskCancelled` subclass and escapes ``run()``, the task
         fails with it. Harmless on a task that already ended."""
-        _killable.interrupt(self, TaskInterrupted if exc is None else
-                            _killable.check_exc_type(exc, TaskInterrupted))
+        _killable.interrupt(self, exc)
 
     def kill(self):
         """Release the owner at once: the task (and its descendants) end

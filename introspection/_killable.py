@@ -32,11 +32,20 @@ Killable = get_introspection_module('Killable')
 _KILLABLE_ERROR = Killable.error_quark()
 _State = Killable.TaskState
 
+# The compiled helper (gi-killable-helper.c), built when Python's headers
+# were found: the owner side of interrupt() and join()'s wait in C, the
+# workers' locks and TaskCancelled.__init__. Without it, everything below
+# takes its pure-Python path (the same rules).
+try:
+    from . import _gi_killable as _helper
+except ImportError:
+    _helper = None
+
 
 
 # Exceptions {{{
 
-class TaskCancelled(BaseException):
+class TaskCancelled(BaseException if _helper is None else _helper.CancelledBase):
     """Raised when a task was asked to end: by :meth:`Task.check`,
     :meth:`Task.sleep` and the other waits of a stopped task inside its
     worker, and by :meth:`Task.join` for a task that ended cancelled or
@@ -68,16 +77,19 @@ class TaskCancelled(BaseException):
         self.error = error
         return error
 
-    def __init__(self, *args, error=None):
-        # Lean: an interrupt instantiates the class in the worker, and that
-        # is timed against the bare recipe's plain exception (issue 15).
-        # BaseException.__new__ already set self.args; its __init__ would
-        # only set them again, so it is called for subclasses of users
-        # only, whose MRO may put a mixin's __init__ after this one.
-        if error is not None:
-            self.error = error
-        if type(self) not in _OWN_EXCEPTIONS:
-            super().__init__(*args)
+    # With the helper, its base's __init__ (C) does the same.
+    if _helper is None:
+        def __init__(self, *args, error=None):
+            # Lean: an interrupt instantiates the class in the worker, and
+            # that is timed against the bare recipe's plain exception
+            # (issue 15). BaseException.__new__ already set self.args; its
+            # __init__ would only set them again, so it is called for
+            # subclasses of users only, whose MRO may put a mixin's
+            # __init__ after this one.
+            if error is not None:
+                self.error = error
+            if type(self) not in _OWN_EXCEPTIONS:
+                super().__init__(*args)
 
     def __str__(self):
         if self.args:
@@ -115,6 +127,8 @@ class TaskKilled(TaskCancelled):
 
 EXCEPTIONS = (TaskCancelled, TaskStopped, TaskInterrupted, TaskTimedOut, TaskKilled)
 _OWN_EXCEPTIONS = frozenset(EXCEPTIONS)
+if _helper is not None:
+    _helper.set_own_exceptions(_OWN_EXCEPTIONS)
 
 # Public as Killable.TaskCancelled, ...: named as before this module existed.
 for _cls in EXCEPTIONS:
@@ -290,7 +304,20 @@ _CALL_OPS = frozenset(op for name, op in dis.opmap.items()
                       if name.startswith('CALL') or name == 'PRECALL')
 
 
-class _Worker(object):
+# With the helper, the fields an interrupt reads are C fields of the
+# _Worker's base (WORKER_FIELDS, not repeated in its __slots__), and its
+# lock is taken and released in C without a method call.
+if _helper is None:
+    # A C lock, not threading.Lock: after patch_blocking_calls(), that one
+    # waits through the override's waits (and their bookkeeping, which
+    # takes this lock) when a worker finds it taken.
+    _WorkerBase, _BASE_FIELDS, _new_lock = object, frozenset(), _thread.allocate_lock
+else:
+    _WorkerBase, _BASE_FIELDS, _new_lock = (_helper.WorkerBase, frozenset(_helper.WORKER_FIELDS),
+                                            _helper.Lock)
+
+
+class _Worker(_WorkerBase):
     """The Python side of a task: the worker's thread while the user's code
     runs, and what happened to it. Guarded by ``lock``."""
 
@@ -299,12 +326,10 @@ class _Worker(object):
                  'ptr', 'cptr', 'flag', 'report', 'published', 'flush_armed',
                  'publish_lock', 'result', 'thread', 'ident', 'native_id',
                  'consumed', 'shield', 'direct', 'patch', '__weakref__')
+    __slots__ = tuple(n for n in __slots__ if n not in _BASE_FIELDS)
 
     def __init__(self):
-        # C locks, not threading.Lock: after patch_blocking_calls(), that
-        # one waits through the override's waits (and their bookkeeping,
-        # which takes this lock) when a worker finds it taken.
-        self.lock = _thread.allocate_lock()
+        self.lock = _new_lock()
         self.tid = None             # the worker's thread while run() runs
         self.ctid = None            # the same as a ctypes.c_ulong
         self.tstate = None          # and its PyThreadState * (a c_void_p)
@@ -1307,12 +1332,14 @@ def raise_outcome(task):
     raise _cancellation(error, cls) from None
 
 
-def interrupt(task, exc_type):
-    """Task.interrupt(): the C call (the stop, the descendants, EINTR for a
+def _interrupt_py(task, exc):
+    """Task.interrupt() (interrupt(): the helper's, or this one), ``exc``
+    an exception class or None (TaskInterrupted): the C call (the stop, the descendants, EINTR for a
     worker that opted in), then the exception, sent from here at once when
     the worker runs the user's bytecode: it lands as soon as the worker
     gets the GIL, after the stop, without waiting for anything. (The C call
     keeps the GIL: the worker is paused until this returns.)"""
+    exc_type = check_exc_type(exc, TaskInterrupted)
     w = task.__dict__.get('_killable_worker') or worker(task)
     if _c_interrupt_self_default is not None and type(task).do_interrupt is do_interrupt:
         # The task's own vfunc is do_interrupt(): the library runs the
@@ -1565,8 +1592,8 @@ def stop(task):
 # }}}
 
 
-def join(task, deadline, slice_seconds):
-    """Task.join()'s wait: RuntimeError before the start or in the task's
+def _join_py(task, deadline, slice_seconds):
+    """Task.join()'s wait (join(): the helper's, or this one): RuntimeError before the start or in the task's
     own worker; then waits in slices of ``slice_seconds`` (so that signal
     handlers and asynchronous exceptions get a chance), until the task
     ended (returns True) or the monotonic ``deadline``, if not None,
@@ -1827,5 +1854,31 @@ class Shield(object):
         if pending is not None:
             raise _instantiate(pending, _stop_reason(task))
         return False
+
+# }}}
+
+
+# The compiled helper's interrupt() and join() {{{
+#
+# They need the library's functions that the pure-Python path calls
+# through ctypes; given by address (the copy of libkillable GI loaded).
+
+def _setup_helper(interrupt_self_default):
+    """Give the helper this module's globals and the library's functions
+    (tests pass a ctypes function of their own in place of
+    _c_interrupt_self_default)."""
+    _helper.setup(globals(),
+                  ctypes.cast(interrupt_self_default, ctypes.c_void_p).value,
+                  ctypes.cast(_c_wait, ctypes.c_void_p).value,
+                  ctypes.cast(_c_get_current, ctypes.c_void_p).value)
+
+
+interrupt = _interrupt_py
+join = _join_py
+if (_helper is not None and _c_interrupt_self_default is not None and
+        _c_wait is not None and _c_get_current is not None):
+    _setup_helper(_c_interrupt_self_default)
+    interrupt = _helper.interrupt
+    join = _helper.join
 
 # }}}

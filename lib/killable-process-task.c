@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -668,17 +669,22 @@ truncation_text (const char    *name,
 {
   char *text;
 
+  /* Translatable formats take <inttypes.h> macros and %zu, never GLib's
+   * G_G*_FORMAT: xgettext knows the former and cuts the msgid at the
+   * latter, which then never matches a translation. */
   if (capture->dropped > 0 && capture->cut_off)
-    text = g_strdup_printf (_("%s of program “%s” truncated: %" G_GUINT64_FORMAT
-                              " bytes past the capture limit of %" G_GSIZE_FORMAT
+    text = g_strdup_printf (_("%s of program “%s” truncated: %" PRIu64
+                              " bytes past the capture limit of %zu"
                               " bytes were dropped, and the rest was cut off: another "
                               "process still held the pipe after the program ended"),
-                            stream, name, capture->dropped, capture->limit);
+                            stream, name, (uint64_t) capture->dropped,
+                            (size_t) capture->limit);
   else if (capture->dropped > 0)
-    text = g_strdup_printf (_("%s of program “%s” truncated: %" G_GUINT64_FORMAT
-                              " bytes past the capture limit of %" G_GSIZE_FORMAT
+    text = g_strdup_printf (_("%s of program “%s” truncated: %" PRIu64
+                              " bytes past the capture limit of %zu"
                               " bytes were dropped"),
-                            stream, name, capture->dropped, capture->limit);
+                            stream, name, (uint64_t) capture->dropped,
+                            (size_t) capture->limit);
   else if (capture->cut_off)
     text = g_strdup_printf (_("%s of program “%s” cut off: another process still "
                               "held the pipe after the program ended"),
@@ -704,8 +710,14 @@ report_truncation (KillableProcessTask *self,
   if (out_text == NULL && err_text == NULL)
     return;
 
-  text = g_strjoin ("; ", out_text != NULL ? out_text : err_text,
-                    out_text != NULL ? err_text : NULL, NULL);
+  if (out_text != NULL && err_text != NULL)
+    {
+      /* TRANSLATORS: joins the notes on standard output and standard
+       * error, in that order. */
+      text = g_strdup_printf (_("%s; %s"), out_text, err_text);
+    }
+  else
+    text = g_strdup (out_text != NULL ? out_text : err_text);
   g_debug ("Task “%s”: %s", killable_task_get_name (KILLABLE_TASK (self)), text);
   killable_task_set_status (KILLABLE_TASK (self), text);
 }
@@ -1459,23 +1471,24 @@ killable_process_task_run (KillableTask  *task,
   if (!killable_task_check (task, error))
     return FALSE;
 
+  /* PRIu64, not G_GUINT64_FORMAT: see truncation_text(). */
   if (oom)
     g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
-                 _("Program “%s” exceeded its memory limit of %" G_GUINT64_FORMAT " bytes"),
-                 name, memory_limit);
+                 _("Program “%s” exceeded its memory limit of %" PRIu64 " bytes"),
+                 name, (uint64_t) memory_limit);
   else if (code == CLD_EXITED && rlimit_as > 0)
     g_set_error (error, G_SPAWN_EXIT_ERROR, status,
-                 _("Program “%s” exited with status %d (its memory limit is %" G_GUINT64_FORMAT
+                 _("Program “%s” exited with status %d (its memory limit is %" PRIu64
                    " bytes per process)"),
-                 name, status, rlimit_as);
+                 name, status, (uint64_t) rlimit_as);
   else if (code == CLD_EXITED)
     g_set_error (error, G_SPAWN_EXIT_ERROR, status,
                  _("Program “%s” exited with status %d"), name, status);
   else if (rlimit_as > 0)
     g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
                  _("Program “%s” was killed by signal %d (%s) (its memory limit is %"
-                   G_GUINT64_FORMAT " bytes per process)"),
-                 name, status, g_strsignal (status), rlimit_as);
+                   PRIu64 " bytes per process)"),
+                 name, status, g_strsignal (status), (uint64_t) rlimit_as);
   else
     g_set_error (error, KILLABLE_ERROR, KILLABLE_ERROR_FAILED,
                  _("Program “%s” was killed by signal %d (%s)"),

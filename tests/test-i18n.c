@@ -4,7 +4,8 @@
  *
  * Loads the French catalog compiled in the build tree
  * (<builddir>/po/fr/LC_MESSAGES/libkillable-1.mo) and checks that the
- * errors libkillable hands back are translated.
+ * errors and statuses libkillable hands back are translated, including
+ * those with a 64-bit or size_t count (PRIu64 and %zu in their msgids).
  *
  * No French locale needs to be installed: glibc's gettext ignores LANGUAGE
  * only when LC_MESSAGES is the "C" or "POSIX" locale, and C.UTF-8 (built
@@ -34,6 +35,19 @@
 #define FR_NOT_RT_SIGNAL   "Le signal 1 n’est pas un signal temps réel (%d à %d)"
 #define FR_NO_PROGRAM \
   "Impossible de trouver le programme «" NBSP "killable-no-such-program" NBSP "» dans PATH"
+
+/* Built with PRIu64 and %zu: a G_GUINT64_FORMAT inside _() cut these
+ * msgids short at the macro, and they were never translated. */
+#define NNBSP "\xe2\x80\xaf"
+#define FR_TRUNCATED(stream, dropped, limit) \
+  stream " du programme «" NBSP "sh" NBSP "» tronquée" NBSP ": " dropped \
+  " octets au-delà de la limite de capture de " limit " octets ont été écartés"
+#define FR_TRUNCATION_STATUS \
+  FR_TRUNCATED ("Sortie standard", "3", "5") NNBSP "; " \
+  FR_TRUNCATED ("Erreur standard", "5", "5")
+#define FR_EXIT_UNDER_LIMIT \
+  "Le programme «" NBSP "sh" NBSP "» s’est terminé avec le code de retour 3 " \
+  "(sa limite de mémoire est de 536870912 octets par processus)"
 
 typedef struct
 {
@@ -205,6 +219,49 @@ test_process_task_message (void)
   g_assert_cmpstr (error->message, ==, FR_NO_PROGRAM);
 }
 
+static void
+test_truncation_status (void)
+{
+  const char * const argv[] = { "sh", "-c", "printf abcdefgh; printf ABCDEFGHIJ >&2", NULL };
+  g_autoptr(KillableProcessTask) task = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *status = NULL;
+
+  task = killable_process_task_new (argv, &error);
+  g_assert_no_error (error);
+  killable_process_task_set_containment (task, KILLABLE_CONTAINMENT_GROUP);
+  killable_process_task_set_flags (task, KILLABLE_PROCESS_FLAGS_STDOUT_PIPE |
+                                         KILLABLE_PROCESS_FLAGS_STDERR_PIPE);
+  killable_process_task_set_capture_limit (task, 5);
+  g_assert_true (killable_task_start (KILLABLE_TASK (task), &error));
+  g_assert_no_error (error);
+  g_assert_true (test_join_guarded (KILLABLE_TASK (task), &error));
+  g_assert_no_error (error);
+
+  status = killable_task_dup_status (KILLABLE_TASK (task));
+  g_assert_cmpstr (status, ==, FR_TRUNCATION_STATUS);
+}
+
+/* RLIMIT_AS, set by the reaper: the exit status comes with the limit. */
+static void
+test_memory_limit_message (void)
+{
+  const char * const argv[] = { "sh", "-c", "exit 3", NULL };
+  g_autoptr(KillableProcessTask) task = NULL;
+  g_autoptr(GError) error = NULL;
+
+  task = killable_process_task_new (argv, &error);
+  g_assert_no_error (error);
+  killable_process_task_set_containment (task, KILLABLE_CONTAINMENT_REAPER);
+  killable_process_task_set_memory_limit (task, 512 * 1024 * 1024);
+  g_assert_true (killable_task_start (KILLABLE_TASK (task), &error));
+  g_assert_no_error (error);
+
+  g_assert_false (test_join_guarded (KILLABLE_TASK (task), &error));
+  g_assert_error (error, G_SPAWN_EXIT_ERROR, 3);
+  g_assert_cmpstr (error->message, ==, FR_EXIT_UNDER_LIMIT);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -231,6 +288,8 @@ main (int   argc,
   g_test_add_func ("/i18n/interrupt", test_interrupt_message);
   g_test_add_func ("/i18n/misuse", test_misuse_messages);
   g_test_add_func ("/i18n/process-task", test_process_task_message);
+  g_test_add_func ("/i18n/truncation-status", test_truncation_status);
+  g_test_add_func ("/i18n/memory-limit", test_memory_limit_message);
 
   return g_test_run ();
 }

@@ -4,6 +4,7 @@
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
+import ctypes
 import io
 import os
 import random
@@ -192,9 +193,18 @@ class TestInterruptPaths(unittest.TestCase):
 
         def counted(ptr):
             self.calls.append(ptr)
+            if not isinstance(ptr, ctypes.c_void_p):
+                ptr = ctypes.c_void_p(ptr)  # from the helper: an int
             return original(ptr)
         _killable._c_interrupt_self_default = counted
         self.addCleanup(setattr, _killable, '_c_interrupt_self_default', original)
+        if _killable.interrupt is not _killable._interrupt_py:
+            # The compiled helper calls the library through the address
+            # it was given: give it one that counts.
+            # (Kept on self: the helper holds only its address.)
+            self.counted_c = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)(counted)
+            _killable._setup_helper(self.counted_c)
+            self.addCleanup(_killable._setup_helper, original)
 
     def test_direct_path(self):
         t = Busy()
