@@ -64,7 +64,7 @@ class TaskCancelled(BaseException if _helper is None else _helper.CancelledBase)
     default_message = "the task was cancelled"
 
     # No class attribute ``error``: __getattr__() gives it. An exception a
-    # stopped wait raised holds (task, code) in _killable_lazy until its
+    # stopped wait raised holds its task in _killable_lazy until its
     # error is first read: building the GLib.Error (a translation lookup,
     # the GError, its conversion) was most of a stopped wait's way to the
     # worker's except (issue 15).
@@ -72,9 +72,12 @@ class TaskCancelled(BaseException if _helper is None else _helper.CancelledBase)
         if name != 'error':
             raise AttributeError("%r object has no attribute %r"
                                  % (type(self).__name__, name))
-        lazy = self.__dict__.pop('_killable_lazy', None)
-        error = None if lazy is None else _stop_error(lazy)
-        self.error = error
+        # The task dropped only once the error is set: another thread
+        # reading it meanwhile builds the same error, or finds it set.
+        d = self.__dict__
+        lazy = d.get('_killable_lazy')
+        error = d.setdefault('error', None if lazy is None else _stop_error(lazy))
+        d.pop('_killable_lazy', None)
         return error
 
     # With the helper, its base's __init__ (C) does the same.
