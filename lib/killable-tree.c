@@ -680,6 +680,17 @@ killable_tree_set_yield_hook (KillableTreeYieldHook hook,
   g_atomic_pointer_set (&yield_hook, hook);
 }
 
+guint
+killable_tree_count_cond_waiters (KillableTask *task)
+{
+  KillableTree *held = tree_lock (task);
+  guint ret = held->n_cond_waiters;
+
+  tree_unlock (held);
+
+  return ret;
+}
+
 /* Whether a long pass should let another thread have *@held now. */
 static inline gboolean
 tree_lock_contended (KillableTree *t)
@@ -807,7 +818,26 @@ typedef struct
   GPtrArray    *drop;    /* references taken for a release of the lock */
   GPtrArray    *steps;
   GPtrArray    *notify;
+  gboolean      wake;    /* a live-children count of @held dropped to 0:
+                          * batch_release_wake() before @held is released */
 } Batch;
+
+/* Before the batch releases its lock (between batches and at its end):
+ * wakes the threads waiting in @held for a live-children count to drop to
+ * 0, once for every count that dropped since the lock was taken. Once per
+ * task, g_cond_broadcast() was a system call per task of a chain whose
+ * root's worker waits for its children (a third of a chain's stop). A
+ * waiter checks its count under this lock, so it cannot miss a drop made
+ * while the lock is held: waking it before the release is enough. */
+static inline void
+batch_release_wake (Batch *batch)
+{
+  if (batch->wake)
+    {
+      batch->wake = FALSE;
+      tree_broadcast (batch->held);
+    }
+}
 
 G_ALWAYS_INLINE static inline void
 end_pending_locked (Batch        *batch,
@@ -841,7 +871,7 @@ end_pending_locked (Batch        *batch,
 
       if ((old & TB_COUNTED) != 0 && --pblock->n_live_children == 0)
         {
-          tree_broadcast (batch->held);
+          batch->wake = TRUE;
           if ((pold & TB_COMPLETE_PENDING) != 0)
             {
               bits_update_at (pbits, TB_COMPLETE_PENDING, 0);
@@ -1079,6 +1109,7 @@ request_stop_locked (KillableTask  *root,
           task_vec_ref_rest (won);
           if (next != NULL)
             g_ptr_array_add (batch->drop, g_object_ref (next));
+          batch_release_wake (batch);
           tree_lock_yield (&batch->held, root);
           cut = path_cut_where_left (&path, won);
           top = UNTAG (won->items[path_top (&path)]);
@@ -1192,6 +1223,7 @@ killable_tree_request_stop (KillableTask *self,
   g_object_ref (self);
   batch.held = tree_lock (self);
   request_stop_locked (self, reason, &batch.won, &batch);
+  batch_release_wake (&batch);
   tree_unlock (batch.held);
 
   for (guint i = 0; i < steps->len; i++)
