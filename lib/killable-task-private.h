@@ -23,6 +23,7 @@ G_BEGIN_DECLS
 extern gssize killable_task_tree_node_offset;
 extern gssize killable_task_tree_bits_offset;
 extern gssize killable_task_stop_state_offset;
+extern gssize killable_task_work_offset;
 
 /* The tree module's byte (see killable_tree_bits_have_mark()). */
 static inline guint8 *
@@ -41,6 +42,15 @@ static inline KillableStopState *
 killable_task_get_stop_state (KillableTask *self)
 {
   return (KillableStopState *) ((guint8 *) self + killable_task_stop_state_offset);
+}
+
+/* The block that holds the task's name and work function (malloc()'d,
+ * set at construction, freed at finalize): for killable-tree.c's
+ * prefetches only (a hint: its contents are the task's). */
+static inline gconstpointer
+killable_task_peek_work_block (KillableTask *self)
+{
+  return *(gconstpointer *) ((guint8 *) self + killable_task_work_offset);
 }
 
 /* For killable-tree.c */

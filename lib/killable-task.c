@@ -353,6 +353,7 @@ static GMutex pause_lock;
 gssize killable_task_tree_node_offset;
 gssize killable_task_tree_bits_offset;
 gssize killable_task_stop_state_offset;
+gssize killable_task_work_offset;
 /* Exported for the inline check (killable-task.h) */
 _KillableTaskFastPath _killable_task_fast_path = { 0, 1 };
 
@@ -2410,6 +2411,8 @@ killable_task_class_init (KillableTaskClass *klass)
     KillableTask_private_offset + G_STRUCT_OFFSET (KillableTaskPrivate, tree_bits);
   killable_task_stop_state_offset =
     KillableTask_private_offset + G_STRUCT_OFFSET (KillableTaskPrivate, stop);
+  killable_task_work_offset =
+    KillableTask_private_offset + G_STRUCT_OFFSET (KillableTaskPrivate, work);
   killable_owner_setup (&owner_funcs,
                         KillableTask_private_offset + G_STRUCT_OFFSET (KillableTaskPrivate, owner));
   _killable_task_fast_path.stop_flag_offset = killable_task_stop_state_offset +

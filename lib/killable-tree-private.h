@@ -87,4 +87,8 @@ typedef void (*KillableTreeYieldHook) (gpointer data);
 void       killable_tree_set_yield_hook    (KillableTreeYieldHook hook,
                                             gpointer              data);
 
+/* For tests: how many threads wait in @task's tree for a live-children
+ * count to drop to 0 (killable_tree_before_completion()). */
+guint      killable_tree_count_cond_waiters (KillableTask    *task);
+
 G_END_DECLS

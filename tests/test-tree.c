@@ -947,6 +947,65 @@ test_stop_resume_after_path_cut (void)
   test_gate_clear (&gate);
 }
 
+/* A batched stop ends pending children under the tree lock and wakes the
+ * threads that wait in the tree for a live-children count to drop to 0
+ * once per release of the lock, not once per count (a system call per task
+ * of a chain). A parent whose worker waits for its children while the
+ * stop ends them must still be woken: here the test hook holds the stop
+ * after its first batch until the parent's worker waits, and the last
+ * child's end, in a later batch, must wake it. */
+typedef struct
+{
+  KillableTask *parent;
+  guint         calls;
+} YieldWaiterData;
+
+static void
+yield_waiter_hook (gpointer data)
+{
+  YieldWaiterData *d = data;
+
+  if (d->calls++ > 0)
+    return;
+
+  /* Stopped at the start of the walk, the parent's work returned; its
+   * worker now waits for the children the walk has not ended yet. */
+  g_assert_true (killable_task_is_stop_requested (d->parent));
+  g_assert_cmpuint (killable_tree_count_children (d->parent), >, 0);
+  TEST_POLL_UNTIL (killable_tree_count_cond_waiters (d->parent) == 1);
+}
+
+static void
+test_stop_wakes_waiting_parents (void)
+{
+  g_autoptr(KillableTask) parent = NULL;
+  g_autoptr(GError) error = NULL;
+  YieldWaiterData d;
+  GPtrArray *children;
+  TestGate gate;
+
+  test_gate_init (&gate);
+  parent = killable_task_new ("parent", wait_for_stop, &gate, NULL);
+  d = (YieldWaiterData) { parent, 0 };
+  /* More than one batch: the lock is released while the parent has
+   * children left. */
+  children = add_pending_tasks (parent, "child", 600);
+  g_assert_true (killable_task_start (parent, NULL));
+  test_gate_wait_entered (&gate, 1);
+
+  killable_tree_set_yield_hook (yield_waiter_hook, &d);
+  killable_task_stop (parent);
+  killable_tree_set_yield_hook (NULL, NULL);
+
+  g_assert_cmpuint (d.calls, >=, 1);
+  /* Not woken: it would wait for children that all ended. */
+  g_assert_false (test_join_guarded (parent, &error));
+  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_STOPPED);
+  assert_finished_and_free (children);
+  test_drain (NULL);
+  test_gate_clear (&gate);
+}
+
 static void
 test_stop_races_add_child (void)
 {
@@ -1623,6 +1682,7 @@ main (int   argc,
   g_test_add_func ("/tree/propagation/resume-after-move", test_stop_resume_after_move);
   g_test_add_func ("/tree/propagation/restart-at-descended-child", test_stop_restart_at_descended_child);
   g_test_add_func ("/tree/propagation/resume-after-path-cut", test_stop_resume_after_path_cut);
+  g_test_add_func ("/tree/propagation/wakes-waiting-parents", test_stop_wakes_waiting_parents);
   g_test_add_func ("/tree/policy/fail-fast", test_fail_fast);
   g_test_add_func ("/tree/policy/fail-fast-pending-parent", test_fail_fast_pending_parent);
   g_test_add_func ("/tree/policy/isolate", test_isolate);
