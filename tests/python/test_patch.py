@@ -105,6 +105,25 @@ class TestPatchedCalls(unittest.TestCase):
             os.close(r)
             os.close(w)
 
+    def test_poll_selector_left_clean(self):
+        # The stop's fd goes into the system poll object only for the
+        # wait: after it (and the end of the work, which closes that fd),
+        # a select() outside tasks waits its whole timeout (a closed fd
+        # left in the poll object would end it at once, POLLNVAL).
+        r, w = os.pipe()
+        sel = selectors.PollSelector()
+        sel.register(r, selectors.EVENT_READ)
+        try:
+            self.run_blocked(lambda: sel.select())
+            self.assertEqual([k.fd for k in sel.get_map().values()], [r])
+            t0 = time.monotonic()
+            self.assertEqual(sel.select(0.05), [])
+            self.assertGreaterEqual(time.monotonic() - t0, 0.04)
+        finally:
+            sel.close()
+            os.close(r)
+            os.close(w)
+
     def test_socket_recv(self):
         a, b = socket.socketpair()
         with a, b:
