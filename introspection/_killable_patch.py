@@ -22,7 +22,6 @@ task's stop at once:
 Then it raises the task's cancellation, as ``Task.check()`` does (the
 exception of an interrupt, ``TaskStopped``, ...)."""
 
-import ctypes
 import errno
 import functools
 import os
@@ -52,8 +51,8 @@ class _Held(object):
     """The fds a worker's patched waits keep for the time of the work
     (_Worker.patch), closed by _killable._run() when the work ended: the
     task's cancellable's fd, the worker's waiter fd (read end, write end),
-    and fds whose closing was put off (a child's pidfd, closed after the
-    cancellation it raised rather than on its way)."""
+    and the children of cancelled subprocess waits (_Child), killed and
+    reaped when the work ends rather than on the cancellation's way."""
 
     __slots__ = ('cancel', 'notify', 'later')
 
@@ -71,25 +70,13 @@ class _Held(object):
             if wfd != rfd:
                 os.close(wfd)
         for item in self.later:
-            if item.__class__ is tuple:
-                # (task pointer, stop callback, pidfd): see _Child.kill().
-                # The work may end before the stopping thread came to the
-                # callback: removed, it never runs; the signal is sent
-                # here then (else it is a second SIGKILL, which costs
-                # little). Not through the module's _pidfd_send_signal,
-                # which tests replace to see what the worker sends.
-                ptr, callback, fd = item
-                _c_remove_callback(ptr, callback)
+            if item.__class__ is _Child:
+                item.end()
+            else:
                 try:
-                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+                    os.close(item)
                 except OSError:
                     pass
-            else:
-                fd = item
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
 
 def _held(task):
@@ -464,89 +451,66 @@ _pidfd_send_signal = getattr(signal, 'pidfd_send_signal', None)
 if _pidfd_send_signal is None:
     _pidfd_open = None
 
-# _killable_task_add_kill_on_stop() (not API: in no header, not in the
-# typelib) and killable_task_remove_stop_callback(), through the PyDLL
-# (the GIL kept: they take the stop state's spin lock briefly; a remove
-# waits for the callback if it is running, a kill() that calls no binding).
-_c_add_kill = _c_remove_callback = None
-if _killable._lib is not None:
-    try:
-        _c_add_kill = _killable._lib._killable_task_add_kill_on_stop
-        _c_add_kill.restype = ctypes.c_ulong
-        _c_add_kill.argtypes = [ctypes.c_void_p, ctypes.c_int]
-        _c_remove_callback = _killable._lib.killable_task_remove_stop_callback
-        _c_remove_callback.restype = None
-        _c_remove_callback.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
-    except AttributeError:
-        _c_add_kill = _c_remove_callback = None
-
-# Whether a child's kill goes through the stop (tools/benchmarks compare).
-_KILL_ON_STOP = True
+# How long the end of a work waits for a child it killed to die, in ms:
+# then it is reaped (else left to subprocess, as any Popen not waited for).
+_REAP_MS = 1000
 
 
 class _Child(object):
-    """A child a worker's patched wait waits for: its pidfd (or None), and
-    the stop callback that SIGKILLs the child through it (0 if none): the
-    stopping thread then sends the signal, after it woke the worker."""
+    """A child a worker's patched wait waits for, and its pidfd (or None)."""
 
-    __slots__ = ('popen', 'fd', 'callback', 'ptr')
+    __slots__ = ('popen', 'fd')
 
     def __init__(self, task, popen):
         self.popen = popen
         self.fd = None
-        self.callback = 0
-        self.ptr = None
         if _pidfd_open is None:
             return
         try:
             self.fd = _pidfd_open(popen.pid)
         except OSError:
-            return
-        if _c_add_kill is not None and _KILL_ON_STOP:
-            w = _killable.worker(task)
-            self.ptr = w.ptr or _killable._pointer(task, w)
-            self.callback = _c_add_kill(self.ptr, self.fd)
+            pass
 
     def kill(self, task):
-        """On the cancellation: SIGKILL the child, without waiting for it
-        to die (the cancellation is not delayed by it). Reaped as any Popen
-        is: by the next wait() or poll(), or, once the Popen object is
-        gone, by subprocess itself (its list of children still to reap).
+        """On the cancellation: nothing is sent on its way. The child is
+        killed when the work ends (end(), from _Held.close()): a SIGKILL
+        sent while the worker wakes (by the stopping thread, or by the
+        worker) wakes the child on one of the machine's CPUs at the same
+        moment and delays the worker's way to its except (~20 us on 2
+        vCPUs: bench-python-patched.py's Popen rows x1.8-2.8 of Task.sleep
+        with the stopping thread's SIGKILL, x1.2-2.1 with the kill at the
+        end of the work, 3x25 runs interleaved in one process)."""
+        later = _Child.__new__(_Child)
+        later.popen = self.popen
+        later.fd, self.fd = self.fd, None
+        _held(task).later.append(later)
 
-        With the stop callback, the stopping thread sends it before its
-        stop() returns (the cancellation comes from that stop, which runs
-        the callbacks registered before its flag was set): the worker
-        sends nothing, and leaves the callback and the pidfd to the end of
-        the work (_Held.close(), which sends it if the work ended before
-        the stop came to the callback). Otherwise the worker sends it now,
-        and its pidfd is closed when the work ends, not on the
-        cancellation's way."""
-        if self.callback:
-            _held(task).later.append((self.ptr, self.callback, self.fd))
-            self.callback = 0
-            self.fd = None
-            return
+    def end(self):
+        """The end of the work: SIGKILL the child, wait (at most _REAP_MS)
+        for it to die and reap it (the Popen's returncode is set)."""
         fd = self.fd
         popen = self.popen
+        self.fd = None
         try:
-            if fd is not None:
-                _pidfd_send_signal(fd, signal.SIGKILL)
-            elif popen.returncode is None:
-                # One system call. (Popen.kill() also polls first, a
-                # waitpid() more. The PID cannot be recycled meanwhile:
-                # until Popen reaps the child, which sets the return code,
-                # the PID stays the child's, a zombie's at worst.)
-                os.kill(popen.pid, signal.SIGKILL)
+            if popen.returncode is None:
+                if fd is not None:
+                    _pidfd_send_signal(fd, signal.SIGKILL)
+                    p = select.poll()
+                    p.register(fd, select.POLLIN)
+                    p.poll(_REAP_MS)
+                else:
+                    # The PID is still the child's (a zombie's at worst)
+                    # until Popen reaps it, which sets the return code.
+                    os.kill(popen.pid, signal.SIGKILL)
+                    os.waitid(os.P_PID, popen.pid, os.WEXITED | os.WNOWAIT)
+                popen.poll()
         except OSError:
             pass
-        if fd is not None:
-            self.fd = None
-            _held(task).later.append(fd)
+        finally:
+            if fd is not None:
+                os.close(fd)
 
     def close(self):
-        if self.callback:
-            _c_remove_callback(self.ptr, self.callback)
-            self.callback = 0
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None

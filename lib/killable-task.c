@@ -4012,53 +4012,6 @@ _killable_task_wait_fd_code (KillableTask  *self,
   return _KILLABLE_STOP_CODE_NONE;
 }
 
-#ifdef SYS_pidfd_send_signal
-static void
-kill_on_stop_cb (KillableTask *task,
-                 const GError *reason,
-                 gpointer      user_data)
-{
-  (void) syscall (SYS_pidfd_send_signal, GPOINTER_TO_INT (user_data), SIGKILL, NULL, 0);
-}
-#endif
-
-/* _killable_task_add_kill_on_stop:
- * @self: a task
- * @pidfd: a pidfd of a child process the worker waits for
- *
- * Adds a stop callback that sends SIGKILL to the child through @pidfd:
- * the override's patched subprocess waits kill the child on a stop, as
- * subprocess.run() does on an exception. Sent by the stopping thread
- * (before its stop returns), after the worker's waits were woken, the
- * signal does not weigh on the worker's way to its exception: a SIGKILL
- * that wakes a sleeping child costs ~15 us (bench-python-patched.py's
- * Popen rows, stop to the worker's except: x1.4-2.7 of Task.sleep's with
- * the worker sending it, x1.0-1.4 with this, 30 interleaved runs). @pidfd
- * must stay open until the callback is removed
- * (killable_task_remove_stop_callback()).
- *
- * This function is thread-safe.
- *
- * Returns: the callback's id, or 0 without pidfd signals (the worker
- *   then kills the child itself)
- */
-_KILLABLE_EXTERN gulong _killable_task_add_kill_on_stop (KillableTask *self,
-                                                         int           pidfd);
-
-gulong
-_killable_task_add_kill_on_stop (KillableTask *self,
-                                 int           pidfd)
-{
-  g_return_val_if_fail (KILLABLE_IS_TASK (self), 0);
-  g_return_val_if_fail (pidfd >= 0, 0);
-
-#ifdef SYS_pidfd_send_signal
-  return killable_task_add_stop_callback (self, kill_on_stop_cb, GINT_TO_POINTER (pidfd), NULL);
-#else
-  return 0;
-#endif
-}
-
 /* }}} */
 
 /**
