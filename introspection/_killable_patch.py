@@ -454,6 +454,7 @@ if _pidfd_send_signal is None:
 # How long the end of a work waits for a child it killed to die, in ms:
 # then it is reaped (else left to subprocess, as any Popen not waited for).
 _REAP_MS = 1000
+_unpatched_sleep = time.sleep
 
 
 class _Child(object):
@@ -502,7 +503,10 @@ class _Child(object):
                     # The PID is still the child's (a zombie's at worst)
                     # until Popen reaps it, which sets the return code.
                     os.kill(popen.pid, signal.SIGKILL)
-                    os.waitid(os.P_PID, popen.pid, os.WEXITED | os.WNOWAIT)
+                    for _ in range(_REAP_MS):
+                        if popen.poll() is not None:
+                            break
+                        _unpatched_sleep(0.001)
                 popen.poll()
         except OSError:
             pass
@@ -535,14 +539,14 @@ def _popen_wait(original):
                     ready = True
                 if not ready and deadline is not None and time.monotonic() >= deadline:
                     raise subprocess.TimeoutExpired(self.args, timeout)
-            # The stop's SIGKILL may have ended the child before the wait
-            # saw the stop: it raises all the same, as the other patched
-            # waits do when a stop came.
+            # The child may have ended as the stop came (on its own, or
+            # killed by someone): the wait raises all the same, as the
+            # other patched waits do when a stop came.
             _raise_if_stopped(task)
         except BaseException:
-            # The task's cancellation (or an interrupt's exception): as
-            # subprocess.run() does on an exception (which also waits for
-            # the child to die: not here).
+            # The task's cancellation (or an interrupt's exception): the
+            # child is killed as subprocess.run() does on an exception,
+            # but when the work ends (see _Child.kill()).
             if _killable.is_stop_requested(task):
                 child.kill(task)
             raise
@@ -594,7 +598,7 @@ def _popen_communicate(original):
                     out = _read_to_end(task, self.stdout), None
                 else:
                     out = None, _read_to_end(task, self.stderr)
-                # (The end of the output may be the stop's SIGKILL.)
+                # (The output may end as the stop comes.)
                 _raise_if_stopped(task)
             elif timeout is not None:
                 return original(self, input, timeout)

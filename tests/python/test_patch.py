@@ -4,6 +4,7 @@
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
+import gc
 import os
 import queue
 import select
@@ -14,6 +15,7 @@ import subprocess
 import threading
 import time
 import unittest
+import warnings
 import _thread
 
 import killabletest
@@ -277,11 +279,12 @@ class TestPatchedCalls(unittest.TestCase):
         def call():
             p = subprocess.Popen(['sleep', '3600'])
             box.append(p)
+            self.addCleanup(TestPatchedSubprocess.reap, p)
             p.wait()
 
         self.run_blocked(call)
-        # Killed at once (SIGKILL); reaped by the next wait().
-        self.assertEqual(box[0].wait(), -signal.SIGKILL)
+        # Killed (SIGKILL) and reaped when the work ended.
+        self.assertEqual(box[0].returncode, -signal.SIGKILL)
 
     def test_popen_communicate_kills_child(self):
         box = []
@@ -289,16 +292,17 @@ class TestPatchedCalls(unittest.TestCase):
         def call():
             p = subprocess.Popen(['sleep', '3600'], stdout=subprocess.PIPE)
             box.append(p)
+            self.addCleanup(TestPatchedSubprocess.reap, p)
             p.communicate()
 
         self.run_blocked(call)
         box[0].stdout.close()
-        self.assertEqual(box[0].wait(), -signal.SIGKILL)
+        self.assertEqual(box[0].returncode, -signal.SIGKILL)
 
 
 class TestPatchedSubprocess(unittest.TestCase):
     """The child of a patched subprocess wait that a stop ends is killed
-    by the stop itself, in the stopping thread."""
+    when the work ends (not on the cancellation's way), and reaped."""
 
     def setUp(self):
         self.blocked = Blocked()
@@ -307,10 +311,12 @@ class TestPatchedSubprocess(unittest.TestCase):
     def tearDown(self):
         _killable.WAIT_HOOK = None
 
-    def stop_blocked(self, call, popen):
-        """Run ``call()`` in a task, stop it once blocked; the worker may
-        not send a signal itself (its SIGKILL is recorded instead). The
-        child must then die of the stop's SIGKILL."""
+    def stop_blocked(self, call, popen, catch=False):
+        """Run ``call()`` in a task, stop it once blocked. Nothing may be
+        sent to the child before the work's except (the module's kill
+        calls record instead, until then); when the task has ended, the
+        child died of SIGKILL and was reaped (no wait() of the test).
+        With ``catch``, the work catches the cancellation and returns."""
         sent = []
         patch = gi.overrides._killable_patch
         saved = patch._pidfd_send_signal, patch.os
@@ -324,19 +330,16 @@ class TestPatchedSubprocess(unittest.TestCase):
             def kill(pid, sig):
                 sent.append(('kill', pid, sig))
 
-        # Holds the worker in its except until the child died: the end of
-        # the work would send a SIGKILL of its own (for a work that ended
-        # before the stop came to its callback).
-        gate = _thread.allocate_lock()
-        gate.acquire()
-
         def work():
             try:
                 call()
             except BaseException as e:
-                seen.append(e)
-                gate.acquire()
-                raise
+                # What was sent on the cancellation's way; the end of the
+                # work then sends for real.
+                seen.append((e, list(sent)))
+                patch._pidfd_send_signal, patch.os = saved
+                if not catch:
+                    raise
 
         task = Killable.Task(target=work)
         self.blocked.task = task
@@ -347,23 +350,18 @@ class TestPatchedSubprocess(unittest.TestCase):
             task.start()
             self.assertTrue(self.blocked.event.wait(GUARD_SECONDS), 'the call never blocked')
             task.stop()
-            pidfd = os.pidfd_open(popen.pid)
-            try:
-                # The child dies of the stop's SIGKILL, the worker's own
-                # signal being a no-op here.
-                ready, _, _ = select.select([pidfd], [], [], GUARD_SECONDS)
-            finally:
-                os.close(pidfd)
-            gate.release()
-            self.assertTrue(ready, 'the stop did not kill the child')
+            # (A stopped task ends stopped, also when its work returned.)
             with self.assertRaises(Killable.TaskStopped):
                 task.join(GUARD_SECONDS)
         finally:
             patch._pidfd_send_signal, patch.os = saved
         self.assertEqual(len(seen), 1)
-        self.assertIsInstance(seen[0], Killable.TaskStopped)
-        self.assertEqual(sent, [])
-        self.assertEqual(popen.wait(), -signal.SIGKILL)
+        self.assertIsInstance(seen[0][0], Killable.TaskStopped)
+        self.assertEqual(seen[0][1], [], 'a signal was sent on the cancellation\'s way')
+        # Killed and reaped by the end of the work: no zombie left.
+        self.assertEqual(popen.returncode, -signal.SIGKILL)
+        with self.assertRaises(ChildProcessError):
+            os.waitid(os.P_PID, popen.pid, os.WEXITED | os.WNOHANG)
 
     @staticmethod
     def reap(popen):
@@ -373,60 +371,70 @@ class TestPatchedSubprocess(unittest.TestCase):
             popen.kill()
             popen.wait()
 
-    @unittest.skipUnless(hasattr(os, 'pidfd_open'), 'no pidfd_open()')
-    def test_popen_wait_killed_by_stop(self):
+    def test_popen_wait_killed_when_work_ends(self):
         p = subprocess.Popen(['sleep', '3600'])
         self.stop_blocked(p.wait, p)
 
-    @unittest.skipUnless(hasattr(os, 'pidfd_open'), 'no pidfd_open()')
-    def test_popen_communicate_killed_by_stop(self):
+    def test_popen_communicate_killed_when_work_ends(self):
         p = subprocess.Popen(['sleep', '3600'], stdout=subprocess.PIPE)
         try:
             self.stop_blocked(p.communicate, p)
         finally:
             p.stdout.close()
 
-    @unittest.skipUnless(hasattr(os, 'pidfd_open'), 'no pidfd_open()')
-    def test_popen_killed_when_work_ends_first(self):
-        # The work ends before the stopping thread comes to the stop
-        # callback that kills the child (an earlier callback holds it
-        # until then): the end of the work kills it.
+    def test_popen_wait_killed_without_pidfd(self):
+        # Without pidfds (an older kernel): the wait polls; the end of
+        # the work kills through the PID and reaps all the same.
+        patch = gi.overrides._killable_patch
+        saved = patch._pidfd_open
+        patch._pidfd_open = None
+        try:
+            p = subprocess.Popen(['sleep', '3600'])
+            self.stop_blocked(p.wait, p)
+        finally:
+            patch._pidfd_open = saved
+
+    def test_popen_killed_when_cancellation_caught(self):
+        # The work catches the cancellation and returns: the child is
+        # killed and reaped all the same when it ends.
         p = subprocess.Popen(['sleep', '3600'])
-        self.addCleanup(TestPatchedSubprocess.reap, p)
-        hold = _thread.allocate_lock()
-        hold.acquire()
+        self.stop_blocked(p.wait, p, catch=True)
+
+    def test_popen_dropped_without_warning(self):
+        # The Popen of a cancelled wait, dropped without a wait(): no
+        # "still running" ResourceWarning (its child was reaped).
+        box = []
 
         def work():
-            Killable.current_task().add_stop_callback(lambda *args: hold.acquire())
+            p = subprocess.Popen(['sleep', '3600'])
+            box.append(p)
             p.wait()
 
         task = Killable.Task(target=work)
         self.blocked.task = task
-        task.start()
-        self.assertTrue(self.blocked.event.wait(GUARD_SECONDS), 'the call never blocked')
-        ended = []
-
-        def release_after_end():
-            # The work ended: its worker left the task (the outcome is
-            # set after the callbacks).
-            end = time.monotonic() + GUARD_SECONDS
-            while _killable.worker(task).tid is not None and time.monotonic() < end:
-                time.sleep(0.001)
-            pidfd = os.pidfd_open(p.pid)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            task.start()
+            self.assertTrue(self.blocked.event.wait(GUARD_SECONDS), 'the call never blocked')
+            task.stop()
+            with self.assertRaises(Killable.TaskStopped):
+                task.join(GUARD_SECONDS)
+            pid = box.pop().pid
+            del task
+            gc.collect()
+        try:
+            self.assertEqual([str(w.message) for w in caught
+                              if issubclass(w.category, ResourceWarning)], [])
+            with self.assertRaises(ChildProcessError):
+                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        finally:
+            # Still our child (not reaped, so the PID is its own): a
+            # failure's leftover is killed.
             try:
-                ended.append(select.select([pidfd], [], [], GUARD_SECONDS)[0])
-            finally:
-                os.close(pidfd)
-                hold.release()
-
-        helper = threading.Thread(target=release_after_end)
-        helper.start()
-        task.stop()
-        helper.join()
-        self.assertTrue(ended[0], 'the child was not killed when the work ended')
-        with self.assertRaises(Killable.TaskStopped):
-            task.join(GUARD_SECONDS)
-        self.assertEqual(p.wait(), -signal.SIGKILL)
+                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                os.kill(pid, signal.SIGKILL)
+            except ChildProcessError:
+                pass
 
     def test_popen_wait_raises_once_stopped(self):
         # The child already ended (not reaped): a wait of a stopped task
