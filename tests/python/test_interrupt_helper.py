@@ -66,6 +66,46 @@ except Killable.TaskInterrupted as e:
     print('state', t.get_state().value_nick)
 '''
 
+# fork() while a worker spins: in the child, the worker's thread did not
+# come along and its thread state is freed. Prints what the child saw.
+FORK_PROGRAM = r'''
+import os
+import threading
+import gi
+gi.require_version('Killable', '1')
+from gi.repository import Killable
+from gi.overrides import _killable
+
+ready = threading.Event()
+
+def busy():
+    ready.set()
+    while True:
+        pass
+
+t = Killable.Task(target=busy, name='busy')
+t.start()
+ready.wait()
+print('helper', _killable._helper is not None, flush=True)
+pid = os.fork()
+if pid == 0:
+    code = 1
+    try:
+        w = t.__dict__['_killable_worker']
+        print('forgotten', w.tid is None and w.tstate is None, flush=True)
+        t.interrupt()
+        print('interrupt returned', flush=True)
+        code = 0
+    finally:
+        os._exit(code)
+print('child', os.waitpid(pid, 0)[1], flush=True)
+t.interrupt()
+try:
+    t.join()
+except Killable.TaskInterrupted:
+    print('parent interrupted')
+'''
+
 
 def run_program(source, env=None):
     """Runs ``source`` in a new interpreter with the tests' environment
@@ -316,6 +356,28 @@ class TestFallback(unittest.TestCase):
         for out in outs:
             del out['helper'], out['interrupt']
         self.assertEqual(outs[0], outs[1])
+
+
+class TestFork(unittest.TestCase):
+    """In a child after fork(), the records of the workers whose threads
+    did not come along name no thread: an interrupt there must not read
+    their freed PyThreadState (valgrind: an invalid read in
+    PyThreadState_GetFrame(), from the helper's send_first_locked() or
+    the pure-Python _worker_frame())."""
+
+    def check(self, out, helper):
+        self.assertEqual(out['helper'], str(helper))
+        self.assertEqual(out['forgotten'], 'True')
+        self.assertEqual(out['interrupt'], 'returned')
+        self.assertEqual(out['child'], '0')
+        # The parent's worker was left alone.
+        self.assertEqual(out['parent'], 'interrupted')
+
+    def test_interrupt_in_forked_child(self):
+        self.check(run_program(FORK_PROGRAM), HELPER_BUILT)
+
+    def test_interrupt_in_forked_child_fallback(self):
+        self.check(run_program(HIDE_HELPER + FORK_PROGRAM), False)
 
 
 class TestTranslatedReason(unittest.TestCase):
