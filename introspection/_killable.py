@@ -970,13 +970,18 @@ def _forget_gone_workers():
     Python freed the thread states of the others. Their tasks' records no
     longer name a thread, as after the end of run(): an interrupt would
     otherwise read the freed PyThreadState through w.tstate (the helper's
-    send_first_locked() and _worker_frame() both do)."""
+    send_first_locked() and _worker_frame() both do). The running tasks'
+    records, the forking worker's included, get a new lock: a thread that
+    did not come along (a worker, the owner in interrupt(), the sender)
+    may have held the old one, and nothing would release it."""
     me = _get_ident()
     for tid, task in list(RUNNING.items()):
+        w = task.__dict__.get('_killable_worker')
+        if w is not None:
+            w.lock = _new_lock()
         if tid == me:
             continue
         del RUNNING[tid]
-        w = task.__dict__.get('_killable_worker')
         if w is not None and w.tid == tid:
             w.tid = w.ctid = w.tstate = None
 

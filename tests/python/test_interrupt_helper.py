@@ -66,8 +66,9 @@ except Killable.TaskInterrupted as e:
     print('state', t.get_state().value_nick)
 '''
 
-# fork() while a worker spins: in the child, the worker's thread did not
-# come along and its thread state is freed. Prints what the child saw.
+# fork() while a worker spins and another thread holds its record's lock:
+# in the child, neither thread came along (the worker's thread state is
+# freed). Prints what the child saw.
 FORK_PROGRAM = r'''
 import os
 import threading
@@ -86,6 +87,18 @@ def busy():
 t = Killable.Task(target=busy, name='busy')
 t.start()
 ready.wait()
+w = t.__dict__['_killable_worker']
+held = threading.Event()
+release = threading.Event()
+
+def hold():
+    with w.lock:
+        held.set()
+        release.wait()
+
+holder = threading.Thread(target=hold)
+holder.start()
+held.wait()
 print('helper', _killable._helper is not None, flush=True)
 pid = os.fork()
 if pid == 0:
@@ -93,12 +106,17 @@ if pid == 0:
     try:
         w = t.__dict__['_killable_worker']
         print('forgotten', w.tid is None and w.tstate is None, flush=True)
-        t.interrupt()
-        print('interrupt returned', flush=True)
-        code = 0
+        unlocked = not w.lock.locked()
+        print('unlocked', unlocked, flush=True)
+        if unlocked:  # (else the interrupt would wait for it forever)
+            t.interrupt()
+            print('interrupt returned', flush=True)
+            code = 0
     finally:
         os._exit(code)
 print('child', os.waitpid(pid, 0)[1], flush=True)
+release.set()
+holder.join()
 t.interrupt()
 try:
     t.join()
@@ -363,11 +381,13 @@ class TestFork(unittest.TestCase):
     did not come along name no thread: an interrupt there must not read
     their freed PyThreadState (valgrind: an invalid read in
     PyThreadState_GetFrame(), from the helper's send_first_locked() or
-    the pure-Python _worker_frame())."""
+    the pure-Python _worker_frame()); and their lock is free, though a
+    thread that did not come along held it."""
 
     def check(self, out, helper):
         self.assertEqual(out['helper'], str(helper))
         self.assertEqual(out['forgotten'], 'True')
+        self.assertEqual(out['unlocked'], 'True')
         self.assertEqual(out['interrupt'], 'returned')
         self.assertEqual(out['child'], '0')
         # The parent's worker was left alone.
