@@ -257,6 +257,48 @@ class TestHelperUsed(unittest.TestCase):
         self.assertEqual(task.result(), 'ok')
         setter.join(GUARD_SECONDS)
 
+    def test_interrupt_worker_in_join(self):
+        # The worker waits in join() for a task that is not its child (the
+        # stop does not end it): the exception lands between two slices
+        # of the wait, while that task still runs.
+        go = threading.Event()
+        other = Killable.Task(target=go.wait, name='other')
+        other.start()
+        self.addCleanup(other.join, GUARD_SECONDS)
+        self.addCleanup(go.set)
+        waiting = threading.Event()
+        seen = []
+
+        def work():
+            waiting.set()
+            try:
+                other.join()
+            except BaseException as e:
+                seen.append(type(e))
+                raise
+
+        task = Killable.Task(target=work, name='joiner')
+        task.start()
+        self.assertTrue(waiting.wait(GUARD_SECONDS))
+        # Until the worker is inside Task.join() (paused there: this
+        # thread holds the GIL while it looks).
+        join_code = Killable.Task.join.__code__
+        frame = None
+        deadline = time.monotonic() + GUARD_SECONDS
+        while time.monotonic() < deadline:
+            frame = sys._current_frames().get(task.ident)
+            while frame is not None and frame.f_code is not join_code:
+                frame = frame.f_back
+            if frame is not None:
+                break
+            time.sleep(0)
+        del frame
+        task.interrupt()
+        with self.assertRaises(Killable.TaskInterrupted):
+            task.join(GUARD_SECONDS)
+        self.assertEqual(seen, [Killable.TaskInterrupted])
+        self.assertTrue(other.is_alive())
+
     def test_join_misuse(self):
         task = Killable.Task(target=lambda: None)
         with self.assertRaises(RuntimeError):
