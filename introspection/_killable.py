@@ -1027,6 +1027,30 @@ class _TaskThread(threading._DummyThread):
 RUNNING = {}
 
 
+def _forget_gone_workers():
+    """In a child after fork(): only the thread that forked came along, and
+    Python freed the thread states of the others. Their tasks' records no
+    longer name a thread, as after the end of run(): an interrupt would
+    otherwise read the freed PyThreadState through w.tstate (the helper's
+    send_first_locked() and _worker_frame() both do). The running tasks'
+    records, the forking worker's included, get a new lock: a thread that
+    did not come along (a worker, the owner in interrupt(), the sender)
+    may have held the old one, and nothing would release it."""
+    me = _get_ident()
+    for tid, task in list(RUNNING.items()):
+        w = task.__dict__.get('_killable_worker')
+        if w is not None:
+            w.lock = _new_lock()
+        if tid == me:
+            continue
+        del RUNNING[tid]
+        if w is not None and w.tid == tid:
+            w.tid = w.ctid = w.tstate = None
+
+
+os.register_at_fork(after_in_child=_forget_gone_workers)
+
+
 def _enter_thread(task, w, tid):
     """Give the worker thread threading's manners for the time of the
     work: a Thread object named after the task, the trace and profile

@@ -441,46 +441,38 @@ worker_get_field (PyObject *field)
   return field;
 }
 
-static PyObject *
-worker_get_tid (PyObject *obj, void *unused)
+/* The getters and setters of tid, tstate and ptr: the closure is which
+ * one, as worker_set_converted() numbers them. */
+static PyObject **
+worker_field_at (PyObject *obj,
+                 int       which)
 {
-  return worker_get_field (((WorkerBase *) obj)->tid);
-}
+  WorkerBase *self = (WorkerBase *) obj;
 
-static int
-worker_set_tid (PyObject *obj, PyObject *value, void *unused)
-{
-  return worker_set_converted ((WorkerBase *) obj, &((WorkerBase *) obj)->tid, value, 0);
-}
-
-static PyObject *
-worker_get_tstate (PyObject *obj, void *unused)
-{
-  return worker_get_field (((WorkerBase *) obj)->tstate);
-}
-
-static int
-worker_set_tstate (PyObject *obj, PyObject *value, void *unused)
-{
-  return worker_set_converted ((WorkerBase *) obj, &((WorkerBase *) obj)->tstate, value, 1);
+  return which == 0 ? &self->tid : which == 1 ? &self->tstate : &self->ptr;
 }
 
 static PyObject *
-worker_get_ptr (PyObject *obj, void *unused)
+worker_get (PyObject *obj,
+            void     *closure)
 {
-  return worker_get_field (((WorkerBase *) obj)->ptr);
+  return worker_get_field (*worker_field_at (obj, (int) (intptr_t) closure));
 }
 
 static int
-worker_set_ptr (PyObject *obj, PyObject *value, void *unused)
+worker_set (PyObject *obj,
+            PyObject *value,
+            void     *closure)
 {
-  return worker_set_converted ((WorkerBase *) obj, &((WorkerBase *) obj)->ptr, value, 2);
+  int which = (int) (intptr_t) closure;
+
+  return worker_set_converted ((WorkerBase *) obj, worker_field_at (obj, which), value, which);
 }
 
 static PyGetSetDef worker_getset[] = {
-  { "tid", worker_get_tid, worker_set_tid, NULL, NULL },
-  { "tstate", worker_get_tstate, worker_set_tstate, NULL, NULL },
-  { "ptr", worker_get_ptr, worker_set_ptr, NULL, NULL },
+  { "tid", worker_get, worker_set, NULL, (void *) (intptr_t) 0 },
+  { "tstate", worker_get, worker_set, NULL, (void *) (intptr_t) 1 },
+  { "ptr", worker_get, worker_set, NULL, (void *) (intptr_t) 2 },
   { NULL, NULL, NULL, NULL, NULL },
 };
 

@@ -66,6 +66,64 @@ except Killable.TaskInterrupted as e:
     print('state', t.get_state().value_nick)
 '''
 
+# fork() while a worker spins and another thread holds its record's lock:
+# in the child, neither thread came along (the worker's thread state is
+# freed). Prints what the child saw.
+FORK_PROGRAM = r'''
+import os
+import threading
+import gi
+gi.require_version('Killable', '1')
+from gi.repository import Killable
+from gi.overrides import _killable
+
+ready = threading.Event()
+
+def busy():
+    ready.set()
+    while True:
+        pass
+
+t = Killable.Task(target=busy, name='busy')
+t.start()
+ready.wait()
+w = t.__dict__['_killable_worker']
+held = threading.Event()
+release = threading.Event()
+
+def hold():
+    with w.lock:
+        held.set()
+        release.wait()
+
+holder = threading.Thread(target=hold)
+holder.start()
+held.wait()
+print('helper', _killable._helper is not None, flush=True)
+pid = os.fork()
+if pid == 0:
+    code = 1
+    try:
+        w = t.__dict__['_killable_worker']
+        print('forgotten', w.tid is None and w.tstate is None, flush=True)
+        unlocked = not w.lock.locked()
+        print('unlocked', unlocked, flush=True)
+        if unlocked:  # (else the interrupt would wait for it forever)
+            t.interrupt()
+            print('interrupt returned', flush=True)
+            code = 0
+    finally:
+        os._exit(code)
+print('child', os.waitpid(pid, 0)[1], flush=True)
+release.set()
+holder.join()
+t.interrupt()
+try:
+    t.join()
+except Killable.TaskInterrupted:
+    print('parent interrupted')
+'''
+
 
 def run_program(source, env=None):
     """Runs ``source`` in a new interpreter with the tests' environment
@@ -199,6 +257,48 @@ class TestHelperUsed(unittest.TestCase):
         self.assertEqual(task.result(), 'ok')
         setter.join(GUARD_SECONDS)
 
+    def test_interrupt_worker_in_join(self):
+        # The worker waits in join() for a task that is not its child (the
+        # stop does not end it): the exception lands between two slices
+        # of the wait, while that task still runs.
+        go = threading.Event()
+        other = Killable.Task(target=go.wait, name='other')
+        other.start()
+        self.addCleanup(other.join, GUARD_SECONDS)
+        self.addCleanup(go.set)
+        waiting = threading.Event()
+        seen = []
+
+        def work():
+            waiting.set()
+            try:
+                other.join()
+            except BaseException as e:
+                seen.append(type(e))
+                raise
+
+        task = Killable.Task(target=work, name='joiner')
+        task.start()
+        self.assertTrue(waiting.wait(GUARD_SECONDS))
+        # Until the worker is inside Task.join() (paused there: this
+        # thread holds the GIL while it looks).
+        join_code = Killable.Task.join.__code__
+        frame = None
+        deadline = time.monotonic() + GUARD_SECONDS
+        while time.monotonic() < deadline:
+            frame = sys._current_frames().get(task.ident)
+            while frame is not None and frame.f_code is not join_code:
+                frame = frame.f_back
+            if frame is not None:
+                break
+            time.sleep(0)
+        del frame
+        task.interrupt()
+        with self.assertRaises(Killable.TaskInterrupted):
+            task.join(GUARD_SECONDS)
+        self.assertEqual(seen, [Killable.TaskInterrupted])
+        self.assertTrue(other.is_alive())
+
     def test_join_misuse(self):
         task = Killable.Task(target=lambda: None)
         with self.assertRaises(RuntimeError):
@@ -316,6 +416,30 @@ class TestFallback(unittest.TestCase):
         for out in outs:
             del out['helper'], out['interrupt']
         self.assertEqual(outs[0], outs[1])
+
+
+class TestFork(unittest.TestCase):
+    """In a child after fork(), the records of the workers whose threads
+    did not come along name no thread: an interrupt there must not read
+    their freed PyThreadState (valgrind: an invalid read in
+    PyThreadState_GetFrame(), from the helper's send_first_locked() or
+    the pure-Python _worker_frame()); and their lock is free, though a
+    thread that did not come along held it."""
+
+    def check(self, out, helper):
+        self.assertEqual(out['helper'], str(helper))
+        self.assertEqual(out['forgotten'], 'True')
+        self.assertEqual(out['unlocked'], 'True')
+        self.assertEqual(out['interrupt'], 'returned')
+        self.assertEqual(out['child'], '0')
+        # The parent's worker was left alone.
+        self.assertEqual(out['parent'], 'interrupted')
+
+    def test_interrupt_in_forked_child(self):
+        self.check(run_program(FORK_PROGRAM), HELPER_BUILT)
+
+    def test_interrupt_in_forked_child_fallback(self):
+        self.check(run_program(HIDE_HELPER + FORK_PROGRAM), False)
 
 
 class TestTranslatedReason(unittest.TestCase):
