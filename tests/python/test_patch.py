@@ -400,6 +400,34 @@ class TestPatchedSubprocess(unittest.TestCase):
         p = subprocess.Popen(['sleep', '3600'])
         self.stop_blocked(p.wait, p, catch=True)
 
+    def test_popen_killed_on_interrupt_with_exception(self):
+        # interrupt(exc=...): the wait raises the given class, not a
+        # TaskCancelled; the child is killed and reaped all the same.
+        class Custom(Exception):
+            pass
+        box = []
+        seen = []
+
+        def work():
+            p = subprocess.Popen(['sleep', '3600'])
+            box.append(p)
+            self.addCleanup(self.reap, p)
+            try:
+                p.wait()
+            except BaseException as e:
+                seen.append(e)
+                raise
+
+        task = Killable.Task(target=work)
+        self.blocked.task = task
+        task.start()
+        self.assertTrue(self.blocked.event.wait(GUARD_SECONDS), 'the call never blocked')
+        task.interrupt(Custom)
+        with self.assertRaises(Custom):
+            task.join(GUARD_SECONDS)
+        self.assertEqual([type(e) for e in seen], [Custom])
+        self.assertEqual(box[0].returncode, -signal.SIGKILL)
+
     def test_popen_dropped_without_warning(self):
         # The Popen of a cancelled wait, dropped without a wait(): no
         # "still running" ResourceWarning (its child was reaped).
