@@ -90,7 +90,9 @@ typedef struct
 
 /* 24 bytes in every task. The reason is written once, under @cb_lock,
  * before the flag is set, and is immutable from then: whoever saw the
- * flag set reads it without a lock. */
+ * flag set reads it without a lock. (The lazy reason is the exception:
+ * replaced once, by a compare-and-swap, with the reason it stands for, of
+ * the same domain and code.) */
 typedef struct
 {
   int                     requested;     /* (atomic) KILLABLE_STOP_FLAG_* bits; first: the inline check reads it */
@@ -139,6 +141,21 @@ gboolean  killable_stop_state_set_paused      (KillableStopState    *state,
 gboolean  killable_stop_state_wait_paused     (KillableStopState    *state);
 gboolean  killable_stop_state_request         (KillableStopState    *state,
                                                const GError         *reason);
+
+/* The lazy reason: passed as the @reason of killable_stop_state_request(),
+ * it is stored as it is (not copied); it has the domain and code of the
+ * reason it stands for (what peek_reason()'s readers look at), and the
+ * reason itself is built by the builder given to
+ * killable_stop_state_set_lazy() when something first reads more than
+ * that (the callbacks, dup_reason()), published with a compare-and-swap.
+ * Only a request that reaches the state of the task the reason is about
+ * may use it: the builder is given that state. */
+typedef GError *(*KillableStopLazyBuild) (KillableStopState *state);
+extern GError killable_stop_state_lazy_reason;
+void      killable_stop_state_set_lazy        (GQuark                domain,
+                                               int                   code,
+                                               KillableStopLazyBuild build);
+GError   *killable_stop_state_build_lazy      (KillableStopState    *state);
 void      killable_stop_state_fire            (KillableStopState    *state,
                                                KillableTask         *task);
 GError   *killable_stop_state_dup_reason      (KillableStopState    *state);
@@ -154,13 +171,15 @@ killable_stop_state_has_callbacks_to_fire (KillableStopState *state)
   return extra != NULL && extra->firing;
 }
 
-/* The reason, without a copy or a lock: only once the flag was seen set
- * (it is immutable from then until the state is cleared). */
+/* The reason, without a copy or a lock: only once the flag was seen set.
+ * Its domain and code are immutable from then until the state is cleared;
+ * its message may be the lazy reason's (see killable_stop_state_lazy_reason):
+ * read only the domain and code here, dup_reason() for the rest. */
 static inline const GError *
 killable_stop_state_peek_reason (KillableStopState *state)
 {
   g_assert (killable_stop_state_is_requested (state));
-  return state->reason;
+  return g_atomic_pointer_get (&state->reason);
 }
 gboolean  killable_stop_state_reason_matches  (KillableStopState    *state,
                                                GQuark                domain,

@@ -215,6 +215,49 @@ unlink_locked (KillableStopLink *link)
   link->next->prev = link->prev;
 }
 
+/* The lazy reason (see the private header): its domain and code are set
+ * once, by killable_stop_state_set_lazy(), before any task exists; its
+ * message is never shown (resolve_reason() replaces it first). */
+GError killable_stop_state_lazy_reason = { 0, 0, (char *) "" };
+static KillableStopLazyBuild lazy_build;
+
+void
+killable_stop_state_set_lazy (GQuark                domain,
+                              int                   code,
+                              KillableStopLazyBuild build)
+{
+  killable_stop_state_lazy_reason.domain = domain;
+  killable_stop_state_lazy_reason.code = code;
+  lazy_build = build;
+}
+
+/* The reason the lazy reason stands for, for @state's task (new). */
+GError *
+killable_stop_state_build_lazy (KillableStopState *state)
+{
+  return lazy_build (state);
+}
+
+/* The reason, the lazy one built and published first (once: a thread that
+ * loses the race frees its copy and reads the winner's). Only once the
+ * flag was seen set. */
+static const GError *
+resolve_reason (KillableStopState *state)
+{
+  GError *reason = g_atomic_pointer_get (&state->reason);
+  GError *built;
+
+  if (reason != &killable_stop_state_lazy_reason)
+    return reason;
+
+  built = lazy_build (state);
+  if (g_atomic_pointer_compare_and_exchange (&state->reason, reason, built))
+    return built;
+  g_error_free (built);
+
+  return g_atomic_pointer_get (&state->reason);
+}
+
 void
 killable_stop_state_init (KillableStopState *state)
 {
@@ -229,6 +272,8 @@ killable_stop_state_clear (KillableStopState *state)
 {
   KillableStopStateExtra *extra = state->extra;
 
+  if (state->reason == &killable_stop_state_lazy_reason)
+    state->reason = NULL;
   g_clear_error (&state->reason);
   if (extra == NULL)
     return;
@@ -264,8 +309,12 @@ killable_stop_state_request (KillableStopState *state,
   if (killable_stop_state_is_requested (state))
     return FALSE;
 
-  /* Copied outside the spin lock; dropped if another request won. */
-  copy = reason != NULL ? g_error_copy (reason) : NULL;
+  /* Copied outside the spin lock; dropped if another request won. The
+   * lazy reason is stored as it is. */
+  if (reason == &killable_stop_state_lazy_reason)
+    copy = (GError *) reason;
+  else
+    copy = reason != NULL ? g_error_copy (reason) : NULL;
 
   for (;;)
     {
@@ -284,7 +333,8 @@ killable_stop_state_request (KillableStopState *state,
       cb_unlock (state);
       if (extra != NULL)
         g_mutex_unlock (&extra->lock);
-      g_clear_error (&copy);
+      if (copy != &killable_stop_state_lazy_reason)
+        g_clear_error (&copy);
       return FALSE;
     }
 
@@ -382,8 +432,9 @@ killable_stop_state_fire (KillableStopState *state,
       if (wake)
         wake_cb_waiters (extra);
 
-      /* @reason is immutable once requested: no lock needed to read it. */
-      cb->func (task, state->reason, cb->user_data);
+      /* @reason is immutable once requested (built once if lazy): no lock
+       * needed to read it. */
+      cb->func (task, resolve_reason (state), cb->user_data);
       stop_callback_notify (cb);
 
       cb_lock (state);
@@ -433,15 +484,18 @@ killable_stop_state_wait_fired (KillableStopState *state)
   g_mutex_unlock (&extra->lock);
 }
 
-/* The reason is written before the flag and immutable once it is set: no
- * lock. */
+/* The reason is written before the flag and immutable once it is set
+ * (built once if lazy): no lock. */
 GError *
 killable_stop_state_dup_reason (KillableStopState *state)
 {
-  if (!killable_stop_state_is_requested (state) || state->reason == NULL)
+  const GError *reason;
+
+  if (!killable_stop_state_is_requested (state) ||
+      (reason = resolve_reason (state)) == NULL)
     return NULL;
 
-  return g_error_copy (state->reason);
+  return g_error_copy (reason);
 }
 
 gboolean
@@ -449,8 +503,9 @@ killable_stop_state_reason_matches (KillableStopState *state,
                                     GQuark             domain,
                                     int                code)
 {
+  /* The lazy reason has the domain and code of the one it stands for. */
   return killable_stop_state_is_requested (state) &&
-         g_error_matches (state->reason, domain, code);
+         g_error_matches (g_atomic_pointer_get (&state->reason), domain, code);
 }
 
 /* The cold path of add_callback, out of line. */
@@ -462,7 +517,7 @@ run_at_once (KillableStopState *state,
              GDestroyNotify     notify)
 {
   /* Already stopped: run at once, here, as std::stop_callback does. */
-  func (task, state->reason, user_data);
+  func (task, resolve_reason (state), user_data);
   if (notify != NULL)
     notify (user_data);
 }

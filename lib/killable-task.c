@@ -371,6 +371,16 @@ make_error (KillableTask  *self,
   return killable_error_new_for_task (code, task_name (priv));
 }
 
+/* The lazy reason's builder (killable_stop_state_set_lazy()): the
+ * INTERRUPTED error about the task whose stop state @state is. */
+static GError *
+build_interrupted_reason (KillableStopState *state)
+{
+  KillableTask *self = (KillableTask *) ((guint8 *) state - killable_task_stop_state_offset);
+
+  return make_error (self, KILLABLE_ERROR_INTERRUPTED);
+}
+
 static gboolean escalation_cb (GObject                 *object,
                                KillableEscalationEvent  event,
                                guint                    step);
@@ -920,7 +930,7 @@ build_lazy_error (KillableTask *self,
     case LAZY_ERROR_STOPPED:
       return make_error (self, KILLABLE_ERROR_STOPPED);
     case LAZY_ERROR_REASON:
-      return g_error_copy (killable_stop_state_peek_reason (&priv->stop));
+      return killable_stop_state_dup_reason (&priv->stop);
     case LAZY_ERROR_NONE:
     default:
       g_assert_not_reached ();
@@ -2417,6 +2427,8 @@ killable_task_class_init (KillableTaskClass *klass)
                         KillableTask_private_offset + G_STRUCT_OFFSET (KillableTaskPrivate, owner));
   _killable_task_fast_path.stop_flag_offset = killable_task_stop_state_offset +
     G_STRUCT_OFFSET (KillableStopState, requested);
+  killable_stop_state_set_lazy (KILLABLE_ERROR, KILLABLE_ERROR_INTERRUPTED,
+                                build_interrupted_reason);
 
   killable_i18n_init ();
 }
@@ -2946,13 +2958,13 @@ interrupt_internal (KillableTask *self,
   /* A task already stopped has its stopped descendants (a stop reaches
    * every descendant, and a child added later to a stopped parent is
    * stopped): the request would change nothing, so the reason (a
-   * translation lookup and two allocations) is not built. */
+   * translation lookup and two allocations) is not built. Else the reason
+   * is the lazy one (built when first read: most interrupts of a busy
+   * leaf have nobody reading it before the worker gets its exception,
+   * and its cold build was a quarter of the call); the tree builds it for
+   * a task with descendants, whose reason names @self. */
   if (!killable_stop_state_is_requested (&priv->stop))
-    {
-      g_autoptr(GError) reason = make_error (self, KILLABLE_ERROR_INTERRUPTED);
-
-      killable_task_request_stop_internal (self, reason, TRUE);
-    }
+    killable_task_request_stop_internal (self, &killable_stop_state_lazy_reason, TRUE);
 
   /* Marked under the tree lock, so a child added later is interrupted too.
    * @self comes first. */

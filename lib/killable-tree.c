@@ -1278,6 +1278,7 @@ killable_tree_request_stop (KillableTask *self,
   g_autoptr(GPtrArray) drop = NULL;
   g_autoptr(GPtrArray) steps = NULL;
   g_autoptr(GPtrArray) notify = NULL;
+  g_autoptr(GError) built = NULL;
   Batch batch = { { 0 } };
   GPtrArray *rest;
   TaskStack session;
@@ -1314,6 +1315,11 @@ killable_tree_request_stop (KillableTask *self,
           return rest;
         }
     }
+
+  /* The lazy reason is about @self: its descendants get the reason it
+   * stands for (built here, outside the lock). */
+  if (reason == &killable_stop_state_lazy_reason)
+    reason = built = killable_stop_state_build_lazy (STOP (self));
 
   drop = g_ptr_array_new ();
   steps = g_ptr_array_new ();

@@ -222,6 +222,114 @@ test_reason (void)
   check_own_reason ("cb-interrupt", killable_task_interrupt, KILLABLE_ERROR_INTERRUPTED);
 }
 
+/* A started task's work: sleeps until it is stopped. */
+static gboolean
+work_sleep_until_stopped (KillableTask  *task,
+                          gpointer       user_data,
+                          GError       **error)
+{
+  return killable_task_sleep (task, (gint64) 3600 * G_USEC_PER_SEC, error);
+}
+
+static KillableTask *
+start_sleeper (const char *name)
+{
+  g_autoptr(KillableTask) task = killable_task_new (name, work_sleep_until_stopped, NULL, NULL);
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (killable_task_start (task, &error));
+  g_assert_no_error (error);
+
+  return g_steal_pointer (&task);
+}
+
+/* The message of an interrupt's reason, about @name (untranslated: the
+ * suite runs without the catalogs; test-i18n checks the translation). */
+static char *
+interrupted_message (const char *name)
+{
+  return g_strdup_printf ("Task “%s” was interrupted", name);
+}
+
+/* interrupt() of a started task builds its reason when it is first read
+ * (issue 15): a callback registered before, one added after, join() and
+ * a descendant get the whole reason, about the interrupted task (a
+ * descendant's names the interrupted ancestor, not itself). */
+static void
+test_interrupt_reason (void)
+{
+  g_autoptr(KillableTask) before = start_sleeper ("cb-int-before");
+  g_autoptr(KillableTask) joined = start_sleeper ("cb-int-joined");
+  g_autoptr(KillableTask) after = NULL;
+  g_autoptr(KillableTask) parent = start_sleeper ("cb-int-parent");
+  g_autoptr(KillableTask) child = killable_task_new ("cb-int-child", work_sleep_until_stopped, NULL, NULL);
+  g_autofree char *msg_before = interrupted_message ("cb-int-before");
+  g_autofree char *msg_after = interrupted_message ("cb-int-after");
+  g_autofree char *msg_joined = interrupted_message ("cb-int-joined");
+  g_autofree char *msg_parent = interrupted_message ("cb-int-parent");
+  g_autoptr(GError) error = NULL;
+  Cb cb, cb_late, cb_child;
+  TestGate gate;
+
+  test_gate_init (&gate);
+  after = killable_task_new ("cb-int-after", test_work_pass_gate_then_check, &gate, NULL);
+
+  /* Registered before: fired by the interrupt. */
+  cb_setup (&cb, before);
+  killable_task_interrupt (before);
+  g_assert_cmpint (cb.ran, ==, 1);
+  g_assert_error (cb.reason, KILLABLE_ERROR, KILLABLE_ERROR_INTERRUPTED);
+  g_assert_cmpstr (cb.reason->message, ==, msg_before);
+  g_assert_false (killable_task_join (before, &error));
+  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_INTERRUPTED);
+  g_assert_cmpstr (error->message, ==, msg_before);
+  g_clear_error (&error);
+  cb_clear (&cb);
+
+  /* Nothing registered: the worker's end and join() read it. */
+  killable_task_interrupt (joined);
+  g_assert_false (killable_task_join (joined, &error));
+  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_INTERRUPTED);
+  g_assert_cmpstr (error->message, ==, msg_joined);
+  g_clear_error (&error);
+
+  /* Nothing registered, nothing read it yet (the worker waits at a gate,
+   * ignoring the stop): a callback added later runs at once with it, then
+   * join() gets it. */
+  g_assert_true (killable_task_start (after, &error));
+  g_assert_no_error (error);
+  test_gate_wait_entered (&gate, 1);
+  killable_task_interrupt (after);
+  cb_setup (&cb_late, after);
+  g_assert_cmpint (cb_late.ran, ==, 1);
+  g_assert_error (cb_late.reason, KILLABLE_ERROR, KILLABLE_ERROR_INTERRUPTED);
+  g_assert_cmpstr (cb_late.reason->message, ==, msg_after);
+  cb_clear (&cb_late);
+  test_gate_open (&gate);
+  g_assert_false (killable_task_join (after, &error));
+  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_INTERRUPTED);
+  g_assert_cmpstr (error->message, ==, msg_after);
+  g_clear_error (&error);
+  test_gate_clear (&gate);
+
+  /* A parent with a child: the child's reason names the parent. */
+  g_assert_true (killable_task_add_child (parent, child, &error));
+  g_assert_no_error (error);
+  g_assert_true (killable_task_start (child, &error));
+  g_assert_no_error (error);
+  cb_setup (&cb_child, child);
+  killable_task_interrupt (parent);
+  g_assert_cmpint (cb_child.ran, ==, 1);
+  g_assert_cmpstr (cb_child.reason->message, ==, msg_parent);
+  cb_clear (&cb_child);
+  g_assert_false (killable_task_join (child, &error));
+  g_clear_error (&error);
+
+  g_assert_false (killable_task_join (parent, &error));
+  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_INTERRUPTED);
+  g_assert_cmpstr (error->message, ==, msg_parent);
+}
+
 static void
 test_multiple (void)
 {
@@ -1117,6 +1225,7 @@ main (int   argc,
 
   g_test_add_func ("/stop-callbacks/once-in-stopping-thread", test_runs_once_in_stopping_thread);
   g_test_add_func ("/stop-callbacks/reason", test_reason);
+  g_test_add_func ("/stop-callbacks/interrupt-reason", test_interrupt_reason);
   g_test_add_func ("/stop-callbacks/multiple", test_multiple);
   g_test_add_func ("/stop-callbacks/restop", test_restop);
   g_test_add_func ("/stop-callbacks/remove-before-stop", test_remove_before_stop);
