@@ -487,6 +487,14 @@ class _Child(object):
         later.fd, self.fd = self.fd, None
         _held(task).later.append(later)
 
+    def kill_if_cancelled(self, task, exc):
+        """kill() when ``exc``, which ended a wait for the child, is the
+        task's cancellation (or an interrupt's exception), as
+        subprocess.run() kills its child on an exception. (The class
+        first: one C call less on the cancellation's way.)"""
+        if isinstance(exc, _TaskCancelled) or _killable.is_stop_requested(task):
+            self.kill(task)
+
     def end(self):
         """The end of the work: SIGKILL the child, wait (at most _REAP_MS)
         for it to die and reap it (the Popen's returncode is set)."""
@@ -545,12 +553,8 @@ def _popen_wait(original):
             # other patched waits do when a stop came.
             _raise_if_stopped(task)
         except BaseException as e:
-            # The task's cancellation (or an interrupt's exception): the
-            # child is killed as subprocess.run() does on an exception,
-            # but when the work ends (see _Child.kill()). (The class first:
-            # one C call less on the cancellation's way.)
-            if isinstance(e, _TaskCancelled) or _killable.is_stop_requested(task):
-                child.kill(task)
+            # Killed when the work ends (see _Child.kill()).
+            child.kill_if_cancelled(task, e)
             raise
         finally:
             child.close()
@@ -613,9 +617,8 @@ def _popen_communicate(original):
                     except subprocess.TimeoutExpired:
                         input = None   # it goes on where it was
         except BaseException as e:
-            if child is not None and (isinstance(e, _TaskCancelled) or
-                                      _killable.is_stop_requested(task)):
-                child.kill(task)
+            if child is not None:
+                child.kill_if_cancelled(task, e)
             raise
         finally:
             if child is not None:
