@@ -19,6 +19,7 @@
 #include "config.h"
 
 #include "killable-escalation-private.h"
+#include "killable-text-private.h"
 #include "killable-timer-private.h"
 
 /* Interrupt signals are repeated with a growing delay. */
@@ -220,7 +221,7 @@ grace_cb (gpointer data)
 
 /* After a stop request: a grace period later, and after each further one,
  * the owner is told (and climbs the ladder). Once only. */
-void
+KILLABLE_STOP_PATH void
 killable_escalation_begin_grace (KillableEscalation *esc)
 {
   g_mutex_lock (&esc->lock);

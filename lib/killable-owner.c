@@ -23,6 +23,7 @@
 #include "config.h"
 
 #include "killable-owner-private.h"
+#include "killable-text-private.h"
 #include "killable-worker-pool-private.h"
 
 /* Signals and notifications of a task are never emitted on a worker
@@ -461,7 +462,7 @@ queue_get_locked (KillableOwnerPlace *place)
   return queue;
 }
 
-void
+KILLABLE_STOP_PATH void
 killable_owner_queue (KillableOwner *owner,
                       guint          emissions)
 {

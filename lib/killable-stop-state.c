@@ -40,6 +40,7 @@
 #include <gio/gio.h>
 
 #include "killable-stop-state-private.h"
+#include "killable-text-private.h"
 
 /* How often wait_fd() looks at the stop flag when it has no wake-up fd. */
 #define WAIT_FD_SLICE_MS 50
@@ -299,7 +300,7 @@ killable_stop_state_clear (KillableStopState *state)
  * Returns TRUE for the one call that made the request. Without an extra
  * block (nobody sleeps, waits or registered a callback: a pending task in
  * a big tree), it costs the reason's copy and one spin-lock hold. */
-gboolean
+KILLABLE_STOP_PATH gboolean
 killable_stop_state_request (KillableStopState *state,
                              const GError      *reason)
 {
@@ -383,7 +384,7 @@ wake_cb_waiters (KillableStopStateExtra *extra)
  * this, exactly once (after the flag is set: an add_callback() that takes
  * cb_lock later sees it and runs its callback itself). One cb_lock hold per
  * callback: the hold that marks one callback done also takes the next. */
-void
+KILLABLE_STOP_PATH void
 killable_stop_state_fire (KillableStopState *state,
                           KillableTask      *task)
 {

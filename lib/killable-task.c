@@ -38,6 +38,7 @@
 #include <glib/gi18n-lib.h>
 
 #include "killable-enums.h"
+#include "killable-text-private.h"
 #include "killable-error-private.h"
 #include "killable-escalation-private.h"
 #include "killable-fork-private.h"
@@ -494,7 +495,7 @@ static const struct {
   { KILLABLE_EMIT_PAUSED, PROP_PAUSED },
 };
 
-static guint
+KILLABLE_STOP_PATH static guint
 filter_emissions (GObject *object,
                   guint    emissions)
 {
@@ -1109,7 +1110,7 @@ killable_task_end_pending_finish (KillableTask *self)
 /* The stop request, rung 1. With @propagate, the whole subtree gets the
  * same @reason; the tree code calls back with @propagate FALSE for each
  * descendant whose flag it already set under the tree lock. */
-void
+KILLABLE_STOP_PATH void
 killable_task_request_stop_internal (KillableTask *self,
                                      const GError *reason,
                                      gboolean      propagate)
@@ -1303,7 +1304,7 @@ send_interrupt (KillableTask *self,
  * with EINTR. A signal that arrives just before the worker blocks is lost,
  * so it is sent again, with a growing delay, until the task ends or its
  * work returns (KILLABLE_ESCALATION_REPEAT). */
-static void
+KILLABLE_STOP_PATH static void
 interrupt_syscalls (KillableTask *self)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
@@ -1453,7 +1454,7 @@ killable_get_abandoned_thread_count (void)
 
 /* Protected helpers for subclasses in lib/ {{{ */
 
-gboolean
+KILLABLE_STOP_PATH gboolean
 killable_task_is_started (KillableTask *self)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
@@ -2947,13 +2948,33 @@ killable_task_interrupt (KillableTask *self)
 /* killable_task_interrupt(); with @self_default, @self gets the default
  * handler instead of its vfunc (see _killable_task_interrupt_self_default()).
  * Returns whether @self's vfunc would have run (it had not ended). */
-static gboolean
+KILLABLE_STOP_PATH static gboolean
 interrupt_internal (KillableTask *self,
                     gboolean      self_default)
 {
   KillableTaskPrivate *priv = killable_task_get_instance_private (self);
   g_autoptr(GPtrArray) subtree = NULL;
   gboolean self_live = FALSE;
+  gboolean won = FALSE;
+
+  /* A started leaf, the usual target: the flag and the mark in one hold of
+   * the tree lock, no array (this call's cold cost grows with the code and
+   * data it touches: a Python owner pays it right after it took the GIL
+   * back from the busy worker). The reason is the lazy one (below). */
+  if (killable_tree_interrupt_leaf (self, &killable_stop_state_lazy_reason, &won))
+    {
+      if (won)
+        killable_task_request_stop_internal (self, &killable_stop_state_lazy_reason, FALSE);
+      if (KILLABLE_TASK_STATE_IS_TERMINAL (flag_get (&priv->state)))
+        return FALSE;
+      if (self_default)
+        {
+          killable_task_real_interrupt (self);
+          return TRUE;
+        }
+      KILLABLE_TASK_GET_CLASS (self)->interrupt (self);
+      return FALSE;
+    }
 
   /* A task already stopped has its stopped descendants (a stop reaches
    * every descendant, and a child added later to a stopped parent is
@@ -3007,10 +3028,13 @@ interrupt_internal (KillableTask *self,
  */
 _KILLABLE_EXTERN gboolean _killable_task_interrupt_self_default (KillableTask *self);
 
-gboolean
+KILLABLE_STOP_PATH gboolean
 _killable_task_interrupt_self_default (KillableTask *self)
 {
-  g_return_val_if_fail (KILLABLE_IS_TASK (self), FALSE);
+  /* Its one caller passes the task its worker record holds (and holds
+   * it): no type check, which for a Python subclass's instance is a call
+   * into GType's code on this cold path. */
+  g_return_val_if_fail (self != NULL, FALSE);
 
   return interrupt_internal (self, TRUE);
 }

@@ -61,6 +61,9 @@ GPtrArray *killable_tree_request_stop      (KillableTask     *self,
                                             const GError     *reason);
 GPtrArray *killable_tree_collect_subtree   (KillableTask     *self,
                                             KillableTreeMark  mark);
+gboolean   killable_tree_interrupt_leaf    (KillableTask     *self,
+                                            const GError     *reason,
+                                            gboolean         *won);
 gboolean   killable_tree_close_pending     (KillableTask     *self,
                                             gboolean         *child_failed);
 gboolean   killable_tree_has_live_children (KillableTask     *self);

@@ -32,6 +32,7 @@
 #include <glib/gi18n-lib.h>
 
 #include "killable-error-private.h"
+#include "killable-text-private.h"
 #include "killable-task-private.h"
 #include "killable-timer-private.h"
 
@@ -373,7 +374,7 @@ static int handoff_wanted;      /* (atomic) passes waiting on handoff_cond */
  * fork() instead would hold an unbounded number of locks. */
 static GRWLock fork_gate;
 
-static void
+KILLABLE_STOP_PATH static void
 tree_mutex_lock (KillableTree *t)
 {
   if (G_LIKELY (g_mutex_trylock (&t->lock)))
@@ -455,7 +456,7 @@ pool_take_locked (void)
 }
 
 /* Takes the designated lock of @task (and fork_gate for reading). */
-static KillableTree *
+KILLABLE_STOP_PATH static KillableTree *
 tree_lock (KillableTask *task)
 {
   g_rw_lock_reader_lock (&fork_gate);
@@ -472,7 +473,7 @@ tree_lock (KillableTask *task)
 
 /* Releases a tree lock, keeping fork_gate; gives the tree back to the
  * pool when the thread holding it made its last task leave it. */
-static void
+KILLABLE_STOP_PATH static void
 tree_release (KillableTree *t)
 {
   gboolean dead = t->in_use && t->n_nodes == 0;
@@ -485,7 +486,7 @@ tree_release (KillableTree *t)
 }
 
 /* Releases a tree lock and fork_gate. */
-static void
+KILLABLE_STOP_PATH static void
 tree_unlock (KillableTree *t)
 {
   tree_release (t);
@@ -1427,6 +1428,38 @@ killable_tree_collect_subtree (KillableTask *self,
   tree_unlock (held);
 
   return ret;
+}
+
+/* interrupt()'s leaf case, its usual target: what
+ * killable_tree_request_stop() then killable_tree_collect_subtree() with
+ * KILLABLE_TREE_MARK_INTERRUPT do for a started task without children, in
+ * one hold of the tree lock, with no array nor reference (the caller holds
+ * @self). Returns FALSE, having changed nothing, unless @self is a started
+ * leaf; else TRUE, and *@won tells whether this call made the stop request
+ * (then the caller stops @self the usual way, as for a task the other
+ * returns). The mark is set with the flag: a child added from now on sees
+ * both. */
+KILLABLE_STOP_PATH gboolean
+killable_tree_interrupt_leaf (KillableTask *self,
+                              const GError *reason,
+                              gboolean     *won)
+{
+  KillableTree *held;
+  gboolean leaf;
+
+  if (load_n_children (NODE (self)) != 0 || !killable_task_is_started (self))
+    return FALSE;
+
+  held = tree_lock (self);
+  leaf = first_child (NODE (self)) == NULL;
+  if (leaf)
+    {
+      *won = killable_stop_state_request (STOP (self), reason);
+      bits_update (self, 0, KILLABLE_TREE_MARK_INTERRUPT);
+    }
+  tree_unlock (held);
+
+  return leaf;
 }
 
 /* For a task stopped before it started: TRUE if it may end now; FALSE if

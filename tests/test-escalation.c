@@ -1111,6 +1111,66 @@ test_kill_reaches_late_child (void)
 
 /* }}} */
 
+/* A child added to an interrupted leaf {{{ */
+
+static void
+test_interrupt_reaches_late_child (void)
+{
+  g_autoptr(KillableTask) parent = NULL;
+  g_autoptr(KillableTask) child = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GArray) events = NULL;
+  TestGate parent_gate, child_gate;
+  Watch watch;
+
+  watch_init (&watch);
+  test_gate_init (&parent_gate);
+  test_gate_init (&child_gate);
+
+  /* A started leaf, the usual target of interrupt() (its own path), that
+   * does not look at the stop until its gate opens. */
+  parent = watch_ladder_task_new (&watch, "parent", test_work_pass_gate_then_check, &parent_gate);
+  g_assert_true (killable_task_start (parent, NULL));
+  test_gate_wait_entered (&parent_gate, 1);
+  killable_task_interrupt (parent);
+  g_assert_cmpint (killable_task_get_state (parent), ==, KILLABLE_TASK_STATE_STOPPING);
+  events = event_log_dup_for (&watch.log, parent);
+  g_assert_cmpuint (events->len, ==, 2);
+  g_assert_cmpint (g_array_index (events, Event, 0).kind, ==, EVENT_STOP);
+  g_assert_cmpint (g_array_index (events, Event, 1).kind, ==, EVENT_INTERRUPT);
+  g_clear_pointer (&events, g_array_unref);
+
+  /* A running child added now is stopped and interrupted, as if it had
+   * been there. */
+  child = watch_ladder_task_new (&watch, "late-child",
+                                 test_work_pass_gate_then_check, &child_gate);
+  g_assert_true (killable_task_start (child, NULL));
+  test_gate_wait_entered (&child_gate, 1);
+  g_assert_true (killable_task_add_child (parent, child, &error));
+  g_assert_no_error (error);
+  events = event_log_dup_for (&watch.log, child);
+  g_assert_cmpuint (events->len, ==, 2);
+  g_assert_cmpint (g_array_index (events, Event, 0).kind, ==, EVENT_STOP);
+  g_assert_cmpint (g_array_index (events, Event, 1).kind, ==, EVENT_INTERRUPT);
+
+  test_gate_open (&child_gate);
+  test_gate_open (&parent_gate);
+  g_assert_false (test_join_guarded (child, &error));
+  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_INTERRUPTED);
+  g_clear_error (&error);
+  g_assert_false (test_join_guarded (parent, &error));
+  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_INTERRUPTED);
+
+  g_clear_object (&child);
+  g_clear_object (&parent);
+  watch_finish (&watch, 2);
+
+  test_gate_clear (&child_gate);
+  test_gate_clear (&parent_gate);
+}
+
+/* }}} */
+
 /* The interrupt signal {{{ */
 
 static void
@@ -1213,6 +1273,7 @@ main (int   argc,
   g_test_add_func ("/escalation/commit/section", test_commit_point);
   g_test_add_func ("/escalation/commit/after-abandon", test_commit_after_abandon);
   g_test_add_func ("/escalation/kill/late-child", test_kill_reaches_late_child);
+  g_test_add_func ("/escalation/interrupt/late-child", test_interrupt_reaches_late_child);
   g_test_add_func ("/escalation/signal/validation", test_interrupt_signal_validation);
   g_test_add_func ("/escalation/signal/custom", test_interrupt_signal_custom);
 
