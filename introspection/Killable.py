@@ -441,6 +441,7 @@ class Task(Killable.Task):
 
 Task = override(Task)
 __all__.append('Task')
+_killable.install_task_methods(Task, _WAIT_SLICE)
 
 
 def _check_no_nul(value, what):

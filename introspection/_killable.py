@@ -1908,4 +1908,12 @@ if (_helper is not None and _c_interrupt_self_default is not None and
     interrupt = _helper.interrupt
     join = _helper.join
 
+
+def install_task_methods(cls, join_slice):
+    """Gives ``cls`` (the override's Task) its interrupt() and join() in C
+    when the helper is in use (the same behaviour, without a Python frame
+    on the way); else ``cls`` keeps its Python ones."""
+    if _helper is not None and interrupt is _helper.interrupt:
+        _helper.install_methods(cls, join_slice)
+
 # }}}

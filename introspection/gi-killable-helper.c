@@ -68,6 +68,8 @@ typedef struct
   PyObject *worker_type;        /* WorkerBase (owned) */
   PyObject *cancelled_base;     /* CancelledBase (owned) */
   PyObject *own_exceptions;     /* _OWN_EXCEPTIONS, a frozenset (owned) */
+  PyObject *join_py;            /* the override's Task.join, in Python (owned) */
+  PyObject *join_slice;         /* its _WAIT_SLICE, a float (owned) */
 } HelperState;
 
 static HelperState state;
@@ -76,7 +78,8 @@ static HelperState state;
 static PyObject *s_killable_worker, *s_dict, *s_do_interrupt, *s_value, *s_f_globals,
                 *s_f_lasti, *s_co_code, *s_name, *s_error, *s_init,
                 *s_previous_excepthook, *s_task_interrupted, *s_main_ident,
-                *s_request_locked, *s_raise_self_pending, *s_interrupt_py, *s_join_py;
+                *s_request_locked, *s_raise_self_pending, *s_interrupt_py, *s_join_py,
+                *s_raise_outcome;
 
 /* Lock {{{ */
 
@@ -665,7 +668,9 @@ is_pygobject_module (PyObject *name)
       PyErr_Clear ();
       return 0;
     }
-  if (strncmp (s, "gi.", 3) != 0)
+  /* Most workers pause in their own code: answered without a call into
+   * the C library (this runs cold, see helper_interrupt()). */
+  if (len < 3 || s[0] != 'g' || s[1] != 'i' || s[2] != '.')
     return 0;
   if (strcmp (s, "gi.overrides.Killable") == 0 ||
       strncmp (s, "gi.overrides._killable", strlen ("gi.overrides._killable")) == 0)
@@ -934,6 +939,198 @@ general:
 
 /* }}} */
 
+/* Task.interrupt() and Task.join() in C {{{ */
+
+/* The override's Task.interrupt(exc=None) and Task.join(timeout=None),
+ * as method descriptors of its class (install_methods()): no Python frame
+ * between the caller and the code above. In the usual sequence, a busy
+ * worker interrupted then joined, both calls run right after the owner
+ * took the GIL back from the worker, when all they touch is cold: the
+ * frame of a Python method and its lookups were a tenth of the call. */
+
+/* The one optional argument of such a method, by position or by @kw: a
+ * borrowed reference in *@out (None when not given), or -1 with a
+ * TypeError. */
+static int
+one_optional_arg (const char       *fname,
+                  const char       *kw,
+                  PyObject *const  *args,
+                  Py_ssize_t        nargs,
+                  PyObject         *kwnames,
+                  PyObject        **out)
+{
+  Py_ssize_t nkw = kwnames != NULL ? PyTuple_Size (kwnames) : 0;
+
+  *out = Py_None;
+  if (nkw < 0)
+    return -1;
+  if (nargs + nkw > 1)
+    {
+      PyErr_Format (PyExc_TypeError, "%s() takes at most 1 argument (%zd given)",
+                    fname, nargs + nkw);
+      return -1;
+    }
+  if (nkw == 1)
+    {
+      PyObject *name = PyTuple_GetItem (kwnames, 0);
+
+      if (name == NULL)
+        return -1;
+      if (PyUnicode_CompareWithASCIIString (name, kw) != 0)
+        {
+          PyErr_Format (PyExc_TypeError, "%s() got an unexpected keyword argument '%U'",
+                        fname, name);
+          return -1;
+        }
+    }
+  if (nargs + nkw == 1)
+    *out = args[0];
+  return 0;
+}
+
+static PyObject *
+task_interrupt_method (PyObject         *self,
+                       PyObject *const  *args,
+                       Py_ssize_t        nargs,
+                       PyObject         *kwnames)
+{
+  PyObject *pair[2];
+
+  if (one_optional_arg ("interrupt", "exc", args, nargs, kwnames, &pair[1]) < 0)
+    return NULL;
+  pair[0] = self;
+  return helper_interrupt (NULL, pair, 2);
+}
+
+static PyObject *
+task_join_method (PyObject         *self,
+                  PyObject *const  *args,
+                  Py_ssize_t        nargs,
+                  PyObject         *kwnames)
+{
+  PyObject *timeout, *call[3], *r;
+
+  if (one_optional_arg ("join", "timeout", args, nargs, kwnames, &timeout) < 0)
+    return NULL;
+  /* A timeout needs a deadline: the Python method computes it. */
+  if (timeout != Py_None)
+    return PyObject_CallFunctionObjArgs (state.join_py, self, timeout, NULL);
+  call[0] = self;
+  call[1] = Py_None;
+  call[2] = state.join_slice;
+  r = helper_join (NULL, call, 3);
+  if (r == NULL)
+    return NULL;
+  if (PyObject_IsTrue (r))
+    {
+      Py_DECREF (r);
+      /* The task ended: its outcome, raised (or None if it succeeded). */
+      r = PyObject_CallMethodObjArgs (self, s_raise_outcome, NULL);
+      if (r == NULL)
+        return NULL;
+    }
+  Py_DECREF (r);
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef task_interrupt_def = {
+  "interrupt", (PyCFunction) (void (*) (void)) task_interrupt_method,
+  METH_FASTCALL | METH_KEYWORDS, NULL
+};
+
+static PyMethodDef task_join_def = {
+  "join", (PyCFunction) (void (*) (void)) task_join_method,
+  METH_FASTCALL | METH_KEYWORDS, NULL
+};
+
+/* @def's docstring: @signature then the Python method's own, kept for the
+ * process's life (as the PyMethodDef). Once. */
+static int
+set_doc (PyMethodDef *def,
+         const char  *signature,
+         PyObject    *func)
+{
+  PyObject *doc, *text;
+  const char *utf8;
+  char *copy;
+  Py_ssize_t len;
+
+  if (def->ml_doc != NULL)
+    return 0;
+  doc = PyObject_GetAttrString (func, "__doc__");
+  if (doc == NULL)
+    return -1;
+  text = PyUnicode_FromFormat ("%s\n--\n\n%U", signature,
+                               PyUnicode_Check (doc) ? doc : Py_None);
+  Py_DECREF (doc);
+  if (text == NULL)
+    return -1;
+  utf8 = PyUnicode_AsUTF8AndSize (text, &len);
+  copy = utf8 != NULL ? PyMem_Malloc (len + 1) : NULL;
+  if (copy == NULL)
+    {
+      Py_DECREF (text);
+      if (!PyErr_Occurred ())
+        PyErr_NoMemory ();
+      return -1;
+    }
+  memcpy (copy, utf8, len + 1);
+  Py_DECREF (text);
+  def->ml_doc = copy;
+  return 0;
+}
+
+/* install_methods(cls, join_slice): replaces cls.interrupt and cls.join
+ * (the override's Python methods, kept as the docs and, for a join with a
+ * timeout, the code) with the methods above. */
+static PyObject *
+helper_install_methods (PyObject *module,
+                        PyObject *args)
+{
+  PyObject *cls, *slice, *interrupt_py, *join_py, *d_interrupt = NULL, *d_join = NULL;
+  PyObject *ret = NULL;
+
+  if (!PyArg_ParseTuple (args, "O!O!:install_methods", &PyType_Type, &cls,
+                         &PyFloat_Type, &slice))
+    return NULL;
+  if (state.join_py != NULL)
+    {
+      PyErr_SetString (PyExc_RuntimeError, "install_methods() was called already");
+      return NULL;
+    }
+  interrupt_py = PyObject_GetAttrString (cls, "interrupt");
+  join_py = PyObject_GetAttrString (cls, "join");
+  if (interrupt_py == NULL || join_py == NULL)
+    goto out;
+  if (!PyCallable_Check (interrupt_py) || !PyCallable_Check (join_py))
+    {
+      PyErr_SetString (PyExc_TypeError, "install_methods(): interrupt and join must be functions");
+      goto out;
+    }
+  if (set_doc (&task_interrupt_def, "interrupt($self, /, exc=None)", interrupt_py) < 0 ||
+      set_doc (&task_join_def, "join($self, /, timeout=None)", join_py) < 0)
+    goto out;
+  d_interrupt = PyDescr_NewMethod ((PyTypeObject *) cls, &task_interrupt_def);
+  d_join = PyDescr_NewMethod ((PyTypeObject *) cls, &task_join_def);
+  if (d_interrupt == NULL || d_join == NULL)
+    goto out;
+  if (PyObject_SetAttrString (cls, "interrupt", d_interrupt) < 0 ||
+      PyObject_SetAttrString (cls, "join", d_join) < 0)
+    goto out;
+  set_object (&state.join_py, join_py);
+  set_object (&state.join_slice, slice);
+  ret = Py_NewRef (Py_None);
+
+out:
+  Py_XDECREF (interrupt_py);
+  Py_XDECREF (join_py);
+  Py_XDECREF (d_interrupt);
+  Py_XDECREF (d_join);
+  return ret;
+}
+
+/* }}} */
+
 /* setup(ns, interrupt_self_default, wait, get_current) {{{ */
 
 static PyObject *
@@ -1021,6 +1218,8 @@ static PyMethodDef helper_methods[] = {
     "interrupt(task, exc): Task.interrupt()." },
   { "join", (PyCFunction) (void (*) (void)) helper_join, METH_FASTCALL,
     "join(task, deadline, slice): Task.join()'s wait." },
+  { "install_methods", helper_install_methods, METH_VARARGS,
+    "install_methods(cls, join_slice): Task.interrupt() and Task.join() in C." },
   { NULL, NULL, 0, NULL },
 };
 
@@ -1047,6 +1246,7 @@ intern_names (void)
   INTERN (s_raise_self_pending, "raise_self_pending");
   INTERN (s_interrupt_py, "_interrupt_py");
   INTERN (s_join_py, "_join_py");
+  INTERN (s_raise_outcome, "_raise_outcome");
 #undef INTERN
   return 0;
 }

@@ -9,6 +9,7 @@
 says so in KILLABLE_TEST_HELPER), not needed when it is hidden, and either
 way an interrupt keeps its cause (``INTERRUPTED``, translated)."""
 
+import inspect
 import os
 import subprocess
 import sys
@@ -137,17 +138,21 @@ def run_program(source, env=None):
     return dict(line.split(' ', 1) for line in out.stdout.splitlines())
 
 
+def thread_sleeps(tid):
+    """Whether thread ``tid`` of this process sleeps in the kernel (True if
+    it is gone)."""
+    try:
+        with open('/proc/self/task/%d/stat' % tid, 'rb') as f:
+            data = f.read()
+    except OSError:
+        return True
+    return data[data.rindex(b')') + 2:][:1] in (b'S', b'D')
+
+
 def set_when_blocked(tid, event):
     """Sets ``event`` once thread ``tid`` sleeps in the kernel (bounded)."""
     deadline = time.monotonic() + GUARD_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            with open('/proc/self/task/%d/stat' % tid, 'rb') as f:
-                data = f.read()
-        except OSError:
-            break
-        if data[data.rindex(b')') + 2:][:1] in (b'S', b'D'):
-            break
+    while not thread_sleeps(tid) and time.monotonic() < deadline:
         time.sleep(0)
     event.set()
 
@@ -184,6 +189,9 @@ class TestHelperUsed(unittest.TestCase):
             self.assertIs(_killable.join, helper.join)
             self.assertIsInstance(_killable._Worker().lock, helper.Lock)
             self.assertTrue(issubclass(Killable.TaskCancelled, helper.CancelledBase))
+            # Task.interrupt() and join() are the helper's methods.
+            for name in ('interrupt', 'join'):
+                self.assertEqual(type(getattr(Killable.Task, name)).__name__, 'method_descriptor')
         else:
             # Not built: the pure-Python path, not a failure.
             self.assertIsNone(_killable._helper)
@@ -280,24 +288,71 @@ class TestHelperUsed(unittest.TestCase):
         task = Killable.Task(target=work, name='joiner')
         task.start()
         self.assertTrue(waiting.wait(GUARD_SECONDS))
-        # Until the worker is inside Task.join() (paused there: this
-        # thread holds the GIL while it looks).
-        join_code = Killable.Task.join.__code__
-        frame = None
+        # Until the worker is inside other.join(): Task.join is C code
+        # (install_methods()), so the worker's innermost Python frame is
+        # work(), paused at that call (this thread holds the GIL while it
+        # looks), and the thread sleeps in the kernel: join()'s wait.
+        # Without the helper, Task.join is the Python method: its frame.
+        join_code = getattr(Killable.Task.join, '__code__', None)
+        self.assertEqual(join_code is None, HELPER_BUILT)
+        work_code = work.__code__
+        inside = False
         deadline = time.monotonic() + GUARD_SECONDS
-        while time.monotonic() < deadline:
+        while not inside and time.monotonic() < deadline:
             frame = sys._current_frames().get(task.ident)
-            while frame is not None and frame.f_code is not join_code:
-                frame = frame.f_back
-            if frame is not None:
-                break
+            if join_code is not None:
+                while frame is not None and frame.f_code is not join_code:
+                    frame = frame.f_back
+                inside = frame is not None
+            else:
+                inside = (frame is not None and frame.f_code is work_code and
+                          frame.f_code.co_code[frame.f_lasti] in _killable._CALL_OPS and
+                          thread_sleeps(task.native_id))
+            del frame
             time.sleep(0)
-        del frame
+        self.assertTrue(inside)
         task.interrupt()
         with self.assertRaises(Killable.TaskInterrupted):
             task.join(GUARD_SECONDS)
         self.assertEqual(seen, [Killable.TaskInterrupted])
         self.assertTrue(other.is_alive())
+
+    def test_task_methods_arguments(self):
+        # Task.interrupt(exc=None) and Task.join(timeout=None), as in
+        # Python, whether they are the helper's or the Python methods.
+        for name, param in (('interrupt', 'exc'), ('join', 'timeout')):
+            method = getattr(Killable.Task, name)
+            parameters = inspect.signature(method).parameters
+            self.assertEqual(list(parameters), ['self', param])
+            self.assertIsNone(parameters[param].default)
+            self.assertIn(':meth:', method.__doc__)
+        task, seen = start_busy()
+        with self.assertRaises(TypeError):
+            task.interrupt(KeyError, KeyError)
+        with self.assertRaises(TypeError):
+            task.interrupt(cause=KeyError)
+        with self.assertRaises(TypeError):
+            task.join(1, 2)
+        with self.assertRaises(TypeError):
+            task.join(time=1)
+        # A timeout, by keyword then by position: the task still runs.
+        self.assertIsNone(task.join(timeout=0.001))
+        self.assertIsNone(task.join(0.001))
+        self.assertTrue(task.is_alive())
+        self.assertEqual(seen, [])
+        task.interrupt(exc=KeyError)
+        with self.assertRaises(KeyError):
+            task.join(timeout=GUARD_SECONDS)
+        self.assertEqual([type(e) for e in seen], [KeyError])
+        # Methods: they take the task as self.
+        with self.assertRaises(TypeError):
+            Killable.Task.join(object())
+
+    @unittest.skipUnless(HELPER_BUILT, 'the helper was not built: the Python methods')
+    def test_task_methods_installed_once(self):
+        with self.assertRaises(RuntimeError):
+            _killable._helper.install_methods(Killable.Task, 0.1)
+        self.assertEqual(type(Killable.Task.join).__name__, 'method_descriptor')
 
     def test_join_misuse(self):
         task = Killable.Task(target=lambda: None)
