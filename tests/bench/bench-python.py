@@ -69,8 +69,18 @@ def wait_blocked(tid, bound_s=1.0):
 
 # interrupt() in a busy loop {{{
 
-def busy_loop(ready, box):
+# The placed variant: the owner on one CPU, the worker on another, for both
+# (see main()). None: the machine has a single CPU for this process.
+CPUS = sorted(os.sched_getaffinity(0))
+PLACED = (CPUS[0], CPUS[1]) if len(CPUS) >= 2 else None
+
+
+def busy_loop(ready, box, placed=False):
     box["tid"] = threading.get_native_id()
+    if placed:
+        # This thread only; undone below (a task's worker is a pooled
+        # thread, which later trials reuse).
+        os.sched_setaffinity(0, {PLACED[1]})
     ready.set()
     x = 0
     try:
@@ -79,12 +89,15 @@ def busy_loop(ready, box):
     except BaseException:
         box["t1"] = now_ns()
         raise
+    finally:
+        if placed:
+            os.sched_setaffinity(0, CPUS)
 
 
-def trial_killable_interrupt():
+def trial_killable_interrupt(placed=False):
     ready = threading.Event()
     box = {}
-    task = Killable.Task(target=busy_loop, args=(ready, box), name="busy")
+    task = Killable.Task(target=busy_loop, args=(ready, box, placed), name="busy")
     task.start()
     ready.wait()
     t0 = now_ns()
@@ -96,13 +109,13 @@ def trial_killable_interrupt():
     return box["t1"] - t0
 
 
-def trial_recipe_interrupt():
+def trial_recipe_interrupt(placed=False):
     ready = threading.Event()
     box = {}
 
     def target():
         try:
-            busy_loop(ready, box)
+            busy_loop(ready, box, placed)
         except RecipeInterrupt:
             pass
 
@@ -249,6 +262,22 @@ def main():
             elif which == 3 and i < SLEEP_TRIALS:
                 e_wait.append(trial_event_wait())
 
+    # The same two interrupts with the threads placed: the owner on one
+    # CPU, the busy worker on another. Unplaced, the kernel puts the
+    # recipe's new thread on its creator's CPU, where the hand-off of the
+    # GIL and the exception needs no wake-up of another CPU, and a pooled
+    # worker on the idle CPU: the row above measures that placement too.
+    k_placed, r_placed = [], []
+    if PLACED is not None:
+        os.sched_setaffinity(0, {PLACED[0]})
+        for i in range(TRIALS):
+            for which in ((0, 1) if i % 2 == 0 else (1, 0)):
+                if which == 0:
+                    k_placed.append(trial_killable_interrupt(placed=True))
+                else:
+                    r_placed.append(trial_recipe_interrupt(placed=True))
+        os.sched_setaffinity(0, CPUS)
+
     recipe_sleep = [trial_recipe_sleep() for _ in range(GIVE_UP_TRIALS)]
 
     us = 1e-3
@@ -259,6 +288,12 @@ def main():
          target_ratio=1.5)
     emit("Python interrupt() → exception, busy loop, p99", round(percentile(k_int, 0.99) * us, 2), "µs",
          "threading + PyThreadState_SetAsyncExc", round(percentile(r_int, 0.99) * us, 2))
+    if k_placed:
+        emit("Python interrupt() → exception, busy loop, owner and worker on two CPUs, median",
+             round(statistics.median(k_placed) * us, 2), "µs",
+             "threading + PyThreadState_SetAsyncExc, placed alike",
+             round(statistics.median(r_placed) * us, 2),
+             note="both pinned: the owner to one CPU, the busy worker to another")
 
     k_med = statistics.median(k_sleep) * us
     # Like for like: a sleep built to be woken, woken. Compared; met is the
