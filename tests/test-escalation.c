@@ -1059,6 +1059,29 @@ test_commit_after_abandon (void)
 
 /* A child added while its parent is being killed {{{ */
 
+/* The end of the tests of a late child: joins @parent then @child, which
+ * both end with KILLABLE_ERROR @code, drops them and waits until @watch saw
+ * both finalized. */
+static void
+join_pair_and_finish (Watch          *watch,
+                      KillableTask  **parent,
+                      KillableTask  **child,
+                      gint            code)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_assert_false (test_join_guarded (*parent, &error));
+  g_assert_error (error, KILLABLE_ERROR, code);
+  g_clear_error (&error);
+  g_assert_false (test_join_guarded (*child, &error));
+  g_assert_error (error, KILLABLE_ERROR, code);
+
+  g_clear_object (child);
+  g_clear_object (parent);
+  watch_finish (watch, 2);
+}
+
+
 static void
 test_kill_reaches_late_child (void)
 {
@@ -1095,15 +1118,7 @@ test_kill_reaches_late_child (void)
   test_gate_open (&child_gate);
   test_gate_open (&data.in_section);
   test_gate_open (&data.after);
-  g_assert_false (test_join_guarded (parent, &error));
-  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED);
-  g_clear_error (&error);
-  g_assert_false (test_join_guarded (child, &error));
-  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_KILLED);
-
-  g_clear_object (&child);
-  g_clear_object (&parent);
-  watch_finish (&watch, 2);
+  join_pair_and_finish (&watch, &parent, &child, KILLABLE_ERROR_KILLED);
 
   test_gate_clear (&child_gate);
   commit_data_clear (&data);
@@ -1155,15 +1170,7 @@ test_interrupt_reaches_late_child (void)
 
   test_gate_open (&child_gate);
   test_gate_open (&parent_gate);
-  g_assert_false (test_join_guarded (child, &error));
-  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_INTERRUPTED);
-  g_clear_error (&error);
-  g_assert_false (test_join_guarded (parent, &error));
-  g_assert_error (error, KILLABLE_ERROR, KILLABLE_ERROR_INTERRUPTED);
-
-  g_clear_object (&child);
-  g_clear_object (&parent);
-  watch_finish (&watch, 2);
+  join_pair_and_finish (&watch, &parent, &child, KILLABLE_ERROR_INTERRUPTED);
 
   test_gate_clear (&child_gate);
   test_gate_clear (&parent_gate);
