@@ -293,21 +293,22 @@ class TestHelperUsed(unittest.TestCase):
         # work(), paused at that call (this thread holds the GIL while it
         # looks), and the thread sleeps in the kernel: join()'s wait.
         # Without the helper, Task.join is the Python method: its frame.
+        # With it, the helper's join() hands a task whose worker record is
+        # not filled in yet to _join_py(): its frame.
         join_code = getattr(Killable.Task.join, '__code__', None)
         self.assertEqual(join_code is None, HELPER_BUILT)
+        python_codes = (join_code, _killable._join_py.__code__)
         work_code = work.__code__
         inside = False
         deadline = time.monotonic() + GUARD_SECONDS
         while not inside and time.monotonic() < deadline:
             frame = sys._current_frames().get(task.ident)
-            if join_code is not None:
-                while frame is not None and frame.f_code is not join_code:
-                    frame = frame.f_back
-                inside = frame is not None
-            else:
-                inside = (frame is not None and frame.f_code is work_code and
-                          frame.f_code.co_code[frame.f_lasti] in _killable._CALL_OPS and
-                          thread_sleeps(task.native_id))
+            inside = (frame is not None and frame.f_code is work_code and
+                      frame.f_code.co_code[frame.f_lasti] in _killable._CALL_OPS and
+                      thread_sleeps(task.native_id))
+            while not inside and frame is not None:
+                inside = frame.f_code in python_codes
+                frame = frame.f_back
             del frame
             time.sleep(0)
         self.assertTrue(inside)
