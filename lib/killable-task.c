@@ -2945,6 +2945,26 @@ killable_task_interrupt (KillableTask *self)
   (void) interrupt_internal (self, FALSE);
 }
 
+/* Forces @task's worker through its interrupt vfunc, or with
+ * @default_handler the default handler in its place, unless @task ended.
+ * Returns whether the default handler ran. */
+KILLABLE_STOP_PATH static gboolean
+interrupt_one (KillableTask *task,
+               gboolean      default_handler)
+{
+  KillableTaskPrivate *priv = killable_task_get_instance_private (task);
+
+  if (KILLABLE_TASK_STATE_IS_TERMINAL (flag_get (&priv->state)))
+    return FALSE;
+  if (default_handler)
+    {
+      killable_task_real_interrupt (task);
+      return TRUE;
+    }
+  KILLABLE_TASK_GET_CLASS (task)->interrupt (task);
+  return FALSE;
+}
+
 /* killable_task_interrupt(); with @self_default, @self gets the default
  * handler instead of its vfunc (see _killable_task_interrupt_self_default()).
  * Returns whether @self's vfunc would have run (it had not ended). */
@@ -2965,15 +2985,7 @@ interrupt_internal (KillableTask *self,
     {
       if (won)
         killable_task_request_stop_internal (self, &killable_stop_state_lazy_reason, FALSE);
-      if (KILLABLE_TASK_STATE_IS_TERMINAL (flag_get (&priv->state)))
-        return FALSE;
-      if (self_default)
-        {
-          killable_task_real_interrupt (self);
-          return TRUE;
-        }
-      KILLABLE_TASK_GET_CLASS (self)->interrupt (self);
-      return FALSE;
+      return interrupt_one (self, self_default);
     }
 
   /* A task already stopped has its stopped descendants (a stop reaches
@@ -2991,21 +3003,7 @@ interrupt_internal (KillableTask *self,
    * @self comes first. */
   subtree = killable_tree_collect_subtree (self, KILLABLE_TREE_MARK_INTERRUPT);
   for (guint i = 0; i < subtree->len; i++)
-    {
-      KillableTask *task = g_ptr_array_index (subtree, i);
-
-      if (KILLABLE_TASK_STATE_IS_TERMINAL (killable_task_get_state (task)))
-        continue;
-      if (i == 0 && self_default)
-        {
-          killable_task_real_interrupt (task);
-          self_live = TRUE;
-        }
-      else
-        {
-          KILLABLE_TASK_GET_CLASS (task)->interrupt (task);
-        }
-    }
+    self_live |= interrupt_one (g_ptr_array_index (subtree, i), i == 0 && self_default);
 
   return self_live;
 }

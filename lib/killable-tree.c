@@ -1268,6 +1268,42 @@ stop_won (TaskVec      *won,
   task_vec_clear (won);
 }
 
+/* A leaf (no child) that was started, the usual target of a stop or an
+ * interrupt: under one hold of the tree lock, its stop request with
+ * @reason and @mark (0: none), with no batch, no array and no reference
+ * (the caller holds @self). Returns FALSE, having changed nothing, unless
+ * @self is a started leaf; else TRUE, and *@won tells whether this call
+ * made the request: the caller then stops @self the usual way,
+ * killable_task_request_stop_internal() (what end_pending_locked() does
+ * for a task that is still pending, the batch's point, it does too for
+ * one that start() is leaving PENDING). The child count is a hint,
+ * checked again under the lock; a child added meanwhile sends the caller
+ * down the general path. */
+KILLABLE_STOP_PATH static gboolean
+request_stop_leaf (KillableTask     *self,
+                   const GError     *reason,
+                   KillableTreeMark  mark,
+                   gboolean         *won)
+{
+  KillableTree *held;
+  gboolean leaf;
+
+  if (load_n_children (NODE (self)) != 0 || !killable_task_is_started (self))
+    return FALSE;
+
+  held = tree_lock (self);
+  leaf = first_child (NODE (self)) == NULL;
+  if (leaf)
+    {
+      *won = killable_stop_state_request (STOP (self), reason);
+      if (mark != 0)
+        bits_update (self, 0, mark);
+    }
+  tree_unlock (held);
+
+  return leaf;
+}
+
 /* Stops @self's subtree: sets every flag (request_stop_locked()), ends the
  * pending tasks that nothing observes in the same pass, children first
  * (end_pending_locked()), and returns the other tasks whose request this
@@ -1285,37 +1321,18 @@ killable_tree_request_stop (KillableTask *self,
   TaskStack session;
   gboolean own_session;
 
-  /* A leaf (no child) that was started, the usual target of a stop or an
-   * interrupt: the same critical section, without the batch nor its
-   * arrays. The task goes back to the caller, which stops it the usual
-   * way: what end_pending_locked() does for a task that is still pending
-   * (the batch's point), killable_task_request_stop_internal() does too
-   * for one that start() is leaving PENDING. The child count is a hint,
-   * checked again under the lock; a child added meanwhile sends the call
-   * down the general path. */
-  if (load_n_children (NODE (self)) == 0 && killable_task_is_started (self))
-    {
-      gpointer item = NULL;
-      TaskVec won = { &item, 0, 1, 0 };
-      gboolean leaf;
+  /* A started leaf: no batch, no array but the one returned. */
+  {
+    gboolean won;
 
-      /* Referenced before the lock, as below. */
-      g_object_ref (self);
-      batch.held = tree_lock (self);
-      leaf = first_child (NODE (self)) == NULL;
-      if (leaf)
-        request_stop_locked (self, reason, &won, NULL);   /* pushes one item at most */
-      tree_unlock (batch.held);
-      g_object_unref (self);
-
-      if (leaf)
-        {
-          rest = g_ptr_array_new_full (1, g_object_unref);
-          if (won.len > 0)
-            g_ptr_array_add (rest, UNTAG (item));   /* with its reference (REF_TAG) */
-          return rest;
-        }
-    }
+    if (request_stop_leaf (self, reason, 0, &won))
+      {
+        rest = g_ptr_array_new_full (1, g_object_unref);
+        if (won)
+          g_ptr_array_add (rest, g_object_ref (self));
+        return rest;
+      }
+  }
 
   /* The lazy reason is about @self: its descendants get the reason it
    * stands for (built here, outside the lock). */
@@ -1433,33 +1450,14 @@ killable_tree_collect_subtree (KillableTask *self,
 /* interrupt()'s leaf case, its usual target: what
  * killable_tree_request_stop() then killable_tree_collect_subtree() with
  * KILLABLE_TREE_MARK_INTERRUPT do for a started task without children, in
- * one hold of the tree lock, with no array nor reference (the caller holds
- * @self). Returns FALSE, having changed nothing, unless @self is a started
- * leaf; else TRUE, and *@won tells whether this call made the stop request
- * (then the caller stops @self the usual way, as for a task the other
- * returns). The mark is set with the flag: a child added from now on sees
- * both. */
-KILLABLE_STOP_PATH gboolean
+ * one hold of the tree lock (request_stop_leaf()). The mark is set with
+ * the flag: a child added from now on sees both. */
+gboolean
 killable_tree_interrupt_leaf (KillableTask *self,
                               const GError *reason,
                               gboolean     *won)
 {
-  KillableTree *held;
-  gboolean leaf;
-
-  if (load_n_children (NODE (self)) != 0 || !killable_task_is_started (self))
-    return FALSE;
-
-  held = tree_lock (self);
-  leaf = first_child (NODE (self)) == NULL;
-  if (leaf)
-    {
-      *won = killable_stop_state_request (STOP (self), reason);
-      bits_update (self, 0, KILLABLE_TREE_MARK_INTERRUPT);
-    }
-  tree_unlock (held);
-
-  return leaf;
+  return request_stop_leaf (self, reason, KILLABLE_TREE_MARK_INTERRUPT, won);
 }
 
 /* For a task stopped before it started: TRUE if it may end now; FALSE if
