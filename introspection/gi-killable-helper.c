@@ -1060,8 +1060,11 @@ set_doc (PyMethodDef *def,
   doc = PyObject_GetAttrString (func, "__doc__");
   if (doc == NULL)
     return -1;
-  text = PyUnicode_FromFormat ("%s\n--\n\n%U", signature,
-                               PyUnicode_Check (doc) ? doc : Py_None);
+  /* None under python -OO: the signature alone. */
+  if (PyUnicode_Check (doc))
+    text = PyUnicode_FromFormat ("%s\n--\n\n%U", signature, doc);
+  else
+    text = PyUnicode_FromFormat ("%s\n--\n\n", signature);
   Py_DECREF (doc);
   if (text == NULL)
     return -1;

@@ -349,6 +349,22 @@ class TestHelperUsed(unittest.TestCase):
         with self.assertRaises(TypeError):
             Killable.Task.join(object())
 
+    def test_task_methods_without_docstrings(self):
+        # python -OO: the Python methods have no docstring to copy; the
+        # methods keep their signatures.
+        out = run_program(
+            "import inspect\n"
+            "import gi\n"
+            "gi.require_version('Killable', '1')\n"
+            "from gi.repository import Killable\n"
+            "print('doc', Killable.Task.join.__doc__)\n"
+            "print('join', inspect.signature(Killable.Task.join))\n"
+            "print('interrupt', inspect.signature(Killable.Task.interrupt))\n",
+            env={'PYTHONOPTIMIZE': '2'})
+        self.assertEqual(out['doc'], 'None')
+        self.assertIn('timeout=None', out['join'])
+        self.assertIn('exc=None', out['interrupt'])
+
     @unittest.skipUnless(HELPER_BUILT, 'the helper was not built: the Python methods')
     def test_task_methods_installed_once(self):
         with self.assertRaises(RuntimeError):
